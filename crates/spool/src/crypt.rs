@@ -1,0 +1,163 @@
+//! The node key and the sealing of spool frames.
+//!
+//! Each frame gets a fresh random 16-byte salt; HKDF-SHA256(node key, salt) yields a one-time
+//! AES-256-GCM key, so the all-zero nonce is never reused under a key and there is no limit on
+//! the number of frames sealed with one node key.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::{hkdf, rand};
+use zeroize::Zeroizing;
+
+/// Bytes of salt in front of every sealed payload.
+pub const SALT_LEN: usize = 16;
+/// Bytes of authentication tag after every sealed payload.
+pub const TAG_LEN: usize = 16;
+const INFO: &[u8] = b"sekisho spool frame v1";
+
+/// The node's spool key (32 random bytes, zeroized on drop).
+pub struct NodeKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeKey(..)")
+    }
+}
+
+impl NodeKey {
+    /// A key from raw bytes (tests and key rotation).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut k[..]).expect("system random generator");
+        Self(k)
+    }
+
+    /// Loads the key file at `path`, or creates it (mode 0600, hex) if it does not exist.
+    /// A key file readable by group or others is refused.
+    pub fn load_or_create(path: &Path) -> io::Result<Self> {
+        match fs::File::open(path) {
+            Ok(mut f) => {
+                let mode = f.metadata()?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(io::Error::other(format!(
+                        "{} is accessible by group or others (mode {:o}); chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    )));
+                }
+                let mut text = Zeroizing::new(String::new());
+                f.read_to_string(&mut text)?;
+                let mut k = Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(text.trim(), &mut k[..]).map_err(|_| {
+                    io::Error::other(format!("{} is not a 32-byte hex key", path.display()))
+                })?;
+                Ok(Self(k))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                let key = Self::generate();
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)?;
+                let text = Zeroizing::new(hex::encode(&key.0[..]));
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                Ok(key)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn frame_key(&self, salt: &[u8]) -> LessSafeKey {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(&self.0[..]);
+        let okm = prk
+            .expand(&[INFO], &AES_256_GCM)
+            .expect("HKDF output length is valid for AES-256");
+        LessSafeKey::new(UnboundKey::from(okm))
+    }
+
+    /// Seals `plaintext` bound to `aad`; returns `salt || ciphertext || tag`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SALT_LEN + plaintext.len() + TAG_LEN);
+        let mut salt = [0u8; SALT_LEN];
+        rand::fill(&mut salt).expect("system random generator");
+        out.extend_from_slice(&salt);
+        let mut body = plaintext.to_vec();
+        self.frame_key(&salt)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(aad),
+                &mut body,
+            )
+            .expect("AES-GCM seal cannot fail for in-range lengths");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Opens a payload made by [`NodeKey::seal`]; `None` if it was altered or the key differs.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < SALT_LEN + TAG_LEN {
+            return None;
+        }
+        let (salt, ct) = sealed.split_at(SALT_LEN);
+        let mut buf = Zeroizing::new(ct.to_vec());
+        let len = self
+            .frame_key(salt)
+            .open_in_place(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .ok()?
+            .len();
+        buf.truncate(len);
+        Some(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_tamper() {
+        let key = NodeKey::generate();
+        let sealed = key.seal(b"aad", b"secret body");
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(&key.open(b"aad", &sealed).unwrap()[..], b"secret body");
+        assert!(key.open(b"other aad", &sealed).is_none());
+        let mut bad = sealed.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(key.open(b"aad", &bad).is_none());
+        assert!(NodeKey::generate().open(b"aad", &sealed).is_none());
+        // Two seals of the same text differ (fresh salt).
+        assert_ne!(key.seal(b"aad", b"x"), key.seal(b"aad", b"x"));
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/spool.key");
+        let a = NodeKey::load_or_create(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = NodeKey::load_or_create(&path).unwrap();
+        assert_eq!(&b.open(b"", &a.seal(b"", b"m")).unwrap()[..], b"m");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = NodeKey::load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"));
+    }
+}
