@@ -1,0 +1,102 @@
+//! The in-memory directory snapshot: which tenant owns a domain, and whether a mailbox exists.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::RecipientPolicy;
+
+/// One tenant in the directory.
+#[derive(Debug, Clone)]
+pub struct TenantInfo {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Route URL.
+    pub route: String,
+    /// Recipient verification policy.
+    pub policy: RecipientPolicy,
+    /// Listed recipients (lower-case).
+    pub recipients: HashSet<String>,
+}
+
+/// Result of looking up a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Accepted for this tenant id.
+    Accept(i64),
+    /// The tenant exists but does not list this mailbox.
+    UnknownUser,
+    /// No tenant has the domain.
+    NotOurs,
+}
+
+/// A consistent snapshot of tenants, domains and recipients.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    generation: i64,
+    domains: HashMap<String, i64>,
+    tenants: HashMap<i64, TenantInfo>,
+}
+
+impl Directory {
+    /// An empty directory at `generation`.
+    pub fn new(generation: i64) -> Self {
+        Self {
+            generation,
+            ..Default::default()
+        }
+    }
+
+    /// The store generation this snapshot was built from.
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    /// Adds a tenant.
+    pub fn add_tenant(&mut self, t: TenantInfo) {
+        self.tenants.insert(t.id, t);
+    }
+
+    /// Adds a domain of a tenant.
+    pub fn add_domain(&mut self, domain: String, tenant: i64) {
+        self.domains.insert(domain, tenant);
+    }
+
+    /// Lists a recipient of a tenant.
+    pub fn add_recipient(&mut self, address: String, tenant: i64) {
+        if let Some(t) = self.tenants.get_mut(&tenant) {
+            t.recipients.insert(address);
+        }
+    }
+
+    /// A tenant by id.
+    pub fn tenant(&self, id: i64) -> Option<&TenantInfo> {
+        self.tenants.get(&id)
+    }
+
+    /// Looks up a recipient address.
+    pub fn lookup(&self, address: &str) -> Lookup {
+        let Some((_, domain)) = address.rsplit_once('@') else {
+            return Lookup::NotOurs;
+        };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let Some(t) = self
+            .domains
+            .get(&domain)
+            .and_then(|id| self.tenants.get(id))
+        else {
+            return Lookup::NotOurs;
+        };
+        let listed = || t.recipients.contains(&address.to_lowercase());
+        let accept = match t.policy {
+            RecipientPolicy::CatchAll => true,
+            RecipientPolicy::Auto => t.recipients.is_empty() || listed(),
+            RecipientPolicy::Verify => listed(),
+        };
+        if accept {
+            Lookup::Accept(t.id)
+        } else {
+            Lookup::UnknownUser
+        }
+    }
+}

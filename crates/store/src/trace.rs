@@ -1,0 +1,201 @@
+//! The message trace: every message's envelope, size, TLS and timestamps, and each
+//! recipient's delivery events.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// One record to write to the trace.
+#[derive(Debug, Clone)]
+pub enum TraceRecord {
+    /// A message was accepted (one `accepted` event per recipient is written with it).
+    Received {
+        /// Queue id.
+        id: String,
+        /// Unix seconds.
+        at: i64,
+        /// Envelope sender.
+        mail_from: String,
+        /// Size in octets.
+        size: u64,
+        /// Client IP.
+        client_ip: String,
+        /// HELO/EHLO name.
+        helo: String,
+        /// TLS version and cipher, if any.
+        tls: Option<String>,
+        /// Recipients with their tenant ids.
+        rcpts: Vec<(String, i64)>,
+    },
+    /// Something happened to one recipient (delivered, deferred, bounced, …).
+    Event(TraceEvent),
+}
+
+/// One recipient event.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceEvent {
+    /// Queue id.
+    pub message_id: String,
+    /// Recipient.
+    pub rcpt: String,
+    /// Tenant id, when known.
+    pub tenant_id: Option<i64>,
+    /// Unix seconds.
+    pub at: i64,
+    /// `accepted`, `delivered`, `deferred`, `bounced`, `deleted`, `held`, `dsn-sent`.
+    pub event: String,
+    /// The next hop's reply or the reason.
+    pub detail: String,
+}
+
+/// A traced message with its events.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceMessage {
+    /// Queue id.
+    pub id: String,
+    /// Unix seconds.
+    pub received_at: i64,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Size in octets.
+    pub size: i64,
+    /// Client IP.
+    pub client_ip: String,
+    /// HELO name.
+    pub helo: String,
+    /// TLS details.
+    pub tls: Option<String>,
+    /// Events, oldest first.
+    pub events: Vec<TraceEvent>,
+}
+
+/// What to search for.
+#[derive(Debug, Clone, Default)]
+pub struct TraceFilter {
+    /// Messages with an event for this recipient.
+    pub rcpt: Option<String>,
+    /// Messages from this sender.
+    pub mail_from: Option<String>,
+    /// One message by id.
+    pub id: Option<String>,
+    /// Most messages returned (newest first).
+    pub limit: i64,
+}
+
+async fn insert_event(
+    conn: &mut sqlx::SqliteConnection,
+    e: &TraceEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO trace_events (message_id, rcpt, tenant_id, at, event, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.message_id)
+    .bind(&e.rcpt)
+    .bind(e.tenant_id)
+    .bind(e.at)
+    .bind(&e.event)
+    .bind(&e.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Writes a batch of trace records in one transaction.
+    pub async fn write_trace(&self, batch: &[TraceRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for record in batch {
+            match record {
+                TraceRecord::Received {
+                    id,
+                    at,
+                    mail_from,
+                    size,
+                    client_ip,
+                    helo,
+                    tls,
+                    rcpts,
+                } => {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO trace_messages (id, received_at, mail_from, size, client_ip, helo, tls)
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(id)
+                    .bind(at)
+                    .bind(mail_from)
+                    .bind(*size as i64)
+                    .bind(client_ip)
+                    .bind(helo)
+                    .bind(tls)
+                    .execute(&mut *tx)
+                    .await?;
+                    for (rcpt, tenant) in rcpts {
+                        let e = TraceEvent {
+                            message_id: id.clone(),
+                            rcpt: rcpt.clone(),
+                            tenant_id: Some(*tenant),
+                            at: *at,
+                            event: "accepted".into(),
+                            detail: String::new(),
+                        };
+                        insert_event(&mut tx, &e).await?;
+                    }
+                }
+                TraceRecord::Event(e) => insert_event(&mut tx, e).await?,
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Searches the trace, newest messages first.
+    pub async fn trace(&self, f: &TraceFilter) -> Result<Vec<TraceMessage>, StoreError> {
+        let rcpt = f.rcpt.as_ref().map(|r| r.to_lowercase());
+        let rows = sqlx::query(
+            "SELECT id, received_at, mail_from, size, client_ip, helo, tls FROM trace_messages m
+             WHERE (?1 IS NULL OR lower(mail_from) = lower(?1))
+               AND (?2 IS NULL OR id = ?2)
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND lower(e.rcpt) = ?3))
+             ORDER BY received_at DESC, id DESC LIMIT ?4",
+        )
+        .bind(&f.mail_from)
+        .bind(&f.id)
+        .bind(&rcpt)
+        .bind(if f.limit > 0 { f.limit } else { 100 })
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get(0);
+            let events = sqlx::query(
+                "SELECT message_id, rcpt, tenant_id, at, event, detail FROM trace_events
+                 WHERE message_id = ? ORDER BY seq",
+            )
+            .bind(&id)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|e| TraceEvent {
+                message_id: e.get(0),
+                rcpt: e.get(1),
+                tenant_id: e.get(2),
+                at: e.get(3),
+                event: e.get(4),
+                detail: e.get(5),
+            })
+            .collect();
+            out.push(TraceMessage {
+                id,
+                received_at: r.get(1),
+                mail_from: r.get(2),
+                size: r.get(3),
+                client_ip: r.get(4),
+                helo: r.get(5),
+                tls: r.get(6),
+                events,
+            });
+        }
+        Ok(out)
+    }
+}

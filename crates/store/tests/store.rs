@@ -1,0 +1,127 @@
+//! Store repositories against a real SQLite file.
+
+use store::{Lookup, RecipientPolicy, Store, StoreError, TraceFilter, TraceRecord};
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    (dir, s)
+}
+
+#[tokio::test]
+async fn tenants_domains_and_recipient_policy() {
+    let (_d, s) = store().await;
+    let g0 = s.generation().await.unwrap();
+    let acme = s
+        .add_tenant(
+            "acme",
+            &["Acme.Test".into(), "acme2.test".into()],
+            "smtp://127.0.0.1:2600",
+        )
+        .await
+        .unwrap();
+    assert!(s.generation().await.unwrap() > g0);
+    let err = s
+        .add_tenant("acme", &["x.test".into()], "maildir:///tmp")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    let err = s
+        .add_tenant("other", &["acme.test".into()], "maildir:///tmp")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "domain acme.test already belongs to tenant \"acme\""
+    );
+    assert!(matches!(
+        s.add_tenant("bad", &["not a domain".into()], "maildir:///tmp")
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // New tenant: every mailbox of its domains is accepted.
+    let dir = s.directory().await.unwrap();
+    assert_eq!(dir.lookup("anyone@ACME.test"), Lookup::Accept(acme));
+    assert_eq!(dir.lookup("x@elsewhere.test"), Lookup::NotOurs);
+
+    // Once one recipient is listed, unknown ones are refused.
+    assert_eq!(s.add_recipient("Alice@acme.test").await.unwrap(), "acme");
+    let dir = s.directory().await.unwrap();
+    assert_eq!(dir.lookup("alice@acme.test"), Lookup::Accept(acme));
+    assert_eq!(dir.lookup("bob@acme.test"), Lookup::UnknownUser);
+
+    // Switch to catch-all, and to verify with nobody listed.
+    s.set_recipient_policy("acme", RecipientPolicy::CatchAll)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.directory().await.unwrap().lookup("bob@acme.test"),
+        Lookup::Accept(acme)
+    );
+    s.set_recipient_policy("acme", RecipientPolicy::Verify)
+        .await
+        .unwrap();
+    s.remove_recipient("alice@acme.test").await.unwrap();
+    assert_eq!(
+        s.directory().await.unwrap().lookup("alice@acme.test"),
+        Lookup::UnknownUser
+    );
+
+    assert!(matches!(
+        s.add_recipient("x@nowhere.test").await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.add_domain("acme", "acme3.test").await.unwrap();
+    let tenants = s.list_tenants().await.unwrap();
+    assert_eq!(
+        tenants[0].domains,
+        vec!["acme.test", "acme2.test", "acme3.test"]
+    );
+    assert_eq!(tenants[0].recipient_policy, RecipientPolicy::Verify);
+}
+
+#[tokio::test]
+async fn trace_is_searchable_by_rcpt_and_sender() {
+    let (_d, s) = store().await;
+    s.write_trace(&[TraceRecord::Received {
+        id: "ID1".into(),
+        at: 100,
+        mail_from: "a@x.test".into(),
+        size: 42,
+        client_ip: "127.0.0.1".into(),
+        helo: "h".into(),
+        tls: Some("TLSv1.3".into()),
+        rcpts: vec![("r@acme.test".into(), 1)],
+    }])
+    .await
+    .unwrap();
+    s.write_trace(&[TraceRecord::Event(store::TraceEvent {
+        message_id: "ID1".into(),
+        rcpt: "r@acme.test".into(),
+        tenant_id: Some(1),
+        at: 101,
+        event: "delivered".into(),
+        detail: "250 ok".into(),
+    })])
+    .await
+    .unwrap();
+    let by_rcpt = s
+        .trace(&TraceFilter {
+            rcpt: Some("R@acme.test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_rcpt.len(), 1);
+    let events: Vec<_> = by_rcpt[0].events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["accepted", "delivered"]);
+    let none = s
+        .trace(&TraceFilter {
+            mail_from: Some("b@x.test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
