@@ -1,1 +1,522 @@
-//! placeholder
+//! Delivery: the last stage of the mail path (wire → ingress → spool → **egress**).
+//!
+//! [`Delivery`] takes committed messages from the [`spool::Spool`] — at once from ingress via
+//! [`Delivery::dispatch`], and by its scheduler for retries — groups each message's pending
+//! recipients by their tenant's [`Route`], and relays them: over SMTP through a connection
+//! [`pool::Pool`] (reuse, per-destination concurrency limit, STARTTLS per route policy), or
+//! into a Maildir. Each recipient's result is recorded in the spool and the message trace.
+//! Temporary failures are retried with exponential backoff; permanent failures and expiry
+//! produce a DSN (RFC 3464) to the sender, except for the null sender.
+//!
+//! # Security
+//! Holds message content in memory only while delivering. Relays only to routes configured
+//! for tenants (or the configured external route for DSNs): never to an address chosen by a
+//! sender. `tls=required` routes verify certificates and never fall back to clear text.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod dsn;
+pub mod maildir;
+pub mod pool;
+pub mod route;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
+use store::{Lookup, SharedDirectory, TraceEvent, TraceRecord};
+use telemetry::Metrics;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use client::{Failure, TlsClients};
+pub use route::{Route, RouteError, SmtpRoute, TlsPolicy};
+
+/// Where trace records go (a batching writer task drains it).
+pub type TraceSink = tokio::sync::mpsc::UnboundedSender<TraceRecord>;
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Our host name (EHLO, DSN Reporting-MTA, postmaster address).
+    pub hostname: String,
+    /// Messages delivered concurrently.
+    pub max_concurrent: usize,
+    /// Connections per destination.
+    pub per_destination: usize,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// After this long in the queue a message is bounced.
+    pub max_lifetime: Duration,
+    /// Timeout for connecting and for each reply.
+    pub timeout: Duration,
+    /// Route for recipients that belong to no tenant (DSNs to outside senders).
+    pub external_route: Option<Route>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            max_concurrent: 64,
+            per_destination: 20,
+            retry_initial: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            max_lifetime: Duration::from_secs(5 * 86400),
+            timeout: Duration::from_secs(60),
+            external_route: None,
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The outcome of one attempt for one recipient.
+enum Outcome {
+    Delivered(String),
+    Temporary(String),
+    Permanent(String),
+}
+
+/// The delivery engine.
+pub struct Delivery {
+    spool: Spool,
+    directory: Arc<SharedDirectory>,
+    cfg: DeliveryConfig,
+    pool: pool::Pool,
+    tls: TlsClients,
+    metrics: Arc<Metrics>,
+    trace: TraceSink,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+}
+
+impl Delivery {
+    /// A delivery engine over `spool`.
+    pub fn new(
+        spool: Spool,
+        directory: Arc<SharedDirectory>,
+        cfg: DeliveryConfig,
+        metrics: Arc<Metrics>,
+        trace: TraceSink,
+    ) -> Result<Arc<Self>, tls::TlsError> {
+        Ok(Arc::new(Self {
+            pool: pool::Pool::new(cfg.per_destination, Duration::from_secs(5)),
+            slots: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
+            tls: TlsClients::new()?,
+            spool,
+            directory,
+            cfg,
+            metrics,
+            trace,
+            wake: Notify::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    /// Starts delivering a just-committed message that the caller claimed in the spool,
+    /// with its content already in memory. If every delivery slot is busy, the message is
+    /// left to the scheduler.
+    pub fn dispatch(self: &Arc<Self>, meta: MessageMeta, body: Arc<Vec<u8>>) {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let this = self.clone();
+                self.tasks.spawn(async move {
+                    this.deliver(meta, Some(body)).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                self.spool.unclaim(&meta.id);
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Wakes the scheduler (after `queue flush`, a release, …).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The scheduler: picks due messages until `shutdown`, then waits (up to `grace`) for
+    /// deliveries in flight. Messages not finished stay in the spool.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
+        let mut last_compact = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            let free = self.slots.available_permits();
+            if free > 0 {
+                for meta in self.spool.claim_due(unix_now(), free) {
+                    match self.slots.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let this = self.clone();
+                            self.tasks.spawn(async move {
+                                this.deliver(meta, None).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => self.spool.unclaim(&meta.id),
+                    }
+                }
+            }
+            self.pool.sweep();
+            if last_compact.elapsed() > Duration::from_secs(30) {
+                last_compact = std::time::Instant::now();
+                if let Err(e) = self.spool.compact(2).await {
+                    tracing::error!(error = %e, "spool compaction failed");
+                }
+            }
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.cfg
+            .retry_initial
+            .saturating_mul(factor)
+            .min(self.cfg.retry_max)
+    }
+
+    fn route_for(&self, dir: &store::Directory, tenant: i64) -> Result<Route, String> {
+        if tenant == 0 {
+            return self.cfg.external_route.clone().ok_or_else(|| {
+                "no route for recipients outside the tenants (set delivery.external_route)".into()
+            });
+        }
+        let t = dir
+            .tenant(tenant)
+            .ok_or_else(|| format!("tenant {tenant} no longer exists"))?;
+        t.route.parse::<Route>().map_err(|e| e.to_string())
+    }
+
+    async fn deliver(&self, mut meta: MessageMeta, body: Option<Arc<Vec<u8>>>) {
+        let id = meta.id.clone();
+        let body = match body {
+            Some(b) => b,
+            None => match self.spool.body(&id) {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "cannot read queued message");
+                    meta.state = QueueState::Corrupt;
+                    meta.note = e.to_string();
+                    let _ = self.spool.update(meta).await;
+                    self.spool.unclaim(&id);
+                    return;
+                }
+            },
+        };
+        let dir = self.directory.get();
+        let mut outcomes: Vec<Option<Outcome>> = meta.envelope.rcpts.iter().map(|_| None).collect();
+        let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
+        for (i, r) in meta.envelope.rcpts.iter().enumerate() {
+            if r.status != RcptStatus::Pending {
+                continue;
+            }
+            match self.route_for(&dir, r.tenant) {
+                Ok(route) => match groups.iter_mut().find(|(g, _)| *g == route) {
+                    Some((_, idx)) => idx.push(i),
+                    None => groups.push((route, vec![i])),
+                },
+                Err(e) => outcomes[i] = Some(Outcome::Temporary(e)),
+            }
+        }
+        for (route, idx) in groups {
+            self.deliver_group(&meta, &body, &route, &idx, &mut outcomes)
+                .await;
+        }
+        self.finish(meta, outcomes, &body).await;
+    }
+
+    async fn deliver_group(
+        &self,
+        meta: &MessageMeta,
+        body: &Arc<Vec<u8>>,
+        route: &Route,
+        idx: &[usize],
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let rcpts = &meta.envelope.rcpts;
+        match route {
+            Route::Smtp(r) => {
+                let msg = client::Outgoing {
+                    mail_from: &meta.envelope.mail_from,
+                    rcpts: idx.iter().map(|&i| rcpts[i].address.as_str()).collect(),
+                    body,
+                    eight_bit: meta.envelope.eight_bit,
+                    smtputf8: meta.envelope.smtputf8,
+                };
+                match self
+                    .pool
+                    .send(r, &self.cfg.hostname, &self.tls, self.cfg.timeout, &msg)
+                    .await
+                {
+                    Ok((replies, tls)) => {
+                        for (&i, reply) in idx.iter().zip(replies) {
+                            let text = match &tls {
+                                Some(t) => {
+                                    format!("{} (via {}:{} {t})", reply.text, r.host, r.port)
+                                }
+                                None => format!("{} (via {}:{})", reply.text, r.host, r.port),
+                            };
+                            outcomes[i] = Some(if reply.is_ok() {
+                                Outcome::Delivered(text)
+                            } else if reply.is_permanent() {
+                                Outcome::Permanent(text)
+                            } else {
+                                Outcome::Temporary(text)
+                            });
+                        }
+                    }
+                    Err(f) => {
+                        for &i in idx {
+                            outcomes[i] = Some(match &f {
+                                Failure::Permanent(t) => Outcome::Permanent(t.clone()),
+                                Failure::Temporary(t) => Outcome::Temporary(t.clone()),
+                            });
+                        }
+                    }
+                }
+            }
+            Route::Maildir(root) => {
+                for &i in idx {
+                    let (root, rcpt, id, body) = (
+                        root.clone(),
+                        rcpts[i].address.clone(),
+                        meta.id.clone(),
+                        body.clone(),
+                    );
+                    let result = tokio::task::spawn_blocking(move || {
+                        maildir::deliver(&root, &rcpt, &id, &body)
+                    })
+                    .await;
+                    outcomes[i] = Some(match result {
+                        Ok(Ok(path)) => Outcome::Delivered(format!(
+                            "250 2.0.0 delivered to maildir {}",
+                            path.display()
+                        )),
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                            Outcome::Permanent(format!("550 5.1.3 {e}"))
+                        }
+                        Ok(Err(e)) => Outcome::Temporary(format!("451 4.3.0 maildir: {e}")),
+                        Err(e) => Outcome::Temporary(format!("451 4.3.0 maildir task: {e}")),
+                    });
+                }
+            }
+        }
+    }
+
+    fn trace_event(&self, meta: &MessageMeta, r: &RcptState, event: &str, detail: &str) {
+        let _ = self.trace.send(TraceRecord::Event(TraceEvent {
+            message_id: meta.id.clone(),
+            rcpt: r.address.clone(),
+            tenant_id: (r.tenant != 0).then_some(r.tenant),
+            at: unix_now(),
+            event: event.into(),
+            detail: detail.into(),
+        }));
+    }
+
+    async fn finish(&self, mut meta: MessageMeta, outcomes: Vec<Option<Outcome>>, body: &[u8]) {
+        let now = unix_now();
+        let mut newly_failed = Vec::new();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let Some(outcome) = outcome else { continue };
+            let (status, event, text) = match outcome {
+                Outcome::Delivered(t) => {
+                    self.metrics.delivery_delivered.inc();
+                    (RcptStatus::Delivered, "delivered", t)
+                }
+                Outcome::Permanent(t) => {
+                    self.metrics.delivery_failed.inc();
+                    newly_failed.push(i);
+                    (RcptStatus::Failed, "bounced", t)
+                }
+                Outcome::Temporary(t) => {
+                    self.metrics.delivery_deferred.inc();
+                    (RcptStatus::Pending, "deferred", t)
+                }
+            };
+            let r = &mut meta.envelope.rcpts[i];
+            r.status = status;
+            r.last_reply = text;
+            let r = meta.envelope.rcpts[i].clone();
+            self.trace_event(&meta, &r, event, &r.last_reply);
+        }
+        meta.attempts += 1;
+        let lifetime = self.cfg.max_lifetime.as_secs() as i64;
+        let expired = now - meta.received_at >= lifetime;
+        for i in 0..meta.envelope.rcpts.len() {
+            let r = &mut meta.envelope.rcpts[i];
+            if r.status == RcptStatus::Pending && expired {
+                r.status = RcptStatus::Failed;
+                r.last_reply = format!(
+                    "message expired after {} attempts in the queue; last error: {}",
+                    meta.attempts, r.last_reply
+                );
+                newly_failed.push(i);
+                self.metrics.delivery_failed.inc();
+                let r = meta.envelope.rcpts[i].clone();
+                self.trace_event(&meta, &r, "expired", &r.last_reply);
+            }
+        }
+        if !newly_failed.is_empty() && !meta.envelope.mail_from.is_empty() {
+            self.bounce(&meta, &newly_failed, body).await;
+        }
+        let pending = meta
+            .envelope
+            .rcpts
+            .iter()
+            .any(|r| r.status == RcptStatus::Pending);
+        let id = meta.id.clone();
+        if pending {
+            meta.state = QueueState::Deferred;
+            meta.next_attempt = now + self.backoff(meta.attempts).as_secs() as i64;
+            meta.note = "waiting for retry".into();
+            if let Err(e) = self.spool.update(meta).await {
+                tracing::error!(queue_id = %id, error = %e, "cannot record delivery state");
+            }
+            self.spool.unclaim(&id);
+        } else if let Err(e) = self.spool.remove(&id).await {
+            if !matches!(e, spool::SpoolError::NotFound(_)) {
+                tracing::error!(queue_id = %id, error = %e, "cannot remove delivered message");
+                self.spool.unclaim(&id);
+            }
+        }
+    }
+
+    /// Queues a DSN for `failed` recipients back to the sender.
+    async fn bounce(&self, meta: &MessageMeta, failed: &[usize], body: &[u8]) {
+        let rcpts = &meta.envelope.rcpts;
+        let list: Vec<dsn::FailedRcpt<'_>> = failed
+            .iter()
+            .map(|&i| dsn::FailedRcpt {
+                address: &rcpts[i].address,
+                reason: &rcpts[i].last_reply,
+            })
+            .collect();
+        let arrival = time_rfc2822(meta.received_at);
+        let postmaster = format!("postmaster@{}", self.cfg.hostname);
+        let sender = &meta.envelope.mail_from;
+        let content = dsn::build(
+            &self.cfg.hostname,
+            &postmaster,
+            sender,
+            &meta.id,
+            &arrival,
+            &list,
+            body,
+        );
+        let tenant = match self.directory.get().lookup(sender) {
+            Lookup::Accept(t) => t,
+            _ => 0,
+        };
+        let dsn_meta = MessageMeta {
+            id: new_queue_id(),
+            envelope: Envelope {
+                mail_from: String::new(),
+                rcpts: vec![RcptState {
+                    address: sender.clone(),
+                    tenant,
+                    status: RcptStatus::Pending,
+                    last_reply: String::new(),
+                }],
+                eight_bit: false,
+                smtputf8: false,
+            },
+            received_at: unix_now(),
+            state: QueueState::Active,
+            attempts: 0,
+            next_attempt: 0,
+            size: content.len() as u64,
+            note: format!("DSN for {}", meta.id),
+        };
+        match self.spool.submit(dsn_meta.clone(), &content, true).await {
+            Ok(()) => {
+                self.metrics.delivery_dsn.inc();
+                let _ = self.trace.send(TraceRecord::Received {
+                    id: dsn_meta.id.clone(),
+                    at: dsn_meta.received_at,
+                    mail_from: String::new(),
+                    size: content.len() as u64,
+                    client_ip: "local".into(),
+                    helo: format!("DSN for {}", meta.id),
+                    tls: None,
+                    rcpts: vec![(sender.clone(), tenant)],
+                });
+                for &i in failed {
+                    self.trace_event(
+                        meta,
+                        &rcpts[i],
+                        "dsn-sent",
+                        &format!("DSN queued as {}", dsn_meta.id),
+                    );
+                }
+                // Delivered by the scheduler (a DSN must not recurse into this task's slot).
+                self.spool.unclaim(&dsn_meta.id);
+                self.wake();
+            }
+            Err(e) => tracing::error!(queue_id = %meta.id, error = %e, "cannot queue DSN"),
+        }
+    }
+}
+
+/// An RFC 2822 date (UTC) for Unix seconds.
+pub fn time_rfc2822(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc2822_dates() {
+        assert_eq!(time_rfc2822(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            time_rfc2822(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 +0000"
+        );
+        assert_eq!(time_rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+}

@@ -1,6 +1,7 @@
 //! The in-memory directory snapshot: which tenant owns a domain, and whether a mailbox exists.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use crate::RecipientPolicy;
 
@@ -98,5 +99,26 @@ impl Directory {
         } else {
             Lookup::UnknownUser
         }
+    }
+}
+
+/// The current directory snapshot, swapped whole when the store generation moves.
+#[derive(Debug, Default)]
+pub struct SharedDirectory(RwLock<Arc<Directory>>);
+
+impl SharedDirectory {
+    /// A shared directory starting at `d`.
+    pub fn new(d: Directory) -> Self {
+        Self(RwLock::new(Arc::new(d)))
+    }
+
+    /// The current snapshot.
+    pub fn get(&self) -> Arc<Directory> {
+        self.0.read().expect("directory lock poisoned").clone()
+    }
+
+    /// Replaces the snapshot.
+    pub fn set(&self, d: Directory) {
+        *self.0.write().expect("directory lock poisoned") = Arc::new(d);
     }
 }

@@ -24,7 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
-pub use directory::{Directory, Lookup, TenantInfo};
+pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 
 /// Store errors, with messages a person can act on.

@@ -1,0 +1,185 @@
+//! Routes: where a tenant's mail goes next.
+//!
+//! - `smtp://host[:port][?tls=none|opportunistic|required][&ca=/path/ca.pem]` — relay over
+//!   SMTP. `required` verifies the certificate (Web PKI roots, or the `ca` file for a private
+//!   CA) and never sends in clear text; `opportunistic` (the default) encrypts when offered.
+//! - `maildir:///absolute/path` — write each recipient's copy into
+//!   `/absolute/path/<recipient>/new/` (the demo tenant, local tests).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// TLS policy of an SMTP route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsPolicy {
+    /// Never use STARTTLS.
+    None,
+    /// STARTTLS when offered, without verifying the certificate.
+    Opportunistic,
+    /// STARTTLS is mandatory and the certificate must verify.
+    Required,
+}
+
+/// An SMTP next hop.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SmtpRoute {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS policy.
+    pub tls: TlsPolicy,
+    /// Private CA for `tls=required`.
+    pub ca: Option<PathBuf>,
+}
+
+/// Where mail goes next.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Relay over SMTP.
+    Smtp(SmtpRoute),
+    /// Local Maildir tree.
+    Maildir(PathBuf),
+}
+
+/// A route URL that cannot be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid route {url:?}: {reason}")]
+pub struct RouteError {
+    /// The URL as given.
+    pub url: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl FromStr for Route {
+    type Err = RouteError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| RouteError {
+            url: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let url = url::Url::parse(s).map_err(|e| err(&e.to_string()))?;
+        match url.scheme() {
+            "smtp" => {
+                let host = url
+                    .host_str()
+                    .ok_or_else(|| err("missing host"))?
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let mut tls = TlsPolicy::Opportunistic;
+                let mut ca = None;
+                for (k, v) in url.query_pairs() {
+                    match k.as_ref() {
+                        "tls" => {
+                            tls = match v.as_ref() {
+                                "none" => TlsPolicy::None,
+                                "opportunistic" => TlsPolicy::Opportunistic,
+                                "required" => TlsPolicy::Required,
+                                _ => {
+                                    return Err(err("tls must be none, opportunistic or required"));
+                                }
+                            }
+                        }
+                        "ca" => ca = Some(PathBuf::from(v.as_ref())),
+                        other => {
+                            return Err(err(&format!("unknown option {other:?} (known: tls, ca)")));
+                        }
+                    }
+                }
+                if ca.is_some() && tls != TlsPolicy::Required {
+                    return Err(err("ca only makes sense with tls=required"));
+                }
+                Ok(Route::Smtp(SmtpRoute {
+                    host,
+                    port: url.port().unwrap_or(25),
+                    tls,
+                    ca,
+                }))
+            }
+            "maildir" => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(err("use maildir:///absolute/path (three slashes)"));
+                }
+                let path = PathBuf::from(url.path());
+                if !path.is_absolute() || url.path().len() < 2 {
+                    return Err(err("the maildir path must be absolute"));
+                }
+                Ok(Route::Maildir(path))
+            }
+            _ => Err(err("scheme must be smtp:// or maildir://")),
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Maildir(p) => write!(f, "maildir://{}", p.display()),
+            Route::Smtp(r) => {
+                let tls = match r.tls {
+                    TlsPolicy::None => "none",
+                    TlsPolicy::Opportunistic => "opportunistic",
+                    TlsPolicy::Required => "required",
+                };
+                let host = if r.host.contains(':') {
+                    format!("[{}]", r.host)
+                } else {
+                    r.host.clone()
+                };
+                write!(f, "smtp://{host}:{}?tls={tls}", r.port)?;
+                if let Some(ca) = &r.ca {
+                    write!(f, "&ca={}", ca.display())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_routes() {
+        let r: Route = "smtp://mail.example.com:2600?tls=required&ca=/etc/ca.pem"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            r,
+            Route::Smtp(SmtpRoute {
+                host: "mail.example.com".into(),
+                port: 2600,
+                tls: TlsPolicy::Required,
+                ca: Some("/etc/ca.pem".into())
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            "smtp://mail.example.com:2600?tls=required&ca=/etc/ca.pem"
+        );
+        let r: Route = "smtp://[::1]".parse().unwrap();
+        assert_eq!(r.to_string(), "smtp://[::1]:25?tls=opportunistic");
+        let r: Route = "maildir:///var/mail/demo".parse().unwrap();
+        assert_eq!(r, Route::Maildir("/var/mail/demo".into()));
+    }
+
+    #[test]
+    fn refuses_bad_routes_with_a_reason() {
+        for (url, reason) in [
+            ("smtp://h?tls=maybe", "tls must be"),
+            ("smtp://h?ca=/x", "ca only makes sense"),
+            ("smtp://h?foo=1", "unknown option"),
+            ("maildir://relative/path", "three slashes"),
+            ("http://h", "scheme must be"),
+            ("not a url", "relative URL"),
+        ] {
+            let e = url.parse::<Route>().unwrap_err();
+            assert!(e.reason.contains(reason), "{url}: {}", e.reason);
+        }
+    }
+}

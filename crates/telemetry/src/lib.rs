@@ -1,0 +1,285 @@
+//! Metrics for every stage of the mail path, rendered in the Prometheus text format at the
+//! admin listener's `/metrics`.
+//!
+//! A deliberate small registry (atomics only) instead of a metrics framework: every metric
+//! is declared once in [`Metrics`], so the set of series is fixed and visible in one place.
+//!
+//! # Security
+//! Labels never carry addresses, subjects or any other content: only codes and states.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Subtracts one.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if s <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+    /// Observations recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// Every metric Sekisho exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// SMTP connections accepted.
+    pub smtp_connections: Counter,
+    /// SMTP connections refused by a concurrency limit.
+    pub smtp_connections_refused: Counter,
+    /// SMTP sessions in progress.
+    pub smtp_sessions_active: Gauge,
+    /// Messages acknowledged with 250.
+    pub smtp_messages_accepted: Counter,
+    /// Messages refused at or after DATA (size, smuggling, spool failure).
+    pub smtp_messages_refused: Counter,
+    /// Octets acknowledged.
+    pub smtp_bytes_accepted: Counter,
+    /// STARTTLS handshakes completed.
+    pub smtp_tls_sessions: Counter,
+    /// Time from the end of DATA to the 250 (spool commit).
+    pub smtp_accept_latency: Histogram,
+    /// Recipients delivered.
+    pub delivery_delivered: Counter,
+    /// Recipient delivery attempts deferred (4xx or connection failure).
+    pub delivery_deferred: Counter,
+    /// Recipients failed permanently (bounced).
+    pub delivery_failed: Counter,
+    /// DSNs generated.
+    pub delivery_dsn: Counter,
+    /// Messages in the queue by state (refreshed on scrape).
+    pub queue_active: Gauge,
+    /// Deferred messages.
+    pub queue_deferred: Gauge,
+    /// Held messages.
+    pub queue_hold: Gauge,
+    /// Corrupt messages.
+    pub queue_corrupt: Gauge,
+    /// Spool frames synced.
+    pub spool_frames: Gauge,
+    /// Spool fdatasync calls.
+    pub spool_syncs: Gauge,
+    /// Trace records that could not be written.
+    pub trace_write_errors: Counter,
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of all metrics.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        counter(
+            &mut o,
+            "sekisho_smtp_connections_total",
+            "SMTP connections accepted.",
+            self.smtp_connections.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_smtp_connections_refused_total",
+            "SMTP connections refused by a concurrency limit.",
+            self.smtp_connections_refused.get(),
+        );
+        gauge(
+            &mut o,
+            "sekisho_smtp_sessions_active",
+            "SMTP sessions in progress.",
+            self.smtp_sessions_active.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_smtp_messages_accepted_total",
+            "Messages acknowledged with 250 after the spool commit.",
+            self.smtp_messages_accepted.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_smtp_messages_refused_total",
+            "Messages refused at or after DATA.",
+            self.smtp_messages_refused.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_smtp_bytes_accepted_total",
+            "Octets acknowledged.",
+            self.smtp_bytes_accepted.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_smtp_tls_sessions_total",
+            "STARTTLS handshakes completed.",
+            self.smtp_tls_sessions.get(),
+        );
+        let h = &self.smtp_accept_latency;
+        let name = "sekisho_smtp_accept_latency_seconds";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Time from end of DATA to the 250 reply.\n# TYPE {name} histogram"
+        );
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                h.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+        let _ = writeln!(
+            o,
+            "{name}_sum {}",
+            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(o, "{name}_count {}", h.count());
+        counter(
+            &mut o,
+            "sekisho_delivery_delivered_total",
+            "Recipients delivered.",
+            self.delivery_delivered.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_delivery_deferred_total",
+            "Recipient attempts deferred.",
+            self.delivery_deferred.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_delivery_failed_total",
+            "Recipients failed permanently.",
+            self.delivery_failed.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_delivery_dsn_total",
+            "Delivery status notifications generated.",
+            self.delivery_dsn.get(),
+        );
+        let name = "sekisho_queue_messages";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Messages in the queue by state.\n# TYPE {name} gauge"
+        );
+        for (state, g) in [
+            ("active", &self.queue_active),
+            ("deferred", &self.queue_deferred),
+            ("hold", &self.queue_hold),
+            ("corrupt", &self.queue_corrupt),
+        ] {
+            let _ = writeln!(o, "{name}{{state=\"{state}\"}} {}", g.get());
+        }
+        gauge(
+            &mut o,
+            "sekisho_spool_frames",
+            "Spool frames synced since start.",
+            self.spool_frames.get(),
+        );
+        gauge(
+            &mut o,
+            "sekisho_spool_syncs",
+            "Spool fdatasync calls since start.",
+            self.spool_syncs.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_trace_write_errors_total",
+            "Trace batches that failed to write.",
+            self.trace_write_errors.get(),
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.smtp_messages_accepted.add(3);
+        m.smtp_accept_latency.observe(Duration::from_millis(3));
+        m.queue_deferred.set(2);
+        let text = m.render();
+        assert!(text.contains("\nsekisho_smtp_messages_accepted_total 3\n"));
+        assert!(text.contains("sekisho_smtp_accept_latency_seconds_bucket{le=\"0.002\"} 0\n"));
+        assert!(text.contains("sekisho_smtp_accept_latency_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("sekisho_queue_messages{state=\"deferred\"} 2\n"));
+    }
+}
