@@ -1,1 +1,372 @@
-//! placeholder
+//! The SMTP listener: second stage of the mail path (wire → **ingress** → spool → egress).
+//!
+//! Accepts TCP connections under a global and a per-client-IP concurrency limit, drives one
+//! [`wire::Session`] per connection (timeouts, STARTTLS), and turns each complete transaction
+//! into a spooled message: `Received:` header added, committed with group commit, then — and
+//! only then — `250 … queued as <id>`, and handed to delivery.
+//!
+//! # Security
+//! Faces the Internet. Every read is bounded by the session's limits and an idle timeout;
+//! every session by a total time limit. Bytes pipelined before a STARTTLS handshake are
+//! discarded by the session. Message content is never logged.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use egress::{Delivery, TraceSink};
+use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
+use store::{Lookup, SharedDirectory, TraceRecord};
+use telemetry::Metrics;
+use tls::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::{
+    Event, PeerInfo, RcptVerdict, RecipientPolicy, Reply, Session, SessionConfig, TlsInfo,
+    Transaction,
+};
+
+/// Listener settings.
+#[derive(Clone)]
+pub struct IngressConfig {
+    /// Host name for the greeting and `Received:`.
+    pub hostname: String,
+    /// Protocol limits.
+    pub limits: wire::Limits,
+    /// Concurrent sessions overall.
+    pub max_sessions: usize,
+    /// Concurrent sessions per client IP.
+    pub max_sessions_per_ip: usize,
+    /// Longest wait for the client's next bytes.
+    pub idle_timeout: Duration,
+    /// Longest session.
+    pub session_timeout: Duration,
+    /// TLS for STARTTLS (None: not offered).
+    pub tls: Option<Arc<tls::rustls::ServerConfig>>,
+}
+
+/// Recipient checks against the shared directory snapshot.
+struct DirectoryPolicy(Arc<SharedDirectory>);
+
+impl RecipientPolicy for DirectoryPolicy {
+    fn check(&self, rcpt: &str) -> RcptVerdict {
+        match self.0.get().lookup(rcpt) {
+            Lookup::Accept(tenant) => RcptVerdict::Accept { tenant },
+            Lookup::UnknownUser => RcptVerdict::UnknownUser,
+            Lookup::NotOurs => RcptVerdict::RelayDenied,
+        }
+    }
+}
+
+/// The SMTP ingress.
+pub struct Ingress {
+    cfg: IngressConfig,
+    session_cfg: Arc<SessionConfig>,
+    spool: Spool,
+    delivery: Arc<Delivery>,
+    metrics: Arc<Metrics>,
+    trace: TraceSink,
+    sessions: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// Releases a client IP's session slot when dropped.
+struct IpSlot {
+    ip: IpAddr,
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().expect("poisoned");
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Ingress {
+    /// A new ingress.
+    pub fn new(
+        cfg: IngressConfig,
+        directory: Arc<SharedDirectory>,
+        spool: Spool,
+        delivery: Arc<Delivery>,
+        metrics: Arc<Metrics>,
+        trace: TraceSink,
+    ) -> Arc<Self> {
+        let session_cfg = Arc::new(SessionConfig {
+            hostname: cfg.hostname.clone(),
+            limits: cfg.limits.clone(),
+            starttls: cfg.tls.is_some(),
+            recipients: Arc::new(DirectoryPolicy(directory)),
+        });
+        Arc::new(Self {
+            sessions: Arc::new(Semaphore::new(cfg.max_sessions.max(1))),
+            per_ip: Arc::new(Mutex::new(HashMap::new())),
+            cfg,
+            session_cfg,
+            spool,
+            delivery,
+            metrics,
+            trace,
+        })
+    }
+
+    /// Accepts connections until `stop_accepting`; sessions still running when `hard_stop`
+    /// fires are closed with `421`. Session tasks are tracked by `tracker`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop_accepting: CancellationToken,
+        hard_stop: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = stop_accepting.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => { backoff = Duration::from_millis(5); x }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+            };
+            let this = self.clone();
+            let hard_stop = hard_stop.clone();
+            tracker.spawn(async move { this.connection(tcp, addr, hard_stop).await });
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> Result<(OwnedSemaphorePermit, IpSlot), Reply> {
+        let permit = self
+            .sessions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Reply::new(421, "4.7.0", "Too many connections, try again later"))?;
+        let mut map = self.per_ip.lock().expect("poisoned");
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_sessions_per_ip {
+            return Err(Reply::new(
+                421,
+                "4.7.0",
+                "Too many connections from your address, try again later",
+            ));
+        }
+        *n += 1;
+        Ok((
+            permit,
+            IpSlot {
+                ip,
+                map: self.per_ip.clone(),
+            },
+        ))
+    }
+
+    async fn connection(&self, mut tcp: TcpStream, addr: SocketAddr, hard_stop: CancellationToken) {
+        self.metrics.smtp_connections.inc();
+        let _slots = match self.admit(addr.ip()) {
+            Ok(slots) => slots,
+            Err(reply) => {
+                self.metrics.smtp_connections_refused.inc();
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = tcp.write_all(format!("{reply}\r\n").as_bytes()).await;
+                    let _ = tcp.shutdown().await;
+                })
+                .await;
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        self.metrics.smtp_sessions_active.inc();
+        if let Err(e) = self.session(tcp, addr, hard_stop).await {
+            tracing::debug!(peer = %addr, error = %e, "session ended with an I/O error");
+        }
+        self.metrics.smtp_sessions_active.dec();
+    }
+
+    async fn session(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        hard_stop: CancellationToken,
+    ) -> std::io::Result<()> {
+        let mut stream = Stream::Plain(tcp);
+        let mut session = Session::new(
+            self.session_cfg.clone(),
+            PeerInfo {
+                ip: addr.ip(),
+                port: addr.port(),
+            },
+        );
+        let deadline = tokio::time::Instant::now() + self.cfg.session_timeout;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match session.advance() {
+                Event::NeedInput => {
+                    flush(&mut stream, &mut session).await?;
+                    let read = tokio::select! {
+                        r = tokio::time::timeout(self.cfg.idle_timeout, stream.read(&mut buf)) => r,
+                        _ = tokio::time::sleep_until(deadline) => {
+                            session.close_with(Reply::new(421, "4.4.2", "Session time limit exceeded, closing connection"));
+                            continue;
+                        }
+                        _ = hard_stop.cancelled() => {
+                            session.close_with(Reply::new(421, "4.3.2", "Service shutting down, try again later"));
+                            continue;
+                        }
+                    };
+                    match read {
+                        Err(_) => session.close_with(Reply::new(
+                            421,
+                            "4.4.2",
+                            "Idle timeout, closing connection",
+                        )),
+                        Ok(Ok(0)) => return Ok(()),
+                        Ok(Ok(n)) => session.feed(&buf[..n]),
+                        Ok(Err(e)) => return Err(e),
+                    }
+                }
+                Event::StartTls => {
+                    flush(&mut stream, &mut session).await?;
+                    let (Stream::Plain(tcp), Some(config)) = (stream, self.cfg.tls.clone()) else {
+                        return Ok(());
+                    };
+                    let accepted = tokio::time::timeout(
+                        self.cfg.idle_timeout,
+                        TlsAcceptor::from(config).accept(tcp),
+                    )
+                    .await;
+                    let Ok(Ok(tls)) = accepted else {
+                        tracing::debug!(peer = %addr, "TLS handshake failed");
+                        return Ok(());
+                    };
+                    stream = Stream::Server(Box::new(tls));
+                    let (version, cipher) = stream.tls_params().unwrap_or_default();
+                    self.metrics.smtp_tls_sessions.inc();
+                    session.tls_started(TlsInfo { version, cipher });
+                }
+                Event::Message(tx) => {
+                    let result = self.accept_message(addr, *tx).await;
+                    session.queued(result);
+                }
+                Event::Close => {
+                    flush(&mut stream, &mut session).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Spools a transaction; `Ok(queue id)` only once it is durable.
+    async fn accept_message(&self, peer: SocketAddr, tx: Transaction) -> Result<String, Reply> {
+        let started = Instant::now();
+        let id = new_queue_id();
+        let now = unix_now();
+        let received = received_header(&self.cfg.hostname, &tx, peer.ip(), &id, now);
+        let mut body = Vec::with_capacity(received.len() + tx.body.len());
+        body.extend_from_slice(received.as_bytes());
+        body.extend_from_slice(&tx.body);
+        let meta = MessageMeta {
+            id: id.clone(),
+            envelope: Envelope {
+                mail_from: tx.mail_from.clone(),
+                rcpts: tx
+                    .rcpts
+                    .iter()
+                    .map(|(address, tenant)| RcptState {
+                        address: address.clone(),
+                        tenant: *tenant,
+                        status: RcptStatus::Pending,
+                        last_reply: String::new(),
+                    })
+                    .collect(),
+                eight_bit: tx.eight_bit,
+                smtputf8: tx.smtputf8,
+            },
+            received_at: now,
+            state: QueueState::Active,
+            attempts: 0,
+            next_attempt: 0,
+            size: body.len() as u64,
+            note: String::new(),
+        };
+        if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {
+            tracing::error!(error = %e, "spool commit failed; message refused with 451");
+            self.metrics.smtp_messages_refused.inc();
+            return Err(Reply::new(
+                451,
+                "4.3.0",
+                "Local error in processing, try again later",
+            ));
+        }
+        self.metrics.smtp_accept_latency.observe(started.elapsed());
+        self.metrics.smtp_messages_accepted.inc();
+        self.metrics.smtp_bytes_accepted.add(body.len() as u64);
+        let _ = self.trace.send(TraceRecord::Received {
+            id: id.clone(),
+            at: now,
+            mail_from: tx.mail_from,
+            size: body.len() as u64,
+            client_ip: peer.ip().to_string(),
+            helo: tx.helo,
+            tls: tx.tls.map(|t| format!("{} {}", t.version, t.cipher)),
+            rcpts: tx.rcpts,
+        });
+        tracing::info!(queue_id = %id, client = %peer.ip(), size = body.len(), "message accepted");
+        self.delivery.dispatch(meta, Arc::new(body));
+        Ok(id)
+    }
+}
+
+async fn flush(stream: &mut Stream, session: &mut Session) -> std::io::Result<()> {
+    if session.has_output() {
+        let out = session.take_output();
+        stream.write_all(&out).await?;
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+/// The `Received:` trace header (RFC 5321 section 4.4), with TLS details (RFC 8314 style
+/// comment) and `for` only when there is a single recipient.
+pub fn received_header(hostname: &str, tx: &Transaction, ip: IpAddr, id: &str, now: i64) -> String {
+    let mut h = format!(
+        "Received: from {} ([{ip}])\r\n\tby {hostname} (Sekisho) with {} id {id}",
+        tx.helo, tx.protocol
+    );
+    if let Some(tls) = &tx.tls {
+        h.push_str(&format!(
+            "\r\n\t(version={} cipher={})",
+            tls.version, tls.cipher
+        ));
+    }
+    if let [(rcpt, _)] = tx.rcpts.as_slice() {
+        h.push_str(&format!("\r\n\tfor <{rcpt}>"));
+    }
+    h.push_str(&format!(";\r\n\t{}\r\n", egress::time_rfc2822(now)));
+    h
+}

@@ -1,1 +1,519 @@
-fn main() {}
+//! `sekisho`: the one binary of the Sekisho email security gateway.
+//!
+//! # Layout
+//! - [`config`]: TOML file → flags/environment → validated [`config::Config`].
+//! - [`serve`]: one node (store, spool, delivery, SMTP ingress, admin surfaces).
+//! - [`admin`]: admin HTTP (`/healthz`, `/metrics`) and the local admin socket.
+//! - `main`: the CLI; each subcommand finds its node through `--config`/`--data-dir`.
+//!
+//! # Security
+//! The CLI changes the store directly (SQLite in WAL mode is safe for several processes) and
+//! reaches the running node only through its 0600 admin socket; nothing admin-related listens
+//! on the network except the loopback HTTP listener, which exposes health and metrics only.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use config::{Config, Overrides, RawConfig};
+use store::{RecipientPolicy, TraceFilter};
+
+#[derive(Parser)]
+#[command(
+    name = "sekisho",
+    version,
+    about = "Sekisho (関所): a multi-tenant email security gateway"
+)]
+struct Cli {
+    #[command(flatten)]
+    node: NodeArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "SEKISHO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (store, spool, keys, certificate) [default: ./sekisho-data].
+    #[arg(long, global = true, env = "SEKISHO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "SEKISHO_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway node.
+    Serve {
+        /// SMTP listener address [default: 127.0.0.1:2587].
+        #[arg(long, env = "SEKISHO_SMTP_LISTEN")]
+        smtp_listen: Option<String>,
+        /// Admin HTTP listener address [default: 127.0.0.1:9587].
+        #[arg(long, env = "SEKISHO_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
+        /// Host name used in greetings and Received headers.
+        #[arg(long, env = "SEKISHO_HOSTNAME")]
+        hostname: Option<String>,
+        /// Also create the demo tenant (demo.test → a local Maildir).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Check the configuration and print the resolved values.
+    CheckConfig,
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Domains of tenants.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Recipient verification lists.
+    #[command(subcommand)]
+    Recipient(RecipientCmd),
+    /// The running node's queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// Search the message trace.
+    Trace {
+        /// Messages to this recipient.
+        #[arg(long)]
+        rcpt: Option<String>,
+        /// Messages from this sender.
+        #[arg(long)]
+        from: Option<String>,
+        /// One message by queue id.
+        #[arg(long)]
+        id: Option<String>,
+        /// Most messages shown.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Add a tenant with its domains and downstream route.
+    Add {
+        /// Unique tenant name.
+        name: String,
+        /// A domain of the tenant (repeatable).
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+        /// Downstream: smtp://host:port?tls=none|opportunistic|required[&ca=FILE] or maildir:///path.
+        #[arg(long)]
+        route: String,
+        /// Recipient verification: auto (accept all until recipients are listed), verify, catch-all.
+        #[arg(long, default_value = "auto")]
+        recipient_policy: String,
+    },
+    /// List tenants.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's route.
+    SetRoute {
+        /// Tenant name.
+        name: String,
+        /// New route URL.
+        route: String,
+    },
+    /// Change a tenant's recipient verification policy (auto, verify, catch-all).
+    SetRecipientPolicy {
+        /// Tenant name.
+        name: String,
+        /// auto, verify or catch-all.
+        policy: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Add a domain to a tenant.
+    Add {
+        /// Tenant name.
+        tenant: String,
+        /// Domain.
+        domain: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecipientCmd {
+    /// List a recipient address (its domain must belong to a tenant).
+    Add {
+        /// Address.
+        address: String,
+    },
+    /// Remove a listed recipient.
+    Remove {
+        /// Address.
+        address: String,
+    },
+    /// Show listed recipients.
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// List queued messages.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message's envelope and recipient states.
+    Show {
+        /// Queue id.
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry every deferred message now.
+    Flush {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a message from the queue (no DSN is sent).
+    Delete {
+        /// Queue id.
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hold a message (not delivered until released).
+    Hold {
+        /// Queue id.
+        id: String,
+    },
+    /// Release a held message.
+    Release {
+        /// Queue id.
+        id: String,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEKISHO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(node: &NodeArgs, o: Overrides) -> Result<Config> {
+    let raw = match &node.config {
+        Some(path) => RawConfig::load(path)?,
+        None => RawConfig::default(),
+    };
+    raw.resolve(&Overrides {
+        data_dir: node.data_dir.clone(),
+        ..o
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.node.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Asks a running node to reload its directory now (it also notices within a second).
+async fn poke(cfg: &Config) {
+    let _ = admin::call(&cfg.data_dir, &admin::Request::Reload).await;
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve {
+            smtp_listen,
+            admin_listen,
+            hostname,
+            demo,
+        } => {
+            let cfg = load_config(
+                &cli.node,
+                Overrides {
+                    smtp_listen,
+                    admin_listen,
+                    hostname,
+                    data_dir: None,
+                },
+            )?;
+            serve::serve(cfg, demo).await
+        }
+        Command::CheckConfig => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Tenant(cmd) => tenant(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Domain(DomainCmd::Add { tenant, domain }) => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            serve::open_store(&cfg)
+                .await?
+                .add_domain(&tenant, &domain)
+                .await?;
+            poke(&cfg).await;
+            println!("domain {domain} added to tenant {tenant}");
+            Ok(())
+        }
+        Command::Recipient(cmd) => {
+            recipient(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
+        Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Trace {
+            rcpt,
+            from,
+            id,
+            limit,
+            json,
+        } => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            let store = serve::open_store(&cfg).await?;
+            let found = store
+                .trace(&TraceFilter {
+                    rcpt,
+                    mail_from: from,
+                    id,
+                    limit,
+                })
+                .await?;
+            if json {
+                return print_json(&found);
+            }
+            if found.is_empty() {
+                println!("no matching messages");
+            }
+            for m in found {
+                println!(
+                    "{} {} from <{}> size {} client {} helo {}{}",
+                    m.id,
+                    egress::time_rfc2822(m.received_at),
+                    m.mail_from,
+                    m.size,
+                    m.client_ip,
+                    m.helo,
+                    m.tls.map(|t| format!(" tls {t}")).unwrap_or_default()
+                );
+                for e in m.events {
+                    println!(
+                        "    {} {:<9} <{}> {}",
+                        egress::time_rfc2822(e.at),
+                        e.event,
+                        e.rcpt,
+                        e.detail
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn validate_route(route: &str) -> Result<()> {
+    route.parse::<egress::Route>()?;
+    Ok(())
+}
+
+async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
+    let store = serve::open_store(&cfg).await?;
+    match cmd {
+        TenantCmd::Add {
+            name,
+            domains,
+            route,
+            recipient_policy,
+        } => {
+            validate_route(&route)?;
+            let policy: RecipientPolicy = recipient_policy.parse()?;
+            store.add_tenant(&name, &domains, &route).await?;
+            if policy != RecipientPolicy::Auto {
+                store.set_recipient_policy(&name, policy).await?;
+            }
+            poke(&cfg).await;
+            println!("tenant {name} added: {} → {route}", domains.join(", "));
+        }
+        TenantCmd::List { json } => {
+            let tenants = store.list_tenants().await?;
+            if json {
+                return print_json(&tenants);
+            }
+            println!(
+                "{:<20} {:<10} {:<11} {:<40} ROUTE",
+                "NAME", "POLICY", "RECIPIENTS", "DOMAINS"
+            );
+            for t in tenants {
+                println!(
+                    "{:<20} {:<10} {:<11} {:<40} {}",
+                    t.name,
+                    t.recipient_policy.as_str(),
+                    t.recipients,
+                    t.domains.join(","),
+                    t.route
+                );
+            }
+        }
+        TenantCmd::SetRoute { name, route } => {
+            validate_route(&route)?;
+            store.set_route(&name, &route).await?;
+            poke(&cfg).await;
+            println!("tenant {name} now routes to {route}");
+        }
+        TenantCmd::SetRecipientPolicy { name, policy } => {
+            store.set_recipient_policy(&name, policy.parse()?).await?;
+            poke(&cfg).await;
+            println!("tenant {name} recipient policy is now {policy}");
+        }
+    }
+    Ok(())
+}
+
+async fn recipient(cfg: Config, cmd: RecipientCmd) -> Result<()> {
+    let store = serve::open_store(&cfg).await?;
+    match cmd {
+        RecipientCmd::Add { address } => {
+            let tenant = store.add_recipient(&address).await?;
+            poke(&cfg).await;
+            println!("{address} listed for tenant {tenant}");
+        }
+        RecipientCmd::Remove { address } => {
+            store.remove_recipient(&address).await?;
+            poke(&cfg).await;
+            println!("{address} removed");
+        }
+        RecipientCmd::List { tenant, json } => {
+            let list = store.list_recipients(tenant.as_deref()).await?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(a, t)| serde_json::json!({"address": a, "tenant": t}))
+                    .collect();
+                return print_json(&v);
+            }
+            for (address, tenant) in list {
+                println!("{address:<40} {tenant}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn queue(cfg: Config, cmd: QueueCmd) -> Result<()> {
+    use admin::Request;
+    let (req, json) = match cmd {
+        QueueCmd::List { json } => (Request::QueueList, json),
+        QueueCmd::Show { id, json } => (Request::QueueShow { id }, json),
+        QueueCmd::Flush { json } => (Request::QueueFlush, json),
+        QueueCmd::Delete { id, json } => (Request::QueueDelete { id }, json),
+        QueueCmd::Hold { id } => (Request::QueueHold { id }, false),
+        QueueCmd::Release { id } => (Request::QueueRelease { id }, false),
+    };
+    let is_list = matches!(req, Request::QueueList);
+    let is_show = matches!(req, Request::QueueShow { .. });
+    let data = admin::call(&cfg.data_dir, &req).await.context("queue")?;
+    if json {
+        return print_json(&data);
+    }
+    if is_list {
+        let list = data.as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            println!("queue is empty");
+        }
+        for m in list {
+            let pending: Vec<_> = m["envelope"]["rcpts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["status"] == "pending")
+                .map(|r| r["address"].as_str().unwrap_or("").to_string())
+                .collect();
+            println!(
+                "{} {:<8} attempts {} size {} from <{}> to {} {}",
+                m["id"].as_str().unwrap_or(""),
+                m["state"].as_str().unwrap_or(""),
+                m["attempts"],
+                m["size"],
+                m["envelope"]["mail_from"].as_str().unwrap_or(""),
+                pending.join(","),
+                m["note"].as_str().unwrap_or("")
+            );
+        }
+    } else if is_show {
+        println!("id          {}", data["id"].as_str().unwrap_or(""));
+        println!("state       {}", data["state"].as_str().unwrap_or(""));
+        println!(
+            "from        <{}>",
+            data["envelope"]["mail_from"].as_str().unwrap_or("")
+        );
+        println!("size        {}", data["size"]);
+        println!(
+            "received    {}",
+            egress::time_rfc2822(data["received_at"].as_i64().unwrap_or(0))
+        );
+        println!("attempts    {}", data["attempts"]);
+        println!(
+            "next try    {}",
+            egress::time_rfc2822(data["next_attempt"].as_i64().unwrap_or(0))
+        );
+        for r in data["envelope"]["rcpts"].as_array().into_iter().flatten() {
+            println!(
+                "rcpt        <{}> {} {}",
+                r["address"].as_str().unwrap_or(""),
+                r["status"].as_str().unwrap_or(""),
+                r["last_reply"].as_str().unwrap_or("")
+            );
+        }
+    } else {
+        println!("{data}");
+    }
+    Ok(())
+}

@@ -65,6 +65,7 @@ impl NodeKey {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
                     fs::create_dir_all(dir)?;
+                    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
                 }
                 let key = Self::generate();
                 let mut f = OpenOptions::new()

@@ -1,0 +1,244 @@
+//! The node's admin surfaces: the loopback HTTP listener (`/healthz`, `/metrics`) and the
+//! local admin socket (`<data_dir>/admin.sock`, mode 0600) that the CLI uses for queue
+//! commands and to make the node reload its directory at once.
+//!
+//! The socket speaks one JSON object per line each way: a request `{"cmd": "...", ...}` and a
+//! reply `{"ok": true, "data": ...}` or `{"ok": false, "error": "..."}`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use spool::{QueueState, RcptStatus, Spool};
+use store::{Store, TraceEvent, TraceRecord};
+use telemetry::Metrics;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+/// What the admin surfaces need from the running node.
+pub struct Node {
+    pub spool: Spool,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub delivery: Arc<egress::Delivery>,
+    pub reload: tokio::sync::Notify,
+    pub trace: egress::TraceSink,
+}
+
+async fn healthz(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    match node.store.generation().await {
+        Ok(_) => (StatusCode::OK, "ok\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
+    }
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let m = &node.metrics;
+    let counts = node.spool.counts();
+    let get = |s| counts.get(&s).copied().unwrap_or(0) as i64;
+    m.queue_active.set(get(QueueState::Active));
+    m.queue_deferred.set(get(QueueState::Deferred));
+    m.queue_hold.set(get(QueueState::Hold));
+    m.queue_corrupt.set(get(QueueState::Corrupt));
+    let (frames, syncs) = node.spool.sync_stats();
+    m.spool_frames.set(frames as i64);
+    m.spool_syncs.set(syncs as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render(),
+    )
+}
+
+/// Serves `/healthz` and `/metrics` until `shutdown`.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(node);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "admin HTTP listener failed");
+    }
+}
+
+/// A request on the admin socket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// Reload the directory from the store now.
+    Reload,
+    /// All queued messages.
+    QueueList,
+    /// One message's metadata.
+    QueueShow { id: String },
+    /// Make deferred messages due now.
+    QueueFlush,
+    /// Delete one message (its pending recipients are recorded as deleted, no DSN).
+    QueueDelete { id: String },
+    /// Put a message on hold.
+    QueueHold { id: String },
+    /// Release a held message.
+    QueueRelease { id: String },
+}
+
+/// The socket path of a node.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Binds the admin socket (replacing a stale one) with mode 0600.
+pub fn bind_socket(path: &Path) -> Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove stale {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the admin socket until `shutdown`.
+pub async fn serve_socket(listener: UnixListener, node: Arc<Node>, shutdown: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = listener.accept() => c,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(30), handle(stream, node)).await;
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, node: Arc<Node>) -> Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r.take(64 * 1024))
+        .read_line(&mut line)
+        .await?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => match execute(&node, req).await {
+            Ok(data) => json!({"ok": true, "data": data}),
+            Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+        },
+        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+    };
+    w.write_all(format!("{reply}\n").as_bytes()).await?;
+    Ok(())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn execute(node: &Node, req: Request) -> Result<Value> {
+    let spool = &node.spool;
+    let get = |id: &str| {
+        spool
+            .get(id)
+            .with_context(|| format!("no message {id} in the queue"))
+    };
+    Ok(match req {
+        Request::Reload => {
+            node.reload.notify_one();
+            json!("reload requested")
+        }
+        Request::QueueList => serde_json::to_value(spool.list())?,
+        Request::QueueShow { id } => serde_json::to_value(get(&id)?)?,
+        Request::QueueFlush => {
+            let n = spool.flush().await?;
+            node.delivery.wake();
+            json!({ "flushed": n })
+        }
+        Request::QueueDelete { id } => {
+            let meta = get(&id)?;
+            spool.remove(&id).await?;
+            for r in meta
+                .envelope
+                .rcpts
+                .iter()
+                .filter(|r| r.status == RcptStatus::Pending)
+            {
+                let _ = node.trace.send(TraceRecord::Event(TraceEvent {
+                    message_id: id.clone(),
+                    rcpt: r.address.clone(),
+                    tenant_id: (r.tenant != 0).then_some(r.tenant),
+                    at: now(),
+                    event: "deleted".into(),
+                    detail: "deleted by an operator (sekisho queue delete)".into(),
+                }));
+            }
+            json!({ "deleted": id })
+        }
+        Request::QueueHold { id } => {
+            let mut meta = get(&id)?;
+            meta.state = QueueState::Hold;
+            meta.note = "held by an operator".into();
+            spool.update(meta).await?;
+            json!({ "held": id })
+        }
+        Request::QueueRelease { id } => {
+            let mut meta = get(&id)?;
+            if meta.state != QueueState::Hold {
+                bail!("message {id} is not on hold (state {:?})", meta.state);
+            }
+            meta.state = QueueState::Active;
+            meta.next_attempt = 0;
+            meta.note.clear();
+            spool.update(meta).await?;
+            node.delivery.wake();
+            json!({ "released": id })
+        }
+    })
+}
+
+/// Sends one request to the node at `data_dir`.
+pub async fn call(data_dir: &Path, req: &Request) -> Result<Value> {
+    let path = socket_path(data_dir);
+    let stream = UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "no running node at {} (cannot connect to {}); start it with `sekisho serve`",
+            data_dir.display(),
+            path.display()
+        )
+    })?;
+    let (r, mut w) = stream.into_split();
+    w.write_all(format!("{}\n", serde_json::to_string(req)?).as_bytes())
+        .await?;
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(r).read_line(&mut line),
+    )
+    .await
+    .context("the node did not answer within 60 s")??;
+    let reply: Value = serde_json::from_str(&line).context("malformed reply from the node")?;
+    if reply["ok"] == json!(true) {
+        Ok(reply["data"].clone())
+    } else {
+        bail!("{}", reply["error"].as_str().unwrap_or("unknown error"))
+    }
+}

@@ -1,0 +1,427 @@
+//! Configuration in two phases: the raw TOML file (`deny_unknown_fields`, every field
+//! optional) is merged with flags and `SEKISHO_*` variables, then validated into [`Config`],
+//! with errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The raw file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    spool: RawSpool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    hostname: Option<String>,
+    data_dir: Option<PathBuf>,
+    smtp_listen: Option<String>,
+    admin_listen: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_command_line: Option<usize>,
+    max_body_line: Option<usize>,
+    max_message_size: Option<toml::Value>,
+    max_recipients: Option<usize>,
+    max_commands: Option<usize>,
+    max_errors: Option<usize>,
+    max_sessions: Option<usize>,
+    max_sessions_per_ip: Option<usize>,
+    idle_timeout: Option<String>,
+    session_timeout: Option<String>,
+    bare_line_endings: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    max_concurrent: Option<usize>,
+    per_destination: Option<usize>,
+    retry_initial: Option<String>,
+    retry_max: Option<String>,
+    max_lifetime: Option<String>,
+    timeout: Option<String>,
+    external_route: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    max_segment_size: Option<toml::Value>,
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir` / `SEKISHO_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--smtp-listen` / `SEKISHO_SMTP_LISTEN`.
+    pub smtp_listen: Option<String>,
+    /// `--admin-listen` / `SEKISHO_ADMIN_LISTEN`.
+    pub admin_listen: Option<String>,
+    /// `--hostname` / `SEKISHO_HOSTNAME`.
+    pub hostname: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub smtp_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// True when the certificate is the generated self-signed one.
+    pub tls_generated: bool,
+    pub limits: wire::Limits,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+    pub idle_timeout: Duration,
+    pub session_timeout: Duration,
+    pub delivery: egress::DeliveryConfig,
+    pub spool_segment: u64,
+}
+
+/// Default SMTP listener (loopback; a production node sets `0.0.0.0:25`).
+pub const DEFAULT_SMTP: &str = "127.0.0.1:2587";
+/// Default admin HTTP listener.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9587";
+
+/// Parses `30s`, `5m`, `2h`, `7d`, `250ms`, or a bare number of seconds.
+pub fn parse_duration(key: &str, s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{key}: {s:?} is not a duration (examples: 30s, 5m, 2h, 7d)"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        other => bail!("{key}: unknown duration unit {other:?} (use ms, s, m, h or d)"),
+    };
+    Ok(d)
+}
+
+/// Parses a size: an integer of octets, or a string like `50MiB`, `10MB`, `512KiB`.
+pub fn parse_size(key: &str, v: &toml::Value) -> Result<u64> {
+    match v {
+        toml::Value::Integer(n) if *n > 0 => Ok(*n as u64),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: u64 = num.parse().with_context(|| {
+                format!("{key}: {s:?} is not a size (examples: 52428800, \"50MiB\")")
+            })?;
+            let mult = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "kb" => 1000,
+                "kib" | "k" => 1024,
+                "mb" => 1_000_000,
+                "mib" | "m" => 1 << 20,
+                "gb" => 1_000_000_000,
+                "gib" | "g" => 1 << 30,
+                other => {
+                    bail!("{key}: unknown size unit {other:?} (use KiB, MiB, GiB, KB, MB, GB)")
+                }
+            };
+            Ok(n * mult)
+        }
+        other => {
+            bail!("{key}: expected a positive integer or a string like \"50MiB\", got {other}")
+        }
+    }
+}
+
+fn addr(key: &str, s: &str) -> Result<SocketAddr> {
+    s.parse().with_context(|| {
+        format!("{key}: {s:?} is not an IP:port address (example: 127.0.0.1:2587)")
+    })
+}
+
+fn at_least(key: &str, v: usize, min: usize) -> Result<usize> {
+    if v < min {
+        bail!("{key}: must be at least {min}, got {v}");
+    }
+    Ok(v)
+}
+
+impl RawConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    /// Validates and resolves, applying overrides.
+    pub fn resolve(self, o: &Overrides) -> Result<Config> {
+        let s = self.server;
+        let hostname = o
+            .hostname
+            .clone()
+            .or(s.hostname)
+            .unwrap_or_else(|| "sekisho.localhost".into());
+        if hostname.is_empty() || hostname.contains(char::is_whitespace) {
+            bail!("server.hostname: {hostname:?} is not a host name");
+        }
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(s.data_dir)
+            .unwrap_or_else(|| PathBuf::from("sekisho-data"));
+        let smtp_listen = addr(
+            "server.smtp_listen",
+            o.smtp_listen
+                .as_deref()
+                .or(s.smtp_listen.as_deref())
+                .unwrap_or(DEFAULT_SMTP),
+        )?;
+        let admin_listen = addr(
+            "server.admin_listen",
+            o.admin_listen
+                .as_deref()
+                .or(s.admin_listen.as_deref())
+                .unwrap_or(DEFAULT_ADMIN),
+        )?;
+        let shutdown_grace = parse_duration(
+            "server.shutdown_grace",
+            s.shutdown_grace.as_deref().unwrap_or("10s"),
+        )?;
+        let (tls_cert, tls_key, tls_generated) = match (self.tls.cert, self.tls.key) {
+            (Some(c), Some(k)) => (c, k, false),
+            (None, None) => (
+                data_dir.join("tls/cert.pem"),
+                data_dir.join("tls/key.pem"),
+                true,
+            ),
+            _ => bail!(
+                "tls: set both tls.cert and tls.key, or neither (a self-signed certificate is generated)"
+            ),
+        };
+
+        let l = self.limits;
+        let d = wire::Limits::default();
+        let max_message_size = match &l.max_message_size {
+            Some(v) => parse_size("limits.max_message_size", v)? as usize,
+            None => d.max_message_size,
+        };
+        let max_command_line = at_least(
+            "limits.max_command_line",
+            l.max_command_line.unwrap_or(d.max_command_line),
+            512,
+        )?;
+        if max_command_line > 65536 {
+            bail!("limits.max_command_line: at most 65536, got {max_command_line}");
+        }
+        let limits = wire::Limits {
+            max_command_line,
+            max_body_line: at_least(
+                "limits.max_body_line",
+                l.max_body_line.unwrap_or(d.max_body_line),
+                998,
+            )?,
+            max_message_size: at_least("limits.max_message_size", max_message_size, 1024)?,
+            max_recipients: at_least(
+                "limits.max_recipients",
+                l.max_recipients.unwrap_or(d.max_recipients),
+                1,
+            )?,
+            max_commands: at_least(
+                "limits.max_commands",
+                l.max_commands.unwrap_or(d.max_commands),
+                10,
+            )?,
+            max_errors: at_least("limits.max_errors", l.max_errors.unwrap_or(d.max_errors), 1)?,
+            bare_line_endings: match l.bare_line_endings.as_deref().unwrap_or("reject") {
+                "reject" => wire::BareLineEndings::Reject,
+                "normalize" => wire::BareLineEndings::Normalize,
+                other => bail!("limits.bare_line_endings: {other:?} is not reject or normalize"),
+            },
+        };
+
+        let dl = self.delivery;
+        let dd = egress::DeliveryConfig::default();
+        let external_route = dl
+            .external_route
+            .map(|r| {
+                r.parse::<egress::Route>()
+                    .map_err(|e| anyhow::anyhow!("delivery.external_route: {e}"))
+            })
+            .transpose()?;
+        let delivery = egress::DeliveryConfig {
+            hostname: hostname.clone(),
+            max_concurrent: at_least(
+                "delivery.max_concurrent",
+                dl.max_concurrent.unwrap_or(dd.max_concurrent),
+                1,
+            )?,
+            per_destination: at_least(
+                "delivery.per_destination",
+                dl.per_destination.unwrap_or(dd.per_destination),
+                1,
+            )?,
+            retry_initial: match dl.retry_initial {
+                Some(v) => parse_duration("delivery.retry_initial", &v)?,
+                None => dd.retry_initial,
+            },
+            retry_max: match dl.retry_max {
+                Some(v) => parse_duration("delivery.retry_max", &v)?,
+                None => dd.retry_max,
+            },
+            max_lifetime: match dl.max_lifetime {
+                Some(v) => parse_duration("delivery.max_lifetime", &v)?,
+                None => dd.max_lifetime,
+            },
+            timeout: match dl.timeout {
+                Some(v) => parse_duration("delivery.timeout", &v)?,
+                None => dd.timeout,
+            },
+            external_route,
+        };
+        if delivery.retry_initial.is_zero() {
+            bail!("delivery.retry_initial: must be more than zero");
+        }
+        if delivery.retry_max < delivery.retry_initial {
+            bail!("delivery.retry_max: must not be less than delivery.retry_initial");
+        }
+        let spool_segment = match &self.spool.max_segment_size {
+            Some(v) => parse_size("spool.max_segment_size", v)?,
+            None => 64 << 20,
+        };
+        if spool_segment < 1 << 20 {
+            bail!("spool.max_segment_size: must be at least 1MiB");
+        }
+        Ok(Config {
+            hostname,
+            data_dir,
+            smtp_listen,
+            admin_listen,
+            shutdown_grace,
+            tls_cert,
+            tls_key,
+            tls_generated,
+            limits,
+            max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,
+            max_sessions_per_ip: at_least(
+                "limits.max_sessions_per_ip",
+                l.max_sessions_per_ip.unwrap_or(100),
+                1,
+            )?,
+            idle_timeout: parse_duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_deref().unwrap_or("5m"),
+            )?,
+            session_timeout: parse_duration(
+                "limits.session_timeout",
+                l.session_timeout.as_deref().unwrap_or("30m"),
+            )?,
+            delivery,
+            spool_segment,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Config> {
+        RawConfig::parse(text)?.resolve(&Overrides::default())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = resolve("").unwrap();
+        assert_eq!(c.smtp_listen.to_string(), DEFAULT_SMTP);
+        assert_eq!(c.data_dir, PathBuf::from("sekisho-data"));
+        assert!(c.tls_generated);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[server]\nsmtp_port = 25\n", "unknown field `smtp_port`"),
+            (
+                "[limits]\nmax_message_size = \"50 parsecs\"\n",
+                "limits.max_message_size: unknown size unit",
+            ),
+            (
+                "[limits]\nmax_recipients = 0\n",
+                "limits.max_recipients: must be at least 1",
+            ),
+            ("[limits]\nidle_timeout = \"soon\"\n", "limits.idle_timeout"),
+            (
+                "[server]\nsmtp_listen = \"localhost\"\n",
+                "server.smtp_listen",
+            ),
+            (
+                "[delivery]\nexternal_route = \"ftp://x\"\n",
+                "delivery.external_route",
+            ),
+            (
+                "[limits]\nbare_line_endings = \"allow\"\n",
+                "limits.bare_line_endings",
+            ),
+            ("[tls]\ncert = \"/x.pem\"\n", "tls.cert and tls.key"),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", resolve(text).unwrap_err());
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_and_units_parse() {
+        let raw = RawConfig::parse(
+            "[server]\nsmtp_listen = \"127.0.0.1:1\"\n[limits]\nmax_message_size = \"10MiB\"\n[delivery]\nretry_initial = \"500ms\"\n",
+        )
+        .unwrap();
+        let c = raw
+            .resolve(&Overrides {
+                smtp_listen: Some("127.0.0.1:2".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(c.smtp_listen.port(), 2);
+        assert_eq!(c.limits.max_message_size, 10 << 20);
+        assert_eq!(c.delivery.retry_initial, Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,300 @@
+//! `sekisho serve`: starts the store, spool, delivery, SMTP ingress and admin surfaces of
+//! one node, and shuts them down in order on SIGTERM/SIGINT.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use spool::{NodeKey, Spool, SpoolOptions};
+use store::{SharedDirectory, Store, TraceRecord};
+use telemetry::Metrics;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, Node};
+use crate::config::Config;
+
+/// Name, domain and mailbox folder of the demo tenant.
+pub const DEMO_TENANT: &str = "demo";
+/// The demo tenant's domain.
+pub const DEMO_DOMAIN: &str = "demo.test";
+
+/// Opens the store of a data directory.
+pub async fn open_store(cfg: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    Store::open_sqlite(&cfg.data_dir.join("sekisho.db"))
+        .await
+        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))
+}
+
+async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
+    let maildir = std::path::absolute(cfg.data_dir.join("maildir"))?;
+    let route = format!("maildir://{}", maildir.display());
+    if !store
+        .list_tenants()
+        .await?
+        .iter()
+        .any(|t| t.name == DEMO_TENANT)
+    {
+        store
+            .add_tenant(DEMO_TENANT, &[DEMO_DOMAIN.into()], &route)
+            .await?;
+    }
+    Ok(maildir.display().to_string())
+}
+
+/// Writes trace records in batches (one transaction per batch).
+async fn trace_writer(
+    store: Store,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<TraceRecord>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(512);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        // Let a burst gather for a moment: fewer, larger transactions.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while batch.len() < 4096 && rx.recv_many(&mut batch, 512).now_or_never() {}
+        if let Err(e) = store.write_trace(&batch).await {
+            metrics.trace_write_errors.inc();
+            tracing::error!(error = %e, records = batch.len(), "trace write failed");
+        }
+        batch.clear();
+    }
+}
+
+trait NowOrNever {
+    fn now_or_never(self) -> bool;
+}
+
+impl<F: std::future::Future<Output = usize>> NowOrNever for F {
+    /// Polls once; true if it completed with more than zero items.
+    fn now_or_never(self) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = std::pin::pin!(self);
+        matches!(fut.as_mut().poll(&mut cx), std::task::Poll::Ready(n) if n > 0)
+    }
+}
+
+/// Keeps the shared directory in step with the store: on request and every second.
+async fn directory_refresher(
+    store: Store,
+    dir: Arc<SharedDirectory>,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = node.reload.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        match store.generation().await {
+            Ok(g) if g != dir.get().generation() => match store.directory().await {
+                Ok(d) => {
+                    tracing::info!(generation = g, "directory reloaded");
+                    dir.set(d);
+                }
+                Err(e) => tracing::error!(error = %e, "directory reload failed"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "store unavailable"),
+        }
+    }
+}
+
+/// Runs the node until a signal.
+pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
+    let store = open_store(&cfg).await?;
+    // One node per data directory.
+    let lock = File::create(cfg.data_dir.join("node.lock"))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another sekisho node is already running with data directory {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let demo_maildir = if demo {
+        Some(ensure_demo(&cfg, &store).await?)
+    } else {
+        None
+    };
+
+    let generated = if cfg.tls_generated {
+        tls::ensure_self_signed(&cfg.hostname, &cfg.tls_cert, &cfg.tls_key)?
+    } else {
+        false
+    };
+    let tls_config = tls::server_config(&cfg.tls_cert, &cfg.tls_key).context("TLS certificate")?;
+
+    let key = NodeKey::load_or_create(&cfg.data_dir.join("keys/spool.key")).context("spool key")?;
+    let (spool, report) = Spool::open(
+        &cfg.data_dir.join("spool"),
+        key,
+        SpoolOptions {
+            max_segment_bytes: cfg.spool_segment,
+        },
+    )
+    .context("cannot open the spool")?;
+    if report.damaged_regions > 0 || report.corrupt_messages > 0 {
+        tracing::error!(
+            ?report,
+            "spool recovery found damage; see spool/corrupt/ and `sekisho queue list`"
+        );
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let directory = Arc::new(SharedDirectory::new(store.directory().await?));
+    let (trace_tx, trace_rx) = tokio::sync::mpsc::unbounded_channel();
+    let trace_task = tokio::spawn(trace_writer(store.clone(), trace_rx, metrics.clone()));
+
+    let delivery = egress::Delivery::new(
+        spool.clone(),
+        directory.clone(),
+        cfg.delivery.clone(),
+        metrics.clone(),
+        trace_tx.clone(),
+    )?;
+    let ingress = ingress::Ingress::new(
+        ingress::IngressConfig {
+            hostname: cfg.hostname.clone(),
+            limits: cfg.limits.clone(),
+            max_sessions: cfg.max_sessions,
+            max_sessions_per_ip: cfg.max_sessions_per_ip,
+            idle_timeout: cfg.idle_timeout,
+            session_timeout: cfg.session_timeout,
+            tls: Some(tls_config),
+        },
+        directory.clone(),
+        spool.clone(),
+        delivery.clone(),
+        metrics.clone(),
+        trace_tx.clone(),
+    );
+    let node = Arc::new(Node {
+        spool: spool.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        delivery: delivery.clone(),
+        reload: tokio::sync::Notify::new(),
+        trace: trace_tx.clone(),
+    });
+    drop(trace_tx);
+
+    let smtp = TcpListener::bind(cfg.smtp_listen)
+        .await
+        .with_context(|| format!("cannot listen for SMTP on {}", cfg.smtp_listen))?;
+    let http = TcpListener::bind(cfg.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen for admin HTTP on {}", cfg.admin_listen))?;
+    let sock_path = admin::socket_path(&cfg.data_dir);
+    let sock = admin::bind_socket(&sock_path)?;
+
+    let stop_accepting = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let background = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let smtp_addr = smtp.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let ingress_task = tokio::spawn(ingress.serve(
+        smtp,
+        stop_accepting.clone(),
+        hard_stop.clone(),
+        sessions.clone(),
+    ));
+    let delivery_task = tokio::spawn(delivery.clone().run(background.clone(), cfg.shutdown_grace));
+    let http_task = tokio::spawn(admin::serve_http(http, node.clone(), background.clone()));
+    let sock_task = tokio::spawn(admin::serve_socket(sock, node.clone(), background.clone()));
+    let dir_task = tokio::spawn(directory_refresher(
+        store.clone(),
+        directory,
+        node.clone(),
+        background.clone(),
+    ));
+
+    print_banner(
+        &cfg,
+        smtp_addr,
+        http_addr,
+        generated,
+        &report,
+        demo_maildir.as_deref(),
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    println!(
+        "shutting down: no new connections; sessions get {:?} to finish",
+        cfg.shutdown_grace
+    );
+    stop_accepting.cancel();
+    let _ = ingress_task.await;
+    sessions.close();
+    if tokio::time::timeout(cfg.shutdown_grace, sessions.wait())
+        .await
+        .is_err()
+    {
+        hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+    }
+    background.cancel();
+    let _ = delivery_task.await;
+    let _ = tokio::join!(http_task, sock_task, dir_task);
+    spool.shutdown();
+    drop(node);
+    drop(delivery);
+    let _ = tokio::time::timeout(Duration::from_secs(10), trace_task).await;
+    store.close().await;
+    let _ = std::fs::remove_file(&sock_path);
+    println!("stopped cleanly");
+    Ok(())
+}
+
+fn print_banner(
+    cfg: &Config,
+    smtp: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    generated: bool,
+    report: &spool::RecoveryReport,
+    demo_maildir: Option<&str>,
+) {
+    let d = cfg.data_dir.display();
+    println!(
+        "Sekisho {} node {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.hostname
+    );
+    println!(
+        "smtp listening on {smtp} (STARTTLS with {})",
+        cfg.tls_cert.display()
+    );
+    if generated {
+        println!("  generated a self-signed certificate; set [tls] cert/key for production");
+    }
+    println!("admin listening on http://{http} (/healthz, /metrics)");
+    println!(
+        "data directory {d} (spool encrypted with {d}/keys/spool.key; {} queued message(s) recovered)",
+        report.messages
+    );
+    let cfg_flag = format!("--data-dir {d}");
+    match demo_maildir {
+        Some(maildir) => {
+            println!("demo tenant '{DEMO_TENANT}' accepts mail for @{DEMO_DOMAIN} into {maildir}");
+            println!("next: swaks --server {smtp} --from you@example.org --to alice@{DEMO_DOMAIN}");
+            println!(
+                "      ls {maildir}/alice@{DEMO_DOMAIN}/new && sekisho trace {cfg_flag} --rcpt alice@{DEMO_DOMAIN}"
+            );
+        }
+        None => println!(
+            "next: sekisho tenant add NAME {cfg_flag} --domain example.com --route smtp://mail.example.com:25 (or restart with --demo)"
+        ),
+    }
+}
