@@ -1,0 +1,166 @@
+"""Fixtures for Sekisho's end-to-end tests: the real binary, a real downstream (aiosmtpd),
+real clients (smtplib, swaks, smtp-source). Everything listens on 127.0.0.1 only."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("SEKISHO_BIN", ROOT / "target" / "debug" / "sekisho"))
+HERE = Path(__file__).resolve().parent
+CORPORA = Path(os.environ.get("SEKISHO_CORPORA", ROOT.parent / "shared" / "corpora"))
+
+
+def wait_for(cond, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sink:
+    """A running downstream SMTP server; messages land in self.out."""
+
+    def __init__(self, out: Path, port=0, cert=None, key=None):
+        self.out = out
+        args = [sys.executable, str(HERE / "sink.py"), "--out", str(out), "--port", str(port)]
+        if cert:
+            args += ["--cert", str(cert), "--key", str(key)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+
+    def route(self, tls="none"):
+        return f"smtp://127.0.0.1:{self.port}?tls={tls}"
+
+    def messages(self):
+        """[(envelope dict, content bytes)] in arrival order."""
+        out = []
+        for j in sorted(self.out.glob("*.json")):
+            out.append((json.loads(j.read_text()), j.with_suffix(".eml").read_bytes()))
+        return out
+
+    def wait(self, n, timeout=30.0):
+        return wait_for(lambda: len(self.messages()) >= n and self.messages(), timeout,
+                        what=f"{n} message(s) at the sink")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+class Node:
+    """A `sekisho serve` process with its own data directory."""
+
+    def __init__(self, data_dir: Path, config: str = "", demo=False, smtp_port=0):
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = data_dir.parent / (data_dir.name + ".toml")
+        self.config_path.write_text(config)
+        self.demo = demo
+        self.smtp_port = smtp_port
+        self.proc = None
+        self.start()
+
+    def base_args(self):
+        return [str(BIN), "--config", str(self.config_path), "--data-dir", str(self.data_dir)]
+
+    def start(self):
+        args = self.base_args() + ["serve", "--smtp-listen", f"127.0.0.1:{self.smtp_port}",
+                                   "--admin-listen", "127.0.0.1:0"]
+        if self.demo:
+            args.append("--demo")
+        self.log = open(self.data_dir.parent / (self.data_dir.name + ".log"), "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.banner = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"sekisho exited early ({self.proc.wait()}); see {self.log.name}")
+            self.banner.append(line)
+            m = re.match(r"smtp listening on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+            m = re.match(r"admin listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.admin_port = int(m.group(1))
+            if line.startswith("data directory"):
+                break
+        # Keep draining stdout so the process never blocks on a full pipe.
+        import threading
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+
+    def _drain(self, proc):
+        for line in proc.stdout:
+            self.banner.append(line)
+
+    def cli(self, *args, check=True):
+        r = subprocess.run(self.base_args() + list(args), capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"sekisho {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def cli_json(self, *args):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        return self.proc.returncode
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def sink(tmp_path):
+    sinks = []
+
+    def make(name="sink", **kw):
+        s = Sink(tmp_path / name, **kw)
+        sinks.append(s)
+        return s
+
+    yield make
+    for s in sinks:
+        s.stop()
+
+
+@pytest.fixture
+def node(tmp_path):
+    nodes = []
+
+    def make(name="node", config="", **kw):
+        n = Node(tmp_path / name, config, **kw)
+        nodes.append(n)
+        return n
+
+    yield make
+    for n in nodes:
+        n.stop()
+
+
+def received_prefix_and_rest(content: bytes):
+    """Splits Sekisho's Received header (first header, folded) from the original content."""
+    assert content.startswith(b"Received: from "), content[:80]
+    end = content.index(b"\r\n", content.index(b" +0000")) + 2
+    return content[:end], content[end:]

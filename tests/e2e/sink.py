@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""A downstream SMTP server for Sekisho's end-to-end tests (aiosmtpd).
+
+Stores every accepted message as OUT/<n>.eml (the raw content) and OUT/<n>.json (envelope,
+TLS), written atomically. Behaviour is chosen by the recipient's local part:
+  reject*        -> 550 5.1.1 at RCPT
+  tempfailN*     -> 451 4.3.0 at RCPT for the first N attempts of that address, then 250
+  datafail*      -> 554 5.6.0 at DATA
+Prints "PORT <n>" on stdout once listening.
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import ssl
+
+from aiosmtpd.smtp import SMTP
+
+
+class Handler:
+    def __init__(self, out):
+        self.out = out
+        self.n = 0
+        self.attempts = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0].lower()
+        if local.startswith("reject"):
+            return "550 5.1.1 No such user here"
+        m = re.match(r"tempfail(\d+)", local)
+        if m:
+            self.attempts[address] = self.attempts.get(address, 0) + 1
+            if self.attempts[address] <= int(m.group(1)):
+                return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if any(r.split("@")[0].lower().startswith("datafail") for r in envelope.rcpt_tos):
+            return "554 5.6.0 Content refused"
+        self.n += 1
+        base = os.path.join(self.out, f"{os.getpid()}-{self.n:06d}")
+        content = envelope.original_content
+        with open(base + ".tmp", "wb") as f:
+            f.write(content)
+        os.rename(base + ".tmp", base + ".eml")
+        meta = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "tls": session.ssl is not None,
+            "mail_options": envelope.mail_options,
+        }
+        with open(base + ".jtmp", "w") as f:
+            json.dump(meta, f)
+        os.rename(base + ".jtmp", base + ".json")
+        return "250 2.0.0 Message accepted for delivery"
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    a = p.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    ctx = None
+    if a.cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.cert, a.key)
+    handler = Handler(a.out)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="sink.test", decode_data=False, enable_SMTPUTF8=True,
+                     tls_context=ctx, data_size_limit=0, ident="sink"),
+        host="127.0.0.1", port=a.port)
+    print("PORT", server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
