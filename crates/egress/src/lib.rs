@@ -392,11 +392,11 @@ impl Delivery {
                 tracing::error!(queue_id = %id, error = %e, "cannot record delivery state");
             }
             self.spool.unclaim(&id);
-        } else if let Err(e) = self.spool.remove(&id).await {
-            if !matches!(e, spool::SpoolError::NotFound(_)) {
-                tracing::error!(queue_id = %id, error = %e, "cannot remove delivered message");
-                self.spool.unclaim(&id);
-            }
+        } else if let Err(e) = self.spool.remove(&id).await
+            && !matches!(e, spool::SpoolError::NotFound(_))
+        {
+            tracing::error!(queue_id = %id, error = %e, "cannot remove delivered message");
+            self.spool.unclaim(&id);
         }
     }
 

@@ -31,8 +31,21 @@ pub struct Node {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub delivery: Arc<egress::Delivery>,
-    pub reload: tokio::sync::Notify,
+    pub directory: Arc<store::SharedDirectory>,
     pub trace: egress::TraceSink,
+}
+
+impl Node {
+    /// Rebuilds the directory snapshot if the store changed; true if it did.
+    pub async fn reload_directory(&self) -> Result<bool> {
+        let generation = self.store.generation().await?;
+        if generation == self.directory.get().generation() {
+            return Ok(false);
+        }
+        self.directory.set(self.store.directory().await?);
+        tracing::info!(generation, "directory reloaded");
+        Ok(true)
+    }
 }
 
 async fn healthz(State(node): State<Arc<Node>>) -> impl IntoResponse {
@@ -162,10 +175,7 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             .with_context(|| format!("no message {id} in the queue"))
     };
     Ok(match req {
-        Request::Reload => {
-            node.reload.notify_one();
-            json!("reload requested")
-        }
+        Request::Reload => json!({ "reloaded": node.reload_directory().await? }),
         Request::QueueList => serde_json::to_value(spool.list())?,
         Request::QueueShow { id } => serde_json::to_value(get(&id)?)?,
         Request::QueueFlush => {

@@ -80,29 +80,16 @@ impl<F: std::future::Future<Output = usize>> NowOrNever for F {
     }
 }
 
-/// Keeps the shared directory in step with the store: on request and every second.
-async fn directory_refresher(
-    store: Store,
-    dir: Arc<SharedDirectory>,
-    node: Arc<Node>,
-    shutdown: CancellationToken,
-) {
+/// Keeps the shared directory in step with the store (the CLI also asks for a reload at once
+/// through the admin socket).
+async fn directory_refresher(node: Arc<Node>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = node.reload.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        match store.generation().await {
-            Ok(g) if g != dir.get().generation() => match store.directory().await {
-                Ok(d) => {
-                    tracing::info!(generation = g, "directory reloaded");
-                    dir.set(d);
-                }
-                Err(e) => tracing::error!(error = %e, "directory reload failed"),
-            },
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "store unavailable"),
+        if let Err(e) = node.reload_directory().await {
+            tracing::error!(error = %e, "directory reload failed");
         }
     }
 }
@@ -180,7 +167,7 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         store: store.clone(),
         metrics: metrics.clone(),
         delivery: delivery.clone(),
-        reload: tokio::sync::Notify::new(),
+        directory: directory.clone(),
         trace: trace_tx.clone(),
     });
     drop(trace_tx);
@@ -209,12 +196,7 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
     let delivery_task = tokio::spawn(delivery.clone().run(background.clone(), cfg.shutdown_grace));
     let http_task = tokio::spawn(admin::serve_http(http, node.clone(), background.clone()));
     let sock_task = tokio::spawn(admin::serve_socket(sock, node.clone(), background.clone()));
-    let dir_task = tokio::spawn(directory_refresher(
-        store.clone(),
-        directory,
-        node.clone(),
-        background.clone(),
-    ));
+    let dir_task = tokio::spawn(directory_refresher(node.clone(), background.clone()));
 
     print_banner(
         &cfg,

@@ -1,6 +1,5 @@
 //! The SMTP server session state machine.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -100,7 +99,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Helo {
+enum Greeting {
     None,
     Helo,
     Ehlo,
@@ -140,7 +139,7 @@ pub struct Session {
     pos: usize,
     output: Vec<u8>,
     phase: Phase,
-    helo: Helo,
+    helo: Greeting,
     helo_name: String,
     tls: Option<TlsInfo>,
     envelope: Option<Envelope>,
@@ -159,7 +158,7 @@ impl Session {
             pos: 0,
             output: Vec::with_capacity(512),
             phase: Phase::Command,
-            helo: Helo::None,
+            helo: Greeting::None,
             helo_name: String::new(),
             tls: None,
             envelope: None,
@@ -212,7 +211,7 @@ impl Session {
     /// Reports that the connection is now TLS; the client must say EHLO again.
     pub fn tls_started(&mut self, info: TlsInfo) {
         self.tls = Some(info);
-        self.helo = Helo::None;
+        self.helo = Greeting::None;
         self.envelope = None;
         self.input.clear();
         self.pos = 0;
@@ -363,11 +362,11 @@ impl Session {
         };
         let event = match request {
             Request::Ehlo { host } => {
-                self.hello(Helo::Ehlo, &host);
+                self.hello(Greeting::Ehlo, &host);
                 None
             }
             Request::Helo { host } => {
-                self.hello(Helo::Helo, &host);
+                self.hello(Greeting::Helo, &host);
                 None
             }
             Request::Lhlo { .. } => {
@@ -443,7 +442,7 @@ impl Session {
         matches!(self.phase, Phase::Closed).then_some(Event::Close)
     }
 
-    fn hello(&mut self, kind: Helo, host: &Cow<'_, str>) {
+    fn hello(&mut self, kind: Greeting, host: &str) {
         if host.is_empty() {
             self.reply(Reply::new(501, "5.5.4", "Syntax: EHLO hostname"));
             return;
@@ -453,7 +452,7 @@ impl Session {
         self.envelope = None;
         let name = &self.config.hostname;
         let ip = self.peer.ip;
-        if kind == Helo::Helo {
+        if kind == Greeting::Helo {
             let text = format!("{name} Hello {} [{ip}]", self.helo_name);
             self.reply(Reply::new(250, "2.0.0", text));
             return;
@@ -487,7 +486,7 @@ impl Session {
             self.reply(Reply::new(502, "5.5.1", "STARTTLS not available"));
             return None;
         }
-        if self.helo != Helo::Ehlo {
+        if self.helo != Greeting::Ehlo {
             self.reply(Reply::new(503, "5.5.1", "Send EHLO first"));
             return None;
         }
@@ -499,7 +498,7 @@ impl Session {
     }
 
     fn mail(&mut self, address: &str, flags: u64, size: usize, envid: bool, transid: bool) {
-        if self.helo == Helo::None {
+        if self.helo == Greeting::None {
             self.reply(Reply::new(503, "5.5.1", "Send EHLO/HELO first"));
             return;
         }
@@ -512,7 +511,7 @@ impl Session {
             return;
         }
         let ehlo_only = smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
-        if flags & ehlo_only != 0 && self.helo != Helo::Ehlo {
+        if flags & ehlo_only != 0 && self.helo != Greeting::Ehlo {
             self.reply(Reply::new(555, "5.5.4", "Parameters need EHLO"));
             return;
         }
@@ -686,8 +685,8 @@ impl Session {
         }
         self.phase = Phase::AwaitQueue;
         let protocol = match (self.helo, self.tls.is_some()) {
-            (Helo::Ehlo, true) => "ESMTPS",
-            (Helo::Ehlo, false) => "ESMTP",
+            (Greeting::Ehlo, true) => "ESMTPS",
+            (Greeting::Ehlo, false) => "ESMTP",
             (_, true) => "SMTPS",
             _ => "SMTP",
         };

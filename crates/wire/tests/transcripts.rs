@@ -34,10 +34,13 @@ fn config(limits: Limits) -> Arc<SessionConfig> {
     })
 }
 
+/// A received message: sender, recipients with tenant ids, body.
+type Received = (String, Vec<(String, i64)>, Vec<u8>);
+
 #[derive(Debug, PartialEq)]
 struct Outcome {
     output: String,
-    messages: Vec<(String, Vec<(String, i64)>, Vec<u8>)>,
+    messages: Vec<Received>,
     closed: bool,
     tls: bool,
 }
