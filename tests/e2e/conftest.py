@@ -101,7 +101,7 @@ class Node:
             m = re.match(r"admin listening on http://127\.0\.0\.1:(\d+)", line)
             if m:
                 self.admin_port = int(m.group(1))
-            if line.startswith("data directory"):
+            if line.startswith("next:"):
                 break
         # Keep draining stdout so the process never blocks on a full pipe.
         import threading

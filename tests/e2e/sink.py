@@ -46,6 +46,7 @@ class Handler:
             f.write(content)
         os.rename(base + ".tmp", base + ".eml")
         meta = {
+            "peer": list(session.peer),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "tls": session.ssl is not None,
@@ -55,6 +56,27 @@ class Handler:
             json.dump(meta, f)
         os.rename(base + ".jtmp", base + ".json")
         return "250 2.0.0 Message accepted for delivery"
+
+
+class CountingSMTP(SMTP):
+    """Tracks concurrent sessions; the highest count goes to OUT/stats.json."""
+
+    active = 0
+    peak = 0
+    out = None
+
+    def connection_made(self, transport):
+        CountingSMTP.active += 1
+        if CountingSMTP.active > CountingSMTP.peak:
+            CountingSMTP.peak = CountingSMTP.active
+            with open(os.path.join(self.out, "sessions.tmp"), "w") as f:
+                json.dump({"peak_sessions": CountingSMTP.peak}, f)
+            os.rename(os.path.join(self.out, "sessions.tmp"), os.path.join(self.out, "sessions.stat"))
+        super().connection_made(transport)
+
+    def connection_lost(self, exc):
+        CountingSMTP.active -= 1
+        super().connection_lost(exc)
 
 
 async def main():
@@ -70,9 +92,10 @@ async def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.cert, a.key)
     handler = Handler(a.out)
+    CountingSMTP.out = a.out
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.test", decode_data=False, enable_SMTPUTF8=True,
+        lambda: CountingSMTP(handler, hostname="sink.test", decode_data=False, enable_SMTPUTF8=True,
                      tls_context=ctx, data_size_limit=0, ident="sink"),
         host="127.0.0.1", port=a.port)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)

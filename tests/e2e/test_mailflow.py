@@ -294,3 +294,73 @@ def test_corpus_relayed_byte_for_byte(node, sink):
         assert rest == data, f"{p} was altered in transit"
         checked += 1
     assert checked == len(files) > 100
+
+
+def test_connection_reuse_and_per_destination_limit(node, sink):
+    s = sink()
+    n = node(config="[delivery]\nper_destination = 2\n")
+    add_tenant(n, "acme", "acme.test", s.route())
+    import threading
+
+    def client(k):
+        with smtplib.SMTP("127.0.0.1", n.port) as c:
+            for i in range(6):
+                c.sendmail("a@example.org", [f"u{k}@acme.test"], f"Subject: {k}-{i}\r\n\r\nx\r\n")
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    arrived = s.wait(48)
+    assert len(arrived) == 48
+    stats = json.loads((s.out / "sessions.stat").read_text())
+    assert 1 <= stats["peak_sessions"] <= 2, stats          # never more than per_destination
+    peers = {tuple(env["peer"]) for env, _ in arrived}
+    assert len(peers) < 48, "every message used a new connection"
+
+
+def test_session_limits_overall_and_total_time(node, sink):
+    s = sink()
+    n = node(config='[limits]\nmax_sessions = 1\nsession_timeout = "1s"\nidle_timeout = "30s"\n')
+    add_tenant(n, "acme", "acme.test", s.route())
+    first = socket.create_connection(("127.0.0.1", n.port))
+    assert first.recv(512).startswith(b"220 ")
+    second = socket.create_connection(("127.0.0.1", n.port))
+    assert second.recv(512) == b"421 4.7.0 Too many connections, try again later\r\n"
+    # A chatty client is still cut off at the session time limit.
+    f = first.makefile("rb")
+    deadline = time.monotonic() + 5
+    last = b""
+    while time.monotonic() < deadline:
+        first.sendall(b"NOOP\r\n")
+        last = f.readline()
+        if not last.startswith(b"250"):
+            break
+        time.sleep(0.1)
+    assert last.startswith(b"421 4.4.2 Session time limit"), last
+    first.close()
+    second.close()
+
+
+def test_expired_message_bounces_with_a_dsn(node, sink):
+    dead = sink("dead")
+    dead_route = dead.route()
+    dead.stop()
+    bounces = sink("bounces")
+    n = node(config=f'[delivery]\nretry_initial = "1s"\nretry_max = "1s"\nmax_lifetime = "3s"\ntimeout = "2s"\n'
+                    f'external_route = "{bounces.route()}"\n')
+    add_tenant(n, "acme", "acme.test", dead_route)
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("sender@example.org", ["late@acme.test"], b"Subject: too late\r\n\r\nx\r\n")
+    env, dsn = bounces.wait(1, timeout=30)[0]
+    assert env["rcpt_tos"] == ["sender@example.org"]
+    assert b"Final-Recipient: rfc822; late@acme.test" in dsn
+    assert b"message expired after" in dsn
+    assert b"Status: 4." in dsn or b"Status: 5." in dsn
+    wait_for(lambda: n.cli_json("queue", "list") == [], what="queue to drain")
+    def trace_events():
+        t = n.cli_json("trace", "--rcpt", "late@acme.test")
+        events = [e["event"] for e in t[0]["events"]]
+        return events[-1] == "dsn-sent" and events
+    events = wait_for(trace_events, what="expiry in the trace")
+    assert events[0] == "accepted" and "deferred" in events and "expired" in events, events

@@ -366,7 +366,7 @@ impl Delivery {
             if r.status == RcptStatus::Pending && expired {
                 r.status = RcptStatus::Failed;
                 r.last_reply = format!(
-                    "message expired after {} attempts in the queue; last error: {}",
+                    "4.4.7 message expired after {} attempts in the queue; last error: {}",
                     meta.attempts, r.last_reply
                 );
                 newly_failed.push(i);

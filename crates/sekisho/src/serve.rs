@@ -2,6 +2,7 @@
 //! one node, and shuts them down in order on SIGTERM/SIGINT.
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,12 @@ pub const DEMO_DOMAIN: &str = "demo.test";
 
 /// Opens the store of a data directory.
 pub async fn open_store(cfg: &Config) -> Result<Store> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    if !cfg.data_dir.exists() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+        // Keys, spool, store and the admin socket live here: owner only.
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     Store::open_sqlite(&cfg.data_dir.join("sekisho.db"))
         .await
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))
@@ -57,26 +62,17 @@ async fn trace_writer(
     while rx.recv_many(&mut batch, 512).await > 0 {
         // Let a burst gather for a moment: fewer, larger transactions.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        while batch.len() < 4096 && rx.recv_many(&mut batch, 512).now_or_never() {}
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
         if let Err(e) = store.write_trace(&batch).await {
             metrics.trace_write_errors.inc();
             tracing::error!(error = %e, records = batch.len(), "trace write failed");
         }
         batch.clear();
-    }
-}
-
-trait NowOrNever {
-    fn now_or_never(self) -> bool;
-}
-
-impl<F: std::future::Future<Output = usize>> NowOrNever for F {
-    /// Polls once; true if it completed with more than zero items.
-    fn now_or_never(self) -> bool {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut fut = std::pin::pin!(self);
-        matches!(fut.as_mut().poll(&mut cx), std::task::Poll::Ready(n) if n > 0)
     }
 }
 

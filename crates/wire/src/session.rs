@@ -184,8 +184,10 @@ impl Session {
 
     /// Appends bytes read from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos == self.input.len() {
-            self.input.clear();
+        // Drop what was consumed, so the buffer holds at most one partial line (or chunk)
+        // plus the new bytes.
+        if self.pos > 0 {
+            self.input.drain(..self.pos);
             self.pos = 0;
         }
         self.input.extend_from_slice(bytes);
