@@ -1,0 +1,105 @@
+//! Inspection: Sekisho's judgement of every message, before the final reply to DATA.
+//!
+//! Sits between ingress and the spool (wire → ingress → **inspect** → spool → egress).
+//! Each [`Stage`] is its own type and only produces typed [`Evidence`] (a [`Symbol`] with
+//! detail) — never a score. The [`Policy`] alone turns evidence into a score and an
+//! [`Action`] (deliver, tag, quarantine, reject, tempfail) with weights and thresholds, so
+//! tuning never touches a stage (the rspamd lesson). Independent stages run concurrently.
+//!
+//! # Layout
+//! - [`evidence`]: the symbols.
+//! - [`view`]: the parsed message every stage reads ([`MessageView`], over mail-parser).
+//! - [`policy`]: weights, thresholds, [`Verdict`] and the headers written from it.
+//! - [`stages`]: the stages.
+//!
+//! # Security
+//! Parses hostile content. mail-parser runs behind `catch_unwind` (its "never panics"
+//! promise was broken before), MIME nesting depth and part count are limited explicitly, and
+//! a message that cannot be parsed is evidence, not a crash. No message content is logged.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod evidence;
+pub mod policy;
+pub mod stages;
+pub mod view;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use evidence::{Evidence, Symbol};
+pub use policy::{Action, Policy, Verdict};
+pub use view::{MessageView, ViewLimits};
+
+/// A boxed future, for dyn-compatible async stages.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The SMTP facts about a message.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Client IP.
+    pub client_ip: IpAddr,
+    /// HELO/EHLO name.
+    pub helo: String,
+    /// Envelope sender (empty for the null sender).
+    pub mail_from: String,
+    /// Recipients.
+    pub rcpts: Vec<String>,
+}
+
+/// One inspection stage.
+pub trait Stage: Send + Sync {
+    /// Short name, for logs and timing.
+    fn name(&self) -> &'static str;
+    /// Looks at the message and returns what it found.
+    fn inspect<'a>(
+        &'a self,
+        msg: &'a MessageView<'a>,
+        env: &'a Envelope,
+    ) -> BoxFuture<'a, Vec<Evidence>>;
+}
+
+/// Runs the stages and the policy.
+pub struct Inspector {
+    stages: Vec<Arc<dyn Stage>>,
+    policy: Policy,
+    limits: ViewLimits,
+}
+
+impl Inspector {
+    /// An inspector with the given stages and policy.
+    pub fn new(stages: Vec<Arc<dyn Stage>>, policy: Policy, limits: ViewLimits) -> Self {
+        Self {
+            stages,
+            policy,
+            limits,
+        }
+    }
+
+    /// The default stage set (the stages that need no external service).
+    pub fn with_default_stages(policy: Policy, limits: ViewLimits) -> Self {
+        Self::new(
+            vec![Arc::new(stages::content::ContentRules)],
+            policy,
+            limits,
+        )
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Inspects `raw` (the message as received, CRLF line endings) and decides.
+    pub async fn inspect(&self, raw: &[u8], env: &Envelope) -> Verdict {
+        let (view, mut evidence) = MessageView::parse(raw, &self.limits);
+        let results =
+            futures_util::future::join_all(self.stages.iter().map(|s| s.inspect(&view, env))).await;
+        for r in results {
+            evidence.extend(r);
+        }
+        self.policy.decide(evidence)
+    }
+}

@@ -1,0 +1,279 @@
+//! The policy: weights and thresholds that turn evidence into a score and an action.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::evidence::{Evidence, Symbol};
+
+/// What happens to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver unchanged (apart from the verdict headers).
+    Deliver,
+    /// Deliver with the verdict headers marking it as suspicious.
+    Tag,
+    /// Hold for review.
+    Quarantine,
+    /// Refuse with a 5xx to DATA (no bounce is ever generated).
+    Reject,
+    /// Refuse with a 4xx to DATA (the sender retries).
+    Tempfail,
+}
+
+impl Action {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Deliver => "deliver",
+            Action::Tag => "tag",
+            Action::Quarantine => "quarantine",
+            Action::Reject => "reject",
+            Action::Tempfail => "tempfail",
+        }
+    }
+}
+
+/// A symbol as weighed by the policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Its weight in this policy.
+    pub weight: f64,
+    /// The stage's detail.
+    pub detail: String,
+}
+
+/// The decision about one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// The action.
+    pub action: Action,
+    /// Sum of the weights.
+    pub score: f64,
+    /// Every symbol with its weight, highest first.
+    pub symbols: Vec<Scored>,
+}
+
+impl Verdict {
+    /// `NAME(weight), …` for headers and traces.
+    pub fn symbol_list(&self) -> String {
+        self.symbols
+            .iter()
+            .map(|s| format!("{}({:.2})", s.symbol, s.weight))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The `X-Sekisho-*` header block (CRLF-terminated lines) to prepend to the message.
+    pub fn headers(&self) -> String {
+        let mut h = format!(
+            "X-Sekisho-Verdict: {}\r\nX-Sekisho-Score: {:.2}\r\n",
+            self.action.name(),
+            self.score
+        );
+        if !self.symbols.is_empty() {
+            h.push_str(&format!(
+                "X-Sekisho-Symbols: {}\r\n",
+                fold(&self.symbol_list())
+            ));
+        }
+        h
+    }
+}
+
+/// Folds a long header value at ", " boundaries (lines under 78 octets where possible).
+fn fold(value: &str) -> String {
+    let mut out = String::new();
+    let mut line = 20; // room for the header name
+    for (i, item) in value.split(", ").enumerate() {
+        if i > 0 {
+            if line + item.len() + 2 > 76 {
+                out.push_str(",\r\n\t");
+                line = 1;
+            } else {
+                out.push_str(", ");
+                line += 2;
+            }
+        }
+        out.push_str(item);
+        line += item.len();
+    }
+    out
+}
+
+/// Weights and thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    weights: HashMap<Symbol, f64>,
+    /// Score at which a message is tagged.
+    pub tag: f64,
+    /// Score at which a message is quarantined.
+    pub quarantine: f64,
+    /// Score at which a message is rejected.
+    pub reject: f64,
+}
+
+/// The built-in weight of each symbol.
+pub fn default_weight(s: Symbol) -> f64 {
+    match s {
+        Symbol::Gtube => 1000.0,
+        Symbol::MissingFrom => 2.0,
+        Symbol::MultipleFrom => 3.0,
+        Symbol::MissingDate => 1.0,
+        Symbol::MissingMessageId => 1.0,
+        Symbol::MissingSubject => 0.5,
+        Symbol::HtmlOnly => 0.5,
+        Symbol::MimeTooDeep => 5.0,
+        Symbol::MimeTooManyParts => 3.0,
+        Symbol::MimeUnparseable => 3.0,
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            weights: Symbol::ALL
+                .iter()
+                .map(|&s| (s, default_weight(s)))
+                .collect(),
+            tag: 5.0,
+            quarantine: 10.0,
+            reject: 15.0,
+        }
+    }
+}
+
+impl Policy {
+    /// The default policy with weight overrides by symbol name and the given thresholds.
+    /// Errors name the offending key.
+    pub fn new(
+        overrides: &HashMap<String, f64>,
+        tag: f64,
+        quarantine: f64,
+        reject: f64,
+    ) -> Result<Self, String> {
+        let mut p = Policy::default();
+        for (name, &w) in overrides {
+            let s = Symbol::from_name(name).ok_or_else(|| {
+                format!(
+                    "unknown symbol {name:?} (known: {})",
+                    Symbol::ALL
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            if !w.is_finite() {
+                return Err(format!("{name}: weight must be a finite number"));
+            }
+            p.weights.insert(s, w);
+        }
+        if !(tag <= quarantine && quarantine <= reject) {
+            return Err(format!(
+                "thresholds must satisfy tag ≤ quarantine ≤ reject (got {tag}, {quarantine}, {reject})"
+            ));
+        }
+        p.tag = tag;
+        p.quarantine = quarantine;
+        p.reject = reject;
+        Ok(p)
+    }
+
+    /// The weight of a symbol.
+    pub fn weight(&self, s: Symbol) -> f64 {
+        self.weights
+            .get(&s)
+            .copied()
+            .unwrap_or_else(|| default_weight(s))
+    }
+
+    /// Scores the evidence and picks the action.
+    pub fn decide(&self, evidence: Vec<Evidence>) -> Verdict {
+        let mut symbols: Vec<Scored> = evidence
+            .into_iter()
+            .map(|e| Scored {
+                symbol: e.symbol,
+                weight: self.weight(e.symbol),
+                detail: e.detail,
+            })
+            .collect();
+        symbols.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.symbol.cmp(&b.symbol)));
+        let score: f64 = symbols.iter().map(|s| s.weight).sum();
+        let action = if score >= self.reject {
+            Action::Reject
+        } else if score >= self.quarantine {
+            Action::Quarantine
+        } else if score >= self.tag {
+            Action::Tag
+        } else {
+            Action::Deliver
+        };
+        Verdict {
+            action,
+            score,
+            symbols,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(s: &[Symbol]) -> Vec<Evidence> {
+        s.iter().map(|&s| Evidence::new(s, "t")).collect()
+    }
+
+    #[test]
+    fn thresholds_pick_the_action() {
+        let p = Policy::new(&HashMap::new(), 1.0, 2.0, 3.0).unwrap();
+        assert_eq!(p.decide(vec![]).action, Action::Deliver);
+        assert_eq!(p.decide(ev(&[Symbol::MissingDate])).action, Action::Tag);
+        assert_eq!(
+            p.decide(ev(&[Symbol::MissingFrom])).action,
+            Action::Quarantine
+        );
+        assert_eq!(
+            p.decide(ev(&[Symbol::MissingFrom, Symbol::MissingDate]))
+                .action,
+            Action::Reject
+        );
+        assert_eq!(
+            Policy::default().decide(ev(&[Symbol::Gtube])).action,
+            Action::Reject
+        );
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let mut o = HashMap::new();
+        o.insert("missing_date".to_string(), 7.5);
+        let p = Policy::new(&o, 5.0, 10.0, 15.0).unwrap();
+        let v = p.decide(ev(&[Symbol::MissingDate, Symbol::MissingSubject]));
+        assert_eq!(v.score, 8.0);
+        assert_eq!(v.action, Action::Tag);
+        assert_eq!(v.symbol_list(), "MISSING_DATE(7.50), MISSING_SUBJECT(0.50)");
+        o.insert("NO_SUCH".to_string(), 1.0);
+        assert!(
+            Policy::new(&o, 5.0, 10.0, 15.0)
+                .unwrap_err()
+                .contains("unknown symbol \"NO_SUCH\"")
+        );
+        assert!(Policy::new(&HashMap::new(), 5.0, 4.0, 15.0).is_err());
+    }
+
+    #[test]
+    fn headers_are_folded_crlf_lines() {
+        let v = Policy::default().decide(ev(Symbol::ALL));
+        let h = v.headers();
+        assert!(h.starts_with("X-Sekisho-Verdict: reject\r\nX-Sekisho-Score: "));
+        for line in h.split("\r\n") {
+            assert!(line.len() <= 78, "{line:?}");
+        }
+        assert!(h.ends_with("\r\n"));
+    }
+}

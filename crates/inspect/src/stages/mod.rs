@@ -1,0 +1,3 @@
+//! The stages.
+
+pub mod content;

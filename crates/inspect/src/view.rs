@@ -1,0 +1,117 @@
+//! The parsed message every stage reads.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+
+use crate::evidence::{Evidence, Symbol};
+
+/// Limits on MIME structure; crossing one is evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewLimits {
+    /// Deepest multipart / message nesting.
+    pub max_mime_depth: usize,
+    /// Most MIME parts.
+    pub max_mime_parts: usize,
+}
+
+impl Default for ViewLimits {
+    fn default() -> Self {
+        Self {
+            max_mime_depth: 20,
+            max_mime_parts: 1000,
+        }
+    }
+}
+
+/// A message as the stages see it.
+pub struct MessageView<'a> {
+    /// The raw message.
+    pub raw: &'a [u8],
+    /// The parsed message, if it could be parsed.
+    pub parsed: Option<Message<'a>>,
+    /// Deepest nesting seen.
+    pub depth: usize,
+}
+
+impl<'a> MessageView<'a> {
+    /// Parses `raw` behind `catch_unwind`; returns the view and evidence about its structure.
+    pub fn parse(raw: &'a [u8], limits: &ViewLimits) -> (Self, Vec<Evidence>) {
+        let mut evidence = Vec::new();
+        let parsed =
+            catch_unwind(AssertUnwindSafe(|| MessageParser::default().parse(raw))).unwrap_or(None);
+        let mut depth = 0;
+        match &parsed {
+            None => evidence.push(Evidence::new(
+                Symbol::MimeUnparseable,
+                "the MIME parser could not read the message",
+            )),
+            Some(m) => {
+                depth = mime_depth(m, 0, 0);
+                if depth > limits.max_mime_depth {
+                    evidence.push(Evidence::new(
+                        Symbol::MimeTooDeep,
+                        format!("nesting depth {depth} > limit {}", limits.max_mime_depth),
+                    ));
+                }
+                if m.parts.len() > limits.max_mime_parts {
+                    evidence.push(Evidence::new(
+                        Symbol::MimeTooManyParts,
+                        format!("{} parts > limit {}", m.parts.len(), limits.max_mime_parts),
+                    ));
+                }
+            }
+        }
+        (MessageView { raw, parsed, depth }, evidence)
+    }
+
+    /// Text of all text/plain and text/html bodies (decoded), for content rules.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.parsed.iter().flat_map(|m| {
+            m.parts.iter().filter_map(|p| match &p.body {
+                PartType::Text(t) | PartType::Html(t) => Some(t.as_ref()),
+                _ => None,
+            })
+        })
+    }
+
+    /// True if the message has an HTML body and no text/plain body (attachments aside).
+    pub fn html_only(&self) -> bool {
+        let Some(m) = &self.parsed else { return false };
+        let mut html = false;
+        let mut text = false;
+        for p in &m.parts {
+            let is_attachment = p.content_disposition().is_some_and(|d| d.is_attachment());
+            match &p.body {
+                PartType::Html(_) if !is_attachment => html = true,
+                PartType::Text(_) if !is_attachment => text = true,
+                _ => {}
+            }
+        }
+        html && !text
+    }
+}
+
+/// Depth of part `id` (multiparts and nested messages add one level each). Iterative on the
+/// part list of each message level, recursion only into nested messages, which mail-parser
+/// itself limits.
+fn mime_depth(m: &Message<'_>, id: usize, base: usize) -> usize {
+    let mut max = base;
+    let mut stack = vec![(id, base)];
+    let mut seen = 0usize;
+    while let Some((id, d)) = stack.pop() {
+        seen += 1;
+        if seen > m.parts.len() * 2 + 2 {
+            break; // malformed cycles cannot loop forever
+        }
+        max = max.max(d);
+        match m.parts.get(id).map(|p| &p.body) {
+            Some(PartType::Multipart(children)) => {
+                stack.extend(children.iter().map(|&c| (c as usize, d + 1)));
+            }
+            Some(PartType::Message(inner)) => max = max.max(mime_depth(inner, 0, d + 1)),
+            _ => {}
+        }
+    }
+    max
+}
