@@ -160,7 +160,12 @@ def node(tmp_path):
 
 
 def received_prefix_and_rest(content: bytes):
-    """Splits Sekisho's Received header (first header, folded) from the original content."""
+    """Splits what Sekisho prepends (its Received header, then the X-Sekisho-* verdict
+    headers) from the original content."""
     assert content.startswith(b"Received: from "), content[:80]
     end = content.index(b"\r\n", content.index(b" +0000")) + 2
+    while content[end:].lower().startswith(b"x-sekisho-"):
+        end = content.index(b"\r\n", end) + 2
+        while content[end:end + 1] in (b" ", b"\t"):
+            end = content.index(b"\r\n", end) + 2
     return content[:end], content[end:]

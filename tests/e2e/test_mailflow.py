@@ -33,6 +33,7 @@ def test_smtplib_message_arrives_downstream_intact(node, sink):
     received, rest = received_prefix_and_rest(content)
     assert rest == body
     assert b"by sekisho.localhost (Sekisho) with ESMTP id " in received
+    assert b"X-Sekisho-Verdict: deliver\r\n" in received
     assert b"for <bob@acme.test>" in received
 
 

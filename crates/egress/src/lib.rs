@@ -458,6 +458,9 @@ impl Delivery {
                     helo: format!("DSN for {}", meta.id),
                     tls: None,
                     rcpts: vec![(sender.clone(), tenant)],
+                    verdict: None,
+                    score: None,
+                    symbols: String::new(),
                 });
                 for &i in failed {
                     self.trace_event(

@@ -2,8 +2,9 @@
 //!
 //! Accepts TCP connections under a global and a per-client-IP concurrency limit, drives one
 //! [`wire::Session`] per connection (timeouts, STARTTLS), and turns each complete transaction
-//! into a spooled message: `Received:` header added, committed with group commit, then — and
-//! only then — `250 … queued as <id>`, and handed to delivery.
+//! into a spooled message: inspected before the reply to DATA (a reject is a 5xx, never a
+//! bounce), `Received:` and verdict headers added, committed with group commit, then — and
+//! only then — `250 … queued as <id>`, and handed to delivery (or held, if quarantined).
 //!
 //! # Security
 //! Faces the Internet. Every read is bounded by the session's limits and an idle timeout;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use egress::{Delivery, TraceSink};
+use inspect::{Action, Inspector, Verdict};
 use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
 use store::{Lookup, SharedDirectory, TraceRecord};
 use telemetry::Metrics;
@@ -71,6 +73,7 @@ pub struct Ingress {
     session_cfg: Arc<SessionConfig>,
     spool: Spool,
     delivery: Arc<Delivery>,
+    inspector: Arc<Inspector>,
     metrics: Arc<Metrics>,
     trace: TraceSink,
     sessions: Arc<Semaphore>,
@@ -109,6 +112,7 @@ impl Ingress {
         directory: Arc<SharedDirectory>,
         spool: Spool,
         delivery: Arc<Delivery>,
+        inspector: Arc<Inspector>,
         metrics: Arc<Metrics>,
         trace: TraceSink,
     ) -> Arc<Self> {
@@ -125,6 +129,7 @@ impl Ingress {
             session_cfg,
             spool,
             delivery,
+            inspector,
             metrics,
             trace,
         })
@@ -281,15 +286,57 @@ impl Ingress {
         }
     }
 
-    /// Spools a transaction; `Ok(queue id)` only once it is durable.
+    /// Inspects a transaction and spools it; `Ok(queue id)` only once it is durable.
     async fn accept_message(&self, peer: SocketAddr, tx: Transaction) -> Result<String, Reply> {
         let started = Instant::now();
         let id = new_queue_id();
         let now = unix_now();
+        let env = inspect::Envelope {
+            client_ip: peer.ip(),
+            helo: tx.helo.clone(),
+            mail_from: tx.mail_from.clone(),
+            rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
+        };
+        let original = inspect::strip_verdict_headers(&tx.body);
+        let verdict = self.inspector.inspect(&original, &env).await;
+        let refusal = match verdict.action {
+            Action::Reject => Some(Reply::new(
+                554,
+                "5.7.1",
+                format!(
+                    "Message rejected by content policy (score {:.1})",
+                    verdict.score
+                ),
+            )),
+            Action::Tempfail => Some(Reply::new(
+                451,
+                "4.7.1",
+                "Message cannot be checked now, try again later",
+            )),
+            _ => None,
+        };
+        if let Some(reply) = refusal {
+            self.metrics.smtp_messages_refused.inc();
+            self.trace_received(&id, now, peer, &tx, original.len(), &verdict);
+            for (rcpt, tenant) in &tx.rcpts {
+                self.trace_event(
+                    &id,
+                    rcpt,
+                    *tenant,
+                    verdict.action.name(),
+                    &reply.to_string(),
+                );
+            }
+            tracing::info!(queue_id = %id, client = %peer.ip(), action = verdict.action.name(), score = verdict.score, "message refused by policy");
+            return Err(reply);
+        }
         let received = received_header(&self.cfg.hostname, &tx, peer.ip(), &id, now);
-        let mut body = Vec::with_capacity(received.len() + tx.body.len());
+        let verdict_headers = verdict.headers();
+        let mut body = Vec::with_capacity(received.len() + verdict_headers.len() + original.len());
         body.extend_from_slice(received.as_bytes());
-        body.extend_from_slice(&tx.body);
+        body.extend_from_slice(verdict_headers.as_bytes());
+        body.extend_from_slice(&original);
+        let quarantine = verdict.action == Action::Quarantine;
         let meta = MessageMeta {
             id: id.clone(),
             envelope: Envelope {
@@ -308,13 +355,25 @@ impl Ingress {
                 smtputf8: tx.smtputf8,
             },
             received_at: now,
-            state: QueueState::Active,
+            state: if quarantine {
+                QueueState::Hold
+            } else {
+                QueueState::Active
+            },
             attempts: 0,
             next_attempt: 0,
             size: body.len() as u64,
-            note: String::new(),
+            note: if quarantine {
+                format!(
+                    "quarantined: score {:.2}: {}",
+                    verdict.score,
+                    verdict.symbol_list()
+                )
+            } else {
+                String::new()
+            },
         };
-        if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {
+        if let Err(e) = self.spool.submit(meta.clone(), &body, !quarantine).await {
             tracing::error!(error = %e, "spool commit failed; message refused with 451");
             self.metrics.smtp_messages_refused.inc();
             return Err(Reply::new(
@@ -326,19 +385,54 @@ impl Ingress {
         self.metrics.smtp_accept_latency.observe(started.elapsed());
         self.metrics.smtp_messages_accepted.inc();
         self.metrics.smtp_bytes_accepted.add(body.len() as u64);
-        let _ = self.trace.send(TraceRecord::Received {
-            id: id.clone(),
-            at: now,
-            mail_from: tx.mail_from,
-            size: body.len() as u64,
-            client_ip: peer.ip().to_string(),
-            helo: tx.helo,
-            tls: tx.tls.map(|t| format!("{} {}", t.version, t.cipher)),
-            rcpts: tx.rcpts,
-        });
-        tracing::info!(queue_id = %id, client = %peer.ip(), size = body.len(), "message accepted");
-        self.delivery.dispatch(meta, Arc::new(body));
+        self.trace_received(&id, now, peer, &tx, body.len(), &verdict);
+        tracing::info!(queue_id = %id, client = %peer.ip(), size = body.len(), action = verdict.action.name(), "message accepted");
+        if quarantine {
+            for (rcpt, tenant) in &tx.rcpts {
+                self.trace_event(&id, rcpt, *tenant, "quarantined", &meta.note);
+            }
+        } else {
+            self.delivery.dispatch(meta, Arc::new(body));
+        }
         Ok(id)
+    }
+
+    fn trace_received(
+        &self,
+        id: &str,
+        at: i64,
+        peer: SocketAddr,
+        tx: &Transaction,
+        size: usize,
+        verdict: &Verdict,
+    ) {
+        let _ = self.trace.send(TraceRecord::Received {
+            id: id.to_string(),
+            at,
+            mail_from: tx.mail_from.clone(),
+            size: size as u64,
+            client_ip: peer.ip().to_string(),
+            helo: tx.helo.clone(),
+            tls: tx
+                .tls
+                .as_ref()
+                .map(|t| format!("{} {}", t.version, t.cipher)),
+            rcpts: tx.rcpts.clone(),
+            verdict: Some(verdict.action.name().to_string()),
+            score: Some(verdict.score),
+            symbols: verdict.symbol_list(),
+        });
+    }
+
+    fn trace_event(&self, id: &str, rcpt: &str, tenant: i64, event: &str, detail: &str) {
+        let _ = self.trace.send(TraceRecord::Event(store::TraceEvent {
+            message_id: id.to_string(),
+            rcpt: rcpt.to_string(),
+            tenant_id: Some(tenant),
+            at: unix_now(),
+            event: event.to_string(),
+            detail: detail.to_string(),
+        }));
     }
 }
 

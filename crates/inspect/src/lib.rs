@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use evidence::{Evidence, Symbol};
-pub use policy::{Action, Policy, Verdict};
+pub use policy::{Action, Policy, Verdict, strip_verdict_headers};
 pub use view::{MessageView, ViewLimits};
 
 /// A boxed future, for dyn-compatible async stages.

@@ -202,7 +202,7 @@ impl Policy {
             })
             .collect();
         symbols.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.symbol.cmp(&b.symbol)));
-        let score: f64 = symbols.iter().map(|s| s.weight).sum();
+        let score = symbols.iter().fold(0.0, |acc, s| acc + s.weight);
         let action = if score >= self.reject {
             Action::Reject
         } else if score >= self.quarantine {
@@ -232,6 +232,8 @@ mod tests {
     fn thresholds_pick_the_action() {
         let p = Policy::new(&HashMap::new(), 1.0, 2.0, 3.0).unwrap();
         assert_eq!(p.decide(vec![]).action, Action::Deliver);
+        // An empty sum prints as 0.00, not -0.00.
+        assert_eq!(format!("{:.2}", p.decide(vec![]).score), "0.00");
         assert_eq!(p.decide(ev(&[Symbol::MissingDate])).action, Action::Tag);
         assert_eq!(
             p.decide(ev(&[Symbol::MissingFrom])).action,
@@ -275,5 +277,70 @@ mod tests {
             assert!(line.len() <= 78, "{line:?}");
         }
         assert!(h.ends_with("\r\n"));
+    }
+}
+
+/// The CRLF-terminated lines of `raw[..end]`.
+fn lines(raw: &[u8], end: usize) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let stop = raw[pos..end]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(end, |p| pos + p + 2);
+        let line = &raw[pos..stop];
+        pos = stop;
+        Some(line)
+    })
+}
+
+/// Removes `X-Sekisho-*` headers (with their continuation lines) from the top-level header
+/// block, so a sender cannot forge a verdict that downstream filters would trust. Returns the
+/// input unchanged (borrowed) when there is none.
+pub fn strip_verdict_headers(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const PREFIX: &[u8] = b"x-sekisho-";
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 2);
+    let is_ours = |line: &[u8]| {
+        line.len() >= PREFIX.len() && line[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+    };
+    if !lines(raw, header_end).any(is_ours) {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut skipping = false;
+    for line in lines(raw, header_end) {
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            skipping = is_ours(line);
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&raw[header_end..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod strip_tests {
+    use super::strip_verdict_headers;
+
+    #[test]
+    fn forged_verdict_headers_are_removed_and_nothing_else() {
+        let forged = b"Subject: x\r\nX-Sekisho-Verdict: deliver\r\nx-sekisho-symbols: A,\r\n\tB\r\nTo: y\r\n\r\nX-Sekisho-Verdict: in the body stays\r\n";
+        assert_eq!(
+            &strip_verdict_headers(forged)[..],
+            &b"Subject: x\r\nTo: y\r\n\r\nX-Sekisho-Verdict: in the body stays\r\n"[..]
+        );
+        let clean = b"Subject: x\r\n\r\nbody\r\n";
+        assert!(matches!(
+            strip_verdict_headers(clean),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

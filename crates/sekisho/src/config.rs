@@ -23,6 +23,20 @@ pub struct RawConfig {
     delivery: RawDelivery,
     #[serde(default)]
     spool: RawSpool,
+    #[serde(default)]
+    inspect: RawInspect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInspect {
+    tag_score: Option<f64>,
+    quarantine_score: Option<f64>,
+    reject_score: Option<f64>,
+    #[serde(default)]
+    weights: std::collections::HashMap<String, f64>,
+    max_mime_depth: Option<usize>,
+    max_mime_parts: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +122,8 @@ pub struct Config {
     pub session_timeout: Duration,
     pub delivery: egress::DeliveryConfig,
     pub spool_segment: u64,
+    pub policy: inspect::Policy,
+    pub view_limits: inspect::ViewLimits,
 }
 
 /// Default SMTP listener (loopback; a production node sets `0.0.0.0:25`).
@@ -329,7 +345,31 @@ impl RawConfig {
         if spool_segment < 1 << 20 {
             bail!("spool.max_segment_size: must be at least 1MiB");
         }
+        let i = self.inspect;
+        let dp = inspect::Policy::default();
+        let policy = inspect::Policy::new(
+            &i.weights,
+            i.tag_score.unwrap_or(dp.tag),
+            i.quarantine_score.unwrap_or(dp.quarantine),
+            i.reject_score.unwrap_or(dp.reject),
+        )
+        .map_err(|e| anyhow::anyhow!("inspect: {e}"))?;
+        let dv = inspect::ViewLimits::default();
+        let view_limits = inspect::ViewLimits {
+            max_mime_depth: at_least(
+                "inspect.max_mime_depth",
+                i.max_mime_depth.unwrap_or(dv.max_mime_depth),
+                1,
+            )?,
+            max_mime_parts: at_least(
+                "inspect.max_mime_parts",
+                i.max_mime_parts.unwrap_or(dv.max_mime_parts),
+                1,
+            )?,
+        };
         Ok(Config {
+            policy,
+            view_limits,
             hostname,
             data_dir,
             smtp_listen,
@@ -401,6 +441,14 @@ mod tests {
                 "limits.bare_line_endings",
             ),
             ("[tls]\ncert = \"/x.pem\"\n", "tls.cert and tls.key"),
+            (
+                "[inspect.weights]\nNOT_A_SYMBOL = 1.0\n",
+                "inspect: unknown symbol \"NOT_A_SYMBOL\"",
+            ),
+            (
+                "[inspect]\ntag_score = 20.0\n",
+                "inspect: thresholds must satisfy",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", resolve(text).unwrap_err());

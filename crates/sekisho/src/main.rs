@@ -81,6 +81,28 @@ enum Command {
     /// The running node's queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Run the inspection pipeline on message files (or directories of them), as the SMTP
+    /// path would, and print each verdict.
+    Check {
+        /// Message files or directories (read recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Client IP the message came from.
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        /// HELO name of the client.
+        #[arg(long, default_value = "localhost")]
+        helo: String,
+        /// Envelope sender.
+        #[arg(long, default_value = "")]
+        mail_from: String,
+        /// Envelope recipient (repeatable).
+        #[arg(long)]
+        rcpt: Vec<String>,
+        /// One JSON object per file per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Search the message trace.
     Trace {
         /// Messages to this recipient.
@@ -310,6 +332,23 @@ async fn run(cli: Cli) -> Result<()> {
             recipient(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Check {
+            paths,
+            ip,
+            helo,
+            mail_from,
+            rcpt,
+            json,
+        } => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            let env = inspect::Envelope {
+                client_ip: ip,
+                helo,
+                mail_from,
+                rcpts: rcpt,
+            };
+            check(&cfg, &paths, &env, json).await
+        }
         Command::Trace {
             rcpt,
             from,
@@ -357,6 +396,63 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Files under `paths` (directories recursively), sorted.
+fn message_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&p)? {
+                stack.push(entry?.path());
+            }
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn check(cfg: &Config, paths: &[PathBuf], env: &inspect::Envelope, json: bool) -> Result<()> {
+    let inspector =
+        inspect::Inspector::with_default_stages(cfg.policy.clone(), cfg.view_limits.clone());
+    let files = message_files(paths)?;
+    let mut failed = 0;
+    for file in &files {
+        let raw = match std::fs::read(file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                failed += 1;
+                continue;
+            }
+        };
+        let verdict = inspector.inspect(&raw, env).await;
+        if json {
+            let v = serde_json::json!({
+                "file": file.display().to_string(),
+                "action": verdict.action,
+                "score": verdict.score,
+                "symbols": verdict.symbols,
+            });
+            println!("{v}");
+        } else {
+            println!(
+                "{}: {} score {:.2} {}",
+                file.display(),
+                verdict.action.name(),
+                verdict.score,
+                verdict.symbol_list()
+            );
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files could not be read", files.len());
+    }
+    Ok(())
 }
 
 fn validate_route(route: &str) -> Result<()> {

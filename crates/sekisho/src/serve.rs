@@ -155,6 +155,10 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         directory.clone(),
         spool.clone(),
         delivery.clone(),
+        Arc::new(inspect::Inspector::with_default_stages(
+            cfg.policy.clone(),
+            cfg.view_limits.clone(),
+        )),
         metrics.clone(),
         trace_tx.clone(),
     );

@@ -9,7 +9,8 @@ use crate::{Store, StoreError};
 /// One record to write to the trace.
 #[derive(Debug, Clone)]
 pub enum TraceRecord {
-    /// A message was accepted (one `accepted` event per recipient is written with it).
+    /// A message was received (one `accepted` event per recipient is written with it, unless
+    /// the verdict refused it at DATA).
     Received {
         /// Queue id.
         id: String,
@@ -27,6 +28,12 @@ pub enum TraceRecord {
         tls: Option<String>,
         /// Recipients with their tenant ids.
         rcpts: Vec<(String, i64)>,
+        /// Inspection action (`deliver`, `tag`, `quarantine`, `reject`, …), if inspected.
+        verdict: Option<String>,
+        /// Inspection score.
+        score: Option<f64>,
+        /// Symbols with weights, `NAME(w), …`.
+        symbols: String,
     },
     /// Something happened to one recipient (delivered, deferred, bounced, …).
     Event(TraceEvent),
@@ -66,6 +73,12 @@ pub struct TraceMessage {
     pub helo: String,
     /// TLS details.
     pub tls: Option<String>,
+    /// Inspection action.
+    pub verdict: Option<String>,
+    /// Inspection score.
+    pub score: Option<f64>,
+    /// Symbols with weights.
+    pub symbols: String,
     /// Events, oldest first.
     pub events: Vec<TraceEvent>,
 }
@@ -116,10 +129,13 @@ impl Store {
                     helo,
                     tls,
                     rcpts,
+                    verdict,
+                    score,
+                    symbols,
                 } => {
                     sqlx::query(
-                        "INSERT OR IGNORE INTO trace_messages (id, received_at, mail_from, size, client_ip, helo, tls)
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR IGNORE INTO trace_messages (id, received_at, mail_from, size, client_ip, helo, tls, verdict, score, symbols)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(id)
                     .bind(at)
@@ -128,9 +144,14 @@ impl Store {
                     .bind(client_ip)
                     .bind(helo)
                     .bind(tls)
+                    .bind(verdict)
+                    .bind(score)
+                    .bind(symbols)
                     .execute(&mut *tx)
                     .await?;
-                    for (rcpt, tenant) in rcpts {
+                    // A message refused at DATA was never accepted: its events are the refusal.
+                    let refused = matches!(verdict.as_deref(), Some("reject" | "tempfail"));
+                    for (rcpt, tenant) in rcpts.iter().filter(|_| !refused) {
                         let e = TraceEvent {
                             message_id: id.clone(),
                             rcpt: rcpt.clone(),
@@ -153,7 +174,7 @@ impl Store {
     pub async fn trace(&self, f: &TraceFilter) -> Result<Vec<TraceMessage>, StoreError> {
         let rcpt = f.rcpt.as_ref().map(|r| r.to_lowercase());
         let rows = sqlx::query(
-            "SELECT id, received_at, mail_from, size, client_ip, helo, tls FROM trace_messages m
+            "SELECT id, received_at, mail_from, size, client_ip, helo, tls, verdict, score, symbols FROM trace_messages m
              WHERE (?1 IS NULL OR lower(mail_from) = lower(?1))
                AND (?2 IS NULL OR id = ?2)
                AND (?3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND lower(e.rcpt) = ?3))
@@ -193,6 +214,9 @@ impl Store {
                 client_ip: r.get(4),
                 helo: r.get(5),
                 tls: r.get(6),
+                verdict: r.get(7),
+                score: r.get(8),
+                symbols: r.get(9),
                 events,
             });
         }

@@ -93,6 +93,9 @@ async fn trace_is_searchable_by_rcpt_and_sender() {
         helo: "h".into(),
         tls: Some("TLSv1.3".into()),
         rcpts: vec![("r@acme.test".into(), 1)],
+        verdict: Some("tag".into()),
+        score: Some(6.5),
+        symbols: "MISSING_DATE(1.00)".into(),
     }])
     .await
     .unwrap();
@@ -116,6 +119,8 @@ async fn trace_is_searchable_by_rcpt_and_sender() {
     assert_eq!(by_rcpt.len(), 1);
     let events: Vec<_> = by_rcpt[0].events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(events, ["accepted", "delivered"]);
+    assert_eq!(by_rcpt[0].verdict.as_deref(), Some("tag"));
+    assert_eq!(by_rcpt[0].score, Some(6.5));
     let none = s
         .trace(&TraceFilter {
             mail_from: Some("b@x.test".into()),

@@ -1,0 +1,84 @@
+"""Inspection on the SMTP path of the real binary: verdicts before the reply to DATA."""
+import json
+import smtplib
+import subprocess
+
+import pytest
+
+from conftest import BIN, CORPORA, received_prefix_and_rest, wait_for
+
+GOOD = (b"From: a@example.org\r\nTo: bob@acme.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+        b"Message-ID: <1@example.org>\r\nSubject: hello\r\n\r\nhi\r\n")
+
+
+def gtube_message():
+    sample = CORPORA / "spam" / "spamassassin-samples" / "sample-spam.txt"
+    raw = sample.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert b"GTUBE" in raw
+    return raw
+
+
+def test_gtube_is_rejected_at_data_and_traced(node, sink):
+    s = sink()
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("spammer@example.org", ["bob@acme.test"], gtube_message())
+        assert e.value.smtp_code == 554
+        assert e.value.smtp_error.startswith(b"5.7.1 Message rejected by content policy")
+        # The session goes on: a clean message after it is accepted.
+        assert c.sendmail("a@example.org", ["bob@acme.test"], GOOD) == {}
+    env, content = s.wait(1)[0]
+    assert b"Subject: hello" in content
+    t = wait_for(lambda: (t := n.cli_json("trace", "--from", "spammer@example.org")) and t[0]["events"] and t,
+                 what="the rejection in the trace")
+    assert t[0]["verdict"] == "reject"
+    assert "GTUBE(1000.00)" in t[0]["symbols"]
+    assert [e["event"] for e in t[0]["events"]] == ["reject"]
+
+
+def test_quarantine_holds_the_message_until_released(node, sink):
+    s = sink()
+    # Missing Date/Message-ID/Subject/From scores 4.5 by default: quarantine from 4.
+    n = node(config="[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n")
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        assert c.sendmail("a@example.org", ["bob@acme.test"], b"To: bob@acme.test\r\n\r\nbare\r\n") == {}
+    q = wait_for(lambda: (q := n.cli_json("queue", "list")) and q, what="held message")
+    assert q[0]["state"] == "hold"
+    assert q[0]["note"].startswith("quarantined: score 4.50")
+    assert s.messages() == []
+    n.cli("queue", "release", q[0]["id"])
+    env, content = s.wait(1)[0]
+    assert b"X-Sekisho-Verdict: quarantine\r\n" in content
+    assert b"X-Sekisho-Symbols: MISSING_FROM(2.00)" in content
+
+
+def test_forged_verdict_headers_are_stripped(node, sink):
+    s = sink()
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    forged = GOOD.replace(b"Subject: hello\r\n", b"Subject: hello\r\nX-Sekisho-Verdict: deliver\r\nX-Sekisho-Score: -100\r\n")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["bob@acme.test"], forged)
+    _, content = s.wait(1)[0]
+    assert content.count(b"X-Sekisho-Verdict:") == 1
+    assert b"X-Sekisho-Score: -100" not in content
+    _, rest = received_prefix_and_rest(content)
+    assert rest == GOOD
+
+
+def test_check_command_runs_the_same_pipeline(tmp_path):
+    spam = tmp_path / "gtube.eml"
+    spam.write_bytes(gtube_message())
+    ham = tmp_path / "ham.eml"
+    ham.write_bytes(GOOD)
+    r = subprocess.run([str(BIN), "--data-dir", str(tmp_path / "d"), "check", "--json", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    by_file = {l["file"].rsplit("/", 1)[1]: l for l in lines}
+    assert by_file["gtube.eml"]["action"] == "reject"
+    assert by_file["gtube.eml"]["symbols"][0]["symbol"] == "GTUBE"
+    assert by_file["ham.eml"]["action"] == "deliver" and by_file["ham.eml"]["score"] == 0.0
