@@ -66,13 +66,46 @@ class Sink:
         self.proc.wait(5)
 
 
+class Dns:
+    """A local DNS server (tests/e2e/dnsd.py) answering TXT records from self.zone."""
+
+    def __init__(self, zone_file: Path):
+        self.zone_file = zone_file
+        self.zone = {}
+        self.write()
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "dnsd.py"), "--zone", str(zone_file)],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+
+    def txt(self, name, *values):
+        self.zone[name.rstrip(".") + "."] = list(values)
+        self.write()
+
+    def write(self):
+        tmp = self.zone_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.zone))
+        tmp.rename(self.zone_file)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
 class Node:
-    """A `sekisho serve` process with its own data directory."""
+    """A `sekisho serve` process with its own data directory. Unless the test's config has a
+    [dns] section, the node resolves through the test's local DNS server, so no query leaves
+    the machine."""
+
+    dns_port = None
 
     def __init__(self, data_dir: Path, config: str = "", demo=False, smtp_port=0):
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir.parent / (data_dir.name + ".toml")
+        if "[dns]" not in config:
+            config = f'[dns]\nresolver = "127.0.0.1:{Node.dns_port}"\ntimeout = "1s"\n' + config
         self.config_path.write_text(config)
         self.demo = demo
         self.smtp_port = smtp_port
@@ -131,6 +164,20 @@ class Node:
         self.proc.wait(10)
 
 
+@pytest.fixture(scope="session")
+def dns(tmp_path_factory):
+    d = Dns(tmp_path_factory.mktemp("dns") / "zone.json")
+    Node.dns_port = d.port
+    yield d
+    d.stop()
+
+
+@pytest.fixture(autouse=True)
+def _local_dns(dns):
+    """Every test gets the session's DNS server (nodes point at it)."""
+    yield dns
+
+
 @pytest.fixture
 def sink(tmp_path):
     sinks = []
@@ -160,11 +207,11 @@ def node(tmp_path):
 
 
 def received_prefix_and_rest(content: bytes):
-    """Splits what Sekisho prepends (its Received header, then the X-Sekisho-* verdict
-    headers) from the original content."""
+    """Splits what Sekisho prepends (its Received header, then Authentication-Results and the
+    X-Sekisho-* verdict headers) from the original content."""
     assert content.startswith(b"Received: from "), content[:80]
     end = content.index(b"\r\n", content.index(b" +0000")) + 2
-    while content[end:].lower().startswith(b"x-sekisho-"):
+    while content[end:].lower().startswith((b"x-sekisho-", b"authentication-results:")):
         end = content.index(b"\r\n", end) + 2
         while content[end:end + 1] in (b" ", b"\t"):
             end = content.index(b"\r\n", end) + 2

@@ -40,14 +40,16 @@ def test_gtube_is_rejected_at_data_and_traced(node, sink):
 
 def test_quarantine_holds_the_message_until_released(node, sink):
     s = sink()
-    # Missing Date/Message-ID/Subject/From scores 4.5 by default: quarantine from 4.
+    # Missing Date/Message-ID/Subject/From scores 4.5 by default (more with SPF/DKIM none):
+    # quarantine from 4.
     n = node(config="[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n")
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
     with smtplib.SMTP("127.0.0.1", n.port) as c:
         assert c.sendmail("a@example.org", ["bob@acme.test"], b"To: bob@acme.test\r\n\r\nbare\r\n") == {}
     q = wait_for(lambda: (q := n.cli_json("queue", "list")) and q, what="held message")
     assert q[0]["state"] == "hold"
-    assert q[0]["note"].startswith("quarantined: score 4.50")
+    assert q[0]["note"].startswith("quarantined: score ")
+    assert "MISSING_FROM(2.00)" in q[0]["note"]
     assert s.messages() == []
     n.cli("queue", "release", q[0]["id"])
     env, content = s.wait(1)[0]
@@ -74,11 +76,39 @@ def test_check_command_runs_the_same_pipeline(tmp_path):
     spam.write_bytes(gtube_message())
     ham = tmp_path / "ham.eml"
     ham.write_bytes(GOOD)
-    r = subprocess.run([str(BIN), "--data-dir", str(tmp_path / "d"), "check", "--json", str(tmp_path)],
+    from conftest import Node
+    r = subprocess.run([str(BIN), "--data-dir", str(tmp_path / "d"), "--dns", f"127.0.0.1:{Node.dns_port}",
+                        "check", "--json", str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(l) for l in r.stdout.splitlines()]
     by_file = {l["file"].rsplit("/", 1)[1]: l for l in lines}
     assert by_file["gtube.eml"]["action"] == "reject"
     assert by_file["gtube.eml"]["symbols"][0]["symbol"] == "GTUBE"
-    assert by_file["ham.eml"]["action"] == "deliver" and by_file["ham.eml"]["score"] == 0.0
+    assert by_file["ham.eml"]["action"] == "deliver" and by_file["ham.eml"]["score"] < 5.0
+    names = [s["symbol"] for s in by_file["ham.eml"]["symbols"]]
+    assert "SPF_NONE" in names and "DKIM_NONE" in names   # answered by the local DNS server
+
+
+def test_spf_and_dmarc_through_the_local_dns(node, sink, dns):
+    s = sink()
+    dns.txt("spf-pass.test", "v=spf1 ip4:127.0.0.0/8 -all")
+    dns.txt("spf-fail.test", "v=spf1 ip4:192.0.2.0/24 -all")
+    dns.txt("_dmarc.spf-fail.test", "v=DMARC1; p=reject")
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    ok = GOOD.replace(b"From: a@example.org", b"From: a@spf-pass.test")
+    forged = GOOD.replace(b"From: a@example.org", b"From: ceo@spf-fail.test")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@spf-pass.test", ["bob@acme.test"], ok)
+        # SPF fail (3) + DMARC p=reject fail (12) = 15: rejected at DATA.
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("ceo@spf-fail.test", ["bob@acme.test"], forged)
+        assert e.value.smtp_code == 554
+    _, content = s.wait(1)[0]
+    ar = content.split(b"Authentication-Results: ", 1)[1].split(b"\r\nX-Sekisho", 1)[0]
+    assert b"spf=pass" in ar and b"smtp.mailfrom=a@spf-pass.test" in ar
+    assert b"dkim=none" in ar
+    assert ar.startswith(b"sekisho.localhost;")
+    t = wait_for(lambda: (t := n.cli_json("trace", "--from", "ceo@spf-fail.test")) and t, what="trace")
+    assert "SPF_FAIL(3.00)" in t[0]["symbols"] and "DMARC_REJECT(12.00)" in t[0]["symbols"]

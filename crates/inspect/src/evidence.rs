@@ -4,64 +4,103 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// Every symbol a stage can produce. The policy weighs them; a symbol unknown to the policy
-/// cannot exist (it is a type, not a string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Symbol {
+/// Declares the symbols once: variant, name, default weight and doc line.
+macro_rules! symbols {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal, $weight:expr;)*) => {
+        /// Every symbol a stage can produce. The policy weighs them; a symbol unknown to the
+        /// policy cannot exist (it is a type, not a string).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        pub enum Symbol {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl Symbol {
+            /// Every symbol, for documentation and policy validation.
+            pub const ALL: &'static [Symbol] = &[$(Symbol::$variant,)*];
+
+            /// The symbol's name as shown in headers and accepted in configuration.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Symbol::$variant => $name,)*
+                }
+            }
+
+            /// The built-in weight (configuration may override it).
+            pub fn default_weight(self) -> f64 {
+                match self {
+                    $(Symbol::$variant => $weight,)*
+                }
+            }
+        }
+    };
+}
+
+symbols! {
     /// The GTUBE test string (the spam equivalent of EICAR).
-    Gtube,
+    Gtube = "GTUBE", 1000.0;
     /// No `From:` header.
-    MissingFrom,
+    MissingFrom = "MISSING_FROM", 2.0;
     /// More than one `From:` header.
-    MultipleFrom,
+    MultipleFrom = "MULTIPLE_FROM", 3.0;
     /// No `Date:` header.
-    MissingDate,
+    MissingDate = "MISSING_DATE", 1.0;
     /// No `Message-ID:` header.
-    MissingMessageId,
+    MissingMessageId = "MISSING_MESSAGE_ID", 1.0;
     /// No `Subject:` header.
-    MissingSubject,
+    MissingSubject = "MISSING_SUBJECT", 0.5;
     /// HTML body without a text alternative.
-    HtmlOnly,
+    HtmlOnly = "HTML_ONLY", 0.5;
     /// MIME nesting deeper than the limit.
-    MimeTooDeep,
+    MimeTooDeep = "MIME_TOO_DEEP", 5.0;
     /// More MIME parts than the limit.
-    MimeTooManyParts,
+    MimeTooManyParts = "MIME_TOO_MANY_PARTS", 3.0;
     /// The message could not be parsed as MIME at all.
-    MimeUnparseable,
+    MimeUnparseable = "MIME_UNPARSEABLE", 3.0;
+    /// SPF (RFC 7208) pass for the MAIL FROM (or HELO) identity.
+    SpfPass = "SPF_PASS", -0.5;
+    /// SPF fail: the client is not allowed to send for the domain.
+    SpfFail = "SPF_FAIL", 3.0;
+    /// SPF softfail.
+    SpfSoftFail = "SPF_SOFTFAIL", 1.5;
+    /// SPF neutral.
+    SpfNeutral = "SPF_NEUTRAL", 0.0;
+    /// No SPF record.
+    SpfNone = "SPF_NONE", 0.5;
+    /// SPF could not be evaluated now (DNS).
+    SpfTempError = "SPF_TEMPERROR", 0.0;
+    /// The SPF record is broken.
+    SpfPermError = "SPF_PERMERROR", 1.0;
+    /// At least one DKIM (RFC 6376) signature verifies.
+    DkimPass = "DKIM_PASS", -0.5;
+    /// A DKIM signature does not verify (and none passes).
+    DkimFail = "DKIM_FAIL", 2.0;
+    /// A DKIM signature could not be checked now (DNS).
+    DkimTempError = "DKIM_TEMPERROR", 0.0;
+    /// A DKIM signature or key is malformed.
+    DkimPermError = "DKIM_PERMERROR", 1.0;
+    /// No DKIM signature.
+    DkimNone = "DKIM_NONE", 0.5;
+    /// DMARC (RFC 7489) pass: an aligned SPF or DKIM pass.
+    DmarcPass = "DMARC_PASS", -1.0;
+    /// DMARC fail under the domain's `p=reject`.
+    DmarcReject = "DMARC_REJECT", 12.0;
+    /// DMARC fail under the domain's `p=quarantine`.
+    DmarcQuarantine = "DMARC_QUARANTINE", 8.0;
+    /// DMARC fail under the domain's `p=none`.
+    DmarcPolicyNone = "DMARC_POLICY_NONE", 2.0;
+    /// DMARC could not be evaluated now (DNS).
+    DmarcTempError = "DMARC_TEMPERROR", 0.0;
+    /// The DMARC record is broken.
+    DmarcPermError = "DMARC_PERMERROR", 0.5;
+    /// ARC (RFC 8617) chain validates.
+    ArcPass = "ARC_PASS", -0.5;
+    /// ARC chain present but broken.
+    ArcFail = "ARC_FAIL", 1.0;
+    /// Authentication did not finish within its deadline.
+    AuthTimeout = "AUTH_TIMEOUT", 0.0;
 }
 
 impl Symbol {
-    /// Every symbol, for documentation and policy validation.
-    pub const ALL: &'static [Symbol] = &[
-        Symbol::Gtube,
-        Symbol::MissingFrom,
-        Symbol::MultipleFrom,
-        Symbol::MissingDate,
-        Symbol::MissingMessageId,
-        Symbol::MissingSubject,
-        Symbol::HtmlOnly,
-        Symbol::MimeTooDeep,
-        Symbol::MimeTooManyParts,
-        Symbol::MimeUnparseable,
-    ];
-
-    /// The symbol's name as shown in headers and accepted in configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            Symbol::Gtube => "GTUBE",
-            Symbol::MissingFrom => "MISSING_FROM",
-            Symbol::MultipleFrom => "MULTIPLE_FROM",
-            Symbol::MissingDate => "MISSING_DATE",
-            Symbol::MissingMessageId => "MISSING_MESSAGE_ID",
-            Symbol::MissingSubject => "MISSING_SUBJECT",
-            Symbol::HtmlOnly => "HTML_ONLY",
-            Symbol::MimeTooDeep => "MIME_TOO_DEEP",
-            Symbol::MimeTooManyParts => "MIME_TOO_MANY_PARTS",
-            Symbol::MimeUnparseable => "MIME_UNPARSEABLE",
-        }
-    }
-
     /// The symbol of a name (configuration keys).
     pub fn from_name(name: &str) -> Option<Symbol> {
         Symbol::ALL

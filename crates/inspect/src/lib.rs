@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod dns;
 pub mod evidence;
 pub mod policy;
 pub mod stages;
@@ -49,6 +50,25 @@ pub struct Envelope {
     pub rcpts: Vec<String>,
 }
 
+/// What a stage found: evidence for the policy, and trace header fields it is responsible
+/// for (e.g. `Authentication-Results`), written whatever the verdict.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Findings {
+    /// Evidence for the policy.
+    pub evidence: Vec<Evidence>,
+    /// Complete header fields, each ending in CRLF.
+    pub headers: Vec<String>,
+}
+
+impl From<Vec<Evidence>> for Findings {
+    fn from(evidence: Vec<Evidence>) -> Self {
+        Self {
+            evidence,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// One inspection stage.
 pub trait Stage: Send + Sync {
     /// Short name, for logs and timing.
@@ -58,7 +78,7 @@ pub trait Stage: Send + Sync {
         &'a self,
         msg: &'a MessageView<'a>,
         env: &'a Envelope,
-    ) -> BoxFuture<'a, Vec<Evidence>>;
+    ) -> BoxFuture<'a, Findings>;
 }
 
 /// Runs the stages and the policy.
@@ -78,10 +98,14 @@ impl Inspector {
         }
     }
 
-    /// The default stage set (the stages that need no external service).
-    pub fn with_default_stages(policy: Policy, limits: ViewLimits) -> Self {
+    /// The default stage set: content rules and authentication (SPF, DKIM, DMARC, ARC).
+    pub fn with_default_stages(
+        policy: Policy,
+        limits: ViewLimits,
+        auth: stages::auth::Authentication,
+    ) -> Self {
         Self::new(
-            vec![Arc::new(stages::content::ContentRules)],
+            vec![Arc::new(stages::content::ContentRules), Arc::new(auth)],
             policy,
             limits,
         )
@@ -97,9 +121,13 @@ impl Inspector {
         let (view, mut evidence) = MessageView::parse(raw, &self.limits);
         let results =
             futures_util::future::join_all(self.stages.iter().map(|s| s.inspect(&view, env))).await;
+        let mut headers = Vec::new();
         for r in results {
-            evidence.extend(r);
+            evidence.extend(r.evidence);
+            headers.extend(r.headers);
         }
-        self.policy.decide(evidence)
+        let mut verdict = self.policy.decide(evidence);
+        verdict.trace_headers = headers;
+        verdict
     }
 }

@@ -55,6 +55,9 @@ pub struct Verdict {
     pub score: f64,
     /// Every symbol with its weight, highest first.
     pub symbols: Vec<Scored>,
+    /// Header fields written by stages (e.g. `Authentication-Results`), CRLF-terminated.
+    #[serde(skip)]
+    pub trace_headers: Vec<String>,
 }
 
 impl Verdict {
@@ -67,9 +70,11 @@ impl Verdict {
             .join(", ")
     }
 
-    /// The `X-Sekisho-*` header block (CRLF-terminated lines) to prepend to the message.
+    /// The header block to prepend to the message: the stages' trace headers, then
+    /// `X-Sekisho-Verdict`, `X-Sekisho-Score` and `X-Sekisho-Symbols` (CRLF-terminated lines).
     pub fn headers(&self) -> String {
-        let mut h = format!(
+        let mut h: String = self.trace_headers.concat();
+        h += &format!(
             "X-Sekisho-Verdict: {}\r\nX-Sekisho-Score: {:.2}\r\n",
             self.action.name(),
             self.score
@@ -116,28 +121,12 @@ pub struct Policy {
     pub reject: f64,
 }
 
-/// The built-in weight of each symbol.
-pub fn default_weight(s: Symbol) -> f64 {
-    match s {
-        Symbol::Gtube => 1000.0,
-        Symbol::MissingFrom => 2.0,
-        Symbol::MultipleFrom => 3.0,
-        Symbol::MissingDate => 1.0,
-        Symbol::MissingMessageId => 1.0,
-        Symbol::MissingSubject => 0.5,
-        Symbol::HtmlOnly => 0.5,
-        Symbol::MimeTooDeep => 5.0,
-        Symbol::MimeTooManyParts => 3.0,
-        Symbol::MimeUnparseable => 3.0,
-    }
-}
-
 impl Default for Policy {
     fn default() -> Self {
         Self {
             weights: Symbol::ALL
                 .iter()
-                .map(|&s| (s, default_weight(s)))
+                .map(|&s| (s, s.default_weight()))
                 .collect(),
             tag: 5.0,
             quarantine: 10.0,
@@ -188,7 +177,7 @@ impl Policy {
         self.weights
             .get(&s)
             .copied()
-            .unwrap_or_else(|| default_weight(s))
+            .unwrap_or_else(|| s.default_weight())
     }
 
     /// Scores the evidence and picks the action.
@@ -216,6 +205,7 @@ impl Policy {
             action,
             score,
             symbols,
+            trace_headers: Vec::new(),
         }
     }
 }

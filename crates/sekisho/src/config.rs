@@ -25,6 +25,15 @@ pub struct RawConfig {
     spool: RawSpool,
     #[serde(default)]
     inspect: RawInspect,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    resolver: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +46,7 @@ struct RawInspect {
     weights: std::collections::HashMap<String, f64>,
     max_mime_depth: Option<usize>,
     max_mime_parts: Option<usize>,
+    auth_deadline: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +111,8 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// `--hostname` / `SEKISHO_HOSTNAME`.
     pub hostname: Option<String>,
+    /// `--dns` / `SEKISHO_DNS`.
+    pub dns: Option<String>,
 }
 
 /// The validated configuration.
@@ -124,6 +136,10 @@ pub struct Config {
     pub spool_segment: u64,
     pub policy: inspect::Policy,
     pub view_limits: inspect::ViewLimits,
+    /// DNS resolver for authentication (None: the system's resolv.conf).
+    pub dns_resolver: Option<SocketAddr>,
+    pub dns_timeout: Duration,
+    pub auth_deadline: Duration,
 }
 
 /// Default SMTP listener (loopback; a production node sets `0.0.0.0:25`).
@@ -346,6 +362,7 @@ impl RawConfig {
             bail!("spool.max_segment_size: must be at least 1MiB");
         }
         let i = self.inspect;
+        let auth_deadline_raw = i.auth_deadline.clone();
         let dp = inspect::Policy::default();
         let policy = inspect::Policy::new(
             &i.weights,
@@ -367,7 +384,22 @@ impl RawConfig {
                 1,
             )?,
         };
+        let dns_resolver = o
+            .dns
+            .as_deref()
+            .or(self.dns.resolver.as_deref())
+            .map(|r| addr("dns.resolver", r))
+            .transpose()?;
+        let dns_timeout =
+            parse_duration("dns.timeout", self.dns.timeout.as_deref().unwrap_or("2s"))?;
+        let auth_deadline = parse_duration(
+            "inspect.auth_deadline",
+            auth_deadline_raw.as_deref().unwrap_or("5s"),
+        )?;
         Ok(Config {
+            dns_resolver,
+            dns_timeout,
+            auth_deadline,
             policy,
             view_limits,
             hostname,

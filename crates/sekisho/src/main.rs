@@ -45,6 +45,9 @@ struct NodeArgs {
     /// Data directory (store, spool, keys, certificate) [default: ./sekisho-data].
     #[arg(long, global = true, env = "SEKISHO_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// DNS resolver for authentication checks, IP:PORT [default: the system's].
+    #[arg(long, global = true, env = "SEKISHO_DNS")]
+    dns: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, env = "SEKISHO_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -257,6 +260,7 @@ fn load_config(node: &NodeArgs, o: Overrides) -> Result<Config> {
     };
     raw.resolve(&Overrides {
         data_dir: node.data_dir.clone(),
+        dns: node.dns.clone(),
         ..o
     })
 }
@@ -307,7 +311,7 @@ async fn run(cli: Cli) -> Result<()> {
                     smtp_listen,
                     admin_listen,
                     hostname,
-                    data_dir: None,
+                    ..Overrides::default()
                 },
             )?;
             serve::serve(cfg, demo).await
@@ -417,8 +421,7 @@ fn message_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 async fn check(cfg: &Config, paths: &[PathBuf], env: &inspect::Envelope, json: bool) -> Result<()> {
-    let inspector =
-        inspect::Inspector::with_default_stages(cfg.policy.clone(), cfg.view_limits.clone());
+    let inspector = serve::inspector(cfg)?;
     let files = message_files(paths)?;
     let mut failed = 0;
     for file in &files {

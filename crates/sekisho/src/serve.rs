@@ -52,6 +52,23 @@ async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
     Ok(maildir.display().to_string())
 }
 
+/// The inspection pipeline of a node (the SMTP path and `sekisho check` use the same one).
+pub fn inspector(cfg: &Config) -> Result<inspect::Inspector> {
+    let authenticator = inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
+        .map_err(anyhow::Error::msg)?;
+    let auth = inspect::stages::auth::Authentication::new(
+        authenticator,
+        Arc::new(inspect::dns::DnsCaches::default()),
+        cfg.hostname.clone(),
+        cfg.auth_deadline,
+    );
+    Ok(inspect::Inspector::with_default_stages(
+        cfg.policy.clone(),
+        cfg.view_limits.clone(),
+        auth,
+    ))
+}
+
 /// Writes trace records in batches (one transaction per batch).
 async fn trace_writer(
     store: Store,
@@ -155,10 +172,7 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         directory.clone(),
         spool.clone(),
         delivery.clone(),
-        Arc::new(inspect::Inspector::with_default_stages(
-            cfg.policy.clone(),
-            cfg.view_limits.clone(),
-        )),
+        Arc::new(inspector(&cfg)?),
         metrics.clone(),
         trace_tx.clone(),
     );

@@ -28,10 +28,40 @@ impl Drop for NodeProc {
     }
 }
 
+/// A DNS server on loopback that answers NXDOMAIN to every query, so the nodes' authentication
+/// checks finish at once and no query leaves the machine. Returns its address.
+fn nxdomain_server() -> std::net::SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            // Header + the question only: find the end of QNAME, then QTYPE and QCLASS.
+            let mut pos = 12;
+            while pos < n && buf[pos] != 0 {
+                pos += 1 + buf[pos] as usize;
+            }
+            let end = (pos + 5).min(n);
+            let mut reply = buf[..end].to_vec();
+            if reply.len() < 12 {
+                continue;
+            }
+            reply[2] = 0x84 | (buf[2] & 0x01); // QR, AA, RD copied
+            reply[3] = 0x03; // NXDOMAIN
+            reply[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+            let _ = sock.send_to(&reply, peer);
+        }
+    });
+    addr
+}
+
 fn start(dir: &Path, name: &str, config: &str, demo: bool) -> NodeProc {
+    static DNS: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+    let dns = DNS.get_or_init(nxdomain_server);
+    let config = format!("[dns]\nresolver = \"{dns}\"\ntimeout = \"1s\"\n{config}");
     let data_dir = dir.join(name);
     let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, config).unwrap();
+    std::fs::write(&cfg, &config).unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args([
         "--config",

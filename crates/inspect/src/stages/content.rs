@@ -2,7 +2,7 @@
 
 use crate::evidence::{Evidence, Symbol};
 use crate::view::MessageView;
-use crate::{BoxFuture, Envelope, Stage};
+use crate::{BoxFuture, Envelope, Findings, Stage};
 
 /// The GTUBE string (SpamAssassin's Generic Test for Unsolicited Bulk Email).
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
@@ -69,8 +69,8 @@ impl Stage for ContentRules {
         &'a self,
         msg: &'a MessageView<'a>,
         _env: &'a Envelope,
-    ) -> BoxFuture<'a, Vec<Evidence>> {
-        Box::pin(std::future::ready(Self::check(msg)))
+    ) -> BoxFuture<'a, Findings> {
+        Box::pin(std::future::ready(Self::check(msg).into()))
     }
 }
 

@@ -1,3 +1,4 @@
 //! The stages.
 
+pub mod auth;
 pub mod content;
