@@ -112,3 +112,30 @@ def test_spf_and_dmarc_through_the_local_dns(node, sink, dns):
     assert ar.startswith(b"sekisho.localhost;")
     t = wait_for(lambda: (t := n.cli_json("trace", "--from", "ceo@spf-fail.test")) and t, what="trace")
     assert "SPF_FAIL(3.00)" in t[0]["symbols"] and "DMARC_REJECT(12.00)" in t[0]["symbols"]
+
+
+def test_lookalike_sender_and_feed_link_are_caught(node, sink):
+    s = sink()
+    feed = CORPORA / "phishing" / "eth-phishing-detect" / "config.json"
+    n = node(config=f'[inspect]\nphishing_feed = "{feed}"\nprotected_brands = ["paypal.com"]\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme-corp.test", "--route", s.route())
+    ceo = GOOD.replace(b"From: a@example.org", b"From: CEO <ceo@acme-c0rp.test>")
+    wallet = GOOD.replace(b"Subject: hello\r\n\r\nhi\r\n",
+                          b"Subject: claim\r\nContent-Type: text/html\r\n\r\n"
+                          b"<a href=\"https://nfts-mints.com/claim\">https://www.acme-corp.test/claim</a>\r\n")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("ceo@acme-c0rp.test", ["cfo@acme-corp.test"], ceo)
+        # Feed (10) + link text mismatch (3) + … : quarantined or rejected, never delivered as is.
+        try:
+            c.sendmail("a@example.org", ["cfo@acme-corp.test"], wallet)
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code == 554
+    env, content = s.wait(1)[0]
+    assert b"LOOKALIKE_DOMAIN" in content
+    t = wait_for(lambda: (t := n.cli_json("trace", "--rcpt", "cfo@acme-corp.test")) and len(t) == 2 and t,
+                 what="both messages in the trace")
+    by_verdict = {m["mail_from"]: m for m in t}
+    assert "PHISH_FEED_DOMAIN(10.00)" in by_verdict["a@example.org"]["symbols"]
+    assert "LINK_TEXT_MISMATCH(3.00)" in by_verdict["a@example.org"]["symbols"]
+    assert by_verdict["a@example.org"]["verdict"] in ("quarantine", "reject")
+    assert "LOOKALIKE_DOMAIN(6.00)" in by_verdict["ceo@acme-c0rp.test"]["symbols"]

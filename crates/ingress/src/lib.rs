@@ -74,6 +74,7 @@ pub struct Ingress {
     spool: Spool,
     delivery: Arc<Delivery>,
     inspector: Arc<Inspector>,
+    directory: Arc<SharedDirectory>,
     metrics: Arc<Metrics>,
     trace: TraceSink,
     sessions: Arc<Semaphore>,
@@ -120,7 +121,7 @@ impl Ingress {
             hostname: cfg.hostname.clone(),
             limits: cfg.limits.clone(),
             starttls: cfg.tls.is_some(),
-            recipients: Arc::new(DirectoryPolicy(directory)),
+            recipients: Arc::new(DirectoryPolicy(directory.clone())),
         });
         Arc::new(Self {
             sessions: Arc::new(Semaphore::new(cfg.max_sessions.max(1))),
@@ -130,6 +131,7 @@ impl Ingress {
             spool,
             delivery,
             inspector,
+            directory,
             metrics,
             trace,
         })
@@ -296,6 +298,7 @@ impl Ingress {
             helo: tx.helo.clone(),
             mail_from: tx.mail_from.clone(),
             rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
+            protected_domains: self.tenant_domains(&tx.rcpts),
         };
         let original = inspect::strip_verdict_headers(&tx.body);
         let verdict = self.inspector.inspect(&original, &env).await;
@@ -395,6 +398,19 @@ impl Ingress {
             self.delivery.dispatch(meta, Arc::new(body));
         }
         Ok(id)
+    }
+
+    /// The domains of the tenants that the recipients belong to.
+    fn tenant_domains(&self, rcpts: &[(String, i64)]) -> Vec<String> {
+        let dir = self.directory.get();
+        let mut tenants: Vec<i64> = rcpts.iter().map(|(_, t)| *t).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        tenants
+            .iter()
+            .filter_map(|t| dir.tenant(*t))
+            .flat_map(|t| t.domains.iter().cloned())
+            .collect()
     }
 
     fn trace_received(

@@ -98,6 +98,17 @@ symbols! {
     ArcFail = "ARC_FAIL", 1.0;
     /// Authentication did not finish within its deadline.
     AuthTimeout = "AUTH_TIMEOUT", 0.0;
+    /// From, Reply-To or MAIL FROM domain imitates a tenant domain or protected brand
+    /// (edit distance, confusable characters, or the brand's name inside another domain).
+    LookalikeDomain = "LOOKALIKE_DOMAIN", 6.0;
+    /// Replies would go to another domain than the author's.
+    ReplyToMismatch = "REPLYTO_MISMATCH", 1.0;
+    /// A link's visible text names another domain than the one it leads to.
+    LinkTextMismatch = "LINK_TEXT_MISMATCH", 3.0;
+    /// A link or sender domain is on the known-bad phishing feed.
+    PhishFeedDomain = "PHISH_FEED_DOMAIN", 10.0;
+    /// A link leads to a lookalike of a tenant domain or protected brand.
+    LookalikeLink = "LOOKALIKE_LINK", 5.0;
 }
 
 impl Symbol {

@@ -48,6 +48,8 @@ pub struct Envelope {
     pub mail_from: String,
     /// Recipients.
     pub rcpts: Vec<String>,
+    /// Domains of the recipients' tenants (lookalikes of these are phishing evidence).
+    pub protected_domains: Vec<String>,
 }
 
 /// What a stage found: evidence for the policy, and trace header fields it is responsible
@@ -98,14 +100,20 @@ impl Inspector {
         }
     }
 
-    /// The default stage set: content rules and authentication (SPF, DKIM, DMARC, ARC).
+    /// The default stage set: content rules, authentication (SPF, DKIM, DMARC, ARC) and
+    /// phishing.
     pub fn with_default_stages(
         policy: Policy,
         limits: ViewLimits,
         auth: stages::auth::Authentication,
+        phish: stages::phish::Phishing,
     ) -> Self {
         Self::new(
-            vec![Arc::new(stages::content::ContentRules), Arc::new(auth)],
+            vec![
+                Arc::new(stages::content::ContentRules),
+                Arc::new(auth),
+                Arc::new(phish),
+            ],
             policy,
             limits,
         )

@@ -35,6 +35,7 @@ fn env(ip: &str, mail_from: &str) -> Envelope {
         helo: "mail.football.example.com".into(),
         mail_from: mail_from.into(),
         rcpts: vec!["suzie@shopping.example.net".into()],
+        protected_domains: vec![],
     }
 }
 

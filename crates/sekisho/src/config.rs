@@ -47,6 +47,9 @@ struct RawInspect {
     max_mime_depth: Option<usize>,
     max_mime_parts: Option<usize>,
     auth_deadline: Option<String>,
+    phishing_feed: Option<PathBuf>,
+    #[serde(default)]
+    protected_brands: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +143,10 @@ pub struct Config {
     pub dns_resolver: Option<SocketAddr>,
     pub dns_timeout: Duration,
     pub auth_deadline: Duration,
+    /// Known-bad domain feed (JSON with "blacklist", or one domain per line), hot-reloaded.
+    pub phishing_feed: Option<PathBuf>,
+    /// Brand domains protected against lookalikes for every tenant.
+    pub protected_brands: Vec<String>,
 }
 
 /// Default SMTP listener (loopback; a production node sets `0.0.0.0:25`).
@@ -363,6 +370,20 @@ impl RawConfig {
         }
         let i = self.inspect;
         let auth_deadline_raw = i.auth_deadline.clone();
+        let phishing_feed = i.phishing_feed.clone();
+        if let Some(feed) = &phishing_feed
+            && !feed.is_file()
+        {
+            bail!(
+                "inspect.phishing_feed: {} is not a readable file",
+                feed.display()
+            );
+        }
+        let protected_brands = i.protected_brands.clone();
+        for b in &protected_brands {
+            store::normalize_domain(b)
+                .map_err(|e| anyhow::anyhow!("inspect.protected_brands: {e}"))?;
+        }
         let dp = inspect::Policy::default();
         let policy = inspect::Policy::new(
             &i.weights,
@@ -397,6 +418,8 @@ impl RawConfig {
             auth_deadline_raw.as_deref().unwrap_or("5s"),
         )?;
         Ok(Config {
+            phishing_feed,
+            protected_brands,
             dns_resolver,
             dns_timeout,
             auth_deadline,

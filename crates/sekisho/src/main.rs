@@ -102,6 +102,9 @@ enum Command {
         /// Envelope recipient (repeatable).
         #[arg(long)]
         rcpt: Vec<String>,
+        /// Check as mail for this tenant (its domains are protected against lookalikes).
+        #[arg(long)]
+        tenant: Option<String>,
         /// One JSON object per file per line.
         #[arg(long)]
         json: bool,
@@ -342,14 +345,29 @@ async fn run(cli: Cli) -> Result<()> {
             helo,
             mail_from,
             rcpt,
+            tenant,
             json,
         } => {
             let cfg = load_config(&cli.node, Overrides::default())?;
+            let protected_domains = match tenant {
+                Some(name) => {
+                    serve::open_store(&cfg)
+                        .await?
+                        .list_tenants()
+                        .await?
+                        .into_iter()
+                        .find(|t| t.name == name)
+                        .with_context(|| format!("no tenant named {name:?}"))?
+                        .domains
+                }
+                None => Vec::new(),
+            };
             let env = inspect::Envelope {
                 client_ip: ip,
                 helo,
                 mail_from,
                 rcpts: rcpt,
+                protected_domains,
             };
             check(&cfg, &paths, &env, json).await
         }

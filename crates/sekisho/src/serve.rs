@@ -62,10 +62,16 @@ pub fn inspector(cfg: &Config) -> Result<inspect::Inspector> {
         cfg.hostname.clone(),
         cfg.auth_deadline,
     );
+    let phish = inspect::stages::phish::Phishing::new(
+        cfg.phishing_feed.clone(),
+        cfg.protected_brands.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("inspect.phishing_feed: {e}"))?;
     Ok(inspect::Inspector::with_default_stages(
         cfg.policy.clone(),
         cfg.view_limits.clone(),
         auth,
+        phish,
     ))
 }
 

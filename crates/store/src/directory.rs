@@ -18,6 +18,8 @@ pub struct TenantInfo {
     pub policy: RecipientPolicy,
     /// Listed recipients (lower-case).
     pub recipients: HashSet<String>,
+    /// The tenant's domains.
+    pub domains: Vec<String>,
 }
 
 /// Result of looking up a recipient.
@@ -60,6 +62,9 @@ impl Directory {
 
     /// Adds a domain of a tenant.
     pub fn add_domain(&mut self, domain: String, tenant: i64) {
+        if let Some(t) = self.tenants.get_mut(&tenant) {
+            t.domains.push(domain.clone());
+        }
         self.domains.insert(domain, tenant);
     }
 

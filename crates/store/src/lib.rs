@@ -421,6 +421,7 @@ impl Store {
                 route: t.get(2),
                 policy: t.get::<String, _>(3).parse()?,
                 recipients: Default::default(),
+                domains: Vec::new(),
             });
         }
         for d in &domains {

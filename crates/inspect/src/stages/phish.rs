@@ -1,0 +1,547 @@
+//! Phishing and BEC: lookalike and homoglyph domains of the tenant's own domains and of
+//! protected brands, Reply-To diverting replies elsewhere, links whose text shows another
+//! domain than they lead to, and links to domains on a known-bad feed (hot-reloaded).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use mail_parser::{Address, PartType};
+use regex::Regex;
+
+use crate::evidence::{Evidence, Symbol};
+use crate::view::MessageView;
+use crate::{BoxFuture, Envelope, Findings, Stage};
+
+/// How often the feed file's modification time is checked.
+pub const FEED_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// Most links examined per message (a limit, so a message with a million links costs little).
+pub const MAX_LINKS: usize = 500;
+
+/// A set of known-bad domains.
+#[derive(Debug, Default)]
+pub struct BadDomains {
+    set: HashSet<String>,
+}
+
+impl BadDomains {
+    /// Parses a feed: eth-phishing-detect style JSON (`{"blacklist": [...]}`) or plain text
+    /// with one domain per line (`#` comments).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim_start();
+        let domains: Vec<String> = if trimmed.starts_with('{') {
+            let v: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| format!("feed JSON: {e}"))?;
+            v.get("blacklist")
+                .and_then(|b| b.as_array())
+                .ok_or("feed JSON has no \"blacklist\" array")?
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        } else {
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        };
+        Ok(Self {
+            set: domains.into_iter().map(|d| normalize(&d)).collect(),
+        })
+    }
+
+    /// Number of domains.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// The listed domain that `domain` is or is below, if any.
+    pub fn matches(&self, domain: &str) -> Option<&str> {
+        let mut d = domain;
+        loop {
+            if let Some(hit) = self.set.get(d) {
+                return Some(hit);
+            }
+            match d.split_once('.') {
+                Some((_, rest)) if rest.contains('.') => d = rest,
+                _ => return None,
+            }
+        }
+    }
+}
+
+struct Feed {
+    path: Option<PathBuf>,
+    domains: RwLock<BadDomains>,
+    checked: Mutex<(Instant, Option<SystemTime>)>,
+}
+
+/// The phishing stage.
+pub struct Phishing {
+    feed: Feed,
+    brands: Vec<String>,
+    href: Regex,
+    url: Regex,
+}
+
+/// Lower case, no trailing dot, Unicode form of IDNs (punycode decoded).
+fn normalize(domain: &str) -> String {
+    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let (unicode, result) = idna::domain_to_unicode(&d);
+    if result.is_ok() { unicode } else { d }
+}
+
+/// The domain of an address.
+fn domain_of(address: &str) -> Option<String> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| normalize(d))
+        .filter(|d| !d.is_empty())
+}
+
+/// The host of a URL, if it has one.
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(':').next()?;
+    (!host.is_empty() && host.contains('.')).then(|| normalize(host))
+}
+
+/// Optimal string alignment distance (Damerau–Levenshtein with adjacent transpositions).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+fn skeleton(s: &str) -> String {
+    unicode_security::skeleton(s).collect()
+}
+
+/// Why `candidate` imitates `protected`, if it does. Equal domains and subdomains of the
+/// protected domain are the real thing, not imitations.
+pub fn lookalike(candidate: &str, protected: &str) -> Option<String> {
+    if candidate == protected || candidate.ends_with(&format!(".{protected}")) {
+        return None;
+    }
+    if skeleton(candidate) == skeleton(protected) {
+        return Some(format!(
+            "{candidate} looks identical to {protected} (confusable characters)"
+        ));
+    }
+    let max = if protected.len() >= 8 { 2 } else { 1 };
+    let distance = edit_distance(candidate, protected);
+    if distance <= max {
+        return Some(format!(
+            "{candidate} is {distance} edit(s) from {protected}"
+        ));
+    }
+    // Combosquatting: the brand's name inside another domain ("paypal-secure.example").
+    let brand = protected.split('.').next().unwrap_or("");
+    let first = candidate.split('.').next().unwrap_or("");
+    if brand.chars().count() >= 5 && first != brand && first.contains(brand) {
+        return Some(format!(
+            "{candidate} contains the name {brand} of {protected}"
+        ));
+    }
+    None
+}
+
+impl Phishing {
+    /// A stage protecting `brands` (plus each message's tenant domains), with an optional
+    /// feed file of known-bad domains.
+    pub fn new(feed: Option<PathBuf>, brands: Vec<String>) -> Result<Self, String> {
+        let stage = Self {
+            feed: Feed {
+                path: feed,
+                domains: RwLock::new(BadDomains::default()),
+                checked: Mutex::new((Instant::now(), None)),
+            },
+            brands: brands.iter().map(|b| normalize(b)).collect(),
+            href: Regex::new(r#"(?is)<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>"#)
+                .expect("valid regex"),
+            url: Regex::new(r#"(?i)\bhttps?://[^\s<>"'()]+"#).expect("valid regex"),
+        };
+        stage.reload(true)?;
+        Ok(stage)
+    }
+
+    /// Reloads the feed if its file changed (or `force`).
+    fn reload(&self, force: bool) -> Result<(), String> {
+        let Some(path) = &self.feed.path else {
+            return Ok(());
+        };
+        let mut checked = self.feed.checked.lock().expect("feed lock poisoned");
+        if !force && checked.0.elapsed() < FEED_CHECK_INTERVAL {
+            return Ok(());
+        }
+        checked.0 = Instant::now();
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !force && checked.1 == Some(modified) {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let domains = BadDomains::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        *self.feed.domains.write().expect("feed lock poisoned") = domains;
+        checked.1 = Some(modified);
+        Ok(())
+    }
+
+    /// Domains on the feed now.
+    pub fn feed_len(&self) -> usize {
+        self.feed.domains.read().expect("feed lock poisoned").len()
+    }
+
+    /// The evidence for one message.
+    pub fn check(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence> {
+        if let Err(e) = self.reload(false) {
+            // A broken feed file must not stop mail: keep the last good list.
+            tracing::warn!(error = %e, "phishing feed not reloaded");
+        }
+        let mut out = Vec::new();
+        let Some(m) = &msg.parsed else { return out };
+        let first_address = |a: Option<&Address<'_>>| {
+            a.and_then(|a| a.first())
+                .and_then(|a| a.address.as_deref())
+                .map(str::to_string)
+        };
+        let from = first_address(m.from()).and_then(|a| domain_of(&a));
+        let reply_to = first_address(m.reply_to()).and_then(|a| domain_of(&a));
+
+        let mut protected: Vec<String> =
+            env.protected_domains.iter().map(|d| normalize(d)).collect();
+        protected.extend(self.brands.iter().cloned());
+        let mut identities: Vec<(&str, String)> = Vec::new();
+        if let Some(d) = &from {
+            identities.push(("From", d.clone()));
+        }
+        if let Some(d) = &reply_to {
+            identities.push(("Reply-To", d.clone()));
+        }
+        if let Some(d) = domain_of(&env.mail_from) {
+            identities.push(("MAIL FROM", d));
+        }
+        if let Some((who, why)) = identities.iter().find_map(|(who, d)| {
+            protected
+                .iter()
+                .find_map(|p| lookalike(d, p))
+                .map(|why| (*who, why))
+        }) {
+            out.push(Evidence::new(
+                Symbol::LookalikeDomain,
+                format!("{who}: {why}"),
+            ));
+        }
+        if let (Some(f), Some(r)) = (&from, &reply_to)
+            && f != r
+            && !r.ends_with(&format!(".{f}"))
+            && !f.ends_with(&format!(".{r}"))
+        {
+            out.push(Evidence::new(
+                Symbol::ReplyToMismatch,
+                format!("From {f}, Reply-To {r}"),
+            ));
+        }
+
+        let (links, mismatch) = self.links(m);
+        if let Some(detail) = mismatch {
+            out.push(Evidence::new(Symbol::LinkTextMismatch, detail));
+        }
+        let feed = self.feed.domains.read().expect("feed lock poisoned");
+        let listed = links
+            .iter()
+            .chain(from.iter())
+            .chain(reply_to.iter())
+            .find_map(|d| feed.matches(d).map(|hit| (d.clone(), hit.to_string())));
+        if let Some((d, hit)) = listed {
+            out.push(Evidence::new(
+                Symbol::PhishFeedDomain,
+                format!("{d} is on the phishing feed ({hit})"),
+            ));
+        }
+        if let Some((d, why)) = links.iter().find_map(|d| {
+            protected
+                .iter()
+                .find_map(|p| lookalike(d, p))
+                .map(|w| (d, w))
+        }) {
+            out.push(Evidence::new(
+                Symbol::LookalikeLink,
+                format!("link to {d}: {why}"),
+            ));
+        }
+        out
+    }
+
+    /// Link domains of the message (HTML hrefs and URLs in text), and the first anchor whose
+    /// visible text names another domain than its target.
+    fn links(&self, m: &mail_parser::Message<'_>) -> (Vec<String>, Option<String>) {
+        let mut domains = Vec::new();
+        let mut mismatch = None;
+        for part in &m.parts {
+            match &part.body {
+                PartType::Html(html) => {
+                    for cap in self.href.captures_iter(html).take(MAX_LINKS) {
+                        let Some(target) = host_of(&cap[1]) else {
+                            continue;
+                        };
+                        let text = strip_tags(&cap[2]);
+                        let shown = self
+                            .url
+                            .find(&text)
+                            .and_then(|u| host_of(u.as_str()))
+                            .or_else(|| looks_like_domain(&text).map(|d| normalize(&d)));
+                        if mismatch.is_none()
+                            && let Some(shown) = shown
+                            && shown != target
+                            && !target.ends_with(&format!(".{shown}"))
+                        {
+                            mismatch =
+                                Some(format!("link text shows {shown} but leads to {target}"));
+                        }
+                        domains.push(target);
+                    }
+                }
+                PartType::Text(text) => {
+                    domains.extend(
+                        self.url
+                            .find_iter(text)
+                            .take(MAX_LINKS)
+                            .filter_map(|u| host_of(u.as_str())),
+                    );
+                }
+                _ => {}
+            }
+            if domains.len() >= MAX_LINKS {
+                break;
+            }
+        }
+        domains.sort();
+        domains.dedup();
+        (domains, mismatch)
+    }
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
+/// Anchor text that is just a domain (`www.bank.example`).
+fn looks_like_domain(text: &str) -> Option<String> {
+    let t = text.trim().trim_end_matches('/');
+    let ok = t.contains('.')
+        && !t.contains(char::is_whitespace)
+        && !t.contains('@')
+        && t.split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
+    ok.then(|| t.to_string())
+}
+
+impl Stage for Phishing {
+    fn name(&self) -> &'static str {
+        "phish"
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        msg: &'a MessageView<'a>,
+        env: &'a Envelope,
+    ) -> BoxFuture<'a, Findings> {
+        Box::pin(std::future::ready(self.check(msg, env).into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::ViewLimits;
+
+    fn env(protected: &[&str]) -> Envelope {
+        Envelope {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mail.sender.example".into(),
+            mail_from: "bounce@sender.example".into(),
+            rcpts: vec!["cfo@acme.example".into()],
+            protected_domains: protected.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn stage(feed: Option<PathBuf>) -> Phishing {
+        Phishing::new(feed, vec!["paypal.com".into()]).unwrap()
+    }
+
+    fn symbols(stage: &Phishing, raw: &str, protected: &[&str]) -> Vec<Symbol> {
+        let (view, _) = MessageView::parse(raw.as_bytes(), &ViewLimits::default());
+        let mut s: Vec<_> = stage
+            .check(&view, &env(protected))
+            .into_iter()
+            .map(|e| e.symbol)
+            .collect();
+        s.sort();
+        s
+    }
+
+    fn msg(from: &str, extra: &str, body: &str) -> String {
+        format!("From: {from}\r\n{extra}Subject: s\r\nContent-Type: text/html\r\n\r\n{body}\r\n")
+    }
+
+    #[test]
+    fn distances_and_lookalikes() {
+        assert_eq!(edit_distance("acme.example", "acme.example"), 0);
+        assert_eq!(edit_distance("acme.example", "acrne.example"), 2);
+        assert_eq!(edit_distance("paypal.com", "paypa1.com"), 1);
+        assert_eq!(
+            edit_distance("abcd", "abdc"),
+            1,
+            "transposition counts once"
+        );
+        assert!(lookalike("paypa1.com", "paypal.com").is_some());
+        // Punycode is decoded before comparing.
+        let idn = idna::domain_to_ascii("pаypal.com").unwrap();
+        assert!(idn.starts_with("xn--"));
+        assert!(lookalike(&normalize(&idn), "paypal.com").is_some());
+        assert!(
+            lookalike("pаypal.com", "paypal.com")
+                .unwrap()
+                .contains("confusable")
+        ); // Cyrillic а
+        assert!(
+            lookalike("paypal-secure-login.example", "paypal.com")
+                .unwrap()
+                .contains("contains the name")
+        );
+        assert!(
+            lookalike("mail.paypal.com", "paypal.com").is_none(),
+            "subdomain is the real thing"
+        );
+        assert!(lookalike("paypal.com", "paypal.com").is_none());
+        assert!(lookalike("example.org", "paypal.com").is_none());
+    }
+
+    #[test]
+    fn lookalike_sender_fires_only_for_imitations() {
+        let s = stage(None);
+        let real = msg("ceo@acme.example", "", "<p>hi</p>");
+        assert_eq!(symbols(&s, &real, &["acme.example"]), vec![]);
+        let fake = msg("ceo@acrne.example", "", "<p>hi</p>");
+        assert_eq!(
+            symbols(&s, &fake, &["acme.example"]),
+            vec![Symbol::LookalikeDomain]
+        );
+        // Not protected for this tenant: no evidence.
+        assert_eq!(symbols(&s, &fake, &["other.example"]), vec![]);
+        let brand = msg("service@paypa1.com", "", "<p>hi</p>");
+        assert_eq!(symbols(&s, &brand, &[]), vec![Symbol::LookalikeDomain]);
+    }
+
+    #[test]
+    fn reply_to_elsewhere_fires_and_same_org_does_not() {
+        let s = stage(None);
+        let diverted = msg(
+            "ceo@acme.example",
+            "Reply-To: ceo@freemail.example\r\n",
+            "x",
+        );
+        assert_eq!(symbols(&s, &diverted, &[]), vec![Symbol::ReplyToMismatch]);
+        let same = msg(
+            "ceo@acme.example",
+            "Reply-To: team@lists.acme.example\r\n",
+            "x",
+        );
+        assert_eq!(symbols(&s, &same, &[]), vec![]);
+    }
+
+    #[test]
+    fn link_text_showing_another_domain_fires() {
+        let s = stage(None);
+        let bad = msg(
+            "a@bank.example",
+            "",
+            r#"<a href="https://login.evil.example/x">https://www.bank.example/login</a>"#,
+        );
+        assert_eq!(symbols(&s, &bad, &[]), vec![Symbol::LinkTextMismatch]);
+        let bare = msg(
+            "a@bank.example",
+            "",
+            r#"<a href='http://evil.example'><b>www.bank.example</b></a>"#,
+        );
+        assert_eq!(symbols(&s, &bare, &[]), vec![Symbol::LinkTextMismatch]);
+        let honest = msg(
+            "a@bank.example",
+            "",
+            r#"<a href="https://www.bank.example/login">www.bank.example</a> <a href="https://bank.example/">Click here</a>"#,
+        );
+        assert_eq!(symbols(&s, &honest, &[]), vec![]);
+    }
+
+    #[test]
+    fn feed_domains_fire_and_the_feed_reloads() {
+        let dir = std::env::temp_dir().join(format!("sekisho-feed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("feed.txt");
+        std::fs::write(&path, "# test feed\nbad.example\n").unwrap();
+        let s = stage(Some(path.clone()));
+        assert_eq!(s.feed_len(), 1);
+        let m = msg(
+            "a@sender.example",
+            "",
+            r#"<a href="https://wallet.bad.example/claim">claim</a>"#,
+        );
+        assert_eq!(symbols(&s, &m, &[]), vec![Symbol::PhishFeedDomain]);
+        let clean = msg(
+            "a@sender.example",
+            "",
+            r#"<a href="https://good.example/">x</a>"#,
+        );
+        assert_eq!(symbols(&s, &clean, &[]), vec![]);
+        // A changed feed is picked up (forced here instead of waiting for the interval).
+        std::fs::write(&path, "good.example\n").unwrap();
+        s.reload(true).unwrap();
+        assert_eq!(symbols(&s, &clean, &[]), vec![Symbol::PhishFeedDomain]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_shared_eth_phishing_feed_loads() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/corpora/phishing/eth-phishing-detect/config.json");
+        let s = stage(Some(path));
+        assert!(s.feed_len() > 1000, "only {} domains", s.feed_len());
+    }
+}
