@@ -178,6 +178,43 @@ def _local_dns(dns):
     yield dns
 
 
+class Clamd:
+    """A real clamd (Debian clamav-daemon) with the test signatures, on a Unix socket."""
+
+    def __init__(self, work: Path):
+        db = work / "db"
+        db.mkdir()
+        for sig in (CORPORA / "malware").glob("test-signatures.*"):
+            (db / sig.name).write_bytes(sig.read_bytes())
+        self.socket = work / "clamd.sock"
+        conf = work / "clamd.conf"
+        conf.write_text(f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\n"
+                        f"LogFile {work / 'clamd.log'}\nStreamMaxLength 60M\n")
+        self.proc = subprocess.Popen(["/usr/sbin/clamd", f"--config-file={conf}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.ping, timeout=60, interval=0.2, what="clamd to answer PING")
+
+    def ping(self):
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(self.socket))
+                s.sendall(b"zPING\0")
+                return s.recv(16).startswith(b"PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory):
+    c = Clamd(tmp_path_factory.mktemp("clamd"))
+    yield c
+    c.stop()
+
+
 @pytest.fixture
 def sink(tmp_path):
     sinks = []

@@ -139,3 +139,53 @@ def test_lookalike_sender_and_feed_link_are_caught(node, sink):
     assert "LINK_TEXT_MISMATCH(3.00)" in by_verdict["a@example.org"]["symbols"]
     assert by_verdict["a@example.org"]["verdict"] in ("quarantine", "reject")
     assert "LOOKALIKE_DOMAIN(6.00)" in by_verdict["ceo@acme-c0rp.test"]["symbols"]
+
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def attachment_message(name, data: bytes):
+    import base64
+    b64 = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (b"From: a@example.org\r\nTo: bob@acme.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+            b"Message-ID: <m@example.org>\r\nSubject: invoice\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"" + name.encode()
+            + b"\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64 + b"--b--\r\n")
+
+
+def test_real_clamd_rejects_eicar_and_tags_a_macro_document(node, sink, clamd):
+    assert len(EICAR) == 68
+    s = sink()
+    n = node(config=f'[malware]\nclamd = "unix:{clamd.socket}"\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    macro = (CORPORA / "spam" / "spamassassin-t-data" / "t" / "data" / "spam" / "olevbmacro" / "macro.eml").read_bytes()
+    macro = macro.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("a@example.org", ["bob@acme.test"], attachment_message("invoice.txt", EICAR))
+        assert e.value.smtp_code == 554
+        c.sendmail("a@example.org", ["bob@acme.test"], macro)
+    _, content = s.wait(1)[0]
+    assert b"OFFICE_MACRO(6.00)" in content
+    t = wait_for(lambda: (t := n.cli_json("trace", "--rcpt", "bob@acme.test")) and len(t) == 2 and t, what="trace")
+    virus = [m for m in t if m["verdict"] == "reject"][0]
+    assert "VIRUS_FOUND(1000.00)" in virus["symbols"]
+
+
+def test_scanner_down_means_tempfail_not_unscanned_delivery(node, sink, tmp_path):
+    s = sink()
+    n = node(config=f'[malware]\nclamd = "unix:{tmp_path / "no-clamd.sock"}"\ndeadline = "2s"\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("a@example.org", ["bob@acme.test"], GOOD)
+        assert e.value.smtp_code == 451
+        assert e.value.smtp_error.startswith(b"4.7.1")
+    assert s.messages() == []
+    n2 = node("n2", config=f'[malware]\nclamd = "unix:{tmp_path / "no-clamd.sock"}"\non_scanner_error = "deliver"\n')
+    n2.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    with smtplib.SMTP("127.0.0.1", n2.port) as c:
+        assert c.sendmail("a@example.org", ["bob@acme.test"], GOOD) == {}
+    _, content = s.wait(1)[0]
+    assert b"SCANNER_UNAVAILABLE(0.00)" in content

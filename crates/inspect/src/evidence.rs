@@ -109,6 +109,20 @@ symbols! {
     PhishFeedDomain = "PHISH_FEED_DOMAIN", 10.0;
     /// A link leads to a lookalike of a tenant domain or protected brand.
     LookalikeLink = "LOOKALIKE_LINK", 5.0;
+    /// clamd found a signature.
+    VirusFound = "VIRUS_FOUND", 1000.0;
+    /// The malware scanner could not be asked (down, error, deadline); see `tempfail_on`.
+    ScannerUnavailable = "SCANNER_UNAVAILABLE", 0.0;
+    /// An attachment (or archive entry) is an executable by its content.
+    ExecutableAttachment = "EXECUTABLE_ATTACHMENT", 8.0;
+    /// An executable extension hidden behind another (`invoice.pdf.exe`).
+    DoubleExtension = "DOUBLE_EXTENSION", 6.0;
+    /// An Office document carries a VBA macro project.
+    OfficeMacro = "OFFICE_MACRO", 6.0;
+    /// An archive with encrypted entries (the "password in the mail body" pattern).
+    EncryptedArchive = "ENCRYPTED_ARCHIVE", 5.0;
+    /// An archive crosses a limit: nesting, entries, total size or compression ratio.
+    ArchiveBomb = "ARCHIVE_BOMB", 10.0;
 }
 
 impl Symbol {

@@ -100,19 +100,21 @@ impl Inspector {
         }
     }
 
-    /// The default stage set: content rules, authentication (SPF, DKIM, DMARC, ARC) and
-    /// phishing.
+    /// The default stage set: content rules, authentication (SPF, DKIM, DMARC, ARC),
+    /// phishing and malware.
     pub fn with_default_stages(
         policy: Policy,
         limits: ViewLimits,
         auth: stages::auth::Authentication,
         phish: stages::phish::Phishing,
+        malware: stages::malware::Malware,
     ) -> Self {
         Self::new(
             vec![
                 Arc::new(stages::content::ContentRules),
                 Arc::new(auth),
                 Arc::new(phish),
+                Arc::new(malware),
             ],
             policy,
             limits,

@@ -119,6 +119,9 @@ pub struct Policy {
     pub quarantine: f64,
     /// Score at which a message is rejected.
     pub reject: f64,
+    /// Symbols that make the action `tempfail` unless the score already rejects (e.g. the
+    /// malware scanner being unavailable, when mail must not pass unscanned).
+    pub tempfail_on: Vec<Symbol>,
 }
 
 impl Default for Policy {
@@ -131,6 +134,7 @@ impl Default for Policy {
             tag: 5.0,
             quarantine: 10.0,
             reject: 15.0,
+            tempfail_on: Vec::new(),
         }
     }
 }
@@ -194,6 +198,8 @@ impl Policy {
         let score = symbols.iter().fold(0.0, |acc, s| acc + s.weight);
         let action = if score >= self.reject {
             Action::Reject
+        } else if symbols.iter().any(|s| self.tempfail_on.contains(&s.symbol)) {
+            Action::Tempfail
         } else if score >= self.quarantine {
             Action::Quarantine
         } else if score >= self.tag {

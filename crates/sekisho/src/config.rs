@@ -27,6 +27,20 @@ pub struct RawConfig {
     inspect: RawInspect,
     #[serde(default)]
     dns: RawDns,
+    #[serde(default)]
+    malware: RawMalware,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMalware {
+    clamd: Option<String>,
+    deadline: Option<String>,
+    on_scanner_error: Option<String>,
+    max_archive_depth: Option<usize>,
+    max_archive_entries: Option<usize>,
+    max_archive_size: Option<toml::Value>,
+    max_compression_ratio: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +161,10 @@ pub struct Config {
     pub phishing_feed: Option<PathBuf>,
     /// Brand domains protected against lookalikes for every tenant.
     pub protected_brands: Vec<String>,
+    /// clamd to scan with (None: the built-in attachment policy only).
+    pub clamd: Option<inspect::stages::malware::ClamdAddr>,
+    pub clamd_deadline: Duration,
+    pub archive_limits: inspect::stages::malware::ArchiveLimits,
 }
 
 /// Default SMTP listener (loopback; a production node sets `0.0.0.0:25`).
@@ -392,6 +410,40 @@ impl RawConfig {
             i.reject_score.unwrap_or(dp.reject),
         )
         .map_err(|e| anyhow::anyhow!("inspect: {e}"))?;
+        let m = self.malware;
+        let clamd = m
+            .clamd
+            .as_deref()
+            .map(|c| c.parse::<inspect::stages::malware::ClamdAddr>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("malware.clamd: {e}"))?;
+        let clamd_deadline =
+            parse_duration("malware.deadline", m.deadline.as_deref().unwrap_or("10s"))?;
+        let mut policy = policy;
+        match m.on_scanner_error.as_deref().unwrap_or("tempfail") {
+            "tempfail" => policy.tempfail_on.push(inspect::Symbol::ScannerUnavailable),
+            "deliver" => {}
+            other => bail!("malware.on_scanner_error: {other:?} is not tempfail or deliver"),
+        }
+        let da = inspect::stages::malware::ArchiveLimits::default();
+        let archive_limits = inspect::stages::malware::ArchiveLimits {
+            max_depth: at_least(
+                "malware.max_archive_depth",
+                m.max_archive_depth.unwrap_or(da.max_depth),
+                1,
+            )?,
+            max_entries: at_least(
+                "malware.max_archive_entries",
+                m.max_archive_entries.unwrap_or(da.max_entries),
+                1,
+            )?,
+            max_total: match &m.max_archive_size {
+                Some(v) => parse_size("malware.max_archive_size", v)?,
+                None => da.max_total,
+            },
+            max_ratio: m.max_compression_ratio.unwrap_or(da.max_ratio).max(2),
+            max_inner: da.max_inner,
+        };
         let dv = inspect::ViewLimits::default();
         let view_limits = inspect::ViewLimits {
             max_mime_depth: at_least(
@@ -418,6 +470,9 @@ impl RawConfig {
             auth_deadline_raw.as_deref().unwrap_or("5s"),
         )?;
         Ok(Config {
+            clamd,
+            clamd_deadline,
+            archive_limits,
             phishing_feed,
             protected_brands,
             dns_resolver,

@@ -72,6 +72,11 @@ pub fn inspector(cfg: &Config) -> Result<inspect::Inspector> {
         cfg.view_limits.clone(),
         auth,
         phish,
+        inspect::stages::malware::Malware::new(
+            cfg.clamd.clone(),
+            cfg.clamd_deadline,
+            cfg.archive_limits.clone(),
+        ),
     ))
 }
 

@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod content;
+pub mod malware;
 pub mod phish;
