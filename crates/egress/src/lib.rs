@@ -22,10 +22,10 @@ pub mod pool;
 pub mod route;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
-use store::{Lookup, SharedDirectory, TraceEvent, TraceRecord};
+use store::{Lookup, SharedDirectory, TraceEvent, TraceRecord, unix_now};
 use telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -71,13 +71,6 @@ impl Default for DeliveryConfig {
             external_route: None,
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The outcome of one attempt for one recipient.

@@ -16,12 +16,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use egress::{Delivery, TraceSink};
 use inspect::{Action, Inspector, Verdict};
 use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
-use store::{Lookup, SharedDirectory, TraceRecord};
+use store::{Lookup, SharedDirectory, TraceRecord, unix_now};
 use telemetry::Metrics;
 use tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,13 +97,6 @@ impl Drop for IpSlot {
             }
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Ingress {

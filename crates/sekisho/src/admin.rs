@@ -160,13 +160,6 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> Result<()> {
     Ok(())
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 async fn execute(node: &Node, req: Request) -> Result<Value> {
     let spool = &node.spool;
     let get = |id: &str| {
@@ -196,7 +189,7 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
                     message_id: id.clone(),
                     rcpt: r.address.clone(),
                     tenant_id: (r.tenant != 0).then_some(r.tenant),
-                    at: now(),
+                    at: store::unix_now(),
                     event: "deleted".into(),
                     detail: "deleted by an operator (sekisho queue delete)".into(),
                 }));

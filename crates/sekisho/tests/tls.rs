@@ -116,6 +116,21 @@ fn cli(node: &NodeProc, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn add_demo_tenant(node: &NodeProc, route: &str) {
+    cli(
+        node,
+        &[
+            "tenant",
+            "add",
+            "demo",
+            "--domain",
+            "demo.test",
+            "--route",
+            route,
+        ],
+    );
+}
+
 /// A plain SMTP client: sends one message and returns the final reply line.
 fn send(port: u16, rcpt: &str, body: &str) -> String {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -202,18 +217,7 @@ fn starttls_verified_against_a_private_ca() {
         downstream.smtp_port,
         p("ca.pem").display()
     );
-    cli(
-        &gateway,
-        &[
-            "tenant",
-            "add",
-            "demo",
-            "--domain",
-            "demo.test",
-            "--route",
-            &route,
-        ],
-    );
+    add_demo_tenant(&gateway, &route);
 
     let reply = send(
         gateway.smtp_port,
@@ -243,18 +247,7 @@ fn starttls_verified_against_a_private_ca() {
         downstream.smtp_port,
         p("other-ca.pem").display()
     );
-    cli(
-        &strict,
-        &[
-            "tenant",
-            "add",
-            "demo",
-            "--domain",
-            "demo.test",
-            "--route",
-            &wrong,
-        ],
-    );
+    add_demo_tenant(&strict, &wrong);
     let reply = send(
         strict.smtp_port,
         "bob@demo.test",

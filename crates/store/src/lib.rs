@@ -128,7 +128,8 @@ pub fn normalize_domain(d: &str) -> Result<String, StoreError> {
     }
 }
 
-fn now() -> i64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -205,7 +206,7 @@ impl Store {
         )
         .bind(name)
         .bind(route)
-        .bind(now())
+        .bind(unix_now())
         .fetch_one(&mut *tx)
         .await?;
         for d in &domains {
@@ -259,12 +260,17 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a tenant's route.
-    pub async fn set_route(&self, tenant: &str, route: &str) -> Result<(), StoreError> {
+    /// Sets one column of a tenant (the statement names it) and bumps the generation.
+    async fn update_tenant(
+        &self,
+        tenant: &str,
+        statement: &'static str,
+        value: &str,
+    ) -> Result<(), StoreError> {
         let id = self.tenant_id(tenant).await?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE tenants SET route = ? WHERE id = ?")
-            .bind(route)
+        sqlx::query(statement)
+            .bind(value)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -273,22 +279,24 @@ impl Store {
         Ok(())
     }
 
+    /// Changes a tenant's route.
+    pub async fn set_route(&self, tenant: &str, route: &str) -> Result<(), StoreError> {
+        self.update_tenant(tenant, "UPDATE tenants SET route = ? WHERE id = ?", route)
+            .await
+    }
+
     /// Changes a tenant's recipient policy.
     pub async fn set_recipient_policy(
         &self,
         tenant: &str,
         policy: RecipientPolicy,
     ) -> Result<(), StoreError> {
-        let id = self.tenant_id(tenant).await?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE tenants SET recipient_policy = ? WHERE id = ?")
-            .bind(policy.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        Self::bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        self.update_tenant(
+            tenant,
+            "UPDATE tenants SET recipient_policy = ? WHERE id = ?",
+            policy.as_str(),
+        )
+        .await
     }
 
     /// Lists a recipient for verification; its domain must be one of the tenant's. Returns
