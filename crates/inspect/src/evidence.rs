@@ -50,6 +50,11 @@ symbols! {
     MissingSubject = "MISSING_SUBJECT", 0.5;
     /// HTML body without a text alternative.
     HtmlOnly = "HTML_ONLY", 0.5;
+    /// A link goes through a URL shortener (the real target is hidden from filters).
+    UrlShortener = "URL_SHORTENER", 1.5;
+    /// HTML hides text from the reader (display:none, zero font size, invisible) — a trick to
+    /// feed filters words the reader never sees.
+    HiddenText = "HIDDEN_TEXT", 2.0;
     /// MIME nesting deeper than the limit.
     MimeTooDeep = "MIME_TOO_DEEP", 5.0;
     /// More MIME parts than the limit.

@@ -21,6 +21,7 @@
 
 pub mod dns;
 pub mod evidence;
+pub mod links;
 pub mod policy;
 pub mod stages;
 pub mod view;

@@ -7,7 +7,36 @@ use crate::{BoxFuture, Envelope, Findings, Stage};
 /// The GTUBE string (SpamAssassin's Generic Test for Unsolicited Bulk Email).
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
-/// Header presence and shape rules, GTUBE, and HTML-only bodies.
+/// Public URL shorteners: a link through one hides its real target.
+pub const SHORTENERS: &[&str] = &[
+    "bit.ly",
+    "tinyurl.com",
+    "goo.gl",
+    "t.co",
+    "ow.ly",
+    "is.gd",
+    "buff.ly",
+    "rebrand.ly",
+    "cutt.ly",
+    "shorturl.at",
+    "tiny.cc",
+    "rb.gy",
+    "bl.ink",
+    "t.ly",
+    "s.id",
+    "v.gd",
+    "lnkd.in",
+    "shorte.st",
+];
+
+static HIDDEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?is)<(?:div|span|p|td|font|a)\b[^>]*style\s*=\s*["'][^"']*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:\.0*)?(?:px|pt|em|%)?\s*(?:;|["']))[^>]*>\s*[^<\s]"#,
+    )
+    .expect("valid regex")
+});
+
+/// Header presence and shape rules, GTUBE, HTML-only bodies, URL shorteners, hidden text.
 pub struct ContentRules;
 
 impl ContentRules {
@@ -45,6 +74,23 @@ impl ContentRules {
         }
         if count("Subject") == 0 {
             out.push(Evidence::new(Symbol::MissingSubject, "no Subject header"));
+        }
+        let (links, _) = crate::links::links(m);
+        if let Some(d) = links.iter().find(|d| SHORTENERS.contains(&d.as_str())) {
+            out.push(Evidence::new(
+                Symbol::UrlShortener,
+                format!("link through {d}"),
+            ));
+        }
+        let hidden = m.parts.iter().any(|p| match &p.body {
+            mail_parser::PartType::Html(h) => HIDDEN.is_match(h),
+            _ => false,
+        });
+        if hidden {
+            out.push(Evidence::new(
+                Symbol::HiddenText,
+                "HTML text hidden from the reader",
+            ));
         }
         if msg.html_only() {
             out.push(Evidence::new(
@@ -143,6 +189,38 @@ mod tests {
             "Subject: hi\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n",
         );
         assert_eq!(symbols(&alt), vec![]);
+    }
+
+    #[test]
+    fn url_shorteners_fire_and_ordinary_links_do_not() {
+        let short = GOOD.replace("hello", "see https://bit.ly/3xYz now");
+        assert_eq!(symbols(&short), vec![Symbol::UrlShortener]);
+        let plain = GOOD.replace("hello", "see https://www.example.org/bit.ly now");
+        assert_eq!(symbols(&plain), vec![]);
+    }
+
+    #[test]
+    fn hidden_html_text_fires_and_visible_styles_do_not() {
+        let alt = |html: &str| {
+            GOOD.replace(
+                "Subject: hi\r\n\r\nhello\r\n",
+                &format!("Subject: hi\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/html\r\n\r\n{html}\r\n--b--\r\n"),
+            )
+        };
+        for hidden in [
+            r#"<p>Buy</p><div style="display:none">viagra casino lottery</div>"#,
+            r#"<span style='font-size:0px;'>invoice payment</span>"#,
+            r#"<p style="color:red; visibility: hidden">words</p>"#,
+        ] {
+            assert_eq!(symbols(&alt(hidden)), vec![Symbol::HiddenText], "{hidden}");
+        }
+        for visible in [
+            r#"<div style="display:block">hello</div>"#,
+            r#"<span style="font-size:10px">hello</span>"#,
+            r#"<div style="display:none"></div><p>tracking pixel container is empty</p>"#,
+        ] {
+            assert_eq!(symbols(&alt(visible)), vec![], "{visible}");
+        }
     }
 
     #[test]

@@ -7,17 +7,15 @@ use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use mail_parser::{Address, PartType};
-use regex::Regex;
+use mail_parser::Address;
 
 use crate::evidence::{Evidence, Symbol};
+use crate::links::normalize;
 use crate::view::MessageView;
 use crate::{BoxFuture, Envelope, Findings, Stage};
 
 /// How often the feed file's modification time is checked.
 pub const FEED_CHECK_INTERVAL: Duration = Duration::from_secs(10);
-/// Most links examined per message (a limit, so a message with a million links costs little).
-pub const MAX_LINKS: usize = 500;
 
 /// A set of known-bad domains.
 #[derive(Debug, Default)]
@@ -85,15 +83,6 @@ struct Feed {
 pub struct Phishing {
     feed: Feed,
     brands: Vec<String>,
-    href: Regex,
-    url: Regex,
-}
-
-/// Lower case, no trailing dot, Unicode form of IDNs (punycode decoded).
-fn normalize(domain: &str) -> String {
-    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    let (unicode, result) = idna::domain_to_unicode(&d);
-    if result.is_ok() { unicode } else { d }
 }
 
 /// The domain of an address.
@@ -102,15 +91,6 @@ fn domain_of(address: &str) -> Option<String> {
         .rsplit_once('@')
         .map(|(_, d)| normalize(d))
         .filter(|d| !d.is_empty())
-}
-
-/// The host of a URL, if it has one.
-fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let host = rest.split(['/', '?', '#']).next()?;
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = host.split(':').next()?;
-    (!host.is_empty() && host.contains('.')).then(|| normalize(host))
 }
 
 /// Optimal string alignment distance (Damerau–Levenshtein with adjacent transpositions).
@@ -182,9 +162,6 @@ impl Phishing {
                 checked: Mutex::new((Instant::now(), None)),
             },
             brands: brands.iter().map(|b| normalize(b)).collect(),
-            href: Regex::new(r#"(?is)<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>"#)
-                .expect("valid regex"),
-            url: Regex::new(r#"(?i)\bhttps?://[^\s<>"'()]+"#).expect("valid regex"),
         };
         stage.reload(true)?;
         Ok(stage)
@@ -269,7 +246,7 @@ impl Phishing {
             ));
         }
 
-        let (links, mismatch) = self.links(m);
+        let (links, mismatch) = crate::links::links(m);
         if let Some(detail) = mismatch {
             out.push(Evidence::new(Symbol::LinkTextMismatch, detail));
         }
@@ -298,79 +275,6 @@ impl Phishing {
         }
         out
     }
-
-    /// Link domains of the message (HTML hrefs and URLs in text), and the first anchor whose
-    /// visible text names another domain than its target.
-    fn links(&self, m: &mail_parser::Message<'_>) -> (Vec<String>, Option<String>) {
-        let mut domains = Vec::new();
-        let mut mismatch = None;
-        for part in &m.parts {
-            match &part.body {
-                PartType::Html(html) => {
-                    for cap in self.href.captures_iter(html).take(MAX_LINKS) {
-                        let Some(target) = host_of(&cap[1]) else {
-                            continue;
-                        };
-                        let text = strip_tags(&cap[2]);
-                        let shown = self
-                            .url
-                            .find(&text)
-                            .and_then(|u| host_of(u.as_str()))
-                            .or_else(|| looks_like_domain(&text).map(|d| normalize(&d)));
-                        if mismatch.is_none()
-                            && let Some(shown) = shown
-                            && shown != target
-                            && !target.ends_with(&format!(".{shown}"))
-                        {
-                            mismatch =
-                                Some(format!("link text shows {shown} but leads to {target}"));
-                        }
-                        domains.push(target);
-                    }
-                }
-                PartType::Text(text) => {
-                    domains.extend(
-                        self.url
-                            .find_iter(text)
-                            .take(MAX_LINKS)
-                            .filter_map(|u| host_of(u.as_str())),
-                    );
-                }
-                _ => {}
-            }
-            if domains.len() >= MAX_LINKS {
-                break;
-            }
-        }
-        domains.sort();
-        domains.dedup();
-        (domains, mismatch)
-    }
-}
-
-fn strip_tags(s: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.trim().to_string()
-}
-
-/// Anchor text that is just a domain (`www.bank.example`).
-fn looks_like_domain(text: &str) -> Option<String> {
-    let t = text.trim().trim_end_matches('/');
-    let ok = t.contains('.')
-        && !t.contains(char::is_whitespace)
-        && !t.contains('@')
-        && t.split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
-    ok.then(|| t.to_string())
 }
 
 impl Stage for Phishing {
