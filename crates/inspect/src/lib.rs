@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bayes;
 pub mod dns;
 pub mod evidence;
 pub mod links;
