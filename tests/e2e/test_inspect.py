@@ -189,3 +189,47 @@ def test_scanner_down_means_tempfail_not_unscanned_delivery(node, sink, tmp_path
         assert c.sendmail("a@example.org", ["bob@acme.test"], GOOD) == {}
     _, content = s.wait(1)[0]
     assert b"SCANNER_UNAVAILABLE(0.00)" in content
+
+
+def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):
+    root = CORPORA / "spam" / "spamassassin-public-corpus-train"
+    spam = sorted((root / "spam-1").iterdir())
+    ham = sorted((root / "easy-ham-1").iterdir())
+    train_spam, held_spam = spam[:-10], spam[-10:]
+    train_ham, held_ham = ham[:600], ham[-10:]
+    dirs = {}
+    for name, files in [("tspam", train_spam), ("tham", train_ham), ("hspam", held_spam), ("hham", held_ham)]:
+        d = tmp_path / name
+        d.mkdir()
+        for f in files:
+            (d / f.name).write_bytes(f.read_bytes())
+        dirs[name] = d
+    s = sink()
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    out = n.cli("train", "--ham", str(dirs["tham"]), "--spam", str(dirs["tspam"])).stdout
+    assert f"trained 600 ham and {len(train_spam)} spam message(s) into the global model" in out
+    from conftest import Node
+    def verdicts(d):
+        r = n.cli("--dns", f"127.0.0.1:{Node.dns_port}", "check", "--json", str(d))
+        return [json.loads(l) for l in r.stdout.splitlines()]
+    bayes = lambda v: [x["symbol"] for x in v["symbols"] if x["symbol"].startswith("BAYES")]
+    spam_v = verdicts(dirs["hspam"])
+    ham_v = verdicts(dirs["hham"])
+    assert len(spam_v) == 10 and len(ham_v) == 10
+    caught = sum(1 for v in spam_v if set(bayes(v)) & {"BAYES_99", "BAYES_90"})
+    false_pos = sum(1 for v in ham_v if set(bayes(v)) & {"BAYES_99", "BAYES_90"})
+    assert caught >= 8, [bayes(v) for v in spam_v]
+    assert false_pos == 0, [bayes(v) for v in ham_v]
+    # The running node picked up the model too: a held-out spam gets a Bayes symbol there.
+    msg = held_spam[0].read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        try:
+            c.sendmail("x@example.org", ["bob@acme.test"], msg, mail_options=["BODY=8BITMIME"])
+        except smtplib.SMTPDataError:
+            pass
+    t = wait_for(lambda: (t := n.cli_json("trace", "--rcpt", "bob@acme.test")) and t, what="trace")
+    assert "BAYES_" in t[0]["symbols"], t[0]["symbols"]
+    # learn adds one correction.
+    out = n.cli("learn", "--ham", str(held_ham[0])).stdout
+    assert "trained 1 ham and 0 spam message(s)" in out

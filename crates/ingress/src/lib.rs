@@ -292,6 +292,10 @@ impl Ingress {
             mail_from: tx.mail_from.clone(),
             rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
             protected_domains: self.tenant_domains(&tx.rcpts),
+            tenant: match tx.rcpts.as_slice() {
+                [(_, first), rest @ ..] if rest.iter().all(|(_, t)| t == first) => Some(*first),
+                _ => None,
+            },
         };
         let original = inspect::strip_verdict_headers(&tx.body);
         let verdict = self.inspector.inspect(&original, &env).await;

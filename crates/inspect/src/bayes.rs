@@ -144,6 +144,24 @@ pub struct Model {
 }
 
 impl Model {
+    /// A model from stored counts.
+    pub fn from_counts(
+        spam_msgs: u64,
+        ham_msgs: u64,
+        tokens: impl IntoIterator<Item = (u64, u32, u32)>,
+    ) -> Self {
+        Self {
+            spam_msgs,
+            ham_msgs,
+            tokens: tokens.into_iter().map(|(t, s, h)| (t, (s, h))).collect(),
+        }
+    }
+
+    /// True once both classes have enough messages for an opinion.
+    pub fn is_trained(&self) -> bool {
+        self.spam_msgs >= MIN_TRAINED && self.ham_msgs >= MIN_TRAINED
+    }
+
     /// Learns one message's tokens as spam or ham.
     pub fn train(&mut self, tokens: &HashSet<String>, spam: bool) {
         if spam {
@@ -175,7 +193,7 @@ impl Model {
     /// The spam probability of a message (0 = ham, 1 = spam) by Fisher's method over the
     /// most interesting tokens; `None` until both classes have `MIN_TRAINED` messages.
     pub fn classify(&self, tokens: &HashSet<String>) -> Option<f64> {
-        if self.spam_msgs < MIN_TRAINED || self.ham_msgs < MIN_TRAINED {
+        if !self.is_trained() {
             return None;
         }
         let mut probs: Vec<f64> = tokens

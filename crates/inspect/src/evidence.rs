@@ -50,6 +50,12 @@ symbols! {
     MissingSubject = "MISSING_SUBJECT", 0.5;
     /// HTML body without a text alternative.
     HtmlOnly = "HTML_ONLY", 0.5;
+    /// The Bayes classifier is at least 99% sure the message is spam.
+    BayesSpam99 = "BAYES_99", 5.0;
+    /// The Bayes classifier puts the message between 90% and 99% spam.
+    BayesSpam90 = "BAYES_90", 2.5;
+    /// The Bayes classifier is at least 90% sure the message is ham.
+    BayesHam = "BAYES_HAM", -1.5;
     /// A link goes through a URL shortener (the real target is hidden from filters).
     UrlShortener = "URL_SHORTENER", 1.5;
     /// HTML hides text from the reader (display:none, zero font size, invisible) — a trick to

@@ -52,6 +52,8 @@ pub struct Envelope {
     pub rcpts: Vec<String>,
     /// Domains of the recipients' tenants (lookalikes of these are phishing evidence).
     pub protected_domains: Vec<String>,
+    /// The recipients' tenant, when they all belong to one (selects per-tenant models).
+    pub tenant: Option<i64>,
 }
 
 /// What a stage found: evidence for the policy, and trace header fields it is responsible
@@ -85,6 +87,28 @@ pub trait Stage: Send + Sync {
     ) -> BoxFuture<'a, Findings>;
 }
 
+/// A stage that needs no I/O: implementing this gives [`Stage`].
+pub trait SyncStage: Send + Sync {
+    /// Short name, for logs and timing.
+    fn stage_name(&self) -> &'static str;
+    /// Looks at the message and returns the evidence.
+    fn evidence(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence>;
+}
+
+impl<T: SyncStage> Stage for T {
+    fn name(&self) -> &'static str {
+        self.stage_name()
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        msg: &'a MessageView<'a>,
+        env: &'a Envelope,
+    ) -> BoxFuture<'a, Findings> {
+        Box::pin(std::future::ready(self.evidence(msg, env).into()))
+    }
+}
+
 /// Runs the stages and the policy.
 pub struct Inspector {
     stages: Vec<Arc<dyn Stage>>,
@@ -103,13 +127,14 @@ impl Inspector {
     }
 
     /// The default stage set: content rules, authentication (SPF, DKIM, DMARC, ARC),
-    /// phishing and malware.
+    /// phishing, malware and Bayes.
     pub fn with_default_stages(
         policy: Policy,
         limits: ViewLimits,
         auth: stages::auth::Authentication,
         phish: stages::phish::Phishing,
         malware: stages::malware::Malware,
+        bayes: Arc<stages::bayes::Bayes>,
     ) -> Self {
         Self::new(
             vec![
@@ -117,6 +142,7 @@ impl Inspector {
                 Arc::new(auth),
                 Arc::new(phish),
                 Arc::new(malware),
+                bayes,
             ],
             policy,
             limits,

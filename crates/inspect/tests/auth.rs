@@ -36,6 +36,7 @@ fn env(ip: &str, mail_from: &str) -> Envelope {
         mail_from: mail_from.into(),
         rcpts: vec!["suzie@shopping.example.net".into()],
         protected_domains: vec![],
+        tenant: None,
     }
 }
 

@@ -33,9 +33,20 @@ pub struct Node {
     pub delivery: Arc<egress::Delivery>,
     pub directory: Arc<store::SharedDirectory>,
     pub trace: egress::TraceSink,
+    pub bayes: Arc<inspect::stages::bayes::Bayes>,
+    pub bayes_generations: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
 }
 
 impl Node {
+    /// Reloads Bayes models that were trained since they were loaded.
+    pub async fn reload_bayes(&self) -> Result<usize> {
+        let n = crate::serve::load_bayes(&self.store, &self.bayes, &self.bayes_generations).await?;
+        if n > 0 {
+            tracing::info!(models = n, "Bayes models reloaded");
+        }
+        Ok(n)
+    }
+
     /// Rebuilds the directory snapshot if the store changed; true if it did.
     pub async fn reload_directory(&self) -> Result<bool> {
         let generation = self.store.generation().await?;
@@ -168,7 +179,10 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             .with_context(|| format!("no message {id} in the queue"))
     };
     Ok(match req {
-        Request::Reload => json!({ "reloaded": node.reload_directory().await? }),
+        Request::Reload => json!({
+            "reloaded": node.reload_directory().await?,
+            "bayes_models": node.reload_bayes().await?,
+        }),
         Request::QueueList => serde_json::to_value(spool.list())?,
         Request::QueueShow { id } => serde_json::to_value(get(&id)?)?,
         Request::QueueFlush => {

@@ -109,6 +109,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train the Bayes classifier from message files or directories of ham and spam.
+    Train {
+        /// Ham (wanted mail): files or directories (repeatable).
+        #[arg(long)]
+        ham: Vec<PathBuf>,
+        /// Spam: files or directories (repeatable).
+        #[arg(long)]
+        spam: Vec<PathBuf>,
+        /// Train this tenant's own model instead of the global one.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Correct the Bayes classifier with one message.
+    Learn {
+        /// The message is ham.
+        #[arg(long, conflicts_with = "spam", required_unless_present = "spam")]
+        ham: Option<PathBuf>,
+        /// The message is spam.
+        #[arg(long)]
+        spam: Option<PathBuf>,
+        /// Teach this tenant's own model instead of the global one.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Search the message trace.
     Trace {
         /// Messages to this recipient.
@@ -349,27 +373,43 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let cfg = load_config(&cli.node, Overrides::default())?;
-            let protected_domains = match tenant {
-                Some(name) => {
-                    serve::open_store(&cfg)
-                        .await?
+            let store = serve::open_store(&cfg).await?;
+            let tenant = match tenant {
+                Some(name) => Some(
+                    store
                         .list_tenants()
                         .await?
                         .into_iter()
                         .find(|t| t.name == name)
-                        .with_context(|| format!("no tenant named {name:?}"))?
-                        .domains
-                }
-                None => Vec::new(),
+                        .with_context(|| format!("no tenant named {name:?}"))?,
+                ),
+                None => None,
             };
             let env = inspect::Envelope {
                 client_ip: ip,
                 helo,
                 mail_from,
                 rcpts: rcpt,
-                protected_domains,
+                protected_domains: tenant
+                    .as_ref()
+                    .map(|t| t.domains.clone())
+                    .unwrap_or_default(),
+                tenant: tenant.as_ref().map(|t| t.id),
             };
-            check(&cfg, &paths, &env, json).await
+            check(&cfg, &store, &paths, &env, json).await
+        }
+        Command::Train { ham, spam, tenant } => {
+            if ham.is_empty() && spam.is_empty() {
+                anyhow::bail!("nothing to train: give --ham DIR and/or --spam DIR");
+            }
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            train(&cfg, &ham, &spam, tenant.as_deref()).await
+        }
+        Command::Learn { ham, spam, tenant } => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            let ham: Vec<PathBuf> = ham.into_iter().collect();
+            let spam: Vec<PathBuf> = spam.into_iter().collect();
+            train(&cfg, &ham, &spam, tenant.as_deref()).await
         }
         Command::Trace {
             rcpt,
@@ -438,8 +478,16 @@ fn message_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-async fn check(cfg: &Config, paths: &[PathBuf], env: &inspect::Envelope, json: bool) -> Result<()> {
-    let inspector = serve::inspector(cfg)?;
+async fn check(
+    cfg: &Config,
+    store: &store::Store,
+    paths: &[PathBuf],
+    env: &inspect::Envelope,
+    json: bool,
+) -> Result<()> {
+    let bayes = std::sync::Arc::new(inspect::stages::bayes::Bayes::new());
+    serve::load_bayes(store, &bayes, &Default::default()).await?;
+    let inspector = serve::inspector(cfg, bayes)?;
     let files = message_files(paths)?;
     let mut failed = 0;
     for file in &files {
@@ -472,6 +520,98 @@ async fn check(cfg: &Config, paths: &[PathBuf], env: &inspect::Envelope, json: b
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} files could not be read", files.len());
+    }
+    Ok(())
+}
+
+/// Draws a progress bar on stderr (in place on a terminal, every quarter otherwise).
+fn progress(done: usize, total: usize) {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    let quarter = (total / 4).max(1);
+    if !tty && !done.is_multiple_of(quarter) && done != total {
+        return;
+    }
+    let width = 30;
+    let filled = done * width / total.max(1);
+    let bar = format!(
+        "[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+    let mut err = std::io::stderr();
+    if tty {
+        let _ = write!(err, "\rtraining {bar}");
+        if done == total {
+            let _ = writeln!(err);
+        }
+    } else {
+        let _ = writeln!(err, "training {bar}");
+    }
+}
+
+async fn train(
+    cfg: &Config,
+    ham: &[PathBuf],
+    spam: &[PathBuf],
+    tenant: Option<&str>,
+) -> Result<()> {
+    let store = serve::open_store(cfg).await?;
+    let (tenant_id, model_name) = match tenant {
+        Some(name) => {
+            let t = store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .find(|t| t.name == name)
+                .with_context(|| format!("no tenant named {name:?}"))?;
+            (t.id, format!("tenant {name}"))
+        }
+        None => (inspect::stages::bayes::GLOBAL, "global".to_string()),
+    };
+    let ham_files = message_files(ham)?;
+    let spam_files = message_files(spam)?;
+    let total = ham_files.len() + spam_files.len();
+    let mut delta = inspect::bayes::Model::default();
+    let limits = cfg.view_limits.clone();
+    let labelled = ham_files
+        .iter()
+        .map(|f| (f, false))
+        .chain(spam_files.iter().map(|f| (f, true)));
+    for (done, (file, is_spam)) in labelled.enumerate() {
+        let raw = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let (view, _) = inspect::MessageView::parse(&raw, &limits);
+        delta.train(&inspect::bayes::tokenize(&view), is_spam);
+        progress(done + 1, total);
+    }
+    let counts = store::BayesCounts {
+        spam_msgs: delta.spam_msgs as i64,
+        ham_msgs: delta.ham_msgs as i64,
+        tokens: delta
+            .tokens
+            .iter()
+            .map(|(t, (s, h))| (*t, i64::from(*s), i64::from(*h)))
+            .collect(),
+    };
+    store.bayes_add(tenant_id, &counts).await?;
+    poke(cfg).await;
+    let now = store.bayes_load(tenant_id).await?;
+    println!(
+        "trained {} ham and {} spam message(s) into the {model_name} model (now {} ham, {} spam, {} tokens)",
+        delta.ham_msgs,
+        delta.spam_msgs,
+        now.ham_msgs,
+        now.spam_msgs,
+        now.tokens.len()
+    );
+    if now.ham_msgs < inspect::bayes::MIN_TRAINED as i64
+        || now.spam_msgs < inspect::bayes::MIN_TRAINED as i64
+    {
+        println!(
+            "the model gives no opinion until it has {} ham and {} spam messages",
+            inspect::bayes::MIN_TRAINED,
+            inspect::bayes::MIN_TRAINED
+        );
     }
     Ok(())
 }

@@ -52,8 +52,45 @@ async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
     Ok(maildir.display().to_string())
 }
 
+/// Loads the Bayes models whose stored generation differs from `known` into `bayes`.
+/// Returns how many were (re)loaded.
+pub async fn load_bayes(
+    store: &Store,
+    bayes: &inspect::stages::bayes::Bayes,
+    known: &std::sync::Mutex<std::collections::HashMap<i64, i64>>,
+) -> Result<usize> {
+    let mut loaded = 0;
+    for (tenant, generation) in store.bayes_generations().await? {
+        if known.lock().expect("poisoned").get(&tenant) == Some(&generation) {
+            continue;
+        }
+        let c = store.bayes_load(tenant).await?;
+        let tokens = c.tokens.into_iter().map(|(t, s, h)| {
+            (
+                t,
+                s.clamp(0, u32::MAX as i64) as u32,
+                h.clamp(0, u32::MAX as i64) as u32,
+            )
+        });
+        bayes.set_model(
+            tenant,
+            inspect::bayes::Model::from_counts(
+                c.spam_msgs.max(0) as u64,
+                c.ham_msgs.max(0) as u64,
+                tokens,
+            ),
+        );
+        known.lock().expect("poisoned").insert(tenant, generation);
+        loaded += 1;
+    }
+    Ok(loaded)
+}
+
 /// The inspection pipeline of a node (the SMTP path and `sekisho check` use the same one).
-pub fn inspector(cfg: &Config) -> Result<inspect::Inspector> {
+pub fn inspector(
+    cfg: &Config,
+    bayes: Arc<inspect::stages::bayes::Bayes>,
+) -> Result<inspect::Inspector> {
     let authenticator = inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
         .map_err(anyhow::Error::msg)?;
     let auth = inspect::stages::auth::Authentication::new(
@@ -77,6 +114,7 @@ pub fn inspector(cfg: &Config) -> Result<inspect::Inspector> {
             cfg.clamd_deadline,
             cfg.archive_limits.clone(),
         ),
+        bayes,
     ))
 }
 
@@ -114,6 +152,9 @@ async fn directory_refresher(node: Arc<Node>, shutdown: CancellationToken) {
         }
         if let Err(e) = node.reload_directory().await {
             tracing::error!(error = %e, "directory reload failed");
+        }
+        if let Err(e) = node.reload_bayes().await {
+            tracing::error!(error = %e, "Bayes model reload failed");
         }
     }
 }
@@ -159,6 +200,9 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
+    let bayes = Arc::new(inspect::stages::bayes::Bayes::new());
+    let bayes_generations = std::sync::Mutex::new(std::collections::HashMap::new());
+    load_bayes(&store, &bayes, &bayes_generations).await?;
     let directory = Arc::new(SharedDirectory::new(store.directory().await?));
     let (trace_tx, trace_rx) = tokio::sync::mpsc::unbounded_channel();
     let trace_task = tokio::spawn(trace_writer(store.clone(), trace_rx, metrics.clone()));
@@ -183,7 +227,7 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         directory.clone(),
         spool.clone(),
         delivery.clone(),
-        Arc::new(inspector(&cfg)?),
+        Arc::new(inspector(&cfg, bayes.clone())?),
         metrics.clone(),
         trace_tx.clone(),
     );
@@ -194,6 +238,8 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         delivery: delivery.clone(),
         directory: directory.clone(),
         trace: trace_tx.clone(),
+        bayes,
+        bayes_generations,
     });
     drop(trace_tx);
 

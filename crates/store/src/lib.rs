@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bayes;
 mod directory;
 mod trace;
 
@@ -24,6 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
+pub use bayes::BayesCounts;
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 

@@ -130,3 +130,29 @@ async fn trace_is_searchable_by_rcpt_and_sender() {
         .unwrap();
     assert!(none.is_empty());
 }
+
+#[tokio::test]
+async fn bayes_counts_accumulate_per_model() {
+    let (_d, s) = store().await;
+    assert_eq!(
+        s.bayes_load(0).await.unwrap(),
+        store::BayesCounts::default()
+    );
+    let delta = store::BayesCounts {
+        spam_msgs: 2,
+        ham_msgs: 1,
+        tokens: vec![(u64::MAX, 2, 0), (7, 1, 1)],
+    };
+    s.bayes_add(0, &delta).await.unwrap();
+    s.bayes_add(0, &delta).await.unwrap();
+    s.bayes_add(5, &delta).await.unwrap();
+    let mut global = s.bayes_load(0).await.unwrap();
+    global.tokens.sort();
+    assert_eq!(global.spam_msgs, 4);
+    assert_eq!(
+        global.tokens,
+        vec![(7, 2, 2), (u64::MAX, 4, 0)],
+        "hashes survive the i64 column"
+    );
+    assert_eq!(s.bayes_generations().await.unwrap(), vec![(0, 2), (5, 1)]);
+}

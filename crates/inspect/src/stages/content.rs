@@ -2,7 +2,7 @@
 
 use crate::evidence::{Evidence, Symbol};
 use crate::view::MessageView;
-use crate::{BoxFuture, Envelope, Findings, Stage};
+use crate::{Envelope, SyncStage};
 
 /// The GTUBE string (SpamAssassin's Generic Test for Unsolicited Bulk Email).
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
@@ -106,17 +106,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-impl Stage for ContentRules {
-    fn name(&self) -> &'static str {
+impl SyncStage for ContentRules {
+    fn stage_name(&self) -> &'static str {
         "content"
     }
 
-    fn inspect<'a>(
-        &'a self,
-        msg: &'a MessageView<'a>,
-        _env: &'a Envelope,
-    ) -> BoxFuture<'a, Findings> {
-        Box::pin(std::future::ready(Self::check(msg).into()))
+    fn evidence(&self, msg: &MessageView<'_>, _env: &Envelope) -> Vec<Evidence> {
+        Self::check(msg)
     }
 }
 

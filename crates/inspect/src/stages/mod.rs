@@ -1,6 +1,7 @@
 //! The stages.
 
 pub mod auth;
+pub mod bayes;
 pub mod content;
 pub mod malware;
 pub mod phish;

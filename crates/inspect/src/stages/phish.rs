@@ -12,7 +12,7 @@ use mail_parser::Address;
 use crate::evidence::{Evidence, Symbol};
 use crate::links::normalize;
 use crate::view::MessageView;
-use crate::{BoxFuture, Envelope, Findings, Stage};
+use crate::{Envelope, SyncStage};
 
 /// How often the feed file's modification time is checked.
 pub const FEED_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -277,17 +277,13 @@ impl Phishing {
     }
 }
 
-impl Stage for Phishing {
-    fn name(&self) -> &'static str {
+impl SyncStage for Phishing {
+    fn stage_name(&self) -> &'static str {
         "phish"
     }
 
-    fn inspect<'a>(
-        &'a self,
-        msg: &'a MessageView<'a>,
-        env: &'a Envelope,
-    ) -> BoxFuture<'a, Findings> {
-        Box::pin(std::future::ready(self.check(msg, env).into()))
+    fn evidence(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence> {
+        self.check(msg, env)
     }
 }
 
@@ -303,6 +299,7 @@ mod tests {
             mail_from: "bounce@sender.example".into(),
             rcpts: vec!["cfo@acme.example".into()],
             protected_domains: protected.iter().map(|s| s.to_string()).collect(),
+            tenant: None,
         }
     }
 

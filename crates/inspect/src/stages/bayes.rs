@@ -1,0 +1,154 @@
+//! The Bayes stage: classifies with the recipients' tenant model when it is trained, else with
+//! the global model.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::bayes::{Model, tokenize};
+use crate::evidence::{Evidence, Symbol};
+use crate::view::MessageView;
+use crate::{Envelope, SyncStage};
+
+/// Tenant id of the global model.
+pub const GLOBAL: i64 = 0;
+
+/// The Bayes stage; models are swapped in whole when the store's copy changes.
+#[derive(Default)]
+pub struct Bayes {
+    models: RwLock<HashMap<i64, Arc<Model>>>,
+}
+
+impl Bayes {
+    /// A stage with no model (it gives no evidence until one is trained).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Installs (or replaces) the model of `tenant` (`GLOBAL` for the global one).
+    pub fn set_model(&self, tenant: i64, model: Model) {
+        self.models
+            .write()
+            .expect("bayes lock poisoned")
+            .insert(tenant, Arc::new(model));
+    }
+
+    fn model_for(&self, tenant: Option<i64>) -> Option<(i64, Arc<Model>)> {
+        let models = self.models.read().expect("bayes lock poisoned");
+        tenant
+            .and_then(|t| {
+                models
+                    .get(&t)
+                    .filter(|m| m.is_trained())
+                    .map(|m| (t, m.clone()))
+            })
+            .or_else(|| {
+                models
+                    .get(&GLOBAL)
+                    .filter(|m| m.is_trained())
+                    .map(|m| (GLOBAL, m.clone()))
+            })
+    }
+
+    /// The evidence for one message.
+    pub fn check(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence> {
+        let Some((which, model)) = self.model_for(env.tenant) else {
+            return Vec::new();
+        };
+        let Some(p) = model.classify(&tokenize(msg)) else {
+            return Vec::new();
+        };
+        let name = if which == GLOBAL {
+            "global".to_string()
+        } else {
+            format!("tenant {which}")
+        };
+        let detail = format!("spam probability {p:.4} ({name} model)");
+        let symbol = if p >= 0.99 {
+            Symbol::BayesSpam99
+        } else if p >= 0.9 {
+            Symbol::BayesSpam90
+        } else if p <= 0.1 {
+            Symbol::BayesHam
+        } else {
+            return Vec::new();
+        };
+        vec![Evidence::new(symbol, detail)]
+    }
+}
+
+impl SyncStage for Bayes {
+    fn stage_name(&self) -> &'static str {
+        "bayes"
+    }
+
+    fn evidence(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence> {
+        self.check(msg, env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bayes::MIN_TRAINED;
+    use crate::view::ViewLimits;
+
+    fn view(raw: &str) -> MessageView<'_> {
+        MessageView::parse(raw.as_bytes(), &ViewLimits::default()).0
+    }
+
+    fn env(tenant: Option<i64>) -> Envelope {
+        Envelope {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "h".into(),
+            mail_from: "a@example.org".into(),
+            rcpts: vec!["b@acme.example".into()],
+            protected_domains: vec![],
+            tenant,
+        }
+    }
+
+    const SPAM: &str = "Subject: cheap pills\r\n\r\ncheap pills casino winner prize claim\r\n";
+    const HAM: &str = "Subject: meeting notes\r\n\r\nagenda minutes project schedule review\r\n";
+
+    fn trained(spam_is_spam: bool) -> Model {
+        let mut m = Model::default();
+        for _ in 0..MIN_TRAINED {
+            m.train(&tokenize(&view(SPAM)), spam_is_spam);
+            m.train(&tokenize(&view(HAM)), !spam_is_spam);
+        }
+        m
+    }
+
+    #[test]
+    fn no_model_no_evidence_then_bands() {
+        let b = Bayes::new();
+        assert!(b.check(&view(SPAM), &env(None)).is_empty());
+        b.set_model(GLOBAL, trained(true));
+        assert_eq!(
+            b.check(&view(SPAM), &env(None))[0].symbol,
+            Symbol::BayesSpam99
+        );
+        assert_eq!(b.check(&view(HAM), &env(None))[0].symbol, Symbol::BayesHam);
+    }
+
+    #[test]
+    fn a_trained_tenant_model_wins_over_the_global_one() {
+        let b = Bayes::new();
+        b.set_model(GLOBAL, trained(true));
+        // Tenant 7 considers the "pills" mail wanted (say, a pharmacy).
+        b.set_model(7, trained(false));
+        assert_eq!(
+            b.check(&view(SPAM), &env(Some(7)))[0].symbol,
+            Symbol::BayesHam
+        );
+        assert!(
+            b.check(&view(SPAM), &env(Some(7)))[0]
+                .detail
+                .contains("tenant 7 model")
+        );
+        assert_eq!(
+            b.check(&view(SPAM), &env(Some(8)))[0].symbol,
+            Symbol::BayesSpam99
+        );
+    }
+}
