@@ -89,7 +89,7 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     {
         out.insert(format!("f:{}", domain.to_lowercase()));
     }
-    let (links, _) = crate::links::links(m);
+    let (links, _) = msg.links();
     for d in links.iter().take(50) {
         out.insert(format!("u:{d}"));
     }

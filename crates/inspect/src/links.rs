@@ -5,6 +5,9 @@ use std::sync::LazyLock;
 use mail_parser::PartType;
 use regex::Regex;
 
+/// Link domains of a message and the first link-text mismatch, if any.
+pub type Links = (Vec<String>, Option<String>);
+
 /// Most links examined per message (a limit, so a message with a million links costs little).
 pub const MAX_LINKS: usize = 500;
 
@@ -33,7 +36,7 @@ pub fn host_of(url: &str) -> Option<String> {
 
 /// Link domains of the message (HTML hrefs and URLs in text), and the first anchor whose
 /// visible text names another domain than its target.
-pub fn links(m: &mail_parser::Message<'_>) -> (Vec<String>, Option<String>) {
+pub fn links(m: &mail_parser::Message<'_>) -> Links {
     let mut domains = Vec::new();
     let mut mismatch = None;
     for part in &m.parts {

@@ -32,6 +32,8 @@ pub struct MessageView<'a> {
     pub parsed: Option<Message<'a>>,
     /// Deepest nesting seen.
     pub depth: usize,
+    /// Link domains and the first link-text mismatch, extracted once on first use.
+    links: std::sync::OnceLock<crate::links::Links>,
 }
 
 impl<'a> MessageView<'a> {
@@ -62,7 +64,22 @@ impl<'a> MessageView<'a> {
                 }
             }
         }
-        (MessageView { raw, parsed, depth }, evidence)
+        let view = MessageView {
+            raw,
+            parsed,
+            depth,
+            links: std::sync::OnceLock::new(),
+        };
+        (view, evidence)
+    }
+
+    /// The message's link domains (sorted, unique) and the first anchor whose text shows another
+    /// domain than its target; computed once and shared by all stages.
+    pub fn links(&self) -> &crate::links::Links {
+        self.links.get_or_init(|| match &self.parsed {
+            Some(m) => crate::links::links(m),
+            None => (Vec::new(), None),
+        })
     }
 
     /// Text of all text/plain and text/html bodies (decoded), for content rules.

@@ -246,7 +246,7 @@ impl Phishing {
             ));
         }
 
-        let (links, mismatch) = crate::links::links(m);
+        let (links, mismatch) = msg.links();
         if let Some(detail) = mismatch {
             out.push(Evidence::new(Symbol::LinkTextMismatch, detail));
         }
