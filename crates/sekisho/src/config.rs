@@ -191,6 +191,11 @@ pub fn parse_duration(key: &str, s: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// A configured duration, or `default` when the key is absent.
+fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    value.map_or(Ok(default), |v| parse_duration(key, v))
+}
+
 /// Parses a size: an integer of octets, or a string like `50MiB`, `10MB`, `512KiB`.
 pub fn parse_size(key: &str, v: &toml::Value) -> Result<u64> {
     match v {
@@ -355,22 +360,18 @@ impl RawConfig {
                 dl.per_destination.unwrap_or(dd.per_destination),
                 1,
             )?,
-            retry_initial: match dl.retry_initial {
-                Some(v) => parse_duration("delivery.retry_initial", &v)?,
-                None => dd.retry_initial,
-            },
-            retry_max: match dl.retry_max {
-                Some(v) => parse_duration("delivery.retry_max", &v)?,
-                None => dd.retry_max,
-            },
-            max_lifetime: match dl.max_lifetime {
-                Some(v) => parse_duration("delivery.max_lifetime", &v)?,
-                None => dd.max_lifetime,
-            },
-            timeout: match dl.timeout {
-                Some(v) => parse_duration("delivery.timeout", &v)?,
-                None => dd.timeout,
-            },
+            retry_initial: duration_or(
+                "delivery.retry_initial",
+                dl.retry_initial.as_deref(),
+                dd.retry_initial,
+            )?,
+            retry_max: duration_or("delivery.retry_max", dl.retry_max.as_deref(), dd.retry_max)?,
+            max_lifetime: duration_or(
+                "delivery.max_lifetime",
+                dl.max_lifetime.as_deref(),
+                dd.max_lifetime,
+            )?,
+            timeout: duration_or("delivery.timeout", dl.timeout.as_deref(), dd.timeout)?,
             external_route,
         };
         if delivery.retry_initial.is_zero() {
@@ -387,7 +388,6 @@ impl RawConfig {
             bail!("spool.max_segment_size: must be at least 1MiB");
         }
         let i = self.inspect;
-        let auth_deadline_raw = i.auth_deadline.clone();
         let phishing_feed = i.phishing_feed.clone();
         if let Some(feed) = &phishing_feed
             && !feed.is_file()
@@ -467,7 +467,7 @@ impl RawConfig {
             parse_duration("dns.timeout", self.dns.timeout.as_deref().unwrap_or("2s"))?;
         let auth_deadline = parse_duration(
             "inspect.auth_deadline",
-            auth_deadline_raw.as_deref().unwrap_or("5s"),
+            i.auth_deadline.as_deref().unwrap_or("5s"),
         )?;
         Ok(Config {
             clamd,
