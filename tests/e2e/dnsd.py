@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A tiny authoritative DNS server for Sekisho's tests (UDP, loopback only).
 
-Answers TXT queries from a JSON zone file ({"name.": ["txt", ...]}), re-read on every query so
-tests can add records while it runs; every other name is NXDOMAIN, other types of known names
-get an empty NOERROR answer. Prints "PORT <n>" once listening.
+Answers from a JSON zone file, re-read on every query so tests can add records while it runs:
+`{"name.": ["txt", ...]}` (TXT records) or `{"name.": {"TXT": [...], "A": ["127.0.0.2"]}}`.
+Every other name is NXDOMAIN; other types of known names get an empty NOERROR answer. With
+`--servfail` every query gets SERVFAIL (a resolver that cannot answer). Prints "PORT <n>" once
+listening.
 """
 import argparse
 import json
@@ -35,19 +37,31 @@ def txt_rdata(text):
     return b"".join(bytes([len(c)]) + c for c in chunks)
 
 
-def answer(packet, zone):
+def a_rdata(text):
+    return socket.inet_aton(text)
+
+
+TYPES = {1: ("A", a_rdata), 16: ("TXT", txt_rdata)}
+
+
+def answer(packet, zone, servfail=False):
     qid = packet[:2]
     name, qtype, end = parse_question(packet)
     question = packet[12:end]
     records = zone.get(name)
-    if records is None:
+    if isinstance(records, list):
+        records = {"TXT": records}
+    if servfail:
+        flags, answers = 0x8182, []          # QR, RD, RA, SERVFAIL
+    elif records is None:
         flags, answers = 0x8403, []          # QR, AA, NXDOMAIN
     else:
         flags = 0x8400                       # QR, AA, NOERROR
-        answers = [txt_rdata(t) for t in records] if qtype == 16 else []
+        kind, encode = TYPES.get(qtype, (None, None))
+        answers = [encode(t) for t in records.get(kind, [])] if kind else []
     out = qid + struct.pack(">HHHHH", flags, 1, len(answers), 0, 0) + question
     for rdata in answers:
-        out += b"\xc0\x0c" + struct.pack(">HHIH", 16, 1, 60, len(rdata)) + rdata
+        out += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 60, len(rdata)) + rdata
     return out
 
 
@@ -55,6 +69,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--zone", required=True)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--servfail", action="store_true")
     a = p.parse_args()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", a.port))
@@ -66,7 +81,7 @@ def main():
             if os.path.exists(a.zone):
                 with open(a.zone) as f:
                     zone = {k.lower(): v for k, v in json.load(f).items()}
-            s.sendto(answer(packet, zone), peer)
+            s.sendto(answer(packet, zone, a.servfail), peer)
         except (ValueError, IndexError, struct.error):
             continue
 

@@ -296,6 +296,7 @@ impl Ingress {
                 [(_, first), rest @ ..] if rest.iter().all(|(_, t)| t == first) => Some(*first),
                 _ => None,
             },
+            received_at: Some(now),
         };
         let original = inspect::strip_verdict_headers(&tx.body);
         let verdict = self.inspector.inspect(&original, &env).await;

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use mail_parser::PartType;
+use mail_parser::{MimeHeaders, PartType};
 
 use crate::view::MessageView;
 
@@ -26,6 +26,20 @@ pub fn token_hash(token: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The sorted token hashes of a message and the digest that identifies it for learning
+/// (same token set, same digest — so re-learning a message is recognised even after trace
+/// headers were added to it).
+pub fn learn_form(tokens: &HashSet<String>) -> (u64, Vec<u64>) {
+    let mut hashes: Vec<u64> = tokens.iter().map(|t| token_hash(t)).collect();
+    hashes.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in hashes.iter().flat_map(|x| x.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h, hashes)
 }
 
 fn is_cjk(c: char) -> bool {
@@ -92,7 +106,13 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     let (links, _) = msg.links();
     for d in links.iter().take(50) {
         out.insert(format!("u:{d}"));
+        if d.parse::<std::net::IpAddr>().is_ok() {
+            out.insert("u:numeric-host".into());
+        } else if let Some((_, tld)) = d.rsplit_once('.') {
+            out.insert(format!("tld:{tld}"));
+        }
     }
+    out.insert(format!("links:{}", links.len().min(20) / 5));
     if msg.html_only() {
         out.insert("h:html-only".into());
     }
@@ -101,10 +121,47 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
             words(v, "h:mailer:", &mut out);
         }
     }
+    if let Some(name) = m
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name.as_deref())
+    {
+        words(name, "fn:", &mut out);
+    }
+    for (name, value) in m.headers_raw() {
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "in-reply-to" | "references" | "reply-to" | "x-priority" | "importance" => {
+                out.insert(format!("h:has:{lower}"));
+            }
+            _ => {}
+        }
+        if lower == "x-priority" {
+            words(value, "h:prio:", &mut out);
+        }
+    }
+    for part in &m.parts {
+        if let Some(ct) = part.content_type() {
+            out.insert(format!(
+                "ct:{}/{}",
+                ct.ctype().to_ascii_lowercase(),
+                ct.subtype().unwrap_or("").to_ascii_lowercase()
+            ));
+            if let Some(cs) = ct.attribute("charset") {
+                out.insert(format!("cs:{}", cs.to_ascii_lowercase()));
+            }
+        }
+        if let Some(enc) = part.content_transfer_encoding() {
+            out.insert(format!("cte:{}", enc.to_ascii_lowercase()));
+        }
+    }
     for part in &m.parts {
         match &part.body {
             PartType::Text(t) => words(t, "", &mut out),
-            PartType::Html(h) => words(&strip_html(h), "", &mut out),
+            PartType::Html(h) => {
+                html_tags(h, &mut out);
+                words(&strip_html(h), "", &mut out)
+            }
             _ => {}
         }
         if out.len() >= MAX_TOKENS {
@@ -112,6 +169,39 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
         }
     }
     out
+}
+
+/// Tokens for the HTML elements and a few attributes used (`<font color>`, `<img>`, tables):
+/// the markup style of bulk senders is as telling as their words.
+fn html_tags(html: &str, out: &mut HashSet<String>) {
+    let mut rest = html;
+    let mut seen = 0;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let end = rest.find('>').unwrap_or(rest.len());
+        let tag = &rest[..end.min(200)];
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+            .take(12)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if !name.is_empty() && !name.starts_with('/') {
+            out.insert(format!("tag:{name}"));
+            let lower = tag.to_ascii_lowercase();
+            for attr in [
+                "color=", "size=", "bgcolor=", "width=", "style=", "href=", "src=",
+            ] {
+                if lower.contains(attr) {
+                    out.insert(format!("tag:{name}:{attr}"));
+                }
+            }
+        }
+        seen += 1;
+        if seen > 2000 {
+            break;
+        }
+    }
 }
 
 /// Text of HTML without tags, scripts and styles (rough; good enough for tokens).
@@ -185,7 +275,7 @@ impl Model {
         let h = f64::from(ham) / self.ham_msgs.max(1) as f64;
         let p = if s + h == 0.0 { 0.5 } else { s / (s + h) };
         let n = f64::from(spam) + f64::from(ham);
-        const STRENGTH: f64 = 1.0;
+        const STRENGTH: f64 = 0.45;
         const PRIOR: f64 = 0.5;
         (STRENGTH * PRIOR + n * p) / (STRENGTH + n)
     }

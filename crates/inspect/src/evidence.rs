@@ -50,12 +50,44 @@ symbols! {
     MissingSubject = "MISSING_SUBJECT", 0.5;
     /// HTML body without a text alternative.
     HtmlOnly = "HTML_ONLY", 0.5;
-    /// The Bayes classifier is at least 99% sure the message is spam.
+    /// The Bayes classifier is at least 99.9% sure the message is spam.
+    BayesSpam999 = "BAYES_999", 6.0;
+    /// The Bayes classifier puts the message between 99% and 99.9% spam.
     BayesSpam99 = "BAYES_99", 5.0;
-    /// The Bayes classifier puts the message between 90% and 99% spam.
-    BayesSpam90 = "BAYES_90", 2.5;
+    /// The Bayes classifier puts the message between 95% and 99% spam.
+    BayesSpam95 = "BAYES_95", 4.5;
+    /// The Bayes classifier puts the message between 80% and 95% spam.
+    BayesSpam80 = "BAYES_80", 3.0;
+    /// The Bayes classifier puts the message between 60% and 80% spam.
+    BayesSpam60 = "BAYES_60", 1.0;
     /// The Bayes classifier is at least 90% sure the message is ham.
     BayesHam = "BAYES_HAM", -1.5;
+    /// The Date header is well after the message arrived.
+    DateInFuture = "DATE_IN_FUTURE", 2.0;
+    /// The Date header is days before the message arrived.
+    DateInPast = "DATE_IN_PAST", 1.0;
+    /// The Date header cannot be read (or has an impossible time zone).
+    InvalidDate = "INVALID_DATE", 1.5;
+    /// The Message-ID is not `<left@right>`.
+    InvalidMsgId = "INVALID_MSGID", 1.0;
+    /// The subject is written in capitals.
+    SubjectAllCaps = "SUBJ_ALL_CAPS", 1.0;
+    /// The From display name shows an address at another domain than the real sender.
+    FromNameAddress = "FROM_NAME_ADDRESS", 3.0;
+    /// A word mixes alphabets (Latin with Cyrillic or Greek look-alike letters).
+    MixedScript = "MIXED_SCRIPT", 2.0;
+    /// The text is mostly in a script the tenant does not expect.
+    ForeignScript = "FOREIGN_SCRIPT", 1.5;
+    /// 8-bit text without a declared charset.
+    CharsetMissing = "CHARSET_MISSING", 1.0;
+    /// HELO is an address literal that is not the client's address.
+    HeloIpMismatch = "HELO_IP_MISMATCH", 1.5;
+    /// HELO is a bare word or a bare IP address.
+    HeloNotFqdn = "HELO_NOT_FQDN", 0.5;
+    /// An outside client greets with the recipient's own domain.
+    HeloClaimsTenant = "HELO_CLAIMS_TENANT", 2.5;
+    /// A message from outside carries no Received header (sent by a program directly).
+    RcvdNone = "RCVD_NONE", 1.0;
     /// A link goes through a URL shortener (the real target is hidden from filters).
     UrlShortener = "URL_SHORTENER", 1.5;
     /// HTML hides text from the reader (display:none, zero font size, invisible) — a trick to

@@ -54,6 +54,34 @@ pub struct Envelope {
     pub protected_domains: Vec<String>,
     /// The recipients' tenant, when they all belong to one (selects per-tenant models).
     pub tenant: Option<i64>,
+    /// When the message was received (Unix seconds); `None` means now. Date rules compare
+    /// against it, so re-checking an old message judges it as of its arrival.
+    pub received_at: Option<i64>,
+}
+
+impl Default for Envelope {
+    fn default() -> Self {
+        Self {
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            helo: String::new(),
+            mail_from: String::new(),
+            rcpts: Vec::new(),
+            protected_domains: Vec::new(),
+            tenant: None,
+            received_at: None,
+        }
+    }
+}
+
+impl Envelope {
+    /// The reception time (Unix seconds).
+    pub fn received_at(&self) -> i64 {
+        self.received_at.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        })
+    }
 }
 
 /// What a stage found: evidence for the policy, and trace header fields it is responsible
@@ -126,8 +154,8 @@ impl Inspector {
         }
     }
 
-    /// The default stage set: content rules, authentication (SPF, DKIM, DMARC, ARC),
-    /// phishing, malware and Bayes.
+    /// The default stage set: content rules, header/anomaly rules, authentication (SPF, DKIM,
+    /// DMARC, ARC), phishing, malware and Bayes.
     pub fn with_default_stages(
         policy: Policy,
         limits: ViewLimits,
@@ -135,10 +163,12 @@ impl Inspector {
         phish: stages::phish::Phishing,
         malware: stages::malware::Malware,
         bayes: Arc<stages::bayes::Bayes>,
+        headers: stages::headers::HeaderRules,
     ) -> Self {
         Self::new(
             vec![
                 Arc::new(stages::content::ContentRules),
+                Arc::new(headers),
                 Arc::new(auth),
                 Arc::new(phish),
                 Arc::new(malware),

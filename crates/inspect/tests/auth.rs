@@ -37,6 +37,7 @@ fn env(ip: &str, mail_from: &str) -> Envelope {
         rcpts: vec!["suzie@shopping.example.net".into()],
         protected_domains: vec![],
         tenant: None,
+        ..Default::default()
     }
 }
 

@@ -64,6 +64,7 @@ struct RawInspect {
     phishing_feed: Option<PathBuf>,
     #[serde(default)]
     protected_brands: Vec<String>,
+    expected_scripts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +162,8 @@ pub struct Config {
     pub phishing_feed: Option<PathBuf>,
     /// Brand domains protected against lookalikes for every tenant.
     pub protected_brands: Vec<String>,
+    /// Scripts mail is expected in; text mostly in another one is evidence.
+    pub expected_scripts: Vec<inspect::stages::headers::Script>,
     /// clamd to scan with (None: the built-in attachment policy only).
     pub clamd: Option<inspect::stages::malware::ClamdAddr>,
     pub clamd_deadline: Duration,
@@ -402,6 +405,17 @@ impl RawConfig {
             store::normalize_domain(b)
                 .map_err(|e| anyhow::anyhow!("inspect.protected_brands: {e}"))?;
         }
+        let expected_scripts = match &i.expected_scripts {
+            Some(names) => names
+                .iter()
+                .map(|n| inspect::stages::headers::Script::from_name(n))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("inspect.expected_scripts: {e}"))?,
+            None => vec![
+                inspect::stages::headers::Script::Latin,
+                inspect::stages::headers::Script::Japanese,
+            ],
+        };
         let dp = inspect::Policy::default();
         let policy = inspect::Policy::new(
             &i.weights,
@@ -475,6 +489,7 @@ impl RawConfig {
             archive_limits,
             phishing_feed,
             protected_brands,
+            expected_scripts,
             dns_resolver,
             dns_timeout,
             auth_deadline,

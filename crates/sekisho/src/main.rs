@@ -395,6 +395,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .map(|t| t.domains.clone())
                     .unwrap_or_default(),
                 tenant: tenant.as_ref().map(|t| t.id),
+                received_at: None,
             };
             check(&cfg, &store, &paths, &env, json).await
         }
@@ -478,6 +479,54 @@ fn message_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A message file as an SMTP client would send it: an mbox `From ` envelope line (never part
+/// of the message) is dropped, and bare LF line endings become CRLF.
+fn read_message(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let raw = std::fs::read(path)?;
+    let body = match raw.strip_prefix(b"From ") {
+        Some(rest) => match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => &rest[nl + 1..],
+            None => &[][..],
+        },
+        None => &raw[..],
+    };
+    if body.contains(&b'\r') {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32);
+    for &b in body {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    Ok(out)
+}
+
+/// The envelope for re-checking a stored message: unless given on the command line, MAIL FROM
+/// is the message's Return-Path and the arrival time is the date of its topmost Received header,
+/// so an old message is judged as of when it arrived.
+fn replay_envelope(raw: &[u8], given: &inspect::Envelope) -> inspect::Envelope {
+    let mut env = given.clone();
+    let Some(m) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return env;
+    };
+    if env.mail_from.is_empty()
+        && let Some(mail_parser::HeaderValue::Text(rp)) =
+            m.header(mail_parser::HeaderName::ReturnPath)
+    {
+        env.mail_from = rp.trim_matches(['<', '>', ' ']).to_string();
+    }
+    if env.received_at.is_none() {
+        env.received_at = m
+            .received()
+            .and_then(|r| r.date)
+            .filter(|d| d.is_valid())
+            .map(|d| d.to_timestamp());
+    }
+    env
+}
+
 async fn check(
     cfg: &Config,
     store: &store::Store,
@@ -491,7 +540,7 @@ async fn check(
     let files = message_files(paths)?;
     let mut failed = 0;
     for file in &files {
-        let raw = match std::fs::read(file) {
+        let raw = match read_message(file) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {}: {e}", file.display());
@@ -499,7 +548,7 @@ async fn check(
                 continue;
             }
         };
-        let verdict = inspector.inspect(&raw, env).await;
+        let verdict = inspector.inspect(&raw, &replay_envelope(&raw, env)).await;
         if json {
             let v = serde_json::json!({
                 "file": file.display().to_string(),
@@ -572,34 +621,39 @@ async fn train(
     let ham_files = message_files(ham)?;
     let spam_files = message_files(spam)?;
     let total = ham_files.len() + spam_files.len();
-    let mut delta = inspect::bayes::Model::default();
     let limits = cfg.view_limits.clone();
     let labelled = ham_files
         .iter()
         .map(|f| (f, false))
         .chain(spam_files.iter().map(|f| (f, true)));
+    const BATCH: usize = 2000; // messages per transaction (bounds memory for big corpora)
+    let mut msgs = Vec::with_capacity(total.min(BATCH));
+    let mut outcome = store::LearnOutcome::default();
     for (done, (file, is_spam)) in labelled.enumerate() {
-        let raw = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let raw = read_message(file).with_context(|| format!("cannot read {}", file.display()))?;
         let (view, _) = inspect::MessageView::parse(&raw, &limits);
-        delta.train(&inspect::bayes::tokenize(&view), is_spam);
+        let (digest, tokens) = inspect::bayes::learn_form(&inspect::bayes::tokenize(&view));
+        msgs.push(store::LearnMessage {
+            digest,
+            spam: is_spam,
+            tokens,
+        });
         progress(done + 1, total);
+        if msgs.len() == BATCH || done + 1 == total {
+            let o = store.bayes_learn(tenant_id, &msgs).await?;
+            outcome.learned += o.learned;
+            outcome.moved += o.moved;
+            outcome.already += o.already;
+            msgs.clear();
+        }
     }
-    let counts = store::BayesCounts {
-        spam_msgs: delta.spam_msgs as i64,
-        ham_msgs: delta.ham_msgs as i64,
-        tokens: delta
-            .tokens
-            .iter()
-            .map(|(t, (s, h))| (*t, i64::from(*s), i64::from(*h)))
-            .collect(),
-    };
-    store.bayes_add(tenant_id, &counts).await?;
     poke(cfg).await;
     let now = store.bayes_load(tenant_id).await?;
     println!(
-        "trained {} ham and {} spam message(s) into the {model_name} model (now {} ham, {} spam, {} tokens)",
-        delta.ham_msgs,
-        delta.spam_msgs,
+        "{model_name} model: learned {} new message(s), moved {} to the other class, {} already known; now {} ham, {} spam, {} tokens",
+        outcome.learned,
+        outcome.moved,
+        outcome.already,
         now.ham_msgs,
         now.spam_msgs,
         now.tokens.len()

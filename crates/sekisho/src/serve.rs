@@ -115,6 +115,7 @@ pub fn inspector(
             cfg.archive_limits.clone(),
         ),
         bayes,
+        inspect::stages::headers::HeaderRules::new(cfg.expected_scripts.clone()),
     ))
 }
 

@@ -1,5 +1,7 @@
 //! Storage of naive-Bayes token counts (global model = tenant 0, and one per tenant).
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use crate::{Store, StoreError};
@@ -15,32 +17,111 @@ pub struct BayesCounts {
     pub tokens: Vec<(u64, i64, i64)>,
 }
 
+/// One message to learn: the digest of its token set, its class and its token hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnMessage {
+    /// Identity of the message for this model (same tokens, same digest).
+    pub digest: u64,
+    /// True for spam.
+    pub spam: bool,
+    /// Token hashes.
+    pub tokens: Vec<u64>,
+}
+
+/// What a learning run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LearnOutcome {
+    /// Messages new to the model.
+    pub learned: usize,
+    /// Messages the model had as the other class, now moved.
+    pub moved: usize,
+    /// Messages the model already had as this class (nothing changed).
+    pub already: usize,
+}
+
 impl Store {
+    /// Learns messages into a model (0 = global) in one transaction: new messages are added,
+    /// messages already learned as the same class are skipped (learning is idempotent), and
+    /// messages learned as the other class are moved (their counts leave the old class).
+    pub async fn bayes_learn(
+        &self,
+        tenant: i64,
+        msgs: &[LearnMessage],
+    ) -> Result<LearnOutcome, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut outcome = LearnOutcome::default();
+        let mut class: HashMap<u64, Option<bool>> = HashMap::new();
+        let mut delta = BayesCounts::default();
+        let mut tokens: HashMap<u64, (i64, i64)> = HashMap::new();
+        for m in msgs {
+            let before = match class.get(&m.digest) {
+                Some(c) => *c,
+                None => {
+                    sqlx::query("SELECT spam FROM bayes_seen WHERE tenant_id = ? AND digest = ?")
+                        .bind(tenant)
+                        .bind(m.digest as i64)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.get::<i64, _>(0) != 0)
+                }
+            };
+            let sign = |spam: bool,
+                        d: i64,
+                        delta: &mut BayesCounts,
+                        tokens: &mut HashMap<u64, (i64, i64)>| {
+                if spam {
+                    delta.spam_msgs += d;
+                } else {
+                    delta.ham_msgs += d;
+                }
+                for t in &m.tokens {
+                    let e = tokens.entry(*t).or_default();
+                    if spam {
+                        e.0 += d;
+                    } else {
+                        e.1 += d;
+                    }
+                }
+            };
+            match before {
+                Some(old) if old == m.spam => {
+                    outcome.already += 1;
+                    continue;
+                }
+                Some(old) => {
+                    sign(old, -1, &mut delta, &mut tokens);
+                    outcome.moved += 1;
+                }
+                None => outcome.learned += 1,
+            }
+            sign(m.spam, 1, &mut delta, &mut tokens);
+            class.insert(m.digest, Some(m.spam));
+        }
+        for (digest, spam) in &class {
+            if let Some(spam) = spam {
+                sqlx::query(
+                    "INSERT INTO bayes_seen (tenant_id, digest, spam) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(tenant_id, digest) DO UPDATE SET spam = ?3",
+                )
+                .bind(tenant)
+                .bind(*digest as i64)
+                .bind(i64::from(*spam))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if outcome.learned + outcome.moved > 0 {
+            delta.tokens = tokens.into_iter().map(|(t, (s, h))| (t, s, h)).collect();
+            add_counts(&mut tx, tenant, &delta).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     /// Adds counts to a model (0 = global) in one transaction and bumps its generation.
     pub async fn bayes_add(&self, tenant: i64, delta: &BayesCounts) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO bayes_models (tenant_id, spam_msgs, ham_msgs, generation) VALUES (?1, ?2, ?3, 1)
-             ON CONFLICT(tenant_id) DO UPDATE SET spam_msgs = spam_msgs + ?2, ham_msgs = ham_msgs + ?3,
-             generation = generation + 1",
-        )
-        .bind(tenant)
-        .bind(delta.spam_msgs)
-        .bind(delta.ham_msgs)
-        .execute(&mut *tx)
-        .await?;
-        for (token, spam, ham) in &delta.tokens {
-            sqlx::query(
-                "INSERT INTO bayes_tokens (tenant_id, token, spam, ham) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(tenant_id, token) DO UPDATE SET spam = spam + ?3, ham = ham + ?4",
-            )
-            .bind(tenant)
-            .bind(*token as i64)
-            .bind(spam)
-            .bind(ham)
-            .execute(&mut *tx)
-            .await?;
-        }
+        add_counts(&mut tx, tenant, delta).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -75,4 +156,39 @@ impl Store {
             tokens,
         })
     }
+}
+
+/// Applies counts (negative ones remove; nothing drops below zero) and bumps the generation.
+async fn add_counts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tenant: i64,
+    delta: &BayesCounts,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO bayes_models (tenant_id, spam_msgs, ham_msgs, generation)
+         VALUES (?1, MAX(?2, 0), MAX(?3, 0), 1)
+         ON CONFLICT(tenant_id) DO UPDATE SET spam_msgs = MAX(spam_msgs + ?2, 0),
+         ham_msgs = MAX(ham_msgs + ?3, 0), generation = generation + 1",
+    )
+    .bind(tenant)
+    .bind(delta.spam_msgs)
+    .bind(delta.ham_msgs)
+    .execute(&mut **tx)
+    .await?;
+    for (token, spam, ham) in &delta.tokens {
+        if *spam == 0 && *ham == 0 {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO bayes_tokens (tenant_id, token, spam, ham) VALUES (?1, ?2, MAX(?3, 0), MAX(?4, 0))
+             ON CONFLICT(tenant_id, token) DO UPDATE SET spam = MAX(spam + ?3, 0), ham = MAX(ham + ?4, 0)",
+        )
+        .bind(tenant)
+        .bind(*token as i64)
+        .bind(spam)
+        .bind(ham)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

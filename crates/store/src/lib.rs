@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
-pub use bayes::BayesCounts;
+pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 

@@ -156,3 +156,50 @@ async fn bayes_counts_accumulate_per_model() {
     );
     assert_eq!(s.bayes_generations().await.unwrap(), vec![(0, 2), (5, 1)]);
 }
+
+#[tokio::test]
+async fn learning_is_idempotent_and_moves_corrected_messages() {
+    let (_d, s) = store().await;
+    let msg = |digest, spam, tokens: &[u64]| store::LearnMessage {
+        digest,
+        spam,
+        tokens: tokens.to_vec(),
+    };
+    let o = s
+        .bayes_learn(
+            0,
+            &[
+                msg(1, true, &[10, 11]),
+                msg(2, false, &[11, 12]),
+                msg(1, true, &[10, 11]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.learned, o.moved, o.already),
+        (2, 0, 1),
+        "a duplicate in one batch counts once"
+    );
+    let again = s.bayes_learn(0, &[msg(1, true, &[10, 11])]).await.unwrap();
+    assert_eq!((again.learned, again.moved, again.already), (0, 0, 1));
+    let counts = |c: store::BayesCounts| {
+        let mut t = c.tokens;
+        t.sort();
+        (c.spam_msgs, c.ham_msgs, t)
+    };
+    assert_eq!(
+        counts(s.bayes_load(0).await.unwrap()),
+        (1, 1, vec![(10, 1, 0), (11, 1, 1), (12, 0, 1)])
+    );
+    // The user corrects message 1: it was ham after all.
+    let moved = s.bayes_learn(0, &[msg(1, false, &[10, 11])]).await.unwrap();
+    assert_eq!((moved.learned, moved.moved, moved.already), (0, 1, 0));
+    assert_eq!(
+        counts(s.bayes_load(0).await.unwrap()),
+        (0, 2, vec![(10, 0, 1), (11, 0, 2), (12, 0, 1)])
+    );
+    // Another model has its own memory.
+    let other = s.bayes_learn(3, &[msg(1, true, &[10])]).await.unwrap();
+    assert_eq!(other.learned, 1);
+}

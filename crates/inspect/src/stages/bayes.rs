@@ -63,17 +63,30 @@ impl Bayes {
             format!("tenant {which}")
         };
         let detail = format!("spam probability {p:.4} ({name} model)");
-        let symbol = if p >= 0.99 {
-            Symbol::BayesSpam99
-        } else if p >= 0.9 {
-            Symbol::BayesSpam90
-        } else if p <= 0.1 {
-            Symbol::BayesHam
-        } else {
+        let Some(symbol) = band(p) else {
             return Vec::new();
         };
         vec![Evidence::new(symbol, detail)]
     }
+}
+
+/// The symbol for a spam probability (none in the undecided middle).
+pub fn band(p: f64) -> Option<Symbol> {
+    Some(if p >= 0.999 {
+        Symbol::BayesSpam999
+    } else if p >= 0.99 {
+        Symbol::BayesSpam99
+    } else if p >= 0.95 {
+        Symbol::BayesSpam95
+    } else if p >= 0.8 {
+        Symbol::BayesSpam80
+    } else if p >= 0.6 {
+        Symbol::BayesSpam60
+    } else if p <= 0.1 {
+        Symbol::BayesHam
+    } else {
+        return None;
+    })
 }
 
 impl SyncStage for Bayes {
@@ -104,6 +117,7 @@ mod tests {
             rcpts: vec!["b@acme.example".into()],
             protected_domains: vec![],
             tenant,
+            ..Default::default()
         }
     }
 
@@ -126,9 +140,26 @@ mod tests {
         b.set_model(GLOBAL, trained(true));
         assert_eq!(
             b.check(&view(SPAM), &env(None))[0].symbol,
-            Symbol::BayesSpam99
+            Symbol::BayesSpam999
         );
         assert_eq!(b.check(&view(HAM), &env(None))[0].symbol, Symbol::BayesHam);
+    }
+
+    #[test]
+    fn probability_bands() {
+        let cases = [
+            (0.9995, Some(Symbol::BayesSpam999)),
+            (0.995, Some(Symbol::BayesSpam99)),
+            (0.97, Some(Symbol::BayesSpam95)),
+            (0.85, Some(Symbol::BayesSpam80)),
+            (0.7, Some(Symbol::BayesSpam60)),
+            (0.5, None),
+            (0.2, None),
+            (0.05, Some(Symbol::BayesHam)),
+        ];
+        for (p, want) in cases {
+            assert_eq!(band(p), want, "p = {p}");
+        }
     }
 
     #[test]
@@ -148,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             b.check(&view(SPAM), &env(Some(8)))[0].symbol,
-            Symbol::BayesSpam99
+            Symbol::BayesSpam999
         );
     }
 }

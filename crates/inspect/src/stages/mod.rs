@@ -3,5 +3,6 @@
 pub mod auth;
 pub mod bayes;
 pub mod content;
+pub mod headers;
 pub mod malware;
 pub mod phish;

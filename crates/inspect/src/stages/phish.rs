@@ -300,6 +300,7 @@ mod tests {
             rcpts: vec!["cfo@acme.example".into()],
             protected_domains: protected.iter().map(|s| s.to_string()).collect(),
             tenant: None,
+            ..Default::default()
         }
     }
 
