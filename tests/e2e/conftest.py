@@ -67,7 +67,7 @@ class Sink:
 
 
 class Dns:
-    """A local DNS server (tests/e2e/dnsd.py) answering TXT records from self.zone."""
+    """A local DNS server (tests/e2e/dnsd.py) answering TXT and A records from self.zone."""
 
     def __init__(self, zone_file: Path):
         self.zone_file = zone_file
@@ -80,7 +80,11 @@ class Dns:
         self.port = int(line.split()[1])
 
     def txt(self, name, *values):
-        self.zone[name.rstrip(".") + "."] = list(values)
+        self.zone.setdefault(name.rstrip(".") + ".", {})["TXT"] = list(values)
+        self.write()
+
+    def a(self, name, *addresses):
+        self.zone.setdefault(name.rstrip(".") + ".", {})["A"] = list(addresses)
         self.write()
 
     def write(self):

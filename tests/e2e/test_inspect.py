@@ -115,6 +115,35 @@ def test_spf_and_dmarc_through_the_local_dns(node, sink, dns):
     assert "SPF_FAIL(3.00)" in t[0]["symbols"] and "DMARC_REJECT(12.00)" in t[0]["symbols"]
 
 
+def test_dns_block_lists_for_the_client_and_for_links(node, sink, dns, tmp_path):
+    """IP and domain lists answered by the local DNS server with a test zone."""
+    dns.a("99.2.0.192.bl.test", "127.0.0.2")
+    dns.a("98.2.0.192.bl.test", "127.255.255.254")     # "query refused": not a listing
+    dns.a("evil-shop.test.dbl.test", "127.0.1.2")
+    s = sink()
+    n = node(config='[[dnsbl]]\nzone = "bl.test"\nkind = "ip"\n'
+                    '[[dnsbl]]\nzone = "dbl.test"\nkind = "domain"\nlisted = ["127.0.1.2"]\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    linked = GOOD.replace(b"\r\n\r\nhi", b"\r\n\r\nsee https://www.evil-shop.test/deal now")
+    clean = GOOD.replace(b"\r\n\r\nhi", b"\r\n\r\nsee https://www.good-shop.test/deal now")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["bob@acme.test"], linked)
+        c.sendmail("a@example.org", ["carol@acme.test"], clean)
+    got = {m[0]: m[1] for m in [(b"evil" in content, content) for _, content in s.wait(2)]}
+    assert b"DNSBL_LINK(4.00)" in got[True]
+    assert b"DNSBL" not in got[False]
+    t = wait_for(lambda: (t := n.cli_json("trace", "--rcpt", "bob@acme.test")) and t, what="trace")
+    assert "DNSBL_LINK" in t[0]["symbols"]
+    # Client IPs (the SMTP tests connect from loopback, which is never looked up): check --ip.
+    (tmp_path / "m.eml").write_bytes(clean)
+    def symbols(ip):
+        r = n.cli("check", "--json", "--ip", ip, str(tmp_path / "m.eml"))
+        return [x["symbol"] for x in json.loads(r.stdout)["symbols"]]
+    assert "DNSBL_CLIENT" in symbols("192.0.2.99")
+    assert "DNSBL_CLIENT" not in symbols("192.0.2.98")
+    assert "DNSBL_CLIENT" not in symbols("192.0.2.97")
+
+
 def test_lookalike_sender_and_feed_link_are_caught(node, sink):
     s = sink()
     feed = CORPORA / "phishing" / "eth-phishing-detect" / "config.json"

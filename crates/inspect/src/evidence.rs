@@ -135,6 +135,10 @@ symbols! {
     DmarcTempError = "DMARC_TEMPERROR", 0.0;
     /// The DMARC record is broken.
     DmarcPermError = "DMARC_PERMERROR", 0.5;
+    /// The client's IP is on a configured DNS block list (one per listing list).
+    DnsblClient = "DNSBL_CLIENT", 4.0;
+    /// A link's registrable domain is on a configured domain block list (one per listing).
+    DnsblLink = "DNSBL_LINK", 4.0;
     /// ARC (RFC 8617) chain validates.
     ArcPass = "ARC_PASS", -0.5;
     /// ARC chain present but broken.

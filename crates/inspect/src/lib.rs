@@ -154,31 +154,6 @@ impl Inspector {
         }
     }
 
-    /// The default stage set: content rules, header/anomaly rules, authentication (SPF, DKIM,
-    /// DMARC, ARC), phishing, malware and Bayes.
-    pub fn with_default_stages(
-        policy: Policy,
-        limits: ViewLimits,
-        auth: stages::auth::Authentication,
-        phish: stages::phish::Phishing,
-        malware: stages::malware::Malware,
-        bayes: Arc<stages::bayes::Bayes>,
-        headers: stages::headers::HeaderRules,
-    ) -> Self {
-        Self::new(
-            vec![
-                Arc::new(stages::content::ContentRules),
-                Arc::new(headers),
-                Arc::new(auth),
-                Arc::new(phish),
-                Arc::new(malware),
-                bayes,
-            ],
-            policy,
-            limits,
-        )
-    }
-
     /// The policy in use.
     pub fn policy(&self) -> &Policy {
         &self.policy

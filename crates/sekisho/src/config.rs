@@ -29,6 +29,17 @@ pub struct RawConfig {
     dns: RawDns,
     #[serde(default)]
     malware: RawMalware,
+    #[serde(default)]
+    dnsbl: Vec<RawDnsbl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnsbl {
+    zone: String,
+    kind: String,
+    #[serde(default)]
+    listed: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +173,8 @@ pub struct Config {
     pub phishing_feed: Option<PathBuf>,
     /// Brand domains protected against lookalikes for every tenant.
     pub protected_brands: Vec<String>,
+    /// DNS block lists (`[[dnsbl]]`).
+    pub dnsbl: Vec<inspect::stages::dnsbl::DnsList>,
     /// Scripts mail is expected in; text mostly in another one is evidence.
     pub expected_scripts: Vec<inspect::stages::headers::Script>,
     /// clamd to scan with (None: the built-in attachment policy only).
@@ -416,6 +429,26 @@ impl RawConfig {
                 inspect::stages::headers::Script::Japanese,
             ],
         };
+        let mut dnsbl = Vec::new();
+        for (n, l) in self.dnsbl.iter().enumerate() {
+            let what = format!("dnsbl[{n}]");
+            let zone = store::normalize_domain(&l.zone)
+                .map_err(|e| anyhow::anyhow!("{what}.zone: {e}"))?;
+            let kind = match l.kind.as_str() {
+                "ip" => inspect::stages::dnsbl::ListKind::Ip,
+                "domain" => inspect::stages::dnsbl::ListKind::Domain,
+                other => bail!("{what}.kind: {other:?} is not \"ip\" or \"domain\""),
+            };
+            let listed = l
+                .listed
+                .iter()
+                .map(|a| {
+                    a.parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| anyhow::anyhow!("{what}.listed: {a:?} is not an IPv4 address"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            dnsbl.push(inspect::stages::dnsbl::DnsList { zone, kind, listed });
+        }
         let dp = inspect::Policy::default();
         let policy = inspect::Policy::new(
             &i.weights,
@@ -489,6 +522,7 @@ impl RawConfig {
             archive_limits,
             phishing_feed,
             protected_brands,
+            dnsbl,
             expected_scripts,
             dns_resolver,
             dns_timeout,

@@ -104,18 +104,33 @@ pub fn inspector(
         cfg.protected_brands.clone(),
     )
     .map_err(|e| anyhow::anyhow!("inspect.phishing_feed: {e}"))?;
-    Ok(inspect::Inspector::with_default_stages(
+    let dnsbl = inspect::stages::dnsbl::Dnsbl::new(
+        inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
+            .map_err(anyhow::Error::msg)?,
+        Arc::new(inspect::dns::DnsCaches::default()),
+        cfg.dnsbl.clone(),
+        cfg.auth_deadline,
+    );
+    let malware = inspect::stages::malware::Malware::new(
+        cfg.clamd.clone(),
+        cfg.clamd_deadline,
+        cfg.archive_limits.clone(),
+    );
+    let stages: Vec<Arc<dyn inspect::Stage>> = vec![
+        Arc::new(inspect::stages::content::ContentRules),
+        Arc::new(inspect::stages::headers::HeaderRules::new(
+            cfg.expected_scripts.clone(),
+        )),
+        Arc::new(auth),
+        Arc::new(dnsbl),
+        Arc::new(phish),
+        Arc::new(malware),
+        bayes,
+    ];
+    Ok(inspect::Inspector::new(
+        stages,
         cfg.policy.clone(),
         cfg.view_limits.clone(),
-        auth,
-        phish,
-        inspect::stages::malware::Malware::new(
-            cfg.clamd.clone(),
-            cfg.clamd_deadline,
-            cfg.archive_limits.clone(),
-        ),
-        bayes,
-        inspect::stages::headers::HeaderRules::new(cfg.expected_scripts.clone()),
     ))
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bayes;
 pub mod content;
+pub mod dnsbl;
 pub mod headers;
 pub mod malware;
 pub mod phish;
