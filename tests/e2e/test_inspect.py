@@ -275,3 +275,49 @@ def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):
     assert "learned 0 new message(s), moved 0 to the other class, 1 already known" in out, out
     out = n.cli("learn", "--spam", str(held_ham[0])).stdout
     assert "moved 1 to the other class" in out and f"now {hams} ham, {spams + 1} spam" in out, out
+
+
+def test_tenant_filter_policy_overrides_apply_per_tenant(node, sink, tmp_path):
+    s = sink()
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    out = n.cli("tenant", "policy", "acme", "--tag", "2", "--weight", "missing_date=2.5",
+                "--protect-name", "Taro Yamada=taro@acme.test", "--trust-arc", "Lists.Example.org").stdout
+    assert "tag 2 (global 5)" in out and "weight MISSING_DATE: 2.5 (global 1)" in out, out
+    assert "protected name: Taro Yamada <taro@acme.test>" in out
+    assert "trusted ARC sealers: lists.example.org" in out
+    p = n.cli_json("tenant", "policy", "acme")
+    assert p == {"tag": 2.0, "weights": {"MISSING_DATE": 2.5},
+                 "protected_names": [{"name": "Taro Yamada", "addresses": ["taro@acme.test"]}],
+                 "trusted_arc": ["lists.example.org"]}
+    # Bad input: one clear line, non-zero exit, nothing changed.
+    for bad, why in [(["--weight", "NOPE=1"], 'unknown symbol "NOPE"'),
+                     (["--tag", "20"], "tag ≤ quarantine ≤ reject"),
+                     (["--protect-name", "X=not-an-address"], "is not an address")]:
+        r = n.cli("tenant", "policy", "acme", *bad, check=False)
+        assert r.returncode != 0 and why in r.stderr, (bad, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert n.cli_json("tenant", "policy", "acme") == p
+    undated = GOOD.replace(b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n", b"")
+    fake = GOOD.replace(b"From: a@example.org", b"From: Taro Yamada <taro.yamada@freemail.test>")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["x@acme.test"], undated)
+        c.sendmail("a@example.org", ["y@beta.test"], undated)
+        c.sendmail("a@example.org", ["z@acme.test"], fake)
+    msgs = {env["rcpt_tos"][0]: content for env, content in s.wait(3)}
+    # acme's lower tag threshold and heavier weight tag the undated message; beta's global
+    # policy delivers it untagged.
+    assert b"X-Sekisho-Verdict: tag" in msgs["x@acme.test"] and b"MISSING_DATE(2.50)" in msgs["x@acme.test"]
+    assert b"X-Sekisho-Verdict: deliver" in msgs["y@beta.test"] and b"MISSING_DATE(1.00)" in msgs["y@beta.test"]
+    assert b"IMPERSONATION(6.00)" in msgs["z@acme.test"]
+    # check --tenant uses the same policy.
+    (tmp_path / "fake.eml").write_bytes(fake)
+    def check(*extra):
+        r = n.cli("check", "--json", *extra, str(tmp_path / "fake.eml"))
+        return [x["symbol"] for x in json.loads(r.stdout)["symbols"]]
+    assert "IMPERSONATION" in check("--tenant", "acme")
+    assert "IMPERSONATION" not in check("--tenant", "beta")
+    # Reset: the global policy applies again.
+    out = n.cli("tenant", "policy", "acme", "--reset").stdout
+    assert "tag 5 (global)" in out and "weights: global" in out

@@ -68,8 +68,14 @@ def test_each_tenant_gets_its_own_copy(node, sink):
     n = node()
     add_tenant(n, "one", "one.test", s1.route())
     add_tenant(n, "two", "two.test", s2.route())
+    msg = b"Subject: both\r\n\r\nx\r\n"
     with smtplib.SMTP("127.0.0.1", n.port) as c:
-        c.sendmail("x@example.org", ["a@one.test", "b@two.test", "c@one.test"], b"Subject: both\r\n\r\nx\r\n")
+        refused = c.sendmail("x@example.org", ["a@one.test", "b@two.test", "c@one.test"], msg)
+        # One tenant per transaction: the other tenant's recipient is deferred with 452 4.5.3,
+        # and a client sends it again in its own transaction, as MTAs do.
+        assert list(refused) == ["b@two.test"] and refused["b@two.test"][0] == 452
+        assert b"4.5.3" in refused["b@two.test"][1]
+        assert c.sendmail("x@example.org", list(refused), msg) == {}
     env1, _ = s1.wait(1)[0]
     env2, _ = s2.wait(1)[0]
     assert sorted(env1["rcpt_tos"]) == ["a@one.test", "c@one.test"]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egress::{Delivery, TraceSink};
-use inspect::{Action, Inspector, Verdict};
+use inspect::{Action, Inspector, TenantRules, Verdict};
 use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
 use store::{Lookup, SharedDirectory, TraceRecord, unix_now};
 use telemetry::Metrics;
@@ -79,6 +79,42 @@ pub struct Ingress {
     trace: TraceSink,
     sessions: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Resolved tenant rules, valid for one directory generation.
+    rules: Mutex<(i64, RulesByTenant)>,
+}
+
+/// Resolved rules per tenant id (`None`: the tenant overrides nothing).
+type RulesByTenant = HashMap<i64, Option<Arc<TenantRules>>>;
+
+/// A tenant's stored filter policy resolved against the global policy (`None`: nothing is
+/// overridden). Errors name the offending setting.
+pub fn tenant_rules(
+    global: &inspect::Policy,
+    f: &store::FilterPolicy,
+) -> Result<Option<TenantRules>, String> {
+    if f.is_empty() {
+        return Ok(None);
+    }
+    let weights: HashMap<String, f64> = f.weights.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let overridden =
+        !weights.is_empty() || f.tag.is_some() || f.quarantine.is_some() || f.reject.is_some();
+    let policy = if overridden {
+        Some(global.overridden(&weights, f.tag, f.quarantine, f.reject)?)
+    } else {
+        None
+    };
+    Ok(Some(TenantRules {
+        policy,
+        protected_names: f
+            .protected_names
+            .iter()
+            .map(|n| inspect::ProtectedName {
+                name: n.name.clone(),
+                addresses: n.addresses.clone(),
+            })
+            .collect(),
+        trusted_arc: f.trusted_arc.clone(),
+    }))
 }
 
 /// Releases a client IP's session slot when dropped.
@@ -117,6 +153,7 @@ impl Ingress {
             recipients: Arc::new(DirectoryPolicy(directory.clone())),
         });
         Arc::new(Self {
+            rules: Mutex::new((i64::MIN, HashMap::new())),
             sessions: Arc::new(Semaphore::new(cfg.max_sessions.max(1))),
             per_ip: Arc::new(Mutex::new(HashMap::new())),
             cfg,
@@ -292,10 +329,9 @@ impl Ingress {
             mail_from: tx.mail_from.clone(),
             rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
             protected_domains: self.tenant_domains(&tx.rcpts),
-            tenant: match tx.rcpts.as_slice() {
-                [(_, first), rest @ ..] if rest.iter().all(|(_, t)| t == first) => Some(*first),
-                _ => None,
-            },
+            // The session admits one tenant per transaction.
+            tenant: tx.rcpts.first().map(|(_, t)| *t),
+            rules: tx.rcpts.first().and_then(|(_, t)| self.rules_for(*t)),
             received_at: Some(now),
         };
         let original = inspect::strip_verdict_headers(&tx.body);
@@ -396,6 +432,29 @@ impl Ingress {
             self.delivery.dispatch(meta, Arc::new(body));
         }
         Ok(id)
+    }
+
+    /// The rules of a tenant, resolved once per directory generation.
+    fn rules_for(&self, tenant: i64) -> Option<Arc<TenantRules>> {
+        let dir = self.directory.get();
+        let mut cache = self.rules.lock().expect("poisoned");
+        if cache.0 != dir.generation() {
+            *cache = (dir.generation(), HashMap::new());
+        }
+        cache
+            .1
+            .entry(tenant)
+            .or_insert_with(|| {
+                let info = dir.tenant(tenant)?;
+                match tenant_rules(self.inspector.policy(), &info.filter) {
+                    Ok(r) => r.map(Arc::new),
+                    Err(e) => {
+                        tracing::warn!(tenant = %info.name, error = %e, "tenant filter policy ignored");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     /// The domains of the tenants that the recipients belong to.

@@ -25,6 +25,13 @@ macro_rules! symbols {
                 }
             }
 
+            /// What the symbol means (its documentation line).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Symbol::$variant => concat!($($doc),*).trim_ascii(),)*
+                }
+            }
+
             /// The built-in weight (configuration may override it).
             pub fn default_weight(self) -> f64 {
                 match self {
@@ -141,6 +148,9 @@ symbols! {
     DnsblLink = "DNSBL_LINK", 4.0;
     /// ARC (RFC 8617) chain validates.
     ArcPass = "ARC_PASS", -0.5;
+    /// The ARC chain validates and its latest sealer is a forwarder the tenant trusts: SPF,
+    /// DKIM and DMARC failures caused by forwarding are set aside.
+    ArcTrusted = "ARC_TRUSTED", 0.0;
     /// ARC chain present but broken.
     ArcFail = "ARC_FAIL", 1.0;
     /// Authentication did not finish within its deadline.
@@ -148,6 +158,8 @@ symbols! {
     /// From, Reply-To or MAIL FROM domain imitates a tenant domain or protected brand
     /// (edit distance, confusable characters, or the brand's name inside another domain).
     LookalikeDomain = "LOOKALIKE_DOMAIN", 6.0;
+    /// The From display name is a protected person of the tenant, but the address is not theirs.
+    Impersonation = "IMPERSONATION", 6.0;
     /// Replies would go to another domain than the author's.
     ReplyToMismatch = "REPLYTO_MISMATCH", 1.0;
     /// A link's visible text names another domain than the one it leads to.
@@ -204,5 +216,48 @@ impl Evidence {
             symbol,
             detail: detail.into(),
         }
+    }
+}
+
+/// The symbol reference as a Markdown table (name, weight under `policy`, meaning); the
+/// source of `docs/symbols.md` (`sekisho symbols --markdown`).
+pub fn markdown_table(policy: &crate::Policy) -> String {
+    let mut out = String::from("| symbol | weight | meaning |\n|---|---:|---|\n");
+    for s in Symbol::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            s.name(),
+            policy.weight(*s),
+            s.description()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_symbol_has_a_unique_name_and_a_description() {
+        let mut names: Vec<_> = Symbol::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Symbol::ALL.len());
+        for s in Symbol::ALL {
+            assert!(!s.description().is_empty(), "{s}");
+            assert_eq!(Symbol::from_name(&s.name().to_lowercase()), Some(*s));
+        }
+    }
+
+    #[test]
+    fn docs_symbols_md_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/symbols.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/symbols.md");
+        let table = markdown_table(&crate::Policy::default());
+        assert!(
+            doc.contains(&table),
+            "docs/symbols.md is out of date: regenerate the table with `sekisho symbols --markdown`"
+        );
     }
 }

@@ -25,6 +25,7 @@ pub mod evidence;
 pub mod links;
 pub mod policy;
 pub mod stages;
+pub mod tenant;
 pub mod view;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 pub use evidence::{Evidence, Symbol};
 pub use policy::{Action, Policy, Verdict, strip_verdict_headers};
+pub use tenant::{ProtectedName, TenantRules};
 pub use view::{MessageView, ViewLimits};
 
 /// A boxed future, for dyn-compatible async stages.
@@ -52,8 +54,10 @@ pub struct Envelope {
     pub rcpts: Vec<String>,
     /// Domains of the recipients' tenants (lookalikes of these are phishing evidence).
     pub protected_domains: Vec<String>,
-    /// The recipients' tenant, when they all belong to one (selects per-tenant models).
+    /// The recipients' tenant (selects per-tenant models).
     pub tenant: Option<i64>,
+    /// The tenant's own rules (policy overrides, protected names, trusted ARC forwarders).
+    pub rules: Option<Arc<TenantRules>>,
     /// When the message was received (Unix seconds); `None` means now. Date rules compare
     /// against it, so re-checking an old message judges it as of its arrival.
     pub received_at: Option<i64>,
@@ -68,6 +72,7 @@ impl Default for Envelope {
             rcpts: Vec::new(),
             protected_domains: Vec::new(),
             tenant: None,
+            rules: None,
             received_at: None,
         }
     }
@@ -169,7 +174,12 @@ impl Inspector {
             evidence.extend(r.evidence);
             headers.extend(r.headers);
         }
-        let mut verdict = self.policy.decide(evidence);
+        let policy = env
+            .rules
+            .as_ref()
+            .and_then(|r| r.policy.as_ref())
+            .unwrap_or(&self.policy);
+        let mut verdict = policy.decide(evidence);
         verdict.trace_headers = headers;
         verdict
     }

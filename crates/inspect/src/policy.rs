@@ -148,7 +148,19 @@ impl Policy {
         quarantine: f64,
         reject: f64,
     ) -> Result<Self, String> {
-        let mut p = Policy::default();
+        Policy::default().overridden(overrides, Some(tag), Some(quarantine), Some(reject))
+    }
+
+    /// This policy with some weights (by symbol name) and thresholds replaced — a tenant's
+    /// overrides on top of the global policy. Errors name the offending key.
+    pub fn overridden(
+        &self,
+        overrides: &HashMap<String, f64>,
+        tag: Option<f64>,
+        quarantine: Option<f64>,
+        reject: Option<f64>,
+    ) -> Result<Self, String> {
+        let mut p = self.clone();
         for (name, &w) in overrides {
             let s = Symbol::from_name(name).ok_or_else(|| {
                 format!(
@@ -165,14 +177,21 @@ impl Policy {
             }
             p.weights.insert(s, w);
         }
-        if !(tag <= quarantine && quarantine <= reject) {
+        p.tag = tag.unwrap_or(p.tag);
+        p.quarantine = quarantine.unwrap_or(p.quarantine);
+        p.reject = reject.unwrap_or(p.reject);
+        if ![p.tag, p.quarantine, p.reject]
+            .iter()
+            .all(|t| t.is_finite())
+        {
+            return Err("thresholds must be finite numbers".into());
+        }
+        if !(p.tag <= p.quarantine && p.quarantine <= p.reject) {
             return Err(format!(
-                "thresholds must satisfy tag ≤ quarantine ≤ reject (got {tag}, {quarantine}, {reject})"
+                "thresholds must satisfy tag ≤ quarantine ≤ reject (got {}, {}, {})",
+                p.tag, p.quarantine, p.reject
             ));
         }
-        p.tag = tag;
-        p.quarantine = quarantine;
-        p.reject = reject;
         Ok(p)
     }
 

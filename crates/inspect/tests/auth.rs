@@ -269,3 +269,116 @@ async fn the_deadline_is_evidence() {
         "{syms:?}"
     );
 }
+
+/// RFC 8463's Ed25519 example key pair (appendix A), used here as a forwarder's ARC key.
+const ED25519_SEED: [u8; 32] = [
+    157, 97, 177, 157, 239, 253, 90, 96, 186, 132, 74, 244, 146, 236, 44, 196, 68, 73, 197, 105,
+    123, 50, 105, 25, 112, 59, 172, 3, 28, 174, 127, 96,
+];
+const ED25519_PUBLIC: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+#[tokio::test]
+async fn a_trusted_forwarders_arc_seal_sets_forwarding_failures_aside() {
+    use mail_auth::arc::ArcSealer;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::{AuthenticatedMessage, AuthenticationResults};
+
+    let (_sock, resolver) = silent_resolver();
+    let caches = Arc::new(DnsCaches::default());
+    // The author's domain publishes strict SPF and DMARC p=reject; the forwarder (a mailing
+    // list at 198.51.100.7) is not in its SPF, so forwarding breaks both.
+    caches
+        .seed_txt("origin.example", "v=spf1 ip4:192.0.2.0/24 -all")
+        .unwrap();
+    caches
+        .seed_txt("_dmarc.origin.example", "v=DMARC1; p=reject")
+        .unwrap();
+    caches.seed_nxdomain("_dmarc.example");
+    caches
+        .seed_txt(
+            "arc._domainkey.lists.forwarder.example",
+            &format!("v=DKIM1; k=ed25519; p={ED25519_PUBLIC}"),
+        )
+        .unwrap();
+    let original = "From: CEO <ceo@origin.example>\r\nTo: team@lists.forwarder.example\r\nSubject: plan\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <p1@origin.example>\r\n\r\nthe plan\r\n";
+    // The forwarder verifies (first hop: no ARC yet) and seals.
+    let auth = authenticator(Some(resolver), Duration::from_millis(200)).unwrap();
+    let parsed = AuthenticatedMessage::parse(original.as_bytes()).unwrap();
+    let arc_none = auth.verify_arc(caches.params(&parsed)).await;
+    let results = AuthenticationResults::new("lists.forwarder.example");
+    let public = base64_decode(ED25519_PUBLIC);
+    let key = Ed25519Key::from_seed_and_public_key(&ED25519_SEED, &public).unwrap();
+    let set = ArcSealer::from_key(key)
+        .domain("lists.forwarder.example")
+        .selector("arc")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .seal(&parsed, &results, &arc_none)
+        .unwrap();
+    let forwarded = format!("{}{original}", set.to_header());
+
+    let env = Envelope {
+        client_ip: "198.51.100.7".parse().unwrap(),
+        helo: "lists.forwarder.example".into(),
+        mail_from: "ceo@origin.example".into(),
+        rcpts: vec!["bob@acme.example".into()],
+        ..Default::default()
+    };
+    let s = stage(caches.clone(), resolver, Duration::from_secs(5));
+    let plain = s.check(forwarded.as_bytes(), &env).await;
+    let syms = symbols(&plain);
+    assert!(syms.contains(&Symbol::ArcPass), "{:?}", plain.evidence);
+    assert!(syms.contains(&Symbol::SpfFail) && syms.contains(&Symbol::DmarcReject));
+
+    let trusting = Envelope {
+        rules: Some(Arc::new(inspect::TenantRules {
+            trusted_arc: vec!["forwarder.example".into()],
+            ..Default::default()
+        })),
+        ..env.clone()
+    };
+    let f = s.check(forwarded.as_bytes(), &trusting).await;
+    let syms = symbols(&f);
+    assert!(syms.contains(&Symbol::ArcTrusted), "{:?}", f.evidence);
+    assert!(!syms.contains(&Symbol::DmarcReject) && !syms.contains(&Symbol::SpfFail));
+    let note = &f
+        .evidence
+        .iter()
+        .find(|e| e.symbol == Symbol::ArcTrusted)
+        .unwrap()
+        .detail;
+    assert!(
+        note.contains("lists.forwarder.example") && note.contains("2 forwarding failure(s)"),
+        "{note}"
+    );
+
+    // A seal by anyone else is not trusted.
+    let other = Envelope {
+        rules: Some(Arc::new(inspect::TenantRules {
+            trusted_arc: vec!["elsewhere.example".into()],
+            ..Default::default()
+        })),
+        ..env
+    };
+    let f = s.check(forwarded.as_bytes(), &other).await;
+    assert!(symbols(&f).contains(&Symbol::DmarcReject));
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let table = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').map(table).collect();
+    bytes
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().fold(0u32, |acc, &v| (acc << 6) | u32::from(v)) << (6 * (4 - c.len()));
+            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.into_iter().take(c.len() - 1).collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -109,6 +109,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List every evidence symbol with its weight under this node's policy and its meaning.
+    Symbols {
+        /// One JSON object per symbol per line.
+        #[arg(long)]
+        json: bool,
+        /// A Markdown table (the source of docs/symbols.md).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
     /// Train the Bayes classifier from message files or directories of ham and spam.
     Train {
         /// Ham (wanted mail): files or directories (repeatable).
@@ -189,6 +198,168 @@ enum TenantCmd {
         /// auto, verify or catch-all.
         policy: String,
     },
+    /// Show or change the tenant's filter policy (overrides of the global one); without
+    /// changes it prints the policy.
+    Policy(PolicyArgs),
+}
+
+#[derive(clap::Args)]
+struct PolicyArgs {
+    /// Tenant name.
+    name: String,
+    /// Score at which mail is tagged.
+    #[arg(long)]
+    tag: Option<f64>,
+    /// Score at which mail is quarantined.
+    #[arg(long)]
+    quarantine: Option<f64>,
+    /// Score at which mail is rejected.
+    #[arg(long)]
+    reject: Option<f64>,
+    /// Weight of a symbol: SYMBOL=WEIGHT (repeatable).
+    #[arg(long = "weight", value_name = "SYMBOL=WEIGHT")]
+    weights: Vec<String>,
+    /// Drop a weight override (repeatable).
+    #[arg(long = "unset-weight", value_name = "SYMBOL")]
+    unset_weights: Vec<String>,
+    /// Protect a person's display name: "NAME" or "NAME=addr1,addr2" (their real addresses;
+    /// without them, any address at the tenant's domains is theirs). Repeatable.
+    #[arg(long = "protect-name", value_name = "NAME[=ADDRESSES]")]
+    protect_names: Vec<String>,
+    /// Stop protecting a name (repeatable).
+    #[arg(long = "unprotect-name", value_name = "NAME")]
+    unprotect_names: Vec<String>,
+    /// Trust ARC seals by this forwarder domain (repeatable).
+    #[arg(long = "trust-arc", value_name = "DOMAIN")]
+    trust_arc: Vec<String>,
+    /// Stop trusting an ARC sealer (repeatable).
+    #[arg(long = "untrust-arc", value_name = "DOMAIN")]
+    untrust_arc: Vec<String>,
+    /// Drop every override first (the global policy applies again).
+    #[arg(long)]
+    reset: bool,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+impl PolicyArgs {
+    fn changes(&self) -> bool {
+        self.tag.is_some()
+            || self.quarantine.is_some()
+            || self.reject.is_some()
+            || !self.weights.is_empty()
+            || !self.unset_weights.is_empty()
+            || !self.protect_names.is_empty()
+            || !self.unprotect_names.is_empty()
+            || !self.trust_arc.is_empty()
+            || !self.untrust_arc.is_empty()
+            || self.reset
+    }
+
+    /// `current` with the requested changes applied.
+    fn apply(&self, mut p: store::FilterPolicy) -> Result<store::FilterPolicy> {
+        if self.reset {
+            p = store::FilterPolicy::default();
+        }
+        p.tag = self.tag.or(p.tag);
+        p.quarantine = self.quarantine.or(p.quarantine);
+        p.reject = self.reject.or(p.reject);
+        for w in &self.weights {
+            let (name, value) = w
+                .split_once('=')
+                .with_context(|| format!("--weight {w:?}: expected SYMBOL=WEIGHT"))?;
+            let symbol = inspect::Symbol::from_name(name.trim())
+                .with_context(|| format!("--weight: unknown symbol {name:?}"))?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .with_context(|| format!("--weight {w:?}: {value:?} is not a number"))?;
+            p.weights.insert(symbol.name().to_string(), value);
+        }
+        for name in &self.unset_weights {
+            let symbol = inspect::Symbol::from_name(name.trim())
+                .with_context(|| format!("--unset-weight: unknown symbol {name:?}"))?;
+            p.weights.remove(symbol.name());
+        }
+        for spec in &self.protect_names {
+            let (name, addresses) = match spec.split_once('=') {
+                Some((n, a)) => (
+                    n.trim(),
+                    a.split(',')
+                        .map(|x| x.trim().to_ascii_lowercase())
+                        .filter(|x| !x.is_empty())
+                        .collect::<Vec<_>>(),
+                ),
+                None => (spec.trim(), Vec::new()),
+            };
+            if name.is_empty() {
+                anyhow::bail!("--protect-name {spec:?}: the name is empty");
+            }
+            if let Some(bad) = addresses.iter().find(|a| !a.contains('@')) {
+                anyhow::bail!("--protect-name {spec:?}: {bad:?} is not an address");
+            }
+            p.protected_names.retain(|n| n.name != name);
+            p.protected_names.push(store::StoredName {
+                name: name.to_string(),
+                addresses,
+            });
+        }
+        for name in &self.unprotect_names {
+            p.protected_names.retain(|n| n.name != name.trim());
+        }
+        for d in &self.trust_arc {
+            let d = store::normalize_domain(d)?;
+            if !p.trusted_arc.contains(&d) {
+                p.trusted_arc.push(d);
+            }
+        }
+        for d in &self.untrust_arc {
+            let d = store::normalize_domain(d)?;
+            p.trusted_arc.retain(|t| *t != d);
+        }
+        Ok(p)
+    }
+}
+
+fn print_policy(name: &str, p: &store::FilterPolicy, global: &inspect::Policy) {
+    let t = |v: Option<f64>, g: f64| match v {
+        Some(v) => format!("{v} (global {g})"),
+        None => format!("{g} (global)"),
+    };
+    println!("tenant {name} filter policy:");
+    println!(
+        "  thresholds: tag {}, quarantine {}, reject {}",
+        t(p.tag, global.tag),
+        t(p.quarantine, global.quarantine),
+        t(p.reject, global.reject)
+    );
+    if p.weights.is_empty() {
+        println!("  weights: global");
+    }
+    for (s, w) in &p.weights {
+        let g = inspect::Symbol::from_name(s).map_or(f64::NAN, |s| global.weight(s));
+        println!("  weight {s}: {w} (global {g})");
+    }
+    for n in &p.protected_names {
+        if n.addresses.is_empty() {
+            println!(
+                "  protected name: {} (any address at the tenant's domains)",
+                n.name
+            );
+        } else {
+            println!(
+                "  protected name: {} <{}>",
+                n.name,
+                n.addresses.join(">, <")
+            );
+        }
+    }
+    if !p.trusted_arc.is_empty() {
+        println!("  trusted ARC sealers: {}", p.trusted_arc.join(", "));
+    }
 }
 
 #[derive(Subcommand)]
@@ -395,9 +566,36 @@ async fn run(cli: Cli) -> Result<()> {
                     .map(|t| t.domains.clone())
                     .unwrap_or_default(),
                 tenant: tenant.as_ref().map(|t| t.id),
+                rules: match &tenant {
+                    Some(t) => {
+                        ingress::tenant_rules(&cfg.policy, &store.filter_policy(&t.name).await?)
+                            .map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.name))?
+                            .map(std::sync::Arc::new)
+                    }
+                    None => None,
+                },
                 received_at: None,
             };
             check(&cfg, &store, &paths, &env, json).await
+        }
+        Command::Symbols { json, markdown } => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            if markdown {
+                print!("{}", inspect::evidence::markdown_table(&cfg.policy));
+                return Ok(());
+            }
+            for s in inspect::Symbol::ALL {
+                let w = cfg.policy.weight(*s);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"symbol": s.name(), "weight": w, "description": s.description()})
+                    );
+                } else {
+                    println!("{:<22} {:>8} {}", s.name(), w, s.description());
+                }
+            }
+            Ok(())
         }
         Command::Train { ham, spam, tenant } => {
             if ham.is_empty() && spam.is_empty() {
@@ -723,6 +921,19 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             store.set_recipient_policy(&name, policy.parse()?).await?;
             poke(&cfg).await;
             println!("tenant {name} recipient policy is now {policy}");
+        }
+        TenantCmd::Policy(args) => {
+            let mut p = store.filter_policy(&args.name).await?;
+            if args.changes() {
+                p = args.apply(p)?;
+                ingress::tenant_rules(&cfg.policy, &p).map_err(|e| anyhow::anyhow!("{e}"))?;
+                store.set_filter_policy(&args.name, &p).await?;
+                poke(&cfg).await;
+            }
+            if args.json {
+                return print_json(&p);
+            }
+            print_policy(&args.name, &p, &cfg.policy);
         }
     }
     Ok(())

@@ -20,6 +20,8 @@ pub struct TenantInfo {
     pub recipients: HashSet<String>,
     /// The tenant's domains.
     pub domains: Vec<String>,
+    /// The tenant's filter policy overrides.
+    pub filter: crate::FilterPolicy,
 }
 
 /// Result of looking up a recipient.

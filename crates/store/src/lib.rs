@@ -14,8 +14,10 @@
 
 mod bayes;
 mod directory;
+mod filter;
 mod trace;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use thiserror::Error;
 
 pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
+pub use filter::{FilterPolicy, StoredName};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 
 /// Store errors, with messages a person can act on.
@@ -423,6 +426,16 @@ impl Store {
         let recipients = sqlx::query("SELECT address, tenant_id FROM recipients")
             .fetch_all(&mut *conn)
             .await?;
+        let mut filters: HashMap<i64, FilterPolicy> = HashMap::new();
+        for r in sqlx::query("SELECT tenant_id, body FROM filter_policies")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let body: String = r.get(1);
+            let policy = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Invalid(format!("stored filter policy: {e}")))?;
+            filters.insert(r.get(0), policy);
+        }
         let mut dir = Directory::new(generation);
         for t in &tenants {
             dir.add_tenant(TenantInfo {
@@ -432,6 +445,7 @@ impl Store {
                 policy: t.get::<String, _>(3).parse()?,
                 recipients: Default::default(),
                 domains: Vec::new(),
+                filter: filters.remove(&t.get::<i64, _>(0)).unwrap_or_default(),
             });
         }
         for d in &domains {

@@ -203,3 +203,41 @@ async fn learning_is_idempotent_and_moves_corrected_messages() {
     let other = s.bayes_learn(3, &[msg(1, true, &[10])]).await.unwrap();
     assert_eq!(other.learned, 1);
 }
+
+#[tokio::test]
+async fn filter_policies_are_stored_per_tenant_and_reach_the_directory() {
+    let (_d, s) = store().await;
+    let id = s
+        .add_tenant("acme", &["acme.test".into()], "maildir:///tmp")
+        .await
+        .unwrap();
+    assert!(s.filter_policy("acme").await.unwrap().is_empty());
+    let g0 = s.generation().await.unwrap();
+    let mut p = store::FilterPolicy {
+        tag: Some(4.0),
+        ..Default::default()
+    };
+    p.weights.insert("BAYES_99".into(), 6.5);
+    p.protected_names.push(store::StoredName {
+        name: "Taro Yamada".into(),
+        addresses: vec!["taro@acme.test".into()],
+    });
+    p.trusted_arc.push("lists.example".into());
+    s.set_filter_policy("acme", &p).await.unwrap();
+    assert_eq!(s.filter_policy("acme").await.unwrap(), p);
+    assert!(
+        s.generation().await.unwrap() > g0,
+        "nodes must see the change"
+    );
+    let dir = s.directory().await.unwrap();
+    assert_eq!(dir.tenant(id).unwrap().filter, p);
+    // Clearing deletes the row.
+    s.set_filter_policy("acme", &store::FilterPolicy::default())
+        .await
+        .unwrap();
+    assert!(s.filter_policy("acme").await.unwrap().is_empty());
+    assert!(matches!(
+        s.filter_policy("nobody").await,
+        Err(store::StoreError::NotFound(_))
+    ));
+}

@@ -558,6 +558,18 @@ impl Session {
             return;
         }
         let reply = match self.config.recipients.check(address) {
+            RcptVerdict::Accept { tenant }
+                if envelope.rcpts.first().is_some_and(|(_, t)| *t != tenant) =>
+            {
+                // One tenant per transaction: each tenant's policy (and verdict) applies to its
+                // own copy, with no backscatter. The client sends these in another transaction
+                // (RFC 5321 §4.5.3.1.10 — "452 too many recipients" is retried, never bounced).
+                Reply::new(
+                    452,
+                    "4.5.3",
+                    "Recipient of another organisation: send it in a separate transaction",
+                )
+            }
             RcptVerdict::Accept { tenant } => {
                 if let Some(envelope) = self.envelope.as_mut() {
                     let duplicate = envelope

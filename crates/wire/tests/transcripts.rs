@@ -203,12 +203,22 @@ fn bdat_without_transaction_consumes_its_chunk() {
 
 #[test]
 fn recipients_of_two_tenants_in_one_transaction() {
-    let input = "EHLO c\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@one.test>\r\nRCPT TO:<known@two.test>\r\nRCPT TO:<a@one.test>\r\nDATA\r\nx\r\n.\r\n";
+    let input = "EHLO c\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@one.test>\r\nRCPT TO:<known@two.test>\r\nRCPT TO:<b@one.test>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<known@two.test>\r\nDATA\r\ny\r\n.\r\n";
     let out = run(&Limits::default(), input.as_bytes());
+    // The second tenant's recipient is deferred with 452 and sent in its own transaction.
+    assert_eq!(
+        codes(&out.output),
+        [220, 250, 250, 250, 452, 250, 354, 250, 250, 250, 354, 250]
+    );
+    assert!(
+        out.output
+            .contains("452 4.5.3 Recipient of another organisation")
+    );
     assert_eq!(
         out.messages[0].1,
-        vec![("a@one.test".into(), 1), ("known@two.test".into(), 2)]
+        vec![("a@one.test".into(), 1), ("b@one.test".into(), 1)]
     );
+    assert_eq!(out.messages[1].1, vec![("known@two.test".into(), 2)]);
 }
 
 #[test]

@@ -159,6 +159,40 @@ impl Authentication {
             DmarcResult::None => {}
         }
 
+        if let Some(rules) = &env.rules
+            && *arc.result() == DkimResult::Pass
+            && let Some(last) = arc.sets().last()
+        {
+            let sealer = last.seal.header.d.to_ascii_lowercase();
+            let trusted = rules.trusted_arc.iter().any(|t| {
+                let t = t.to_ascii_lowercase();
+                sealer == t || sealer.ends_with(&format!(".{t}"))
+            });
+            if trusted {
+                // RFC 8617 §7.2: a receiver may honour a trusted intermediary's vouching for
+                // the authentication it saw before forwarding broke SPF and DKIM.
+                let before = evidence.len();
+                evidence.retain(|e| {
+                    !matches!(
+                        e.symbol,
+                        Symbol::SpfFail
+                            | Symbol::SpfSoftFail
+                            | Symbol::DkimFail
+                            | Symbol::DmarcReject
+                            | Symbol::DmarcQuarantine
+                            | Symbol::DmarcPolicyNone
+                    )
+                });
+                evidence.push(Evidence::new(
+                    Symbol::ArcTrusted,
+                    format!(
+                        "sealed by trusted forwarder {sealer} (i={}); {} forwarding failure(s) set aside",
+                        last.seal.header.i,
+                        before - evidence.len()
+                    ),
+                ));
+            }
+        }
         let header_from = msg.from.first().map(String::as_str).unwrap_or("");
         let ar = AuthenticationResults::new(&self.authserv_id)
             .with_dkim_results(&dkim, header_from)

@@ -235,6 +235,33 @@ impl Phishing {
                 format!("{who}: {why}"),
             ));
         }
+        if let Some(rules) = &env.rules
+            && let Some(author) = m.from().and_then(|a| a.first())
+            && let Some(display) = author.name.as_deref()
+        {
+            let address = author.address.as_deref().unwrap_or("").to_ascii_lowercase();
+            let own_domain = from
+                .as_ref()
+                .is_some_and(|d| env.protected_domains.iter().any(|p| normalize(p) == *d));
+            if let Some(p) = rules.protected_names.iter().find(|p| {
+                crate::tenant::same_name(display, &p.name)
+                    && if p.addresses.is_empty() {
+                        !own_domain
+                    } else {
+                        !p.addresses.iter().any(|a| a.eq_ignore_ascii_case(&address))
+                    }
+            }) {
+                out.push(Evidence::new(
+                    Symbol::Impersonation,
+                    format!(
+                        "display name is {:?}, a protected name, but the address is {}",
+                        p.name,
+                        from.as_deref()
+                            .map_or("unknown".to_string(), |d| format!("at {d}"))
+                    ),
+                ));
+            }
+        }
         if let (Some(f), Some(r)) = (&from, &reply_to)
             && f != r
             && !r.ends_with(&format!(".{f}"))
@@ -370,6 +397,65 @@ mod tests {
         assert_eq!(symbols(&s, &fake, &["other.example"]), vec![]);
         let brand = msg("service@paypa1.com", "", "<p>hi</p>");
         assert_eq!(symbols(&s, &brand, &[]), vec![Symbol::LookalikeDomain]);
+    }
+
+    #[test]
+    fn display_name_impersonation_of_protected_people() {
+        let s = stage(None);
+        let rules = std::sync::Arc::new(crate::TenantRules {
+            protected_names: vec![
+                crate::ProtectedName {
+                    name: "Taro Yamada".into(),
+                    addresses: vec!["taro.yamada@acme.example".into()],
+                },
+                crate::ProtectedName {
+                    name: "山田 花子".into(),
+                    addresses: vec![],
+                },
+            ],
+            ..Default::default()
+        });
+        let check = |from: &str| {
+            let raw = msg(from, "", "x");
+            let (view, _) = MessageView::parse(raw.as_bytes(), &ViewLimits::default());
+            let e = Envelope {
+                rules: Some(rules.clone()),
+                ..env(&["acme.example"])
+            };
+            s.check(&view, &e)
+                .into_iter()
+                .map(|e| e.symbol)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            check("\"Taro Yamada\" <ceo.office@freemail.example>"),
+            vec![Symbol::Impersonation]
+        );
+        assert_eq!(
+            check("\"YAMADA Taro\" <taro.yamada@acme.example>"),
+            vec![],
+            "his real address"
+        );
+        assert_eq!(
+            check("=?UTF-8?B?5bGx55SwIOiKseWtkA==?= <hanako@freemail.example>"),
+            vec![Symbol::Impersonation],
+            "山田 花子 from outside"
+        );
+        assert_eq!(
+            check("=?UTF-8?B?5bGx55SwIOiKseWtkA==?= <hanako@acme.example>"),
+            vec![],
+            "no addresses listed: any address at the tenant's domains is hers"
+        );
+        assert_eq!(check("\"Jiro Suzuki\" <j@freemail.example>"), vec![]);
+        // Without the tenant's rules nothing is protected.
+        assert_eq!(
+            symbols(
+                &s,
+                &msg("\"Taro Yamada\" <x@freemail.example>", "", "x"),
+                &[]
+            ),
+            vec![]
+        );
     }
 
     #[test]
