@@ -321,3 +321,31 @@ def test_tenant_filter_policy_overrides_apply_per_tenant(node, sink, tmp_path):
     # Reset: the global policy applies again.
     out = n.cli("tenant", "policy", "acme", "--reset").stdout
     assert "tag 5 (global)" in out and "weights: global" in out
+
+
+def test_first_contact_after_the_history_warms_up_and_survives_a_restart(node, sink):
+    s = sink()
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    def send(sender, rcpt="bob@acme.test"):
+        with smtplib.SMTP("127.0.0.1", n.port) as c:
+            c.sendmail(sender, [rcpt], GOOD.replace(b"From: a@example.org", f"From: {sender}".encode()))
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        for i in range(50):   # inspect::stages::contact::MIN_HISTORY
+            c.sendmail(f"s{i}@partner.test", ["bob@acme.test"],
+                       GOOD.replace(b"From: a@example.org", f"From: S{i}@Partner.test".encode()))
+    got = s.wait(50)
+    assert not any(b"FIRST_CONTACT" in content for _, content in got), "quiet while warming up"
+    send("stranger@elsewhere.test", "carol@acme.test")
+    send("s7@partner.test", "dave@acme.test")
+    msgs = {env["rcpt_tos"][0]: content for env, content in s.wait(52)}
+    assert b"FIRST_CONTACT(1.00)" in msgs["carol@acme.test"]
+    assert b"FIRST_CONTACT" not in msgs["dave@acme.test"]
+    # The history is in the store: after a restart the stranger is known, a new one is not.
+    n.stop()
+    n.start()
+    send("stranger@elsewhere.test", "erin@acme.test")
+    send("another@elsewhere.test", "frank@acme.test")
+    msgs = {env["rcpt_tos"][0]: content for env, content in s.wait(54)}
+    assert b"FIRST_CONTACT" not in msgs["erin@acme.test"]
+    assert b"FIRST_CONTACT(1.00)" in msgs["frank@acme.test"]

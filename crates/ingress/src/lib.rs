@@ -423,6 +423,18 @@ impl Ingress {
         self.metrics.smtp_messages_accepted.inc();
         self.metrics.smtp_bytes_accepted.add(body.len() as u64);
         self.trace_received(&id, now, peer, &tx, body.len(), &verdict);
+        // Mail the gateway let through teaches the first-contact history; spam does not.
+        if matches!(verdict.action, Action::Deliver | Action::Tag)
+            && let (Some(author), Some(tenant)) = (&verdict.author, env.tenant)
+            && let Some(history) = self.inspector.senders()
+            && let Some(sender) = history.record(tenant, author)
+        {
+            let _ = self.trace.send(TraceRecord::SenderSeen {
+                tenant,
+                sender,
+                at: now,
+            });
+        }
         tracing::info!(queue_id = %id, client = %peer.ip(), size = body.len(), action = verdict.action.name(), "message accepted");
         if quarantine {
             for (rcpt, tenant) in &tx.rcpts {

@@ -160,6 +160,8 @@ symbols! {
     LookalikeDomain = "LOOKALIKE_DOMAIN", 6.0;
     /// The From display name is a protected person of the tenant, but the address is not theirs.
     Impersonation = "IMPERSONATION", 6.0;
+    /// The From address has never written to this tenant before.
+    FirstContact = "FIRST_CONTACT", 1.0;
     /// Replies would go to another domain than the author's.
     ReplyToMismatch = "REPLYTO_MISMATCH", 1.0;
     /// A link's visible text names another domain than the one it leads to.
@@ -178,6 +180,12 @@ symbols! {
     DoubleExtension = "DOUBLE_EXTENSION", 6.0;
     /// An Office document carries a VBA macro project.
     OfficeMacro = "OFFICE_MACRO", 6.0;
+    /// An HTML attachment (or archive entry) with a password field: a phishing page carried in
+    /// the mail itself.
+    HtmlPasswordForm = "HTML_PASSWORD_FORM", 6.0;
+    /// An HTML attachment whose script decodes hidden content and writes, redirects or saves
+    /// it ("HTML smuggling").
+    HtmlSmuggling = "HTML_SMUGGLING", 5.0;
     /// An archive with encrypted entries (the "password in the mail body" pattern).
     EncryptedArchive = "ENCRYPTED_ARCHIVE", 5.0;
     /// An archive crosses a limit: nesting, entries, total size or compression ratio.

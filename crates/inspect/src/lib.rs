@@ -147,6 +147,7 @@ pub struct Inspector {
     stages: Vec<Arc<dyn Stage>>,
     policy: Policy,
     limits: ViewLimits,
+    senders: Option<Arc<stages::contact::SenderHistory>>,
 }
 
 impl Inspector {
@@ -156,7 +157,20 @@ impl Inspector {
             stages,
             policy,
             limits,
+            senders: None,
         }
+    }
+
+    /// Keeps the sender history that the first-contact stage reads, so the SMTP path can
+    /// teach it the senders of mail it let through.
+    pub fn with_senders(mut self, senders: Arc<stages::contact::SenderHistory>) -> Self {
+        self.senders = Some(senders);
+        self
+    }
+
+    /// The sender history, if the pipeline has one.
+    pub fn senders(&self) -> Option<&stages::contact::SenderHistory> {
+        self.senders.as_deref()
     }
 
     /// The policy in use.
@@ -181,6 +195,7 @@ impl Inspector {
             .unwrap_or(&self.policy);
         let mut verdict = policy.decide(evidence);
         verdict.trace_headers = headers;
+        verdict.author = view.author();
         verdict
     }
 }

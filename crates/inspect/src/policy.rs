@@ -58,6 +58,9 @@ pub struct Verdict {
     /// Header fields written by stages (e.g. `Authentication-Results`), CRLF-terminated.
     #[serde(skip)]
     pub trace_headers: Vec<String>,
+    /// The message's From address (lower case), for the sender history.
+    #[serde(skip)]
+    pub author: Option<String>,
 }
 
 impl Verdict {
@@ -231,6 +234,7 @@ impl Policy {
             score,
             symbols,
             trace_headers: Vec::new(),
+            author: None,
         }
     }
 }

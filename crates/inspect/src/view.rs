@@ -82,6 +82,18 @@ impl<'a> MessageView<'a> {
         })
     }
 
+    /// The address of the first `From:` mailbox, lower-cased.
+    pub fn author(&self) -> Option<String> {
+        self.parsed
+            .as_ref()?
+            .from()?
+            .first()?
+            .address
+            .as_deref()
+            .filter(|a| a.contains('@'))
+            .map(|a| a.trim().to_ascii_lowercase())
+    }
+
     /// Text of all text/plain and text/html bodies (decoded), for content rules.
     pub fn texts(&self) -> impl Iterator<Item = &str> {
         self.parsed.iter().flat_map(|m| {

@@ -35,6 +35,9 @@ pub struct Node {
     pub trace: egress::TraceSink,
     pub bayes: Arc<inspect::stages::bayes::Bayes>,
     pub bayes_generations: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
+    pub senders: Arc<inspect::stages::contact::SenderHistory>,
+    /// Last sender-history row loaded.
+    pub senders_loaded: std::sync::atomic::AtomicI64,
 }
 
 impl Node {
@@ -44,6 +47,15 @@ impl Node {
         if n > 0 {
             tracing::info!(models = n, "Bayes models reloaded");
         }
+        Ok(n)
+    }
+
+    /// Loads sender-history rows written since the last load (by this node or another).
+    pub async fn reload_senders(&self) -> Result<usize> {
+        use std::sync::atomic::Ordering;
+        let mut last = self.senders_loaded.load(Ordering::Relaxed);
+        let n = crate::serve::load_senders(&self.store, &self.senders, &mut last).await?;
+        self.senders_loaded.store(last, Ordering::Relaxed);
         Ok(n)
     }
 

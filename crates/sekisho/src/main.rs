@@ -734,7 +734,9 @@ async fn check(
 ) -> Result<()> {
     let bayes = std::sync::Arc::new(inspect::stages::bayes::Bayes::new());
     serve::load_bayes(store, &bayes, &Default::default()).await?;
-    let inspector = serve::inspector(cfg, bayes)?;
+    let senders = std::sync::Arc::new(inspect::stages::contact::SenderHistory::new());
+    serve::load_senders(store, &senders, &mut 0).await?;
+    let inspector = serve::inspector(cfg, bayes, senders)?;
     let files = message_files(paths)?;
     let mut failed = 0;
     for file in &files {

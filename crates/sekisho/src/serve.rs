@@ -86,10 +86,32 @@ pub async fn load_bayes(
     Ok(loaded)
 }
 
+/// Loads sender-history rows after `*last` into `history`, advancing `*last`. Returns how
+/// many rows were read.
+pub async fn load_senders(
+    store: &Store,
+    history: &inspect::stages::contact::SenderHistory,
+    last: &mut i64,
+) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let rows = store.senders_after(*last, 10_000).await?;
+        if rows.is_empty() {
+            return Ok(total);
+        }
+        total += rows.len();
+        for (id, tenant, hash) in rows {
+            history.insert(tenant, hash);
+            *last = id;
+        }
+    }
+}
+
 /// The inspection pipeline of a node (the SMTP path and `sekisho check` use the same one).
 pub fn inspector(
     cfg: &Config,
     bayes: Arc<inspect::stages::bayes::Bayes>,
+    senders: Arc<inspect::stages::contact::SenderHistory>,
 ) -> Result<inspect::Inspector> {
     let authenticator = inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
         .map_err(anyhow::Error::msg)?;
@@ -124,14 +146,14 @@ pub fn inspector(
         Arc::new(auth),
         Arc::new(dnsbl),
         Arc::new(phish),
+        Arc::new(inspect::stages::contact::FirstContact::new(senders.clone())),
         Arc::new(malware),
         bayes,
     ];
-    Ok(inspect::Inspector::new(
-        stages,
-        cfg.policy.clone(),
-        cfg.view_limits.clone(),
-    ))
+    Ok(
+        inspect::Inspector::new(stages, cfg.policy.clone(), cfg.view_limits.clone())
+            .with_senders(senders),
+    )
 }
 
 /// Writes trace records in batches (one transaction per batch).
@@ -171,6 +193,9 @@ async fn directory_refresher(node: Arc<Node>, shutdown: CancellationToken) {
         }
         if let Err(e) = node.reload_bayes().await {
             tracing::error!(error = %e, "Bayes model reload failed");
+        }
+        if let Err(e) = node.reload_senders().await {
+            tracing::error!(error = %e, "sender history reload failed");
         }
     }
 }
@@ -219,6 +244,9 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
     let bayes = Arc::new(inspect::stages::bayes::Bayes::new());
     let bayes_generations = std::sync::Mutex::new(std::collections::HashMap::new());
     load_bayes(&store, &bayes, &bayes_generations).await?;
+    let senders = Arc::new(inspect::stages::contact::SenderHistory::new());
+    let mut senders_loaded = 0;
+    load_senders(&store, &senders, &mut senders_loaded).await?;
     let directory = Arc::new(SharedDirectory::new(store.directory().await?));
     let (trace_tx, trace_rx) = tokio::sync::mpsc::unbounded_channel();
     let trace_task = tokio::spawn(trace_writer(store.clone(), trace_rx, metrics.clone()));
@@ -243,7 +271,7 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         directory.clone(),
         spool.clone(),
         delivery.clone(),
-        Arc::new(inspector(&cfg, bayes.clone())?),
+        Arc::new(inspector(&cfg, bayes.clone(), senders.clone())?),
         metrics.clone(),
         trace_tx.clone(),
     );
@@ -256,6 +284,8 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         trace: trace_tx.clone(),
         bayes,
         bayes_generations,
+        senders,
+        senders_loaded: std::sync::atomic::AtomicI64::new(senders_loaded),
     });
     drop(trace_tx);
 

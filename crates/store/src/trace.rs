@@ -37,6 +37,15 @@ pub enum TraceRecord {
     },
     /// Something happened to one recipient (delivered, deferred, bounced, …).
     Event(TraceEvent),
+    /// A sender address (hash) wrote to a tenant for the first time.
+    SenderSeen {
+        /// Tenant id.
+        tenant: i64,
+        /// Hash of the lower-cased From address.
+        sender: u64,
+        /// Unix seconds.
+        at: i64,
+    },
 }
 
 /// One recipient event.
@@ -115,6 +124,25 @@ async fn insert_event(
 }
 
 impl Store {
+    /// Sender-history rows after row `after` (at most `limit`): `(id, tenant, sender hash)`.
+    pub async fn senders_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, sender FROM sender_history WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<i64, _>(2) as u64))
+            .collect())
+    }
+
     /// Writes a batch of trace records in one transaction.
     pub async fn write_trace(&self, batch: &[TraceRecord]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -164,6 +192,16 @@ impl Store {
                     }
                 }
                 TraceRecord::Event(e) => insert_event(&mut tx, e).await?,
+                TraceRecord::SenderSeen { tenant, sender, at } => {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO sender_history (tenant_id, sender, first_seen) VALUES (?, ?, ?)",
+                    )
+                    .bind(tenant)
+                    .bind(*sender as i64)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         tx.commit().await?;

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod bayes;
+pub mod contact;
 pub mod content;
 pub mod dnsbl;
 pub mod headers;
