@@ -336,6 +336,7 @@ impl Ingress {
         };
         let original = inspect::strip_verdict_headers(&tx.body);
         let verdict = self.inspector.inspect(&original, &env).await;
+        self.metrics.inspect_cpu.observe(verdict.cpu);
         let refusal = match verdict.action {
             Action::Reject => Some(Reply::new(
                 554,

@@ -60,7 +60,11 @@ fn words(text: &str, prefix: &str, out: &mut HashSet<String>) {
     let flush = |w: &mut String, out: &mut HashSet<String>| {
         let n = w.chars().count();
         if (3..=24).contains(&n) && !w.chars().all(|c| c.is_ascii_digit()) {
-            out.insert(format!("{prefix}{w}"));
+            let lower = w.to_lowercase();
+            if n >= 4 && *w != lower && w.chars().all(|c| !c.is_lowercase()) {
+                out.insert(format!("{prefix}caps:{lower}"));
+            }
+            out.insert(format!("{prefix}{lower}"));
         } else if n > 24 {
             out.insert(format!("{prefix}long:{}", n / 10 * 10));
         }
@@ -78,7 +82,7 @@ fn words(text: &str, prefix: &str, out: &mut HashSet<String>) {
             cjk_prev = Some(c);
         } else if c.is_alphanumeric() || matches!(c, '$' | '!' | '\'' | '-') {
             cjk_prev = None;
-            word.extend(c.to_lowercase());
+            word.push(c);
         } else {
             cjk_prev = None;
             flush(&mut word, out);
@@ -128,6 +132,8 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     {
         words(name, "fn:", &mut out);
     }
+    let rcpts = m.to().map_or(0, |a| a.iter().count()) + m.cc().map_or(0, |a| a.iter().count());
+    out.insert(format!("h:rcpts:{}", rcpts.min(5)));
     for (name, value) in m.headers_raw() {
         let lower = name.to_ascii_lowercase();
         match lower.as_str() {
@@ -189,6 +195,15 @@ fn html_tags(html: &str, out: &mut HashSet<String>) {
         if !name.is_empty() && !name.starts_with('/') {
             out.insert(format!("tag:{name}"));
             let lower = tag.to_ascii_lowercase();
+            if let Some(i) = lower.find("href=") {
+                let url = lower[i + 5..].trim_start_matches(['"', '\'']);
+                let url = url.split(['"', '\'', ' ', '>']).next().unwrap_or("");
+                let path = url.splitn(4, '/').nth(3).unwrap_or("");
+                words(path, "url:", out);
+                if url.starts_with("mailto:") {
+                    out.insert("url:mailto".into());
+                }
+            }
             for attr in [
                 "color=", "size=", "bgcolor=", "width=", "style=", "href=", "src=",
             ] {

@@ -64,7 +64,7 @@ symbols! {
     /// The Bayes classifier puts the message between 95% and 99% spam.
     BayesSpam95 = "BAYES_95", 4.5;
     /// The Bayes classifier puts the message between 80% and 95% spam.
-    BayesSpam80 = "BAYES_80", 3.0;
+    BayesSpam80 = "BAYES_80", 3.5;
     /// The Bayes classifier puts the message between 60% and 80% spam.
     BayesSpam60 = "BAYES_60", 1.0;
     /// The Bayes classifier is at least 90% sure the message is ham.
@@ -165,7 +165,7 @@ symbols! {
     /// Replies would go to another domain than the author's.
     ReplyToMismatch = "REPLYTO_MISMATCH", 1.0;
     /// A link's visible text names another domain than the one it leads to.
-    LinkTextMismatch = "LINK_TEXT_MISMATCH", 3.0;
+    LinkTextMismatch = "LINK_TEXT_MISMATCH", 2.0;
     /// A link or sender domain is on the known-bad phishing feed.
     PhishFeedDomain = "PHISH_FEED_DOMAIN", 10.0;
     /// A link leads to a lookalike of a tenant domain or protected brand.

@@ -138,7 +138,31 @@ impl<T: SyncStage> Stage for T {
         msg: &'a MessageView<'a>,
         env: &'a Envelope,
     ) -> BoxFuture<'a, Findings> {
-        Box::pin(std::future::ready(self.evidence(msg, env).into()))
+        // Lazy: the work happens when polled, so stages that wait on the network (listed first)
+        // have sent their queries before the CPU-bound stages run.
+        Box::pin(async move { self.evidence(msg, env).into() })
+    }
+}
+
+/// A stage's future that measures the time spent inside its `poll` calls: its CPU time, not
+/// the time it waited for DNS or clamd.
+struct Timed<'a> {
+    name: &'static str,
+    inner: BoxFuture<'a, Findings>,
+    busy: std::time::Duration,
+}
+
+impl Future for Timed<'_> {
+    type Output = (&'static str, Findings, std::time::Duration);
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let started = std::time::Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += started.elapsed();
+        polled.map(|f| (self.name, f, self.busy))
     }
 }
 
@@ -180,13 +204,22 @@ impl Inspector {
 
     /// Inspects `raw` (the message as received, CRLF line endings) and decides.
     pub async fn inspect(&self, raw: &[u8], env: &Envelope) -> Verdict {
+        let started = std::time::Instant::now();
         let (view, mut evidence) = MessageView::parse(raw, &self.limits);
-        let results =
-            futures_util::future::join_all(self.stages.iter().map(|s| s.inspect(&view, env))).await;
+        let mut cpu = started.elapsed();
+        let mut stage_cpu = Vec::with_capacity(self.stages.len());
+        let results = futures_util::future::join_all(self.stages.iter().map(|s| Timed {
+            name: s.name(),
+            inner: s.inspect(&view, env),
+            busy: std::time::Duration::ZERO,
+        }))
+        .await;
         let mut headers = Vec::new();
-        for r in results {
+        for (name, r, busy) in results {
             evidence.extend(r.evidence);
             headers.extend(r.headers);
+            cpu += busy;
+            stage_cpu.push((name, busy));
         }
         let policy = env
             .rules
@@ -196,6 +229,8 @@ impl Inspector {
         let mut verdict = policy.decide(evidence);
         verdict.trace_headers = headers;
         verdict.author = view.author();
+        verdict.cpu = cpu;
+        verdict.stage_cpu = stage_cpu;
         verdict
     }
 }

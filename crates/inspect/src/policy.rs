@@ -61,6 +61,13 @@ pub struct Verdict {
     /// The message's From address (lower case), for the sender history.
     #[serde(skip)]
     pub author: Option<String>,
+    /// CPU time of the inspection (parsing and every stage's own work, without waits for DNS
+    /// or clamd).
+    #[serde(skip)]
+    pub cpu: std::time::Duration,
+    /// CPU time per stage.
+    #[serde(skip)]
+    pub stage_cpu: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Verdict {
@@ -235,6 +242,8 @@ impl Policy {
             symbols,
             trace_headers: Vec::new(),
             author: None,
+            cpu: std::time::Duration::ZERO,
+            stage_cpu: Vec::new(),
         }
     }
 }

@@ -755,6 +755,7 @@ async fn check(
                 "action": verdict.action,
                 "score": verdict.score,
                 "symbols": verdict.symbols,
+                "cpu_us": verdict.cpu.as_micros() as u64,
             });
             println!("{v}");
         } else {

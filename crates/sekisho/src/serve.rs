@@ -138,16 +138,18 @@ pub fn inspector(
         cfg.clamd_deadline,
         cfg.archive_limits.clone(),
     );
+    // Stages that wait on the network first: join_all polls in order, so their queries are
+    // in flight while the CPU-bound stages run.
     let stages: Vec<Arc<dyn inspect::Stage>> = vec![
+        Arc::new(auth),
+        Arc::new(dnsbl),
+        Arc::new(malware),
         Arc::new(inspect::stages::content::ContentRules),
         Arc::new(inspect::stages::headers::HeaderRules::new(
             cfg.expected_scripts.clone(),
         )),
-        Arc::new(auth),
-        Arc::new(dnsbl),
         Arc::new(phish),
         Arc::new(inspect::stages::contact::FirstContact::new(senders.clone())),
-        Arc::new(malware),
         bayes,
     ];
     Ok(

@@ -55,14 +55,14 @@ impl Gauge {
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 30.0,
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 30.0,
 ];
 
 /// A latency histogram with fixed buckets.
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; 12],
+    buckets: [AtomicU64; 14],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
@@ -105,6 +105,9 @@ pub struct Metrics {
     pub smtp_tls_sessions: Counter,
     /// Time from the end of DATA to the 250 (spool commit).
     pub smtp_accept_latency: Histogram,
+    /// CPU time of inspection per message (parsing and stages), not counting waits for DNS
+    /// or clamd.
+    pub inspect_cpu: Histogram,
     /// Recipients delivered.
     pub delivery_delivered: Counter,
     /// Recipient delivery attempts deferred (4xx or connection failure).
@@ -138,6 +141,24 @@ fn counter(out: &mut String, name: &str, help: &str, v: u64) {
 
 fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+fn histogram(o: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{le=\"{bound}\"}} {}",
+            h.buckets[i].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(
+        o,
+        "{name}_sum {}",
+        h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(o, "{name}_count {}", h.count());
 }
 
 impl Metrics {
@@ -186,26 +207,18 @@ impl Metrics {
             "STARTTLS handshakes completed.",
             self.smtp_tls_sessions.get(),
         );
-        let h = &self.smtp_accept_latency;
-        let name = "sekisho_smtp_accept_latency_seconds";
-        let _ = writeln!(
-            o,
-            "# HELP {name} Time from end of DATA to the 250 reply.\n# TYPE {name} histogram"
+        histogram(
+            &mut o,
+            "sekisho_smtp_accept_latency_seconds",
+            "Time from end of DATA to the 250 reply.",
+            &self.smtp_accept_latency,
         );
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                h.buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
-        let _ = writeln!(
-            o,
-            "{name}_sum {}",
-            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        histogram(
+            &mut o,
+            "sekisho_inspect_cpu_seconds",
+            "CPU time of inspection per message, without waits for DNS or clamd.",
+            &self.inspect_cpu,
         );
-        let _ = writeln!(o, "{name}_count {}", h.count());
         counter(
             &mut o,
             "sekisho_delivery_delivered_total",
