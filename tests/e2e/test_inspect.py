@@ -166,7 +166,7 @@ def test_lookalike_sender_and_feed_link_are_caught(node, sink):
                  what="both messages in the trace")
     by_verdict = {m["mail_from"]: m for m in t}
     assert "PHISH_FEED_DOMAIN(10.00)" in by_verdict["a@example.org"]["symbols"]
-    assert "LINK_TEXT_MISMATCH(3.00)" in by_verdict["a@example.org"]["symbols"]
+    assert "LINK_TEXT_MISMATCH(2.00)" in by_verdict["a@example.org"]["symbols"]
     assert by_verdict["a@example.org"]["verdict"] in ("quarantine", "reject")
     assert "LOOKALIKE_DOMAIN(6.00)" in by_verdict["ceo@acme-c0rp.test"]["symbols"]
 
@@ -207,18 +207,23 @@ def test_scanner_down_means_tempfail_not_unscanned_delivery(node, sink, tmp_path
     s = sink()
     n = node(config=f'[malware]\nclamd = "unix:{tmp_path / "no-clamd.sock"}"\ndeadline = "2s"\n')
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    attached = attachment_message("report.pdf", b"%PDF-1.4 harmless")
     with smtplib.SMTP("127.0.0.1", n.port) as c:
         with pytest.raises(smtplib.SMTPDataError) as e:
-            c.sendmail("a@example.org", ["bob@acme.test"], GOOD)
+            c.sendmail("a@example.org", ["bob@acme.test"], attached)
         assert e.value.smtp_code == 451
         assert e.value.smtp_error.startswith(b"4.7.1")
-    assert s.messages() == []
-    n2 = node("n2", config=f'[malware]\nclamd = "unix:{tmp_path / "no-clamd.sock"}"\non_scanner_error = "deliver"\n')
+        # Text-only mail is not sent to clamd (scan = "attachments", the default): it passes.
+        assert c.sendmail("a@example.org", ["carol@acme.test"], GOOD) == {}
+    env, _ = s.wait(1)[0]
+    assert env["rcpt_tos"] == ["carol@acme.test"]
+    n2 = node("n2", config=f'[malware]\nclamd = "unix:{tmp_path / "no-clamd.sock"}"\n'
+                          f'on_scanner_error = "deliver"\nscan = "all"\n')
     n2.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
     with smtplib.SMTP("127.0.0.1", n2.port) as c:
-        assert c.sendmail("a@example.org", ["bob@acme.test"], GOOD) == {}
-    _, content = s.wait(1)[0]
-    assert b"SCANNER_UNAVAILABLE(0.00)" in content
+        assert c.sendmail("a@example.org", ["dave@acme.test"], GOOD) == {}
+    msgs = {env["rcpt_tos"][0]: content for env, content in s.wait(2)}
+    assert b"SCANNER_UNAVAILABLE(0.00)" in msgs["dave@acme.test"]
 
 
 def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):

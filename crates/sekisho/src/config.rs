@@ -48,6 +48,7 @@ struct RawMalware {
     clamd: Option<String>,
     deadline: Option<String>,
     on_scanner_error: Option<String>,
+    scan: Option<String>,
     max_archive_depth: Option<usize>,
     max_archive_entries: Option<usize>,
     max_archive_size: Option<toml::Value>,
@@ -180,6 +181,8 @@ pub struct Config {
     /// clamd to scan with (None: the built-in attachment policy only).
     pub clamd: Option<inspect::stages::malware::ClamdAddr>,
     pub clamd_deadline: Duration,
+    /// Which messages clamd sees.
+    pub clamd_scope: inspect::stages::malware::ScanScope,
     pub archive_limits: inspect::stages::malware::ArchiveLimits,
 }
 
@@ -466,6 +469,11 @@ impl RawConfig {
             .map_err(|e| anyhow::anyhow!("malware.clamd: {e}"))?;
         let clamd_deadline =
             parse_duration("malware.deadline", m.deadline.as_deref().unwrap_or("10s"))?;
+        let clamd_scope = match m.scan.as_deref().unwrap_or("attachments") {
+            "attachments" => inspect::stages::malware::ScanScope::Attachments,
+            "all" => inspect::stages::malware::ScanScope::All,
+            other => bail!("malware.scan: {other:?} is not attachments or all"),
+        };
         let mut policy = policy;
         match m.on_scanner_error.as_deref().unwrap_or("tempfail") {
             "tempfail" => policy.tempfail_on.push(inspect::Symbol::ScannerUnavailable),
@@ -519,6 +527,7 @@ impl RawConfig {
         Ok(Config {
             clamd,
             clamd_deadline,
+            clamd_scope,
             archive_limits,
             phishing_feed,
             protected_brands,

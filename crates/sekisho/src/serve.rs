@@ -137,7 +137,8 @@ pub fn inspector(
         cfg.clamd.clone(),
         cfg.clamd_deadline,
         cfg.archive_limits.clone(),
-    );
+    )
+    .with_scope(cfg.clamd_scope);
     // Stages that wait on the network first: join_all polls in order, so their queries are
     // in flight while the CPU-bound stages run.
     let stages: Vec<Arc<dyn inspect::Stage>> = vec![
