@@ -244,6 +244,82 @@ async fn dmarc_passes_when_aligned_and_applies_the_policy_when_not() {
 }
 
 #[tokio::test]
+async fn dmarc_policies_and_dns_errors_have_their_own_symbols() {
+    use mail_auth::ResolverCache;
+    let (_sock, resolver) = silent_resolver();
+    let caches = Arc::new(DnsCaches::default());
+    for (domain, policy) in [("q.example", "quarantine"), ("n.example", "none")] {
+        caches
+            .seed_txt(domain, "v=spf1 ip4:192.0.2.0/24 -all")
+            .unwrap();
+        caches
+            .seed_txt(
+                &format!("_dmarc.{domain}"),
+                &format!("v=DMARC1; p={policy}"),
+            )
+            .unwrap();
+    }
+    // A DMARC record that does not parse, and an SPF redirect to a domain without SPF.
+    caches
+        .seed_txt("broken.example", "v=spf1 redirect=nospf.example")
+        .unwrap();
+    caches.seed_nxdomain("nospf.example");
+    caches.txt.insert(
+        "_dmarc.broken.example.".into(),
+        mail_auth::Txt::Error(mail_auth::Error::ParseError),
+        std::time::Instant::now() + Duration::from_secs(3600),
+    );
+    caches.seed_nxdomain("_dmarc.example");
+    // slow.example: SPF answers, DMARC never does (the silent resolver) → temperror.
+    caches
+        .seed_txt("slow.example", "v=spf1 ip4:192.0.2.0/24 -all")
+        .unwrap();
+    let s = stage(caches, resolver, Duration::from_secs(5));
+    let cases = [
+        ("q.example", Symbol::DmarcQuarantine),
+        ("n.example", Symbol::DmarcPolicyNone),
+        ("broken.example", Symbol::DmarcPermError),
+        ("slow.example", Symbol::DmarcTempError),
+    ];
+    for (domain, want) in cases {
+        let msg = format!("From: a@{domain}\r\nSubject: x\r\n\r\nx\r\n");
+        let f = s
+            .check(msg.as_bytes(), &env("198.51.100.7", &format!("a@{domain}")))
+            .await;
+        let dmarc: Vec<_> = symbols(&f)
+            .into_iter()
+            .filter(|s| s.name().starts_with("DMARC_"))
+            .collect();
+        assert_eq!(dmarc, vec![want], "{domain}: {:?}", f.evidence);
+        if domain == "broken.example" {
+            assert!(
+                symbols(&f).contains(&Symbol::SpfPermError),
+                "{:?}",
+                f.evidence
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unanswered_dkim_key_is_a_temporary_error() {
+    let (_sock, resolver) = silent_resolver();
+    let (_records, message) = load(&corpora().join("stalwart-mail-auth/resources/dkim/001.txt"));
+    let f = stage(
+        Arc::new(DnsCaches::default()),
+        resolver,
+        Duration::from_secs(5),
+    )
+    .check(&message, &env("192.0.2.1", "joe@football.example.com"))
+    .await;
+    assert!(
+        symbols(&f).contains(&Symbol::DkimTempError),
+        "{:?}",
+        f.evidence
+    );
+}
+
+#[tokio::test]
 async fn the_deadline_is_evidence() {
     let (_sock, resolver) = silent_resolver();
     let s = stage(
@@ -351,6 +427,13 @@ async fn a_trusted_forwarders_arc_seal_sets_forwarding_failures_aside() {
         note.contains("lists.forwarder.example") && note.contains("2 forwarding failure(s)"),
         "{note}"
     );
+
+    // A message altered after sealing breaks the chain.
+    let tampered = forwarded.replace("the plan\r\n", "the new plan\r\n");
+    let f = s.check(tampered.as_bytes(), &trusting).await;
+    let syms = symbols(&f);
+    assert!(syms.contains(&Symbol::ArcFail), "{:?}", f.evidence);
+    assert!(!syms.contains(&Symbol::ArcTrusted) && syms.contains(&Symbol::DmarcReject));
 
     // A seal by anyone else is not trusted.
     let other = Envelope {
