@@ -247,6 +247,19 @@ def node(tmp_path):
         n.stop()
 
 
+def role_pid(n, role):
+    """The pid of a node's role process (a child of its supervisor), or None."""
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((child / "stat").read_text().rsplit(")", 1)[1].split()[1]) != n.proc.pid:
+                continue
+            if f"SEKISHO_ROLE={role}".encode() in (child / "environ").read_bytes().split(b"\0"):
+                return int(child.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 def received_prefix_and_rest(content: bytes):
     """Splits what Sekisho prepends (its Received header, then Authentication-Results and the
     X-Sekisho-* verdict headers) from the original content."""

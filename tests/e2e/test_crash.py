@@ -6,7 +6,9 @@ import smtplib
 import threading
 import time
 
-from conftest import free_port, wait_for
+from pathlib import Path
+
+from conftest import free_port, role_pid, wait_for
 
 
 def tokens_at(sink):
@@ -72,3 +74,18 @@ def test_kill9_under_load_loses_no_acknowledged_message(node, sink):
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
     # The queue drains completely after the last restart.
     wait_for(lambda: n.cli_json("queue", "list") == [], timeout=30, what="empty queue")
+
+
+def test_roles_run_as_separate_processes_and_die_with_the_supervisor(node):
+    n = node()
+    mx, vault = role_pid(n, "mx"), role_pid(n, "vault")
+    assert mx and vault and len({mx, vault, n.proc.pid}) == 3
+    # The KEK is a 0600 file in a 0700 directory; only the vault role reads it.
+    assert (n.data_dir / "vault" / "kek").stat().st_mode & 0o777 == 0o600
+    assert (n.data_dir / "vault").stat().st_mode & 0o777 == 0o700
+    # SIGKILL to the supervisor: no role survives it (PR_SET_PDEATHSIG).
+    n.kill9()
+    for pid in (mx, vault):
+        wait_for(lambda: not Path(f"/proc/{pid}").exists()
+                 or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+                 timeout=5, what=f"role {pid} to die with the supervisor")

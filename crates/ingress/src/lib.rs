@@ -4,7 +4,7 @@
 //! [`wire::Session`] per connection (timeouts, STARTTLS), and turns each complete transaction
 //! into a spooled message: inspected before the reply to DATA (a reject is a 5xx, never a
 //! bounce), `Received:` and verdict headers added, committed with group commit, then — and
-//! only then — `250 … queued as <id>`, and handed to delivery (or held, if quarantined).
+//! only then — `250 … queued as <id>`, and handed to delivery (or sealed into the quarantine).
 //!
 //! # Security
 //! Faces the Internet. Every read is bounded by the session's limits and an idle timeout;
@@ -34,6 +34,56 @@ use wire::{
     Event, PeerInfo, RcptVerdict, RecipientPolicy, Reply, Session, SessionConfig, TlsInfo,
     Transaction,
 };
+
+/// A quarantined message to be sealed and stored.
+pub struct QuarantineRequest<'a> {
+    /// Queue id.
+    pub id: &'a str,
+    /// The tenant (one per transaction).
+    pub tenant: i64,
+    /// Envelope sender.
+    pub mail_from: &'a str,
+    /// Envelope recipients.
+    pub rcpts: Vec<String>,
+    /// The message as it would be delivered (trace and verdict headers included).
+    pub body: &'a [u8],
+    /// The verdict.
+    pub verdict: &'a Verdict,
+    /// Unix seconds.
+    pub received_at: i64,
+    /// 8BITMIME was used.
+    pub eight_bit: bool,
+    /// SMTPUTF8 was used.
+    pub smtputf8: bool,
+}
+
+/// Where quarantined messages go: sealed to the tenant's key, never readable by `mx` again.
+/// `Ok` only once the sealed message and its metadata are durable.
+pub trait QuarantineSink: Send + Sync {
+    /// Seals and stores one message.
+    fn quarantine<'a>(
+        &'a self,
+        q: QuarantineRequest<'a>,
+    ) -> inspect::BoxFuture<'a, Result<(), String>>;
+}
+
+/// What the ingress hands mail to and reads from.
+pub struct IngressParts {
+    /// The directory snapshot.
+    pub directory: Arc<SharedDirectory>,
+    /// The spool.
+    pub spool: Spool,
+    /// Delivery.
+    pub delivery: Arc<Delivery>,
+    /// The inspection pipeline.
+    pub inspector: Arc<Inspector>,
+    /// Sealed quarantine.
+    pub quarantine: Arc<dyn QuarantineSink>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Trace records.
+    pub trace: TraceSink,
+}
 
 /// Listener settings.
 #[derive(Clone)]
@@ -74,6 +124,7 @@ pub struct Ingress {
     spool: Spool,
     delivery: Arc<Delivery>,
     inspector: Arc<Inspector>,
+    quarantine: Arc<dyn QuarantineSink>,
     directory: Arc<SharedDirectory>,
     metrics: Arc<Metrics>,
     trace: TraceSink,
@@ -137,15 +188,16 @@ impl Drop for IpSlot {
 
 impl Ingress {
     /// A new ingress.
-    pub fn new(
-        cfg: IngressConfig,
-        directory: Arc<SharedDirectory>,
-        spool: Spool,
-        delivery: Arc<Delivery>,
-        inspector: Arc<Inspector>,
-        metrics: Arc<Metrics>,
-        trace: TraceSink,
-    ) -> Arc<Self> {
+    pub fn new(cfg: IngressConfig, parts: IngressParts) -> Arc<Self> {
+        let IngressParts {
+            directory,
+            spool,
+            delivery,
+            inspector,
+            quarantine,
+            metrics,
+            trace,
+        } = parts;
         let session_cfg = Arc::new(SessionConfig {
             hostname: cfg.hostname.clone(),
             limits: cfg.limits.clone(),
@@ -161,6 +213,7 @@ impl Ingress {
             spool,
             delivery,
             inspector,
+            quarantine,
             directory,
             metrics,
             trace,
@@ -374,7 +427,41 @@ impl Ingress {
         body.extend_from_slice(received.as_bytes());
         body.extend_from_slice(verdict_headers.as_bytes());
         body.extend_from_slice(&original);
-        let quarantine = verdict.action == Action::Quarantine;
+        if verdict.action == Action::Quarantine {
+            let note = format!(
+                "quarantined (sealed): score {:.2}: {}",
+                verdict.score,
+                verdict.symbol_list()
+            );
+            let sealed = self
+                .quarantine
+                .quarantine(QuarantineRequest {
+                    id: &id,
+                    tenant: tx.rcpts.first().map_or(0, |(_, t)| *t),
+                    mail_from: &tx.mail_from,
+                    rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
+                    body: &body,
+                    verdict: &verdict,
+                    received_at: now,
+                    eight_bit: tx.eight_bit,
+                    smtputf8: tx.smtputf8,
+                })
+                .await;
+            if let Err(e) = sealed {
+                tracing::error!(queue_id = %id, error = %e, "quarantine failed; message refused with 451");
+                self.metrics.smtp_messages_refused.inc();
+                return Err(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Message cannot be quarantined now, try again later",
+                ));
+            }
+            self.accepted(&id, now, peer, &tx, body.len(), &verdict, started);
+            for (rcpt, tenant) in &tx.rcpts {
+                self.trace_event(&id, rcpt, *tenant, "quarantined", &note);
+            }
+            return Ok(id);
+        }
         let meta = MessageMeta {
             id: id.clone(),
             envelope: Envelope {
@@ -393,25 +480,13 @@ impl Ingress {
                 smtputf8: tx.smtputf8,
             },
             received_at: now,
-            state: if quarantine {
-                QueueState::Hold
-            } else {
-                QueueState::Active
-            },
+            state: QueueState::Active,
             attempts: 0,
             next_attempt: 0,
             size: body.len() as u64,
-            note: if quarantine {
-                format!(
-                    "quarantined: score {:.2}: {}",
-                    verdict.score,
-                    verdict.symbol_list()
-                )
-            } else {
-                String::new()
-            },
+            note: String::new(),
         };
-        if let Err(e) = self.spool.submit(meta.clone(), &body, !quarantine).await {
+        if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {
             tracing::error!(error = %e, "spool commit failed; message refused with 451");
             self.metrics.smtp_messages_refused.inc();
             return Err(Reply::new(
@@ -420,10 +495,7 @@ impl Ingress {
                 "Local error in processing, try again later",
             ));
         }
-        self.metrics.smtp_accept_latency.observe(started.elapsed());
-        self.metrics.smtp_messages_accepted.inc();
-        self.metrics.smtp_bytes_accepted.add(body.len() as u64);
-        self.trace_received(&id, now, peer, &tx, body.len(), &verdict);
+        self.accepted(&id, now, peer, &tx, body.len(), &verdict, started);
         // Mail the gateway let through teaches the first-contact history; spam does not.
         if matches!(verdict.action, Action::Deliver | Action::Tag)
             && let (Some(author), Some(tenant)) = (&verdict.author, env.tenant)
@@ -436,15 +508,27 @@ impl Ingress {
                 at: now,
             });
         }
-        tracing::info!(queue_id = %id, client = %peer.ip(), size = body.len(), action = verdict.action.name(), "message accepted");
-        if quarantine {
-            for (rcpt, tenant) in &tx.rcpts {
-                self.trace_event(&id, rcpt, *tenant, "quarantined", &meta.note);
-            }
-        } else {
-            self.delivery.dispatch(meta, Arc::new(body));
-        }
+        self.delivery.dispatch(meta, Arc::new(body));
         Ok(id)
+    }
+
+    /// Counts, traces and logs an acknowledged message.
+    #[allow(clippy::too_many_arguments)] // one call site pair; a struct would only rename them
+    fn accepted(
+        &self,
+        id: &str,
+        now: i64,
+        peer: SocketAddr,
+        tx: &Transaction,
+        size: usize,
+        verdict: &Verdict,
+        started: Instant,
+    ) {
+        self.metrics.smtp_accept_latency.observe(started.elapsed());
+        self.metrics.smtp_messages_accepted.inc();
+        self.metrics.smtp_bytes_accepted.add(size as u64);
+        self.trace_received(id, now, peer, tx, size, verdict);
+        tracing::info!(queue_id = %id, client = %peer.ip(), size, action = verdict.action.name(), "message accepted");
     }
 
     /// The rules of a tenant, resolved once per directory generation.

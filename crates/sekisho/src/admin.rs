@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use spool::{QueueState, RcptStatus, Spool};
+use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool};
 use store::{Store, TraceEvent, TraceRecord};
 use telemetry::Metrics;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -38,6 +38,9 @@ pub struct Node {
     pub senders: Arc<inspect::stages::contact::SenderHistory>,
     /// Last sender-history row loaded.
     pub senders_loaded: std::sync::atomic::AtomicI64,
+    pub quarantine: Arc<crate::quarantine::SealedQuarantine>,
+    pub blobs: Arc<dyn store::blobs::BlobStore>,
+    pub vault: vault::client::VaultClient,
 }
 
 impl Node {
@@ -66,6 +69,8 @@ impl Node {
             return Ok(false);
         }
         self.directory.set(self.store.directory().await?);
+        // A tenant's key may have changed with it (terminated, customer key registered).
+        self.quarantine.forget_recipients();
         tracing::info!(generation, "directory reloaded");
         Ok(true)
     }
@@ -131,6 +136,9 @@ pub enum Request {
     QueueHold { id: String },
     /// Release a held message.
     QueueRelease { id: String },
+    /// Release a quarantined message: the vault opens it for this purpose and principal, and it
+    /// is delivered with its original envelope.
+    QuarantineRelease { id: String, principal: String },
 }
 
 /// The socket path of a node.
@@ -228,6 +236,70 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             meta.note = "held by an operator".into();
             spool.update(meta).await?;
             json!({ "held": id })
+        }
+        Request::QuarantineRelease { id, principal } => {
+            let item = node.store.quarantine_get(&id).await?;
+            let plain = node
+                .vault
+                .open_quarantine(
+                    &id,
+                    vault::proto::Purpose::Release,
+                    &principal,
+                    "released for delivery",
+                )
+                .await?;
+            let meta = MessageMeta {
+                id: id.clone(),
+                envelope: Envelope {
+                    mail_from: item.mail_from.clone(),
+                    rcpts: item
+                        .rcpts
+                        .iter()
+                        .map(|a| RcptState {
+                            address: a.clone(),
+                            tenant: item.tenant_id,
+                            status: RcptStatus::Pending,
+                            last_reply: String::new(),
+                        })
+                        .collect(),
+                    eight_bit: item.eight_bit,
+                    smtputf8: item.smtputf8,
+                },
+                received_at: item.received_at,
+                state: QueueState::Active,
+                attempts: 0,
+                next_attempt: 0,
+                size: plain.len() as u64,
+                note: format!("released from quarantine by {principal}"),
+            };
+            spool.submit(meta.clone(), &plain, true).await?;
+            node.store.quarantine_remove(&id).await?;
+            if let Err(e) = node.blobs.delete(&item.blob) {
+                tracing::error!(error = %e, id, "released message's sealed blob not deleted");
+            }
+            node.store
+                .record(&store::NewRecord {
+                    principal: &principal,
+                    role: "mx",
+                    action: "release",
+                    tenant_id: Some(item.tenant_id),
+                    object: &id,
+                    outcome: "ok",
+                    ..Default::default()
+                })
+                .await?;
+            for rcpt in &item.rcpts {
+                let _ = node.trace.send(TraceRecord::Event(TraceEvent {
+                    message_id: id.clone(),
+                    rcpt: rcpt.clone(),
+                    tenant_id: Some(item.tenant_id),
+                    at: store::unix_now(),
+                    event: "released".into(),
+                    detail: format!("released from quarantine by {principal}"),
+                }));
+            }
+            node.delivery.dispatch(meta, Arc::new(plain.to_vec()));
+            json!({ "released": id })
         }
         Request::QueueRelease { id } => {
             let mut meta = get(&id)?;

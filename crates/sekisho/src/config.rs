@@ -31,6 +31,22 @@ pub struct RawConfig {
     malware: RawMalware,
     #[serde(default)]
     dnsbl: Vec<RawDnsbl>,
+    #[serde(default)]
+    vault: RawVault,
+    #[serde(default)]
+    quarantine: RawQuarantine,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    kek_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuarantine {
+    retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +171,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// The vault's key-encryption key (read by the vault role only).
+    pub kek_file: PathBuf,
+    /// How long quarantined messages are kept.
+    pub quarantine_retention: Duration,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -305,6 +325,15 @@ impl RawConfig {
         let shutdown_grace = parse_duration(
             "server.shutdown_grace",
             s.shutdown_grace.as_deref().unwrap_or("10s"),
+        )?;
+        let kek_file = std::env::var_os("SEKISHO_KEK_FILE")
+            .map(PathBuf::from)
+            .or(self.vault.kek_file.clone())
+            .unwrap_or_else(|| data_dir.join("vault/kek"));
+        let quarantine_retention = duration_or(
+            "quarantine.retention",
+            self.quarantine.retention.as_deref(),
+            Duration::from_secs(14 * 86400),
         )?;
         let (tls_cert, tls_key, tls_generated) = match (self.tls.cert, self.tls.key) {
             (Some(c), Some(k)) => (c, k, false),
@@ -545,6 +574,8 @@ impl RawConfig {
             shutdown_grace,
             tls_cert,
             tls_key,
+            kek_file,
+            quarantine_retention,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,

@@ -14,6 +14,8 @@
 
 mod admin;
 mod config;
+mod quarantine;
+mod roles;
 mod serve;
 
 use std::path::PathBuf;
@@ -81,6 +83,9 @@ enum Command {
     /// Recipient verification lists.
     #[command(subcommand)]
     Recipient(RecipientCmd),
+    /// Sealed quarantine: list, show, open (through the vault, recorded), release, delete.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// The running node's queue.
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -397,6 +402,176 @@ enum RecipientCmd {
 }
 
 #[derive(Subcommand)]
+enum QuarantineCmd {
+    /// Quarantined messages, newest first (metadata only: sender, recipients, verdict).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One quarantined message's metadata.
+    Show {
+        /// Quarantine id.
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open (decrypt) a quarantined message through the vault; the open is recorded with the
+    /// reason. Writes the message to stdout or --out.
+    Open {
+        /// Quarantine id.
+        id: String,
+        /// Why it is opened (recorded).
+        #[arg(long)]
+        reason: String,
+        /// Write the message to this file (mode 0600) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Deliver a quarantined message with its original envelope.
+    Release {
+        /// Quarantine id.
+        id: String,
+    },
+    /// Delete a quarantined message (its sealed blob and metadata).
+    Delete {
+        /// Quarantine id.
+        id: String,
+    },
+}
+
+/// Who is at the keyboard, for records: `cli:<login>`.
+fn cli_principal() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
+    let store = serve::open_store(&cfg).await?;
+    let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+    match cmd {
+        QuarantineCmd::List {
+            tenant,
+            limit,
+            json,
+        } => {
+            let tenant_id = match &tenant {
+                Some(name) => Some(
+                    store
+                        .list_tenants()
+                        .await?
+                        .into_iter()
+                        .find(|t| t.name == *name)
+                        .with_context(|| format!("no tenant named {name:?}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let items = store.quarantine_list(tenant_id, limit).await?;
+            if json {
+                return print_json(&items);
+            }
+            if items.is_empty() {
+                println!("the quarantine is empty");
+            }
+            for q in items {
+                println!(
+                    "{} {} {} from <{}> to {} score {:.2} size {}",
+                    q.id,
+                    egress::time_rfc2822(q.received_at),
+                    q.tenant,
+                    q.mail_from,
+                    q.rcpts.join(","),
+                    q.score,
+                    q.size
+                );
+            }
+        }
+        QuarantineCmd::Show { id, json } => {
+            let q = store.quarantine_get(&id).await?;
+            if json {
+                return print_json(&q);
+            }
+            println!("id:          {}", q.id);
+            println!("tenant:      {}", q.tenant);
+            println!("received:    {}", egress::time_rfc2822(q.received_at));
+            println!("expires:     {}", egress::time_rfc2822(q.expires_at));
+            println!("from:        <{}>", q.mail_from);
+            println!("to:          {}", q.rcpts.join(", "));
+            println!("size:        {}", q.size);
+            println!("verdict:     {} (score {:.2})", q.verdict, q.score);
+            println!("symbols:     {}", q.symbols);
+            println!("sealed to:   {}", q.sealed_to);
+            println!("(subject and content are sealed: `sekisho quarantine open {id} --reason …`)");
+        }
+        QuarantineCmd::Open { id, reason, out } => {
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason must say why the message is opened (it is recorded)");
+            }
+            let plain = vault
+                .open_quarantine(&id, vault::proto::Purpose::Read, &cli_principal(), &reason)
+                .await?;
+            match out {
+                Some(path) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    f.write_all(&plain)?;
+                    eprintln!("wrote {} octets to {}", plain.len(), path.display());
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&plain)?;
+                }
+            }
+        }
+        QuarantineCmd::Release { id } => {
+            admin::call(
+                &cfg.data_dir,
+                &admin::Request::QuarantineRelease {
+                    id: id.clone(),
+                    principal: cli_principal(),
+                },
+            )
+            .await?;
+            println!("{id} released for delivery");
+        }
+        QuarantineCmd::Delete { id } => {
+            let q = store.quarantine_get(&id).await?;
+            serve::blob_store(&cfg)?.delete(&q.blob)?;
+            store.quarantine_remove(&id).await?;
+            store
+                .record(&store::NewRecord {
+                    principal: &cli_principal(),
+                    role: "cli",
+                    action: "delete",
+                    tenant_id: Some(q.tenant_id),
+                    object: &id,
+                    outcome: "ok",
+                    ..Default::default()
+                })
+                .await?;
+            println!("{id} deleted");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 enum QueueCmd {
     /// List queued messages.
     List {
@@ -534,6 +709,9 @@ async fn run(cli: Cli) -> Result<()> {
             recipient(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Quarantine(cmd) => {
+            quarantine_cmd(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
         Command::Check {
             paths,
             ip,

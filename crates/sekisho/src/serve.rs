@@ -1,7 +1,6 @@
 //! `sekisho serve`: starts the store, spool, delivery, SMTP ingress and admin surfaces of
 //! one node, and shuts them down in order on SIGTERM/SIGINT.
 
-use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +22,20 @@ pub const DEMO_TENANT: &str = "demo";
 /// The demo tenant's domain.
 pub const DEMO_DOMAIN: &str = "demo.test";
 
-/// Opens the store of a data directory.
-pub async fn open_store(cfg: &Config) -> Result<Store> {
+/// Creates the data directory (mode 0700) if it does not exist.
+pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
     if !cfg.data_dir.exists() {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
-        // Keys, spool, store and the admin socket live here: owner only.
+        // Keys, spool, store and the sockets live here: owner only.
         std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    Ok(())
+}
+
+/// Opens the store of a data directory.
+pub async fn open_store(cfg: &Config) -> Result<Store> {
+    ensure_data_dir(cfg)?;
     Store::open_sqlite(&cfg.data_dir.join("sekisho.db"))
         .await
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))
@@ -205,15 +210,63 @@ async fn directory_refresher(node: Arc<Node>, shutdown: CancellationToken) {
 
 /// Runs the node until a signal.
 pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("mx") => {
+            crate::roles::child_setup()?;
+            run_mx(cfg, demo).await
+        }
+        Ok("vault") => {
+            crate::roles::child_setup()?;
+            crate::roles::vault_setup()?;
+            run_vault(cfg).await
+        }
+        Ok(other) => anyhow::bail!("{ROLE_ENV}={other:?}: not a role (mx, vault)"),
+        Err(_) => crate::roles::supervise(cfg).await,
+    }
+}
+
+/// The environment variable that makes `sekisho serve` run as one role under the supervisor.
+pub const ROLE_ENV: &str = "SEKISHO_ROLE";
+
+/// The quarantine blob store of a data directory.
+pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
+    Ok(Arc::new(store::blobs::LocalBlobs::new(
+        &cfg.data_dir.join("quarantine"),
+    )?))
+}
+
+/// The `vault` role: holds the KEK, answers on `<data dir>/vault.sock`, opens no network port
+/// and parses no mail.
+async fn run_vault(cfg: Config) -> Result<()> {
     let store = open_store(&cfg).await?;
-    // One node per data directory.
-    let lock = File::create(cfg.data_dir.join("node.lock"))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another sekisho node is already running with data directory {}",
-            cfg.data_dir.display()
-        )
-    })?;
+    let kek = vault::Kek::load_or_create(&cfg.kek_file)
+        .with_context(|| format!("KEK {}", cfg.kek_file.display()))?;
+    let v = Arc::new(vault::server::Vault {
+        store: store.clone(),
+        blobs: blob_store(&cfg)?,
+        kek,
+    });
+    let path = vault::client::socket_path(&cfg.data_dir);
+    let listener =
+        vault::server::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(vault::server::serve(listener, v, shutdown.clone()));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shutdown.cancel();
+    let _ = task.await;
+    store.close().await;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// The `mx` role: SMTP in, inspection, spool, delivery, admin surfaces.
+async fn run_mx(cfg: Config, demo: bool) -> Result<()> {
+    let store = open_store(&cfg).await?;
     let demo_maildir = if demo {
         Some(ensure_demo(&cfg, &store).await?)
     } else {
@@ -261,6 +314,12 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         metrics.clone(),
         trace_tx.clone(),
     )?;
+    let quarantine = Arc::new(crate::quarantine::SealedQuarantine::new(
+        store.clone(),
+        blob_store(&cfg)?,
+        vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
+        cfg.quarantine_retention,
+    ));
     let ingress = ingress::Ingress::new(
         ingress::IngressConfig {
             hostname: cfg.hostname.clone(),
@@ -271,12 +330,15 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
             session_timeout: cfg.session_timeout,
             tls: Some(tls_config),
         },
-        directory.clone(),
-        spool.clone(),
-        delivery.clone(),
-        Arc::new(inspector(&cfg, bayes.clone(), senders.clone())?),
-        metrics.clone(),
-        trace_tx.clone(),
+        ingress::IngressParts {
+            directory: directory.clone(),
+            spool: spool.clone(),
+            delivery: delivery.clone(),
+            inspector: Arc::new(inspector(&cfg, bayes.clone(), senders.clone())?),
+            quarantine: quarantine.clone(),
+            metrics: metrics.clone(),
+            trace: trace_tx.clone(),
+        },
     );
     let node = Arc::new(Node {
         spool: spool.clone(),
@@ -289,6 +351,9 @@ pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
         bayes_generations,
         senders,
         senders_loaded: std::sync::atomic::AtomicI64::new(senders_loaded),
+        quarantine,
+        blobs: blob_store(&cfg)?,
+        vault: vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
     });
     drop(trace_tx);
 

@@ -7,7 +7,7 @@
 //! syncs once, so durability does not cap throughput.
 //!
 //! # Layout
-//! - [`crypt`]: the node key and per-record AEAD sealing.
+//! - the node key and per-record AEAD sealing come from the `keys` crate ([`NodeKey`]).
 //! - [`codec`]: the binary record encoding.
 //! - [`log`]: segment files, frames and the group-commit writer thread.
 //! - [`queue`]: the in-memory index over the log, recovery, states and compaction.
@@ -28,11 +28,11 @@
 #![deny(missing_docs)]
 
 pub mod codec;
-pub mod crypt;
 pub mod log;
 pub mod queue;
 
-pub use crypt::NodeKey;
+/// The node's spool key.
+pub use keys::SecretKey as NodeKey;
 pub use queue::{
     Envelope, MessageMeta, QueueState, RcptState, RcptStatus, RecoveryReport, Spool, SpoolError,
     SpoolOptions, new_queue_id,

@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::NodeKey;
 use crate::codec::{CodecError, Reader, Writer};
-use crate::crypt::NodeKey;
 use crate::log::{self, Location, LogWriter, Scanned, Segments, WriterStats};
 
 const KIND_MESSAGE: u8 = 1;
@@ -361,7 +361,7 @@ impl Spool {
     }
 
     fn seal_frame(&self, kind: u8, plain: &[u8]) -> Vec<u8> {
-        let sealed_len = crate::crypt::SALT_LEN + plain.len() + crate::crypt::TAG_LEN;
+        let sealed_len = keys::SALT_LEN + plain.len() + keys::TAG_LEN;
         let sealed = self.inner.key.seal(&log::aad(kind, sealed_len), plain);
         log::frame(kind, &sealed)
     }

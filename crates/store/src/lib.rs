@@ -13,9 +13,11 @@
 #![deny(missing_docs)]
 
 mod bayes;
+pub mod blobs;
 mod directory;
 mod filter;
 mod trace;
+mod vault;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,6 +33,7 @@ pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
+pub use vault::{NewRecord, QuarantineItem, Record, TenantKey};
 
 /// Store errors, with messages a person can act on.
 #[derive(Debug, Error)]

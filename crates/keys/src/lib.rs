@@ -1,8 +1,10 @@
-//! The node key and the sealing of spool frames.
+//! Symmetric sealing keys: the spool's node key and the vault's key-encryption key (KEK).
 //!
-//! Each frame gets a fresh random 16-byte salt; HKDF-SHA256(node key, salt) yields a one-time
-//! AES-256-GCM key, so the all-zero nonce is never reused under a key and there is no limit on
-//! the number of frames sealed with one node key.
+//! Each sealed payload gets a fresh random 16-byte salt; HKDF-SHA256(key, salt) yields a
+//! one-time AES-256-GCM key, so the all-zero nonce is never reused under a key and there is no
+//! limit on the number of payloads sealed with one key. Callers bind every payload to its
+//! context with the AAD (spool frame position, tenant and key id, …).
+#![forbid(unsafe_code)]
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -17,18 +19,19 @@ use zeroize::Zeroizing;
 pub const SALT_LEN: usize = 16;
 /// Bytes of authentication tag after every sealed payload.
 pub const TAG_LEN: usize = 16;
+/// HKDF info (kept from the spool's first format, so existing spools stay readable).
 const INFO: &[u8] = b"sekisho spool frame v1";
 
-/// The node's spool key (32 random bytes, zeroized on drop).
-pub struct NodeKey(Zeroizing<[u8; 32]>);
+/// A 32-byte sealing key, zeroized on drop.
+pub struct SecretKey(Zeroizing<[u8; 32]>);
 
-impl std::fmt::Debug for NodeKey {
+impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NodeKey(..)")
+        f.write_str("SecretKey(..)")
     }
 }
 
-impl NodeKey {
+impl SecretKey {
     /// A key from raw bytes (tests and key rotation).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Zeroizing::new(bytes))
@@ -108,7 +111,7 @@ impl NodeKey {
         out
     }
 
-    /// Opens a payload made by [`NodeKey::seal`]; `None` if it was altered or the key differs.
+    /// Opens a payload made by [`SecretKey::seal`]; `None` if it was altered or the key differs.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         if sealed.len() < SALT_LEN + TAG_LEN {
             return None;
@@ -135,7 +138,7 @@ mod tests {
 
     #[test]
     fn seal_open_and_tamper() {
-        let key = NodeKey::generate();
+        let key = SecretKey::generate();
         let sealed = key.seal(b"aad", b"secret body");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
         assert_eq!(&key.open(b"aad", &sealed).unwrap()[..], b"secret body");
@@ -143,7 +146,7 @@ mod tests {
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert!(key.open(b"aad", &bad).is_none());
-        assert!(NodeKey::generate().open(b"aad", &sealed).is_none());
+        assert!(SecretKey::generate().open(b"aad", &sealed).is_none());
         // Two seals of the same text differ (fresh salt).
         assert_ne!(key.seal(b"aad", b"x"), key.seal(b"aad", b"x"));
     }
@@ -152,13 +155,13 @@ mod tests {
     fn key_file_is_created_0600_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/spool.key");
-        let a = NodeKey::load_or_create(&path).unwrap();
+        let a = SecretKey::load_or_create(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let b = NodeKey::load_or_create(&path).unwrap();
+        let b = SecretKey::load_or_create(&path).unwrap();
         assert_eq!(&b.open(b"", &a.seal(b"", b"m")).unwrap()[..], b"m");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = NodeKey::load_or_create(&path).unwrap_err();
+        let err = SecretKey::load_or_create(&path).unwrap_err();
         assert!(err.to_string().contains("chmod 600"));
     }
 }

@@ -1,0 +1,103 @@
+//! The sealed quarantine as `mx` sees it: seal to the tenant's recipient, store the blob, record
+//! the metadata. `mx` holds recipients (public keys) only; opening goes through the vault.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ingress::{QuarantineRequest, QuarantineSink};
+use store::blobs::BlobStore;
+use store::{QuarantineItem, Store};
+use vault::client::VaultClient;
+
+/// `mx`'s side of the quarantine.
+pub struct SealedQuarantine {
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+    vault: VaultClient,
+    retention: Duration,
+    /// Tenant → recipient, as the vault last said.
+    recipients: Mutex<HashMap<i64, String>>,
+}
+
+impl SealedQuarantine {
+    /// A quarantine sealing through `vault`'s recipients into `blobs`, kept for `retention`.
+    pub fn new(
+        store: Store,
+        blobs: Arc<dyn BlobStore>,
+        vault: VaultClient,
+        retention: Duration,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            vault,
+            retention,
+            recipients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets cached recipients (a tenant key may have changed).
+    pub fn forget_recipients(&self) {
+        self.recipients.lock().expect("poisoned").clear();
+    }
+
+    async fn recipient(&self, tenant: i64) -> Result<String, String> {
+        if let Some(r) = self.recipients.lock().expect("poisoned").get(&tenant) {
+            return Ok(r.clone());
+        }
+        let (r, _) = self
+            .vault
+            .tenant_recipient(tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.recipients
+            .lock()
+            .expect("poisoned")
+            .insert(tenant, r.clone());
+        Ok(r)
+    }
+
+    async fn put(&self, q: QuarantineRequest<'_>) -> Result<(), String> {
+        let recipient = self.recipient(q.tenant).await?;
+        let sealed = vault::seal(&recipient, q.body).map_err(|e| e.to_string())?;
+        let blob = format!("{}/{}.age", q.tenant, q.id);
+        let blobs = self.blobs.clone();
+        let key = blob.clone();
+        tokio::task::spawn_blocking(move || blobs.put(&key, &sealed))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let item = QuarantineItem {
+            id: q.id.to_string(),
+            tenant_id: q.tenant,
+            tenant: String::new(),
+            mail_from: q.mail_from.to_string(),
+            rcpts: q.rcpts,
+            size: q.body.len() as i64,
+            received_at: q.received_at,
+            expires_at: q.received_at + self.retention.as_secs() as i64,
+            verdict: q.verdict.action.name().to_string(),
+            score: q.verdict.score,
+            symbols: q.verdict.symbol_list(),
+            blob: blob.clone(),
+            sealed_to: recipient,
+            eight_bit: q.eight_bit,
+            smtputf8: q.smtputf8,
+        };
+        if let Err(e) = self.store.quarantine_insert(&item).await {
+            let _ = self.blobs.delete(&blob);
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+}
+
+impl QuarantineSink for SealedQuarantine {
+    fn quarantine<'a>(
+        &'a self,
+        q: QuarantineRequest<'a>,
+    ) -> inspect::BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.put(q))
+    }
+}

@@ -1,0 +1,166 @@
+//! The supervisor: `sekisho serve` re-executes itself as its roles (`vault`, then `mx`),
+//! restarts a role that dies (with backoff), and shuts them down in order.
+//!
+//! Each role is the same binary with the same arguments and `SEKISHO_ROLE` set. A role dies
+//! with its supervisor (`PR_SET_PDEATHSIG`), so killing the supervisor — even with SIGKILL —
+//! never leaves an orphan holding the ports or the spool. The supervisor holds the node lock.
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::serve::ROLE_ENV;
+
+/// The supervisor's pid, as given to its roles.
+const SUPERVISOR_ENV: &str = "SEKISHO_SUPERVISOR";
+/// A role that exits this soon after its first start failed to start: give up.
+const STARTUP: Duration = Duration::from_secs(3);
+/// Longest wait between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// First thing every role does: die with the supervisor.
+pub fn child_setup() -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
+    // The supervisor may have died before the line above took effect.
+    if let Ok(sup) = std::env::var(SUPERVISOR_ENV)
+        && sup.parse::<u32>().ok() != Some(std::os::unix::process::parent_id())
+    {
+        bail!("the supervisor is gone");
+    }
+    Ok(())
+}
+
+/// The vault role cannot be inspected by other processes of the same user (no core dumps, no
+/// ptrace or /proc/<pid>/mem by non-root).
+pub fn vault_setup() -> Result<()> {
+    nix::sys::prctl::set_dumpable(false).context("PR_SET_DUMPABLE")?;
+    Ok(())
+}
+
+struct Role {
+    name: &'static str,
+    child: Child,
+    started: Instant,
+    first: bool,
+    backoff: Duration,
+}
+
+fn spawn(name: &'static str) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(ROLE_ENV, name)
+        .env(SUPERVISOR_ENV, std::process::id().to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start the {name} role"))
+}
+
+impl Role {
+    fn start(name: &'static str) -> Result<Self> {
+        Ok(Self {
+            name,
+            child: spawn(name)?,
+            started: Instant::now(),
+            first: true,
+            backoff: Duration::from_secs(1),
+        })
+    }
+
+    /// After an unexpected exit: give up if it never started, else restart after a backoff.
+    async fn restart(&mut self, status: std::io::Result<std::process::ExitStatus>) -> Result<()> {
+        let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        if self.first && self.started.elapsed() < STARTUP {
+            bail!("the {} role failed to start ({status})", self.name);
+        }
+        if self.started.elapsed() > Duration::from_secs(60) {
+            self.backoff = Duration::from_secs(1);
+        }
+        tracing::error!(role = self.name, %status, backoff = ?self.backoff, "role exited; restarting");
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.child = spawn(self.name)?;
+        self.started = Instant::now();
+        self.first = false;
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(role = self.name, "role did not stop in time; killing it");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+async fn vault_ready(cfg: &Config, vault: &mut Role) -> Result<()> {
+    let client = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if client.ping().await {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = vault.child.try_wait() {
+            bail!("the vault role failed to start ({status})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the vault role did not answer within 30 s")
+}
+
+/// Runs the roles until SIGTERM/SIGINT.
+pub async fn supervise(cfg: Config) -> Result<()> {
+    crate::serve::ensure_data_dir(&cfg)?;
+    // One node per data directory.
+    let lock = File::create(cfg.data_dir.join("node.lock"))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another sekisho node is already running with data directory {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut vault = Role::start("vault")?;
+    vault_ready(&cfg, &mut vault).await?;
+    let mut mx = match Role::start("mx") {
+        Ok(r) => r,
+        Err(e) => {
+            vault.stop(Duration::from_secs(10)).await;
+            return Err(e);
+        }
+    };
+    let outcome: Result<()> = loop {
+        tokio::select! {
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            status = vault.child.wait() => {
+                if let Err(e) = vault.restart(status).await {
+                    break Err(e);
+                }
+            }
+            status = mx.child.wait() => {
+                if let Err(e) = mx.restart(status).await {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    mx.stop(cfg.shutdown_grace + Duration::from_secs(20)).await;
+    vault.stop(Duration::from_secs(10)).await;
+    drop(lock);
+    outcome
+}

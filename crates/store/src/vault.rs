@@ -1,0 +1,260 @@
+//! Tables the vault and the quarantine use: tenant keys, quarantine metadata, records.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError, unix_now};
+
+/// A tenant's key pair as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantKey {
+    /// Tenant id.
+    pub tenant_id: i64,
+    /// age recipient (public).
+    pub recipient: String,
+    /// The identity wrapped with the KEK; `None` for a customer-held key.
+    pub wrapped: Option<Vec<u8>>,
+}
+
+/// One quarantined message (metadata only; the body is a sealed blob).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantineItem {
+    /// Queue id it was received under.
+    pub id: String,
+    /// Tenant id.
+    pub tenant_id: i64,
+    /// Tenant name (filled in by listings).
+    pub tenant: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients.
+    pub rcpts: Vec<String>,
+    /// Size in octets (as sealed, with the gateway's trace headers).
+    pub size: i64,
+    /// Unix seconds.
+    pub received_at: i64,
+    /// When retention deletes it (Unix seconds).
+    pub expires_at: i64,
+    /// Verdict action.
+    pub verdict: String,
+    /// Score.
+    pub score: f64,
+    /// Symbols with weights.
+    pub symbols: String,
+    /// Blob store key.
+    #[serde(skip)]
+    pub blob: String,
+    /// The age recipient it is sealed to.
+    pub sealed_to: String,
+    /// 8BITMIME was used.
+    #[serde(skip)]
+    pub eight_bit: bool,
+    /// SMTPUTF8 was used.
+    #[serde(skip)]
+    pub smtputf8: bool,
+}
+
+/// One record of the vault's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// Row id.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// Who.
+    pub principal: String,
+    /// Through which role.
+    pub role: String,
+    /// What.
+    pub action: String,
+    /// Tenant, if any.
+    pub tenant_id: Option<i64>,
+    /// Object (quarantine id, secret name).
+    pub object: String,
+    /// Stated reason.
+    pub reason: String,
+    /// Outcome.
+    pub outcome: String,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, Default)]
+pub struct NewRecord<'a> {
+    /// Who.
+    pub principal: &'a str,
+    /// Through which role.
+    pub role: &'a str,
+    /// What.
+    pub action: &'a str,
+    /// Tenant, if any.
+    pub tenant_id: Option<i64>,
+    /// Object.
+    pub object: &'a str,
+    /// Stated reason.
+    pub reason: &'a str,
+    /// Outcome.
+    pub outcome: &'a str,
+}
+
+fn item(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineItem, StoreError> {
+    let rcpts: String = r.get("rcpts");
+    Ok(QuarantineItem {
+        id: r.get("id"),
+        tenant_id: r.get("tenant_id"),
+        tenant: r.try_get("tenant").unwrap_or_default(),
+        mail_from: r.get("mail_from"),
+        rcpts: serde_json::from_str(&rcpts)
+            .map_err(|e| StoreError::Invalid(format!("quarantine rcpts: {e}")))?,
+        size: r.get("size"),
+        received_at: r.get("received_at"),
+        expires_at: r.get("expires_at"),
+        verdict: r.get("verdict"),
+        score: r.get("score"),
+        symbols: r.get("symbols"),
+        blob: r.get("blob"),
+        sealed_to: r.get("sealed_to"),
+        eight_bit: r.get::<i64, _>("eight_bit") != 0,
+        smtputf8: r.get::<i64, _>("smtputf8") != 0,
+    })
+}
+
+impl Store {
+    /// The tenant's key pair, if it has one.
+    pub async fn tenant_key(&self, tenant_id: i64) -> Result<Option<TenantKey>, StoreError> {
+        let row = sqlx::query("SELECT recipient, wrapped FROM tenant_keys WHERE tenant_id = ?")
+            .bind(tenant_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| TenantKey {
+            tenant_id,
+            recipient: r.get(0),
+            wrapped: r.get(1),
+        }))
+    }
+
+    /// Stores a tenant's key pair unless it has one; returns the key in force.
+    pub async fn put_tenant_key(&self, key: &TenantKey) -> Result<TenantKey, StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO tenant_keys (tenant_id, recipient, wrapped, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(key.tenant_id)
+        .bind(&key.recipient)
+        .bind(&key.wrapped)
+        .bind(unix_now())
+        .execute(self.pool())
+        .await?;
+        self.tenant_key(key.tenant_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("tenant key vanished".into()))
+    }
+
+    /// Records a quarantined message.
+    pub async fn quarantine_insert(&self, q: &QuarantineItem) -> Result<(), StoreError> {
+        let rcpts = serde_json::to_string(&q.rcpts)
+            .map_err(|e| StoreError::Invalid(format!("quarantine rcpts: {e}")))?;
+        sqlx::query(
+            "INSERT INTO quarantine (id, tenant_id, mail_from, rcpts, size, received_at, expires_at, verdict, score, symbols, blob, sealed_to, eight_bit, smtputf8)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&q.id)
+        .bind(q.tenant_id)
+        .bind(&q.mail_from)
+        .bind(rcpts)
+        .bind(q.size)
+        .bind(q.received_at)
+        .bind(q.expires_at)
+        .bind(&q.verdict)
+        .bind(q.score)
+        .bind(&q.symbols)
+        .bind(&q.blob)
+        .bind(&q.sealed_to)
+        .bind(i64::from(q.eight_bit))
+        .bind(i64::from(q.smtputf8))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Quarantined messages, newest first, optionally of one tenant.
+    pub async fn quarantine_list(
+        &self,
+        tenant: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<QuarantineItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id
+             WHERE (?1 IS NULL OR q.tenant_id = ?1) ORDER BY q.received_at DESC, q.id LIMIT ?2",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(item).collect()
+    }
+
+    /// One quarantined message.
+    pub async fn quarantine_get(&self, id: &str) -> Result<QuarantineItem, StoreError> {
+        let row = sqlx::query(
+            "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id WHERE q.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no quarantined message {id}")))?;
+        item(&row)
+    }
+
+    /// Forgets a quarantined message (its blob is deleted by the caller).
+    pub async fn quarantine_remove(&self, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM quarantine WHERE id = ?")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no quarantined message {id}")));
+        }
+        Ok(())
+    }
+
+    /// Appends a record; returns its id.
+    pub async fn record(&self, r: &NewRecord<'_>) -> Result<i64, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO records (at, principal, role, action, tenant_id, object, reason, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(unix_now())
+        .bind(r.principal)
+        .bind(r.role)
+        .bind(r.action)
+        .bind(r.tenant_id)
+        .bind(r.object)
+        .bind(r.reason)
+        .bind(r.outcome)
+        .execute(self.pool())
+        .await?;
+        Ok(done.last_insert_rowid())
+    }
+
+    /// The most recent records, newest first.
+    pub async fn records(&self, limit: i64) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, principal, role, action, tenant_id, object, reason, outcome FROM records ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Record {
+                id: r.get(0),
+                at: r.get(1),
+                principal: r.get(2),
+                role: r.get(3),
+                action: r.get(4),
+                tenant_id: r.get(5),
+                object: r.get(6),
+                reason: r.get(7),
+                outcome: r.get(8),
+            })
+            .collect())
+    }
+}

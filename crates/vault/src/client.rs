@@ -1,0 +1,109 @@
+//! The client side of the vault socket (used by `mx` and the CLI).
+
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixStream;
+
+use crate::proto::{Purpose, Request, Response, read_frame, write_frame};
+
+/// The socket file of a data directory's vault.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("vault.sock")
+}
+
+/// Longest wait for the vault's answer (a stuck vault must not hang SMTP sessions).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection target; each call opens its own connection.
+#[derive(Debug, Clone)]
+pub struct VaultClient {
+    path: PathBuf,
+}
+
+/// A call that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The vault could not be reached.
+    #[error("the vault is not running (no answer at {0}): start `sekisho serve`")]
+    Unreachable(String),
+    /// The vault refused or failed, with its message.
+    #[error("{0}")]
+    Vault(String),
+    /// The exchange broke off.
+    #[error("vault connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl VaultClient {
+    /// A client of the vault listening at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Sends one request and returns the response and its payload (within [`CALL_TIMEOUT`]).
+    pub async fn call(
+        &self,
+        req: &Request,
+        payload: &[u8],
+    ) -> Result<(Response, Vec<u8>), CallError> {
+        let exchange = async {
+            let mut s = UnixStream::connect(&self.path)
+                .await
+                .map_err(|_| CallError::Unreachable(self.path.display().to_string()))?;
+            write_frame(&mut s, req, payload).await?;
+            let got: (Response, Vec<u8>) = read_frame(&mut s).await?;
+            Ok::<_, CallError>(got)
+        };
+        let (resp, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| CallError::Unreachable(self.path.display().to_string()))??;
+        match resp {
+            Response::Refused { message } | Response::Error { message } => {
+                Err(CallError::Vault(message))
+            }
+            other => Ok((other, body)),
+        }
+    }
+
+    /// True if the vault answers.
+    pub async fn ping(&self) -> bool {
+        matches!(
+            self.call(&Request::Ping, &[]).await,
+            Ok((Response::Pong, _))
+        )
+    }
+
+    /// The recipient to seal a tenant's content to (created on first use).
+    pub async fn tenant_recipient(&self, tenant: i64) -> Result<(String, bool), CallError> {
+        match self.call(&Request::TenantRecipient { tenant }, &[]).await? {
+            (
+                Response::Recipient {
+                    recipient,
+                    customer_held,
+                },
+                _,
+            ) => Ok((recipient, customer_held)),
+            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Opens a quarantined message.
+    pub async fn open_quarantine(
+        &self,
+        id: &str,
+        purpose: Purpose,
+        principal: &str,
+        reason: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
+        let req = Request::OpenQuarantine {
+            id: id.to_string(),
+            purpose,
+            principal: principal.to_string(),
+            reason: reason.to_string(),
+        };
+        match self.call(&req, &[]).await? {
+            (Response::Opened, body) => Ok(zeroize::Zeroizing::new(body)),
+            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+        }
+    }
+}

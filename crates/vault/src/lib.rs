@@ -1,0 +1,185 @@
+//! The vault: Sekisho's key hierarchy and the only place that can open sealed content.
+//!
+//! - The **KEK** (key-encryption key) is a 32-byte key in a 0600 file that only the `vault`
+//!   role reads ([`keys::SecretKey`]).
+//! - Each tenant has an **age X25519 key pair**. The recipient (public key) is plain in the
+//!   store so `mx` can seal to it; the identity (private key) is stored only wrapped with the
+//!   KEK, bound by AAD to its tenant. A tenant may instead register its own recipient
+//!   (customer-held key): then no identity is stored and nobody here can open its mail.
+//! - [`seal`] needs only a recipient (any role); [`open`] needs the identity (vault only).
+//! - [`proto`] is the small typed request/response protocol the roles speak over the vault's
+//!   Unix socket; [`client`] is its client side.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod proto;
+pub mod server;
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use zeroize::Zeroizing;
+
+pub use keys::SecretKey as Kek;
+
+/// Vault errors, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The input is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Sealing or opening failed.
+    #[error("{0}")]
+    Crypto(String),
+}
+
+/// A freshly generated tenant key pair: the public recipient and the wrapped identity.
+pub struct NewTenantKey {
+    /// age recipient (`age1…`).
+    pub recipient: String,
+    /// The identity wrapped with the KEK.
+    pub wrapped: Vec<u8>,
+}
+
+fn wrap_aad(tenant: i64, recipient: &str) -> Vec<u8> {
+    format!("sekisho tenant identity v1 tenant={tenant} recipient={recipient}").into_bytes()
+}
+
+/// Generates a tenant's key pair and wraps its identity with `kek`.
+pub fn generate_tenant_key(kek: &Kek, tenant: i64) -> NewTenantKey {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let secret = identity.to_string();
+    let wrapped = kek.seal(
+        &wrap_aad(tenant, &recipient),
+        secret.expose_secret().as_bytes(),
+    );
+    NewTenantKey { recipient, wrapped }
+}
+
+/// Unwraps a tenant's identity (vault only: needs the KEK). The AAD binds it to the tenant and
+/// recipient, so a wrapped key copied to another tenant's row does not open.
+pub fn unwrap_identity(
+    kek: &Kek,
+    tenant: i64,
+    recipient: &str,
+    wrapped: &[u8],
+) -> Result<age::x25519::Identity, VaultError> {
+    let plain = kek
+        .open(&wrap_aad(tenant, recipient), wrapped)
+        .ok_or_else(|| {
+            VaultError::Crypto(
+                "the tenant key does not open with this KEK (wrong KEK or altered key)".into(),
+            )
+        })?;
+    let text = std::str::from_utf8(&plain)
+        .map_err(|_| VaultError::Crypto("unwrapped tenant key is not text".into()))?;
+    age::x25519::Identity::from_str(text)
+        .map_err(|e| VaultError::Crypto(format!("unwrapped tenant key: {e}")))
+}
+
+/// Re-wraps a tenant identity from `old` to `new` KEK (rotation).
+pub fn rewrap(
+    old: &Kek,
+    new: &Kek,
+    tenant: i64,
+    recipient: &str,
+    wrapped: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    let identity = unwrap_identity(old, tenant, recipient, wrapped)?;
+    Ok(new.seal(
+        &wrap_aad(tenant, recipient),
+        identity.to_string().expose_secret().as_bytes(),
+    ))
+}
+
+/// Checks that `recipient` is an age X25519 recipient (`age1…`).
+pub fn parse_recipient(recipient: &str) -> Result<age::x25519::Recipient, VaultError> {
+    age::x25519::Recipient::from_str(recipient.trim()).map_err(|e| {
+        VaultError::Invalid(format!("{recipient:?} is not an age X25519 recipient: {e}"))
+    })
+}
+
+/// Seals `plaintext` to `recipient` in the standard age format (binary), readable by
+/// `age --decrypt -i identity`.
+pub fn seal(recipient: &str, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let r = parse_recipient(recipient)?;
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+        .map_err(|e| VaultError::Crypto(format!("age: {e}")))?;
+    let mut out = Vec::with_capacity(plaintext.len() + 256);
+    let mut w = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| VaultError::Crypto(format!("age: {e}")))?;
+    w.write_all(plaintext)
+        .and_then(|()| w.finish().map(|_| ()))
+        .map_err(|e| VaultError::Crypto(format!("age: {e}")))?;
+    Ok(out)
+}
+
+/// Opens an age-sealed object with a tenant identity.
+pub fn open(
+    identity: &age::x25519::Identity,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let d = age::Decryptor::new(sealed)
+        .map_err(|e| VaultError::Crypto(format!("sealed object: {e}")))?;
+    let mut r = d
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| VaultError::Crypto(format!("sealed object: {e}")))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(sealed.len()));
+    r.read_to_end(&mut out)
+        .map_err(|e| VaultError::Crypto(format!("sealed object: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_keys_seal_open_and_stay_bound_to_their_tenant() {
+        let kek = Kek::generate();
+        let k = generate_tenant_key(&kek, 7);
+        assert!(k.recipient.starts_with("age1"));
+        assert!(
+            !String::from_utf8_lossy(&k.wrapped).contains("AGE-SECRET-KEY"),
+            "the identity is never stored in the clear"
+        );
+        let sealed = seal(&k.recipient, b"Subject: secret plans\r\n\r\nbody").unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        let id = unwrap_identity(&kek, 7, &k.recipient, &k.wrapped).unwrap();
+        assert_eq!(
+            &open(&id, &sealed).unwrap()[..],
+            b"Subject: secret plans\r\n\r\nbody"
+        );
+        // Another tenant's row, another KEK, or an altered wrap: no identity.
+        assert!(unwrap_identity(&kek, 8, &k.recipient, &k.wrapped).is_err());
+        assert!(unwrap_identity(&Kek::generate(), 7, &k.recipient, &k.wrapped).is_err());
+        let mut bad = k.wrapped.clone();
+        bad[20] ^= 1;
+        assert!(unwrap_identity(&kek, 7, &k.recipient, &bad).is_err());
+        // Another tenant's identity cannot open it.
+        let other = generate_tenant_key(&kek, 8);
+        let other_id = unwrap_identity(&kek, 8, &other.recipient, &other.wrapped).unwrap();
+        assert!(open(&other_id, &sealed).is_err());
+    }
+
+    #[test]
+    fn rotation_rewraps_under_the_new_kek() {
+        let (old, new) = (Kek::generate(), Kek::generate());
+        let k = generate_tenant_key(&old, 3);
+        let rewrapped = rewrap(&old, &new, 3, &k.recipient, &k.wrapped).unwrap();
+        let sealed = seal(&k.recipient, b"x").unwrap();
+        let id = unwrap_identity(&new, 3, &k.recipient, &rewrapped).unwrap();
+        assert_eq!(&open(&id, &sealed).unwrap()[..], b"x");
+        assert!(unwrap_identity(&old, 3, &k.recipient, &rewrapped).is_err());
+    }
+
+    #[test]
+    fn recipients_are_checked() {
+        assert!(parse_recipient("age1notakey").is_err());
+        assert!(seal("ssh-ed25519 AAAA", b"x").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! The vault's protocol: one request and one response per exchange over a Unix socket.
+//!
+//! A frame is `u32 BE length ‖ JSON header ‖ u32 BE length ‖ payload bytes` (the payload carries
+//! message bodies, so they are not base64-inflated inside JSON). Both lengths are limited.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest JSON header.
+pub const MAX_HEADER: usize = 64 * 1024;
+/// Largest payload (a quarantined message).
+pub const MAX_PAYLOAD: usize = 256 << 20;
+
+/// Why content is opened (recorded with every open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// A person reads it.
+    Read,
+    /// It is released for delivery.
+    Release,
+}
+
+impl Purpose {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::Read => "read",
+            Purpose::Release => "release",
+        }
+    }
+}
+
+/// What a role asks the vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Liveness.
+    Ping,
+    /// The recipient to seal the tenant's content to; the key pair is created on first use.
+    TenantRecipient {
+        /// Tenant id.
+        tenant: i64,
+    },
+    /// Opens a quarantined message; the plaintext comes back as the payload.
+    OpenQuarantine {
+        /// Quarantine id.
+        id: String,
+        /// Why.
+        purpose: Purpose,
+        /// On whose behalf (`cli:alice`, `portal:bob@acme`).
+        principal: String,
+        /// The stated reason (recorded).
+        reason: String,
+    },
+}
+
+/// What the vault answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    /// Alive.
+    Pong,
+    /// Seal to this recipient.
+    Recipient {
+        /// age recipient.
+        recipient: String,
+        /// The tenant holds the private key itself.
+        customer_held: bool,
+    },
+    /// The plaintext is the payload.
+    Opened,
+    /// Refused (policy), with a message for a person.
+    Refused {
+        /// Why.
+        message: String,
+    },
+    /// Failed, with a message for a person.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn bad(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    header: &T,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let head = serde_json::to_vec(header).map_err(|e| bad(e.to_string()))?;
+    if head.len() > MAX_HEADER || payload.len() > MAX_PAYLOAD {
+        return Err(bad("vault frame too large"));
+    }
+    w.write_all(&(head.len() as u32).to_be_bytes()).await?;
+    w.write_all(&head).await?;
+    w.write_all(&(payload.len() as u32).to_be_bytes()).await?;
+    w.write_all(payload).await?;
+    w.flush().await
+}
+
+/// Reads one frame.
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+) -> std::io::Result<(T, Vec<u8>)> {
+    let n = r.read_u32().await? as usize;
+    if n > MAX_HEADER {
+        return Err(bad("vault frame header too large"));
+    }
+    let mut head = vec![0; n];
+    r.read_exact(&mut head).await?;
+    let header = serde_json::from_slice(&head).map_err(|e| bad(format!("vault frame: {e}")))?;
+    let n = r.read_u32().await? as usize;
+    if n > MAX_PAYLOAD {
+        return Err(bad("vault frame payload too large"));
+    }
+    let mut payload = vec![0; n];
+    r.read_exact(&mut payload).await?;
+    Ok((header, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_limits_hold() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let req = Request::OpenQuarantine {
+            id: "Q1".into(),
+            purpose: Purpose::Release,
+            principal: "cli:alice".into(),
+            reason: "user asked".into(),
+        };
+        write_frame(&mut a, &req, b"body").await.unwrap();
+        let (got, payload): (Request, _) = read_frame(&mut b).await.unwrap();
+        assert_eq!((got, payload), (req, b"body".to_vec()));
+        // A header length over the limit is refused before anything is allocated.
+        a.write_all(&(MAX_HEADER as u32 + 1).to_be_bytes())
+            .await
+            .unwrap();
+        assert!(read_frame::<_, Request>(&mut b).await.is_err());
+    }
+}
