@@ -421,3 +421,27 @@ def test_first_contact_after_the_history_warms_up_and_survives_a_restart(node, s
     msgs = {env["rcpt_tos"][0]: content for env, content in s.wait(54)}
     assert b"FIRST_CONTACT" not in msgs["erin@acme.test"]
     assert b"FIRST_CONTACT(1.00)" in msgs["frank@acme.test"]
+
+
+def test_quarantine_retention_purges_and_leaves_evidence(node, sink):
+    s = sink()
+    n = node(config="[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n"
+                    "[quarantine]\nretention = \"3s\"\n")
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    n.cli("tenant", "policy", "beta", "--quarantine-days", "30")
+    bare = b"To: x\r\n\r\nbare\r\n"
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["bob@acme.test"], bare)
+        c.sendmail("a@example.org", ["bob@beta.test"], bare)
+    items = {q["tenant"]: q for q in n.cli_json("quarantine", "list")}
+    assert items["acme"]["expires_at"] - items["acme"]["received_at"] == 3
+    assert items["beta"]["expires_at"] - items["beta"]["received_at"] == 30 * 86400
+    gone = items["acme"]["id"]
+    wait_for(lambda: [q["tenant"] for q in n.cli_json("quarantine", "list")] == ["beta"],
+             timeout=15, what="retention purge")
+    assert not list((n.data_dir / "quarantine").rglob(f"{gone}.age"))
+    import sqlite3
+    rows = sqlite3.connect(n.data_dir / "sekisho.db").execute(
+        "SELECT principal, action, object, reason, outcome FROM records WHERE action = 'retention-purge'").fetchall()
+    assert rows == [("retention", "retention-purge", gone, "1 quarantined message(s) past retention", "ok")]

@@ -55,6 +55,8 @@ pub struct QuarantineRequest<'a> {
     pub eight_bit: bool,
     /// SMTPUTF8 was used.
     pub smtputf8: bool,
+    /// The tenant's own retention in days, if it set one.
+    pub retention_days: Option<u32>,
 }
 
 /// Where quarantined messages go: sealed to the tenant's key, never readable by `mx` again.
@@ -433,20 +435,23 @@ impl Ingress {
                 verdict.score,
                 verdict.symbol_list()
             );
-            let sealed = self
-                .quarantine
-                .quarantine(QuarantineRequest {
-                    id: &id,
-                    tenant: tx.rcpts.first().map_or(0, |(_, t)| *t),
-                    mail_from: &tx.mail_from,
-                    rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
-                    body: &body,
-                    verdict: &verdict,
-                    received_at: now,
-                    eight_bit: tx.eight_bit,
-                    smtputf8: tx.smtputf8,
-                })
-                .await;
+            let sealed =
+                self.quarantine
+                    .quarantine(QuarantineRequest {
+                        id: &id,
+                        tenant: tx.rcpts.first().map_or(0, |(_, t)| *t),
+                        mail_from: &tx.mail_from,
+                        rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
+                        body: &body,
+                        verdict: &verdict,
+                        received_at: now,
+                        eight_bit: tx.eight_bit,
+                        smtputf8: tx.smtputf8,
+                        retention_days: tx.rcpts.first().and_then(|(_, t)| {
+                            self.directory.get().tenant(*t)?.filter.quarantine_days
+                        }),
+                    })
+                    .await;
             if let Err(e) = sealed {
                 tracing::error!(queue_id = %id, error = %e, "quarantine failed; message refused with 451");
                 self.metrics.smtp_messages_refused.inc();

@@ -240,6 +240,9 @@ struct PolicyArgs {
     /// Stop trusting an ARC sealer (repeatable).
     #[arg(long = "untrust-arc", value_name = "DOMAIN")]
     untrust_arc: Vec<String>,
+    /// Keep this tenant's quarantined messages this many days (1–3650).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    quarantine_days: Option<u32>,
     /// Drop every override first (the global policy applies again).
     #[arg(long)]
     reset: bool,
@@ -259,6 +262,7 @@ impl PolicyArgs {
             || !self.unprotect_names.is_empty()
             || !self.trust_arc.is_empty()
             || !self.untrust_arc.is_empty()
+            || self.quarantine_days.is_some()
             || self.reset
     }
 
@@ -270,6 +274,7 @@ impl PolicyArgs {
         p.tag = self.tag.or(p.tag);
         p.quarantine = self.quarantine.or(p.quarantine);
         p.reject = self.reject.or(p.reject);
+        p.quarantine_days = self.quarantine_days.or(p.quarantine_days);
         for w in &self.weights {
             let (name, value) = w
                 .split_once('=')
@@ -364,6 +369,9 @@ fn print_policy(name: &str, p: &store::FilterPolicy, global: &inspect::Policy) {
     }
     if !p.trusted_arc.is_empty() {
         println!("  trusted ARC sealers: {}", p.trusted_arc.join(", "));
+    }
+    if let Some(d) = p.quarantine_days {
+        println!("  quarantine kept {d} days");
     }
 }
 

@@ -208,6 +208,21 @@ async fn directory_refresher(node: Arc<Node>, shutdown: CancellationToken) {
     }
 }
 
+/// Enforces quarantine retention.
+async fn retention_sweeper(node: Arc<Node>, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match crate::quarantine::purge_expired(&node.store, node.blobs.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "quarantine retention purge"),
+            Err(e) => tracing::error!(error = %e, "quarantine retention purge failed"),
+        }
+    }
+}
+
 /// Runs the node until a signal.
 pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
     match std::env::var(ROLE_ENV).as_deref() {
@@ -382,6 +397,11 @@ async fn run_mx(cfg: Config, demo: bool) -> Result<()> {
     let http_task = tokio::spawn(admin::serve_http(http, node.clone(), background.clone()));
     let sock_task = tokio::spawn(admin::serve_socket(sock, node.clone(), background.clone()));
     let dir_task = tokio::spawn(directory_refresher(node.clone(), background.clone()));
+    let sweep_task = tokio::spawn(retention_sweeper(
+        node.clone(),
+        crate::quarantine::sweep_interval(cfg.quarantine_retention),
+        background.clone(),
+    ));
 
     print_banner(
         &cfg,
@@ -414,7 +434,7 @@ async fn run_mx(cfg: Config, demo: bool) -> Result<()> {
     }
     background.cancel();
     let _ = delivery_task.await;
-    let _ = tokio::join!(http_task, sock_task, dir_task);
+    let _ = tokio::join!(http_task, sock_task, dir_task, sweep_task);
     spool.shutdown();
     drop(node);
     drop(delivery);

@@ -40,6 +40,9 @@ pub struct FilterPolicy {
     /// Trusted ARC sealers (domains).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_arc: Vec<String>,
+    /// Days quarantined messages are kept (default: the node's `[quarantine] retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_days: Option<u32>,
 }
 
 impl FilterPolicy {

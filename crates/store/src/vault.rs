@@ -204,6 +204,23 @@ impl Store {
         item(&row)
     }
 
+    /// Quarantined messages whose retention ended at `now` (at most `limit`).
+    pub async fn quarantine_expired(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<QuarantineItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id
+             WHERE q.expires_at <= ? ORDER BY q.expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(item).collect()
+    }
+
     /// Forgets a quarantined message (its blob is deleted by the caller).
     pub async fn quarantine_remove(&self, id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM quarantine WHERE id = ?")
