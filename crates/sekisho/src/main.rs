@@ -83,6 +83,9 @@ enum Command {
     /// Recipient verification lists.
     #[command(subcommand)]
     Recipient(RecipientCmd),
+    /// The vault: KEK rotation and its records.
+    #[command(subcommand)]
+    Vault(VaultCmd),
     /// Sealed quarantine: list, show, open (through the vault, recorded), release, delete.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
@@ -206,6 +209,43 @@ enum TenantCmd {
     /// Show or change the tenant's filter policy (overrides of the global one); without
     /// changes it prints the policy.
     Policy(PolicyArgs),
+    /// Register the tenant's own age recipient (customer-held key): its quarantined mail is
+    /// sealed to it alone and nobody on the operator side can open it.
+    SetKey {
+        /// Tenant name.
+        name: String,
+        /// The tenant's age X25519 recipient (age1…).
+        #[arg(long)]
+        age_recipient: String,
+        /// Even if quarantined messages are sealed to the current key (they can then no longer
+        /// be opened here).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Terminate a tenant: destroy its key pair (crypto-shred), delete its sealed messages and
+    /// every record of it, refuse its domains from now on; the KEK is rotated.
+    Terminate {
+        /// Tenant name.
+        name: String,
+        /// The tenant name again, to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCmd {
+    /// Re-wrap every tenant key under a new KEK and destroy the old one (no downtime).
+    RotateKek,
+    /// The vault's records (every open, release, key change), newest first.
+    Records {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -443,6 +483,15 @@ enum QuarantineCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write a quarantined message's sealed blob (age format) as it is stored — for a tenant
+    /// that holds its own key (`age --decrypt -i identity.txt FILE`). Nothing is decrypted.
+    Export {
+        /// Quarantine id.
+        id: String,
+        /// Output file (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Deliver a quarantined message with its original envelope.
     Release {
         /// Quarantine id.
@@ -546,6 +595,36 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
                     std::io::stdout().write_all(&plain)?;
                 }
             }
+        }
+        QuarantineCmd::Export { id, out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let q = store.quarantine_get(&id).await?;
+            let sealed = serve::blob_store(&cfg)?.get(&q.blob)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            f.write_all(&sealed)?;
+            store
+                .record(&store::NewRecord {
+                    principal: &cli_principal(),
+                    role: "cli",
+                    action: "export-sealed",
+                    tenant_id: Some(q.tenant_id),
+                    object: &id,
+                    outcome: "ok",
+                    ..Default::default()
+                })
+                .await?;
+            println!(
+                "wrote the sealed message ({} octets, age to {}) to {}",
+                sealed.len(),
+                q.sealed_to,
+                out.display()
+            );
         }
         QuarantineCmd::Release { id } => {
             admin::call(
@@ -717,6 +796,46 @@ async fn run(cli: Cli) -> Result<()> {
             recipient(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Vault(cmd) => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            match cmd {
+                VaultCmd::RotateKek => {
+                    let vault =
+                        vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+                    let summary = vault
+                        .admin(vault::proto::Admin::RotateKek {
+                            principal: cli_principal(),
+                        })
+                        .await?;
+                    println!("KEK rotated: {summary}");
+                }
+                VaultCmd::Records { limit, json } => {
+                    let records = serve::open_store(&cfg).await?.records(limit).await?;
+                    if json {
+                        return print_json(&records);
+                    }
+                    for r in records {
+                        println!(
+                            "{} {} {} {} via {} tenant {} {} {}{}",
+                            r.id,
+                            egress::time_rfc2822(r.at),
+                            r.principal,
+                            r.action,
+                            r.role,
+                            r.tenant_id.map_or("-".to_string(), |t| t.to_string()),
+                            if r.object.is_empty() { "-" } else { &r.object },
+                            r.outcome,
+                            if r.reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" reason: {}", r.reason)
+                            }
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Quarantine(cmd) => {
             quarantine_cmd(load_config(&cli.node, Overrides::default())?, cmd).await
         }
@@ -1110,6 +1229,53 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             store.set_recipient_policy(&name, policy.parse()?).await?;
             poke(&cfg).await;
             println!("tenant {name} recipient policy is now {policy}");
+        }
+        TenantCmd::SetKey {
+            name,
+            age_recipient,
+            force,
+        } => {
+            vault::parse_recipient(&age_recipient)?;
+            let stranded = store
+                .set_customer_key(&name, age_recipient.trim(), force)
+                .await?;
+            store
+                .record(&store::NewRecord {
+                    principal: &cli_principal(),
+                    role: "cli",
+                    action: "set-customer-key",
+                    tenant_id: Some(store.tenant_id(&name).await?),
+                    object: age_recipient.trim(),
+                    outcome: "ok",
+                    ..Default::default()
+                })
+                .await?;
+            poke(&cfg).await;
+            println!(
+                "tenant {name}: mail is now sealed to the tenant's own key {}; the operator side cannot open it{}",
+                age_recipient.trim(),
+                if stranded > 0 {
+                    format!(
+                        " ({stranded} earlier quarantined message(s) can no longer be opened here)"
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        TenantCmd::Terminate { name, confirm } => {
+            if confirm != name {
+                anyhow::bail!("--confirm must repeat the tenant name ({name:?}) exactly");
+            }
+            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let summary = vault
+                .admin(vault::proto::Admin::TerminateTenant {
+                    tenant: name,
+                    principal: cli_principal(),
+                })
+                .await?;
+            poke(&cfg).await;
+            println!("{summary}");
         }
         TenantCmd::Policy(args) => {
             let mut p = store.filter_policy(&args.name).await?;

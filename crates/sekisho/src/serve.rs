@@ -254,13 +254,11 @@ pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
 /// and parses no mail.
 async fn run_vault(cfg: Config) -> Result<()> {
     let store = open_store(&cfg).await?;
-    let kek = vault::Kek::load_or_create(&cfg.kek_file)
-        .with_context(|| format!("KEK {}", cfg.kek_file.display()))?;
-    let v = Arc::new(vault::server::Vault {
-        store: store.clone(),
-        blobs: blob_store(&cfg)?,
-        kek,
-    });
+    let v = Arc::new(
+        vault::server::Vault::open(store.clone(), blob_store(&cfg)?, &cfg.kek_file)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    );
     let path = vault::client::socket_path(&cfg.data_dir);
     let listener =
         vault::server::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;

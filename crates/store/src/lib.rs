@@ -33,7 +33,7 @@ pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
-pub use vault::{NewRecord, QuarantineItem, Record, TenantKey};
+pub use vault::{NewRecord, QuarantineItem, Record, TenantKey, Terminated};
 
 /// Store errors, with messages a person can act on.
 #[derive(Debug, Error)]
@@ -153,6 +153,8 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Deleted rows are overwritten, not left in free pages (tenant termination).
+            .pragma("secure_delete", "on")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -249,7 +251,8 @@ impl Store {
         Ok(())
     }
 
-    async fn tenant_id(&self, name: &str) -> Result<i64, StoreError> {
+    /// The id of the tenant named `name`.
+    pub async fn tenant_id(&self, name: &str) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT id FROM tenants WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)

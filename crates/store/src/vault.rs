@@ -54,6 +54,21 @@ pub struct QuarantineItem {
     pub smtputf8: bool,
 }
 
+/// What a tenant's termination removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Terminated {
+    /// Quarantined messages (their blobs are deleted by the caller).
+    pub quarantined: u64,
+    /// Domains.
+    pub domains: u64,
+    /// Listed recipients.
+    pub recipients: u64,
+    /// Trace messages and events.
+    pub trace_records: u64,
+    /// Bayes tokens and learned-message digests.
+    pub bayes_records: u64,
+}
+
 /// One record of the vault's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {
@@ -146,6 +161,135 @@ impl Store {
         self.tenant_key(key.tenant_id)
             .await?
             .ok_or_else(|| StoreError::NotFound("tenant key vanished".into()))
+    }
+
+    /// Every wrapped tenant key (for KEK rotation).
+    pub async fn wrapped_tenant_keys(&self) -> Result<Vec<TenantKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, recipient, wrapped FROM tenant_keys WHERE wrapped IS NOT NULL ORDER BY tenant_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TenantKey {
+                tenant_id: r.get(0),
+                recipient: r.get(1),
+                wrapped: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Replaces wrapped keys in one transaction (KEK rotation).
+    pub async fn rewrap_tenant_keys(&self, keys: &[TenantKey]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for k in keys {
+            sqlx::query("UPDATE tenant_keys SET wrapped = ? WHERE tenant_id = ? AND recipient = ?")
+                .bind(&k.wrapped)
+                .bind(k.tenant_id)
+                .bind(&k.recipient)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a tenant's customer-held recipient (no private key is stored). Refused while
+    /// messages sealed to a previous key are quarantined, unless `force` (they then can no
+    /// longer be opened here).
+    pub async fn set_customer_key(
+        &self,
+        tenant: &str,
+        recipient: &str,
+        force: bool,
+    ) -> Result<u64, StoreError> {
+        let id = self.tenant_id(tenant).await?;
+        let mut tx = self.pool().begin().await?;
+        let stranded: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM quarantine WHERE tenant_id = ? AND sealed_to != ?",
+        )
+        .bind(id)
+        .bind(recipient)
+        .fetch_one(&mut *tx)
+        .await?;
+        if stranded > 0 && !force {
+            return Err(StoreError::Conflict(format!(
+                "{stranded} quarantined message(s) of {tenant} are sealed to its current key and could no longer be opened here; release or delete them first, or use --force"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, recipient, wrapped, created_at) VALUES (?1, ?2, NULL, ?3)
+             ON CONFLICT(tenant_id) DO UPDATE SET recipient = ?2, wrapped = NULL, created_at = ?3",
+        )
+        .bind(id)
+        .bind(recipient)
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+        Self::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(stranded as u64)
+    }
+
+    /// Deletes a tenant and everything stored about it (its key pair included) in one
+    /// transaction, then checkpoints the WAL so deleted pages do not linger there. Returns the
+    /// counts and the blob keys of its quarantined messages (for the caller to delete).
+    pub async fn terminate_tenant(&self, id: i64) -> Result<(Terminated, Vec<String>), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(id);
+        let blobs: Vec<String> =
+            sqlx::query_scalar("SELECT blob FROM quarantine WHERE tenant_id = ?")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut t = Terminated {
+            quarantined: blobs.len() as u64,
+            domains: count("SELECT count(*) FROM domains WHERE tenant_id = ?")
+                .fetch_one(&mut *tx)
+                .await? as u64,
+            recipients: count("SELECT count(*) FROM recipients WHERE tenant_id = ?")
+                .fetch_one(&mut *tx)
+                .await? as u64,
+            ..Default::default()
+        };
+        // Trace: the tenant's events, and messages that concern no other tenant.
+        let msgs = sqlx::query(
+            "DELETE FROM trace_messages WHERE id IN (SELECT message_id FROM trace_events WHERE tenant_id = ?1)
+             AND id NOT IN (SELECT message_id FROM trace_events WHERE tenant_id IS NOT ?1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let events = sqlx::query("DELETE FROM trace_events WHERE tenant_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        t.trace_records = msgs + events;
+        for sql in [
+            "DELETE FROM bayes_tokens WHERE tenant_id = ?",
+            "DELETE FROM bayes_seen WHERE tenant_id = ?",
+            "DELETE FROM bayes_models WHERE tenant_id = ?",
+        ] {
+            t.bayes_records += sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        // Cascades: domains, recipients, filter policy, sender history, key pair, quarantine.
+        sqlx::query("DELETE FROM tenants WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Self::bump(&mut tx).await?;
+        tx.commit().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(self.pool())
+            .await?;
+        Ok((t, blobs))
     }
 
     /// Records a quarantined message.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixStream;
 
-use crate::proto::{Purpose, Request, Response, read_frame, write_frame};
+use crate::proto::{Admin, Purpose, Request, Response, read_frame, write_frame};
 
 /// The socket file of a data directory's vault.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -83,6 +83,14 @@ impl VaultClient {
                 },
                 _,
             ) => Ok((recipient, customer_held)),
+            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// A key-changing request; returns the vault's summary.
+    pub async fn admin(&self, req: Admin) -> Result<String, CallError> {
+        match self.call(&Request::Admin(req), &[]).await? {
+            (Response::Done { summary }, _) => Ok(summary),
             (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
         }
     }

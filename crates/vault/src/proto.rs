@@ -53,6 +53,27 @@ pub enum Request {
         /// The stated reason (recorded).
         reason: String,
     },
+    /// A key-changing request.
+    Admin(Admin),
+}
+
+/// Requests that change keys (a separate enum keeps the hot path's match small).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "admin", rename_all = "kebab-case")]
+pub enum Admin {
+    /// Re-wraps every tenant key under a new KEK and destroys the old one.
+    RotateKek {
+        /// Who asked.
+        principal: String,
+    },
+    /// Terminates a tenant: destroys its key pair (crypto-shred), deletes its sealed blobs and
+    /// every row about it, then rotates the KEK so no earlier copy of its wrapped key opens.
+    TerminateTenant {
+        /// Tenant name.
+        tenant: String,
+        /// Who asked.
+        principal: String,
+    },
 }
 
 /// What the vault answers.
@@ -70,6 +91,11 @@ pub enum Response {
     },
     /// The plaintext is the payload.
     Opened,
+    /// Done, with a summary for a person.
+    Done {
+        /// What was done.
+        summary: String,
+    },
     /// Refused (policy), with a message for a person.
     Refused {
         /// Why.

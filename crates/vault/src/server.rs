@@ -1,6 +1,6 @@
 //! The vault role's request handling: the only code that unwraps tenant identities.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use store::blobs::BlobStore;
@@ -8,7 +8,7 @@ use store::{NewRecord, Store, TenantKey};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::{Purpose, Request, Response, read_frame, write_frame};
+use crate::proto::{Admin, Purpose, Request, Response, read_frame, write_frame};
 use crate::{Kek, generate_tenant_key, open, unwrap_identity};
 
 /// What the vault works with.
@@ -17,12 +17,191 @@ pub struct Vault {
     pub store: Store,
     /// Sealed blobs.
     pub blobs: Arc<dyn BlobStore>,
-    /// The key-encryption key.
-    pub kek: Kek,
+    /// The key-encryption key in use.
+    kek: std::sync::RwLock<Arc<Kek>>,
+    /// Where the KEK lives (rotation replaces the file).
+    kek_path: PathBuf,
+    /// One key change at a time.
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// The file a rotation writes the new KEK to before it commits.
+fn next_path(kek_path: &Path) -> PathBuf {
+    kek_path.with_extension("next")
 }
 
 impl Vault {
-    async fn record(&self, r: NewRecord<'_>) {
+    /// Opens the vault: loads (or creates) the KEK at `kek_path`, finishing a rotation that was
+    /// interrupted after its database commit (the new KEK is then in `<kek>.next`).
+    pub async fn open(
+        store: Store,
+        blobs: Arc<dyn BlobStore>,
+        kek_path: &Path,
+    ) -> Result<Self, String> {
+        let load =
+            |p: &Path| Kek::load_or_create(p).map_err(|e| format!("KEK {}: {e}", p.display()));
+        let next = next_path(kek_path);
+        let mut kek = load(kek_path)?;
+        if next.exists() {
+            let candidate = load(&next)?;
+            let keys = store
+                .wrapped_tenant_keys()
+                .await
+                .map_err(|e| e.to_string())?;
+            let opens = |k: &Kek| {
+                keys.iter().all(|t| {
+                    unwrap_identity(
+                        k,
+                        t.tenant_id,
+                        &t.recipient,
+                        t.wrapped.as_deref().unwrap_or(&[]),
+                    )
+                    .is_ok()
+                })
+            };
+            if !keys.is_empty() && opens(&candidate) && !opens(&kek) {
+                std::fs::rename(&next, kek_path).map_err(|e| e.to_string())?;
+                kek = candidate;
+                tracing::warn!("completed an interrupted KEK rotation");
+            } else {
+                std::fs::remove_file(&next).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(Self {
+            store,
+            blobs,
+            kek: std::sync::RwLock::new(Arc::new(kek)),
+            kek_path: kek_path.to_path_buf(),
+            changing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn kek(&self) -> Arc<Kek> {
+        self.kek.read().expect("kek lock poisoned").clone()
+    }
+
+    /// Re-wraps every tenant key under a fresh KEK; the old KEK file is replaced (destroyed).
+    /// Order: new KEK to `<kek>.next` (fsync) → database commit → rename over the old file, so
+    /// a crash at any point leaves a KEK that opens every stored key (see [`Vault::open`]).
+    async fn rotate(&self) -> Result<usize, String> {
+        let old = self.kek();
+        let next = next_path(&self.kek_path);
+        let _ = std::fs::remove_file(&next);
+        let new = Kek::load_or_create(&next).map_err(|e| format!("new KEK: {e}"))?;
+        let mut keys = self
+            .store
+            .wrapped_tenant_keys()
+            .await
+            .map_err(|e| e.to_string())?;
+        for k in &mut keys {
+            let wrapped = k.wrapped.as_deref().unwrap_or(&[]);
+            k.wrapped = Some(
+                crate::rewrap(&old, &new, k.tenant_id, &k.recipient, wrapped)
+                    .map_err(|e| format!("tenant {}: {e}", k.tenant_id))?,
+            );
+        }
+        self.store
+            .rewrap_tenant_keys(&keys)
+            .await
+            .map_err(|e| e.to_string())?;
+        std::fs::rename(&next, &self.kek_path).map_err(|e| e.to_string())?;
+        if let Some(dir) = self.kek_path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+        *self.kek.write().expect("kek lock poisoned") = Arc::new(new);
+        Ok(keys.len())
+    }
+
+    async fn admin(&self, req: Admin) -> (Response, Vec<u8>) {
+        let _one = self.changing.lock().await;
+        match req {
+            Admin::RotateKek { principal } => {
+                let result = self.rotate().await;
+                let outcome = match &result {
+                    Ok(n) => format!("ok: {n} tenant key(s) re-wrapped"),
+                    Err(e) => format!("error: {e}"),
+                };
+                self.record(NewRecord {
+                    principal: &principal,
+                    role: "vault",
+                    action: "rotate-kek",
+                    outcome: &outcome,
+                    ..Default::default()
+                })
+                .await;
+                match result {
+                    Ok(_) => (Response::Done { summary: outcome }, Vec::new()),
+                    Err(e) => error(&e),
+                }
+            }
+            Admin::TerminateTenant { tenant, principal } => {
+                match self.terminate(&tenant, &principal).await {
+                    Ok(summary) => (Response::Done { summary }, Vec::new()),
+                    Err(e) => error(&e),
+                }
+            }
+        }
+    }
+
+    async fn terminate(&self, tenant: &str, principal: &str) -> Result<String, String> {
+        let id = self
+            .store
+            .tenant_id(tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (counts, blobs) = self
+            .store
+            .terminate_tenant(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut blob_errors = 0;
+        for b in &blobs {
+            if self.blobs.delete(b).is_err() {
+                blob_errors += 1;
+            }
+        }
+        // The tenant's wrapped identity may survive in backups and old database pages: a new
+        // KEK makes every earlier wrap of it unopenable here.
+        let rotated = self.rotate().await;
+        let summary = format!(
+            "tenant {tenant} (id {id}) terminated: key pair destroyed; {} quarantined message(s) and their sealed blobs deleted{}; {} domain(s), {} recipient(s), {} trace record(s), {} Bayes record(s) deleted; KEK {}",
+            counts.quarantined,
+            if blob_errors > 0 {
+                format!(" ({blob_errors} blob(s) could not be deleted)")
+            } else {
+                String::new()
+            },
+            counts.domains,
+            counts.recipients,
+            counts.trace_records,
+            counts.bayes_records,
+            match &rotated {
+                Ok(n) => format!("rotated ({n} remaining tenant key(s) re-wrapped)"),
+                Err(e) => format!("NOT rotated: {e}"),
+            }
+        );
+        self.record(NewRecord {
+            principal,
+            role: "vault",
+            action: "terminate-tenant",
+            tenant_id: Some(id),
+            object: tenant,
+            reason: &summary,
+            outcome: if rotated.is_ok() && blob_errors == 0 {
+                "ok"
+            } else {
+                "partial"
+            },
+        })
+        .await;
+        rotated.map(|_| summary)
+    }
+}
+
+impl Vault {
+    pub(crate) async fn record(&self, r: NewRecord<'_>) {
         if let Err(e) = self.store.record(&r).await {
             tracing::error!(error = %e, action = r.action, "vault record could not be written");
         }
@@ -51,6 +230,7 @@ impl Vault {
                 self.open_quarantine(&id, purpose, &principal, &reason)
                     .await
             }
+            Request::Admin(a) => self.admin(a).await,
         }
     }
 
@@ -63,7 +243,7 @@ impl Vault {
         {
             return Ok(k);
         }
-        let new = generate_tenant_key(&self.kek, tenant);
+        let new = generate_tenant_key(&self.kek(), tenant);
         let k = self
             .store
             .put_tenant_key(&TenantKey {
@@ -139,7 +319,7 @@ impl Vault {
             self.record(rec).await;
             return refused("the message was sealed to a key the tenant no longer has");
         }
-        let result = unwrap_identity(&self.kek, item.tenant_id, &key.recipient, wrapped)
+        let result = unwrap_identity(&self.kek(), item.tenant_id, &key.recipient, wrapped)
             .map_err(|e| e.to_string())
             .and_then(|identity| {
                 let sealed = self.blobs.get(&item.blob).map_err(|e| e.to_string())?;
