@@ -37,11 +37,15 @@ def free_port():
 class Sink:
     """A running downstream SMTP server; messages land in self.out."""
 
-    def __init__(self, out: Path, port=0, cert=None, key=None):
+    def __init__(self, out: Path, port=0, cert=None, key=None, auth=None, client_ca=None):
         self.out = out
         args = [sys.executable, str(HERE / "sink.py"), "--out", str(out), "--port", str(port)]
         if cert:
             args += ["--cert", str(cert), "--key", str(key)]
+        if auth:
+            args += ["--auth", auth]
+        if client_ca:
+            args += ["--client-ca", str(client_ca)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("PORT "), line
@@ -248,12 +252,13 @@ def node(tmp_path):
 
 
 def role_pid(n, role):
-    """The pid of a node's role process (a child of its supervisor), or None."""
+    """The pid of a node's role process (a child of its supervisor, named sekisho-<role>), or
+    None. The process name is readable even though the roles are non-dumpable."""
     for child in Path("/proc").glob("[0-9]*"):
         try:
             if int((child / "stat").read_text().rsplit(")", 1)[1].split()[1]) != n.proc.pid:
                 continue
-            if f"SEKISHO_ROLE={role}".encode() in (child / "environ").read_bytes().split(b"\0"):
+            if (child / "comm").read_text().strip() == f"sekisho-{role}":
                 return int(child.name)
         except (OSError, ValueError, IndexError):
             continue

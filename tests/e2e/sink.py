@@ -6,6 +6,9 @@ TLS), written atomically. Behaviour is chosen by the recipient's local part:
   reject*        -> 550 5.1.1 at RCPT
   tempfailN*     -> 451 4.3.0 at RCPT for the first N attempts of that address, then 250
   datafail*      -> 554 5.6.0 at DATA
+With --auth USER:PASS the sink requires SMTP AUTH (over TLS) before MAIL; with --client-ca
+CA it asks for a TLS client certificate and verifies it against CA. The .json records the authenticated
+user and the client certificate's subject CN.
 Prints "PORT <n>" on stdout once listening.
 """
 import argparse
@@ -15,7 +18,7 @@ import os
 import re
 import ssl
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -45,7 +48,11 @@ class Handler:
         with open(base + ".tmp", "wb") as f:
             f.write(content)
         os.rename(base + ".tmp", base + ".eml")
+        cert = (session.ssl or {}).get("peercert") or {}
+        cn = [v for rdn in cert.get("subject", ()) for (k, v) in rdn if k == "commonName"]
         meta = {
+            "auth_user": session.auth_data.login.decode() if session.auth_data else None,
+            "client_cert_cn": cn[0] if cn else None,
             "peer": list(session.peer),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
@@ -85,18 +92,35 @@ async def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--cert")
     p.add_argument("--key")
+    p.add_argument("--auth", help="USER:PASS required before MAIL")
+    p.add_argument("--client-ca", help="require a client certificate issued by this CA")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     ctx = None
     if a.cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.cert, a.key)
+        if a.client_ca:
+            # CERT_OPTIONAL still asks for and verifies a certificate; aiosmtpd's STARTTLS does
+            # not work with CERT_REQUIRED. The test asserts the verified subject it recorded.
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_verify_locations(a.client_ca)
+    auth = {}
+    if a.auth:
+        user, password = a.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, data):
+            ok = (isinstance(data, LoginPassword) and data.login == user.encode()
+                  and data.password == password.encode())
+            return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
+
+        auth = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": True}
     handler = Handler(a.out)
     CountingSMTP.out = a.out
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: CountingSMTP(handler, hostname="sink.test", decode_data=False, enable_SMTPUTF8=True,
-                     tls_context=ctx, data_size_limit=0, ident="sink"),
+                     tls_context=ctx, data_size_limit=0, ident="sink", **auth),
         host="127.0.0.1", port=a.port)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()

@@ -90,7 +90,7 @@ def test_rotate_kek_keeps_every_tenant_readable(node, sink):
     qid = n.cli_json("quarantine", "list")[0]["id"]
     before = (n.data_dir / "vault" / "kek").read_bytes()
     out = n.cli("vault", "rotate-kek").stdout
-    assert "1 tenant key(s) re-wrapped" in out
+    assert "1 tenant key(s) and 0 connector secret(s) re-wrapped" in out
     assert (n.data_dir / "vault" / "kek").read_bytes() != before
     assert not (n.data_dir / "vault" / "kek.next").exists()
     assert "ROT-1" in n.cli("quarantine", "open", qid, "--reason", "after rotation").stdout

@@ -11,6 +11,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use crate::route::{SmtpRoute, TlsPolicy};
+use crate::secrets::Credentials;
 
 /// Longest reply accepted from a server (all lines).
 pub const MAX_REPLY: usize = 64 * 1024;
@@ -82,6 +83,7 @@ struct Caps {
     smtputf8: bool,
     chunking: bool,
     starttls: bool,
+    auth_plain: bool,
 }
 
 /// TLS client configurations, built once.
@@ -99,7 +101,20 @@ impl TlsClients {
         })
     }
 
-    fn for_route(&self, route: &SmtpRoute) -> Result<Arc<rustls::ClientConfig>, Failure> {
+    fn for_route(
+        &self,
+        route: &SmtpRoute,
+        creds: &Credentials,
+    ) -> Result<Arc<rustls::ClientConfig>, Failure> {
+        if let Some(auth) = &creds.client_cert {
+            let verify = match (route.tls, &route.ca) {
+                (TlsPolicy::Required, Some(ca)) => tls::Verify::Ca(ca.clone()),
+                (TlsPolicy::Required, None) => tls::Verify::WebPki,
+                _ => tls::Verify::None,
+            };
+            return tls::client_config_auth(&verify, Some(auth))
+                .map_err(|e| Failure::Temporary(format!("TLS setup: {e}")));
+        }
         match (route.tls, &route.ca) {
             (TlsPolicy::Required, Some(ca)) => tls::client_config(&tls::Verify::Ca(ca.clone()))
                 .map_err(|e| Failure::Temporary(format!("TLS setup: {e}"))),
@@ -123,12 +138,14 @@ fn temp(what: &str, e: impl std::fmt::Display) -> Failure {
 }
 
 impl Client {
-    /// Connects, reads the greeting, says EHLO and upgrades with STARTTLS per the route.
+    /// Connects, reads the greeting, says EHLO, upgrades with STARTTLS per the route (with the
+    /// client certificate of `creds`, if any) and authenticates with its SMTP AUTH credentials.
     pub async fn connect(
         route: &SmtpRoute,
         helo: &str,
         tls: &TlsClients,
         limit: Duration,
+        creds: &Credentials,
     ) -> Result<Self, Failure> {
         let addr = (route.host.as_str(), route.port);
         let tcp = timeout(limit, TcpStream::connect(addr))
@@ -166,18 +183,51 @@ impl Client {
             }
         };
         if want_tls {
-            client = client.starttls(route, tls).await?;
+            client = client.starttls(route, tls, creds).await?;
             client.ehlo(helo).await?;
+        }
+        if let Some(response) = creds.plain_response() {
+            client.authenticate(route, &response).await?;
         }
         Ok(client)
     }
 
-    async fn starttls(mut self, route: &SmtpRoute, tls: &TlsClients) -> Result<Self, Failure> {
+    /// SMTP AUTH PLAIN (RFC 4954) over the encrypted connection. A refusal defers the mail
+    /// (like Postfix's soft bounce): wrong credentials are an operator's fix, not the sender's.
+    async fn authenticate(&mut self, route: &SmtpRoute, response: &str) -> Result<(), Failure> {
+        if self.tls.is_none() {
+            return Err(Failure::Temporary(
+                "refusing to send credentials without TLS".into(),
+            ));
+        }
+        if !self.caps.auth_plain {
+            return Err(Failure::Temporary(format!(
+                "{} does not offer AUTH PLAIN; cannot authenticate",
+                route.host
+            )));
+        }
+        let line = zeroize::Zeroizing::new(format!("AUTH PLAIN {response}\r\n"));
+        let r = self.command(line.as_bytes()).await?;
+        if r.code != 235 {
+            return Err(Failure::Temporary(format!(
+                "authentication to {} failed: {}",
+                route.host, r.text
+            )));
+        }
+        Ok(())
+    }
+
+    async fn starttls(
+        mut self,
+        route: &SmtpRoute,
+        tls: &TlsClients,
+        creds: &Credentials,
+    ) -> Result<Self, Failure> {
         let r = self.command(b"STARTTLS\r\n").await?;
         if r.code != 220 {
             return Err(Failure::Temporary(format!("STARTTLS refused: {}", r.text)));
         }
-        let config = tls.for_route(route)?;
+        let config = tls.for_route(route, creds)?;
         let name = tls::server_name(&route.host).map_err(|e| temp("TLS", e))?;
         let Stream::Plain(tcp) = self.io.into_inner() else {
             return Err(Failure::Temporary("STARTTLS on an encrypted stream".into()));
@@ -217,6 +267,7 @@ impl Client {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "CHUNKING" => caps.chunking = true,
                 "STARTTLS" => caps.starttls = true,
+                "AUTH" => caps.auth_plain = words.any(|m| m.eq_ignore_ascii_case("PLAIN")),
                 "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0),
                 _ => {}
             }

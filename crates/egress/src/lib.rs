@@ -20,6 +20,7 @@ pub mod dsn;
 pub mod maildir;
 pub mod pool;
 pub mod route;
+pub mod secrets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,7 @@ pub struct Delivery {
     wake: Notify,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
+    secrets: std::sync::OnceLock<Arc<dyn secrets::SecretSource>>,
 }
 
 impl Delivery {
@@ -114,7 +116,46 @@ impl Delivery {
             trace,
             wake: Notify::new(),
             tasks: TaskTracker::new(),
+            secrets: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Where connector secrets come from (routes with `auth=tenant` / `client_cert=tenant`
+    /// defer their mail until one is set). Set once, before delivery starts.
+    pub fn set_secret_source(&self, source: Arc<dyn secrets::SecretSource>) {
+        let _ = self.secrets.set(source);
+    }
+
+    /// Drops connector secrets held in memory (they changed in the store).
+    pub fn forget_secrets(&self) {
+        if let Some(s) = self.secrets.get() {
+            s.forget_all();
+        }
+    }
+
+    /// The credentials a route needs, from the secret source.
+    async fn credentials(&self, r: &SmtpRoute) -> Result<secrets::Credentials, String> {
+        let mut creds = secrets::Credentials::default();
+        let Some(tenant) = r.owner.filter(|_| r.auth || r.client_cert) else {
+            return Ok(creds);
+        };
+        let source = self
+            .secrets
+            .get()
+            .ok_or("this process has no access to connector secrets")?;
+        if r.auth {
+            creds.smtp_auth = Some(source.get(tenant, secrets::SecretKind::SmtpAuth).await?);
+        }
+        if r.client_cert {
+            let secret = source.get(tenant, secrets::SecretKind::ClientCert).await?;
+            let secrets::ConnectorSecret::ClientCert { cert_pem, key_pem } = &*secret else {
+                return Err("the client-cert secret holds no certificate".into());
+            };
+            let auth = tls::ClientAuth::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+                .map_err(|e| format!("the tenant's client-cert secret: {e}"))?;
+            creds.client_cert = Some(Arc::new(auth));
+        }
+        Ok(creds)
     }
 
     /// Starts delivering a just-committed message that the caller claimed in the spool,
@@ -195,7 +236,13 @@ impl Delivery {
         let t = dir
             .tenant(tenant)
             .ok_or_else(|| format!("tenant {tenant} no longer exists"))?;
-        t.route.parse::<Route>().map_err(|e| e.to_string())
+        let mut route = t.route.parse::<Route>().map_err(|e| e.to_string())?;
+        if let Route::Smtp(r) = &mut route
+            && (r.auth || r.client_cert)
+        {
+            r.owner = Some(tenant);
+        }
+        Ok(route)
     }
 
     async fn deliver(&self, mut meta: MessageMeta, body: Option<Arc<Vec<u8>>>) {
@@ -247,6 +294,18 @@ impl Delivery {
         let rcpts = &meta.envelope.rcpts;
         match route {
             Route::Smtp(r) => {
+                let creds = match self.credentials(r).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        for &i in idx {
+                            outcomes[i] = Some(Outcome::Temporary(format!(
+                                "451 4.7.0 cannot connect to {} with the tenant's credentials: {e}",
+                                r.host
+                            )));
+                        }
+                        return;
+                    }
+                };
                 let msg = client::Outgoing {
                     mail_from: &meta.envelope.mail_from,
                     rcpts: idx.iter().map(|&i| rcpts[i].address.as_str()).collect(),
@@ -256,7 +315,14 @@ impl Delivery {
                 };
                 match self
                     .pool
-                    .send(r, &self.cfg.hostname, &self.tls, self.cfg.timeout, &msg)
+                    .send(
+                        r,
+                        &self.cfg.hostname,
+                        &self.tls,
+                        self.cfg.timeout,
+                        &msg,
+                        &creds,
+                    )
                     .await
                 {
                     Ok((replies, tls)) => {
@@ -277,6 +343,10 @@ impl Delivery {
                         }
                     }
                     Err(f) => {
+                        // The next hop may have refused a changed secret: fetch it afresh.
+                        if let (Some(t), Some(source)) = (r.owner, self.secrets.get()) {
+                            source.forget(t);
+                        }
                         for &i in idx {
                             outcomes[i] = Some(match &f {
                                 Failure::Permanent(t) => Outcome::Permanent(t.clone()),

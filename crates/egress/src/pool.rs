@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::client::{Client, Failure, Outgoing, Reply, TlsClients};
 use crate::route::{SmtpRoute, TlsPolicy};
+use crate::secrets::Credentials;
 
 struct Destination {
     slots: Arc<Semaphore>,
@@ -78,8 +79,9 @@ impl Pool {
         helo: &str,
         tls: &TlsClients,
         limit: Duration,
+        creds: &Credentials,
     ) -> Result<Client, Failure> {
-        match Client::connect(route, helo, tls, limit).await {
+        match Client::connect(route, helo, tls, limit, creds).await {
             Err(Failure::Temporary(e))
                 if route.tls == TlsPolicy::Opportunistic && e.contains("TLS") =>
             {
@@ -89,14 +91,16 @@ impl Pool {
                     tls: TlsPolicy::None,
                     ..route.clone()
                 };
-                Client::connect(&plain, helo, tls, limit).await
+                Client::connect(&plain, helo, tls, limit, creds).await
             }
             other => other,
         }
     }
 
     /// Sends `msg` to `route`, reusing an idle connection when there is one. Returns the
-    /// per-recipient replies and the TLS parameters of the connection.
+    /// per-recipient replies and the TLS parameters of the connection. `creds` are presented
+    /// on new connections; the route's owner is part of the pool key, so a connection
+    /// authenticated for one tenant never carries another tenant's mail.
     pub async fn send(
         &self,
         route: &SmtpRoute,
@@ -104,6 +108,7 @@ impl Pool {
         tls: &TlsClients,
         limit: Duration,
         msg: &Outgoing<'_>,
+        creds: &Credentials,
     ) -> Result<(Vec<Reply>, Option<String>), Failure> {
         let d = self.destination(route);
         let _slot = d
@@ -113,12 +118,12 @@ impl Pool {
             .map_err(|_| Failure::Temporary("shutting down".into()))?;
         let (mut client, reused) = match self.take_idle(&d) {
             Some(c) => (c, true),
-            None => (Self::connect(route, helo, tls, limit).await?, false),
+            None => (Self::connect(route, helo, tls, limit, creds).await?, false),
         };
         let mut result = client.send(msg).await;
         if reused && matches!(result, Err(Failure::Temporary(_))) {
             // The idle connection may have been closed by the next hop: one fresh try.
-            client = Self::connect(route, helo, tls, limit).await?;
+            client = Self::connect(route, helo, tls, limit, creds).await?;
             result = client.send(msg).await;
         }
         let replies = result?;

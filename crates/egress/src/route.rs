@@ -1,8 +1,12 @@
 //! Routes: where a tenant's mail goes next.
 //!
-//! - `smtp://host[:port][?tls=none|opportunistic|required][&ca=/path/ca.pem]` — relay over
-//!   SMTP. `required` verifies the certificate (Web PKI roots, or the `ca` file for a private
-//!   CA) and never sends in clear text; `opportunistic` (the default) encrypts when offered.
+//! - `smtp://host[:port][?tls=none|opportunistic|required][&ca=/path/ca.pem][&auth=tenant]
+//!   [&client_cert=tenant]` — relay over SMTP. `required` verifies the certificate (Web PKI
+//!   roots, or the `ca` file for a private CA) and never sends in clear text; `opportunistic`
+//!   (the default) encrypts when offered. `auth=tenant` authenticates (SMTP AUTH PLAIN) with the
+//!   tenant's sealed `smtp-auth` secret and `client_cert=tenant` presents the tenant's sealed
+//!   `client-cert` in the TLS handshake (mutual TLS, e.g. a Microsoft 365 or Google Workspace
+//!   connector); both need `tls=required`.
 //! - `maildir:///absolute/path` — write each recipient's copy into
 //!   `/absolute/path/<recipient>/new/` (the demo tenant, local tests).
 
@@ -32,6 +36,13 @@ pub struct SmtpRoute {
     pub tls: TlsPolicy,
     /// Private CA for `tls=required`.
     pub ca: Option<PathBuf>,
+    /// Authenticate with the tenant's `smtp-auth` secret.
+    pub auth: bool,
+    /// Present the tenant's `client-cert` secret.
+    pub client_cert: bool,
+    /// The tenant whose secrets the connection uses (set when routing; part of the pool key,
+    /// so no connection authenticated for one tenant carries another's mail).
+    pub owner: Option<i64>,
 }
 
 /// Where mail goes next.
@@ -72,6 +83,16 @@ impl FromStr for Route {
                     .to_string();
                 let mut tls = TlsPolicy::Opportunistic;
                 let mut ca = None;
+                let (mut auth, mut client_cert) = (false, false);
+                let tenant_only = |k: &str, v: &str| {
+                    if v == "tenant" {
+                        Ok(true)
+                    } else {
+                        Err(err(&format!(
+                            "{k} must be \"tenant\" (the tenant's sealed secret)"
+                        )))
+                    }
+                };
                 for (k, v) in url.query_pairs() {
                     match k.as_ref() {
                         "tls" => {
@@ -85,19 +106,31 @@ impl FromStr for Route {
                             }
                         }
                         "ca" => ca = Some(PathBuf::from(v.as_ref())),
+                        "auth" => auth = tenant_only("auth", &v)?,
+                        "client_cert" => client_cert = tenant_only("client_cert", &v)?,
                         other => {
-                            return Err(err(&format!("unknown option {other:?} (known: tls, ca)")));
+                            return Err(err(&format!(
+                                "unknown option {other:?} (known: tls, ca, auth, client_cert)"
+                            )));
                         }
                     }
                 }
                 if ca.is_some() && tls != TlsPolicy::Required {
                     return Err(err("ca only makes sense with tls=required"));
                 }
+                if (auth || client_cert) && tls != TlsPolicy::Required {
+                    return Err(err(
+                        "auth and client_cert need tls=required (credentials never travel in clear text)",
+                    ));
+                }
                 Ok(Route::Smtp(SmtpRoute {
                     host,
                     port: url.port().unwrap_or(25),
                     tls,
                     ca,
+                    auth,
+                    client_cert,
+                    owner: None,
                 }))
             }
             "maildir" => {
@@ -134,6 +167,12 @@ impl fmt::Display for Route {
                 if let Some(ca) = &r.ca {
                     write!(f, "&ca={}", ca.display())?;
                 }
+                if r.auth {
+                    f.write_str("&auth=tenant")?;
+                }
+                if r.client_cert {
+                    f.write_str("&client_cert=tenant")?;
+                }
                 Ok(())
             }
         }
@@ -155,7 +194,10 @@ mod tests {
                 host: "mail.example.com".into(),
                 port: 2600,
                 tls: TlsPolicy::Required,
-                ca: Some("/etc/ca.pem".into())
+                ca: Some("/etc/ca.pem".into()),
+                auth: false,
+                client_cert: false,
+                owner: None,
             })
         );
         assert_eq!(
@@ -164,6 +206,13 @@ mod tests {
         );
         let r: Route = "smtp://[::1]".parse().unwrap();
         assert_eq!(r.to_string(), "smtp://[::1]:25?tls=opportunistic");
+        let r: Route = "smtp://mx.tenant.mail.protection.outlook.com?tls=required&client_cert=tenant&auth=tenant"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            r.to_string(),
+            "smtp://mx.tenant.mail.protection.outlook.com:25?tls=required&auth=tenant&client_cert=tenant"
+        );
         let r: Route = "maildir:///var/mail/demo".parse().unwrap();
         assert_eq!(r, Route::Maildir("/var/mail/demo".into()));
     }
@@ -174,6 +223,11 @@ mod tests {
             ("smtp://h?tls=maybe", "tls must be"),
             ("smtp://h?ca=/x", "ca only makes sense"),
             ("smtp://h?foo=1", "unknown option"),
+            ("smtp://h?auth=tenant", "need tls=required"),
+            (
+                "smtp://h?tls=required&client_cert=yes",
+                "must be \"tenant\"",
+            ),
             ("maildir://relative/path", "three slashes"),
             ("http://h", "scheme must be"),
             ("not a url", "relative URL"),

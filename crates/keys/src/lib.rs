@@ -6,6 +6,8 @@
 //! context with the AAD (spool frame position, tenant and key id, …).
 #![forbid(unsafe_code)]
 
+pub mod connector;
+
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -85,6 +87,11 @@ impl SecretKey {
         }
     }
 
+    /// The key as hex (for handing a fresh random token to a child process), zeroized on drop.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(&self.0[..]))
+    }
+
     fn frame_key(&self, salt: &[u8]) -> LessSafeKey {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(&self.0[..]);
         let okm = prk
@@ -130,6 +137,12 @@ impl SecretKey {
         buf.truncate(len);
         Some(buf)
     }
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    #[allow(deprecated)]
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ impl Node {
         self.directory.set(self.store.directory().await?);
         // A tenant's key may have changed with it (terminated, customer key registered).
         self.quarantine.forget_recipients();
+        // …and its connector secrets.
+        self.delivery.forget_secrets();
         tracing::info!(generation, "directory reloaded");
         Ok(true)
     }

@@ -16,6 +16,7 @@ mod admin;
 mod config;
 mod quarantine;
 mod roles;
+mod secrets;
 mod serve;
 
 use std::path::PathBuf;
@@ -179,7 +180,7 @@ enum TenantCmd {
         /// A domain of the tenant (repeatable).
         #[arg(long = "domain", required = true)]
         domains: Vec<String>,
-        /// Downstream: smtp://host:port?tls=none|opportunistic|required[&ca=FILE] or maildir:///path.
+        /// Downstream: smtp://host:port?tls=none|opportunistic|required[&ca=FILE][&auth=tenant][&client_cert=tenant] or maildir:///path.
         #[arg(long)]
         route: String,
         /// Recipient verification: auto (accept all until recipients are listed), verify, catch-all.
@@ -230,6 +231,60 @@ enum TenantCmd {
         /// The tenant name again, to confirm.
         #[arg(long)]
         confirm: String,
+    },
+    /// Connector secrets (SMTP AUTH credentials, TLS client certificate): sealed by the vault
+    /// and write-only — no command shows them again.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Seal a secret (replacing the tenant's previous one of that kind).
+    Set {
+        /// Tenant name.
+        name: String,
+        #[command(subcommand)]
+        value: SecretValue,
+    },
+    /// Which secrets a tenant has and when each was set (never the values).
+    List {
+        /// Tenant name.
+        name: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant's secret.
+    Delete {
+        /// Tenant name.
+        name: String,
+        /// smtp-auth or client-cert.
+        kind: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretValue {
+    /// SMTP AUTH (PLAIN) credentials, used by routes with `auth=tenant`.
+    SmtpAuth {
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// File holding the password (`-` reads standard input); one trailing newline is
+        /// dropped. Never given on the command line, where `ps` and shell history would see it.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    /// TLS client certificate chain and private key (PEM), used by routes with
+    /// `client_cert=tenant`.
+    ClientCert {
+        /// Certificate chain, leaf first.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Private key (PKCS#8, PKCS#1 or SEC1).
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -1277,6 +1332,7 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             poke(&cfg).await;
             println!("{summary}");
         }
+        TenantCmd::Secret(cmd) => secret(&cfg, &store, cmd).await?,
         TenantCmd::Policy(args) => {
             let mut p = store.filter_policy(&args.name).await?;
             if args.changes() {
@@ -1289,6 +1345,88 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
                 return print_json(&p);
             }
             print_policy(&args.name, &p, &cfg.policy);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a secret file (or standard input for `-`), bounded, dropping one trailing newline.
+fn read_secret_file(path: &std::path::Path, what: &str) -> Result<zeroize::Zeroizing<String>> {
+    use std::io::Read;
+    let limit = keys::connector::MAX_FIELD as u64 + 1;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().take(limit).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_string(&mut text))
+    };
+    read.with_context(|| format!("cannot read the {what} from {}", path.display()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+async fn secret(cfg: &Config, store: &store::Store, cmd: SecretCmd) -> Result<()> {
+    match cmd {
+        SecretCmd::Set { name, value } => {
+            let secret = match value {
+                SecretValue::SmtpAuth {
+                    username,
+                    password_file,
+                } => keys::connector::ConnectorSecret::SmtpAuth {
+                    username,
+                    password: read_secret_file(&password_file, "password")?.to_string(),
+                },
+                SecretValue::ClientCert { cert, key } => {
+                    let cert_pem = read_secret_file(&cert, "certificate")?;
+                    let key_pem = read_secret_file(&key, "private key")?;
+                    tls::ClientAuth::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    keys::connector::ConnectorSecret::ClientCert {
+                        cert_pem: cert_pem.to_string(),
+                        key_pem: key_pem.to_string(),
+                    }
+                }
+            };
+            secret.validate().map_err(anyhow::Error::msg)?;
+            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let summary = vault.seal_secret(&name, &cli_principal(), &secret).await?;
+            poke(cfg).await;
+            println!("{summary}; it cannot be shown again");
+        }
+        SecretCmd::List { name, json } => {
+            let list = store.secret_list(store.tenant_id(&name).await?).await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("tenant {name} has no connector secrets");
+            }
+            for s in list {
+                println!("{:<12} set {}", s.kind, egress::time_rfc2822(s.updated_at));
+            }
+        }
+        SecretCmd::Delete { name, kind } => {
+            let kind: keys::connector::SecretKind = kind.parse().map_err(anyhow::Error::msg)?;
+            let id = store.tenant_id(&name).await?;
+            store.secret_delete(id, kind.name()).await?;
+            store
+                .record(&store::NewRecord {
+                    principal: &cli_principal(),
+                    role: "cli",
+                    action: "delete-secret",
+                    tenant_id: Some(id),
+                    object: kind.name(),
+                    outcome: "ok",
+                    ..Default::default()
+                })
+                .await?;
+            poke(cfg).await;
+            println!("{kind} secret of {name} deleted");
         }
     }
     Ok(())

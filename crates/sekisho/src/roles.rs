@@ -1,9 +1,15 @@
 //! The supervisor: `sekisho serve` re-executes itself as its roles (`vault`, then `mx`),
 //! restarts a role that dies (with backoff), and shuts them down in order.
 //!
-//! Each role is the same binary with the same arguments and `SEKISHO_ROLE` set. A role dies
-//! with its supervisor (`PR_SET_PDEATHSIG`), so killing the supervisor — even with SIGKILL —
-//! never leaves an orphan holding the ports or the spool. The supervisor holds the node lock.
+//! Each role is the same binary with the same arguments and `SEKISHO_ROLE` set; its process
+//! name (`comm`, what `ps` and `top` show) is `sekisho-<role>`. A role dies with its
+//! supervisor (`PR_SET_PDEATHSIG`), so killing the supervisor — even with SIGKILL — never
+//! leaves an orphan holding the ports or the spool. The supervisor holds the node lock.
+//!
+//! The supervisor makes one random **mx role token** per run and writes it to the stdin of
+//! both the vault and the mx role (never the environment, argv or a file): the vault gives
+//! connector secrets only to a caller presenting it. Both roles are non-dumpable, so another
+//! process of the same user can neither ptrace them nor read their memory.
 
 use std::fs::File;
 use std::time::{Duration, Instant};
@@ -11,8 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::io::Read;
+
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
+use vault::proto::RoleToken;
 
 use crate::config::Config;
 use crate::serve::ROLE_ENV;
@@ -24,23 +34,32 @@ const STARTUP: Duration = Duration::from_secs(3);
 /// Longest wait between restarts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// First thing every role does: die with the supervisor.
-pub fn child_setup() -> Result<()> {
+/// Longest role token line read from stdin.
+const MAX_TOKEN_LINE: u64 = 256;
+
+/// First thing every role does: take its name, die with the supervisor, become
+/// non-dumpable, and read the role token the supervisor wrote to its stdin.
+pub fn child_setup(role: &str) -> Result<Option<RoleToken>> {
+    let name = std::ffi::CString::new(format!("sekisho-{role}")).context("role name")?;
+    nix::sys::prctl::set_name(&name).context("PR_SET_NAME")?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
+    nix::sys::prctl::set_dumpable(false).context("PR_SET_DUMPABLE")?;
     // The supervisor may have died before the line above took effect.
     if let Ok(sup) = std::env::var(SUPERVISOR_ENV)
         && sup.parse::<u32>().ok() != Some(std::os::unix::process::parent_id())
     {
         bail!("the supervisor is gone");
     }
-    Ok(())
-}
-
-/// The vault role cannot be inspected by other processes of the same user (no core dumps, no
-/// ptrace or /proc/<pid>/mem by non-root).
-pub fn vault_setup() -> Result<()> {
-    nix::sys::prctl::set_dumpable(false).context("PR_SET_DUMPABLE")?;
-    Ok(())
+    if std::env::var_os(SUPERVISOR_ENV).is_none() {
+        return Ok(None);
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(MAX_TOKEN_LINE)
+        .read_to_string(&mut line)
+        .context("reading the role token from the supervisor")?;
+    let token = line.trim();
+    Ok((!token.is_empty()).then(|| RoleToken(token.to_string())))
 }
 
 struct Role {
@@ -51,22 +70,31 @@ struct Role {
     backoff: Duration,
 }
 
-fn spawn(name: &'static str) -> Result<Child> {
+async fn spawn(name: &'static str, token: &RoleToken) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find my own executable")?;
-    Command::new(exe)
+    let mut child = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(ROLE_ENV, name)
         .env(SUPERVISOR_ENV, std::process::id().to_string())
+        .stdin(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start the {name} role"))
+        .with_context(|| format!("cannot start the {name} role"))?;
+    let mut stdin = child.stdin.take().context("role stdin")?;
+    let line = zeroize::Zeroizing::new(format!("{}\n", token.0));
+    stdin
+        .write_all(line.as_bytes())
+        .await
+        .with_context(|| format!("cannot hand the {name} role its token"))?;
+    drop(stdin);
+    Ok(child)
 }
 
 impl Role {
-    fn start(name: &'static str) -> Result<Self> {
+    async fn start(name: &'static str, token: &RoleToken) -> Result<Self> {
         Ok(Self {
             name,
-            child: spawn(name)?,
+            child: spawn(name, token).await?,
             started: Instant::now(),
             first: true,
             backoff: Duration::from_secs(1),
@@ -74,7 +102,11 @@ impl Role {
     }
 
     /// After an unexpected exit: give up if it never started, else restart after a backoff.
-    async fn restart(&mut self, status: std::io::Result<std::process::ExitStatus>) -> Result<()> {
+    async fn restart(
+        &mut self,
+        status: std::io::Result<std::process::ExitStatus>,
+        token: &RoleToken,
+    ) -> Result<()> {
         let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
         if self.first && self.started.elapsed() < STARTUP {
             bail!("the {} role failed to start ({status})", self.name);
@@ -85,7 +117,7 @@ impl Role {
         tracing::error!(role = self.name, %status, backoff = ?self.backoff, "role exited; restarting");
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        self.child = spawn(self.name)?;
+        self.child = spawn(self.name, token).await?;
         self.started = Instant::now();
         self.first = false;
         Ok(())
@@ -134,9 +166,10 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut vault = Role::start("vault")?;
+    let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
+    let mut vault = Role::start("vault", &token).await?;
     vault_ready(&cfg, &mut vault).await?;
-    let mut mx = match Role::start("mx") {
+    let mut mx = match Role::start("mx", &token).await {
         Ok(r) => r,
         Err(e) => {
             vault.stop(Duration::from_secs(10)).await;
@@ -148,12 +181,12 @@ pub async fn supervise(cfg: Config) -> Result<()> {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             status = vault.child.wait() => {
-                if let Err(e) = vault.restart(status).await {
+                if let Err(e) = vault.restart(status, &token).await {
                     break Err(e);
                 }
             }
             status = mx.child.wait() => {
-                if let Err(e) = mx.restart(status).await {
+                if let Err(e) = mx.restart(status, &token).await {
                     break Err(e);
                 }
             }

@@ -227,13 +227,12 @@ async fn retention_sweeper(node: Arc<Node>, every: Duration, shutdown: Cancellat
 pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("mx") => {
-            crate::roles::child_setup()?;
-            run_mx(cfg, demo).await
+            let token = crate::roles::child_setup("mx")?;
+            run_mx(cfg, demo, token).await
         }
         Ok("vault") => {
-            crate::roles::child_setup()?;
-            crate::roles::vault_setup()?;
-            run_vault(cfg).await
+            let token = crate::roles::child_setup("vault")?;
+            run_vault(cfg, token).await
         }
         Ok(other) => anyhow::bail!("{ROLE_ENV}={other:?}: not a role (mx, vault)"),
         Err(_) => crate::roles::supervise(cfg).await,
@@ -252,13 +251,15 @@ pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
 
 /// The `vault` role: holds the KEK, answers on `<data dir>/vault.sock`, opens no network port
 /// and parses no mail.
-async fn run_vault(cfg: Config) -> Result<()> {
+async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Result<()> {
     let store = open_store(&cfg).await?;
-    let v = Arc::new(
-        vault::server::Vault::open(store.clone(), blob_store(&cfg)?, &cfg.kek_file)
-            .await
-            .map_err(anyhow::Error::msg)?,
-    );
+    let mut v = vault::server::Vault::open(store.clone(), blob_store(&cfg)?, &cfg.kek_file)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if let Some(t) = mx_token {
+        v.set_mx_token(t);
+    }
+    let v = Arc::new(v);
     let path = vault::client::socket_path(&cfg.data_dir);
     let listener =
         vault::server::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
@@ -278,7 +279,7 @@ async fn run_vault(cfg: Config) -> Result<()> {
 }
 
 /// The `mx` role: SMTP in, inspection, spool, delivery, admin surfaces.
-async fn run_mx(cfg: Config, demo: bool) -> Result<()> {
+async fn run_mx(cfg: Config, demo: bool, token: Option<vault::proto::RoleToken>) -> Result<()> {
     let store = open_store(&cfg).await?;
     let demo_maildir = if demo {
         Some(ensure_demo(&cfg, &store).await?)
@@ -327,6 +328,12 @@ async fn run_mx(cfg: Config, demo: bool) -> Result<()> {
         metrics.clone(),
         trace_tx.clone(),
     )?;
+    if let Some(token) = token {
+        delivery.set_secret_source(Arc::new(crate::secrets::VaultSecrets::new(
+            vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
+            token,
+        )));
+    }
     let quarantine = Arc::new(crate::quarantine::SealedQuarantine::new(
         store.clone(),
         blob_store(&cfg)?,

@@ -33,7 +33,9 @@ pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
-pub use vault::{NewRecord, QuarantineItem, Record, TenantKey, Terminated};
+pub use vault::{
+    NewRecord, QuarantineItem, Record, SealedSecret, SecretInfo, TenantKey, Terminated,
+};
 
 /// Store errors, with messages a person can act on.
 #[derive(Debug, Error)]

@@ -16,6 +16,26 @@ pub struct TenantKey {
     pub wrapped: Option<Vec<u8>>,
 }
 
+/// A connector secret as stored: sealed with the vault's KEK, bound to tenant and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// Tenant id.
+    pub tenant_id: i64,
+    /// Kind name (`smtp-auth`, `client-cert`).
+    pub kind: String,
+    /// The sealed value.
+    pub sealed: Vec<u8>,
+}
+
+/// What a connector secret listing shows: never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretInfo {
+    /// Kind name.
+    pub kind: String,
+    /// When it was last set (Unix seconds).
+    pub updated_at: i64,
+}
+
 /// One quarantined message (metadata only; the body is a sealed blob).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuarantineItem {
@@ -67,6 +87,8 @@ pub struct Terminated {
     pub trace_records: u64,
     /// Bayes tokens and learned-message digests.
     pub bayes_records: u64,
+    /// Connector secrets.
+    pub secrets: u64,
 }
 
 /// One record of the vault's log.
@@ -180,8 +202,29 @@ impl Store {
             .collect())
     }
 
-    /// Replaces wrapped keys in one transaction (KEK rotation).
-    pub async fn rewrap_tenant_keys(&self, keys: &[TenantKey]) -> Result<(), StoreError> {
+    /// Every sealed connector secret (for KEK rotation).
+    pub async fn sealed_secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
+        let rows =
+            sqlx::query("SELECT tenant_id, kind, sealed FROM secrets ORDER BY tenant_id, kind")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SealedSecret {
+                tenant_id: r.get(0),
+                kind: r.get(1),
+                sealed: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Replaces everything wrapped with the KEK — tenant keys and connector secrets — in one
+    /// transaction (KEK rotation).
+    pub async fn rewrap_kek_material(
+        &self,
+        keys: &[TenantKey],
+        secrets: &[SealedSecret],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         for k in keys {
             sqlx::query("UPDATE tenant_keys SET wrapped = ? WHERE tenant_id = ? AND recipient = ?")
@@ -191,6 +234,80 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        for s in secrets {
+            sqlx::query("UPDATE secrets SET sealed = ? WHERE tenant_id = ? AND kind = ?")
+                .bind(&s.sealed)
+                .bind(s.tenant_id)
+                .bind(&s.kind)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores (or replaces) a tenant's sealed connector secret (bumping the directory
+    /// generation, so mx drops the value it holds).
+    pub async fn secret_put(&self, s: &SealedSecret) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO secrets (tenant_id, kind, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(tenant_id, kind) DO UPDATE SET sealed = ?3, updated_at = ?4",
+        )
+        .bind(s.tenant_id)
+        .bind(&s.kind)
+        .bind(&s.sealed)
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+        Self::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A tenant's sealed connector secret of `kind` (vault only: it alone can open it).
+    pub async fn secret_get(
+        &self,
+        tenant_id: i64,
+        kind: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed FROM secrets WHERE tenant_id = ? AND kind = ?")
+                .bind(tenant_id)
+                .bind(kind)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Which secrets a tenant has, and when each was set — never their values.
+    pub async fn secret_list(&self, tenant_id: i64) -> Result<Vec<SecretInfo>, StoreError> {
+        let rows =
+            sqlx::query("SELECT kind, updated_at FROM secrets WHERE tenant_id = ? ORDER BY kind")
+                .bind(tenant_id)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SecretInfo {
+                kind: r.get(0),
+                updated_at: r.get(1),
+            })
+            .collect())
+    }
+
+    /// Deletes a tenant's secret of `kind` (bumping the directory generation).
+    pub async fn secret_delete(&self, tenant_id: i64, kind: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = ? AND kind = ?")
+            .bind(tenant_id)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no {kind} secret is set")));
+        }
+        Self::bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -251,6 +368,9 @@ impl Store {
             recipients: count("SELECT count(*) FROM recipients WHERE tenant_id = ?")
                 .fetch_one(&mut *tx)
                 .await? as u64,
+            secrets: count("SELECT count(*) FROM secrets WHERE tenant_id = ?")
+                .fetch_one(&mut *tx)
+                .await? as u64,
             ..Default::default()
         };
         // Trace: the tenant's events, and messages that concern no other tenant.
@@ -279,7 +399,8 @@ impl Store {
                 .await?
                 .rows_affected();
         }
-        // Cascades: domains, recipients, filter policy, sender history, key pair, quarantine.
+        // Cascades: domains, recipients, filter policy, sender history, key pair, quarantine,
+        // connector secrets.
         sqlx::query("DELETE FROM tenants WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

@@ -219,21 +219,79 @@ pub enum Verify {
     Ca(std::path::PathBuf),
 }
 
+/// A client certificate chain and its private key, for mutual TLS.
+pub struct ClientAuth {
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientAuth({} certificate(s), key ..)", self.certs.len())
+    }
+}
+
+impl ClientAuth {
+    /// Parses a PEM certificate chain (leaf first) and PEM private key, and checks that
+    /// rustls accepts them together (supported key type, key matching the certificate).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        let what = |w: &str| Path::new(w).to_path_buf();
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_err(&what("client certificate"), e))?;
+        if certs.is_empty() {
+            return Err(pem_err(
+                &what("client certificate"),
+                "no CERTIFICATE block found",
+            ));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| pem_err(&what("client key"), e))?;
+        let auth = Self { certs, key };
+        auth.apply(
+            ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(RootCertStore::empty()),
+        )?;
+        Ok(auth)
+    }
+
+    fn apply(
+        &self,
+        builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    ) -> Result<ClientConfig, TlsError> {
+        let key = provider()
+            .key_provider
+            .load_private_key(self.key.clone_key())?;
+        let certified = rustls::sign::CertifiedKey::new(self.certs.clone(), key);
+        certified.keys_match().map_err(|e| TlsError::Pem {
+            path: "client certificate".into(),
+            what: format!("the key does not belong to the certificate: {e}"),
+        })?;
+        Ok(builder.with_client_auth_cert(self.certs.clone(), self.key.clone_key())?)
+    }
+}
+
 /// Client configuration for the given verification mode.
 pub fn client_config(verify: &Verify) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_auth(verify, None)
+}
+
+/// Client configuration for the given verification mode, presenting `auth` when the server
+/// asks for a client certificate.
+pub fn client_config_auth(
+    verify: &Verify,
+    auth: Option<&ClientAuth>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let config = match verify {
+    let builder = match verify {
         Verify::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
-            .with_no_client_auth(),
-        Verify::WebPki => {
-            let roots = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider()))),
+        Verify::WebPki => builder.with_root_certificates(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }),
         Verify::Ca(path) => {
             let mut roots = RootCertStore::empty();
             for c in load_certs(path)? {
@@ -241,8 +299,12 @@ pub fn client_config(verify: &Verify) -> Result<Arc<ClientConfig>, TlsError> {
                     .add(c)
                     .map_err(|e| pem_err(path, format!("not a usable CA certificate: {e}")))?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
+    };
+    let config = match auth {
+        Some(a) => a.apply(builder)?,
+        None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
@@ -301,5 +363,26 @@ impl ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_auth_accepts_a_matching_pair_and_names_what_is_wrong() {
+        let a = rcgen::generate_simple_self_signed(vec!["client.test".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["other.test".into()]).unwrap();
+        let (cert, key) = (a.cert.pem(), a.signing_key.serialize_pem());
+        let auth = ClientAuth::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        assert!(!format!("{auth:?}").contains("PRIVATE"));
+        assert!(client_config_auth(&Verify::WebPki, Some(&auth)).is_ok());
+        let e = ClientAuth::from_pem(cert.as_bytes(), b.signing_key.serialize_pem().as_bytes())
+            .unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        let e = ClientAuth::from_pem(b"junk", key.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
+        assert!(ClientAuth::from_pem(cert.as_bytes(), b"junk").is_err());
     }
 }

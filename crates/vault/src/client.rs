@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixStream;
 
-use crate::proto::{Admin, Purpose, Request, Response, read_frame, write_frame};
+use crate::proto::{Admin, Purpose, Request, Response, RoleToken, read_frame, write_frame};
+use crate::{ConnectorSecret, SecretKind};
 
 /// The socket file of a data directory's vault.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -111,6 +112,42 @@ impl VaultClient {
         };
         match self.call(&req, &[]).await? {
             (Response::Opened, body) => Ok(zeroize::Zeroizing::new(body)),
+            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Seals a tenant's connector secret (write-only).
+    pub async fn seal_secret(
+        &self,
+        tenant: &str,
+        principal: &str,
+        secret: &ConnectorSecret,
+    ) -> Result<String, CallError> {
+        let req = Request::SealSecret {
+            tenant: tenant.to_string(),
+            principal: principal.to_string(),
+        };
+        match self.call(&req, &secret.to_bytes()).await? {
+            (Response::Done { summary }, _) => Ok(summary),
+            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Obtains a tenant's connector secret (the mx role, with its role token).
+    pub async fn use_secret(
+        &self,
+        tenant: i64,
+        kind: SecretKind,
+        token: &RoleToken,
+    ) -> Result<ConnectorSecret, CallError> {
+        let req = Request::UseSecret {
+            tenant,
+            kind,
+            role_token: token.clone(),
+        };
+        match self.call(&req, &[]).await? {
+            (Response::Secret, body) => ConnectorSecret::from_bytes(&zeroize::Zeroizing::new(body))
+                .map_err(CallError::Vault),
             (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
         }
     }

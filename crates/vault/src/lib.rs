@@ -23,6 +23,7 @@ use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 pub use keys::SecretKey as Kek;
+pub use keys::connector::{ConnectorSecret, SecretKind};
 
 /// Vault errors, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,52 @@ pub fn rewrap(
     Ok(new.seal(
         &wrap_aad(tenant, recipient),
         identity.to_string().expose_secret().as_bytes(),
+    ))
+}
+
+fn secret_aad(tenant: i64, kind: SecretKind) -> Vec<u8> {
+    format!("sekisho connector secret v1 tenant={tenant} kind={kind}").into_bytes()
+}
+
+/// Seals a connector secret with the KEK, bound to its tenant and kind.
+pub fn seal_secret(kek: &Kek, tenant: i64, secret: &ConnectorSecret) -> Vec<u8> {
+    kek.seal(&secret_aad(tenant, secret.kind()), &secret.to_bytes())
+}
+
+/// Opens a sealed connector secret (vault only). A sealed value copied to another tenant's or
+/// kind's row does not open.
+pub fn open_secret(
+    kek: &Kek,
+    tenant: i64,
+    kind: SecretKind,
+    sealed: &[u8],
+) -> Result<ConnectorSecret, VaultError> {
+    let plain = kek.open(&secret_aad(tenant, kind), sealed).ok_or_else(|| {
+        VaultError::Crypto(format!(
+            "the {kind} secret does not open with this KEK (wrong KEK or altered value)"
+        ))
+    })?;
+    let secret = ConnectorSecret::from_bytes(&plain).map_err(VaultError::Crypto)?;
+    if secret.kind() != kind {
+        return Err(VaultError::Crypto(format!(
+            "the sealed value is not a {kind} secret"
+        )));
+    }
+    Ok(secret)
+}
+
+/// Re-seals a connector secret from `old` to `new` KEK (rotation).
+pub fn rewrap_secret(
+    old: &Kek,
+    new: &Kek,
+    tenant: i64,
+    kind: SecretKind,
+    sealed: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    Ok(seal_secret(
+        new,
+        tenant,
+        &open_secret(old, tenant, kind, sealed)?,
     ))
 }
 
@@ -175,6 +222,29 @@ mod tests {
         let id = unwrap_identity(&new, 3, &k.recipient, &rewrapped).unwrap();
         assert_eq!(&open(&id, &sealed).unwrap()[..], b"x");
         assert!(unwrap_identity(&old, 3, &k.recipient, &rewrapped).is_err());
+    }
+
+    #[test]
+    fn secrets_are_bound_to_tenant_and_kind_and_rewrap() {
+        let (kek, new) = (Kek::generate(), Kek::generate());
+        let secret = ConnectorSecret::SmtpAuth {
+            username: "relay".into(),
+            password: "pa55-unique-word".into(),
+        };
+        let sealed = seal_secret(&kek, 4, &secret);
+        assert!(!sealed.windows(4).any(|w| w == b"pa55"));
+        assert_eq!(
+            open_secret(&kek, 4, SecretKind::SmtpAuth, &sealed).unwrap(),
+            secret
+        );
+        assert!(open_secret(&kek, 5, SecretKind::SmtpAuth, &sealed).is_err());
+        assert!(open_secret(&kek, 4, SecretKind::ClientCert, &sealed).is_err());
+        let moved = rewrap_secret(&kek, &new, 4, SecretKind::SmtpAuth, &sealed).unwrap();
+        assert!(open_secret(&kek, 4, SecretKind::SmtpAuth, &moved).is_err());
+        assert_eq!(
+            open_secret(&new, 4, SecretKind::SmtpAuth, &moved).unwrap(),
+            secret
+        );
     }
 
     #[test]

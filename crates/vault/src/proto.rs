@@ -31,6 +31,20 @@ impl Purpose {
     }
 }
 
+/// A role's token: a random secret the supervisor hands to a role and to the vault (through
+/// their stdin, never the environment or a file). `Debug` does not print it.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
+#[serde(transparent)]
+pub struct RoleToken(pub String);
+
+impl std::fmt::Debug for RoleToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoleToken(..)")
+    }
+}
+
 /// What a role asks the vault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -52,6 +66,25 @@ pub enum Request {
         principal: String,
         /// The stated reason (recorded).
         reason: String,
+    },
+    /// Seals a tenant's connector secret (write-only: nothing ever reads it back out). The
+    /// value is the payload: a serialized [`crate::ConnectorSecret`].
+    SealSecret {
+        /// Tenant name.
+        tenant: String,
+        /// Who asked.
+        principal: String,
+    },
+    /// The mx role obtains a tenant's connector secret to connect with; the value comes back as
+    /// the payload. Only a caller holding the mx role token (handed to both roles by the
+    /// supervisor, never written anywhere) is answered.
+    UseSecret {
+        /// Tenant id.
+        tenant: i64,
+        /// Which secret.
+        kind: crate::SecretKind,
+        /// The mx role token.
+        role_token: RoleToken,
     },
     /// A key-changing request.
     Admin(Admin),
@@ -91,6 +124,8 @@ pub enum Response {
     },
     /// The plaintext is the payload.
     Opened,
+    /// The connector secret is the payload.
+    Secret,
     /// Done, with a summary for a person.
     Done {
         /// What was done.

@@ -4,12 +4,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use store::blobs::BlobStore;
-use store::{NewRecord, Store, TenantKey};
+use store::{NewRecord, SealedSecret, Store, TenantKey};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::{Admin, Purpose, Request, Response, read_frame, write_frame};
-use crate::{Kek, generate_tenant_key, open, unwrap_identity};
+use crate::proto::{Admin, Purpose, Request, Response, RoleToken, read_frame, write_frame};
+use crate::{
+    ConnectorSecret, Kek, SecretKind, generate_tenant_key, open, open_secret, seal_secret,
+    unwrap_identity,
+};
 
 /// What the vault works with.
 pub struct Vault {
@@ -23,6 +26,67 @@ pub struct Vault {
     kek_path: PathBuf,
     /// One key change at a time.
     changing: tokio::sync::Mutex<()>,
+    /// The token the mx role presents to obtain connector secrets (none: nobody obtains them).
+    mx_token: Option<RoleToken>,
+}
+
+/// Everything wrapped with the KEK: tenant identities and connector secrets.
+struct KekMaterial {
+    keys: Vec<TenantKey>,
+    secrets: Vec<SealedSecret>,
+}
+
+impl KekMaterial {
+    async fn load(store: &Store) -> Result<Self, String> {
+        Ok(Self {
+            keys: store
+                .wrapped_tenant_keys()
+                .await
+                .map_err(|e| e.to_string())?,
+            secrets: store.sealed_secrets().await.map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.secrets.is_empty()
+    }
+
+    fn kind(s: &SealedSecret) -> Result<SecretKind, String> {
+        s.kind
+            .parse()
+            .map_err(|e| format!("tenant {}: {e}", s.tenant_id))
+    }
+
+    /// True if `kek` opens every item.
+    fn opens_with(&self, kek: &Kek) -> bool {
+        self.keys.iter().all(|t| {
+            unwrap_identity(
+                kek,
+                t.tenant_id,
+                &t.recipient,
+                t.wrapped.as_deref().unwrap_or(&[]),
+            )
+            .is_ok()
+        }) && self.secrets.iter().all(|s| {
+            Self::kind(s).is_ok_and(|k| open_secret(kek, s.tenant_id, k, &s.sealed).is_ok())
+        })
+    }
+
+    /// Re-wraps every item from `old` to `new`.
+    fn rewrap(&mut self, old: &Kek, new: &Kek) -> Result<(), String> {
+        for k in &mut self.keys {
+            let wrapped = k.wrapped.as_deref().unwrap_or(&[]);
+            k.wrapped = Some(
+                crate::rewrap(old, new, k.tenant_id, &k.recipient, wrapped)
+                    .map_err(|e| format!("tenant {}: {e}", k.tenant_id))?,
+            );
+        }
+        for s in &mut self.secrets {
+            s.sealed = crate::rewrap_secret(old, new, s.tenant_id, Self::kind(s)?, &s.sealed)
+                .map_err(|e| format!("tenant {} {}: {e}", s.tenant_id, s.kind))?;
+        }
+        Ok(())
+    }
 }
 
 /// The file a rotation writes the new KEK to before it commits.
@@ -44,22 +108,9 @@ impl Vault {
         let mut kek = load(kek_path)?;
         if next.exists() {
             let candidate = load(&next)?;
-            let keys = store
-                .wrapped_tenant_keys()
-                .await
-                .map_err(|e| e.to_string())?;
-            let opens = |k: &Kek| {
-                keys.iter().all(|t| {
-                    unwrap_identity(
-                        k,
-                        t.tenant_id,
-                        &t.recipient,
-                        t.wrapped.as_deref().unwrap_or(&[]),
-                    )
-                    .is_ok()
-                })
-            };
-            if !keys.is_empty() && opens(&candidate) && !opens(&kek) {
+            let material = KekMaterial::load(&store).await?;
+            if !material.is_empty() && material.opens_with(&candidate) && !material.opens_with(&kek)
+            {
                 std::fs::rename(&next, kek_path).map_err(|e| e.to_string())?;
                 kek = candidate;
                 tracing::warn!("completed an interrupted KEK rotation");
@@ -73,7 +124,13 @@ impl Vault {
             kek: std::sync::RwLock::new(Arc::new(kek)),
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
+            mx_token: None,
         })
+    }
+
+    /// Accepts `token` from the mx role for connector secrets.
+    pub fn set_mx_token(&mut self, token: RoleToken) {
+        self.mx_token = Some(token);
     }
 
     fn kek(&self) -> Arc<Kek> {
@@ -83,25 +140,15 @@ impl Vault {
     /// Re-wraps every tenant key under a fresh KEK; the old KEK file is replaced (destroyed).
     /// Order: new KEK to `<kek>.next` (fsync) → database commit → rename over the old file, so
     /// a crash at any point leaves a KEK that opens every stored key (see [`Vault::open`]).
-    async fn rotate(&self) -> Result<usize, String> {
+    async fn rotate(&self) -> Result<String, String> {
         let old = self.kek();
         let next = next_path(&self.kek_path);
         let _ = std::fs::remove_file(&next);
         let new = Kek::load_or_create(&next).map_err(|e| format!("new KEK: {e}"))?;
-        let mut keys = self
-            .store
-            .wrapped_tenant_keys()
-            .await
-            .map_err(|e| e.to_string())?;
-        for k in &mut keys {
-            let wrapped = k.wrapped.as_deref().unwrap_or(&[]);
-            k.wrapped = Some(
-                crate::rewrap(&old, &new, k.tenant_id, &k.recipient, wrapped)
-                    .map_err(|e| format!("tenant {}: {e}", k.tenant_id))?,
-            );
-        }
+        let mut material = KekMaterial::load(&self.store).await?;
+        material.rewrap(&old, &new)?;
         self.store
-            .rewrap_tenant_keys(&keys)
+            .rewrap_kek_material(&material.keys, &material.secrets)
             .await
             .map_err(|e| e.to_string())?;
         std::fs::rename(&next, &self.kek_path).map_err(|e| e.to_string())?;
@@ -111,7 +158,11 @@ impl Vault {
                 .map_err(|e| e.to_string())?;
         }
         *self.kek.write().expect("kek lock poisoned") = Arc::new(new);
-        Ok(keys.len())
+        Ok(format!(
+            "{} tenant key(s) and {} connector secret(s) re-wrapped",
+            material.keys.len(),
+            material.secrets.len()
+        ))
     }
 
     async fn admin(&self, req: Admin) -> (Response, Vec<u8>) {
@@ -120,7 +171,7 @@ impl Vault {
             Admin::RotateKek { principal } => {
                 let result = self.rotate().await;
                 let outcome = match &result {
-                    Ok(n) => format!("ok: {n} tenant key(s) re-wrapped"),
+                    Ok(n) => format!("ok: {n}"),
                     Err(e) => format!("error: {e}"),
                 };
                 self.record(NewRecord {
@@ -166,19 +217,20 @@ impl Vault {
         // KEK makes every earlier wrap of it unopenable here.
         let rotated = self.rotate().await;
         let summary = format!(
-            "tenant {tenant} (id {id}) terminated: key pair destroyed; {} quarantined message(s) and their sealed blobs deleted{}; {} domain(s), {} recipient(s), {} trace record(s), {} Bayes record(s) deleted; KEK {}",
+            "tenant {tenant} (id {id}) terminated: key pair destroyed; {} quarantined message(s) and their sealed blobs deleted{}; {} connector secret(s), {} domain(s), {} recipient(s), {} trace record(s), {} Bayes record(s) deleted; KEK {}",
             counts.quarantined,
             if blob_errors > 0 {
                 format!(" ({blob_errors} blob(s) could not be deleted)")
             } else {
                 String::new()
             },
+            counts.secrets,
             counts.domains,
             counts.recipients,
             counts.trace_records,
             counts.bayes_records,
             match &rotated {
-                Ok(n) => format!("rotated ({n} remaining tenant key(s) re-wrapped)"),
+                Ok(n) => format!("rotated (remaining: {n})"),
                 Err(e) => format!("NOT rotated: {e}"),
             }
         );
@@ -208,7 +260,7 @@ impl Vault {
     }
 
     /// Answers one request (the payload of `Opened` is the plaintext).
-    pub async fn handle(&self, req: Request) -> (Response, Vec<u8>) {
+    pub async fn handle(&self, req: Request, payload: Vec<u8>) -> (Response, Vec<u8>) {
         match req {
             Request::Ping => (Response::Pong, Vec::new()),
             Request::TenantRecipient { tenant } => match self.recipient(tenant).await {
@@ -230,7 +282,118 @@ impl Vault {
                 self.open_quarantine(&id, purpose, &principal, &reason)
                     .await
             }
+            Request::SealSecret { tenant, principal } => {
+                self.seal_secret(&tenant, &principal, &zeroize::Zeroizing::new(payload))
+                    .await
+            }
+            Request::UseSecret {
+                tenant,
+                kind,
+                role_token,
+            } => self.use_secret(tenant, kind, &role_token).await,
             Request::Admin(a) => self.admin(a).await,
+        }
+    }
+
+    async fn seal_secret(
+        &self,
+        tenant: &str,
+        principal: &str,
+        value: &[u8],
+    ) -> (Response, Vec<u8>) {
+        let mut rec = NewRecord {
+            principal,
+            role: "vault",
+            action: "seal-secret",
+            ..Default::default()
+        };
+        let secret = match ConnectorSecret::from_bytes(value).and_then(|s| s.validate().map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                rec.outcome = "refused: invalid value";
+                self.record(rec).await;
+                return refused(&e);
+            }
+        };
+        let kind = secret.kind();
+        rec.object = kind.name();
+        let id = match self.store.tenant_id(tenant).await {
+            Ok(id) => id,
+            Err(e) => {
+                rec.outcome = "refused: no such tenant";
+                self.record(rec).await;
+                return refused(&e.to_string());
+            }
+        };
+        rec.tenant_id = Some(id);
+        let sealed = SealedSecret {
+            tenant_id: id,
+            kind: kind.name().to_string(),
+            sealed: seal_secret(&self.kek(), id, &secret),
+        };
+        match self.store.secret_put(&sealed).await {
+            Ok(()) => {
+                rec.outcome = "ok";
+                self.record(rec).await;
+                (
+                    Response::Done {
+                        summary: format!("{kind} secret of {tenant} sealed"),
+                    },
+                    Vec::new(),
+                )
+            }
+            Err(e) => error(&e.to_string()),
+        }
+    }
+
+    async fn use_secret(
+        &self,
+        tenant: i64,
+        kind: SecretKind,
+        token: &RoleToken,
+    ) -> (Response, Vec<u8>) {
+        let mut rec = NewRecord {
+            principal: "mx",
+            role: "vault",
+            action: "use-secret",
+            tenant_id: Some(tenant),
+            object: kind.name(),
+            ..Default::default()
+        };
+        let allowed = self
+            .mx_token
+            .as_ref()
+            .is_some_and(|t| keys::ct_eq(t.0.as_bytes(), token.0.as_bytes()));
+        if !allowed {
+            rec.principal = "unknown";
+            rec.outcome = "refused: not the mx role";
+            self.record(rec).await;
+            return refused("connector secrets are given only to the mx role");
+        }
+        let sealed = match self.store.secret_get(tenant, kind.name()).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                rec.outcome = "refused: not set";
+                self.record(rec).await;
+                return refused(&format!(
+                    "the tenant has no {kind} secret (set one with `sekisho tenant secret set`)"
+                ));
+            }
+            Err(e) => return error(&e.to_string()),
+        };
+        match open_secret(&self.kek(), tenant, kind, &sealed) {
+            Ok(secret) => {
+                rec.outcome = "ok";
+                self.record(rec).await;
+                (Response::Secret, secret.to_bytes().to_vec())
+            }
+            Err(e) => {
+                let outcome = format!("error: {e}");
+                rec.outcome = &outcome;
+                self.record(rec).await;
+                error(&e.to_string())
+            }
         }
     }
 
@@ -386,7 +549,8 @@ pub async fn serve(listener: UnixListener, vault: Arc<Vault>, shutdown: Cancella
 }
 
 async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
-    let (req, _payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
-    let (resp, body) = vault.handle(req).await;
+    let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
+    let (resp, body) = vault.handle(req, payload).await;
+    let body = zeroize::Zeroizing::new(body);
     write_frame(&mut s, &resp, &body).await
 }
