@@ -120,6 +120,11 @@ class Node:
         self.proc = None
         self.start()
 
+    @property
+    def kek(self) -> Path:
+        """The vault's KEK: beside the data directory, never inside it."""
+        return self.data_dir.parent / (self.data_dir.name + ".vault") / "kek"
+
     def base_args(self):
         return [str(BIN), "--config", str(self.config_path), "--data-dir", str(self.data_dir)]
 

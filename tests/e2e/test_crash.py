@@ -80,9 +80,10 @@ def test_roles_run_as_separate_processes_and_die_with_the_supervisor(node):
     n = node()
     mx, vault = role_pid(n, "mx"), role_pid(n, "vault")
     assert mx and vault and len({mx, vault, n.proc.pid}) == 3
-    # The KEK is a 0600 file in a 0700 directory; only the vault role reads it.
-    assert (n.data_dir / "vault" / "kek").stat().st_mode & 0o777 == 0o600
-    assert (n.data_dir / "vault").stat().st_mode & 0o777 == 0o700
+    # The KEK is a 0600 file in a 0700 directory beside the data directory; only the vault
+    # role reads it.
+    assert n.kek.stat().st_mode & 0o777 == 0o600
+    assert n.kek.parent.stat().st_mode & 0o777 == 0o700
     # SIGKILL to the supervisor: no role survives it (PR_SET_PDEATHSIG).
     n.kill9()
     for pid in (mx, vault):

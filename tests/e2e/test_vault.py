@@ -4,10 +4,12 @@ import shutil
 import smtplib
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import Node, wait_for
+from conftest import BIN, Node, role_pid, wait_for
+from test_secrets import pki
 
 QUARANTINE_ALL = "[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n"
 
@@ -42,7 +44,7 @@ def test_terminate_shreds_the_tenant_and_old_copies_no_longer_open(node, sink, t
     src.backup(dst)
     dst.close(); src.close()
     shutil.copytree(n.data_dir / "quarantine", backup / "quarantine")
-    old_kek = (n.data_dir / "vault" / "kek").read_bytes()
+    old_kek = n.kek.read_bytes()
 
     r = n.cli("tenant", "terminate", "acme", "--confirm", "acm", check=False)
     assert r.returncode != 0 and "--confirm" in r.stderr
@@ -58,7 +60,7 @@ def test_terminate_shreds_the_tenant_and_old_copies_no_longer_open(node, sink, t
     assert [q["tenant"] for q in n.cli_json("quarantine", "list")] == ["beta"]
     assert not list((n.data_dir / "quarantine").rglob(f"{items['acme']}.age"))
     assert files_containing(n.data_dir, b"acme-gone.test") == []
-    assert (n.data_dir / "vault" / "kek").read_bytes() != old_kek, "the KEK was rotated"
+    assert n.kek.read_bytes() != old_kek, "the KEK was rotated"
     # The other tenant is untouched: its message still opens (its key was re-wrapped).
     assert "BETA-SECRET-1" in n.cli("quarantine", "open", items["beta"], "--reason", "check").stdout
     records = [r for r in n.cli_json("vault", "records") if r["action"] == "terminate-tenant"]
@@ -70,9 +72,10 @@ def test_terminate_shreds_the_tenant_and_old_copies_no_longer_open(node, sink, t
     restored.mkdir(mode=0o700)
     shutil.copy(backup / "sekisho.db", restored / "sekisho.db")
     shutil.copytree(backup / "quarantine", restored / "quarantine")
-    (restored / "vault").mkdir(mode=0o700)
-    shutil.copy(n.data_dir / "vault" / "kek", restored / "vault" / "kek")
-    (restored / "vault" / "kek").chmod(0o600)
+    restored_kek = tmp_path / "restored.vault" / "kek"
+    restored_kek.parent.mkdir(mode=0o700)
+    shutil.copy(n.kek, restored_kek)
+    restored_kek.chmod(0o600)
     n.stop()
     n2 = Node(restored, QUARANTINE_ALL)
     try:
@@ -88,11 +91,11 @@ def test_rotate_kek_keeps_every_tenant_readable(node, sink):
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
     send(n, "bob@acme.test", bare("ROT-1"))
     qid = n.cli_json("quarantine", "list")[0]["id"]
-    before = (n.data_dir / "vault" / "kek").read_bytes()
+    before = n.kek.read_bytes()
     out = n.cli("vault", "rotate-kek").stdout
     assert "1 tenant key(s) and 0 connector secret(s) re-wrapped" in out
-    assert (n.data_dir / "vault" / "kek").read_bytes() != before
-    assert not (n.data_dir / "vault" / "kek.next").exists()
+    assert n.kek.read_bytes() != before
+    assert not n.kek.with_suffix(".next").exists()
     assert "ROT-1" in n.cli("quarantine", "open", qid, "--reason", "after rotation").stdout
     # Mail keeps flowing into the quarantine without a restart.
     send(n, "bob@acme.test", bare("ROT-2"))
@@ -130,3 +133,51 @@ def test_customer_held_key_only_the_tenant_can_decrypt(node, sink, tmp_path):
     assert r.returncode != 0 and "--force" in r.stderr
     records = [r["action"] for r in n.cli_json("vault", "records")]
     assert "set-customer-key" in records and "open-quarantine:read" in records
+
+
+def last_reply(n):
+    q = n.cli_json("queue", "list")
+    if not q:
+        return ""
+    return n.cli_json("queue", "show", q[0]["id"])["envelope"]["rcpts"][0].get("last_reply") or ""
+
+
+def test_mx_is_confined_away_from_the_kek(node, sink, tmp_path):
+    _, (cert, key), _ = pki(tmp_path / "pki")
+    s = sink(cert=cert, key=key)  # offers STARTTLS, so mx gets as far as reading the CA file
+    n = node(config='[delivery]\nretry_initial = "1s"\nretry_max = "1s"\n')
+    banner = "".join(n.banner)
+    assert "mx sandbox: Landlock fully enforced" in banner and "out of its reach" in banner, banner
+    mx, vault = role_pid(n, "mx"), role_pid(n, "vault")
+    status = lambda pid: Path(f"/proc/{pid}/status").read_text()
+    assert "NoNewPrivs:\t1" in status(mx) and "NoNewPrivs:\t0" in status(vault)
+
+    # mx reads an operator-supplied path in two places: a route's CA file and a Maildir
+    # route. Pointed at the KEK (even as root) both are denied by the kernel...
+    n.cli("tenant", "add", "thief", "--domain", "thief.test",
+          "--route", f"{s.route('required')}&ca={n.kek}")
+    send(n, "x@thief.test", b"Subject: t\r\n\r\nt\r\n")
+    wait_for(lambda: "Permission denied" in last_reply(n), timeout=15, what="denied CA read")
+    # ...while the same bytes elsewhere are read (and refused as not a certificate). (The copy
+    # goes into a directory that existed when mx started: a file created later directly in a
+    # directory on the KEK's path is out of reach too.)
+    copy = tmp_path / "pki" / "kek-copy.pem"
+    shutil.copy(n.kek, copy)
+    n.cli("tenant", "set-route", "thief", f"{s.route('required')}&ca={copy}")
+    n.cli("queue", "flush")
+    wait_for(lambda: "no CERTIFICATE" in last_reply(n), timeout=15, what="CA parse error")
+    n.cli("tenant", "set-route", "thief", f"maildir://{n.kek.parent}/stolen")
+    n.cli("queue", "flush")
+    wait_for(lambda: "Permission denied" in last_reply(n), timeout=15, what="denied Maildir write")
+    assert sorted(p.name for p in n.kek.parent.iterdir()) == ["kek"]
+    assert s.messages() == []
+
+
+def test_a_kek_inside_the_data_directory_is_refused(tmp_path):
+    data = tmp_path / "d"
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(f'[vault]\nkek_file = "{data}/vault/kek"\n')
+    r = subprocess.run([str(BIN), "--config", str(cfg), "--data-dir", str(data), "serve",
+                        "--smtp-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "is inside the data directory" in r.stderr, r.stderr

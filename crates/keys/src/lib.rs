@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod connector;
+pub mod password;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};

@@ -35,6 +35,14 @@ pub struct RawConfig {
     vault: RawVault,
     #[serde(default)]
     quarantine: RawQuarantine,
+    #[serde(default)]
+    sandbox: RawSandbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    landlock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +183,8 @@ pub struct Config {
     pub kek_file: PathBuf,
     /// How long quarantined messages are kept.
     pub quarantine_retention: Duration,
+    /// Refuse to run `mx` unless Landlock confines it (else warn and run unconfined).
+    pub sandbox_required: bool,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -329,7 +339,22 @@ impl RawConfig {
         let kek_file = std::env::var_os("SEKISHO_KEK_FILE")
             .map(PathBuf::from)
             .or(self.vault.kek_file.clone())
-            .unwrap_or_else(|| data_dir.join("vault/kek"));
+            .unwrap_or_else(|| default_kek_file(&data_dir));
+        let (abs_kek, abs_data) = (
+            std::path::absolute(&kek_file)?,
+            std::path::absolute(&data_dir)?,
+        );
+        if abs_kek.starts_with(&abs_data) {
+            bail!(
+                "vault.kek_file: {} is inside the data directory; keep the KEK outside it (the mx role may read the data directory, and its backups must not carry the key)",
+                kek_file.display()
+            );
+        }
+        let sandbox_required = match self.sandbox.landlock.as_deref().unwrap_or("required") {
+            "required" => true,
+            "best-effort" => false,
+            other => bail!("sandbox.landlock: {other:?} is not one of required, best-effort"),
+        };
         let quarantine_retention = duration_or(
             "quarantine.retention",
             self.quarantine.retention.as_deref(),
@@ -576,6 +601,7 @@ impl RawConfig {
             tls_key,
             kek_file,
             quarantine_retention,
+            sandbox_required,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,
@@ -598,6 +624,18 @@ impl RawConfig {
     }
 }
 
+/// Where the KEK lives unless configured: beside the data directory, never inside it
+/// (`sekisho-data` → `sekisho-data.vault/kek`).
+pub fn default_kek_file(data_dir: &std::path::Path) -> PathBuf {
+    let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sekisho-data".into());
+    let parent = data_dir.parent().unwrap_or(std::path::Path::new("/"));
+    parent.join(format!("{name}.vault")).join("kek")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,6 +650,14 @@ mod tests {
         assert_eq!(c.smtp_listen.to_string(), DEFAULT_SMTP);
         assert_eq!(c.data_dir, PathBuf::from("sekisho-data"));
         assert!(c.tls_generated);
+        assert!(c.sandbox_required);
+        // The KEK lives beside the data directory, never inside it.
+        let kek = std::path::absolute("sekisho-data.vault/kek").unwrap();
+        assert_eq!(c.kek_file, kek);
+        assert_eq!(
+            default_kek_file(Path::new("/srv/mx/data/")),
+            PathBuf::from("/srv/mx/data.vault/kek")
+        );
     }
 
     #[test]
@@ -648,6 +694,11 @@ mod tests {
                 "[inspect]\ntag_score = 20.0\n",
                 "inspect: thresholds must satisfy",
             ),
+            (
+                "[vault]\nkek_file = \"sekisho-data/vault/kek\"\n",
+                "is inside the data directory",
+            ),
+            ("[sandbox]\nlandlock = \"off\"\n", "sandbox.landlock"),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", resolve(text).unwrap_err());

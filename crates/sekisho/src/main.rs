@@ -16,6 +16,7 @@ mod admin;
 mod config;
 mod quarantine;
 mod roles;
+mod sandbox;
 mod secrets;
 mod serve;
 
@@ -780,9 +781,41 @@ fn load_config(node: &NodeArgs, o: Overrides) -> Result<Config> {
     })
 }
 
+/// `serve`'s configuration and role, settled before the runtime starts: a role takes its
+/// token from the supervisor and `mx` confines itself while it is still one thread.
+fn prepare(cli: &Cli) -> Result<Option<(Config, Option<serve::RoleStart>)>> {
+    let Command::Serve {
+        smtp_listen,
+        admin_listen,
+        hostname,
+        ..
+    } = &cli.command
+    else {
+        return Ok(None);
+    };
+    let cfg = load_config(
+        &cli.node,
+        Overrides {
+            smtp_listen: smtp_listen.clone(),
+            admin_listen: admin_listen.clone(),
+            hostname: hostname.clone(),
+            ..Overrides::default()
+        },
+    )?;
+    let role = serve::prepare_role(&cfg)?;
+    Ok(Some((cfg, role)))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.node.log_format);
+    let prepared = match prepare(&cli) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -793,7 +826,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, prepared)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -812,24 +845,11 @@ async fn poke(cfg: &Config) {
     let _ = admin::call(&cfg.data_dir, &admin::Request::Reload).await;
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> Result<()> {
     match cli.command {
-        Command::Serve {
-            smtp_listen,
-            admin_listen,
-            hostname,
-            demo,
-        } => {
-            let cfg = load_config(
-                &cli.node,
-                Overrides {
-                    smtp_listen,
-                    admin_listen,
-                    hostname,
-                    ..Overrides::default()
-                },
-            )?;
-            serve::serve(cfg, demo).await
+        Command::Serve { demo, .. } => {
+            let (cfg, role) = prepared.context("serve was not prepared")?;
+            serve::serve(cfg, demo, role).await
         }
         Command::CheckConfig => {
             let cfg = load_config(&cli.node, Overrides::default())?;

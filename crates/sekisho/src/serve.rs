@@ -223,19 +223,47 @@ async fn retention_sweeper(node: Arc<Node>, every: Duration, shutdown: Cancellat
     }
 }
 
-/// Runs the node until a signal.
-pub async fn serve(cfg: Config, demo: bool) -> Result<()> {
-    match std::env::var(ROLE_ENV).as_deref() {
-        Ok("mx") => {
-            let token = crate::roles::child_setup("mx")?;
-            run_mx(cfg, demo, token).await
-        }
-        Ok("vault") => {
-            let token = crate::roles::child_setup("vault")?;
-            run_vault(cfg, token).await
-        }
+/// A role process, set up before its runtime started.
+pub struct RoleStart {
+    name: &'static str,
+    token: Option<vault::proto::RoleToken>,
+    confined: Option<crate::sandbox::Confined>,
+}
+
+/// If this process is a role (`SEKISHO_ROLE`), sets it up while it is still one thread:
+/// process name, death signal, non-dumpable, the token from the supervisor, and for `mx` the
+/// Landlock confinement away from the KEK. `None` for the supervisor.
+pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
+    let name = match std::env::var(ROLE_ENV).as_deref() {
+        Ok("mx") => "mx",
+        Ok("vault") => "vault",
         Ok(other) => anyhow::bail!("{ROLE_ENV}={other:?}: not a role (mx, vault)"),
-        Err(_) => crate::roles::supervise(cfg).await,
+        Err(_) => return Ok(None),
+    };
+    let token = crate::roles::child_setup(name)?;
+    let confined = if name == "mx" {
+        // What mx creates in the data directory must exist before the rules are fixed.
+        ensure_data_dir(cfg)?;
+        Some(crate::sandbox::confine_mx(
+            &cfg.kek_file,
+            cfg.sandbox_required,
+        )?)
+    } else {
+        None
+    };
+    Ok(Some(RoleStart {
+        name,
+        token,
+        confined,
+    }))
+}
+
+/// Runs the node until a signal.
+pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<()> {
+    match role {
+        Some(r) if r.name == "mx" => run_mx(cfg, demo, r.token, r.confined).await,
+        Some(r) => run_vault(cfg, r.token).await,
+        None => crate::roles::supervise(cfg).await,
     }
 }
 
@@ -279,7 +307,12 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
 }
 
 /// The `mx` role: SMTP in, inspection, spool, delivery, admin surfaces.
-async fn run_mx(cfg: Config, demo: bool, token: Option<vault::proto::RoleToken>) -> Result<()> {
+async fn run_mx(
+    cfg: Config,
+    demo: bool,
+    token: Option<vault::proto::RoleToken>,
+    confined: Option<crate::sandbox::Confined>,
+) -> Result<()> {
     let store = open_store(&cfg).await?;
     let demo_maildir = if demo {
         Some(ensure_demo(&cfg, &store).await?)
@@ -415,6 +448,7 @@ async fn run_mx(cfg: Config, demo: bool, token: Option<vault::proto::RoleToken>)
         generated,
         &report,
         demo_maildir.as_deref(),
+        confined.as_ref(),
     );
 
     let mut term = signal(SignalKind::terminate())?;
@@ -457,6 +491,7 @@ fn print_banner(
     generated: bool,
     report: &spool::RecoveryReport,
     demo_maildir: Option<&str>,
+    confined: Option<&crate::sandbox::Confined>,
 ) {
     let d = cfg.data_dir.display();
     println!(
@@ -476,6 +511,20 @@ fn print_banner(
         "data directory {d} (spool encrypted with {d}/keys/spool.key; {} queued message(s) recovered)",
         report.messages
     );
+    match confined {
+        Some(c) => println!(
+            "mx sandbox: Landlock {} ({} rules); the KEK {} is {}",
+            c.status,
+            c.rules,
+            cfg.kek_file.display(),
+            if c.kek_reachable {
+                "READABLE from mx (best-effort mode)"
+            } else {
+                "out of its reach"
+            }
+        ),
+        None => println!("mx sandbox: none (not started by the supervisor)"),
+    }
     let cfg_flag = format!("--data-dir {d}");
     match demo_maildir {
         Some(maildir) => {
