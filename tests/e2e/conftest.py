@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -226,6 +228,61 @@ def clamd(tmp_path_factory):
     c = Clamd(tmp_path_factory.mktemp("clamd"))
     yield c
     c.stop()
+
+
+class S3:
+    """A real S3-compatible server (moto's standalone server, from PyPI) on loopback, with one
+    bucket. moto implements the S3 REST API with SigV4 requests as AWS clients send them."""
+
+    def __init__(self, work: Path, bucket="sekisho-test"):
+        self.port = free_port()
+        self.bucket = bucket
+        self.log = open(work / "moto.log", "ab")
+        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self.log, stderr=self.log)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"moto_server exited; see {self.log.name}")
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=1).read()
+                return True
+            except urllib.error.HTTPError:
+                return True  # answering
+            except OSError:
+                return False
+        wait_for(up, timeout=30, what="moto_server")
+        import boto3  # installed with moto[server]
+        self.client = boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                                   aws_access_key_id="moto-id",
+                                   aws_secret_access_key="moto-secret-key")
+        self.client.create_bucket(Bucket=bucket)
+
+    def keys(self):
+        """Every object key in the bucket."""
+        listing = self.client.list_objects_v2(Bucket=self.bucket)
+        return [o["Key"] for o in listing.get("Contents", [])]
+
+    def get(self, key):
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def config(self, secret_file: Path):
+        secret_file.write_text("moto-secret-key\n")
+        return ('[blobs]\nbackend = "s3"\n[blobs.s3]\n'
+                f'bucket = "{self.bucket}"\nendpoint = "{self.url}"\nregion = "us-east-1"\n'
+                f'prefix = "q"\naccess_key_id = "moto-id"\nsecret_access_key_file = "{secret_file}"\n')
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def s3(tmp_path):
+    server = S3(tmp_path)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

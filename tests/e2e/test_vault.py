@@ -181,3 +181,60 @@ def test_a_kek_inside_the_data_directory_is_refused(tmp_path):
                         "--smtp-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "is inside the data directory" in r.stderr, r.stderr
+
+
+def test_sealed_blobs_in_an_s3_compatible_store(node, sink, s3, tmp_path):
+    s = sink()
+    n = node(config=QUARANTINE_ALL + s3.config(tmp_path / "s3-secret"))
+    assert f"sealed quarantine in s3://{s3.bucket}/q at {s3.url}" in "".join(n.banner)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    for marker, rcpt in [("S3-ONE", "bob@acme.test"), ("S3-TWO", "eve@acme.test"),
+                         ("S3-BETA", "al@beta.test")]:
+        send(n, rcpt, bare(marker))
+    items = n.cli_json("quarantine", "list")
+    assert len(items) == 3
+    blob = {i["id"]: f"q/{i['tenant_id']}/{i['id']}.age" for i in items}
+    keys = s3.keys()
+    assert sorted(keys) == sorted(blob.values()), keys
+    # The object store holds only ciphertext; nothing lands in the local blob directory.
+    for k in keys:
+        sealed = s3.get(k)
+        assert sealed.startswith(b"age-encryption.org/v1") and b"S3-" not in sealed
+    assert not any(p.is_file() for p in (n.data_dir / "quarantine").rglob("*"))
+    by_marker = {}
+    for i in items:
+        text = n.cli("quarantine", "open", i["id"], "--reason", "s3 check").stdout
+        by_marker[next(m for m in ("S3-ONE", "S3-TWO", "S3-BETA") if m in text)] = i
+    # Release: read back from S3 through the vault, delivered, object removed.
+    n.cli("quarantine", "release", by_marker["S3-ONE"]["id"])
+    (_, content), = s.wait(1)
+    assert b"S3-ONE" in content
+    wait_for(lambda: len(s3.keys()) == 2, timeout=10, what="released object removed")
+    # Terminate: the tenant's remaining object goes; the other tenant's stays.
+    n.cli("tenant", "terminate", "acme", "--confirm", "acme")
+    assert s3.keys() == [blob[by_marker["S3-BETA"]["id"]]]
+
+
+def test_a_terminated_tenants_queued_mail_fails_at_once(node, sink):
+    dead = sink("dead")
+    dead_route = dead.route()
+    dead.stop()
+    bounces = sink("bounces")
+    n = node(config='[delivery]\nretry_initial = "1h"\nretry_max = "2h"\ntimeout = "2s"\n'
+                    f'external_route = "{bounces.route()}"\n')
+    n.cli("tenant", "add", "gone", "--domain", "gone.test", "--route", dead_route)
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("sender@example.org", ["bob@gone.test"], b"Subject: queued\r\n\r\nQUEUED-1\r\n")
+    wait_for(lambda: [m["state"] for m in n.cli_json("queue", "list")] == ["deferred"],
+             what="deferral (next retry in an hour)")
+    n.cli("tenant", "terminate", "gone", "--confirm", "gone")
+    # Not at the next retry in an hour: now, with a permanent status, and the queue is empty.
+    env, dsn = bounces.wait(1, timeout=20)[0]
+    assert env["rcpt_tos"] == ["sender@example.org"]
+    assert b"Status: 5.1.6" in dsn and b"tenant terminated" in dsn
+    wait_for(lambda: n.cli_json("queue", "list") == [], what="queue to drain")
+    # A tenant added afterwards gets a new id, never the terminated one's.
+    n.cli("tenant", "add", "next", "--domain", "next.test", "--route", dead_route)
+    ids = {t["name"]: t["id"] for t in n.cli_json("tenant", "list")}
+    assert ids["next"] > 1, ids

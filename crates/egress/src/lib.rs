@@ -227,16 +227,27 @@ impl Delivery {
             .min(self.cfg.retry_max)
     }
 
-    fn route_for(&self, dir: &store::Directory, tenant: i64) -> Result<Route, String> {
+    fn route_for(&self, dir: &store::Directory, tenant: i64) -> Result<Route, Outcome> {
         if tenant == 0 {
             return self.cfg.external_route.clone().ok_or_else(|| {
-                "no route for recipients outside the tenants (set delivery.external_route)".into()
+                Outcome::Temporary(
+                    "no route for recipients outside the tenants (set delivery.external_route)"
+                        .into(),
+                )
             });
         }
-        let t = dir
-            .tenant(tenant)
-            .ok_or_else(|| format!("tenant {tenant} no longer exists"))?;
-        let mut route = t.route.parse::<Route>().map_err(|e| e.to_string())?;
+        // Tenant ids are never reused: a tenant missing from the directory was terminated,
+        // and its queued mail goes no further.
+        let t = dir.tenant(tenant).ok_or_else(|| {
+            Outcome::Permanent(
+                "550 5.1.6 the recipient's organisation is no longer served here (tenant terminated)"
+                    .into(),
+            )
+        })?;
+        let mut route = t
+            .route
+            .parse::<Route>()
+            .map_err(|e| Outcome::Temporary(e.to_string()))?;
         if let Route::Smtp(r) = &mut route
             && (r.auth || r.client_cert)
         {
@@ -273,7 +284,7 @@ impl Delivery {
                     Some((_, idx)) => idx.push(i),
                     None => groups.push((route, vec![i])),
                 },
-                Err(e) => outcomes[i] = Some(Outcome::Temporary(e)),
+                Err(outcome) => outcomes[i] = Some(outcome),
             }
         }
         for (route, idx) in groups {

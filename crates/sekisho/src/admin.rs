@@ -68,7 +68,18 @@ impl Node {
         if generation == self.directory.get().generation() {
             return Ok(false);
         }
-        self.directory.set(self.store.directory().await?);
+        let newer = self.store.directory().await?;
+        let terminated = self.directory.get().lost_tenants(&newer);
+        self.directory.set(newer);
+        if terminated {
+            // A terminated tenant's queued mail fails now (5.1.6) rather than at its next retry.
+            let n = self.spool.flush().await?;
+            self.delivery.wake();
+            tracing::info!(
+                rescheduled = n,
+                "a tenant was terminated; its queued mail is being failed"
+            );
+        }
         // A tenant's key may have changed with it (terminated, customer key registered).
         self.quarantine.forget_recipients();
         // …and its connector secrets.
@@ -276,7 +287,7 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             };
             spool.submit(meta.clone(), &plain, true).await?;
             node.store.quarantine_remove(&id).await?;
-            if let Err(e) = node.blobs.delete(&item.blob) {
+            if let Err(e) = node.blobs.delete(&item.blob).await {
                 tracing::error!(error = %e, id, "released message's sealed blob not deleted");
             }
             node.store

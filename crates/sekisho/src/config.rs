@@ -37,6 +37,35 @@ pub struct RawConfig {
     quarantine: RawQuarantine,
     #[serde(default)]
     sandbox: RawSandbox,
+    #[serde(default)]
+    blobs: RawBlobs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlobs {
+    backend: Option<String>,
+    s3: Option<RawS3>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    prefix: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+}
+
+/// Where sealed blobs (quarantined messages) are kept.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    /// `<data_dir>/quarantine`.
+    Local,
+    /// An S3-compatible object store.
+    S3(store::blobs::S3Config),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +214,8 @@ pub struct Config {
     pub quarantine_retention: Duration,
     /// Refuse to run `mx` unless Landlock confines it (else warn and run unconfined).
     pub sandbox_required: bool,
+    /// Where sealed blobs are kept.
+    pub blobs: Blobs,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -350,6 +381,7 @@ impl RawConfig {
                 kek_file.display()
             );
         }
+        let blobs = resolve_blobs(self.blobs)?;
         let sandbox_required = match self.sandbox.landlock.as_deref().unwrap_or("required") {
             "required" => true,
             "best-effort" => false,
@@ -602,6 +634,7 @@ impl RawConfig {
             kek_file,
             quarantine_retention,
             sandbox_required,
+            blobs,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,
@@ -621,6 +654,51 @@ impl RawConfig {
             delivery,
             spool_segment,
         })
+    }
+}
+
+fn resolve_blobs(raw: RawBlobs) -> Result<Blobs> {
+    match raw.backend.as_deref().unwrap_or("local") {
+        "local" => {
+            if raw.s3.is_some() {
+                bail!("blobs.s3: set blobs.backend = \"s3\" to use it");
+            }
+            Ok(Blobs::Local)
+        }
+        "s3" => {
+            let s3 = raw.s3.unwrap_or_default();
+            let bucket = s3
+                .bucket
+                .filter(|b| !b.is_empty())
+                .context("blobs.s3.bucket: required with blobs.backend = \"s3\"")?;
+            if let Some(e) = &s3.endpoint {
+                url::Url::parse(e)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .with_context(|| format!("blobs.s3.endpoint: {e:?} is not an http(s) URL"))?;
+            }
+            let secret_access_key = match &s3.secret_access_key_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!(
+                            "blobs.s3.secret_access_key_file: cannot read {}",
+                            path.display()
+                        )
+                    })?;
+                    Some(zeroize::Zeroizing::new(text.trim().to_string()))
+                }
+                None => None,
+            };
+            Ok(Blobs::S3(store::blobs::S3Config {
+                bucket,
+                endpoint: s3.endpoint,
+                region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+                prefix: s3.prefix.unwrap_or_else(|| "quarantine".into()),
+                access_key_id: s3.access_key_id,
+                secret_access_key,
+            }))
+        }
+        other => bail!("blobs.backend: {other:?} is not one of local, s3"),
     }
 }
 
@@ -699,6 +777,13 @@ mod tests {
                 "is inside the data directory",
             ),
             ("[sandbox]\nlandlock = \"off\"\n", "sandbox.landlock"),
+            ("[blobs]\nbackend = \"s3\"\n", "blobs.s3.bucket: required"),
+            ("[blobs]\nbackend = \"nfs\"\n", "blobs.backend"),
+            (
+                "[blobs]\nbackend = \"s3\"\n[blobs.s3]\nbucket = \"b\"\nendpoint = \"ftp://x\"\n",
+                "blobs.s3.endpoint",
+            ),
+            ("[blobs.s3]\nbucket = \"b\"\n", "set blobs.backend"),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", resolve(text).unwrap_err());

@@ -656,7 +656,7 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             let q = store.quarantine_get(&id).await?;
-            let sealed = serve::blob_store(&cfg)?.get(&q.blob)?;
+            let sealed = serve::blob_store(&cfg)?.get(&q.blob).await?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -695,7 +695,7 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
         }
         QuarantineCmd::Delete { id } => {
             let q = store.quarantine_get(&id).await?;
-            serve::blob_store(&cfg)?.delete(&q.blob)?;
+            serve::blob_store(&cfg)?.delete(&q.blob).await?;
             store.quarantine_remove(&id).await?;
             store
                 .record(&store::NewRecord {

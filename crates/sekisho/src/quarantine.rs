@@ -62,11 +62,9 @@ impl SealedQuarantine {
         let recipient = self.recipient(q.tenant).await?;
         let sealed = vault::seal(&recipient, q.body).map_err(|e| e.to_string())?;
         let blob = format!("{}/{}.age", q.tenant, q.id);
-        let blobs = self.blobs.clone();
-        let key = blob.clone();
-        tokio::task::spawn_blocking(move || blobs.put(&key, &sealed))
+        self.blobs
+            .put(&blob, sealed)
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let item = QuarantineItem {
             id: q.id.to_string(),
@@ -89,7 +87,7 @@ impl SealedQuarantine {
             smtputf8: q.smtputf8,
         };
         if let Err(e) = self.store.quarantine_insert(&item).await {
-            let _ = self.blobs.delete(&blob);
+            let _ = self.blobs.delete(&blob).await;
             return Err(e.to_string());
         }
         Ok(())
@@ -117,7 +115,7 @@ pub async fn purge_expired(store: &Store, blobs: &dyn BlobStore) -> anyhow::Resu
     let expired = store.quarantine_expired(now, 1000).await?;
     let mut by_tenant: HashMap<i64, Vec<String>> = HashMap::new();
     for q in &expired {
-        blobs.delete(&q.blob)?;
+        blobs.delete(&q.blob).await?;
         store.quarantine_remove(&q.id).await?;
         by_tenant.entry(q.tenant_id).or_default().push(q.id.clone());
     }

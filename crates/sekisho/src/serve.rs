@@ -272,9 +272,12 @@ pub const ROLE_ENV: &str = "SEKISHO_ROLE";
 
 /// The quarantine blob store of a data directory.
 pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
-    Ok(Arc::new(store::blobs::LocalBlobs::new(
-        &cfg.data_dir.join("quarantine"),
-    )?))
+    Ok(match &cfg.blobs {
+        crate::config::Blobs::Local => Arc::new(store::blobs::LocalBlobs::new(
+            &cfg.data_dir.join("quarantine"),
+        )?),
+        crate::config::Blobs::S3(s3) => Arc::new(store::blobs::S3Blobs::new(s3)?),
+    })
 }
 
 /// The `vault` role: holds the KEK, answers on `<data dir>/vault.sock`, opens no network port
@@ -443,12 +446,15 @@ async fn run_mx(
 
     print_banner(
         &cfg,
-        smtp_addr,
-        http_addr,
-        generated,
-        &report,
-        demo_maildir.as_deref(),
-        confined.as_ref(),
+        &Banner {
+            smtp: smtp_addr,
+            http: http_addr,
+            generated,
+            report: &report,
+            demo_maildir: demo_maildir.as_deref(),
+            confined: confined.as_ref(),
+            blobs: &node.blobs.describe(),
+        },
     );
 
     let mut term = signal(SignalKind::terminate())?;
@@ -484,15 +490,27 @@ async fn run_mx(
     Ok(())
 }
 
-fn print_banner(
-    cfg: &Config,
+/// What the start-up banner reports.
+struct Banner<'a> {
     smtp: std::net::SocketAddr,
     http: std::net::SocketAddr,
     generated: bool,
-    report: &spool::RecoveryReport,
-    demo_maildir: Option<&str>,
-    confined: Option<&crate::sandbox::Confined>,
-) {
+    report: &'a spool::RecoveryReport,
+    demo_maildir: Option<&'a str>,
+    confined: Option<&'a crate::sandbox::Confined>,
+    blobs: &'a str,
+}
+
+fn print_banner(cfg: &Config, b: &Banner<'_>) {
+    let Banner {
+        smtp,
+        http,
+        generated,
+        report,
+        demo_maildir,
+        confined,
+        blobs,
+    } = *b;
     let d = cfg.data_dir.display();
     println!(
         "Sekisho {} node {}",
@@ -511,6 +529,7 @@ fn print_banner(
         "data directory {d} (spool encrypted with {d}/keys/spool.key; {} queued message(s) recovered)",
         report.messages
     );
+    println!("sealed quarantine in {blobs}");
     match confined {
         Some(c) => println!(
             "mx sandbox: Landlock {} ({} rules); the KEK {} is {}",

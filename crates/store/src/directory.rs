@@ -57,6 +57,11 @@ impl Directory {
         self.generation
     }
 
+    /// True if a tenant of this snapshot is missing from `newer` (it was terminated).
+    pub fn lost_tenants(&self, newer: &Directory) -> bool {
+        self.tenants.keys().any(|id| newer.tenant(*id).is_none())
+    }
+
     /// Adds a tenant.
     pub fn add_tenant(&mut self, t: TenantInfo) {
         self.tenants.insert(t.id, t);

@@ -213,14 +213,20 @@ impl Store {
                 "tenant {name:?} exists already"
             )));
         }
+        // Never a terminated tenant's id (see migration 0009).
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tenants (name, route, created_at) VALUES (?, ?, ?) RETURNING id",
+            "UPDATE meta SET value = max(value, (SELECT coalesce(max(id), 0) FROM tenants)) + 1
+             WHERE key = 'tenant_high_water' RETURNING value",
         )
-        .bind(name)
-        .bind(route)
-        .bind(unix_now())
         .fetch_one(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO tenants (id, name, route, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(route)
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await?;
         for d in &domains {
             Self::insert_domain(&mut tx, id, d).await?;
         }

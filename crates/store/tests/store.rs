@@ -241,3 +241,36 @@ async fn filter_policies_are_stored_per_tenant_and_reach_the_directory() {
         Err(store::StoreError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it() {
+    let (_d, s) = store().await;
+    let a = s
+        .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
+        .await
+        .unwrap();
+    let b = s
+        .add_tenant("b", &["b.test".into()], "maildir:///tmp/b")
+        .await
+        .unwrap();
+    s.secret_put(&store::SealedSecret {
+        tenant_id: b,
+        kind: "smtp-auth".into(),
+        sealed: vec![1, 2, 3],
+    })
+    .await
+    .unwrap();
+    let before = s.generation().await.unwrap();
+    assert_eq!(s.secret_list(b).await.unwrap()[0].kind, "smtp-auth");
+    let (gone, _) = s.terminate_tenant(b).await.unwrap();
+    assert_eq!(gone.secrets, 1);
+    assert!(s.secret_get(b, "smtp-auth").await.unwrap().is_none());
+    assert!(s.generation().await.unwrap() > before);
+    // b was the highest id: a new tenant must not inherit it (queued mail and records name
+    // tenants by id).
+    let c = s
+        .add_tenant("c", &["c.test".into()], "maildir:///tmp/c")
+        .await
+        .unwrap();
+    assert!(c > b && b > a, "{a} {b} {c}");
+}

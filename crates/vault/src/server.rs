@@ -209,7 +209,7 @@ impl Vault {
             .map_err(|e| e.to_string())?;
         let mut blob_errors = 0;
         for b in &blobs {
-            if self.blobs.delete(b).is_err() {
+            if self.blobs.delete(b).await.is_err() {
                 blob_errors += 1;
             }
         }
@@ -482,12 +482,10 @@ impl Vault {
             self.record(rec).await;
             return refused("the message was sealed to a key the tenant no longer has");
         }
+        let sealed = self.blobs.get(&item.blob).await.map_err(|e| e.to_string());
         let result = unwrap_identity(&self.kek(), item.tenant_id, &key.recipient, wrapped)
             .map_err(|e| e.to_string())
-            .and_then(|identity| {
-                let sealed = self.blobs.get(&item.blob).map_err(|e| e.to_string())?;
-                open(&identity, &sealed).map_err(|e| e.to_string())
-            });
+            .and_then(|identity| open(&identity, &sealed?).map_err(|e| e.to_string()));
         match result {
             Ok(plain) => {
                 rec.outcome = "ok";
