@@ -6,6 +6,7 @@
 //! context with the AAD (spool frame position, tenant and key id, …).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod connector;
 pub mod password;
 

@@ -39,6 +39,15 @@ pub struct RawConfig {
     sandbox: RawSandbox,
     #[serde(default)]
     blobs: RawBlobs,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_every: Option<usize>,
+    checkpoint_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +225,10 @@ pub struct Config {
     pub sandbox_required: bool,
     /// Where sealed blobs are kept.
     pub blobs: Blobs,
+    /// The vault signs an audit checkpoint after this many records…
+    pub checkpoint_every: i64,
+    /// …or this long after the last one, whichever comes first.
+    pub checkpoint_interval: Duration,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -382,6 +395,16 @@ impl RawConfig {
             );
         }
         let blobs = resolve_blobs(self.blobs)?;
+        let checkpoint_every = at_least(
+            "audit.checkpoint_every",
+            self.audit.checkpoint_every.unwrap_or(100),
+            1,
+        )? as i64;
+        let checkpoint_interval = duration_or(
+            "audit.checkpoint_interval",
+            self.audit.checkpoint_interval.as_deref(),
+            Duration::from_secs(30),
+        )?;
         let sandbox_required = match self.sandbox.landlock.as_deref().unwrap_or("required") {
             "required" => true,
             "best-effort" => false,
@@ -635,6 +658,8 @@ impl RawConfig {
             quarantine_retention,
             sandbox_required,
             blobs,
+            checkpoint_every,
+            checkpoint_interval,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,

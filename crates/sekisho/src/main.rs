@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod config;
 mod quarantine;
 mod roles;
@@ -88,6 +89,9 @@ enum Command {
     /// The vault: KEK rotation and its records.
     #[command(subcommand)]
     Vault(VaultCmd),
+    /// The audit log: verify the chain and its signed checkpoints; export a tenant's records.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Sealed quarantine: list, show, open (through the vault, recorded), release, delete.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
@@ -859,10 +863,9 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         Command::Tenant(cmd) => tenant(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Domain(DomainCmd::Add { tenant, domain }) => {
             let cfg = load_config(&cli.node, Overrides::default())?;
-            serve::open_store(&cfg)
-                .await?
-                .add_domain(&tenant, &domain)
-                .await?;
+            let store = serve::open_store(&cfg).await?;
+            store.add_domain(&tenant, &domain).await?;
+            changed(&store, "domain-add", Some(&tenant), &domain).await?;
             poke(&cfg).await;
             println!("domain {domain} added to tenant {tenant}");
             Ok(())
@@ -871,6 +874,7 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             recipient(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Audit(cmd) => audit::run(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Vault(cmd) => {
             let cfg = load_config(&cli.node, Overrides::default())?;
             match cmd {
@@ -1271,6 +1275,7 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             if policy != RecipientPolicy::Auto {
                 store.set_recipient_policy(&name, policy).await?;
             }
+            changed(&store, "tenant-add", Some(&name), &route).await?;
             poke(&cfg).await;
             println!("tenant {name} added: {} → {route}", domains.join(", "));
         }
@@ -1297,11 +1302,13 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
         TenantCmd::SetRoute { name, route } => {
             validate_route(&route)?;
             store.set_route(&name, &route).await?;
+            changed(&store, "set-route", Some(&name), &route).await?;
             poke(&cfg).await;
             println!("tenant {name} now routes to {route}");
         }
         TenantCmd::SetRecipientPolicy { name, policy } => {
             store.set_recipient_policy(&name, policy.parse()?).await?;
+            changed(&store, "set-recipient-policy", Some(&name), &policy).await?;
             poke(&cfg).await;
             println!("tenant {name} recipient policy is now {policy}");
         }
@@ -1314,17 +1321,13 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             let stranded = store
                 .set_customer_key(&name, age_recipient.trim(), force)
                 .await?;
-            store
-                .record(&store::NewRecord {
-                    principal: &cli_principal(),
-                    role: "cli",
-                    action: "set-customer-key",
-                    tenant_id: Some(store.tenant_id(&name).await?),
-                    object: age_recipient.trim(),
-                    outcome: "ok",
-                    ..Default::default()
-                })
-                .await?;
+            changed(
+                &store,
+                "set-customer-key",
+                Some(&name),
+                age_recipient.trim(),
+            )
+            .await?;
             poke(&cfg).await;
             println!(
                 "tenant {name}: mail is now sealed to the tenant's own key {}; the operator side cannot open it{}",
@@ -1359,6 +1362,13 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
                 p = args.apply(p)?;
                 ingress::tenant_rules(&cfg.policy, &p).map_err(|e| anyhow::anyhow!("{e}"))?;
                 store.set_filter_policy(&args.name, &p).await?;
+                changed(
+                    &store,
+                    "set-filter-policy",
+                    Some(&args.name),
+                    &serde_json::to_string(&p)?,
+                )
+                .await?;
                 poke(&cfg).await;
             }
             if args.json {
@@ -1367,6 +1377,31 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             print_policy(&args.name, &p, &cfg.policy);
         }
     }
+    Ok(())
+}
+
+/// Records a change made from the CLI in the audit log (who, what, which tenant and object).
+async fn changed(
+    store: &store::Store,
+    action: &str,
+    tenant: Option<&str>,
+    object: &str,
+) -> Result<()> {
+    let tenant_id = match tenant {
+        Some(t) => store.tenant_id(t).await.ok(),
+        None => None,
+    };
+    store
+        .record(&store::NewRecord {
+            principal: &cli_principal(),
+            role: "cli",
+            action,
+            tenant_id,
+            object,
+            outcome: "ok",
+            ..Default::default()
+        })
+        .await?;
     Ok(())
 }
 
@@ -1432,19 +1467,10 @@ async fn secret(cfg: &Config, store: &store::Store, cmd: SecretCmd) -> Result<()
         }
         SecretCmd::Delete { name, kind } => {
             let kind: keys::connector::SecretKind = kind.parse().map_err(anyhow::Error::msg)?;
-            let id = store.tenant_id(&name).await?;
-            store.secret_delete(id, kind.name()).await?;
             store
-                .record(&store::NewRecord {
-                    principal: &cli_principal(),
-                    role: "cli",
-                    action: "delete-secret",
-                    tenant_id: Some(id),
-                    object: kind.name(),
-                    outcome: "ok",
-                    ..Default::default()
-                })
+                .secret_delete(store.tenant_id(&name).await?, kind.name())
                 .await?;
+            changed(store, "delete-secret", Some(&name), kind.name()).await?;
             poke(cfg).await;
             println!("{kind} secret of {name} deleted");
         }
@@ -1457,11 +1483,13 @@ async fn recipient(cfg: Config, cmd: RecipientCmd) -> Result<()> {
     match cmd {
         RecipientCmd::Add { address } => {
             let tenant = store.add_recipient(&address).await?;
+            changed(&store, "recipient-add", Some(&tenant), &address).await?;
             poke(&cfg).await;
             println!("{address} listed for tenant {tenant}");
         }
         RecipientCmd::Remove { address } => {
             store.remove_recipient(&address).await?;
+            changed(&store, "recipient-remove", None, &address).await?;
             poke(&cfg).await;
             println!("{address} removed");
         }

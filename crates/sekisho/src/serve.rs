@@ -295,6 +295,12 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
     let listener =
         vault::server::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
     let shutdown = CancellationToken::new();
+    let checkpoints = tokio::spawn(vault::server::checkpoints(
+        v.clone(),
+        cfg.checkpoint_every,
+        cfg.checkpoint_interval,
+        shutdown.clone(),
+    ));
     let task = tokio::spawn(vault::server::serve(listener, v, shutdown.clone()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -304,6 +310,7 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
     }
     shutdown.cancel();
     let _ = task.await;
+    let _ = checkpoints.await;
     store.close().await;
     let _ = std::fs::remove_file(&path);
     Ok(())

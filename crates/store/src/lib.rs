@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
 mod bayes;
 pub mod blobs;
 mod directory;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
+pub use audit::{AuditCheckpoint, AuditKey, AuditRecord};
 pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
@@ -163,7 +165,9 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.chain_unchained().await?;
+        Ok(store)
     }
 
     async fn bump(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {

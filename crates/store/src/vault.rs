@@ -218,12 +218,14 @@ impl Store {
             .collect())
     }
 
-    /// Replaces everything wrapped with the KEK — tenant keys and connector secrets — in one
+    /// Replaces everything wrapped with the KEK — tenant keys, connector secrets and audit
+    /// signing keys — in one
     /// transaction (KEK rotation).
     pub async fn rewrap_kek_material(
         &self,
         keys: &[TenantKey],
         secrets: &[SealedSecret],
+        audit_keys: &[crate::AuditKey],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         for k in keys {
@@ -239,6 +241,13 @@ impl Store {
                 .bind(&s.sealed)
                 .bind(s.tenant_id)
                 .bind(&s.kind)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for k in audit_keys {
+            sqlx::query("UPDATE audit_keys SET wrapped = ? WHERE key_id = ?")
+                .bind(&k.wrapped)
+                .bind(&k.key_id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -496,24 +505,6 @@ impl Store {
             return Err(StoreError::NotFound(format!("no quarantined message {id}")));
         }
         Ok(())
-    }
-
-    /// Appends a record; returns its id.
-    pub async fn record(&self, r: &NewRecord<'_>) -> Result<i64, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO records (at, principal, role, action, tenant_id, object, reason, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(unix_now())
-        .bind(r.principal)
-        .bind(r.role)
-        .bind(r.action)
-        .bind(r.tenant_id)
-        .bind(r.object)
-        .bind(r.reason)
-        .bind(r.outcome)
-        .execute(self.pool())
-        .await?;
-        Ok(done.last_insert_rowid())
     }
 
     /// The most recent records, newest first.

@@ -142,6 +142,54 @@ pub fn rewrap_secret(
     ))
 }
 
+fn audit_aad(key_id: &str) -> Vec<u8> {
+    format!("sekisho audit signing key v1 key_id={key_id}").into_bytes()
+}
+
+/// A new audit checkpoint signing key, wrapped with the KEK.
+pub fn generate_audit_key(kek: &Kek) -> (keys::audit::Signer, store::AuditKey) {
+    let (signer, pkcs8) = keys::audit::Signer::generate();
+    let key_id = signer.key_id();
+    let wrapped = kek.seal(&audit_aad(&key_id), &pkcs8);
+    let stored = store::AuditKey {
+        public_key: signer.public_key(),
+        key_id,
+        wrapped,
+    };
+    (signer, stored)
+}
+
+/// Unwraps an audit signing key (vault only).
+pub fn unwrap_audit_key(kek: &Kek, k: &store::AuditKey) -> Result<keys::audit::Signer, VaultError> {
+    let pkcs8 = kek.open(&audit_aad(&k.key_id), &k.wrapped).ok_or_else(|| {
+        VaultError::Crypto(format!(
+            "audit key {} does not open with this KEK (wrong KEK or altered key)",
+            k.key_id
+        ))
+    })?;
+    let signer = keys::audit::Signer::from_pkcs8(&pkcs8).ok_or_else(|| {
+        VaultError::Crypto(format!("audit key {} is not an Ed25519 key", k.key_id))
+    })?;
+    if signer.public_key() != k.public_key {
+        return Err(VaultError::Crypto(format!(
+            "audit key {} does not match its public key",
+            k.key_id
+        )));
+    }
+    Ok(signer)
+}
+
+/// Re-wraps an audit signing key from `old` to `new` KEK (rotation).
+pub fn rewrap_audit_key(old: &Kek, new: &Kek, k: &store::AuditKey) -> Result<Vec<u8>, VaultError> {
+    let pkcs8 = old.open(&audit_aad(&k.key_id), &k.wrapped).ok_or_else(|| {
+        VaultError::Crypto(format!(
+            "audit key {} does not open with the old KEK",
+            k.key_id
+        ))
+    })?;
+    Ok(new.seal(&audit_aad(&k.key_id), &pkcs8))
+}
+
 /// Checks that `recipient` is an age X25519 recipient (`age1…`).
 pub fn parse_recipient(recipient: &str) -> Result<age::x25519::Recipient, VaultError> {
     age::x25519::Recipient::from_str(recipient.trim()).map_err(|e| {

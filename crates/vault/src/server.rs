@@ -28,12 +28,96 @@ pub struct Vault {
     changing: tokio::sync::Mutex<()>,
     /// The token the mx role presents to obtain connector secrets (none: nobody obtains them).
     mx_token: Option<RoleToken>,
+    /// The audit checkpoint signing key.
+    audit: keys::audit::Signer,
 }
 
-/// Everything wrapped with the KEK: tenant identities and connector secrets.
+/// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
+/// per line): a key added to the database by anyone else is not trusted by `audit verify`.
+pub fn pin_path(kek_path: &Path) -> PathBuf {
+    kek_path.with_file_name("audit-keys")
+}
+
+/// Reads pinned audit public keys.
+pub fn read_pins(kek_path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let text = std::fs::read_to_string(pin_path(kek_path))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (id, key) = l.split_once(' ')?;
+            Some((id.to_string(), hex::decode(key.trim()).ok()?))
+        })
+        .collect())
+}
+
+fn pin(kek_path: &Path, k: &store::AuditKey) -> Result<(), String> {
+    use std::io::Write;
+    if read_pins(kek_path).is_ok_and(|p| p.iter().any(|(id, _)| *id == k.key_id)) {
+        return Ok(());
+    }
+    let public = hex::encode(&k.public_key);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(pin_path(kek_path))
+        .and_then(|mut f| {
+            writeln!(f, "{} {public}", k.key_id)?;
+            f.sync_all()
+        })
+        .map_err(|e| format!("audit key pin {}: {e}", pin_path(kek_path).display()))
+}
+
+/// The newest audit signing key, created (and pinned) on first use.
+async fn audit_signer(
+    store: &Store,
+    kek: &Kek,
+    kek_path: &Path,
+) -> Result<keys::audit::Signer, String> {
+    let keys = store.audit_keys().await.map_err(|e| e.to_string())?;
+    if let Some(k) = keys.iter().rev().find(|k| !k.wrapped.is_empty()) {
+        match crate::unwrap_audit_key(kek, k) {
+            Ok(signer) => {
+                pin(kek_path, k)?;
+                return Ok(signer);
+            }
+            Err(e) => {
+                // A database restored from before a KEK rotation: its key cannot sign any
+                // more. Retire it (its public key still verifies its checkpoints) and start
+                // a new one; the record says so.
+                tracing::warn!(key = %k.key_id, error = %e, "audit signing key unusable; replacing it");
+                store
+                    .audit_key_retire(&k.key_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reason = format!("key {} does not open with this KEK", k.key_id);
+                let _ = store
+                    .record(&NewRecord {
+                        principal: "vault",
+                        role: "vault",
+                        action: "audit-key-replaced",
+                        object: &k.key_id,
+                        reason: &reason,
+                        outcome: "ok",
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+    }
+    let (signer, stored) = crate::generate_audit_key(kek);
+    store
+        .audit_key_put(&stored)
+        .await
+        .map_err(|e| e.to_string())?;
+    pin(kek_path, &stored)?;
+    Ok(signer)
+}
+
+/// Everything wrapped with the KEK: tenant identities, connector secrets, audit signing keys.
 struct KekMaterial {
     keys: Vec<TenantKey>,
     secrets: Vec<SealedSecret>,
+    audit_keys: Vec<store::AuditKey>,
 }
 
 impl KekMaterial {
@@ -44,11 +128,19 @@ impl KekMaterial {
                 .await
                 .map_err(|e| e.to_string())?,
             secrets: store.sealed_secrets().await.map_err(|e| e.to_string())?,
+            // Retired keys (empty wrap) only verify old checkpoints; nothing to re-wrap.
+            audit_keys: store
+                .audit_keys()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|k| !k.wrapped.is_empty())
+                .collect(),
         })
     }
 
     fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.secrets.is_empty()
+        self.keys.is_empty() && self.secrets.is_empty() && self.audit_keys.is_empty()
     }
 
     fn kind(s: &SealedSecret) -> Result<SecretKind, String> {
@@ -69,7 +161,10 @@ impl KekMaterial {
             .is_ok()
         }) && self.secrets.iter().all(|s| {
             Self::kind(s).is_ok_and(|k| open_secret(kek, s.tenant_id, k, &s.sealed).is_ok())
-        })
+        }) && self
+            .audit_keys
+            .iter()
+            .all(|k| crate::unwrap_audit_key(kek, k).is_ok())
     }
 
     /// Re-wraps every item from `old` to `new`.
@@ -84,6 +179,9 @@ impl KekMaterial {
         for s in &mut self.secrets {
             s.sealed = crate::rewrap_secret(old, new, s.tenant_id, Self::kind(s)?, &s.sealed)
                 .map_err(|e| format!("tenant {} {}: {e}", s.tenant_id, s.kind))?;
+        }
+        for k in &mut self.audit_keys {
+            k.wrapped = crate::rewrap_audit_key(old, new, k).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -118,9 +216,11 @@ impl Vault {
                 std::fs::remove_file(&next).map_err(|e| e.to_string())?;
             }
         }
+        let audit = audit_signer(&store, &kek, kek_path).await?;
         Ok(Self {
             store,
             blobs,
+            audit,
             kek: std::sync::RwLock::new(Arc::new(kek)),
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
@@ -148,7 +248,7 @@ impl Vault {
         let mut material = KekMaterial::load(&self.store).await?;
         material.rewrap(&old, &new)?;
         self.store
-            .rewrap_kek_material(&material.keys, &material.secrets)
+            .rewrap_kek_material(&material.keys, &material.secrets, &material.audit_keys)
             .await
             .map_err(|e| e.to_string())?;
         std::fs::rename(&next, &self.kek_path).map_err(|e| e.to_string())?;
@@ -159,9 +259,10 @@ impl Vault {
         }
         *self.kek.write().expect("kek lock poisoned") = Arc::new(new);
         Ok(format!(
-            "{} tenant key(s) and {} connector secret(s) re-wrapped",
+            "{} tenant key(s), {} connector secret(s) and {} audit key(s) re-wrapped",
             material.keys.len(),
-            material.secrets.len()
+            material.secrets.len(),
+            material.audit_keys.len()
         ))
     }
 
@@ -518,6 +619,75 @@ fn error(message: &str) -> (Response, Vec<u8>) {
         },
         Vec::new(),
     )
+}
+
+impl Vault {
+    /// Signs a checkpoint of the chain's head if it moved by `every` records or `interval`
+    /// passed since the last one. Returns the record id signed, if any.
+    pub async fn checkpoint(
+        &self,
+        every: i64,
+        interval: std::time::Duration,
+        last: &mut Option<(i64, std::time::Instant)>,
+    ) -> Result<Option<i64>, String> {
+        let Some((head, hash)) = self.store.audit_head().await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let due = match last {
+            None => true,
+            Some((signed, at)) => {
+                head > *signed && (head - *signed >= every || at.elapsed() >= interval)
+            }
+        };
+        if !due {
+            return Ok(None);
+        }
+        let at = store::unix_now();
+        let msg = keys::audit::checkpoint_message(head, at, &hash);
+        self.store
+            .audit_checkpoint_put(
+                head,
+                at,
+                &hash,
+                &self.audit.key_id(),
+                &self.audit.sign(&msg),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        *last = Some((head, std::time::Instant::now()));
+        Ok(Some(head))
+    }
+}
+
+/// Signs checkpoints until `shutdown` (and once more at shutdown).
+pub async fn checkpoints(
+    vault: Arc<Vault>,
+    every: i64,
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    if let Ok(Some(c)) = vault
+        .store
+        .audit_checkpoints()
+        .await
+        .map(|c| c.last().cloned())
+    {
+        last = Some((c.record_id, std::time::Instant::now()));
+    }
+    loop {
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => false,
+        };
+        let every = if stop { 1 } else { every };
+        if let Err(e) = vault.checkpoint(every, interval, &mut last).await {
+            tracing::error!(error = %e, "audit checkpoint failed");
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 /// Binds the vault socket (mode 0600; a stale socket file is replaced).

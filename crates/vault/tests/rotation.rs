@@ -51,6 +51,11 @@ async fn make_keys(v: &Vault) {
 }
 
 async fn opens_all(kek: &Kek, store: &Store) -> bool {
+    let audit = store.audit_keys().await.unwrap();
+    assert_eq!(audit.len(), 1);
+    if vault::unwrap_audit_key(kek, &audit[0]).is_err() {
+        return false;
+    }
     let keys = store.wrapped_tenant_keys().await.unwrap();
     let secrets = store.sealed_secrets().await.unwrap();
     assert_eq!((keys.len(), secrets.len()), (2, 2));
@@ -177,7 +182,14 @@ async fn a_rotation_interrupted_after_its_commit_is_completed_on_open() {
     for s in &mut secrets {
         s.sealed = rewrap_secret(&old, &new, s.tenant_id, SecretKind::SmtpAuth, &s.sealed).unwrap();
     }
-    store.rewrap_kek_material(&keys, &secrets).await.unwrap();
+    let mut audit_keys = store.audit_keys().await.unwrap();
+    for k in &mut audit_keys {
+        k.wrapped = vault::rewrap_audit_key(&old, &new, k).unwrap();
+    }
+    store
+        .rewrap_kek_material(&keys, &secrets, &audit_keys)
+        .await
+        .unwrap();
     let mut v = Vault::open(store.clone(), blobs.clone(), &kek_path)
         .await
         .unwrap();
@@ -186,6 +198,14 @@ async fn a_rotation_interrupted_after_its_commit_is_completed_on_open() {
     assert!(opens_all(&now, &store).await);
     v.set_mx_token(RoleToken(TOKEN.into()));
     assert_eq!(use_secret(&v, 2, TOKEN).await.0, Response::Secret);
+    // The audit signing key was re-wrapped too and still signs.
+    let mut last = None;
+    assert!(
+        v.checkpoint(1, std::time::Duration::ZERO, &mut last)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -223,7 +243,7 @@ async fn a_full_rotation_rewraps_keys_and_secrets() {
         )
         .await;
     assert!(
-        matches!(&r, Response::Done { summary } if summary.contains("2 tenant key(s) and 2 connector secret(s) re-wrapped")),
+        matches!(&r, Response::Done { summary } if summary.contains("2 tenant key(s), 2 connector secret(s) and 1 audit key(s) re-wrapped")),
         "{r:?}"
     );
     let after = Kek::load_or_create(&kek_path).unwrap();

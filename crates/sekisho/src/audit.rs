@@ -1,0 +1,248 @@
+//! `sekisho audit`: verify the hash-chained, signed audit log, and export a tenant's part of
+//! it in a form the tenant can verify on its own (docs/audit.md).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Walk the chain and every checkpoint; exit non-zero naming the first bad record.
+    Verify {
+        /// Start at this record id (the whole log by default).
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one tenant's records (with the chain links and signed checkpoints around them)
+    /// as JSON Lines that the tenant can verify independently.
+    Export {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// From this time (Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time (same forms).
+        #[arg(long)]
+        to: Option<String>,
+        /// Output file (standard output by default).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Parses Unix seconds, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let bad = || {
+        anyhow::anyhow!("{s:?} is not a time (Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)")
+    };
+    let (date, clock) = match s.split_once('T') {
+        Some((d, c)) => (d, Some(c.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (s, None),
+    };
+    let mut d = date.split('-').map(|p| p.parse::<i32>().map_err(|_| bad()));
+    let (y, m, day) = (
+        d.next().ok_or_else(bad)??,
+        d.next().ok_or_else(bad)??,
+        d.next().ok_or_else(bad)??,
+    );
+    let month = time::Month::try_from(u8::try_from(m).map_err(|_| bad())?).map_err(|_| bad())?;
+    let date = time::Date::from_calendar_date(y, month, u8::try_from(day).map_err(|_| bad())?)
+        .map_err(|_| bad())?;
+    let (h, mi, sec) = match clock {
+        None => (0, 0, 0),
+        Some(c) => {
+            let mut p = c.split(':').map(|x| x.parse::<u8>().map_err(|_| bad()));
+            (
+                p.next().ok_or_else(bad)??,
+                p.next().ok_or_else(bad)??,
+                p.next().ok_or_else(bad)??,
+            )
+        }
+    };
+    let t = time::Time::from_hms(h, mi, sec).map_err(|_| bad())?;
+    Ok(date.with_time(t).assume_utc().unix_timestamp())
+}
+
+/// The audit keys `verify` trusts: the vault's pin file beside the KEK; if this user cannot
+/// read it, the database's keys (said plainly).
+async fn trusted_keys(cfg: &Config, store: &store::Store) -> Result<Vec<(String, Vec<u8>)>> {
+    match vault::server::read_pins(&cfg.kek_file) {
+        Ok(pins) => Ok(pins),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the pinned audit keys ({}: {e}); checking checkpoints against the keys in the database only",
+                vault::server::pin_path(&cfg.kek_file).display()
+            );
+            Ok(store
+                .audit_keys()
+                .await?
+                .into_iter()
+                .map(|k| (k.key_id, k.public_key))
+                .collect())
+        }
+    }
+}
+
+pub async fn run(cfg: Config, cmd: AuditCmd) -> Result<()> {
+    let store = crate::serve::open_store(&cfg).await?;
+    match cmd {
+        AuditCmd::Verify { from, json } => {
+            let keys = trusted_keys(&cfg, &store).await?;
+            match store.audit_verify(from, &keys).await? {
+                Ok(v) => {
+                    if json {
+                        return crate::print_json(&json!({"ok": true, "verified": v}));
+                    }
+                    println!(
+                        "audit log verified: {} record(s), {} checkpoint(s); signed through record {} of {}",
+                        v.records,
+                        v.checkpoints,
+                        v.signed_through.map_or("-".into(), |r| r.to_string()),
+                        v.head.map_or("-".into(), |r| r.to_string()),
+                    );
+                    Ok(())
+                }
+                Err(t) => {
+                    if json {
+                        crate::print_json(&json!({"ok": false, "tampered": t}))?;
+                    }
+                    bail!("audit log tampered: record {}: {}", t.record_id, t.problem)
+                }
+            }
+        }
+        AuditCmd::Export {
+            tenant,
+            from,
+            to,
+            out,
+        } => {
+            let id = store.tenant_id(&tenant).await?;
+            let from = from.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+            let to = to
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or(i64::MAX);
+            let mut w: Box<dyn Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let n = export(&cfg, &store, id, &tenant, from, to, &mut w).await?;
+            w.flush()?;
+            if out.is_some() {
+                eprintln!("{n} record(s) of {tenant} exported");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes the export: header, keys, then every record or link line from the tenant's first
+/// record in the window to the first checkpoint at or after its last one, then the checkpoints
+/// in that span. Returns the number of the tenant's records.
+async fn export(
+    cfg: &Config,
+    store: &store::Store,
+    tenant_id: i64,
+    tenant: &str,
+    from: i64,
+    to: i64,
+    w: &mut dyn Write,
+) -> Result<usize> {
+    let line = |w: &mut dyn Write, v: serde_json::Value| -> Result<()> {
+        serde_json::to_writer(&mut *w, &v)?;
+        w.write_all(b"\n")?;
+        Ok(())
+    };
+    line(
+        w,
+        json!({"type": "header", "format": "sekisho-audit-export-v1", "tenant": tenant,
+               "tenant_id": tenant_id, "from": from, "to": to, "exported_at": store::unix_now()}),
+    )?;
+    for (key_id, public) in trusted_keys(cfg, store).await? {
+        line(
+            w,
+            json!({"type": "key", "key_id": key_id, "public_key": hex::encode(public)}),
+        )?;
+    }
+    // The span: first and last of the tenant's records in the window.
+    let mut all = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store.audit_records(next, 5000).await?;
+        let Some(last) = page.last() else { break };
+        next = last.record.id + 1;
+        all.extend(page);
+    }
+    let mine = |r: &store::AuditRecord| {
+        r.record.tenant_id == Some(tenant_id) && (from..=to).contains(&r.record.at)
+    };
+    let (Some(first), Some(last)) = (all.iter().position(mine), all.iter().rposition(mine)) else {
+        return Ok(0);
+    };
+    let checkpoints = store.audit_checkpoints().await?;
+    let last_id = all[last].record.id;
+    let end_id = checkpoints
+        .iter()
+        .map(|c| c.record_id)
+        .filter(|&r| r >= last_id)
+        .min()
+        .unwrap_or(last_id);
+    let start_id = all[first].record.id;
+    let mut count = 0;
+    for r in all
+        .iter()
+        .filter(|r| (start_id..=end_id).contains(&r.record.id))
+    {
+        if mine(r) {
+            let mut v = serde_json::to_value(r)?;
+            v["type"] = json!("record");
+            line(w, v)?;
+            count += 1;
+        } else {
+            line(
+                w,
+                json!({"type": "link", "id": r.record.id, "prev_hash": r.prev_hash, "hash": r.hash}),
+            )?;
+        }
+    }
+    for c in checkpoints
+        .iter()
+        .filter(|c| (start_id..=end_id).contains(&c.record_id))
+    {
+        let mut v = serde_json::to_value(c)?;
+        v["type"] = json!("checkpoint");
+        line(w, v)?;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_in_three_forms() {
+        assert_eq!(parse_time("1795543901").unwrap(), 1_795_543_901);
+        assert_eq!(parse_time("2026-11-24").unwrap(), 1_795_478_400);
+        assert_eq!(parse_time("2026-11-24T00:00:10Z").unwrap(), 1_795_478_410);
+        for bad in ["2026-13-01", "yesterday", "2026-11-24T10:00", "2026-11"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+}
