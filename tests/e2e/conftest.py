@@ -110,8 +110,9 @@ class Node:
 
     dns_port = None
 
-    def __init__(self, data_dir: Path, config: str = "", demo=False, smtp_port=0):
+    def __init__(self, data_dir: Path, config: str = "", demo=False, smtp_port=0, env=None):
         self.data_dir = data_dir
+        self.env = {**os.environ, **(env or {})}
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir.parent / (data_dir.name + ".toml")
         if "[dns]" not in config:
@@ -136,7 +137,8 @@ class Node:
         if self.demo:
             args.append("--demo")
         self.log = open(self.data_dir.parent / (self.data_dir.name + ".log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env=self.env)
         self.banner = []
         while True:
             line = self.proc.stdout.readline()
@@ -325,6 +327,18 @@ def role_pid(n, role):
         except (OSError, ValueError, IndexError):
             continue
     return None
+
+
+def admin(n, request: dict) -> dict:
+    """One request on a node's admin socket (newline-delimited JSON)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(n.data_dir / "admin.sock"))
+        s.sendall((json.dumps(request) + "\n").encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
 
 
 def received_prefix_and_rest(content: bytes):

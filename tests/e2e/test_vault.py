@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Node, role_pid, wait_for
+from conftest import BIN, Node, admin, role_pid, wait_for
 from test_secrets import pki
 
 QUARANTINE_ALL = "[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n"
@@ -238,3 +238,32 @@ def test_a_terminated_tenants_queued_mail_fails_at_once(node, sink):
     n.cli("tenant", "add", "next", "--domain", "next.test", "--route", dead_route)
     ids = {t["name"]: t["id"] for t in n.cli_json("tenant", "list")}
     assert ids["next"] > 1, ids
+
+
+def test_an_exec_from_mx_is_killed_recorded_and_mx_comes_back(node, tmp_path):
+    plain = node("plain")
+    assert "seccomp forbids exec and new processes" in "".join(plain.banner)
+    # Without test hooks the request is refused and nothing happens.
+    assert admin(plain, {"cmd": "test-exec", "path": str(tmp_path / "x")}) == {
+        "ok": False, "error": "test hooks are off"}
+    n = node(env={"SEKISHO_TEST_HOOKS": "1"})
+    mx = role_pid(n, "mx")
+    marker = tmp_path / "pwned"
+    try:
+        admin(n, {"cmd": "test-exec", "path": str(marker)})
+    except (OSError, ValueError):
+        pass  # mx is killed while answering
+    wait_for(lambda: role_pid(n, "mx") not in (None, mx), timeout=20, what="a fresh mx")
+    assert not marker.exists(), "/bin/sh must never run"
+    violations = [r for r in n.cli_json("vault", "records") if r["action"] == "sandbox-violation"]
+    assert len(violations) == 1 and violations[0]["principal"] == "mx", violations
+    assert violations[0]["outcome"] == "denied: process killed (SIGSYS)"
+    log = Path(n.log.name).read_text()
+    assert "critical" in log and "sandbox-violation" in log
+    # The new mx serves again.
+    def answering():
+        try:
+            return admin(n, {"cmd": "queue-list"})["ok"]
+        except OSError:
+            return False  # not listening yet
+    wait_for(answering, timeout=20, what="mx answering")

@@ -131,10 +131,16 @@ pub async fn serve_http(
     }
 }
 
+/// The environment variable that turns on test hooks (never set in production).
+pub const TEST_HOOKS_ENV: &str = "SEKISHO_TEST_HOOKS";
+
 /// A request on the admin socket.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
+    /// Test hook (only with `SEKISHO_TEST_HOOKS=1`): try to run `/bin/sh -c "touch PATH"` from
+    /// inside mx, as an attacker with code execution would. The sandbox must stop it.
+    TestExec { path: String },
     /// Reload the directory from the store now.
     Reload,
     /// All queued messages.
@@ -212,6 +218,16 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             .with_context(|| format!("no message {id} in the queue"))
     };
     Ok(match req {
+        Request::TestExec { path } => {
+            if std::env::var(TEST_HOOKS_ENV).as_deref() != Ok("1") {
+                anyhow::bail!("test hooks are off");
+            }
+            let status = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("touch '{path}'"))
+                .status();
+            json!({ "ran": status.is_ok_and(|s| s.success()) })
+        }
         Request::Reload => json!({
             "reloaded": node.reload_directory().await?,
             "bayes_models": node.reload_bayes().await?,

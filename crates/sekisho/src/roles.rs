@@ -107,8 +107,10 @@ impl Role {
         status: std::io::Result<std::process::ExitStatus>,
         token: &RoleToken,
     ) -> Result<()> {
+        // Exiting with a status this soon is a failed start; a death by signal is not.
+        let exited = status.as_ref().is_ok_and(|s| s.code().is_some());
         let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-        if self.first && self.started.elapsed() < STARTUP {
+        if self.first && exited && self.started.elapsed() < STARTUP {
             bail!("the {} role failed to start ({status})", self.name);
         }
         if self.started.elapsed() > Duration::from_secs(60) {
@@ -135,6 +137,47 @@ impl Role {
             tracing::error!(role = self.name, "role did not stop in time; killing it");
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// A role killed by `SIGSYS` tried a system call its seccomp filter forbids (exec, a new
+/// process, ptrace): the kernel stopped it; this raises it as a critical event in the log and
+/// the audit record.
+async fn report_violation(
+    cfg: &Config,
+    role: &str,
+    status: &std::io::Result<std::process::ExitStatus>,
+) {
+    use std::os::unix::process::ExitStatusExt;
+    let Ok(s) = status else { return };
+    if s.signal() != Some(Signal::SIGSYS as i32) {
+        return;
+    }
+    let reason = format!(
+        "the {role} role tried a forbidden system call (exec, process creation or ptrace) and was killed by the kernel; possible code execution inside it"
+    );
+    tracing::error!(
+        severity = "critical",
+        event = "sandbox-violation",
+        role,
+        "{reason}"
+    );
+    let recorded = async {
+        crate::serve::open_store(cfg)
+            .await?
+            .record(&store::NewRecord {
+                principal: role,
+                role: "supervisor",
+                action: "sandbox-violation",
+                reason: &reason,
+                outcome: "denied: process killed (SIGSYS)",
+                ..Default::default()
+            })
+            .await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = recorded.await {
+        tracing::error!(error = %e, "the sandbox violation could not be recorded");
     }
 }
 
@@ -181,11 +224,13 @@ pub async fn supervise(cfg: Config) -> Result<()> {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             status = vault.child.wait() => {
+                report_violation(&cfg, "vault", &status).await;
                 if let Err(e) = vault.restart(status, &token).await {
                     break Err(e);
                 }
             }
             status = mx.child.wait() => {
+                report_violation(&cfg, "mx", &status).await;
                 if let Err(e) = mx.restart(status, &token).await {
                     break Err(e);
                 }

@@ -10,8 +10,8 @@
 //! not (the vault), even as root. Then `mx` checks that it really cannot open the KEK, and
 //! refuses to run if it can (unless `[sandbox] landlock = "best-effort"`).
 //!
-//! The issue on audit and detection narrows this to the role's own directories and adds a
-//! seccomp filter; the KEK complement is the part the vault's promise rests on.
+//! A seccomp filter ([`forbid_exec`]) adds that `mx` can neither run a program nor create a
+//! process nor inspect one: any attempt kills it, and the supervisor raises it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -149,6 +149,59 @@ pub fn confine_mx(kek: &Path, required: bool) -> Result<Confined> {
         rules,
         kek_reachable: reachable,
     })
+}
+
+/// The system calls `mx` never makes: running a program, creating a process, inspecting
+/// another one. Any attempt kills `mx` at once (`SIGSYS`); the supervisor sees how it died,
+/// records a `sandbox-violation` and starts a fresh `mx`.
+const FORBIDDEN: &[i64] = &[
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_fork,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_vfork,
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+];
+
+/// Installs the seccomp filters of `mx` on the calling thread (inherited by every thread it
+/// creates later): the [`FORBIDDEN`] calls and `clone` without `CLONE_THREAD` (a new process)
+/// kill the process; `clone3` answers `ENOSYS`, so threads are made with `clone`, whose flags
+/// a filter can see.
+pub fn forbid_exec() -> Result<()> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+    use std::collections::BTreeMap;
+    let arch: TargetArch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("seccomp: {e:?}"))?;
+    let mut kill: BTreeMap<i64, Vec<SeccompRule>> =
+        FORBIDDEN.iter().map(|&n| (n, Vec::new())).collect();
+    let new_process = SeccompRule::new(vec![SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+        0,
+    )?])?;
+    kill.insert(libc::SYS_clone, vec![new_process]);
+    let filters = [
+        SeccompFilter::new(kill, SeccompAction::Allow, SeccompAction::KillProcess, arch)?,
+        SeccompFilter::new(
+            [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::ENOSYS as u32),
+            arch,
+        )?,
+    ];
+    for f in filters {
+        let program: BpfProgram = f.try_into()?;
+        seccompiler::apply_filter(&program).context("seccomp: installing the filter")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -244,10 +244,15 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
     let confined = if name == "mx" {
         // What mx creates in the data directory must exist before the rules are fixed.
         ensure_data_dir(cfg)?;
-        Some(crate::sandbox::confine_mx(
-            &cfg.kek_file,
-            cfg.sandbox_required,
-        )?)
+        let confined = crate::sandbox::confine_mx(&cfg.kek_file, cfg.sandbox_required)?;
+        match crate::sandbox::forbid_exec() {
+            Ok(()) => {}
+            Err(e) if !cfg.sandbox_required => {
+                tracing::warn!(error = %e, "mx runs without its seccomp filter");
+            }
+            Err(e) => return Err(e),
+        }
+        Some(confined)
     } else {
         None
     };
@@ -539,7 +544,7 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
     println!("sealed quarantine in {blobs}");
     match confined {
         Some(c) => println!(
-            "mx sandbox: Landlock {} ({} rules); the KEK {} is {}",
+            "mx sandbox: Landlock {} ({} rules), seccomp forbids exec and new processes; the KEK {} is {}",
             c.status,
             c.rules,
             cfg.kek_file.display(),
