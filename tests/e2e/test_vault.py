@@ -260,6 +260,8 @@ def test_an_exec_from_mx_is_killed_recorded_and_mx_comes_back(node, tmp_path):
     assert violations[0]["outcome"] == "denied: process killed (SIGSYS)"
     log = Path(n.log.name).read_text()
     assert "critical" in log and "sandbox-violation" in log
+    (alert,) = n.cli_json("alerts", "list")
+    assert (alert["rule"], alert["severity"], alert["principal"]) == ("sandbox-violation", "critical", "mx")
     # The new mx serves again.
     def answering():
         try:

@@ -246,3 +246,105 @@ mod tests {
         }
     }
 }
+
+#[derive(Subcommand)]
+pub enum AlertsCmd {
+    /// Alerts, newest first.
+    List {
+        /// Only open, acknowledged or resolved ones.
+        #[arg(long)]
+        state: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an alert (someone is on it).
+    Ack {
+        /// Alert id.
+        id: i64,
+    },
+    /// Resolve an alert.
+    Resolve {
+        /// Alert id.
+        id: i64,
+    },
+}
+
+pub async fn alerts(cfg: Config, cmd: AlertsCmd) -> Result<()> {
+    let store = crate::serve::open_store(&cfg).await?;
+    match cmd {
+        AlertsCmd::List { state, json } => {
+            if let Some(s) = &state
+                && !matches!(s.as_str(), "open" | "acknowledged" | "resolved")
+            {
+                bail!("--state must be open, acknowledged or resolved");
+            }
+            let list = store.alerts(state.as_deref()).await?;
+            if json {
+                return crate::print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no alerts");
+            }
+            for a in list {
+                println!(
+                    "{:>5} {:<8} {:<12} {:<18} x{:<4} {} {}",
+                    a.id,
+                    a.severity,
+                    a.state,
+                    a.rule,
+                    a.count,
+                    egress::time_rfc2822(a.last_at),
+                    a.summary
+                );
+            }
+        }
+        AlertsCmd::Ack { id } => {
+            store
+                .alert_set_state(id, "acknowledged", &crate::cli_principal())
+                .await?;
+            println!("alert {id} acknowledged");
+        }
+        AlertsCmd::Resolve { id } => {
+            store
+                .alert_set_state(id, "resolved", &crate::cli_principal())
+                .await?;
+            println!("alert {id} resolved");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum CanaryCmd {
+    /// Plant a decoy quarantine item for a tenant: it looks like real quarantined mail, and
+    /// whoever opens it raises a critical alert at once. Plant them again as retention removes
+    /// them (a daily timer is a good habit).
+    Plant {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+pub async fn canary(cfg: Config, cmd: CanaryCmd) -> Result<()> {
+    match cmd {
+        CanaryCmd::Plant { tenant } => {
+            let store = crate::serve::open_store(&cfg).await?;
+            let days = store.filter_policy(&tenant).await?.quarantine_days;
+            let keep = days.map_or(cfg.quarantine_retention.as_secs() as i64, |d| {
+                i64::from(d) * 86400
+            });
+            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let summary = vault
+                .admin(vault::proto::Admin::PlantCanary {
+                    tenant,
+                    principal: crate::cli_principal(),
+                    expires_at: store::unix_now() + keep,
+                })
+                .await?;
+            println!("{summary}");
+        }
+    }
+    Ok(())
+}

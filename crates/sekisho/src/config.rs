@@ -41,6 +41,16 @@ pub struct RawConfig {
     blobs: RawBlobs,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    detect: RawDetect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetect {
+    bulk_open_threshold: Option<usize>,
+    bulk_open_window: Option<String>,
+    throttle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +239,8 @@ pub struct Config {
     pub checkpoint_every: i64,
     /// …or this long after the last one, whichever comes first.
     pub checkpoint_interval: Duration,
+    /// Bulk-read detection in the vault.
+    pub bulk_rule: vault::detect::BulkRule,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -405,6 +417,23 @@ impl RawConfig {
             self.audit.checkpoint_interval.as_deref(),
             Duration::from_secs(30),
         )?;
+        let bulk_rule = vault::detect::BulkRule {
+            threshold: at_least(
+                "detect.bulk_open_threshold",
+                self.detect.bulk_open_threshold.unwrap_or(20),
+                1,
+            )?,
+            window: duration_or(
+                "detect.bulk_open_window",
+                self.detect.bulk_open_window.as_deref(),
+                Duration::from_secs(60),
+            )?,
+            throttle: duration_or(
+                "detect.throttle",
+                self.detect.throttle.as_deref(),
+                Duration::from_secs(600),
+            )?,
+        };
         let sandbox_required = match self.sandbox.landlock.as_deref().unwrap_or("required") {
             "required" => true,
             "best-effort" => false,
@@ -660,6 +689,7 @@ impl RawConfig {
             blobs,
             checkpoint_every,
             checkpoint_interval,
+            bulk_rule,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,

@@ -92,6 +92,12 @@ enum Command {
     /// The audit log: verify the chain and its signed checkpoints; export a tenant's records.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Alerts raised by detection: list, acknowledge, resolve.
+    #[command(subcommand)]
+    Alerts(audit::AlertsCmd),
+    /// Canary objects: decoys whose use raises a critical alert.
+    #[command(subcommand)]
+    Canary(audit::CanaryCmd),
     /// Sealed quarantine: list, show, open (through the vault, recorded), release, delete.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
@@ -565,7 +571,7 @@ enum QuarantineCmd {
 }
 
 /// Who is at the keyboard, for records: `cli:<login>`.
-fn cli_principal() -> String {
+pub(crate) fn cli_principal() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
@@ -875,6 +881,12 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         }
         Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Audit(cmd) => audit::run(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Alerts(cmd) => {
+            audit::alerts(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
+        Command::Canary(cmd) => {
+            audit::canary(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
         Command::Vault(cmd) => {
             let cfg = load_config(&cli.node, Overrides::default())?;
             match cmd {

@@ -163,8 +163,8 @@ async fn report_violation(
         "{reason}"
     );
     let recorded = async {
-        crate::serve::open_store(cfg)
-            .await?
+        let store = crate::serve::open_store(cfg).await?;
+        store
             .record(&store::NewRecord {
                 principal: role,
                 role: "supervisor",
@@ -172,6 +172,16 @@ async fn report_violation(
                 reason: &reason,
                 outcome: "denied: process killed (SIGSYS)",
                 ..Default::default()
+            })
+            .await?;
+        store
+            .alert_raise(&store::NewAlert {
+                rule: "sandbox-violation",
+                severity: "critical",
+                dedupe_key: &format!("sandbox-violation:{role}"),
+                principal: role,
+                tenant_id: None,
+                summary: &reason,
             })
             .await?;
         anyhow::Ok(())

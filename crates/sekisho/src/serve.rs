@@ -295,6 +295,7 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
     if let Some(t) = mx_token {
         v.set_mx_token(t);
     }
+    v.set_bulk_rule(cfg.bulk_rule);
     let v = Arc::new(v);
     let path = vault::client::socket_path(&cfg.data_dir);
     let listener =

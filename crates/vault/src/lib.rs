@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod detect;
 pub mod proto;
 pub mod server;
 

@@ -99,6 +99,15 @@ pub enum Admin {
         /// Who asked.
         principal: String,
     },
+    /// Plants a canary quarantine item for a tenant.
+    PlantCanary {
+        /// Tenant name.
+        tenant: String,
+        /// Who asked.
+        principal: String,
+        /// When retention removes it (Unix seconds).
+        expires_at: i64,
+    },
     /// Terminates a tenant: destroys its key pair (crypto-shred), deletes its sealed blobs and
     /// every row about it, then rotates the KEK so no earlier copy of its wrapped key opens.
     TerminateTenant {

@@ -30,6 +30,10 @@ pub struct Vault {
     mx_token: Option<RoleToken>,
     /// The audit checkpoint signing key.
     audit: keys::audit::Signer,
+    /// Bulk-read detection.
+    opens: crate::detect::Opens,
+    /// Decoy quarantine items.
+    canaries: crate::detect::Canaries,
 }
 
 /// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
@@ -221,11 +225,108 @@ impl Vault {
             store,
             blobs,
             audit,
+            opens: crate::detect::Opens::default(),
+            canaries: crate::detect::Canaries::load(kek_path),
             kek: std::sync::RwLock::new(Arc::new(kek)),
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
             mx_token: None,
         })
+    }
+
+    /// Sets the bulk-read rule.
+    pub fn set_bulk_rule(&mut self, rule: crate::detect::BulkRule) {
+        self.opens = crate::detect::Opens::new(rule);
+    }
+
+    /// Raises an alert (logged as an error line and stored; failures are logged).
+    async fn alert(&self, a: store::NewAlert<'_>) {
+        tracing::error!(
+            severity = a.severity,
+            rule = a.rule,
+            principal = a.principal,
+            "alert: {}",
+            a.summary
+        );
+        if let Err(e) = self.store.alert_raise(&a).await {
+            tracing::error!(error = %e, "the alert could not be stored");
+        }
+    }
+
+    /// Plants a decoy quarantine item for `tenant`: sealed like real mail, listed like real
+    /// mail, registered as a canary only beside the KEK. Opening it raises a critical alert.
+    async fn plant_canary(
+        &self,
+        tenant: &str,
+        principal: &str,
+        expires_at: i64,
+    ) -> Result<String, String> {
+        let id = self
+            .store
+            .tenant_id(tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = self.recipient(id).await?;
+        let domain = self
+            .store
+            .list_tenants()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.domains.into_iter().next())
+            .unwrap_or_else(|| "example.com".into());
+        let qid = spool::new_queue_id();
+        let tag = &qid[qid.len() - 6..];
+        let rcpt = format!("accounts@{domain}");
+        let sender = format!("billing@invoices-{}.example", tag.to_lowercase());
+        let body = format!(
+            "From: \"Accounts Receivable\" <{sender}>\r\nTo: <{rcpt}>\r\nSubject: Overdue invoice INV-{tag}\r\nDate: {}\r\nMessage-ID: <{qid}@invoices.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDear customer,\r\n\r\nour records show invoice INV-{tag} as overdue. Please settle it through the payment portal at your earliest convenience.\r\n\r\nRegards,\r\nAccounts Receivable\r\n",
+            store::unix_now()
+        );
+        let sealed = crate::seal(&key.recipient, body.as_bytes()).map_err(|e| e.to_string())?;
+        let blob = format!("{id}/{qid}.age");
+        self.blobs
+            .put(&blob, sealed)
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = store::unix_now();
+        self.store
+            .quarantine_insert(&store::QuarantineItem {
+                id: qid.clone(),
+                tenant_id: id,
+                tenant: String::new(),
+                mail_from: sender,
+                rcpts: vec![rcpt],
+                size: body.len() as i64,
+                received_at: now,
+                expires_at,
+                verdict: "quarantine".into(),
+                score: 9.4,
+                symbols: "BAYES_SPAM(5.00) FIRST_CONTACT(1.50) URL_IN_TEXT(0.40) SPF_NONE(1.00) DMARC_NONE(1.50)".into(),
+                blob,
+                sealed_to: key.recipient,
+                eight_bit: false,
+                smtputf8: false,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.canaries
+            .add(&qid)
+            .map_err(|e| format!("canary registry: {e}"))?;
+        // The record says a canary was planted for the tenant, not which item it is.
+        self.record(NewRecord {
+            principal,
+            role: "vault",
+            action: "plant-canary",
+            tenant_id: Some(id),
+            outcome: "ok",
+            ..Default::default()
+        })
+        .await;
+        Ok(format!(
+            "a canary quarantine item was planted for {tenant}; opening it raises a critical alert"
+        ))
     }
 
     /// Accepts `token` from the mx role for connector secrets.
@@ -288,6 +389,14 @@ impl Vault {
                     Err(e) => error(&e),
                 }
             }
+            Admin::PlantCanary {
+                tenant,
+                principal,
+                expires_at,
+            } => match self.plant_canary(&tenant, &principal, expires_at).await {
+                Ok(summary) => (Response::Done { summary }, Vec::new()),
+                Err(e) => error(&e),
+            },
             Admin::TerminateTenant { tenant, principal } => {
                 match self.terminate(&tenant, &principal).await {
                     Ok(summary) => (Response::Done { summary }, Vec::new()),
@@ -560,6 +669,47 @@ impl Vault {
             }
         };
         rec.tenant_id = Some(item.tenant_id);
+        if self.opens.throttled(principal) {
+            rec.outcome = "refused: throttled after a bulk-read alert";
+            self.record(rec).await;
+            return refused(&format!(
+                "opens by {principal} are throttled after a bulk-read alert; an operator must review `sekisho alerts list`"
+            ));
+        }
+        if self.canaries.contains(id) {
+            let summary = format!(
+                "{principal} opened canary item {id} (purpose {}, reason {reason:?}): no legitimate flow opens it",
+                purpose.name()
+            );
+            let key = format!("canary:{id}");
+            self.alert(store::NewAlert {
+                rule: "canary-touched",
+                severity: "critical",
+                dedupe_key: &key,
+                principal,
+                tenant_id: Some(item.tenant_id),
+                summary: &summary,
+            })
+            .await;
+        } else if let Some(n) = self.opens.note(principal) {
+            let rule = self.opens.rule();
+            let summary = format!(
+                "{principal} opened {n} sealed messages within {}s (threshold {}); further opens refused for {}s",
+                rule.window.as_secs(),
+                rule.threshold,
+                rule.throttle.as_secs()
+            );
+            let key = format!("bulk-open:{principal}");
+            self.alert(store::NewAlert {
+                rule: "bulk-open",
+                severity: "critical",
+                dedupe_key: &key,
+                principal,
+                tenant_id: Some(item.tenant_id),
+                summary: &summary,
+            })
+            .await;
+        }
         let key = match self.store.tenant_key(item.tenant_id).await {
             Ok(Some(k)) => k,
             Ok(None) => {

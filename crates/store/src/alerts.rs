@@ -1,0 +1,166 @@
+//! Alerts: what detection raises, deduplicated while open, moved through
+//! open → acknowledged → resolved by people. Every raise and state change is also an audit
+//! record.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{NewRecord, Store, StoreError, unix_now};
+
+/// An alert to raise.
+#[derive(Debug, Clone, Default)]
+pub struct NewAlert<'a> {
+    /// The detection rule (`sandbox-violation`, `canary-touched`, `bulk-open`, …).
+    pub rule: &'a str,
+    /// `info`, `warning` or `critical`.
+    pub severity: &'a str,
+    /// Repeats with the same key, while the alert is not resolved, count on one alert.
+    pub dedupe_key: &'a str,
+    /// Whose behaviour raised it.
+    pub principal: &'a str,
+    /// The tenant concerned, if any.
+    pub tenant_id: Option<i64>,
+    /// What happened, for a person.
+    pub summary: &'a str,
+}
+
+/// An alert as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// Id.
+    pub id: i64,
+    /// Rule.
+    pub rule: String,
+    /// Severity.
+    pub severity: String,
+    /// Dedupe key.
+    pub dedupe_key: String,
+    /// Principal.
+    pub principal: String,
+    /// Tenant.
+    pub tenant_id: Option<i64>,
+    /// Summary.
+    pub summary: String,
+    /// First seen.
+    pub first_at: i64,
+    /// Last seen.
+    pub last_at: i64,
+    /// Times seen.
+    pub count: i64,
+    /// open, acknowledged or resolved.
+    pub state: String,
+    /// Who changed the state last.
+    pub updated_by: String,
+}
+
+fn alert(r: &sqlx::sqlite::SqliteRow) -> Alert {
+    Alert {
+        id: r.get("id"),
+        rule: r.get("rule"),
+        severity: r.get("severity"),
+        dedupe_key: r.get("dedupe_key"),
+        principal: r.get("principal"),
+        tenant_id: r.get("tenant_id"),
+        summary: r.get("summary"),
+        first_at: r.get("first_at"),
+        last_at: r.get("last_at"),
+        count: r.get("count"),
+        state: r.get("state"),
+        updated_by: r.get("updated_by"),
+    }
+}
+
+impl Store {
+    /// Raises an alert (or counts a repeat of an unresolved one with the same key) and records
+    /// it in the audit log. Returns the alert id.
+    pub async fn alert_raise(&self, a: &NewAlert<'_>) -> Result<i64, StoreError> {
+        let now = unix_now();
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE dedupe_key = ? AND state != 'resolved' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(a.dedupe_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match existing {
+            Some(id) => {
+                sqlx::query("UPDATE alerts SET count = count + 1, last_at = ?, summary = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(a.summary)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => sqlx::query_scalar(
+                "INSERT INTO alerts (rule, severity, dedupe_key, principal, tenant_id, summary, first_at, last_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(a.rule)
+            .bind(a.severity)
+            .bind(a.dedupe_key)
+            .bind(a.principal)
+            .bind(a.tenant_id)
+            .bind(a.summary)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?,
+        };
+        tx.commit().await?;
+        let object = format!("alert {id}");
+        self.record(&NewRecord {
+            principal: a.principal,
+            role: "detect",
+            action: &format!("alert-raised:{}", a.rule),
+            tenant_id: a.tenant_id,
+            object: &object,
+            reason: a.summary,
+            outcome: a.severity,
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Alerts, newest first; only those in `state` if given.
+    pub async fn alerts(&self, state: Option<&str>) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE (?1 IS NULL OR state = ?1) ORDER BY last_at DESC, id DESC",
+        )
+        .bind(state)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(alert).collect())
+    }
+
+    /// Moves an alert to `acknowledged` or `resolved` (recorded).
+    pub async fn alert_set_state(&self, id: i64, state: &str, by: &str) -> Result<(), StoreError> {
+        if !matches!(state, "acknowledged" | "resolved") {
+            return Err(StoreError::Invalid(format!(
+                "{state:?} is not acknowledged or resolved"
+            )));
+        }
+        let done = sqlx::query(
+            "UPDATE alerts SET state = ?, updated_by = ? WHERE id = ? AND state != 'resolved'",
+        )
+        .bind(state)
+        .bind(by)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no unresolved alert {id}")));
+        }
+        let object = format!("alert {id}");
+        self.record(&NewRecord {
+            principal: by,
+            role: "cli",
+            action: &format!("alert-{state}"),
+            object: &object,
+            outcome: "ok",
+            ..Default::default()
+        })
+        .await?;
+        Ok(())
+    }
+}

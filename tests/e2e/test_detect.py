@@ -1,0 +1,68 @@
+"""Detection on the real binary: a canary quarantine item raises a critical alert the moment
+it is opened; a bulk read by one principal raises one and is throttled, while ordinary use
+raises nothing; alerts move open → acknowledged → resolved."""
+import smtplib
+
+QUARANTINE_ALL = "[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n"
+
+
+def quarantine(n, rcpt, marker):
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", [rcpt], f"To: x\r\n\r\nbody {marker}\r\n".encode())
+
+
+def test_opening_a_canary_raises_a_critical_alert_at_once(node, sink):
+    s = sink()
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    out = n.cli("canary", "plant", "--tenant", "acme").stdout
+    assert "canary quarantine item was planted for acme" in out
+    items = n.cli_json("quarantine", "list")
+    assert len(items) == 1 and items[0]["tenant"] == "acme" and items[0]["verdict"] == "quarantine"
+    qid = items[0]["id"]
+    # Nothing in the database marks it: the record of the planting does not name the item.
+    plant = [r for r in n.cli_json("vault", "records") if r["action"] == "plant-canary"]
+    assert plant and plant[0]["object"] == "" and qid not in str(plant)
+    assert n.cli_json("alerts", "list") == []
+    # Opening it works (the intruder learns nothing) and raises the alert before it returns.
+    text = n.cli("quarantine", "open", qid, "--reason", "looks interesting").stdout
+    assert "Overdue invoice" in text
+    alerts = n.cli_json("alerts", "list")
+    assert len(alerts) == 1, alerts
+    a = alerts[0]
+    assert (a["rule"], a["severity"], a["state"]) == ("canary-touched", "critical", "open")
+    assert a["principal"].startswith("cli:") and qid in a["summary"]
+
+
+def test_bulk_reads_alert_and_throttle_but_ordinary_use_does_not(node, sink):
+    s = sink()
+    n = node(config=QUARANTINE_ALL + "[detect]\nbulk_open_threshold = 3\n"
+                                      'bulk_open_window = "60s"\nthrottle = "10m"\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    for i in range(5):
+        quarantine(n, f"u{i}@acme.test", f"M{i}")
+    ids = [q["id"] for q in n.cli_json("quarantine", "list")]
+    assert len(ids) == 5
+    # Ordinary use: three opens stay under the threshold.
+    for qid in ids[:3]:
+        n.cli("quarantine", "open", qid, "--reason", "user asked")
+    assert n.cli_json("alerts", "list") == []
+    # The fourth crosses it: served, but alerted; the fifth is refused.
+    n.cli("quarantine", "open", ids[3], "--reason", "user asked")
+    (a,) = n.cli_json("alerts", "list")
+    assert (a["rule"], a["severity"]) == ("bulk-open", "critical")
+    assert "opened 4 sealed messages within 60s" in a["summary"]
+    r = n.cli("quarantine", "open", ids[4], "--reason", "user asked", check=False)
+    assert r.returncode != 0 and "throttled after a bulk-read alert" in r.stderr
+    refused = [x for x in n.cli_json("vault", "records")
+               if x["outcome"] == "refused: throttled after a bulk-read alert"]
+    assert len(refused) == 1
+    # States.
+    n.cli("alerts", "ack", str(a["id"]))
+    assert n.cli_json("alerts", "list", "--state", "acknowledged")[0]["id"] == a["id"]
+    n.cli("alerts", "resolve", str(a["id"]))
+    assert n.cli_json("alerts", "list", "--state", "open") == []
+    r = n.cli("alerts", "resolve", str(a["id"]), check=False)
+    assert r.returncode != 0 and "no unresolved alert" in r.stderr
+    actions = [x["action"] for x in n.cli_json("vault", "records")]
+    assert "alert-raised:bulk-open" in actions and "alert-resolved" in actions
