@@ -66,3 +66,48 @@ def test_bulk_reads_alert_and_throttle_but_ordinary_use_does_not(node, sink):
     assert r.returncode != 0 and "no unresolved alert" in r.stderr
     actions = [x["action"] for x in n.cli_json("vault", "records")]
     assert "alert-raised:bulk-open" in actions and "alert-resolved" in actions
+
+
+def test_incident_scope_reports_exactly_what_was_opened(node, sink):
+    import time
+    s = sink()
+    n = node(config=QUARANTINE_ALL)
+    t1 = int(time.time()) - 1
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    quarantine(n, "a1@acme.test", "A1")
+    quarantine(n, "a2@acme.test", "A2")
+    quarantine(n, "b1@beta.test", "B1")
+    by_tenant = {}
+    for q in n.cli_json("quarantine", "list"):
+        by_tenant.setdefault(q["tenant"], []).append(q["id"])
+    for qid in by_tenant["acme"] + by_tenant["beta"]:
+        n.cli("quarantine", "open", qid, "--reason", "curious")
+    n.cli("tenant", "terminate", "beta", "--confirm", "beta")
+    t2 = int(time.time()) + 1
+    records = n.cli_json("vault", "records", "--limit", "1000")
+    opens = {r["object"]: r for r in records if r["action"] == "open-quarantine:read"}
+    principal = opens[by_tenant["acme"][0]]["principal"]
+
+    report = n.cli_json("incident", "scope", "--from", str(t1), "--to", str(t2),
+                        "--principal", principal)
+    got = [(l["tenant"], l["status"], l["category"], l["access"], l["count"], l["records"])
+           for l in report["lines"]]
+    assert got == [
+        ("acme", "active", "message bodies and headers (quarantined)", "opened", 2,
+         sorted(opens[q]["id"] for q in by_tenant["acme"])),
+        ("beta", "terminated during the window", "message bodies and headers (quarantined)",
+         "opened", 1, [opens[by_tenant["beta"][0]]["id"]]),
+    ], got
+    assert (report["tenants_active"], report["tenants_terminated"]) == (2, 0)
+    # Nothing outside the window.
+    empty = n.cli_json("incident", "scope", "--from", str(t1 - 100), "--to", str(t1 - 50))
+    assert empty["lines"] == []
+    # CSV for the disclosure table; and what a compromised mx could reach (the trace of the
+    # terminated tenant is gone with it, so only acme's two messages appear).
+    csv = n.cli("incident", "scope", "--from", str(t1), "--to", str(t2), "--csv").stdout.splitlines()
+    assert csv[0] == "tenant_id,tenant,status,category,access,count,principals,records" and len(csv) == 3
+    mx = n.cli_json("incident", "scope", "--from", str(t1), "--to", str(t2), "--role", "mx")
+    assert [(l["tenant"], l["access"], l["count"]) for l in mx["lines"]] == [("acme", "reachable", 2)]
+    r = n.cli("incident", "scope", "--from", "2026-13-01", "--to", str(t2), check=False)
+    assert r.returncode != 0 and "is not a time" in r.stderr

@@ -15,6 +15,7 @@
 mod admin;
 mod audit;
 mod config;
+mod incident;
 mod quarantine;
 mod roles;
 mod sandbox;
@@ -98,6 +99,9 @@ enum Command {
     /// Canary objects: decoys whose use raises a critical alert.
     #[command(subcommand)]
     Canary(audit::CanaryCmd),
+    /// Incident response: which tenants and data were opened, used or reachable.
+    #[command(subcommand)]
+    Incident(incident::IncidentCmd),
     /// Sealed quarantine: list, show, open (through the vault, recorded), release, delete.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
@@ -883,6 +887,9 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         Command::Audit(cmd) => audit::run(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Alerts(cmd) => {
             audit::alerts(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
+        Command::Incident(cmd) => {
+            incident::run(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Canary(cmd) => {
             audit::canary(load_config(&cli.node, Overrides::default())?, cmd).await

@@ -440,3 +440,69 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// Records whose time is within `[from, to]`, oldest first.
+    pub async fn records_between(&self, from: i64, to: i64) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, principal, role, action, tenant_id, object, reason, outcome FROM records
+             WHERE at >= ? AND at <= ? ORDER BY id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Record {
+                id: r.get(0),
+                at: r.get(1),
+                principal: r.get(2),
+                role: r.get(3),
+                action: r.get(4),
+                tenant_id: r.get(5),
+                object: r.get(6),
+                reason: r.get(7),
+                outcome: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Per tenant, how many messages passed through the mail path (received) within
+    /// `[from, to]`, from the message trace.
+    pub async fn messages_by_tenant(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT e.tenant_id, count(DISTINCT m.id) FROM trace_messages m
+             JOIN trace_events e ON e.message_id = m.id
+             WHERE m.received_at >= ? AND m.received_at <= ? AND e.tenant_id IS NOT NULL
+             GROUP BY e.tenant_id ORDER BY e.tenant_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Tenants that exist now: id, name, creation time.
+    pub async fn tenant_names(&self) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY id")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Terminations ever recorded: tenant id, name, time, record id.
+    pub async fn terminations(&self) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT tenant_id, object, at, id FROM records
+             WHERE action = 'terminate-tenant' AND tenant_id IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

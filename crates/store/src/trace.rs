@@ -143,10 +143,33 @@ impl Store {
             .collect())
     }
 
-    /// Writes a batch of trace records in one transaction.
+    /// Writes a batch of trace records in one transaction. Records about a tenant that no
+    /// longer exists (terminated while they waited in the writer's queue) are dropped: nothing
+    /// of a terminated tenant's mail may come back after its purge.
     pub async fn write_trace(&self, batch: &[TraceRecord]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        let mut live: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
         for record in batch {
+            let mut tenants: Vec<i64> = match record {
+                TraceRecord::Received { rcpts, .. } => rcpts.iter().map(|(_, t)| *t).collect(),
+                TraceRecord::Event(e) => e.tenant_id.into_iter().filter(|&t| t != 0).collect(),
+                TraceRecord::SenderSeen { tenant, .. } => vec![*tenant],
+            };
+            tenants.sort_unstable();
+            tenants.dedup();
+            for t in &tenants {
+                if !live.contains_key(t) {
+                    let exists: bool =
+                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?)")
+                            .bind(t)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    live.insert(*t, exists);
+                }
+            }
+            if !tenants.is_empty() && !tenants.iter().any(|t| live[t]) {
+                continue;
+            }
             match record {
                 TraceRecord::Received {
                     id,
@@ -179,7 +202,7 @@ impl Store {
                     .await?;
                     // A message refused at DATA was never accepted: its events are the refusal.
                     let refused = matches!(verdict.as_deref(), Some("reject" | "tempfail"));
-                    for (rcpt, tenant) in rcpts.iter().filter(|_| !refused) {
+                    for (rcpt, tenant) in rcpts.iter().filter(|(_, t)| !refused && live[t]) {
                         let e = TraceEvent {
                             message_id: id.clone(),
                             rcpt: rcpt.clone(),

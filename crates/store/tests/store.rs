@@ -84,6 +84,10 @@ async fn tenants_domains_and_recipient_policy() {
 #[tokio::test]
 async fn trace_is_searchable_by_rcpt_and_sender() {
     let (_d, s) = store().await;
+    // Trace records name existing tenants (records of a terminated one are dropped).
+    s.add_tenant("acme", &["acme.test".into()], "maildir:///tmp/acme")
+        .await
+        .unwrap();
     s.write_trace(&[TraceRecord::Received {
         id: "ID1".into(),
         at: 100,
@@ -273,4 +277,64 @@ async fn a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it
         .await
         .unwrap();
     assert!(c > b && b > a, "{a} {b} {c}");
+}
+
+#[tokio::test]
+async fn trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late() {
+    let (_d, s) = store().await;
+    let a = s
+        .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
+        .await
+        .unwrap();
+    let b = s
+        .add_tenant("b", &["b.test".into()], "maildir:///tmp/b")
+        .await
+        .unwrap();
+    s.terminate_tenant(b).await.unwrap();
+    let received = |id: &str, tenant: i64| TraceRecord::Received {
+        id: id.into(),
+        at: 100,
+        mail_from: "x@sender.test".into(),
+        size: 1,
+        client_ip: "127.0.0.1".into(),
+        helo: "h".into(),
+        tls: None,
+        rcpts: vec![(
+            format!("r@{}.test", if tenant == a { "a" } else { "b" }),
+            tenant,
+        )],
+        verdict: Some("quarantine".into()),
+        score: Some(9.0),
+        symbols: String::new(),
+    };
+    s.write_trace(&[
+        received("LATE-B", b),
+        received("LIVE-A", a),
+        TraceRecord::Event(store::TraceEvent {
+            message_id: "LATE-B".into(),
+            rcpt: "r@b.test".into(),
+            tenant_id: Some(b),
+            at: 101,
+            event: "quarantined".into(),
+            detail: String::new(),
+        }),
+        TraceRecord::SenderSeen {
+            tenant: b,
+            sender: 7,
+            at: 101,
+        },
+    ])
+    .await
+    .unwrap();
+    let all = s
+        .trace(&TraceFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["LIVE-A"]
+    );
 }
