@@ -445,3 +445,15 @@ def test_quarantine_retention_purges_and_leaves_evidence(node, sink):
     rows = sqlite3.connect(n.data_dir / "sekisho.db").execute(
         "SELECT principal, action, object, reason, outcome FROM records WHERE action = 'retention-purge'").fetchall()
     assert rows == [("retention", "retention-purge", gone, "1 quarantined message(s) past retention", "ok")]
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(node):
+    # `sekisho check DIR | head -c 100`: the reader goes away early; the command must end
+    # with status 0 and no panic message, like any Unix tool.
+    n = node()
+    p = subprocess.Popen(n.base_args() + ["check", str(CORPORA / "mime")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(p.stdout.read(100)) == 100
+    p.stdout.close()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and b"panicked" not in err, err

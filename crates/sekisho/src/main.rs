@@ -820,7 +820,26 @@ fn prepare(cli: &Cli) -> Result<Option<(Config, Option<serve::RoleStart>)>> {
     Ok(Some((cfg, role)))
 }
 
+/// `sekisho … | head` closes the pipe early: that ends the command quietly (status 0), as
+/// for any Unix tool, instead of a panic message about printing to stdout.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(&cli.node.log_format);
     let prepared = match prepare(&cli) {
