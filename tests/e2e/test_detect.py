@@ -111,3 +111,52 @@ def test_incident_scope_reports_exactly_what_was_opened(node, sink):
     assert [(l["tenant"], l["access"], l["count"]) for l in mx["lines"]] == [("acme", "reachable", 2)]
     r = n.cli("incident", "scope", "--from", "2026-13-01", "--to", str(t2), check=False)
     assert r.returncode != 0 and "is not a time" in r.stderr
+
+
+def test_alerts_reach_a_signed_webhook_within_seconds(node, sink, tmp_path):
+    import hashlib
+    import hmac
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    got = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append(({k.lower(): v for k, v in self.headers.items()}, body, time.time()))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "a-webhook-secret-of-some-length"
+    (tmp_path / "hook-secret").write_text(secret + "\n")
+    s = sink()
+    n = node(config=f'[alerts]\nwebhook_url = "http://127.0.0.1:{server.server_port}/hook"\n'
+                    f'webhook_secret_file = "{tmp_path / "hook-secret"}"\n')
+    try:
+        n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+        n.cli("canary", "plant", "--tenant", "acme")
+        qid = n.cli_json("quarantine", "list")[0]["id"]
+        opened = time.time()
+        n.cli("quarantine", "open", qid, "--reason", "peek")
+        from conftest import wait_for
+        wait_for(lambda: got, timeout=10, what="the webhook POST")
+        headers, body, at = got[0]
+        assert at - opened < 5, "a canary alert reaches the sink within 5 s"
+        alert = json.loads(body)
+        assert (alert["rule"], alert["severity"]) == ("canary-touched", "critical")
+        want = hmac.new(secret.encode(), headers["x-sekisho-timestamp"].encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+        assert headers["x-sekisho-signature"] == f"sha256={want}"
+        # Sent once: a later tick does not repeat it.
+        time.sleep(2.5)
+        assert len(got) == 1
+    finally:
+        server.shutdown()

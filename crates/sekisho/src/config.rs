@@ -43,6 +43,15 @@ pub struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     detect: RawDetect,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    webhook_url: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +250,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// Bulk-read detection in the vault.
     pub bulk_rule: vault::detect::BulkRule,
+    /// Where alerts are forwarded.
+    pub webhook: Option<crate::webhook::Webhook>,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -433,6 +444,24 @@ impl RawConfig {
                 self.detect.throttle.as_deref(),
                 Duration::from_secs(600),
             )?,
+        };
+        let webhook = match (self.alerts.webhook_url, self.alerts.webhook_secret_file) {
+            (None, None) => None,
+            (Some(u), Some(f)) => {
+                let url = url::Url::parse(&u)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .with_context(|| format!("alerts.webhook_url: {u:?} is not an http(s) URL"))?;
+                let secret = std::fs::read_to_string(&f).with_context(|| {
+                    format!("alerts.webhook_secret_file: cannot read {}", f.display())
+                })?;
+                let secret = zeroize::Zeroizing::new(secret.trim().as_bytes().to_vec());
+                if secret.len() < 16 {
+                    bail!("alerts.webhook_secret_file: the secret must be at least 16 bytes");
+                }
+                Some(crate::webhook::Webhook { url, secret })
+            }
+            _ => bail!("alerts.webhook_url and alerts.webhook_secret_file go together"),
         };
         let sandbox_required = match self.sandbox.landlock.as_deref().unwrap_or("required") {
             "required" => true,
@@ -690,6 +719,7 @@ impl RawConfig {
             checkpoint_every,
             checkpoint_interval,
             bulk_rule,
+            webhook,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,

@@ -21,6 +21,7 @@ mod roles;
 mod sandbox;
 mod secrets;
 mod serve;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -456,6 +456,14 @@ async fn run_mx(
         crate::quarantine::sweep_interval(cfg.quarantine_retention),
         background.clone(),
     ));
+    let hook_task = tokio::spawn({
+        let (store, hook, stop) = (store.clone(), cfg.webhook.clone(), background.clone());
+        async move {
+            if let Some(hook) = hook {
+                crate::webhook::forward(store, hook, stop).await;
+            }
+        }
+    });
 
     print_banner(
         &cfg,
@@ -492,7 +500,7 @@ async fn run_mx(
     }
     background.cancel();
     let _ = delivery_task.await;
-    let _ = tokio::join!(http_task, sock_task, dir_task, sweep_task);
+    let _ = tokio::join!(http_task, sock_task, dir_task, sweep_task, hook_task);
     spool.shutdown();
     drop(node);
     drop(delivery);

@@ -164,3 +164,37 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Alerts with an id above `after`, oldest first (for sinks that forward new alerts).
+    pub async fn alerts_after(&self, after: i64) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM alerts WHERE id > ? ORDER BY id LIMIT 100")
+            .bind(after)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(alert).collect())
+    }
+
+    /// A named counter in `meta` (0 if never set).
+    pub async fn meta_get(&self, key: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT value FROM meta WHERE key = ?")
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Sets a named counter in `meta`.
+    pub async fn meta_set(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
