@@ -240,7 +240,8 @@ class S3:
         self.port = free_port()
         self.bucket = bucket
         self.log = open(work / "moto.log", "ab")
-        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                      "-p", str(self.port)],
                                      stdout=self.log, stderr=self.log)
         self.url = f"http://127.0.0.1:{self.port}"
 
