@@ -20,3 +20,6 @@ CREATE TABLE audit_checkpoints (
     key_id    TEXT NOT NULL,
     signature BLOB NOT NULL
 );
+
+-- Records not yet chained (written before this migration): found at once on every open.
+CREATE INDEX records_unchained ON records (id) WHERE hash IS NULL;
