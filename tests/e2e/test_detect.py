@@ -160,3 +160,28 @@ def test_alerts_reach_a_signed_webhook_within_seconds(node, sink, tmp_path):
         assert len(got) == 1
     finally:
         server.shutdown()
+
+
+def test_a_canary_secret_obtained_through_mx_raises_a_critical_alert(node, sink):
+    from conftest import admin
+    s = sink()
+    n = node(env={"SEKISHO_TEST_HOOKS": "1"})
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test",
+          "--route", "smtp://127.0.0.1:9?tls=required&auth=tenant")
+    r = n.cli("canary", "plant", "--tenant", "beta", "--secret", check=False)
+    assert r.returncode != 0 and "authenticates with its smtp-auth secret" in r.stderr
+    n.cli("canary", "plant", "--tenant", "acme", "--secret")
+    # Listed like any secret; ordinary mail to acme (its route does not authenticate) never
+    # asks for it.
+    assert [x["kind"] for x in n.cli_json("tenant", "secret", "list", "acme")] == ["smtp-auth"]
+    with __import__("smtplib").SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["bob@acme.test"], b"Subject: hi\r\n\r\nordinary\r\n")
+    s.wait(1)
+    assert n.cli_json("alerts", "list") == []
+    # Code in mx asking the vault for it (the test hook plays that intruder) is caught.
+    acme = next(t["id"] for t in n.cli_json("tenant", "list") if t["name"] == "acme")
+    assert admin(n, {"cmd": "test-use-secret", "tenant": acme})["data"] == {"obtained": True}
+    (a,) = n.cli_json("alerts", "list")
+    assert (a["rule"], a["severity"], a["principal"]) == ("canary-touched", "critical", "mx")
+    assert "canary secret" in a["summary"]

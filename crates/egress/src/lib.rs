@@ -133,6 +133,20 @@ impl Delivery {
         }
     }
 
+    /// Obtains a tenant's secret the way a delivery would, discarding it (the test hook that
+    /// plays an intruder in mx uses this; nothing is returned).
+    pub async fn obtain_secret(
+        &self,
+        tenant: i64,
+        kind: secrets::SecretKind,
+    ) -> Result<(), String> {
+        let source = self
+            .secrets
+            .get()
+            .ok_or("this process has no access to connector secrets")?;
+        source.get(tenant, kind).await.map(|_| ())
+    }
+
     /// The credentials a route needs, from the secret source.
     async fn credentials(&self, r: &SmtpRoute) -> Result<secrets::Credentials, String> {
         let mut creds = secrets::Credentials::default();

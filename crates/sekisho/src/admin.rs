@@ -141,6 +141,9 @@ pub enum Request {
     /// Test hook (only with `SEKISHO_TEST_HOOKS=1`): try to run `/bin/sh -c "touch PATH"` from
     /// inside mx, as an attacker with code execution would. The sandbox must stop it.
     TestExec { path: String },
+    /// Test hook (only with `SEKISHO_TEST_HOOKS=1`): obtain a tenant's `smtp-auth` secret from
+    /// the vault with mx's token, as code running inside mx could.
+    TestUseSecret { tenant: i64 },
     /// Reload the directory from the store now.
     Reload,
     /// All queued messages.
@@ -227,6 +230,16 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
                 .arg(format!("touch '{path}'"))
                 .status();
             json!({ "ran": status.is_ok_and(|s| s.success()) })
+        }
+        Request::TestUseSecret { tenant } => {
+            if std::env::var(TEST_HOOKS_ENV).as_deref() != Ok("1") {
+                anyhow::bail!("test hooks are off");
+            }
+            let got = node
+                .delivery
+                .obtain_secret(tenant, egress::secrets::SecretKind::SmtpAuth)
+                .await;
+            json!({ "obtained": got.is_ok() })
         }
         Request::Reload => json!({
             "reloaded": node.reload_directory().await?,

@@ -324,12 +324,33 @@ pub enum CanaryCmd {
         /// Tenant name.
         #[arg(long)]
         tenant: String,
+        /// Plant a decoy `smtp-auth` connector secret instead (for a tenant whose route does
+        /// not authenticate): obtaining it through mx raises the alert.
+        #[arg(long)]
+        secret: bool,
     },
 }
 
 pub async fn canary(cfg: Config, cmd: CanaryCmd) -> Result<()> {
     match cmd {
-        CanaryCmd::Plant { tenant } => {
+        CanaryCmd::Plant {
+            tenant,
+            secret: true,
+        } => {
+            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let summary = vault
+                .admin(vault::proto::Admin::PlantCanarySecret {
+                    tenant,
+                    principal: crate::cli_principal(),
+                })
+                .await?;
+            crate::poke(&cfg).await;
+            println!("{summary}");
+        }
+        CanaryCmd::Plant {
+            tenant,
+            secret: false,
+        } => {
             let store = crate::serve::open_store(&cfg).await?;
             let days = store.filter_policy(&tenant).await?.quarantine_days;
             let keep = days.map_or(cfg.quarantine_retention.as_secs() as i64, |d| {

@@ -875,7 +875,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 }
 
 /// Asks a running node to reload its directory now (it also notices within a second).
-async fn poke(cfg: &Config) {
+pub(crate) async fn poke(cfg: &Config) {
     let _ = admin::call(&cfg.data_dir, &admin::Request::Reload).await;
 }
 

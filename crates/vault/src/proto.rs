@@ -108,6 +108,14 @@ pub enum Admin {
         /// When retention removes it (Unix seconds).
         expires_at: i64,
     },
+    /// Plants a canary `smtp-auth` secret for a tenant whose route never authenticates, so no
+    /// legitimate delivery ever asks for it.
+    PlantCanarySecret {
+        /// Tenant name.
+        tenant: String,
+        /// Who asked.
+        principal: String,
+    },
     /// Terminates a tenant: destroys its key pair (crypto-shred), deletes its sealed blobs and
     /// every row about it, then rotates the KEK so no earlier copy of its wrapped key opens.
     TerminateTenant {

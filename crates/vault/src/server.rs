@@ -329,6 +329,66 @@ impl Vault {
         ))
     }
 
+    /// Plants a decoy `smtp-auth` secret for a tenant whose route does not authenticate: it
+    /// is listed like a real one, and whoever obtains it raises a critical alert.
+    async fn plant_canary_secret(&self, tenant: &str, principal: &str) -> Result<String, String> {
+        let t = self
+            .store
+            .list_tenants()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|t| t.name == tenant)
+            .ok_or_else(|| format!("no tenant {tenant:?}"))?;
+        if t.route.contains("auth=tenant") {
+            return Err(format!(
+                "{tenant}'s route authenticates with its smtp-auth secret: a canary there would be used by every delivery"
+            ));
+        }
+        if self
+            .store
+            .secret_get(t.id, SecretKind::SmtpAuth.name())
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Err(format!("{tenant} has an smtp-auth secret already"));
+        }
+        let password = Kek::generate().to_hex();
+        let domain = t
+            .domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "example.com".into());
+        let decoy = ConnectorSecret::SmtpAuth {
+            username: format!("relay@{domain}"),
+            password: password[..24].to_string(),
+        };
+        self.store
+            .secret_put(&SealedSecret {
+                tenant_id: t.id,
+                kind: SecretKind::SmtpAuth.name().to_string(),
+                sealed: seal_secret(&self.kek(), t.id, &decoy),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.canaries
+            .add(&format!("secret:{}:{}", t.id, SecretKind::SmtpAuth.name()))
+            .map_err(|e| format!("canary registry: {e}"))?;
+        self.record(NewRecord {
+            principal,
+            role: "vault",
+            action: "plant-canary",
+            tenant_id: Some(t.id),
+            outcome: "ok",
+            ..Default::default()
+        })
+        .await;
+        Ok(format!(
+            "a canary smtp-auth secret was planted for {tenant}; obtaining it raises a critical alert"
+        ))
+    }
+
     /// Accepts `token` from the mx role for connector secrets.
     pub fn set_mx_token(&mut self, token: RoleToken) {
         self.mx_token = Some(token);
@@ -397,6 +457,12 @@ impl Vault {
                 Ok(summary) => (Response::Done { summary }, Vec::new()),
                 Err(e) => error(&e),
             },
+            Admin::PlantCanarySecret { tenant, principal } => {
+                match self.plant_canary_secret(&tenant, &principal).await {
+                    Ok(summary) => (Response::Done { summary }, Vec::new()),
+                    Err(e) => error(&e),
+                }
+            }
             Admin::TerminateTenant { tenant, principal } => {
                 match self.terminate(&tenant, &principal).await {
                     Ok(summary) => (Response::Done { summary }, Vec::new()),
@@ -580,6 +646,23 @@ impl Vault {
             rec.outcome = "refused: not the mx role";
             self.record(rec).await;
             return refused("connector secrets are given only to the mx role");
+        }
+        if self
+            .canaries
+            .contains(&format!("secret:{tenant}:{}", kind.name()))
+        {
+            let summary = format!(
+                "the {kind} canary secret of tenant {tenant} was obtained through the mx role token: no route uses it, so code in mx is asking for secrets"
+            );
+            self.alert(store::NewAlert {
+                rule: "canary-touched",
+                severity: "critical",
+                dedupe_key: &format!("canary:secret:{tenant}:{kind}"),
+                principal: "mx",
+                tenant_id: Some(tenant),
+                summary: &summary,
+            })
+            .await;
         }
         let sealed = match self.store.secret_get(tenant, kind.name()).await {
             Ok(Some(s)) => s,
