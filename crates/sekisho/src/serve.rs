@@ -551,6 +551,12 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
         report.messages
     );
     println!("sealed quarantine in {blobs}");
+    if std::env::var(crate::admin::TEST_HOOKS_ENV).as_deref() == Ok("1") {
+        println!(
+            "WARNING: {}=1: test hooks are on (admin socket can make mx attempt an exec or fetch a secret); never in production",
+            crate::admin::TEST_HOOKS_ENV
+        );
+    }
     match confined {
         Some(c) => println!(
             "mx sandbox: Landlock {} ({} rules), seccomp forbids exec and new processes; the KEK {} is {}",
