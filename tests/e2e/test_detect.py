@@ -113,7 +113,7 @@ def test_incident_scope_reports_exactly_what_was_opened(node, sink):
     assert r.returncode != 0 and "is not a time" in r.stderr
 
 
-def test_alerts_reach_a_signed_webhook_within_seconds(node, sink, tmp_path):
+def test_alerts_reach_a_signed_webhook_and_syslog_within_seconds(node, sink, tmp_path):
     import hashlib
     import hmac
     import json
@@ -137,9 +137,14 @@ def test_alerts_reach_a_signed_webhook_within_seconds(node, sink, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     secret = "a-webhook-secret-of-some-length"
     (tmp_path / "hook-secret").write_text(secret + "\n")
+    import socket
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(tmp_path / "log"))
+    syslog.settimeout(10)
     s = sink()
     n = node(config=f'[alerts]\nwebhook_url = "http://127.0.0.1:{server.server_port}/hook"\n'
-                    f'webhook_secret_file = "{tmp_path / "hook-secret"}"\n')
+                    f'webhook_secret_file = "{tmp_path / "hook-secret"}"\n'
+                    f'syslog = "{tmp_path / "log"}"\n')
     try:
         n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
         n.cli("canary", "plant", "--tenant", "acme")
@@ -155,9 +160,18 @@ def test_alerts_reach_a_signed_webhook_within_seconds(node, sink, tmp_path):
         want = hmac.new(secret.encode(), headers["x-sekisho-timestamp"].encode() + b"." + body,
                         hashlib.sha256).hexdigest()
         assert headers["x-sekisho-signature"] == f"sha256={want}"
+        # The same alert as an RFC 5424 datagram on the syslog socket (authpriv.crit).
+        line = syslog.recv(65536).decode()
+        assert line.startswith("<82>1 ") and 'rule="canary-touched" severity="critical"' in line, line
         # Sent once: a later tick does not repeat it.
         time.sleep(2.5)
         assert len(got) == 1
+        syslog.settimeout(0.1)
+        try:
+            again = syslog.recv(65536)
+        except socket.timeout:
+            again = None
+        assert again is None
     finally:
         server.shutdown()
 

@@ -52,6 +52,7 @@ pub struct RawConfig {
 struct RawAlerts {
     webhook_url: Option<String>,
     webhook_secret_file: Option<PathBuf>,
+    syslog: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +253,8 @@ pub struct Config {
     pub bulk_rule: vault::detect::BulkRule,
     /// Where alerts are forwarded.
     pub webhook: Option<crate::webhook::Webhook>,
+    /// The syslog socket alerts are sent to (`/dev/log`).
+    pub syslog: Option<PathBuf>,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -445,6 +448,7 @@ impl RawConfig {
                 Duration::from_secs(600),
             )?,
         };
+        let syslog = self.alerts.syslog;
         let webhook = match (self.alerts.webhook_url, self.alerts.webhook_secret_file) {
             (None, None) => None,
             (Some(u), Some(f)) => {
@@ -720,6 +724,7 @@ impl RawConfig {
             checkpoint_interval,
             bulk_rule,
             webhook,
+            syslog,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,

@@ -458,10 +458,19 @@ async fn run_mx(
     ));
     let hook_task = tokio::spawn({
         let (store, hook, stop) = (store.clone(), cfg.webhook.clone(), background.clone());
+        let syslog = cfg.syslog.clone().map(|p| (p, cfg.hostname.clone()));
         async move {
-            if let Some(hook) = hook {
-                crate::webhook::forward(store, hook, stop).await;
-            }
+            let web = async {
+                if let Some(hook) = hook {
+                    crate::webhook::forward(store.clone(), hook, stop.clone()).await;
+                }
+            };
+            let sys = async {
+                if let Some((path, host)) = syslog {
+                    crate::webhook::forward_syslog(store.clone(), path, host, stop.clone()).await;
+                }
+            };
+            tokio::join!(web, sys);
         }
     });
 

@@ -1,19 +1,22 @@
-//! The alert webhook sink: `mx` forwards every new alert as a signed HTTP POST.
+//! Alert sinks outside the store: `mx` forwards every new alert to a signed webhook and/or to
+//! syslog. (The vault opens no network connection, so the forwarding happens here.)
 //!
-//! Body: the alert as JSON. Headers: `X-Sekisho-Timestamp` (Unix seconds) and
+//! Webhook body: the alert as JSON. Headers: `X-Sekisho-Timestamp` (Unix seconds) and
 //! `X-Sekisho-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`, so a
-//! receiver can check origin and freshness. Delivery is at least once: the last forwarded
-//! alert id is kept in the store and only advanced after a 2xx answer. (The vault opens no
-//! network connection, so the forwarding happens here.)
+//! receiver can check origin and freshness. Syslog: one RFC 5424 datagram per alert to a Unix
+//! socket (`/dev/log`), facility authpriv. Delivery is at least once per sink: the last
+//! forwarded alert id is kept in the store and only advanced after the sink took it.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use store::Store;
+use store::{Alert, Store};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-/// Where and how alerts are forwarded.
+/// Where and how alerts are forwarded over HTTP.
 #[derive(Clone)]
 pub struct Webhook {
     /// The receiver.
@@ -38,9 +41,39 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(ctx.sign().as_ref()))
 }
 
-const SENT: &str = "alerts_webhook_sent";
+/// Calls `send` for every alert newer than the sink's mark, once a second, until `shutdown`;
+/// the mark (`meta` key `key`) advances only past alerts `send` accepted.
+async fn forward_alerts<F, Fut>(store: Store, key: &str, shutdown: CancellationToken, send: F)
+where
+    F: Fn(Alert) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Ok(sent) = store.meta_get(key).await else {
+            continue;
+        };
+        let Ok(alerts) = store.alerts_after(sent).await else {
+            continue;
+        };
+        for a in alerts {
+            let id = a.id;
+            if let Err(e) = send(a).await {
+                tracing::warn!(sink = key, alert = id, error = %e, "alert sink failed; will retry");
+                break;
+            }
+            if let Err(e) = store.meta_set(key, id).await {
+                tracing::error!(error = %e, "alert sink: store");
+                break;
+            }
+        }
+    }
+}
 
-/// Forwards new alerts until `shutdown`.
+/// Forwards new alerts to the webhook until `shutdown`.
 pub async fn forward(store: Store, hook: Webhook, shutdown: CancellationToken) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -52,68 +85,115 @@ pub async fn forward(store: Store, hook: Webhook, shutdown: CancellationToken) {
             return;
         }
     };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        let sent = match store.meta_get(SENT).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "alert webhook: store");
-                continue;
-            }
-        };
-        let Ok(alerts) = store.alerts_after(sent).await else {
-            continue;
-        };
-        for a in alerts {
-            let body = match serde_json::to_vec(&a) {
-                Ok(b) => b,
-                Err(_) => continue,
-            };
+    forward_alerts(store, "alerts_webhook_sent", shutdown, |a| {
+        let (client, hook) = (client.clone(), hook.clone());
+        async move {
+            let body = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
             let now = store::unix_now();
-            let result = client
+            let r = client
                 .post(hook.url.clone())
                 .header("content-type", "application/json")
                 .header("x-sekisho-timestamp", now.to_string())
                 .header("x-sekisho-signature", signature(&hook.secret, now, &body))
                 .body(body)
                 .send()
-                .await;
-            match result {
-                Ok(r) if r.status().is_success() => {
-                    if let Err(e) = store.meta_set(SENT, a.id).await {
-                        tracing::error!(error = %e, "alert webhook: store");
-                        break;
-                    }
-                }
-                Ok(r) => {
-                    tracing::warn!(status = %r.status(), alert = a.id, "alert webhook refused; will retry");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, alert = a.id, "alert webhook unreachable; will retry");
-                    break;
-                }
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("receiver answered {}", r.status()))
             }
         }
-    }
+    })
+    .await;
+}
+
+/// One alert as an RFC 5424 syslog message (facility authpriv).
+pub fn syslog_line(a: &Alert, hostname: &str) -> String {
+    let severity = match a.severity.as_str() {
+        "critical" => 2,
+        "warning" => 4,
+        _ => 6,
+    };
+    let time = time::OffsetDateTime::from_unix_timestamp(a.last_at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into());
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace(']', "\\]")
+    };
+    format!(
+        "<{}>1 {time} {hostname} sekisho - alert [sekisho@32473 id=\"{}\" rule=\"{}\" severity=\"{}\" principal=\"{}\" count=\"{}\"] {}",
+        10 * 8 + severity,
+        a.id,
+        escape(&a.rule),
+        escape(&a.severity),
+        escape(&a.principal),
+        a.count,
+        a.summary.replace(['\r', '\n'], " ")
+    )
+}
+
+/// Forwards new alerts to the syslog socket at `path` until `shutdown`.
+pub async fn forward_syslog(
+    store: Store,
+    path: PathBuf,
+    hostname: String,
+    shutdown: CancellationToken,
+) {
+    forward_alerts(store, "alerts_syslog_sent", shutdown, |a| {
+        let (path, line) = (path.clone(), syslog_line(&a, &hostname));
+        async move {
+            let sock = tokio::net::UnixDatagram::unbound().map_err(|e| e.to_string())?;
+            sock.send_to(line.as_bytes(), &path)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn signature_is_hmac_sha256_of_timestamp_and_body() {
         // Computed independently: python3 -c 'import hmac,hashlib;
         //   print(hmac.new(b"k", b"1.{}", hashlib.sha256).hexdigest())'
         assert_eq!(
-            super::signature(b"k", 1, b"{}"),
+            signature(b"k", 1, b"{}"),
             "sha256=3dd49b2593d0f9a349e9e71c4bde3e2b862c2be4003fe9b4ba81332029310158"
         );
-        assert_ne!(
-            super::signature(b"k", 2, b"{}"),
-            super::signature(b"k", 1, b"{}")
+        assert_ne!(signature(b"k", 2, b"{}"), signature(b"k", 1, b"{}"));
+    }
+
+    #[test]
+    fn syslog_lines_are_rfc_5424_with_structured_data() {
+        let a = Alert {
+            id: 7,
+            rule: "bulk-open".into(),
+            severity: "critical".into(),
+            dedupe_key: "k".into(),
+            principal: "cli:\"eve\"".into(),
+            tenant_id: Some(1),
+            summary: "line one\nline two".into(),
+            first_at: 0,
+            last_at: 1_795_478_400,
+            count: 3,
+            state: "open".into(),
+            updated_by: String::new(),
+        };
+        assert_eq!(
+            syslog_line(&a, "gw1"),
+            "<82>1 2026-11-24T00:00:00Z gw1 sekisho - alert [sekisho@32473 id=\"7\" rule=\"bulk-open\" severity=\"critical\" principal=\"cli:\\\"eve\\\"\" count=\"3\"] line one line two"
         );
     }
 }
