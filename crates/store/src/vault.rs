@@ -515,19 +515,6 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Record {
-                id: r.get(0),
-                at: r.get(1),
-                principal: r.get(2),
-                role: r.get(3),
-                action: r.get(4),
-                tenant_id: r.get(5),
-                object: r.get(6),
-                reason: r.get(7),
-                outcome: r.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(crate::audit::record).collect())
     }
 }

@@ -759,32 +759,33 @@ impl Vault {
                 "opens by {principal} are throttled after a bulk-read alert; an operator must review `sekisho alerts list`"
             ));
         }
-        if self.canaries.contains(id) {
-            let summary = format!(
-                "{principal} opened canary item {id} (purpose {}, reason {reason:?}): no legitimate flow opens it",
-                purpose.name()
-            );
-            let key = format!("canary:{id}");
-            self.alert(store::NewAlert {
-                rule: "canary-touched",
-                severity: "critical",
-                dedupe_key: &key,
-                principal,
-                tenant_id: Some(item.tenant_id),
-                summary: &summary,
+        let alert = if self.canaries.contains(id) {
+            Some((
+                "canary-touched",
+                format!("canary:{id}"),
+                format!(
+                    "{principal} opened canary item {id} (purpose {}, reason {reason:?}): no legitimate flow opens it",
+                    purpose.name()
+                ),
+            ))
+        } else {
+            self.opens.note(principal).map(|n| {
+                let rule = self.opens.rule();
+                (
+                    "bulk-open",
+                    format!("bulk-open:{principal}"),
+                    format!(
+                        "{principal} opened {n} sealed messages within {}s (threshold {}); further opens refused for {}s",
+                        rule.window.as_secs(),
+                        rule.threshold,
+                        rule.throttle.as_secs()
+                    ),
+                )
             })
-            .await;
-        } else if let Some(n) = self.opens.note(principal) {
-            let rule = self.opens.rule();
-            let summary = format!(
-                "{principal} opened {n} sealed messages within {}s (threshold {}); further opens refused for {}s",
-                rule.window.as_secs(),
-                rule.threshold,
-                rule.throttle.as_secs()
-            );
-            let key = format!("bulk-open:{principal}");
+        };
+        if let Some((rule, key, summary)) = alert {
             self.alert(store::NewAlert {
-                rule: "bulk-open",
+                rule,
                 severity: "critical",
                 dedupe_key: &key,
                 principal,
