@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod connector;
 pub mod password;
+pub mod totp;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -100,6 +101,29 @@ impl SecretKey {
             .expand(&[INFO], &AES_256_GCM)
             .expect("HKDF output length is valid for AES-256");
         LessSafeKey::new(UnboundKey::from(okm))
+    }
+
+    /// A key derived from this one for one purpose (`label`): HMAC-SHA256(key, label).
+    /// Knowing the derived key reveals nothing of this one.
+    pub fn derive(&self, label: &str) -> SecretKey {
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0[..]),
+            label.as_bytes(),
+        );
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        SecretKey::from_bytes(out)
+    }
+
+    /// HMAC-SHA256 of `data` under this key (tokens that only the key holder can make).
+    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0[..]),
+            data,
+        );
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// Seals `plaintext` bound to `aad`; returns `salt || ciphertext || tag`.
