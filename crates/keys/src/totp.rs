@@ -31,8 +31,12 @@ pub fn hotp(secret: &[u8], counter: u64, digits: u32) -> u32 {
     let mac = hmac::sign(&key, &counter.to_be_bytes());
     let mac = mac.as_ref();
     let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-    let bin = u32::from_be_bytes([mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]])
-        & 0x7fff_ffff;
+    let bin = u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff;
     bin % 10u32.pow(digits)
 }
 
@@ -54,7 +58,11 @@ pub fn verify(secret: &[u8], code: &str, now: i64, last_used: Option<i64>) -> Op
         if step < 0 {
             continue;
         }
-        let want = format!("{:0width$}", hotp(secret, step as u64, DIGITS), width = DIGITS as usize);
+        let want = format!(
+            "{:0width$}",
+            hotp(secret, step as u64, DIGITS),
+            width = DIGITS as usize
+        );
         if crate::ct_eq(want.as_bytes(), code.as_bytes()) && last_used.is_none_or(|l| step > l) {
             matched = Some(step);
         }
@@ -148,9 +156,20 @@ mod tests {
         let code = code_at(RFC_SECRET, now);
         let step = verify(RFC_SECRET, &code, now, None).expect("current code");
         assert_eq!(step, step_of(now));
-        assert_eq!(verify(RFC_SECRET, &code, now, Some(step)), None, "replay refused");
-        assert!(verify(RFC_SECRET, &code, now + STEP, None).is_some(), "one step late");
-        assert_eq!(verify(RFC_SECRET, &code, now + 3 * STEP, None), None, "too late");
+        assert_eq!(
+            verify(RFC_SECRET, &code, now, Some(step)),
+            None,
+            "replay refused"
+        );
+        assert!(
+            verify(RFC_SECRET, &code, now + STEP, None).is_some(),
+            "one step late"
+        );
+        assert_eq!(
+            verify(RFC_SECRET, &code, now + 3 * STEP, None),
+            None,
+            "too late"
+        );
         assert_eq!(verify(RFC_SECRET, "12345", now, None), None, "wrong length");
         assert_eq!(verify(RFC_SECRET, "12a456", now, None), None, "not digits");
         let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
@@ -170,6 +189,9 @@ mod tests {
         ] {
             assert_eq!(base32(i.as_bytes()), o);
         }
-        assert!(uri("Sekisho", "a b@x", RFC_SECRET).starts_with("otpauth://totp/Sekisho:a%20b@x?secret=GEZDGNBV"));
+        assert!(
+            uri("Sekisho", "a b@x", RFC_SECRET)
+                .starts_with("otpauth://totp/Sekisho:a%20b@x?secret=GEZDGNBV")
+        );
     }
 }

@@ -160,7 +160,13 @@ pub enum Request {
     QueueRelease { id: String },
     /// Release a quarantined message: the vault opens it for this purpose and principal, and it
     /// is delivered with its original envelope.
-    QuarantineRelease { id: String, principal: String },
+    QuarantineRelease {
+        id: String,
+        principal: String,
+        /// A portal user's session: the vault checks it and what the user may release.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
 }
 
 /// The socket path of a node.
@@ -279,15 +285,20 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             spool.update(meta).await?;
             json!({ "held": id })
         }
-        Request::QuarantineRelease { id, principal } => {
+        Request::QuarantineRelease {
+            id,
+            principal,
+            session,
+        } => {
             let item = node.store.quarantine_get(&id).await?;
             let plain = node
                 .vault
-                .open_quarantine(
+                .open_quarantine_for(
                     &id,
                     vault::proto::Purpose::Release,
                     &principal,
                     "released for delivery",
+                    session.as_deref(),
                 )
                 .await?;
             let meta = MessageMeta {

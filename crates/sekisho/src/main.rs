@@ -703,6 +703,7 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
                 &admin::Request::QuarantineRelease {
                     id: id.clone(),
                     principal: cli_principal(),
+                    session: None,
                 },
             )
             .await?;

@@ -19,6 +19,7 @@ pub mod blobs;
 mod directory;
 mod filter;
 mod trace;
+mod users;
 mod vault;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
+pub use users::{Enrolment, ROLES, User};
 pub use vault::{
     NewRecord, QuarantineItem, Record, SealedSecret, SecretInfo, TenantKey, Terminated,
 };

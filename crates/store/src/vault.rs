@@ -218,16 +218,24 @@ impl Store {
             .collect())
     }
 
-    /// Replaces everything wrapped with the KEK — tenant keys, connector secrets and audit
-    /// signing keys — in one
+    /// Replaces everything wrapped with the KEK — tenant keys, connector secrets, audit
+    /// signing keys and portal users' second factors — in one
     /// transaction (KEK rotation).
     pub async fn rewrap_kek_material(
         &self,
         keys: &[TenantKey],
         secrets: &[SealedSecret],
         audit_keys: &[crate::AuditKey],
+        totps: &[(i64, Vec<u8>)],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        for (id, sealed) in totps {
+            sqlx::query("UPDATE users SET totp_sealed = ? WHERE id = ?")
+                .bind(sealed)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for k in keys {
             sqlx::query("UPDATE tenant_keys SET wrapped = ? WHERE tenant_id = ? AND recipient = ?")
                 .bind(&k.wrapped)

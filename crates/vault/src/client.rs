@@ -1,4 +1,4 @@
-//! The client side of the vault socket (used by `mx` and the CLI).
+//! The client side of the vault socket (used by `mx`, the portal and the CLI).
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +27,10 @@ pub enum CallError {
     /// The vault could not be reached.
     #[error("the vault is not running (no answer at {0}): start `sekisho serve`")]
     Unreachable(String),
-    /// The vault refused or failed, with its message.
+    /// The vault refused (policy: not allowed, not valid), with its message for a person.
+    #[error("{0}")]
+    Refused(String),
+    /// The vault failed, with its message.
     #[error("{0}")]
     Vault(String),
     /// The exchange broke off.
@@ -59,9 +62,8 @@ impl VaultClient {
             .await
             .map_err(|_| CallError::Unreachable(self.path.display().to_string()))??;
         match resp {
-            Response::Refused { message } | Response::Error { message } => {
-                Err(CallError::Vault(message))
-            }
+            Response::Refused { message } => Err(CallError::Refused(message)),
+            Response::Error { message } => Err(CallError::Vault(message)),
             other => Ok((other, body)),
         }
     }
@@ -104,11 +106,26 @@ impl VaultClient {
         principal: &str,
         reason: &str,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
+        self.open_quarantine_for(id, purpose, principal, reason, None)
+            .await
+    }
+
+    /// Opens a quarantined message for the portal user of `session` (the vault checks the
+    /// session and what that user may open; `principal` is then ignored).
+    pub async fn open_quarantine_for(
+        &self,
+        id: &str,
+        purpose: Purpose,
+        principal: &str,
+        reason: &str,
+        session: Option<&str>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
         let req = Request::OpenQuarantine {
             id: id.to_string(),
             purpose,
             principal: principal.to_string(),
             reason: reason.to_string(),
+            session: session.map(str::to_string),
         };
         match self.call(&req, &[]).await? {
             (Response::Opened, body) => Ok(zeroize::Zeroizing::new(body)),

@@ -66,6 +66,10 @@ pub enum Request {
         principal: String,
         /// The stated reason (recorded).
         reason: String,
+        /// The portal user's session token: the vault then opens only what that user may
+        /// see and records the user as the principal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
     /// Seals a tenant's connector secret (write-only: nothing ever reads it back out). The
     /// value is the payload: a serialized [`crate::ConnectorSecret`].
@@ -88,6 +92,41 @@ pub enum Request {
     },
     /// A key-changing request.
     Admin(Admin),
+    /// Portal: first step of an enrolment link — the new password is the payload; answers
+    /// `Totp` with the second-factor secret to show once.
+    EnrolStart {
+        /// The enrolment token from the link.
+        token: String,
+    },
+    /// Portal: second step — a code from the authenticator activates the account.
+    EnrolConfirm {
+        /// The enrolment token.
+        token: String,
+        /// A current TOTP code.
+        code: String,
+    },
+    /// Portal: password (payload) and TOTP code → `Session`.
+    Login {
+        /// Login name.
+        email: String,
+        /// A current TOTP code.
+        code: String,
+        /// Where the request came from (recorded).
+        client_ip: String,
+    },
+    /// Portal: the live user of a session token → `User`.
+    Session {
+        /// The session token from the cookie.
+        token: String,
+    },
+    /// Portal: ends a session.
+    Logout {
+        /// The session token.
+        token: String,
+    },
+    /// Portal at start: a first-operator enrolment link, only while no account exists →
+    /// `Enrolment` (or `Refused` once accounts exist).
+    FirstEnrolment,
 }
 
 /// Requests that change keys (a separate enum keeps the hot path's match small).
@@ -124,6 +163,39 @@ pub enum Admin {
         /// Who asked.
         principal: String,
     },
+    /// Makes a one-time enrolment link for a new portal account → `Enrolment`.
+    Invite {
+        /// The account's login name.
+        email: String,
+        /// Its role.
+        role: String,
+        /// Its tenant (tenant admins and users).
+        tenant: Option<String>,
+        /// Who asked.
+        principal: String,
+    },
+}
+
+/// The user behind a session, as the vault vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    /// Account id.
+    pub id: i64,
+    /// Login name.
+    pub email: String,
+    /// `operator`, `auditor`, `tenant-admin` or `user`.
+    pub role: String,
+    /// The tenant (tenant admins and users).
+    pub tenant_id: Option<i64>,
+    /// The tenant's name.
+    pub tenant: Option<String>,
+}
+
+impl SessionUser {
+    /// The principal name in audit records.
+    pub fn principal(&self) -> String {
+        format!("user:{}", self.email)
+    }
 }
 
 /// What the vault answers.
@@ -147,6 +219,34 @@ pub enum Response {
     Done {
         /// What was done.
         summary: String,
+    },
+    /// The second-factor secret of a new account, shown to its user once.
+    Totp {
+        /// base32 secret.
+        secret: String,
+        /// `otpauth://` URI (for a QR code).
+        uri: String,
+    },
+    /// A new session.
+    Session {
+        /// The session token (cookie value).
+        token: String,
+        /// The CSRF token bound to it.
+        csrf: String,
+        /// Who.
+        user: SessionUser,
+    },
+    /// The live user of a session.
+    User {
+        /// Who.
+        user: SessionUser,
+        /// The CSRF token bound to the session.
+        csrf: String,
+    },
+    /// An enrolment link's token.
+    Enrolment {
+        /// The token (goes into the link).
+        token: String,
     },
     /// Refused (policy), with a message for a person.
     Refused {

@@ -1,5 +1,9 @@
 //! The vault role's request handling: the only code that unwraps tenant identities.
 
+mod portal;
+
+pub use portal::{SESSION_ABSOLUTE, SESSION_IDLE, may_open};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -122,6 +126,8 @@ struct KekMaterial {
     keys: Vec<TenantKey>,
     secrets: Vec<SealedSecret>,
     audit_keys: Vec<store::AuditKey>,
+    /// Portal users' sealed TOTP secrets (user id, sealed).
+    totps: Vec<(i64, Vec<u8>)>,
 }
 
 impl KekMaterial {
@@ -140,11 +146,22 @@ impl KekMaterial {
                 .into_iter()
                 .filter(|k| !k.wrapped.is_empty())
                 .collect(),
+            totps: store
+                .user_list(None)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|u| !u.totp_sealed.is_empty())
+                .map(|u| (u.id, u.totp_sealed))
+                .collect(),
         })
     }
 
     fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.secrets.is_empty() && self.audit_keys.is_empty()
+        self.keys.is_empty()
+            && self.secrets.is_empty()
+            && self.audit_keys.is_empty()
+            && self.totps.is_empty()
     }
 
     fn kind(s: &SealedSecret) -> Result<SecretKind, String> {
@@ -169,6 +186,10 @@ impl KekMaterial {
             .audit_keys
             .iter()
             .all(|k| crate::unwrap_audit_key(kek, k).is_ok())
+            && self
+                .totps
+                .iter()
+                .all(|(id, sealed)| kek.open(&portal::totp_aad(*id), sealed).is_some())
     }
 
     /// Re-wraps every item from `old` to `new`.
@@ -186,6 +207,13 @@ impl KekMaterial {
         }
         for k in &mut self.audit_keys {
             k.wrapped = crate::rewrap_audit_key(old, new, k).map_err(|e| e.to_string())?;
+        }
+        for (id, sealed) in &mut self.totps {
+            let aad = portal::totp_aad(*id);
+            let plain = old
+                .open(&aad, sealed)
+                .ok_or_else(|| format!("user {id}: the second factor does not open"))?;
+            *sealed = new.seal(&aad, &plain);
         }
         Ok(())
     }
@@ -409,7 +437,12 @@ impl Vault {
         let mut material = KekMaterial::load(&self.store).await?;
         material.rewrap(&old, &new)?;
         self.store
-            .rewrap_kek_material(&material.keys, &material.secrets, &material.audit_keys)
+            .rewrap_kek_material(
+                &material.keys,
+                &material.secrets,
+                &material.audit_keys,
+                &material.totps,
+            )
             .await
             .map_err(|e| e.to_string())?;
         std::fs::rename(&next, &self.kek_path).map_err(|e| e.to_string())?;
@@ -420,10 +453,11 @@ impl Vault {
         }
         *self.kek.write().expect("kek lock poisoned") = Arc::new(new);
         Ok(format!(
-            "{} tenant key(s), {} connector secret(s) and {} audit key(s) re-wrapped",
+            "{} tenant key(s), {} connector secret(s), {} audit key(s) and {} second factor(s) re-wrapped; portal sessions ended",
             material.keys.len(),
             material.secrets.len(),
-            material.audit_keys.len()
+            material.audit_keys.len(),
+            material.totps.len()
         ))
     }
 
@@ -469,6 +503,18 @@ impl Vault {
                     Err(e) => error(&e),
                 }
             }
+            Admin::Invite {
+                email,
+                role,
+                tenant,
+                principal,
+            } => match self
+                .invite(&email, &role, tenant.as_deref(), &principal)
+                .await
+            {
+                Ok(token) => (Response::Enrolment { token }, Vec::new()),
+                Err(e) => refused(&e),
+            },
         }
     }
 
@@ -554,8 +600,9 @@ impl Vault {
                 purpose,
                 principal,
                 reason,
+                session,
             } => {
-                self.open_quarantine(&id, purpose, &principal, &reason)
+                self.open_quarantine(&id, purpose, &principal, &reason, session.as_deref())
                     .await
             }
             Request::SealSecret { tenant, principal } => {
@@ -568,6 +615,19 @@ impl Vault {
                 role_token,
             } => self.use_secret(tenant, kind, &role_token).await,
             Request::Admin(a) => self.admin(a).await,
+            Request::EnrolStart { token } => self.enrol_start(&token, &payload).await,
+            Request::EnrolConfirm { token, code } => self.enrol_confirm(&token, &code).await,
+            Request::Login {
+                email,
+                code,
+                client_ip,
+            } => {
+                let pass = zeroize::Zeroizing::new(payload);
+                self.login(&email, &code, &client_ip, &pass).await
+            }
+            Request::Session { token } => self.session(&token).await,
+            Request::Logout { token } => self.logout(&token).await,
+            Request::FirstEnrolment => self.first_enrolment().await,
         }
     }
 
@@ -728,7 +788,18 @@ impl Vault {
         purpose: Purpose,
         principal: &str,
         reason: &str,
+        session: Option<&str>,
     ) -> (Response, Vec<u8>) {
+        // A portal request names its user by session; the vault checks it, not the caller.
+        let user = match session {
+            Some(token) => match self.resolve_session(token).await {
+                Some(u) => Some(u),
+                None => return refused("the session has ended: log in again"),
+            },
+            None => None,
+        };
+        let user_principal = user.as_ref().map(|u| u.principal());
+        let principal = user_principal.as_deref().unwrap_or(principal);
         let action = format!("open-quarantine:{}", purpose.name());
         let mut rec = NewRecord {
             principal,
@@ -752,6 +823,13 @@ impl Vault {
             }
         };
         rec.tenant_id = Some(item.tenant_id);
+        if let Some(u) = &user
+            && !may_open(u, item.tenant_id, &item.rcpts)
+        {
+            rec.outcome = "refused: not this user's message";
+            self.record(rec).await;
+            return refused(&format!("{id} is not a message {} may open", u.email));
+        }
         if self.opens.throttled(principal) {
             rec.outcome = "refused: throttled after a bulk-read alert";
             self.record(rec).await;

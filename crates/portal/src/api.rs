@@ -1,0 +1,419 @@
+//! The JSON API. Authentication and tenant isolation live in one place each:
+//! [`Session::from_request`] asks the vault who the caller is (and checks the CSRF token on
+//! every state-changing method), and [`visible`] decides which quarantine items a user may see.
+//! Handlers never look at a tenant id themselves.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use vault::client::CallError;
+use vault::proto::{Request, Response as VaultResponse, SessionUser};
+
+use crate::Portal;
+use crate::listener::ClientAddr;
+use crate::problem::Problem;
+
+/// The session cookie.
+pub const COOKIE: &str = "sekisho_session";
+/// The header carrying the CSRF token on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Most quarantine items one list answer holds.
+pub const MAX_LIST: i64 = 500;
+
+/// The routes, behind the front door.
+pub fn router(portal: Arc<Portal>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(index))
+        .route("/enrol", get(index))
+        .route("/api/enrol", post(enrol_start))
+        .route("/api/enrol/confirm", post(enrol_confirm))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/quarantine", get(quarantine_list))
+        .route("/api/quarantine/{id}", get(quarantine_show))
+        .route("/api/quarantine/{id}/release", post(quarantine_release))
+        .fallback(|| async { Problem::not_found("no such page or endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            portal.clone(),
+            crate::front::front_door,
+        ))
+        .with_state(portal)
+}
+
+async fn index() -> Response {
+    let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sekisho</title></head>\
+        <body><h1>Sekisho</h1><p>The web interface is not served yet; the API is at <code>/api/</code> \
+        (enrolment: <code>POST /api/enrol</code> with the token from your link).</p></body></html>";
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// A JSON body within the front door's size limit, or a problem saying what is wrong with it.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Problem> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "JSON expected",
+                "send the body as application/json",
+            ));
+        }
+        let max = crate::front::Limits::default().max_body;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), max)
+            .await
+            .map_err(|_| crate::front::too_large(max))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Problem::bad_request(format!("the JSON body does not fit: {e}")))
+    }
+}
+
+/// The logged-in caller, as the vault vouches for it.
+pub struct Session {
+    /// Who.
+    pub user: SessionUser,
+    /// The session token (passed on to the vault for content opens).
+    pub token: String,
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+fn vault_problem(e: CallError) -> Problem {
+    match e {
+        CallError::Refused(m) => Problem::forbidden(m),
+        other => {
+            tracing::error!(error = %other, "vault call failed");
+            Problem::internal("the vault did not answer; try again shortly")
+        }
+    }
+}
+
+impl FromRequestParts<Arc<Portal>> for Session {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, portal: &Arc<Portal>) -> Result<Self, Problem> {
+        let token = cookie_token(&parts.headers).ok_or_else(Problem::unauthenticated)?;
+        let (user, csrf) = match portal
+            .vault
+            .call(
+                &Request::Session {
+                    token: token.clone(),
+                },
+                &[],
+            )
+            .await
+        {
+            Ok((VaultResponse::User { user, csrf }, _)) => (user, csrf),
+            Ok(_) => return Err(Problem::internal("unexpected answer from the vault")),
+            Err(CallError::Refused(_)) => return Err(Problem::unauthenticated()),
+            Err(e) => return Err(vault_problem(e)),
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            if !keys::ct_eq(sent, csrf.as_bytes()) {
+                return Err(Problem::forbidden(format!(
+                    "missing or wrong {CSRF_HEADER} header: send the csrf_token from the login answer or GET /api/me"
+                )));
+            }
+        }
+        Ok(Session { user, token })
+    }
+}
+
+/// The one rule of which quarantine items (metadata) a user sees: operators every tenant's
+/// (metadata only — content needs a lockbox), tenant admins their tenant's, end users the
+/// items addressed to them, auditors none.
+pub fn visible(user: &SessionUser, item: &store::QuarantineItem) -> bool {
+    match user.role.as_str() {
+        "operator" => true,
+        _ => vault::server::may_open(user, item.tenant_id, &item.rcpts),
+    }
+}
+
+fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .expect("token is ASCII")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolStart {
+    token: String,
+    password: String,
+}
+
+async fn enrol_start(
+    State(p): State<Arc<Portal>>,
+    JsonBody(b): JsonBody<EnrolStart>,
+) -> Result<Response, Problem> {
+    let pass = zeroize::Zeroizing::new(b.password);
+    match p
+        .vault
+        .call(&Request::EnrolStart { token: b.token }, pass.as_bytes())
+        .await
+    {
+        Ok((VaultResponse::Totp { secret, uri }, _)) => Ok(axum::Json(json!({
+            "totp_secret": secret,
+            "otpauth_uri": uri,
+            "next": "add the secret to an authenticator app, then POST /api/enrol/confirm with a current code",
+        }))
+        .into_response()),
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolConfirm {
+    token: String,
+    code: String,
+}
+
+async fn enrol_confirm(
+    State(p): State<Arc<Portal>>,
+    JsonBody(b): JsonBody<EnrolConfirm>,
+) -> Result<Response, Problem> {
+    match p
+        .vault
+        .call(
+            &Request::EnrolConfirm {
+                token: b.token,
+                code: b.code,
+            },
+            &[],
+        )
+        .await
+    {
+        Ok((VaultResponse::Done { summary }, _)) => {
+            Ok(axum::Json(json!({ "message": summary })).into_response())
+        }
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+    code: String,
+}
+
+async fn login(
+    State(p): State<Arc<Portal>>,
+    ConnectInfo(addr): ConnectInfo<ClientAddr>,
+    JsonBody(b): JsonBody<Login>,
+) -> Result<Response, Problem> {
+    if b.email.len() > 254 || b.code.len() > 16 {
+        return Err(Problem::bad_request(
+            "the e-mail address or code is too long",
+        ));
+    }
+    let pass = zeroize::Zeroizing::new(b.password);
+    let req = Request::Login {
+        email: b.email,
+        code: b.code,
+        client_ip: addr.0.ip().to_string(),
+    };
+    match p.vault.call(&req, pass.as_bytes()).await {
+        Ok((VaultResponse::Session { token, csrf, user }, _)) => {
+            let mut r = axum::Json(json!({ "user": user, "csrf_token": csrf })).into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                session_cookie(&token, vault::server::SESSION_ABSOLUTE),
+            );
+            Ok(r)
+        }
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(m)) => {
+            Err(Problem::new(StatusCode::UNAUTHORIZED, "Login failed", m))
+        }
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
+async fn logout(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    p.vault
+        .call(&Request::Logout { token: s.token }, &[])
+        .await
+        .map_err(vault_problem)?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0));
+    Ok(r)
+}
+
+async fn me(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let csrf = match p
+        .vault
+        .call(&Request::Session { token: s.token }, &[])
+        .await
+    {
+        Ok((VaultResponse::User { csrf, .. }, _)) => csrf,
+        _ => return Err(Problem::unauthenticated()),
+    };
+    Ok(axum::Json(json!({ "user": s.user, "csrf_token": csrf })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+fn item_json(q: &store::QuarantineItem) -> serde_json::Value {
+    json!({
+        "id": q.id,
+        "tenant": q.tenant,
+        "mail_from": q.mail_from,
+        "rcpts": q.rcpts,
+        "size": q.size,
+        "received_at": q.received_at,
+        "expires_at": q.expires_at,
+        "verdict": q.verdict,
+        "score": q.score,
+        "symbols": q.symbols,
+    })
+}
+
+async fn quarantine_list(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Problem> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit must be 1 to {MAX_LIST}"
+        )));
+    }
+    // Narrow in the query where the role allows it; `visible` has the last word.
+    let tenant = if s.user.role == "operator" {
+        None
+    } else {
+        Some(s.user.tenant_id.ok_or_else(|| {
+            Problem::forbidden("this role has no quarantine (auditors read audit and alerts)")
+        })?)
+    };
+    let items = p
+        .store
+        .quarantine_list(tenant, limit)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?;
+    let items: Vec<_> = items
+        .iter()
+        .filter(|i| visible(&s.user, i))
+        .map(item_json)
+        .collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+/// The item, if it exists and the user may see it (else 404 either way: another tenant's ids
+/// are not confirmed to exist).
+async fn visible_item(p: &Portal, s: &Session, id: &str) -> Result<store::QuarantineItem, Problem> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Problem::bad_request("not a quarantine id"));
+    }
+    match p.store.quarantine_get(id).await {
+        Ok(item) if visible(&s.user, &item) => Ok(item),
+        Ok(_) | Err(store::StoreError::NotFound(_)) => {
+            Err(Problem::not_found(format!("no quarantined message {id}")))
+        }
+        Err(_) => Err(Problem::internal("the store did not answer")),
+    }
+}
+
+async fn quarantine_show(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let item = visible_item(&p, &s, &id).await?;
+    Ok(axum::Json(item_json(&item)).into_response())
+}
+
+async fn quarantine_release(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let item = visible_item(&p, &s, &id).await?;
+    if !vault::server::may_open(&s.user, item.tenant_id, &item.rcpts) {
+        return Err(Problem::forbidden(
+            "operators release tenants' mail only through a tenant-approved lockbox",
+        ));
+    }
+    let req = json!({
+        "cmd": "quarantine-release",
+        "id": id,
+        "principal": s.user.principal(),
+        "session": s.token,
+    });
+    admin_call(&p.data_dir, &req).await?;
+    Ok(axum::Json(json!({ "message": format!("{id} released for delivery") })).into_response())
+}
+
+/// One request on the node's admin socket (JSON line in, JSON line out).
+async fn admin_call(
+    data_dir: &std::path::Path,
+    req: &serde_json::Value,
+) -> Result<serde_json::Value, Problem> {
+    let path = data_dir.join("admin.sock");
+    let exchange = async {
+        let mut s = tokio::net::UnixStream::connect(&path).await?;
+        s.write_all(format!("{req}\n").as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).await?;
+        std::io::Result::Ok(line)
+    };
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+        .await
+        .map_err(|_| Problem::internal("the mail node did not answer in time"))?
+        .map_err(|_| Problem::internal("the mail node is not running"))?;
+    let reply: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|_| Problem::internal("malformed answer from the mail node"))?;
+    if reply["ok"] == json!(true) {
+        Ok(reply["data"].clone())
+    } else {
+        Err(Problem::forbidden(
+            reply["error"].as_str().unwrap_or("refused").to_string(),
+        ))
+    }
+}

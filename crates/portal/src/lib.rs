@@ -1,0 +1,54 @@
+//! The portal role: the HTTPS front door for people (operators, tenant admins, end users,
+//! auditors) — an API today, the web UI on top of it next.
+//!
+//! # Layout
+//! - [`listener`]: TLS accept loop (handshakes off the accept path, bounded, with deadlines).
+//! - [`front`]: the front door every request passes before any handler — request limits,
+//!   per-IP rate limits, probe detection with temporary blocks, security headers.
+//! - [`api`]: the JSON API and the one place that decides what a user may see.
+//! - [`problem`]: RFC 9457 problem details, the shape of every error.
+//!
+//! # Security
+//! Faces the Internet, so it is built to be the least valuable process to break into: it holds
+//! no key but its TLS key, reads no blob, and cannot verify a password or mint a session —
+//! the vault does both, and re-checks the session on every content open, so a compromised
+//! portal can act only for users who are really logged in (and every act is recorded). It runs
+//! under the same seccomp (no exec) and Landlock (no KEK) confinement as `mx`. Request limits
+//! answer 4xx before any handler runs; no request body or secret is logged.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod front;
+pub mod listener;
+pub mod problem;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What the portal works with.
+pub struct Portal {
+    /// The vault (logins, sessions, content opens).
+    pub vault: vault::client::VaultClient,
+    /// The store (quarantine metadata, records, alerts).
+    pub store: store::Store,
+    /// The node's data directory (its admin socket releases messages into the spool).
+    pub data_dir: PathBuf,
+    /// The front door's limits and state.
+    pub front: front::FrontDoor,
+}
+
+/// Starts serving on `listener` until `shutdown`.
+pub async fn serve(
+    portal: Arc<Portal>,
+    listener: listener::TlsListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let app = api::router(portal);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<listener::ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}

@@ -1,0 +1,382 @@
+//! Portal accounts, their sessions and one-time enrolment links.
+//!
+//! Only the vault writes here (it alone can hash a session token into `id_mac` and seal a
+//! TOTP secret); the portal reads nothing of this table directly. A user row never carries a
+//! readable secret: the password is argon2id, the second factor is sealed.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// The roles of portal users.
+pub const ROLES: [&str; 4] = ["operator", "auditor", "tenant-admin", "user"];
+
+/// A portal account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// Login name (an e-mail address).
+    pub email: String,
+    /// `operator`, `auditor`, `tenant-admin` or `user`.
+    pub role: String,
+    /// The tenant (tenant admins and end users only).
+    pub tenant_id: Option<i64>,
+    /// The tenant's name.
+    pub tenant: Option<String>,
+    /// argon2id PHC string.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// The TOTP secret sealed by the vault.
+    #[serde(skip)]
+    pub totp_sealed: Vec<u8>,
+    /// The last TOTP step accepted (a code is never accepted twice).
+    #[serde(skip)]
+    pub totp_last_step: Option<i64>,
+    /// Enrolment finished (second factor confirmed).
+    pub active: bool,
+    /// Failed logins since the last success.
+    pub failed_logins: i64,
+    /// No login before this time (lockout).
+    pub locked_until: i64,
+    /// Created.
+    pub created_at: i64,
+}
+
+/// A one-time enrolment link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// The e-mail address the account will have.
+    pub email: String,
+    /// Its role.
+    pub role: String,
+    /// Its tenant.
+    pub tenant_id: Option<i64>,
+    /// Expiry.
+    pub expires_at: i64,
+    /// The account made from it, while its second factor is not yet confirmed.
+    pub user_id: Option<i64>,
+}
+
+/// One account query: the shared column list (read by [`user`]) and a `WHERE` clause.
+macro_rules! select_users {
+    ($where:literal) => {
+        concat!(
+            "SELECT u.id, u.email, u.role, u.tenant_id, t.name AS tenant, u.password_hash,
+             u.totp_sealed, u.totp_last_step, u.active, u.failed_logins, u.locked_until,
+             u.created_at FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id ",
+            $where
+        )
+    };
+}
+
+fn user(r: &sqlx::sqlite::SqliteRow) -> User {
+    User {
+        id: r.get("id"),
+        email: r.get("email"),
+        role: r.get("role"),
+        tenant_id: r.get("tenant_id"),
+        tenant: r.get("tenant"),
+        password_hash: r.get("password_hash"),
+        totp_sealed: r.get("totp_sealed"),
+        totp_last_step: r.get("totp_last_step"),
+        active: r.get::<i64, _>("active") != 0,
+        failed_logins: r.get("failed_logins"),
+        locked_until: r.get("locked_until"),
+        created_at: r.get("created_at"),
+    }
+}
+
+impl Store {
+    /// Number of accounts (active or not).
+    pub async fn user_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// Accounts, optionally of one tenant only.
+    pub async fn user_list(&self, tenant_id: Option<i64>) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(select_users!(
+            "WHERE ?1 IS NULL OR u.tenant_id = ?1 ORDER BY u.id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(user).collect())
+    }
+
+    /// The account with this login name.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(select_users!("WHERE u.email = ?"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(user))
+    }
+
+    /// The account with this id.
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(select_users!("WHERE u.id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(user))
+    }
+
+    /// Stores an enrolment link. With `first`, only while no account exists, and replacing
+    /// earlier first-start links (each start of an unenrolled node prints a fresh one).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enrolment_create(
+        &self,
+        token_mac: &str,
+        email: &str,
+        role: &str,
+        tenant_id: Option<i64>,
+        created_by: &str,
+        now: i64,
+        expires_at: i64,
+        first: bool,
+    ) -> Result<(), StoreError> {
+        if !ROLES.contains(&role) {
+            return Err(StoreError::Invalid(format!(
+                "unknown role {role:?} (operator, auditor, tenant-admin or user)"
+            )));
+        }
+        if matches!(role, "operator" | "auditor") == tenant_id.is_some() {
+            return Err(StoreError::Invalid(
+                "tenant admins and users belong to a tenant; operators and auditors to none".into(),
+            ));
+        }
+        let mut tx = self.pool().begin().await?;
+        if first {
+            let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+                .fetch_one(&mut *tx)
+                .await?;
+            if users > 0 {
+                return Err(StoreError::Conflict(
+                    "accounts exist already: invite further users with `sekisho user invite`"
+                        .into(),
+                ));
+            }
+            sqlx::query("DELETE FROM enrolments WHERE created_by = 'first-start'")
+                .execute(&mut *tx)
+                .await?;
+        } else if self.user_by_email(email).await?.is_some_and(|u| u.active) {
+            return Err(StoreError::Conflict(format!(
+                "an account {email} exists already"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO enrolments (token_mac, email, role, tenant_id, created_by, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token_mac)
+        .bind(email.to_ascii_lowercase())
+        .bind(role)
+        .bind(tenant_id)
+        .bind(created_by)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The unexpired enrolment link with this MAC.
+    pub async fn enrolment_get(
+        &self,
+        token_mac: &str,
+        now: i64,
+    ) -> Result<Option<Enrolment>, StoreError> {
+        let row = sqlx::query(
+            "SELECT email, role, tenant_id, expires_at, user_id FROM enrolments
+             WHERE token_mac = ? AND expires_at > ?",
+        )
+        .bind(token_mac)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| Enrolment {
+            email: r.get("email"),
+            role: r.get("role"),
+            tenant_id: r.get("tenant_id"),
+            expires_at: r.get("expires_at"),
+            user_id: r.get("user_id"),
+        }))
+    }
+
+    /// Creates (or, on a repeated first step, replaces) the not yet active account of an
+    /// enrolment. Returns its id.
+    pub async fn enrolment_set_user(
+        &self,
+        token_mac: &str,
+        e: &Enrolment,
+        password_hash: &str,
+        totp_sealed_for: impl Fn(i64) -> Vec<u8>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(id) = e.user_id {
+            sqlx::query("DELETE FROM users WHERE id = ? AND active = 0")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+            .bind(&e.email)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "an account {} exists already",
+                e.email
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (email, role, tenant_id, password_hash, totp_sealed, created_at)
+             VALUES (?, ?, ?, ?, x'', ?) RETURNING id",
+        )
+        .bind(&e.email)
+        .bind(&e.role)
+        .bind(e.tenant_id)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE users SET totp_sealed = ? WHERE id = ?")
+            .bind(totp_sealed_for(id))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE enrolments SET user_id = ? WHERE token_mac = ?")
+            .bind(id)
+            .bind(token_mac)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Activates the account of an enrolment (its second factor was confirmed at `step`) and
+    /// uses the link up.
+    pub async fn enrolment_finish(
+        &self,
+        token_mac: &str,
+        user_id: i64,
+        step: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE users SET active = 1, totp_last_step = ? WHERE id = ?")
+            .bind(step)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE enrolments SET user_id = NULL WHERE token_mac = ?")
+            .bind(token_mac)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM enrolments WHERE token_mac = ?")
+            .bind(token_mac)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Notes a failed login; `locked_until` is the lockout the caller computed.
+    pub async fn user_login_failed(&self, id: i64, locked_until: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET failed_logins = failed_logins + 1, locked_until = ? WHERE id = ?",
+        )
+        .bind(locked_until)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Notes a successful login (TOTP step used) and opens a session.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn session_open(
+        &self,
+        user_id: i64,
+        step: i64,
+        id_mac: &str,
+        client_ip: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = 0, totp_last_step = ? WHERE id = ?",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO user_sessions (id_mac, user_id, client_ip, created_at, last_seen, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_mac)
+        .bind(user_id)
+        .bind(client_ip)
+        .bind(now)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The live session with this MAC and its user: expired sessions (absolute, or idle
+    /// longer than `idle` seconds) are deleted and not returned; a live one is touched.
+    pub async fn session_resolve(
+        &self,
+        id_mac: &str,
+        now: i64,
+        idle: i64,
+    ) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, last_seen, expires_at FROM user_sessions WHERE id_mac = ?",
+        )
+        .bind(id_mac)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (last_seen, expires_at): (i64, i64) = (row.get("last_seen"), row.get("expires_at"));
+        if now >= expires_at || now - last_seen > idle {
+            self.session_close(id_mac).await?;
+            return Ok(None);
+        }
+        sqlx::query("UPDATE user_sessions SET last_seen = ? WHERE id_mac = ?")
+            .bind(now)
+            .bind(id_mac)
+            .execute(self.pool())
+            .await?;
+        let user = self.user_by_id(row.get("user_id")).await?;
+        Ok(user.filter(|u| u.active))
+    }
+
+    /// Ends one session.
+    pub async fn session_close(&self, id_mac: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM user_sessions WHERE id_mac = ?")
+            .bind(id_mac)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user (suspension, password change). Returns how many.
+    pub async fn sessions_close_user(&self, user_id: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM user_sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+}

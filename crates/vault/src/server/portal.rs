@@ -1,0 +1,435 @@
+//! Portal accounts as the vault keeps them: enrolment links, password + TOTP login with
+//! lockout, and sessions the vault alone can mint.
+//!
+//! The portal never sees a password hash or a TOTP secret: it forwards what the user typed and
+//! gets back a session token. Tokens (sessions, enrolment links) are random; the store keeps
+//! only their HMAC under a key derived from the KEK, so a row written by anyone but the vault
+//! matches no token, and a stolen database yields no usable session. Rotating the KEK therefore
+//! ends every session (everyone logs in again) — a feature after a suspected compromise.
+
+use keys::{password, totp};
+use store::{NewRecord, User, unix_now};
+
+use super::{Vault, error, refused};
+use crate::proto::{Response, SessionUser};
+
+/// A session ends this long after its last use.
+pub const SESSION_IDLE: i64 = 30 * 60;
+/// A session ends this long after login, used or not.
+pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
+/// An invitation link is valid this long.
+pub const INVITE_TTL: i64 = 72 * 3600;
+/// The first-operator link printed at start is valid this long.
+pub const FIRST_TTL: i64 = 24 * 3600;
+/// Failed logins before the account locks (then each further failure doubles the lock).
+pub const LOCK_AFTER: i64 = 5;
+/// The first lock's length.
+pub const LOCK_BASE: i64 = 30;
+/// The longest lock.
+pub const LOCK_MAX: i64 = 3600;
+/// The issuer name authenticator apps show.
+const ISSUER: &str = "Sekisho";
+
+/// The lock after `failures` failed logins in a row (0 while under [`LOCK_AFTER`]).
+pub fn lock_for(failures: i64) -> i64 {
+    if failures < LOCK_AFTER {
+        0
+    } else {
+        (LOCK_BASE << (failures - LOCK_AFTER).min(20)).min(LOCK_MAX)
+    }
+}
+
+pub(super) fn totp_aad(user_id: i64) -> Vec<u8> {
+    format!("sekisho totp v1 user={user_id}").into_bytes()
+}
+
+fn random_token(prefix: &str) -> String {
+    format!("{prefix}{}", &*keys::SecretKey::generate().to_hex())
+}
+
+fn session_user(u: &User) -> SessionUser {
+    SessionUser {
+        id: u.id,
+        email: u.email.clone(),
+        role: u.role.clone(),
+        tenant_id: u.tenant_id,
+        tenant: u.tenant.clone(),
+    }
+}
+
+/// The one rule of what a portal user may open: tenant admins their tenant's messages, end
+/// users the messages addressed to them; operators and auditors no content at all (an
+/// operator's access to content needs a tenant-approved lockbox).
+pub fn may_open(user: &SessionUser, tenant_id: i64, rcpts: &[String]) -> bool {
+    match user.role.as_str() {
+        "tenant-admin" => user.tenant_id == Some(tenant_id),
+        "user" => {
+            user.tenant_id == Some(tenant_id)
+                && rcpts.iter().any(|r| r.eq_ignore_ascii_case(&user.email))
+        }
+        _ => false,
+    }
+}
+
+impl Vault {
+    fn mac_hex(&self, label: &str, token: &str) -> String {
+        let key = self.kek().derive("sekisho portal tokens v1");
+        hex::encode(key.mac(format!("{label}:{token}").as_bytes()))
+    }
+
+    fn csrf(&self, token: &str) -> String {
+        self.mac_hex("csrf", token)
+    }
+
+    pub(super) fn open_totp(&self, u: &User) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        self.kek().open(&totp_aad(u.id), &u.totp_sealed)
+    }
+
+    async fn login_record(&self, principal: &str, ip: &str, tenant: Option<i64>, outcome: &str) {
+        self.record(NewRecord {
+            principal,
+            role: "vault",
+            action: "login",
+            tenant_id: tenant,
+            reason: &format!("from {ip}"),
+            outcome,
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// A first-operator link, only while there is no account.
+    pub(super) async fn first_enrolment(&self) -> (Response, Vec<u8>) {
+        let token = random_token("e1_");
+        let now = unix_now();
+        match self
+            .store
+            .enrolment_create(
+                &self.mac_hex("enrol", &token),
+                "operator",
+                "operator",
+                None,
+                "first-start",
+                now,
+                now + FIRST_TTL,
+                true,
+            )
+            .await
+        {
+            Ok(()) => (Response::Enrolment { token }, Vec::new()),
+            Err(e) => refused(&e.to_string()),
+        }
+    }
+
+    /// An invitation link for a new account.
+    pub(super) async fn invite(
+        &self,
+        email: &str,
+        role: &str,
+        tenant: Option<&str>,
+        principal: &str,
+    ) -> Result<String, String> {
+        if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+            return Err(format!("{email:?} is not an e-mail address"));
+        }
+        let tenant_id = match tenant {
+            Some(t) => Some(self.store.tenant_id(t).await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let token = random_token("e1_");
+        let now = unix_now();
+        self.store
+            .enrolment_create(
+                &self.mac_hex("enrol", &token),
+                email,
+                role,
+                tenant_id,
+                principal,
+                now,
+                now + INVITE_TTL,
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.record(NewRecord {
+            principal,
+            role: "vault",
+            action: "user-invite",
+            tenant_id,
+            object: &format!("user:{}", email.to_ascii_lowercase()),
+            reason: role,
+            outcome: "ok",
+        })
+        .await;
+        Ok(token)
+    }
+
+    /// Enrolment step 1: sets the password, makes the TOTP secret (shown once).
+    pub(super) async fn enrol_start(&self, token: &str, pass: &[u8]) -> (Response, Vec<u8>) {
+        let mac = self.mac_hex("enrol", token);
+        let e = match self.store.enrolment_get(&mac, unix_now()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                return refused(
+                    "this enrolment link is not valid (used, expired or mistyped): ask for a new one",
+                );
+            }
+            Err(e) => return error(&e.to_string()),
+        };
+        let Ok(pass) = std::str::from_utf8(pass) else {
+            return refused("the password is not valid UTF-8");
+        };
+        if let Err(e) = password::acceptable(pass) {
+            return refused(&e.to_string());
+        }
+        let pass = zeroize::Zeroizing::new(pass.to_string());
+        let hash = match tokio::task::spawn_blocking(move || password::hash(&pass)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return refused(&e.to_string()),
+            Err(e) => return error(&e.to_string()),
+        };
+        let secret = totp::generate();
+        let kek = self.kek();
+        let sealed_for = |id: i64| kek.seal(&totp_aad(id), &secret);
+        match self
+            .store
+            .enrolment_set_user(&mac, &e, &hash, sealed_for, unix_now())
+            .await
+        {
+            Ok(_) => (
+                Response::Totp {
+                    secret: totp::base32(&secret),
+                    uri: totp::uri(ISSUER, &e.email, &secret),
+                },
+                Vec::new(),
+            ),
+            Err(e) => refused(&e.to_string()),
+        }
+    }
+
+    /// Enrolment step 2: a code from the authenticator proves it holds the secret.
+    pub(super) async fn enrol_confirm(&self, token: &str, code: &str) -> (Response, Vec<u8>) {
+        let mac = self.mac_hex("enrol", token);
+        let now = unix_now();
+        let e = match self.store.enrolment_get(&mac, now).await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                return refused(
+                    "this enrolment link is not valid (used, expired or mistyped): ask for a new one",
+                );
+            }
+            Err(e) => return error(&e.to_string()),
+        };
+        let user = match e.user_id {
+            Some(id) => self.store.user_by_id(id).await.ok().flatten(),
+            None => None,
+        };
+        let Some(user) = user else {
+            return refused("set a password first (step 1 of the enrolment)");
+        };
+        let Some(secret) = self.open_totp(&user) else {
+            return error("the account's second factor cannot be opened");
+        };
+        let Some(step) = totp::verify(&secret, code, now, None) else {
+            return refused(
+                "the code does not match: check the authenticator's clock and enter the current code",
+            );
+        };
+        if let Err(e) = self.store.enrolment_finish(&mac, user.id, step).await {
+            return error(&e.to_string());
+        }
+        self.record(NewRecord {
+            principal: &format!("user:{}", user.email),
+            role: "vault",
+            action: "user-enrolled",
+            tenant_id: user.tenant_id,
+            object: &format!("user:{}", user.email),
+            reason: &user.role,
+            outcome: "ok",
+        })
+        .await;
+        (
+            Response::Done {
+                summary: format!("account {} ({}) is active", user.email, user.role),
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Password + TOTP → a session. One answer for every wrong input, so it tells an attacker
+    /// nothing about which part was wrong or whether the account exists.
+    pub(super) async fn login(
+        &self,
+        email: &str,
+        code: &str,
+        ip: &str,
+        pass: &[u8],
+    ) -> (Response, Vec<u8>) {
+        const WRONG: &str = "wrong e-mail address, password or code";
+        let email = email.trim().to_ascii_lowercase();
+        let principal = format!("user:{email}");
+        let pass = zeroize::Zeroizing::new(String::from_utf8_lossy(pass).into_owned());
+        let now = unix_now();
+        let user = match self.store.user_by_email(&email).await {
+            Ok(u) => u.filter(|u| u.active),
+            Err(e) => return error(&e.to_string()),
+        };
+        let Some(user) = user else {
+            let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&pass)).await;
+            self.login_record(&principal, ip, None, "failed: unknown account")
+                .await;
+            return refused(WRONG);
+        };
+        if user.locked_until > now {
+            self.login_record(&principal, ip, user.tenant_id, "refused: locked")
+                .await;
+            return refused(&format!(
+                "too many failed logins: the account is locked for {} more seconds",
+                user.locked_until - now
+            ));
+        }
+        let phc = user.password_hash.clone();
+        let pass_ok = tokio::task::spawn_blocking(move || password::verify(&pass, &phc))
+            .await
+            .unwrap_or(false);
+        let step = self
+            .open_totp(&user)
+            .and_then(|s| totp::verify(&s, code, now, user.totp_last_step));
+        let (true, Some(step)) = (pass_ok, step) else {
+            let lock = lock_for(user.failed_logins + 1);
+            let _ = self
+                .store
+                .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
+                .await;
+            let why = if pass_ok {
+                "failed: wrong or reused code"
+            } else {
+                "failed: wrong password"
+            };
+            self.login_record(&principal, ip, user.tenant_id, why).await;
+            return refused(WRONG);
+        };
+        let token = random_token("s1_");
+        if let Err(e) = self
+            .store
+            .session_open(
+                user.id,
+                step,
+                &self.mac_hex("session", &token),
+                ip,
+                now,
+                now + SESSION_ABSOLUTE,
+            )
+            .await
+        {
+            return error(&e.to_string());
+        }
+        self.login_record(&principal, ip, user.tenant_id, "ok")
+            .await;
+        let csrf = self.csrf(&token);
+        (
+            Response::Session {
+                token,
+                csrf,
+                user: session_user(&user),
+            },
+            Vec::new(),
+        )
+    }
+
+    /// The live user of a session token.
+    pub(super) async fn resolve_session(&self, token: &str) -> Option<SessionUser> {
+        if !token.starts_with("s1_") || token.len() > 128 {
+            return None;
+        }
+        let mac = self.mac_hex("session", token);
+        match self
+            .store
+            .session_resolve(&mac, unix_now(), SESSION_IDLE)
+            .await
+        {
+            Ok(u) => u.as_ref().map(session_user),
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                None
+            }
+        }
+    }
+
+    pub(super) async fn session(&self, token: &str) -> (Response, Vec<u8>) {
+        match self.resolve_session(token).await {
+            Some(user) => (
+                Response::User {
+                    user,
+                    csrf: self.csrf(token),
+                },
+                Vec::new(),
+            ),
+            None => refused("the session has ended: log in again"),
+        }
+    }
+
+    pub(super) async fn logout(&self, token: &str) -> (Response, Vec<u8>) {
+        let user = self.resolve_session(token).await;
+        let _ = self
+            .store
+            .session_close(&self.mac_hex("session", token))
+            .await;
+        if let Some(u) = user {
+            self.record(NewRecord {
+                principal: &u.principal(),
+                role: "vault",
+                action: "logout",
+                tenant_id: u.tenant_id,
+                outcome: "ok",
+                ..Default::default()
+            })
+            .await;
+        }
+        (
+            Response::Done {
+                summary: "logged out".into(),
+            },
+            Vec::new(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockout_doubles_and_caps() {
+        assert_eq!(lock_for(LOCK_AFTER - 1), 0);
+        assert_eq!(lock_for(LOCK_AFTER), LOCK_BASE);
+        assert_eq!(lock_for(LOCK_AFTER + 1), 2 * LOCK_BASE);
+        assert_eq!(lock_for(LOCK_AFTER + 100), LOCK_MAX);
+    }
+
+    #[test]
+    fn who_may_open_what() {
+        let u = |role: &str, tenant: Option<i64>| SessionUser {
+            id: 1,
+            email: "ann@a.example".into(),
+            role: role.into(),
+            tenant_id: tenant,
+            tenant: None,
+        };
+        let to_ann = vec!["Ann@a.example".to_string()];
+        let to_bob = vec!["bob@a.example".to_string()];
+        assert!(may_open(&u("tenant-admin", Some(1)), 1, &to_bob));
+        assert!(
+            !may_open(&u("tenant-admin", Some(1)), 2, &to_bob),
+            "other tenant"
+        );
+        assert!(may_open(&u("user", Some(1)), 1, &to_ann));
+        assert!(
+            !may_open(&u("user", Some(1)), 1, &to_bob),
+            "someone else's mail"
+        );
+        assert!(!may_open(&u("user", Some(2)), 1, &to_ann), "other tenant");
+        assert!(!may_open(&u("operator", None), 1, &to_ann), "no lockbox");
+        assert!(!may_open(&u("auditor", None), 1, &to_ann));
+    }
+}
