@@ -133,7 +133,7 @@ class Node:
 
     def start(self):
         args = self.base_args() + ["serve", "--smtp-listen", f"127.0.0.1:{self.smtp_port}",
-                                   "--admin-listen", "127.0.0.1:0"]
+                                   "--admin-listen", "127.0.0.1:0", "--portal-listen", "127.0.0.1:0"]
         if self.demo:
             args.append("--demo")
         self.log = open(self.data_dir.parent / (self.data_dir.name + ".log"), "ab")
@@ -160,6 +160,24 @@ class Node:
     def _drain(self, proc):
         for line in proc.stdout:
             self.banner.append(line)
+
+    def portal_url(self, timeout=20.0):
+        """The portal's https URL, from the portal role's banner line."""
+        def find():
+            for line in self.banner:
+                m = re.match(r"portal listening on (https://127\.0\.0\.1:\d+)", line)
+                if m:
+                    return m.group(1)
+        return wait_for(find, timeout, what="the portal's banner line")
+
+    def enrolment_link(self, timeout=20.0):
+        """The first-operator enrolment token printed by a node without accounts."""
+        def find():
+            for line in self.banner:
+                m = re.search(r"/enrol#(e1_[0-9a-f]+)", line)
+                if m:
+                    return m.group(1)
+        return wait_for(find, timeout, what="the first-operator enrolment link")
 
     def cli(self, *args, check=True):
         r = subprocess.run(self.base_args() + list(args), capture_output=True, text=True, timeout=60)

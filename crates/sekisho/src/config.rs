@@ -168,6 +168,7 @@ struct RawServer {
     data_dir: Option<PathBuf>,
     smtp_listen: Option<String>,
     admin_listen: Option<String>,
+    portal_listen: Option<String>,
     shutdown_grace: Option<String>,
 }
 
@@ -221,6 +222,8 @@ pub struct Overrides {
     pub smtp_listen: Option<String>,
     /// `--admin-listen` / `SEKISHO_ADMIN_LISTEN`.
     pub admin_listen: Option<String>,
+    /// `--portal-listen` / `SEKISHO_PORTAL_LISTEN`.
+    pub portal_listen: Option<String>,
     /// `--hostname` / `SEKISHO_HOSTNAME`.
     pub hostname: Option<String>,
     /// `--dns` / `SEKISHO_DNS`.
@@ -234,6 +237,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub smtp_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// The portal's HTTPS listener (`None`: no portal role).
+    pub portal_listen: Option<SocketAddr>,
     pub shutdown_grace: Duration,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
@@ -290,6 +295,8 @@ pub struct Config {
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2587";
 /// Default admin HTTP listener.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9587";
+/// The portal's default listener (HTTPS, loopback: put a real address in production).
+pub const DEFAULT_PORTAL: &str = "127.0.0.1:9443";
 
 /// Parses `30s`, `5m`, `2h`, `7d`, `250ms`, or a bare number of seconds.
 pub fn parse_duration(key: &str, s: &str) -> Result<Duration> {
@@ -402,6 +409,15 @@ impl RawConfig {
                 .or(s.admin_listen.as_deref())
                 .unwrap_or(DEFAULT_ADMIN),
         )?;
+        let portal_listen = match o
+            .portal_listen
+            .as_deref()
+            .or(s.portal_listen.as_deref())
+            .unwrap_or(DEFAULT_PORTAL)
+        {
+            "off" => None,
+            a => Some(addr("server.portal_listen", a)?),
+        };
         let shutdown_grace = parse_duration(
             "server.shutdown_grace",
             s.shutdown_grace.as_deref().unwrap_or("10s"),
@@ -713,6 +729,7 @@ impl RawConfig {
             data_dir,
             smtp_listen,
             admin_listen,
+            portal_listen,
             shutdown_grace,
             tls_cert,
             tls_key,

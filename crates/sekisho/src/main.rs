@@ -21,6 +21,7 @@ mod roles;
 mod sandbox;
 mod secrets;
 mod serve;
+mod users;
 mod webhook;
 
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ enum Command {
         /// Admin HTTP listener address [default: 127.0.0.1:9587].
         #[arg(long, env = "SEKISHO_ADMIN_LISTEN")]
         admin_listen: Option<String>,
+        /// Portal HTTPS listener address, or `off` [default: 127.0.0.1:9443].
+        #[arg(long, env = "SEKISHO_PORTAL_LISTEN")]
+        portal_listen: Option<String>,
         /// Host name used in greetings and Received headers.
         #[arg(long, env = "SEKISHO_HOSTNAME")]
         hostname: Option<String>,
@@ -100,6 +104,9 @@ enum Command {
     /// Canary objects: decoys whose use raises a critical alert.
     #[command(subcommand)]
     Canary(audit::CanaryCmd),
+    /// Portal accounts: invite (a one-time enrolment link), list.
+    #[command(subcommand)]
+    User(users::UserCmd),
     /// Incident response: which tenants and data were opened, used or reachable.
     #[command(subcommand)]
     Incident(incident::IncidentCmd),
@@ -803,6 +810,7 @@ fn prepare(cli: &Cli) -> Result<Option<(Config, Option<serve::RoleStart>)>> {
     let Command::Serve {
         smtp_listen,
         admin_listen,
+        portal_listen,
         hostname,
         ..
     } = &cli.command
@@ -814,6 +822,7 @@ fn prepare(cli: &Cli) -> Result<Option<(Config, Option<serve::RoleStart>)>> {
         Overrides {
             smtp_listen: smtp_listen.clone(),
             admin_listen: admin_listen.clone(),
+            portal_listen: portal_listen.clone(),
             hostname: hostname.clone(),
             ..Overrides::default()
         },
@@ -912,6 +921,7 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         Command::Incident(cmd) => {
             incident::run(load_config(&cli.node, Overrides::default())?, cmd).await
         }
+        Command::User(cmd) => users::user(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Canary(cmd) => {
             audit::canary(load_config(&cli.node, Overrides::default())?, cmd).await
         }

@@ -1,4 +1,5 @@
-//! The supervisor: `sekisho serve` re-executes itself as its roles (`vault`, then `mx`),
+//! The supervisor: `sekisho serve` re-executes itself as its roles (`vault`, then `mx` and
+//! `portal`),
 //! restarts a role that dies (with backoff), and shuts them down in order.
 //!
 //! Each role is the same binary with the same arguments and `SEKISHO_ROLE` set; its process
@@ -229,6 +230,19 @@ pub async fn supervise(cfg: Config) -> Result<()> {
             return Err(e);
         }
     };
+    // The portal is handed no token: it can never obtain connector secrets.
+    let no_token = RoleToken(String::new());
+    let mut portal = match cfg.portal_listen {
+        Some(_) => match Role::start("portal", &no_token).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                mx.stop(cfg.shutdown_grace).await;
+                vault.stop(Duration::from_secs(10)).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let outcome: Result<()> = loop {
         tokio::select! {
             _ = term.recv() => break Ok(()),
@@ -245,8 +259,24 @@ pub async fn supervise(cfg: Config) -> Result<()> {
                     break Err(e);
                 }
             }
+            status = async {
+                match portal.as_mut() {
+                    Some(p) => p.child.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                report_violation(&cfg, "portal", &status).await;
+                if let Some(p) = portal.as_mut()
+                    && let Err(e) = p.restart(status, &no_token).await
+                {
+                    break Err(e);
+                }
+            }
         }
     };
+    if let Some(p) = portal.as_mut() {
+        p.stop(Duration::from_secs(10)).await;
+    }
     mx.stop(cfg.shutdown_grace + Duration::from_secs(20)).await;
     vault.stop(Duration::from_secs(10)).await;
     drop(lock);

@@ -237,18 +237,20 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
     let name = match std::env::var(ROLE_ENV).as_deref() {
         Ok("mx") => "mx",
         Ok("vault") => "vault",
-        Ok(other) => anyhow::bail!("{ROLE_ENV}={other:?}: not a role (mx, vault)"),
+        Ok("portal") => "portal",
+        Ok(other) => anyhow::bail!("{ROLE_ENV}={other:?}: not a role (mx, vault, portal)"),
         Err(_) => return Ok(None),
     };
     let token = crate::roles::child_setup(name)?;
-    let confined = if name == "mx" {
+    // mx and the portal face the network: neither may reach the KEK or start a program.
+    let confined = if name == "mx" || name == "portal" {
         // What mx creates in the data directory must exist before the rules are fixed.
         ensure_data_dir(cfg)?;
         let confined = crate::sandbox::confine_mx(&cfg.kek_file, cfg.sandbox_required)?;
         match crate::sandbox::forbid_exec() {
             Ok(()) => {}
             Err(e) if !cfg.sandbox_required => {
-                tracing::warn!(error = %e, "mx runs without its seccomp filter");
+                tracing::warn!(error = %e, role = name, "running without the seccomp filter");
             }
             Err(e) => return Err(e),
         }
@@ -267,6 +269,7 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
 pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<()> {
     match role {
         Some(r) if r.name == "mx" => run_mx(cfg, demo, r.token, r.confined).await,
+        Some(r) if r.name == "portal" => run_portal(cfg).await,
         Some(r) => run_vault(cfg, r.token).await,
         None => crate::roles::supervise(cfg).await,
     }
@@ -319,6 +322,69 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
     let _ = checkpoints.await;
     store.close().await;
     let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// The node's TLS configuration; a generated certificate is made by `mx`, so another role
+/// waits (up to 30 s) until it is complete.
+async fn tls_config(cfg: &Config) -> Result<Arc<tokio_rustls::rustls::ServerConfig>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tls::server_config(&cfg.tls_cert, &cfg.tls_key) {
+            Ok(c) => return Ok(c),
+            Err(e) if !cfg.tls_generated || std::time::Instant::now() > deadline => {
+                return Err(e).context("TLS certificate");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The `portal` role: HTTPS for people. Holds no key but its TLS key; logins, sessions and
+/// content go through the vault, releases through mx's admin socket.
+async fn run_portal(cfg: Config) -> Result<()> {
+    use vault::proto::{Request, Response};
+    let addr = cfg
+        .portal_listen
+        .context("the portal role needs server.portal_listen")?;
+    let store = open_store(&cfg).await?;
+    let tls = tls_config(&cfg).await?;
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("portal: cannot listen on {addr}"))?;
+    let url = format!("https://{}", tcp.local_addr()?);
+    let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+    println!("portal listening on {url}");
+    if store.user_count().await? == 0 {
+        match vault.call(&Request::FirstEnrolment, &[]).await {
+            Ok((Response::Enrolment { token }, _)) => println!(
+                "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {url}/enrol#{token}"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "no first-operator enrolment link"),
+        }
+    }
+    let portal = Arc::new(portal::Portal {
+        vault,
+        store: store.clone(),
+        data_dir: cfg.data_dir.clone(),
+        front: portal::front::FrontDoor::new(portal::front::Limits::default()),
+    });
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(portal::serve(
+        portal,
+        portal::listener::TlsListener::spawn(tcp, tls),
+        shutdown.clone(),
+    ));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    store.close().await;
     Ok(())
 }
 

@@ -313,6 +313,7 @@ mod tests {
             purpose: Purpose::Release,
             principal: "cli:alice".into(),
             reason: "user asked".into(),
+            session: Some("s1_x".into()),
         };
         write_frame(&mut a, &req, b"body").await.unwrap();
         let (got, payload): (Request, _) = read_frame(&mut b).await.unwrap();

@@ -243,7 +243,7 @@ async fn a_full_rotation_rewraps_keys_and_secrets() {
         )
         .await;
     assert!(
-        matches!(&r, Response::Done { summary } if summary.contains("2 tenant key(s), 2 connector secret(s) and 1 audit key(s) re-wrapped")),
+        matches!(&r, Response::Done { summary } if summary.contains("2 tenant key(s), 2 connector secret(s), 1 audit key(s) and 0 second factor(s) re-wrapped")),
         "{r:?}"
     );
     let after = Kek::load_or_create(&kek_path).unwrap();

@@ -1,0 +1,93 @@
+//! `sekisho user`: portal accounts. Invitations are one-time links made by the vault; nobody
+//! (the operator included) ever sets or sees another person's password or second factor.
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Invite a person: prints a one-time enrolment link (valid 72 h) to send them. They set
+    /// their password and second factor (TOTP) themselves.
+    Invite {
+        /// Their e-mail address (the login name).
+        #[arg(long)]
+        email: String,
+        /// operator, auditor, tenant-admin or user.
+        #[arg(long)]
+        role: String,
+        /// Their tenant (tenant-admin and user).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List the portal accounts.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The portal's base URL as people reach it (from the configured listener).
+fn portal_url(cfg: &Config) -> String {
+    match cfg.portal_listen {
+        Some(a) => format!("https://{a}"),
+        None => "https://<portal>".into(),
+    }
+}
+
+pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Invite {
+            email,
+            role,
+            tenant,
+        } => {
+            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let req = vault::proto::Request::Admin(vault::proto::Admin::Invite {
+                email: email.clone(),
+                role: role.clone(),
+                tenant,
+                principal: crate::cli_principal(),
+            });
+            match vault.call(&req, &[]).await? {
+                (vault::proto::Response::Enrolment { token }, _) => {
+                    println!(
+                        "invited {email} as {role}; send them this one-time link (valid 72 h):"
+                    );
+                    println!("{}/enrol#{token}", portal_url(&cfg));
+                }
+                (other, _) => bail!("unexpected answer from the vault: {other:?}"),
+            }
+        }
+        UserCmd::List { tenant, json } => {
+            let store = crate::serve::open_store(&cfg).await?;
+            let tenant_id = match &tenant {
+                Some(t) => Some(store.tenant_id(t).await?),
+                None => None,
+            };
+            let users = store.user_list(tenant_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+                return Ok(());
+            }
+            if users.is_empty() {
+                println!("no portal accounts");
+            }
+            for u in users {
+                println!(
+                    "{} {} {} {}",
+                    u.email,
+                    u.role,
+                    u.tenant.as_deref().unwrap_or("-"),
+                    if u.active { "active" } else { "enrolling" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
