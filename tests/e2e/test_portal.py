@@ -270,8 +270,11 @@ def test_front_door_limits_rate_limits_and_probe_blocking(node):
     assert st == 431
     st, _, doc = c.request("GET", "/healthz", headers={"X-Big": "b" * 20000})
     assert st == 431
-    st, _, doc = c.request("POST", "/api/login", raw=b"x" * 100_000, headers={"Content-Type": "application/json"})
-    assert st == 413
+    # The declared length is refused before the body is read (a short body is sent so the
+    # client is not left writing into a closed connection).
+    st, _, doc = c.request("POST", "/api/login", raw=b"{}",
+                           headers={"Content-Type": "application/json", "Content-Length": "100000"})
+    assert st == 413 and "65536" in doc["detail"]
     for path in ["/../etc/passwd", "/api/%2e%2e/x", "/a%00b"]:
         st, _, doc = c.request("GET", path)
         assert st == 400, path
@@ -300,3 +303,54 @@ def test_front_door_limits_rate_limits_and_probe_blocking(node):
     alerts = wait_for(lambda: [a for a in n.cli_json("alerts", "list") if a["rule"] == "waf-block"],
                       timeout=10, what="the waf-block alert")
     assert alerts[0]["principal"] == "ip:127.0.0.1"
+
+
+def html_mail(marker, to):
+    return (f"To: {to}\r\nSubject: Pay now {marker}\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n\r\n"
+            f"<p>Invoice {marker}: pay <a href=\"https://pay.evil.example/now\">here</a></p>"
+            "<img src=\"https://track.evil.example/p.gif\"><script>steal()</script>\r\n").encode()
+
+
+def test_safe_view_and_a_bulk_read_with_a_stolen_session_is_stopped(node):
+    n = node(config=QUARANTINE_ALL + "[detect]\nbulk_open_threshold = 3\n")
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
+    for i in range(5):
+        send(n, "bob@acme.test", html_mail(f"M{i}", "bob@acme.test"))
+    ids = [q["id"] for q in n.cli_json("quarantine", "list")]
+    assert len(ids) == 5
+    admin = Client(n)
+    secret = admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme"))
+    admin.login("admin@acme.test", secret)
+    last_step = int((time.time() + 30) // 30)
+
+    st, r, doc = admin.request("GET", f"/api/quarantine/{ids[0]}/view?reason=user+report")
+    assert st == 200, doc
+    v = doc["view"]
+    assert v["was_html"] and v["subject"].startswith("Pay now M") and v["to"] == ["bob@acme.test"]
+    assert "<" not in v["text"] and "Invoice" in v["text"]
+    assert "hxxps://pay[.]evil[.]example/now" in v["links"]
+    assert not any("://" in link and not link.startswith("hxxp") for link in v["links"])
+    assert "https://" not in json.dumps(doc), "no live link leaves the portal"
+    opens = [x for x in n.cli_json("vault", "records") if x["action"] == "open-quarantine:read"]
+    assert [(x["principal"], x["reason"], x["outcome"]) for x in opens] == [
+        ("user:admin@acme.test", "user report", "ok")]
+
+    # An intruder replays the stolen cookie and CSRF token and reads in bulk.
+    thief = Client(n)
+    thief.cookie, thief.csrf = admin.cookie, admin.csrf
+    statuses = [thief.request("GET", f"/api/quarantine/{i}/view")[0] for i in ids[1:]]
+    assert statuses[:3] == [200, 200, 200] and statuses[3] == 401, statuses
+    alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "bulk-open"]
+    assert alerts and alerts[0]["severity"] == "critical" and alerts[0]["principal"] == "user:admin@acme.test"
+    suspended = [x for x in n.cli_json("vault", "records") if x["action"] == "suspend-sessions"]
+    assert suspended and suspended[0]["object"] == "user:admin@acme.test"
+    assert suspended[0]["outcome"] == "ok: 1 session(s) ended"
+    # The stolen session is dead for everyone; after a new login, opens stay throttled
+    # until an operator has looked at the alert.
+    assert admin.request("GET", "/api/me")[0] == 401
+    while time.time() // 30 < last_step:  # codes are never accepted twice: wait for a fresh one
+        time.sleep(0.2)
+    admin.login("admin@acme.test", secret)
+    st, _, doc = admin.request("GET", f"/api/quarantine/{ids[4]}/view")
+    assert st == 403 and "throttled" in doc["detail"], doc

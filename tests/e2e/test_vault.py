@@ -178,7 +178,8 @@ def test_a_kek_inside_the_data_directory_is_refused(tmp_path):
     cfg = tmp_path / "d.toml"
     cfg.write_text(f'[vault]\nkek_file = "{data}/vault/kek"\n')
     r = subprocess.run([str(BIN), "--config", str(cfg), "--data-dir", str(data), "serve",
-                        "--smtp-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                        "--smtp-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                        "--portal-listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "is inside the data directory" in r.stderr, r.stderr
 

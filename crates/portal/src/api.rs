@@ -44,6 +44,7 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/api/quarantine", get(quarantine_list))
         .route("/api/quarantine/{id}", get(quarantine_show))
         .route("/api/quarantine/{id}/release", post(quarantine_release))
+        .route("/api/quarantine/{id}/view", get(quarantine_view))
         .fallback(|| async { Problem::not_found("no such page or endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             portal.clone(),
@@ -367,6 +368,51 @@ async fn quarantine_show(
 ) -> Result<Response, Problem> {
     let item = visible_item(&p, &s, &id).await?;
     Ok(axum::Json(item_json(&item)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewQuery {
+    reason: Option<String>,
+}
+
+/// The safe view of a message: the vault checks the session and the user's right to it,
+/// records the open, and watches for bulk reads.
+async fn quarantine_view(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<String>,
+    Query(q): Query<ViewQuery>,
+) -> Result<Response, Problem> {
+    let reason = q.reason.unwrap_or_else(|| "viewed in the portal".into());
+    if reason.trim().is_empty() || reason.len() > 500 {
+        return Err(Problem::bad_request("reason must be 1 to 500 characters"));
+    }
+    let item = visible_item(&p, &s, &id).await?;
+    if !vault::server::may_open(&s.user, item.tenant_id, &item.rcpts) {
+        return Err(Problem::forbidden(
+            "operators open tenants' mail only through a tenant-approved lockbox",
+        ));
+    }
+    let plain = p
+        .vault
+        .open_quarantine_for(
+            &id,
+            vault::proto::Purpose::Read,
+            &s.user.principal(),
+            &reason,
+            Some(&s.token),
+        )
+        .await
+        .map_err(vault_problem)?;
+    let view = crate::view::render(&plain).ok_or_else(|| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unreadable message",
+            "the message cannot be parsed as MIME; an operator can export the sealed original",
+        )
+    })?;
+    Ok(axum::Json(json!({ "id": id, "view": view })).into_response())
 }
 
 async fn quarantine_release(

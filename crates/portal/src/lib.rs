@@ -7,6 +7,7 @@
 //!   per-IP rate limits, probe detection with temporary blocks, security headers.
 //! - [`api`]: the JSON API and the one place that decides what a user may see.
 //! - [`problem`]: RFC 9457 problem details, the shape of every error.
+//! - [`view`]: the safe view of a message (text only, links defanged, attachments listed).
 //!
 //! # Security
 //! Faces the Internet, so it is built to be the least valuable process to break into: it holds
@@ -22,6 +23,7 @@ pub mod api;
 pub mod front;
 pub mod listener;
 pub mod problem;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -75,6 +75,8 @@ fn start(dir: &Path, name: &str, config: &str, demo: bool) -> NodeProc {
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
+        "--portal-listen",
+        "127.0.0.1:0",
     ])
     .stdout(Stdio::piped())
     .stderr(Stdio::null());

@@ -871,6 +871,11 @@ impl Vault {
                 summary: &summary,
             })
             .await;
+            // Automatic response: a portal user behind a bulk read or a canary open loses
+            // every session (a stolen session stops working; the owner logs in again).
+            if let Some(u) = &user {
+                self.suspend_sessions(u, rule).await;
+            }
         }
         let key = match self.store.tenant_key(item.tenant_id).await {
             Ok(Some(k)) => k,

@@ -98,6 +98,25 @@ impl Vault {
         .await;
     }
 
+    /// Ends every session of `user` after a critical alert (`why`: the rule), recorded.
+    pub(super) async fn suspend_sessions(&self, user: &SessionUser, why: &str) {
+        let outcome = match self.store.sessions_close_user(user.id).await {
+            Ok(n) => format!("ok: {n} session(s) ended"),
+            Err(e) => format!("error: {e}"),
+        };
+        tracing::warn!(principal = %user.principal(), rule = why, "portal sessions suspended");
+        self.record(NewRecord {
+            principal: "vault",
+            role: "vault",
+            action: "suspend-sessions",
+            tenant_id: user.tenant_id,
+            object: &user.principal(),
+            reason: &format!("automatic response to a {why} alert"),
+            outcome: &outcome,
+        })
+        .await;
+    }
+
     /// A first-operator link, only while there is no account.
     pub(super) async fn first_enrolment(&self) -> (Response, Vec<u8>) {
         let token = random_token("e1_");
