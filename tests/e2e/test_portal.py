@@ -37,9 +37,11 @@ class Client:
         self.ctx.check_hostname = False  # the generated certificate names the host, not 127.0.0.1
         self.cookie = None
         self.csrf = None
+        self.source = None  # a loopback address to send from (e.g. 127.0.1.9)
 
     def request(self, method, path, body=None, headers=None, raw=None):
-        c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=10)
+        c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=10,
+                                        source_address=(self.source, 0) if self.source else None)
         h = dict(headers or {})
         data = raw
         if body is not None:
@@ -354,3 +356,70 @@ def test_safe_view_and_a_bulk_read_with_a_stolen_session_is_stopped(node):
     admin.login("admin@acme.test", secret)
     st, _, doc = admin.request("GET", f"/api/quarantine/{ids[4]}/view")
     assert st == 403 and "throttled" in doc["detail"], doc
+
+
+def test_an_exec_from_the_portal_is_killed_recorded_and_the_portal_comes_back(node, tmp_path):
+    from conftest import role_pid
+    plain = node("plain")
+    wait_for(lambda: any(l.startswith("portal sandbox: Landlock") and "seccomp forbids exec" in l
+                         and "out of reach" in l for l in plain.banner), what="the portal sandbox line")
+    st, _, _ = Client(plain).request("POST", "/api/test-hooks/exec", {"path": str(tmp_path / "x")})
+    assert st == 404, "no test hooks without SEKISHO_TEST_HOOKS=1"
+
+    n = node(env={"SEKISHO_TEST_HOOKS": "1"})
+    first_url = n.portal_url()
+    portal = role_pid(n, "portal")
+    marker = tmp_path / "pwned"
+    try:
+        Client(n).request("POST", "/api/test-hooks/exec", {"path": str(marker)})
+    except (OSError, http.client.HTTPException):
+        pass  # the portal is killed while answering
+    wait_for(lambda: role_pid(n, "portal") not in (None, portal), timeout=20, what="a fresh portal")
+    assert not marker.exists(), "/bin/sh must never run"
+    violations = [r for r in n.cli_json("vault", "records") if r["action"] == "sandbox-violation"]
+    assert [(v["principal"], v["outcome"]) for v in violations] == [
+        ("portal", "denied: process killed (SIGSYS)")]
+    (alert,) = n.cli_json("alerts", "list")
+    assert (alert["rule"], alert["severity"], alert["principal"]) == ("sandbox-violation", "critical", "portal")
+    # The new portal serves again (on a new port: the test asked for port 0).
+    def second_url():
+        urls = [l.split()[-1] for l in n.banner if l.startswith("portal listening on")]
+        return urls[-1] if len(urls) > 1 else None
+    url = wait_for(second_url, timeout=20, what="the restarted portal's banner")
+    assert url.startswith("https://127.0.0.1:")
+    c = Client(n)
+    c.host, c.port = "127.0.0.1", int(url.rsplit(":", 1)[1])
+    assert wait_for(lambda: c.request("GET", "/healthz")[0] == 200, timeout=10, what="the new portal")
+
+
+
+def test_login_failure_storm_and_login_from_a_new_network_raise_alerts(node):
+    n = node(config="[detect]\nlogin_failure_threshold = 5\nlogin_failure_window = \"5m\"\n")
+    c = Client(n)
+    secret = c.enrol(n.enrolment_link())
+    c.login("operator", secret)
+    last_step = int((time.time() + 30) // 30)
+    # Three failures, and the account's first login, are normal: no alert.
+    for i in range(3):
+        st, _, _ = Client(n).request("POST", "/api/login", {"email": f"x{i}@a.test", "password": "p" * 12, "code": "000000"})
+        assert st == 401
+    assert [a["rule"] for a in n.cli_json("alerts", "list")] == []
+    # Spraying from several addresses: over the threshold within the window.
+    for i in range(3):
+        sprayer = Client(n)
+        sprayer.source = f"127.0.2.{i + 1}"
+        st, _, _ = sprayer.request("POST", "/api/login", {"email": f"y{i}@a.test", "password": "p" * 12, "code": "000000"})
+        assert st == 401
+    (storm,) = [a for a in n.cli_json("alerts", "list") if a["rule"] == "login-failure-storm"]
+    assert storm["severity"] == "critical"
+    assert "6 failed portal logins" in storm["summary"] and "6 account(s) from 4 address(es)" in storm["summary"]
+
+    # The operator logs in again, now from another network.
+    while time.time() // 30 < last_step:  # a fresh TOTP step (codes are never reused)
+        time.sleep(0.2)
+    away = Client(n)
+    away.source = "127.0.1.9"
+    away.login("operator", secret)
+    (new,) = [a for a in n.cli_json("alerts", "list") if a["rule"] == "login-new-network"]
+    assert new["severity"] == "warning" and new["principal"] == "user:operator"
+    assert "127.0.1.9 (127.0.1.0/24)" in new["summary"]

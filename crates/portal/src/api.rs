@@ -32,8 +32,11 @@ pub const MAX_LIST: i64 = 500;
 
 /// The routes, behind the front door.
 pub fn router(portal: Arc<Portal>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+    let mut r = Router::new();
+    if portal.test_hooks {
+        r = r.route("/api/test-hooks/exec", post(test_exec));
+    }
+    r.route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(index))
         .route("/enrol", get(index))
         .route("/api/enrol", post(enrol_start))
@@ -51,6 +54,26 @@ pub fn router(portal: Arc<Portal>) -> Router {
             crate::front::front_door,
         ))
         .with_state(portal)
+}
+
+#[derive(Deserialize)]
+struct TestExec {
+    path: String,
+}
+
+/// Test hook: plays code execution inside the portal by running `/bin/sh -c "touch PATH"`.
+/// The seccomp filter kills the process before the shell exists.
+async fn test_exec(JsonBody(b): JsonBody<TestExec>) -> Response {
+    let ran = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("touch '{}'", b.path))
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .await
+    .unwrap_or(false);
+    axum::Json(json!({ "ran": ran })).into_response()
 }
 
 async fn index() -> Response {

@@ -38,6 +38,9 @@ pub struct Portal {
     pub data_dir: PathBuf,
     /// The front door's limits and state.
     pub front: front::FrontDoor,
+    /// Test hooks on (`SEKISHO_TEST_HOOKS=1`): `POST /api/test-hooks/exec` tries to run a
+    /// program, to show the sandbox stopping it. Never in production.
+    pub test_hooks: bool,
 }
 
 /// Starts serving on `listener` until `shutdown`.

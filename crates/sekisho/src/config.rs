@@ -61,6 +61,8 @@ struct RawDetect {
     bulk_open_threshold: Option<usize>,
     bulk_open_window: Option<String>,
     throttle: Option<String>,
+    login_failure_threshold: Option<usize>,
+    login_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +258,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// Bulk-read detection in the vault.
     pub bulk_rule: vault::detect::BulkRule,
+    /// Failed-login storm rule (`[detect] login_failure_*`).
+    pub login_storm: vault::detect::LoginStormRule,
     /// Where alerts are forwarded.
     pub webhook: Option<crate::webhook::Webhook>,
     /// The syslog socket alerts are sent to (`/dev/log`).
@@ -462,6 +466,18 @@ impl RawConfig {
                 "detect.throttle",
                 self.detect.throttle.as_deref(),
                 Duration::from_secs(600),
+            )?,
+        };
+        let login_storm = vault::detect::LoginStormRule {
+            threshold: at_least(
+                "detect.login_failure_threshold",
+                self.detect.login_failure_threshold.unwrap_or(20),
+                1,
+            )?,
+            window: duration_or(
+                "detect.login_failure_window",
+                self.detect.login_failure_window.as_deref(),
+                Duration::from_secs(300),
             )?,
         };
         let syslog = self.alerts.syslog;
@@ -740,6 +756,7 @@ impl RawConfig {
             checkpoint_every,
             checkpoint_interval,
             bulk_rule,
+            login_storm,
             webhook,
             syslog,
             tls_generated,

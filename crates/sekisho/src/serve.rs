@@ -269,7 +269,7 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
 pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<()> {
     match role {
         Some(r) if r.name == "mx" => run_mx(cfg, demo, r.token, r.confined).await,
-        Some(r) if r.name == "portal" => run_portal(cfg).await,
+        Some(r) if r.name == "portal" => run_portal(cfg, r.confined).await,
         Some(r) => run_vault(cfg, r.token).await,
         None => crate::roles::supervise(cfg).await,
     }
@@ -299,6 +299,7 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
         v.set_mx_token(t);
     }
     v.set_bulk_rule(cfg.bulk_rule);
+    v.set_login_storm_rule(cfg.login_storm);
     let v = Arc::new(v);
     let path = vault::client::socket_path(&cfg.data_dir);
     let listener =
@@ -342,7 +343,7 @@ async fn tls_config(cfg: &Config) -> Result<Arc<tokio_rustls::rustls::ServerConf
 
 /// The `portal` role: HTTPS for people. Holds no key but its TLS key; logins, sessions and
 /// content go through the vault, releases through mx's admin socket.
-async fn run_portal(cfg: Config) -> Result<()> {
+async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> Result<()> {
     use vault::proto::{Request, Response};
     let addr = cfg
         .portal_listen
@@ -355,6 +356,24 @@ async fn run_portal(cfg: Config) -> Result<()> {
     let url = format!("https://{}", tcp.local_addr()?);
     let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
     println!("portal listening on {url}");
+    if let Some(c) = &confined {
+        println!(
+            "portal sandbox: Landlock {} ({} rules), seccomp forbids exec and new processes; the KEK is {}",
+            c.status,
+            c.rules,
+            if c.kek_reachable {
+                "REACHABLE"
+            } else {
+                "out of reach"
+            }
+        );
+    }
+    let test_hooks = std::env::var(crate::admin::TEST_HOOKS_ENV).as_deref() == Ok("1");
+    if test_hooks {
+        println!(
+            "WARNING: portal test hooks are on (POST /api/test-hooks/exec); never in production"
+        );
+    }
     if store.user_count().await? == 0 {
         match vault.call(&Request::FirstEnrolment, &[]).await {
             Ok((Response::Enrolment { token }, _)) => println!(
@@ -369,6 +388,7 @@ async fn run_portal(cfg: Config) -> Result<()> {
         store: store.clone(),
         data_dir: cfg.data_dir.clone(),
         front: portal::front::FrontDoor::new(portal::front::Limits::default()),
+        test_hooks,
     });
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(portal::serve(

@@ -516,6 +516,28 @@ impl Store {
     }
 
     /// The most recent records, newest first.
+    /// The source addresses of a principal's successful portal logins (newest first, at most
+    /// `limit`), from the `login` records (`reason` = `from ADDR`).
+    pub async fn login_sources(
+        &self,
+        principal: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT reason FROM records WHERE principal = ? AND action = 'login' AND outcome = 'ok'
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(principal)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.strip_prefix("from ").map(str::to_string))
+            .collect())
+    }
+
+    /// The newest records, at most `limit`.
     pub async fn records(&self, limit: i64) -> Result<Vec<Record>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, principal, role, action, tenant_id, object, reason, outcome FROM records ORDER BY id DESC LIMIT ?",

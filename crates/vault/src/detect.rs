@@ -89,6 +89,86 @@ impl Opens {
     }
 }
 
+/// Login-failure storm settings: more failed portal logins than `threshold` (any accounts,
+/// any addresses) within `window` raise one critical alert — password spraying or credential
+/// stuffing, which per-account lockout alone does not show.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginStormRule {
+    /// Failures…
+    pub threshold: usize,
+    /// …within this window.
+    pub window: Duration,
+}
+
+impl Default for LoginStormRule {
+    fn default() -> Self {
+        Self {
+            threshold: 20,
+            window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Counts failed logins across the node.
+#[derive(Default)]
+pub struct LoginFailures {
+    rule: LoginStormRule,
+    recent: Mutex<VecDeque<(Instant, String, String)>>,
+}
+
+impl LoginFailures {
+    /// Counting under `rule`.
+    pub fn new(rule: LoginStormRule) -> Self {
+        Self {
+            rule,
+            ..Default::default()
+        }
+    }
+
+    /// The rule in force.
+    pub fn rule(&self) -> LoginStormRule {
+        self.rule
+    }
+
+    /// Counts a failure (`account`, `source` address); when the window holds more than the
+    /// threshold, returns (failures, distinct accounts, distinct sources) and starts over.
+    pub fn note(&self, account: &str, source: &str) -> Option<(usize, usize, usize)> {
+        let now = Instant::now();
+        let mut q = self.recent.lock().expect("poisoned");
+        q.push_back((now, account.to_string(), source.to_string()));
+        while q
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > self.rule.window)
+        {
+            q.pop_front();
+        }
+        if q.len() <= self.rule.threshold {
+            return None;
+        }
+        let accounts: HashSet<&str> = q.iter().map(|(_, a, _)| a.as_str()).collect();
+        let sources: HashSet<&str> = q.iter().map(|(_, _, s)| s.as_str()).collect();
+        let out = (q.len(), accounts.len(), sources.len());
+        q.clear();
+        Some(out)
+    }
+}
+
+/// The network a login came from, for "never seen before" (IPv4 /24, IPv6 /48): a person's
+/// address changes within their provider's block more often than across blocks.
+pub fn network_of(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        Err(_) => ip.to_string(),
+    }
+}
+
 /// The canary registry: ids of decoy quarantine items, kept beside the KEK (not in the
 /// database, so nobody reading the database can tell them from real mail).
 pub struct Canaries {
@@ -131,6 +211,31 @@ impl Canaries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_failure_storm_crosses_once_and_counts_accounts_and_sources() {
+        let f = LoginFailures::new(LoginStormRule {
+            threshold: 3,
+            window: Duration::from_secs(60),
+        });
+        assert_eq!(f.note("a", "1.2.3.4"), None);
+        assert_eq!(f.note("b", "1.2.3.4"), None);
+        assert_eq!(f.note("c", "5.6.7.8"), None);
+        assert_eq!(f.note("c", "5.6.7.8"), Some((4, 3, 2)));
+        assert_eq!(
+            f.note("d", "9.9.9.9"),
+            None,
+            "counting starts over after an alert"
+        );
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(network_of("192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(network_of("2001:db8:1:2::5"), "2001:db8:1::/48");
+        assert_eq!(network_of("192.0.2.1"), network_of("192.0.2.250"));
+        assert_ne!(network_of("192.0.2.1"), network_of("192.0.3.1"));
+    }
 
     #[test]
     fn bulk_opens_cross_the_threshold_once_and_throttle() {

@@ -38,6 +38,8 @@ pub struct Vault {
     opens: crate::detect::Opens,
     /// Decoy quarantine items.
     canaries: crate::detect::Canaries,
+    /// Failed-login storm detection.
+    login_failures: crate::detect::LoginFailures,
 }
 
 /// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
@@ -255,6 +257,7 @@ impl Vault {
             audit,
             opens: crate::detect::Opens::default(),
             canaries: crate::detect::Canaries::load(kek_path),
+            login_failures: crate::detect::LoginFailures::default(),
             kek: std::sync::RwLock::new(Arc::new(kek)),
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
@@ -265,6 +268,11 @@ impl Vault {
     /// Sets the bulk-read rule.
     pub fn set_bulk_rule(&mut self, rule: crate::detect::BulkRule) {
         self.opens = crate::detect::Opens::new(rule);
+    }
+
+    /// Sets the login-failure storm rule.
+    pub fn set_login_storm_rule(&mut self, rule: crate::detect::LoginStormRule) {
+        self.login_failures = crate::detect::LoginFailures::new(rule);
     }
 
     /// Raises an alert (logged as an error line and stored; failures are logged).

@@ -86,6 +86,11 @@ impl Vault {
     }
 
     async fn login_record(&self, principal: &str, ip: &str, tenant: Option<i64>, outcome: &str) {
+        if outcome != "ok" {
+            self.note_login_failure(principal, ip).await;
+        } else {
+            self.note_login_network(principal, ip, tenant).await;
+        }
         self.record(NewRecord {
             principal,
             role: "vault",
@@ -113,6 +118,50 @@ impl Vault {
             object: &user.principal(),
             reason: &format!("automatic response to a {why} alert"),
             outcome: &outcome,
+        })
+        .await;
+    }
+
+    /// Counts a failed login; a storm of them raises one critical alert.
+    async fn note_login_failure(&self, principal: &str, ip: &str) {
+        let Some((n, accounts, sources)) = self.login_failures.note(principal, ip) else {
+            return;
+        };
+        let rule = self.login_failures.rule();
+        self.alert(store::NewAlert {
+            rule: "login-failure-storm",
+            severity: "critical",
+            dedupe_key: "login-failure-storm",
+            principal: &format!("ip:{ip}"),
+            tenant_id: None,
+            summary: &format!(
+                "{n} failed portal logins within {}s (threshold {}) against {accounts} account(s) from {sources} address(es), the last from {ip}: password spraying or credential stuffing",
+                rule.window.as_secs(),
+                rule.threshold
+            ),
+        })
+        .await;
+    }
+
+    /// A successful login from a network this account never logged in from before raises a
+    /// warning (the first login of an account sets its baseline).
+    async fn note_login_network(&self, principal: &str, ip: &str, tenant: Option<i64>) {
+        let Ok(seen) = self.store.login_sources(principal, 1000).await else {
+            return;
+        };
+        let net = crate::detect::network_of(ip);
+        if seen.is_empty() || seen.iter().any(|s| crate::detect::network_of(s) == net) {
+            return;
+        }
+        self.alert(store::NewAlert {
+            rule: "login-new-network",
+            severity: "warning",
+            dedupe_key: &format!("login-new-network:{principal}:{net}"),
+            principal,
+            tenant_id: tenant,
+            summary: &format!(
+                "{principal} logged in from {ip} ({net}), a network it never logged in from before"
+            ),
         })
         .await;
     }
