@@ -75,7 +75,7 @@ impl Store {
     /// it in the audit log. Returns the alert id.
     pub async fn alert_raise(&self, a: &NewAlert<'_>) -> Result<i64, StoreError> {
         let now = unix_now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM alerts WHERE dedupe_key = ? AND state != 'resolved' ORDER BY id DESC LIMIT 1",
         )

@@ -128,7 +128,7 @@ fn checkpoint(r: &sqlx::sqlite::SqliteRow) -> AuditCheckpoint {
 impl Store {
     /// Appends a record to the chain; returns its id.
     pub async fn record(&self, r: &NewRecord<'_>) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let last: Option<(i64, Option<Vec<u8>>)> =
             sqlx::query_as("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -183,7 +183,7 @@ impl Store {
         if pending == 0 {
             return Ok(());
         }
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM records ORDER BY id"))
             .fetch_all(&mut *tx)
             .await?;

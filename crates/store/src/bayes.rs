@@ -48,7 +48,7 @@ impl Store {
         tenant: i64,
         msgs: &[LearnMessage],
     ) -> Result<LearnOutcome, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut outcome = LearnOutcome::default();
         let mut class: HashMap<u64, Option<bool>> = HashMap::new();
         let mut delta = BayesCounts::default();
@@ -120,7 +120,7 @@ impl Store {
 
     /// Adds counts to a model (0 = global) in one transaction and bumps its generation.
     pub async fn bayes_add(&self, tenant: i64, delta: &BayesCounts) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         add_counts(&mut tx, tenant, delta).await?;
         tx.commit().await?;
         Ok(())

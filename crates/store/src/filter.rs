@@ -80,7 +80,7 @@ impl Store {
         let id = self.tenant_id(tenant).await?;
         let body = serde_json::to_string(policy)
             .map_err(|e| StoreError::Invalid(format!("filter policy: {e}")))?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         if policy.is_empty() {
             sqlx::query("DELETE FROM filter_policies WHERE tenant_id = ?")
                 .bind(id)

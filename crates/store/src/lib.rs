@@ -174,6 +174,16 @@ impl Store {
         Ok(store)
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at the start, so another
+    /// process (the roles and the CLI share the database) committing in between makes this one
+    /// wait (`busy_timeout`) instead of failing with `SQLITE_BUSY_SNAPSHOT` when a transaction
+    /// that has read tries to write.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool().begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn bump(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
         sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
             .execute(tx)
@@ -211,7 +221,7 @@ impl Store {
             .iter()
             .map(|d| normalize_domain(d))
             .collect::<Result<_, _>>()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -280,7 +290,7 @@ impl Store {
     pub async fn add_domain(&self, tenant: &str, domain: &str) -> Result<(), StoreError> {
         let domain = normalize_domain(domain)?;
         let id = self.tenant_id(tenant).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         Self::insert_domain(&mut tx, id, &domain).await?;
         Self::bump(&mut tx).await?;
         tx.commit().await?;
@@ -295,7 +305,7 @@ impl Store {
         value: &str,
     ) -> Result<(), StoreError> {
         let id = self.tenant_id(tenant).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(statement)
             .bind(value)
             .bind(id)
@@ -341,7 +351,7 @@ impl Store {
             )));
         }
         let domain = normalize_domain(domain)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "SELECT t.id, t.name FROM domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = ?",
         )
@@ -371,7 +381,7 @@ impl Store {
     /// Removes a listed recipient.
     pub async fn remove_recipient(&self, address: &str) -> Result<(), StoreError> {
         let address = address.trim().to_lowercase();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM recipients WHERE address = ?")
             .bind(&address)
             .execute(&mut *tx)

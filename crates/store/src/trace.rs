@@ -147,7 +147,7 @@ impl Store {
     /// longer exists (terminated while they waited in the writer's queue) are dropped: nothing
     /// of a terminated tenant's mail may come back after its purge.
     pub async fn write_trace(&self, batch: &[TraceRecord]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut live: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
         for record in batch {
             let mut tenants: Vec<i64> = match record {

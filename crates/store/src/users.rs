@@ -149,7 +149,7 @@ impl Store {
                 "tenant admins and users belong to a tenant; operators and auditors to none".into(),
             ));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         if first {
             let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
                 .fetch_one(&mut *tx)
@@ -218,7 +218,7 @@ impl Store {
         totp_sealed_for: impl Fn(i64) -> Vec<u8>,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         if let Some(id) = e.user_id {
             sqlx::query("DELETE FROM users WHERE id = ? AND active = 0")
                 .bind(id)
@@ -268,7 +268,7 @@ impl Store {
         user_id: i64,
         step: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE users SET active = 1, totp_last_step = ? WHERE id = ?")
             .bind(step)
             .bind(user_id)
@@ -309,7 +309,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE users SET failed_logins = 0, locked_until = 0, totp_last_step = ? WHERE id = ?",
         )

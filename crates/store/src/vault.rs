@@ -228,7 +228,7 @@ impl Store {
         audit_keys: &[crate::AuditKey],
         totps: &[(i64, Vec<u8>)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         for (id, sealed) in totps {
             sqlx::query("UPDATE users SET totp_sealed = ? WHERE id = ?")
                 .bind(sealed)
@@ -266,7 +266,7 @@ impl Store {
     /// Stores (or replaces) a tenant's sealed connector secret (bumping the directory
     /// generation, so mx drops the value it holds).
     pub async fn secret_put(&self, s: &SealedSecret) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO secrets (tenant_id, kind, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(tenant_id, kind) DO UPDATE SET sealed = ?3, updated_at = ?4",
@@ -315,7 +315,7 @@ impl Store {
 
     /// Deletes a tenant's secret of `kind` (bumping the directory generation).
     pub async fn secret_delete(&self, tenant_id: i64, kind: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = ? AND kind = ?")
             .bind(tenant_id)
             .bind(kind)
@@ -339,7 +339,7 @@ impl Store {
         force: bool,
     ) -> Result<u64, StoreError> {
         let id = self.tenant_id(tenant).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let stranded: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM quarantine WHERE tenant_id = ? AND sealed_to != ?",
         )
@@ -370,7 +370,7 @@ impl Store {
     /// transaction, then checkpoints the WAL so deleted pages do not linger there. Returns the
     /// counts and the blob keys of its quarantined messages (for the caller to delete).
     pub async fn terminate_tenant(&self, id: i64) -> Result<(Terminated, Vec<String>), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(id);
         let blobs: Vec<String> =
             sqlx::query_scalar("SELECT blob FROM quarantine WHERE tenant_id = ?")
