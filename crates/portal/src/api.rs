@@ -30,30 +30,212 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Most quarantine items one list answer holds.
 pub const MAX_LIST: i64 = 500;
 
+/// The OpenAPI document's frame; the paths are added by the router as it registers them.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Sekisho portal API",
+        description = "Quarantine, accounts and sessions of the Sekisho mail gateway. Errors are RFC 9457 problem documents (application/problem+json). Requests other than GET need the X-CSRF-Token header with the csrf_token of the session.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SessionCookie),
+    tags(
+        (name = "accounts", description = "Enrolment, login, sessions"),
+        (name = "quarantine", description = "Held messages: list, view safely, release")
+    )
+)]
+struct ApiDoc;
+
+/// Declares the session cookie as the API's security scheme.
+struct SessionCookie;
+
+impl utoipa::Modify for SessionCookie {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "session",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(COOKIE))),
+            );
+    }
+}
+
+/// The API routes and their OpenAPI document, registered together so neither can exist
+/// without the other.
+pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(enrol_start))
+        .routes(routes!(enrol_confirm))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(quarantine_list))
+        .routes(routes!(quarantine_show))
+        .routes(routes!(quarantine_release))
+        .routes(routes!(quarantine_view))
+        .split_for_parts()
+}
+
 /// The routes, behind the front door.
 pub fn router(portal: Arc<Portal>) -> Router {
+    let (api, doc) = api_routes();
+    let doc: Arc<str> = doc
+        .to_json()
+        .expect("the OpenAPI document serialises")
+        .into();
     let mut r = Router::new();
     if portal.test_hooks {
         r = r.route("/api/test-hooks/exec", post(test_exec));
     }
-    r.route("/healthz", get(|| async { "ok\n" }))
+    r.merge(api)
+        .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(index))
         .route("/enrol", get(index))
-        .route("/api/enrol", post(enrol_start))
-        .route("/api/enrol/confirm", post(enrol_confirm))
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
-        .route("/api/quarantine", get(quarantine_list))
-        .route("/api/quarantine/{id}", get(quarantine_show))
-        .route("/api/quarantine/{id}/release", post(quarantine_release))
-        .route("/api/quarantine/{id}/view", get(quarantine_view))
+        .route(
+            "/api/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.to_string(),
+                )
+            }),
+        )
         .fallback(|| async { Problem::not_found("no such page or endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             portal.clone(),
             crate::front::front_door,
         ))
         .with_state(portal)
+}
+
+/// An RFC 9457 problem document (the shape of every error answer).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProblemDoc {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What went wrong, in a few words.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What to do about it.
+    pub detail: String,
+}
+
+/// A portal user.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UserDoc {
+    /// Account id.
+    pub id: i64,
+    /// Login name.
+    pub email: String,
+    /// `operator`, `auditor`, `tenant-admin` or `user`.
+    pub role: String,
+    /// Tenant id (tenant admins and users).
+    pub tenant_id: Option<i64>,
+    /// Tenant name.
+    pub tenant: Option<String>,
+}
+
+impl From<SessionUser> for UserDoc {
+    fn from(u: SessionUser) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            role: u.role,
+            tenant_id: u.tenant_id,
+            tenant: u.tenant,
+        }
+    }
+}
+
+/// The caller and the CSRF token of their session.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SessionAnswer {
+    /// Who.
+    pub user: UserDoc,
+    /// Send as `X-CSRF-Token` on every request other than GET.
+    pub csrf_token: String,
+}
+
+/// The second factor of a new account, shown once.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TotpAnswer {
+    /// base32 TOTP secret (RFC 6238, SHA-1, 6 digits, 30 s).
+    pub totp_secret: String,
+    /// The same as an `otpauth://` URI (for a QR code).
+    pub otpauth_uri: String,
+    /// What to do next.
+    pub next: String,
+}
+
+/// A done act.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct MessageAnswer {
+    /// What was done.
+    pub message: String,
+}
+
+/// A quarantined message's metadata (its content is sealed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ItemDoc {
+    /// Quarantine id.
+    pub id: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients.
+    pub rcpts: Vec<String>,
+    /// Size in bytes.
+    pub size: i64,
+    /// Arrival (Unix time).
+    pub received_at: i64,
+    /// Deletion by retention (Unix time).
+    pub expires_at: i64,
+    /// The verdict's action.
+    pub verdict: String,
+    /// The verdict's score.
+    pub score: f64,
+    /// The symbols behind it.
+    pub symbols: String,
+}
+
+impl From<&store::QuarantineItem> for ItemDoc {
+    fn from(q: &store::QuarantineItem) -> Self {
+        Self {
+            id: q.id.clone(),
+            tenant: q.tenant.clone(),
+            mail_from: q.mail_from.clone(),
+            rcpts: q.rcpts.clone(),
+            size: q.size,
+            received_at: q.received_at,
+            expires_at: q.expires_at,
+            verdict: q.verdict.clone(),
+            score: q.score,
+            symbols: q.symbols.clone(),
+        }
+    }
+}
+
+/// Quarantined messages.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ItemList {
+    /// Newest first.
+    pub items: Vec<ItemDoc>,
+}
+
+/// A message's safe view.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ViewAnswer {
+    /// Quarantine id.
+    pub id: String,
+    /// What can be shown safely.
+    pub view: crate::view::SafeView,
 }
 
 #[derive(Deserialize)]
@@ -194,13 +376,18 @@ fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
     .expect("token is ASCII")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrolStart {
     token: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/api/enrol", tag = "accounts", request_body = EnrolStart,
+    responses(
+        (status = 200, description = "password set; the second factor to add to an authenticator", body = TotpAnswer),
+        (status = 403, description = "link not valid, or password refused", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "malformed body", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn enrol_start(
     State(p): State<Arc<Portal>>,
     JsonBody(b): JsonBody<EnrolStart>,
@@ -211,24 +398,28 @@ async fn enrol_start(
         .call(&Request::EnrolStart { token: b.token }, pass.as_bytes())
         .await
     {
-        Ok((VaultResponse::Totp { secret, uri }, _)) => Ok(axum::Json(json!({
-            "totp_secret": secret,
-            "otpauth_uri": uri,
-            "next": "add the secret to an authenticator app, then POST /api/enrol/confirm with a current code",
-        }))
+        Ok((VaultResponse::Totp { secret, uri }, _)) => Ok(axum::Json(TotpAnswer {
+            totp_secret: secret,
+            otpauth_uri: uri,
+            next: "add the secret to an authenticator app, then POST /api/enrol/confirm with a current code".into(),
+        })
         .into_response()),
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(e) => Err(vault_problem(e)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrolConfirm {
     token: String,
     code: String,
 }
 
+#[utoipa::path(post, path = "/api/enrol/confirm", tag = "accounts", request_body = EnrolConfirm,
+    responses(
+        (status = 200, description = "the account is active", body = MessageAnswer),
+        (status = 403, description = "wrong code or link not valid", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn enrol_confirm(
     State(p): State<Arc<Portal>>,
     JsonBody(b): JsonBody<EnrolConfirm>,
@@ -245,29 +436,40 @@ async fn enrol_confirm(
         .await
     {
         Ok((VaultResponse::Done { summary }, _)) => {
-            Ok(axum::Json(json!({ "message": summary })).into_response())
+            Ok(axum::Json(MessageAnswer { message: summary }).into_response())
         }
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(e) => Err(vault_problem(e)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
+    /// Login name (`operator` for the first operator, else an e-mail address).
+    #[schema(max_length = 254)]
     email: String,
+    /// The password.
+    #[schema(max_length = 1024)]
     password: String,
+    /// The current TOTP code.
+    #[schema(max_length = 16)]
     code: String,
 }
 
+#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Login,
+    responses(
+        (status = 200, description = "logged in; sets the HttpOnly session cookie", body = SessionAnswer),
+        (status = 401, description = "wrong e-mail address, password or code; or locked", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "too many attempts", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn login(
     State(p): State<Arc<Portal>>,
     ConnectInfo(addr): ConnectInfo<ClientAddr>,
     JsonBody(b): JsonBody<Login>,
 ) -> Result<Response, Problem> {
-    if b.email.len() > 254 || b.code.len() > 16 {
+    if b.email.len() > 254 || b.code.len() > 16 || b.password.len() > keys::password::MAX_LEN {
         return Err(Problem::bad_request(
-            "the e-mail address or code is too long",
+            "the e-mail address, password or code is too long",
         ));
     }
     let pass = zeroize::Zeroizing::new(b.password);
@@ -278,7 +480,11 @@ async fn login(
     };
     match p.vault.call(&req, pass.as_bytes()).await {
         Ok((VaultResponse::Session { token, csrf, user }, _)) => {
-            let mut r = axum::Json(json!({ "user": user, "csrf_token": csrf })).into_response();
+            let mut r = axum::Json(SessionAnswer {
+                user: user.into(),
+                csrf_token: csrf,
+            })
+            .into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
                 session_cookie(&token, vault::server::SESSION_ABSOLUTE),
@@ -293,6 +499,11 @@ async fn login(
     }
 }
 
+#[utoipa::path(post, path = "/api/logout", tag = "accounts", security(("session" = [])),
+    responses(
+        (status = 204, description = "logged out"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "missing CSRF token", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn logout(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
     p.vault
         .call(&Request::Logout { token: s.token }, &[])
@@ -304,6 +515,10 @@ async fn logout(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Pr
     Ok(r)
 }
 
+#[utoipa::path(get, path = "/api/me", tag = "accounts", security(("session" = [])),
+    responses(
+        (status = 200, description = "the caller", body = SessionAnswer),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn me(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
     let csrf = match p
         .vault
@@ -313,30 +528,28 @@ async fn me(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Proble
         Ok((VaultResponse::User { csrf, .. }, _)) => csrf,
         _ => return Err(Problem::unauthenticated()),
     };
-    Ok(axum::Json(json!({ "user": s.user, "csrf_token": csrf })).into_response())
+    Ok(axum::Json(SessionAnswer {
+        user: s.user.into(),
+        csrf_token: csrf,
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Most items (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
-fn item_json(q: &store::QuarantineItem) -> serde_json::Value {
-    json!({
-        "id": q.id,
-        "tenant": q.tenant,
-        "mail_from": q.mail_from,
-        "rcpts": q.rcpts,
-        "size": q.size,
-        "received_at": q.received_at,
-        "expires_at": q.expires_at,
-        "verdict": q.verdict,
-        "score": q.score,
-        "symbols": q.symbols,
-    })
-}
-
+#[utoipa::path(get, path = "/api/quarantine", tag = "quarantine", params(ListQuery), security(("session" = [])),
+    responses(
+        (status = 200, description = "the items the caller may see", body = ItemList),
+        (status = 400, description = "bad limit", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "this role has no quarantine", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn quarantine_list(
     State(p): State<Arc<Portal>>,
     s: Session,
@@ -361,12 +574,12 @@ async fn quarantine_list(
         .quarantine_list(tenant, limit)
         .await
         .map_err(|_| Problem::internal("the store did not answer"))?;
-    let items: Vec<_> = items
+    let items = items
         .iter()
         .filter(|i| visible(&s.user, i))
-        .map(item_json)
+        .map(ItemDoc::from)
         .collect();
-    Ok(axum::Json(json!({ "items": items })).into_response())
+    Ok(axum::Json(ItemList { items }).into_response())
 }
 
 /// The item, if it exists and the user may see it (else 404 either way: another tenant's ids
@@ -384,23 +597,37 @@ async fn visible_item(p: &Portal, s: &Session, id: &str) -> Result<store::Quaran
     }
 }
 
+#[utoipa::path(get, path = "/api/quarantine/{id}", tag = "quarantine", params(("id" = String, Path, description = "quarantine id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "the item", body = ItemDoc),
+        (status = 404, description = "no such item for this user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn quarantine_show(
     State(p): State<Arc<Portal>>,
     s: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let item = visible_item(&p, &s, &id).await?;
-    Ok(axum::Json(item_json(&item)).into_response())
+    Ok(axum::Json(ItemDoc::from(&item)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ViewQuery {
+    /// Why the message is opened (recorded; default "viewed in the portal").
+    #[param(min_length = 1, max_length = 500)]
     reason: Option<String>,
 }
 
 /// The safe view of a message: the vault checks the session and the user's right to it,
 /// records the open, and watches for bulk reads.
+#[utoipa::path(get, path = "/api/quarantine/{id}/view", tag = "quarantine", params(("id" = String, Path, description = "quarantine id"), ViewQuery), security(("session" = [])),
+    responses(
+        (status = 200, description = "the safe view (text only, links defanged)", body = ViewAnswer),
+        (status = 403, description = "throttled, or operators without a lockbox", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such item for this user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn quarantine_view(
     State(p): State<Arc<Portal>>,
     s: Session,
@@ -435,9 +662,15 @@ async fn quarantine_view(
             "the message cannot be parsed as MIME; an operator can export the sealed original",
         )
     })?;
-    Ok(axum::Json(json!({ "id": id, "view": view })).into_response())
+    Ok(axum::Json(ViewAnswer { id, view }).into_response())
 }
 
+#[utoipa::path(post, path = "/api/quarantine/{id}/release", tag = "quarantine", params(("id" = String, Path, description = "quarantine id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "released into the spool for delivery", body = MessageAnswer),
+        (status = 403, description = "refused (lockbox, throttle, CSRF)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such item for this user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn quarantine_release(
     State(p): State<Arc<Portal>>,
     s: Session,
@@ -456,7 +689,10 @@ async fn quarantine_release(
         "session": s.token,
     });
     admin_call(&p.data_dir, &req).await?;
-    Ok(axum::Json(json!({ "message": format!("{id} released for delivery") })).into_response())
+    Ok(axum::Json(MessageAnswer {
+        message: format!("{id} released for delivery"),
+    })
+    .into_response())
 }
 
 /// One request on the node's admin socket (JSON line in, JSON line out).

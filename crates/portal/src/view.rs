@@ -15,7 +15,7 @@ pub const MAX_ATTACHMENTS: usize = 100;
 pub const MAX_LINKS: usize = 200;
 
 /// What the portal shows of a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SafeView {
     /// `From:` as written (display name and address).
     pub from: String,
@@ -40,7 +40,7 @@ pub struct SafeView {
 }
 
 /// One attachment, described (never served).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Attachment {
     /// File name as declared.
     pub name: String,

@@ -45,6 +45,18 @@ pub struct RawConfig {
     detect: RawDetect,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    portal: RawPortal,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortal {
+    rate: Option<f64>,
+    burst: Option<f64>,
+    logins_per_minute: Option<f64>,
+    probe_threshold: Option<u32>,
+    block_for: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +272,8 @@ pub struct Config {
     pub bulk_rule: vault::detect::BulkRule,
     /// Failed-login storm rule (`[detect] login_failure_*`).
     pub login_storm: vault::detect::LoginStormRule,
+    /// The portal's front-door limits (`[portal]`).
+    pub portal_limits: portal::front::Limits,
     /// Where alerts are forwarded.
     pub webhook: Option<crate::webhook::Webhook>,
     /// The syslog socket alerts are sent to (`/dev/log`).
@@ -479,6 +493,37 @@ impl RawConfig {
                 self.detect.login_failure_window.as_deref(),
                 Duration::from_secs(300),
             )?,
+        };
+        let portal_limits = {
+            let d = portal::front::Limits::default();
+            let positive = |key: &str, v: Option<f64>, default: f64| -> Result<f64> {
+                match v {
+                    None => Ok(default),
+                    Some(x) if x.is_finite() && x > 0.0 => Ok(x),
+                    Some(x) => bail!("{key}: must be a positive number, got {x}"),
+                }
+            };
+            portal::front::Limits {
+                rate: positive("portal.rate", self.portal.rate, d.rate)?,
+                burst: positive("portal.burst", self.portal.burst, d.burst)?.max(1.0),
+                logins_per_minute: positive(
+                    "portal.logins_per_minute",
+                    self.portal.logins_per_minute,
+                    d.logins_per_minute,
+                )?
+                .max(1.0),
+                probe_threshold: at_least(
+                    "portal.probe_threshold",
+                    self.portal.probe_threshold.unwrap_or(d.probe_threshold) as usize,
+                    1,
+                )? as u32,
+                block_for: duration_or(
+                    "portal.block_for",
+                    self.portal.block_for.as_deref(),
+                    d.block_for,
+                )?,
+                ..d
+            }
         };
         let syslog = self.alerts.syslog;
         let webhook = match (self.alerts.webhook_url, self.alerts.webhook_secret_file) {
@@ -757,6 +802,7 @@ impl RawConfig {
             checkpoint_interval,
             bulk_rule,
             login_storm,
+            portal_limits,
             webhook,
             syslog,
             tls_generated,

@@ -275,6 +275,17 @@ pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<(
     }
 }
 
+/// Waits for SIGTERM or SIGINT (a role's signal to stop).
+async fn until_stopped() -> Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
 /// The environment variable that makes `sekisho serve` run as one role under the supervisor.
 pub const ROLE_ENV: &str = "SEKISHO_ROLE";
 
@@ -312,12 +323,7 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
         shutdown.clone(),
     ));
     let task = tokio::spawn(vault::server::serve(listener, v, shutdown.clone()));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    until_stopped().await?;
     shutdown.cancel();
     let _ = task.await;
     let _ = checkpoints.await;
@@ -387,7 +393,7 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
         vault,
         store: store.clone(),
         data_dir: cfg.data_dir.clone(),
-        front: portal::front::FrontDoor::new(portal::front::Limits::default()),
+        front: portal::front::FrontDoor::new(cfg.portal_limits),
         test_hooks,
     });
     let shutdown = CancellationToken::new();
@@ -396,12 +402,7 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
         portal::listener::TlsListener::spawn(tcp, tls),
         shutdown.clone(),
     ));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    until_stopped().await?;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     store.close().await;
@@ -573,12 +574,7 @@ async fn run_mx(
         },
     );
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    until_stopped().await?;
     println!(
         "shutting down: no new connections; sessions get {:?} to finish",
         cfg.shutdown_grace
