@@ -89,11 +89,13 @@ fn user(r: &sqlx::sqlite::SqliteRow) -> User {
 }
 
 impl Store {
-    /// Number of accounts (active or not).
+    /// Number of active accounts (enrolment finished).
     pub async fn user_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
-            .fetch_one(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE active = 1")
+                .fetch_one(self.pool())
+                .await?,
+        )
     }
 
     /// Accounts, optionally of one tenant only.
@@ -151,7 +153,7 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         if first {
-            let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE active = 1")
                 .fetch_one(&mut *tx)
                 .await?;
             if users > 0 {
@@ -160,6 +162,14 @@ impl Store {
                         .into(),
                 ));
             }
+            // An earlier first-start link, and the half-made account of an enrolment that was
+            // abandoned after its first step, give way to the new link.
+            sqlx::query(
+                "DELETE FROM users WHERE active = 0 AND id IN
+                 (SELECT user_id FROM enrolments WHERE created_by = 'first-start')",
+            )
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM enrolments WHERE created_by = 'first-start'")
                 .execute(&mut *tx)
                 .await?;

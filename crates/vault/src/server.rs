@@ -2,7 +2,7 @@
 
 mod portal;
 
-pub use portal::{SESSION_ABSOLUTE, SESSION_IDLE, may_open};
+pub use portal::{LOCK_AFTER, SESSION_ABSOLUTE, SESSION_IDLE, may_open};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -333,7 +333,9 @@ impl Vault {
         ip: &str,
         pass: &[u8],
     ) -> (Response, Vec<u8>) {
-        const WRONG: &str = "wrong e-mail address, password or code";
+        // The same words whatever was wrong, locked accounts included: a different answer (or a
+        // faster one) for a locked account would tell which accounts exist.
+        const WRONG: &str = "wrong e-mail address, password or code (after repeated failures an account is locked for a while)";
         let email = email.trim().to_ascii_lowercase();
         let principal = format!("user:{email}");
         let pass = zeroize::Zeroizing::new(String::from_utf8_lossy(pass).into_owned());
@@ -349,12 +351,10 @@ impl Vault {
             return refused(WRONG);
         };
         if user.locked_until > now {
+            let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&pass)).await;
             self.login_record(&principal, ip, user.tenant_id, "refused: locked")
                 .await;
-            return refused(&format!(
-                "too many failed logins: the account is locked for {} more seconds",
-                user.locked_until - now
-            ));
+            return refused(WRONG);
         }
         let phc = user.password_hash.clone();
         let pass_ok = tokio::task::spawn_blocking(move || password::verify(&pass, &phc))

@@ -1,0 +1,148 @@
+//! Portal accounts in the vault: first-operator enrolment (an abandoned one gives way to a new
+//! link), and logins that answer the same words whatever was wrong — locked accounts included.
+
+use std::sync::Arc;
+
+use store::Store;
+use store::blobs::LocalBlobs;
+use vault::proto::{Request, Response};
+use vault::server::Vault;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn vault(dir: &std::path::Path) -> (Vault, Store) {
+    let store = Store::open_sqlite(&dir.join("db")).await.unwrap();
+    let blobs = Arc::new(LocalBlobs::new(&dir.join("blobs")).unwrap());
+    let v = Vault::open(store.clone(), blobs, &dir.join("vault/kek"))
+        .await
+        .unwrap();
+    (v, store)
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buf, mut bits, mut out) = (0u32, 0, Vec::new());
+    for c in s.bytes() {
+        buf = (buf << 5) | A.iter().position(|&x| x == c).unwrap() as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+async fn first_link(v: &Vault) -> String {
+    match v.handle(Request::FirstEnrolment, Vec::new()).await.0 {
+        Response::Enrolment { token } => token,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn set_password(v: &Vault, token: &str) -> Response {
+    v.handle(
+        Request::EnrolStart {
+            token: token.into(),
+        },
+        PASSWORD.as_bytes().to_vec(),
+    )
+    .await
+    .0
+}
+
+fn refusal(r: Response) -> String {
+    match r {
+        Response::Refused { message } => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn login(v: &Vault, email: &str, pass: &str, code: &str) -> Response {
+    let req = Request::Login {
+        email: email.into(),
+        code: code.into(),
+        client_ip: "192.0.2.1".into(),
+    };
+    v.handle(req, pass.as_bytes().to_vec()).await.0
+}
+
+#[tokio::test]
+async fn an_abandoned_first_enrolment_gives_way_to_a_new_link() {
+    let d = tempfile::tempdir().unwrap();
+    let (v, store) = vault(d.path()).await;
+    let old = first_link(&v).await;
+    assert!(matches!(
+        set_password(&v, &old).await,
+        Response::Totp { .. }
+    ));
+    // The operator never confirmed the code; the node restarts and prints a new link.
+    assert_eq!(store.user_count().await.unwrap(), 0);
+    let new = first_link(&v).await;
+    let confirm = |t: &str, code: String| Request::EnrolConfirm {
+        token: t.into(),
+        code,
+    };
+    assert!(
+        refusal(v.handle(confirm(&old, "000000".into()), vec![]).await.0).contains("not valid")
+    );
+    let Response::Totp { secret, .. } = set_password(&v, &new).await else {
+        panic!("the new link must work although the abandoned one had set a password");
+    };
+    let code = keys::totp::code_at(&base32_decode(&secret), store::unix_now());
+    let (r, _) = v.handle(confirm(&new, code), vec![]).await;
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    assert!(refusal(v.handle(Request::FirstEnrolment, vec![]).await.0).contains("exist already"));
+}
+
+#[tokio::test]
+async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account() {
+    let d = tempfile::tempdir().unwrap();
+    let (v, store) = vault(d.path()).await;
+    let token = first_link(&v).await;
+    let Response::Totp { secret, .. } = set_password(&v, &token).await else {
+        panic!()
+    };
+    let secret = base32_decode(&secret);
+    let now = store::unix_now();
+    let (r, _) = v
+        .handle(
+            Request::EnrolConfirm {
+                token,
+                code: keys::totp::code_at(&secret, now),
+            },
+            vec![],
+        )
+        .await;
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    let next = keys::totp::code_at(&secret, now + 30);
+
+    let wrong = refusal(login(&v, "operator", "not the password", &next).await);
+    for _ in 1..vault::server::LOCK_AFTER {
+        assert_eq!(
+            refusal(login(&v, "operator", "not the password", &next).await),
+            wrong
+        );
+    }
+    // Locked now: the right password and a fresh code get the very same answer…
+    assert_eq!(refusal(login(&v, "operator", PASSWORD, &next).await), wrong);
+    // …as an account that does not exist.
+    assert_eq!(
+        refusal(login(&v, "nobody@x.test", PASSWORD, &next).await),
+        wrong
+    );
+    let outcomes: Vec<String> = store
+        .records(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "login")
+        .map(|r| r.outcome)
+        .collect();
+    assert!(
+        outcomes.contains(&"refused: locked".to_string()),
+        "{outcomes:?}"
+    );
+    assert!(!outcomes.contains(&"ok".to_string()));
+}
