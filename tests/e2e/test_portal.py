@@ -241,6 +241,22 @@ def test_tenant_users_see_and_release_only_their_own_mail(node, sink):
     s.wait(2)
     assert not [m for m in s.messages() if b"BETA-EVE" in m[1]], "the other tenant's mail stays held"
 
+    # Delete: their own mail only; the sealed blob goes with the index entry.
+    send(n, "bob@acme.test", bare("ACME-BOB-2", "bob@acme.test"))
+    bob2 = [q["id"] for q in n.cli_json("quarantine", "list") if q["rcpts"] == ["bob@acme.test"]][0]
+    assert list((n.data_dir / "quarantine").rglob(f"{bob2}*"))
+    st, _, doc = bob.request("DELETE", f"/api/quarantine/{items['eve@beta.test']}")
+    assert st == 404, doc
+    st, _, doc = bob.request("DELETE", f"/api/quarantine/{bob2}", headers={"X-CSRF-Token": "forged"})
+    assert st == 403, doc
+    st, _, _ = bob.request("DELETE", f"/api/quarantine/{bob2}")
+    assert st == 204
+    assert bob2 not in [q["id"] for q in n.cli_json("quarantine", "list")]
+    assert not list((n.data_dir / "quarantine").rglob(f"{bob2}*"))
+    deletes = [r for r in n.cli_json("vault", "records") if r["action"] == "delete-quarantine"]
+    assert [(r["principal"], r["object"], r["outcome"]) for r in deletes] == [
+        ("user:bob@acme.test", bob2, "ok")]
+
     opens = [r for r in n.cli_json("vault", "records") if r["action"] == "open-quarantine:release"]
     assert {(r["principal"], r["outcome"]) for r in opens} == {
         ("user:bob@acme.test", "ok"), ("user:admin@acme.test", "ok")}
@@ -440,6 +456,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert set(doc["paths"]) == {
         "/api/enrol", "/api/enrol/confirm", "/api/login", "/api/logout", "/api/me", "/api/quarantine",
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release"}
+    assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
     c.login("admin@acme.test", c.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme")))

@@ -74,7 +74,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(logout))
         .routes(routes!(me))
         .routes(routes!(quarantine_list))
-        .routes(routes!(quarantine_show))
+        .routes(routes!(quarantine_show, quarantine_delete))
         .routes(routes!(quarantine_release))
         .routes(routes!(quarantine_view))
         .split_for_parts()
@@ -597,6 +597,48 @@ async fn visible_item(p: &Portal, s: &Session, id: &str) -> Result<store::Quaran
     }
 }
 
+/// The item, if the user may also act on its content (`verb`: what they want to do): the
+/// portal's early answer; the vault applies the same rule again before it acts.
+async fn openable_item(
+    p: &Portal,
+    s: &Session,
+    id: &str,
+    verb: &str,
+) -> Result<store::QuarantineItem, Problem> {
+    let item = visible_item(p, s, id).await?;
+    if !vault::server::may_open(&s.user, item.tenant_id, &item.rcpts) {
+        return Err(Problem::forbidden(format!(
+            "operators {verb} tenants' mail only through a tenant-approved lockbox"
+        )));
+    }
+    Ok(item)
+}
+
+#[utoipa::path(delete, path = "/api/quarantine/{id}", tag = "quarantine",
+    params(("id" = String, Path, description = "quarantine id")), security(("session" = [])),
+    responses(
+        (status = 204, description = "deleted (the sealed message and its index entry)"),
+        (status = 403, description = "refused (lockbox, CSRF)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such item for this user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn quarantine_delete(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    openable_item(&p, &s, &id, "delete").await?;
+    let req = Request::DeleteQuarantine {
+        id,
+        principal: s.user.principal(),
+        session: Some(s.token),
+    };
+    match p.vault.call(&req, &[]).await {
+        Ok((VaultResponse::Done { .. }, _)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
 #[utoipa::path(get, path = "/api/quarantine/{id}", tag = "quarantine", params(("id" = String, Path, description = "quarantine id")), security(("session" = [])),
     responses(
         (status = 200, description = "the item", body = ItemDoc),
@@ -638,12 +680,7 @@ async fn quarantine_view(
     if reason.trim().is_empty() || reason.len() > 500 {
         return Err(Problem::bad_request("reason must be 1 to 500 characters"));
     }
-    let item = visible_item(&p, &s, &id).await?;
-    if !vault::server::may_open(&s.user, item.tenant_id, &item.rcpts) {
-        return Err(Problem::forbidden(
-            "operators open tenants' mail only through a tenant-approved lockbox",
-        ));
-    }
+    openable_item(&p, &s, &id, "open").await?;
     let plain = p
         .vault
         .open_quarantine_for(
@@ -676,12 +713,7 @@ async fn quarantine_release(
     s: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let item = visible_item(&p, &s, &id).await?;
-    if !vault::server::may_open(&s.user, item.tenant_id, &item.rcpts) {
-        return Err(Problem::forbidden(
-            "operators release tenants' mail only through a tenant-approved lockbox",
-        ));
-    }
+    openable_item(&p, &s, &id, "release").await?;
     let req = json!({
         "cmd": "quarantine-release",
         "id": id,

@@ -124,6 +124,16 @@ pub enum Request {
         /// The session token.
         token: String,
     },
+    /// Deletes a quarantined message (sealed blob and index entry) → `Done`.
+    DeleteQuarantine {
+        /// Quarantine id.
+        id: String,
+        /// On whose behalf (ignored when `session` is given).
+        principal: String,
+        /// The portal user's session: the vault then deletes only what that user may open.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
     /// Portal at start: a first-operator enrolment link, only while no account exists →
     /// `Enrolment` (or `Refused` once accounts exist).
     FirstEnrolment,

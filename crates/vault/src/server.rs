@@ -623,6 +623,14 @@ impl Vault {
                 role_token,
             } => self.use_secret(tenant, kind, &role_token).await,
             Request::Admin(a) => self.admin(a).await,
+            Request::DeleteQuarantine {
+                id,
+                principal,
+                session,
+            } => {
+                self.delete_quarantine(&id, &principal, session.as_deref())
+                    .await
+            }
             Request::EnrolStart { token } => self.enrol_start(&token, &payload).await,
             Request::EnrolConfirm { token, code } => self.enrol_confirm(&token, &code).await,
             Request::Login {
@@ -798,13 +806,9 @@ impl Vault {
         reason: &str,
         session: Option<&str>,
     ) -> (Response, Vec<u8>) {
-        // A portal request names its user by session; the vault checks it, not the caller.
-        let user = match session {
-            Some(token) => match self.resolve_session(token).await {
-                Some(u) => Some(u),
-                None => return refused("the session has ended: log in again"),
-            },
-            None => None,
+        let user = match self.session_of(session).await {
+            Ok(u) => u,
+            Err(r) => return r,
         };
         let user_principal = user.as_ref().map(|u| u.principal());
         let principal = user_principal.as_deref().unwrap_or(principal);

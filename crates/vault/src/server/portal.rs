@@ -103,6 +103,93 @@ impl Vault {
         .await;
     }
 
+    /// The portal user named by a request's session (`None` without one): a portal request
+    /// names its user by session, and the vault checks it, not the caller.
+    pub(super) async fn session_of(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Option<SessionUser>, (Response, Vec<u8>)> {
+        match session {
+            Some(token) => match self.resolve_session(token).await {
+                Some(u) => Ok(Some(u)),
+                None => Err(refused("the session has ended: log in again")),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes a quarantined message for `principal`, or for the user of `session` if it is
+    /// theirs to open. Deleting a canary raises its alert like opening one.
+    pub(super) async fn delete_quarantine(
+        &self,
+        id: &str,
+        principal: &str,
+        session: Option<&str>,
+    ) -> (Response, Vec<u8>) {
+        let user = match self.session_of(session).await {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        let user_principal = user.as_ref().map(|u| u.principal());
+        let principal = user_principal.as_deref().unwrap_or(principal);
+        let mut rec = NewRecord {
+            principal,
+            role: "vault",
+            action: "delete-quarantine",
+            object: id,
+            ..Default::default()
+        };
+        let item = match self.store.quarantine_get(id).await {
+            Ok(i) => i,
+            Err(e) => {
+                rec.outcome = "refused: not found";
+                self.record(rec).await;
+                return refused(&e.to_string());
+            }
+        };
+        rec.tenant_id = Some(item.tenant_id);
+        if let Some(u) = &user
+            && !may_open(u, item.tenant_id, &item.rcpts)
+        {
+            rec.outcome = "refused: not this user's message";
+            self.record(rec).await;
+            return refused(&format!("{id} is not a message {} may delete", u.email));
+        }
+        if self.canaries.contains(id) {
+            self.alert(store::NewAlert {
+                rule: "canary-touched",
+                severity: "critical",
+                dedupe_key: &format!("canary:{id}"),
+                principal,
+                tenant_id: Some(item.tenant_id),
+                summary: &format!(
+                    "{principal} deleted canary item {id}: no legitimate flow touches it"
+                ),
+            })
+            .await;
+            if let Some(u) = &user {
+                self.suspend_sessions(u, "canary-touched").await;
+            }
+        }
+        if let Err(e) = self.blobs.delete(&item.blob).await {
+            let outcome = format!("error: {e}");
+            rec.outcome = &outcome;
+            self.record(rec).await;
+            return error(&e.to_string());
+        }
+        if let Err(e) = self.store.quarantine_remove(id).await {
+            return error(&e.to_string());
+        }
+        rec.outcome = "ok";
+        self.record(rec).await;
+        (
+            Response::Done {
+                summary: format!("{id} deleted"),
+            },
+            Vec::new(),
+        )
+    }
+
     /// Ends every session of `user` after a critical alert (`why`: the rule), recorded.
     pub(super) async fn suspend_sessions(&self, user: &SessionUser, why: &str) {
         let outcome = match self.store.sessions_close_user(user.id).await {
