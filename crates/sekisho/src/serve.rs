@@ -231,8 +231,9 @@ pub struct RoleStart {
 }
 
 /// If this process is a role (`SEKISHO_ROLE`), sets it up while it is still one thread:
-/// process name, death signal, non-dumpable, the token from the supervisor, and for `mx` the
-/// Landlock confinement away from the KEK. `None` for the supervisor.
+/// process name, death signal, non-dumpable, the token from the supervisor, for `mx` and the
+/// portal the Landlock confinement away from the KEK, and for every role the seccomp filter
+/// against exec, new processes and ptrace. `None` for the supervisor.
 pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
     let name = match std::env::var(ROLE_ENV).as_deref() {
         Ok("mx") => "mx",
@@ -242,22 +243,26 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         Err(_) => return Ok(None),
     };
     let token = crate::roles::child_setup(name)?;
-    // mx and the portal face the network: neither may reach the KEK or start a program.
+    // mx and the portal face the network: neither may reach the KEK (Landlock). The vault
+    // must read it, so it has no Landlock rules.
     let confined = if name == "mx" || name == "portal" {
         // What mx creates in the data directory must exist before the rules are fixed.
         ensure_data_dir(cfg)?;
-        let confined = crate::sandbox::confine_mx(&cfg.kek_file, cfg.sandbox_required)?;
-        match crate::sandbox::forbid_exec() {
-            Ok(()) => {}
-            Err(e) if !cfg.sandbox_required => {
-                tracing::warn!(error = %e, role = name, "running without the seccomp filter");
-            }
-            Err(e) => return Err(e),
-        }
-        Some(confined)
+        Some(crate::sandbox::confine_mx(
+            &cfg.kek_file,
+            cfg.sandbox_required,
+        )?)
     } else {
         None
     };
+    // No role ever starts a program, so code execution inside one cannot start one either.
+    match crate::sandbox::forbid_exec() {
+        Ok(()) => {}
+        Err(e) if !cfg.sandbox_required => {
+            tracing::warn!(error = %e, role = name, "running without the seccomp filter");
+        }
+        Err(e) => return Err(e),
+    }
     Ok(Some(RoleStart {
         name,
         token,
