@@ -61,7 +61,7 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
                     );
                     println!("{}/enrol#{token}", portal_url(&cfg));
                 }
-                (other, _) => bail!("unexpected answer from the vault: {other:?}"),
+                (other, _) => bail!("unexpected answer from the vault: {}", other.kind()),
             }
         }
         UserCmd::List { tenant, json } => {

@@ -86,7 +86,10 @@ impl VaultClient {
                 },
                 _,
             ) => Ok((recipient, customer_held)),
-            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+            (other, _) => Err(CallError::Vault(format!(
+                "unexpected answer {}",
+                other.kind()
+            ))),
         }
     }
 
@@ -94,7 +97,10 @@ impl VaultClient {
     pub async fn admin(&self, req: Admin) -> Result<String, CallError> {
         match self.call(&Request::Admin(req), &[]).await? {
             (Response::Done { summary }, _) => Ok(summary),
-            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+            (other, _) => Err(CallError::Vault(format!(
+                "unexpected answer {}",
+                other.kind()
+            ))),
         }
     }
 
@@ -129,7 +135,10 @@ impl VaultClient {
         };
         match self.call(&req, &[]).await? {
             (Response::Opened, body) => Ok(zeroize::Zeroizing::new(body)),
-            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+            (other, _) => Err(CallError::Vault(format!(
+                "unexpected answer {}",
+                other.kind()
+            ))),
         }
     }
 
@@ -146,7 +155,10 @@ impl VaultClient {
         };
         match self.call(&req, &secret.to_bytes()).await? {
             (Response::Done { summary }, _) => Ok(summary),
-            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+            (other, _) => Err(CallError::Vault(format!(
+                "unexpected answer {}",
+                other.kind()
+            ))),
         }
     }
 
@@ -165,7 +177,10 @@ impl VaultClient {
         match self.call(&req, &[]).await? {
             (Response::Secret, body) => ConnectorSecret::from_bytes(&zeroize::Zeroizing::new(body))
                 .map_err(CallError::Vault),
-            (other, _) => Err(CallError::Vault(format!("unexpected answer {other:?}"))),
+            (other, _) => Err(CallError::Vault(format!(
+                "unexpected answer {}",
+                other.kind()
+            ))),
         }
     }
 }

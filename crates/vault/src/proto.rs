@@ -270,6 +270,26 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// The variant's name, for error messages: never the fields, which may carry a session
+    /// token or an enrolment link.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Pong => "pong",
+            Response::Recipient { .. } => "recipient",
+            Response::Opened => "opened",
+            Response::Secret => "secret",
+            Response::Done { .. } => "done",
+            Response::Totp { .. } => "totp",
+            Response::Session { .. } => "session",
+            Response::User { .. } => "user",
+            Response::Enrolment { .. } => "enrolment",
+            Response::Refused { .. } => "refused",
+            Response::Error { .. } => "error",
+        }
+    }
+}
+
 fn bad(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
 }
