@@ -826,22 +826,13 @@ impl Vault {
             self.record(rec).await;
             return refused("a reason is required to open sealed content");
         }
-        let item = match self.store.quarantine_get(id).await {
-            Ok(i) => i,
-            Err(e) => {
-                rec.outcome = "refused: not found";
-                self.record(rec).await;
-                return refused(&e.to_string());
-            }
-        };
-        rec.tenant_id = Some(item.tenant_id);
-        if let Some(u) = &user
-            && !may_open(u, item.tenant_id, &item.rcpts)
+        let item = match self
+            .authorised_item(id, user.as_ref(), "open", &mut rec)
+            .await
         {
-            rec.outcome = "refused: not this user's message";
-            self.record(rec).await;
-            return refused(&format!("{id} is not a message {} may open", u.email));
-        }
+            Ok(i) => i,
+            Err(r) => return r,
+        };
         if self.opens.throttled(principal) {
             rec.outcome = "refused: throttled after a bulk-read alert";
             self.record(rec).await;

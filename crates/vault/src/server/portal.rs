@@ -118,6 +118,37 @@ impl Vault {
         }
     }
 
+    /// The quarantined item `id`, if it exists and — for a portal user — is theirs to `verb`;
+    /// a refusal is recorded in `rec` (whose tenant is set once the item is known).
+    pub(super) async fn authorised_item(
+        &self,
+        id: &str,
+        user: Option<&SessionUser>,
+        verb: &str,
+        rec: &mut NewRecord<'_>,
+    ) -> Result<store::QuarantineItem, (Response, Vec<u8>)> {
+        let item = match self.store.quarantine_get(id).await {
+            Ok(i) => i,
+            Err(e) => {
+                rec.outcome = "refused: not found";
+                self.record(rec.clone()).await;
+                return Err(refused(&e.to_string()));
+            }
+        };
+        rec.tenant_id = Some(item.tenant_id);
+        if let Some(u) = user
+            && !may_open(u, item.tenant_id, &item.rcpts)
+        {
+            rec.outcome = "refused: not this user's message";
+            self.record(rec.clone()).await;
+            return Err(refused(&format!(
+                "{id} is not a message {} may {verb}",
+                u.email
+            )));
+        }
+        Ok(item)
+    }
+
     /// Deletes a quarantined message for `principal`, or for the user of `session` if it is
     /// theirs to open. Deleting a canary raises its alert like opening one.
     pub(super) async fn delete_quarantine(
@@ -139,22 +170,13 @@ impl Vault {
             object: id,
             ..Default::default()
         };
-        let item = match self.store.quarantine_get(id).await {
-            Ok(i) => i,
-            Err(e) => {
-                rec.outcome = "refused: not found";
-                self.record(rec).await;
-                return refused(&e.to_string());
-            }
-        };
-        rec.tenant_id = Some(item.tenant_id);
-        if let Some(u) = &user
-            && !may_open(u, item.tenant_id, &item.rcpts)
+        let item = match self
+            .authorised_item(id, user.as_ref(), "delete", &mut rec)
+            .await
         {
-            rec.outcome = "refused: not this user's message";
-            self.record(rec).await;
-            return refused(&format!("{id} is not a message {} may delete", u.email));
-        }
+            Ok(i) => i,
+            Err(r) => return r,
+        };
         if self.canaries.contains(id) {
             self.alert(store::NewAlert {
                 rule: "canary-touched",
