@@ -161,23 +161,23 @@ class Node:
         for line in proc.stdout:
             self.banner.append(line)
 
-    def portal_url(self, timeout=20.0):
-        """The portal's https URL, from the portal role's banner line."""
+    def banner_match(self, pattern, what, timeout=20.0):
+        """Group 1 of the first banner line matching `pattern` (waits for it)."""
         def find():
             for line in self.banner:
-                m = re.match(r"portal listening on (https://127\.0\.0\.1:\d+)", line)
+                m = re.search(pattern, line)
                 if m:
                     return m.group(1)
-        return wait_for(find, timeout, what="the portal's banner line")
+        return wait_for(find, timeout, what=what)
+
+    def portal_url(self, timeout=20.0):
+        """The portal's https URL, from the portal role's banner line."""
+        return self.banner_match(r"^portal listening on (https://127\.0\.0\.1:\d+)",
+                                 "the portal's banner line", timeout)
 
     def enrolment_link(self, timeout=20.0):
         """The first-operator enrolment token printed by a node without accounts."""
-        def find():
-            for line in self.banner:
-                m = re.search(r"/enrol#(e1_[0-9a-f]+)", line)
-                if m:
-                    return m.group(1)
-        return wait_for(find, timeout, what="the first-operator enrolment link")
+        return self.banner_match(r"/enrol#(e1_[0-9a-f]+)", "the first-operator enrolment link", timeout)
 
     def cli(self, *args, check=True):
         r = subprocess.run(self.base_args() + list(args), capture_output=True, text=True, timeout=60)

@@ -300,6 +300,8 @@ pub struct Session {
     pub user: SessionUser,
     /// The session token (passed on to the vault for content opens).
     pub token: String,
+    /// The CSRF token bound to the session.
+    pub csrf: String,
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -355,7 +357,7 @@ impl FromRequestParts<Arc<Portal>> for Session {
                 )));
             }
         }
-        Ok(Session { user, token })
+        Ok(Session { user, token, csrf })
     }
 }
 
@@ -519,20 +521,12 @@ async fn logout(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Pr
     responses(
         (status = 200, description = "the caller", body = SessionAnswer),
         (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
-async fn me(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
-    let csrf = match p
-        .vault
-        .call(&Request::Session { token: s.token }, &[])
-        .await
-    {
-        Ok((VaultResponse::User { csrf, .. }, _)) => csrf,
-        _ => return Err(Problem::unauthenticated()),
-    };
-    Ok(axum::Json(SessionAnswer {
+async fn me(s: Session) -> Response {
+    axum::Json(SessionAnswer {
         user: s.user.into(),
-        csrf_token: csrf,
+        csrf_token: s.csrf,
     })
-    .into_response())
+    .into_response()
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

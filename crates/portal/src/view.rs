@@ -52,26 +52,37 @@ pub struct Attachment {
 
 /// Makes links unclickable and unfetchable: `http` → `hxxp`, dots in the host → `[.]`.
 pub fn defang(text: &str) -> String {
+    // One pass: a lower-cased copy has the same byte offsets, and every link has a `://`.
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = find_scheme(rest) {
-        out.push_str(&rest[..i]);
-        let url_end = rest[i..]
+    let mut done = 0;
+    for (sep, _) in lower.match_indices("://") {
+        let Some(scheme) = SCHEMES.iter().find(|s| lower[..sep].ends_with(*s)) else {
+            continue;
+        };
+        let start = sep - scheme.len();
+        if start < done {
+            continue;
+        }
+        let end = text[sep..]
             .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\''))
-            .map_or(rest.len(), |e| i + e);
-        out.push_str(&defang_url(&rest[i..url_end]));
-        rest = &rest[url_end..];
+            .map_or(text.len(), |e| sep + e);
+        out.push_str(&text[done..start]);
+        out.push_str(&defang_url(&text[start..end]));
+        done = end;
     }
-    out.push_str(rest);
+    out.push_str(&text[done..]);
     out
 }
 
-fn find_scheme(s: &str) -> Option<usize> {
-    let lower = s.to_ascii_lowercase();
-    ["http://", "https://", "ftp://"]
+/// Schemes whose links are defanged (`https` before `http`: the longer one first).
+const SCHEMES: [&str; 3] = ["https", "http", "ftp"];
+
+fn is_link(word: &str) -> bool {
+    let lower = word.get(..8).unwrap_or(word).to_ascii_lowercase();
+    SCHEMES
         .iter()
-        .filter_map(|p| lower.find(p))
-        .min()
+        .any(|s| lower.starts_with(&format!("{s}://")))
 }
 
 fn defang_url(url: &str) -> String {
@@ -108,7 +119,7 @@ fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
 fn links_of(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for word in text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'')) {
-        if find_scheme(word) == Some(0) && !out.iter().any(|l| l == word) {
+        if is_link(word) && !out.iter().any(|l| l == word) {
             out.push(word.to_string());
             if out.len() >= MAX_LINKS {
                 break;
@@ -184,6 +195,20 @@ mod tests {
         );
         assert_eq!(defang("HTTP://a.b"), "hxxp://a[.]b");
         assert_eq!(defang("no links here"), "no links here");
+    }
+
+    #[test]
+    fn defangs_every_one_of_many_links() {
+        let text = "see HTTPS://a.example/x and ftp://b.example ".repeat(5000);
+        let out = defang(&text);
+        assert_eq!(out.matches("hxxps://a[.]example/x").count(), 5000);
+        assert_eq!(out.matches("fxp://b[.]example").count(), 5000);
+        assert!(!out.to_ascii_lowercase().contains("https://"));
+        assert_eq!(
+            out.matches("see ").count(),
+            5000,
+            "text around links is kept"
+        );
     }
 
     #[test]

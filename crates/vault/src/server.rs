@@ -806,12 +806,11 @@ impl Vault {
         reason: &str,
         session: Option<&str>,
     ) -> (Response, Vec<u8>) {
-        let user = match self.session_of(session).await {
-            Ok(u) => u,
+        let (user, principal) = match self.session_of(session, principal).await {
+            Ok(x) => x,
             Err(r) => return r,
         };
-        let user_principal = user.as_ref().map(|u| u.principal());
-        let principal = user_principal.as_deref().unwrap_or(principal);
+        let principal = principal.as_str();
         let action = format!("open-quarantine:{}", purpose.name());
         let mut rec = NewRecord {
             principal,

@@ -103,18 +103,23 @@ impl Vault {
         .await;
     }
 
-    /// The portal user named by a request's session (`None` without one): a portal request
+    /// The portal user named by a request's session (`None` without one) and the principal
+    /// to record: the user's, or `claimed` for a request without a session. A portal request
     /// names its user by session, and the vault checks it, not the caller.
     pub(super) async fn session_of(
         &self,
         session: Option<&str>,
-    ) -> Result<Option<SessionUser>, (Response, Vec<u8>)> {
+        claimed: &str,
+    ) -> Result<(Option<SessionUser>, String), (Response, Vec<u8>)> {
         match session {
             Some(token) => match self.resolve_session(token).await {
-                Some(u) => Ok(Some(u)),
+                Some(u) => {
+                    let principal = u.principal();
+                    Ok((Some(u), principal))
+                }
                 None => Err(refused("the session has ended: log in again")),
             },
-            None => Ok(None),
+            None => Ok((None, claimed.to_string())),
         }
     }
 
@@ -157,12 +162,11 @@ impl Vault {
         principal: &str,
         session: Option<&str>,
     ) -> (Response, Vec<u8>) {
-        let user = match self.session_of(session).await {
-            Ok(u) => u,
+        let (user, principal) = match self.session_of(session, principal).await {
+            Ok(x) => x,
             Err(r) => return r,
         };
-        let user_principal = user.as_ref().map(|u| u.principal());
-        let principal = user_principal.as_deref().unwrap_or(principal);
+        let principal = principal.as_str();
         let mut rec = NewRecord {
             principal,
             role: "vault",
