@@ -3,107 +3,14 @@ by the vault, sessions and CSRF, tenant isolation of the quarantine, release to 
 downstream, and the front door (limits, rate limits, probe blocking) — all over real HTTPS."""
 import base64
 import hashlib
-import hmac
 import http.client
 import json
-import smtplib
 import sqlite3
-import ssl
-import struct
 import time
 import urllib.parse
 
 from conftest import wait_for
-
-QUARANTINE_ALL = "[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n"
-PASSWORD = "correct horse battery staple"
-
-
-def totp(secret_b32, at=None):
-    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
-    counter = int((time.time() if at is None else at) // 30)
-    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    o = mac[-1] & 0x0F
-    return "%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7FFFFFFF) % 1_000_000)
-
-
-class Client:
-    """HTTPS to the portal, trusting only the node's own certificate; keeps the cookie."""
-
-    def __init__(self, node):
-        url = urllib.parse.urlparse(node.portal_url())
-        self.host, self.port = url.hostname, url.port
-        self.ctx = ssl.create_default_context(cafile=str(node.data_dir / "tls" / "cert.pem"))
-        self.ctx.check_hostname = False  # the generated certificate names the host, not 127.0.0.1
-        self.cookie = None
-        self.csrf = None
-        self.source = None  # a loopback address to send from (e.g. 127.0.1.9)
-
-    def request(self, method, path, body=None, headers=None, raw=None):
-        c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=10,
-                                        source_address=(self.source, 0) if self.source else None)
-        h = dict(headers or {})
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        if self.cookie:
-            h.setdefault("Cookie", self.cookie)
-        if self.csrf and method not in ("GET", "HEAD"):
-            h.setdefault("X-CSRF-Token", self.csrf)
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        text = r.read().decode(errors="replace")
-        c.close()
-        set_cookie = r.getheader("Set-Cookie")
-        if set_cookie and set_cookie.startswith("sekisho_session="):
-            value = set_cookie.split(";")[0]
-            self.cookie = value if value != "sekisho_session=" else None
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = text
-        return r.status, r, doc
-
-    def enrol(self, token, secret_at=None):
-        st, _, doc = self.request("POST", "/api/enrol", {"token": token, "password": PASSWORD})
-        assert st == 200, doc
-        secret = doc["totp_secret"]
-        assert doc["otpauth_uri"].startswith("otpauth://totp/Sekisho:") and secret in doc["otpauth_uri"]
-        st, _, doc = self.request("POST", "/api/enrol/confirm", {"token": token, "code": totp(secret)})
-        assert st == 200, doc
-        return secret
-
-    def login(self, email, secret):
-        # The enrolment used the current step; a login uses the next one (a code is never
-        # accepted twice, and one step of clock skew is allowed).
-        st, r, doc = self.request("POST", "/api/login", {
-            "email": email, "password": PASSWORD, "code": totp(secret, time.time() + 30)})
-        assert st == 200, doc
-        cookie = r.getheader("Set-Cookie")
-        for attr in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
-            assert attr in cookie, cookie
-        self.csrf = doc["csrf_token"]
-        return doc["user"]
-
-
-def problem(doc, status):
-    assert isinstance(doc, dict) and doc["status"] == status and doc["title"] and doc["detail"], doc
-
-
-def invite(n, email, role, tenant=None):
-    args = ["user", "invite", "--email", email, "--role", role] + (["--tenant", tenant] if tenant else [])
-    out = n.cli(*args).stdout
-    return out.split("/enrol#")[1].split()[0]
-
-
-def bare(marker, to):
-    return f"To: {to}\r\nX-Marker: {marker}\r\n\r\nbody {marker}\r\n".encode()
-
-
-def send(n, rcpt, body):
-    with smtplib.SMTP("127.0.0.1", n.port) as c:
-        c.sendmail("a@example.org", [rcpt], body)
+from portal_helpers import PASSWORD, QUARANTINE_ALL, Client, bare, invite, problem, send, totp
 
 
 def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(node):
@@ -226,6 +133,15 @@ def test_tenant_users_see_and_release_only_their_own_mail(node, sink):
         assert st == 404, doc
         st, _, doc = who.request("POST", f"/api/quarantine/{items[rcpt]}/release")
         assert st == 404, doc
+    # Statistics: the admin's tenant only (beta's message is not counted); not for end users.
+    st, _, doc = admin.request("GET", "/api/stats?hours=2")
+    assert st == 200 and doc["total"] == 2 and len(doc["hourly"]) == 2, doc
+    assert doc["verdicts"] == [{"name": "quarantine", "count": 2}], doc
+    assert doc["top_senders"] == [{"name": "a@example.org", "count": 2}], doc
+    st, _, doc = bob.request("GET", "/api/stats")
+    assert st == 403 and "tenant admins" in doc["detail"]
+    st, _, doc = admin.request("GET", "/api/stats?hours=0")
+    assert st == 400 and "hours" in doc["detail"]
     st, _, doc = admin.request("GET", "/api/quarantine?limit=0")
     assert st == 400 and "limit" in doc["detail"]
     st, _, doc = admin.request("GET", "/api/quarantine?tenant=beta")
@@ -383,7 +299,7 @@ def test_an_exec_from_the_portal_is_killed_recorded_and_the_portal_comes_back(no
     assert st == 404, "no test hooks without SEKISHO_TEST_HOOKS=1"
 
     n = node(env={"SEKISHO_TEST_HOOKS": "1"})
-    first_url = n.portal_url()
+    n.portal_url()  # the portal listens
     portal = role_pid(n, "portal")
     marker = tmp_path / "pwned"
     try:
@@ -455,7 +371,8 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
         "/api/enrol", "/api/enrol/confirm", "/api/login", "/api/logout", "/api/me", "/api/quarantine",
-        "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release"}
+        "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
+        "/api/stats"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -471,6 +388,48 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 8, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 9, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
+
+
+def test_web_pages_need_a_session_and_forms_the_sessions_csrf_token(node, sink):
+    s = sink()
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    send(n, "bob@acme.test", bare("WEB-CSRF", "bob@acme.test"))
+    (item,) = [q["id"] for q in n.cli_json("quarantine", "list")]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    anon = Client(n)
+    for path in ["/quarantine", f"/quarantine/{item}", "/dashboard", "/alerts", "/"]:
+        st, r, _ = anon.request("GET", path)
+        assert st == 303 and r.getheader("Location") == "/login", path
+    st, r, _ = anon.request("POST", f"/quarantine/{item}/release", raw=b"csrf=x", headers=form)
+    assert st == 303 and r.getheader("Location") == "/login"
+
+    bob = Client(n)
+    bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
+    st, r, page = bob.request("GET", "/quarantine", headers={"Accept-Language": "en"})
+    assert st == 200 and r.getheader("Content-Type").startswith("text/html")
+    assert item in page and "unsafe-inline" not in r.getheader("Content-Security-Policy")
+    # A form from elsewhere (no or a wrong token) changes nothing.
+    for body in [b"csrf=forged", b"csrf="]:
+        st, _, page = bob.request("POST", f"/quarantine/{item}/release", raw=body, headers=form)
+        assert st == 403 and "reload the page" in page
+    st, _, page = bob.request("POST", f"/quarantine/{item}/release", raw=b"{}",
+                              headers={"Content-Type": "application/json"})
+    assert st == 415
+    st, _, page = bob.request("POST", f"/quarantine/{item}/delete", raw=b"nothing=1", headers=form)
+    assert st == 400 and "fill in every field" in page
+    assert [q["id"] for q in n.cli_json("quarantine", "list")] == [item]
+    # Japanese when the browser asks for it.
+    st, _, page = bob.request("GET", "/quarantine", headers={"Accept-Language": "ja,en;q=0.5"})
+    assert st == 200 and '<html lang="ja">' in page and "隔離メール" in page
+    # The session's token releases it.
+    st, r, _ = bob.request("POST", f"/quarantine/{item}/release",
+                           raw=urllib.parse.urlencode({"csrf": bob.csrf}).encode(), headers=form)
+    assert st == 303 and r.getheader("Location") == f"/quarantine?done=released&id={item}"
+    assert [m for m in s.wait(1) if b"WEB-CSRF" in m[1]]
+    # End users have no dashboard or alerts.
+    for path in ["/dashboard", "/alerts"]:
+        assert bob.request("GET", path)[0] == 403, path

@@ -41,7 +41,8 @@ pub const MAX_LIST: i64 = 500;
     modifiers(&SessionCookie),
     tags(
         (name = "accounts", description = "Enrolment, login, sessions"),
-        (name = "quarantine", description = "Held messages: list, view safely, release")
+        (name = "quarantine", description = "Held messages: list, view safely, release"),
+        (name = "statistics", description = "Mail flow of the caller's tenant (operators: all)")
     )
 )]
 struct ApiDoc;
@@ -77,6 +78,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(quarantine_show, quarantine_delete))
         .routes(routes!(quarantine_release))
         .routes(routes!(quarantine_view))
+        .routes(routes!(stats))
         .split_for_parts()
 }
 
@@ -93,8 +95,7 @@ pub fn router(portal: Arc<Portal>) -> Router {
     }
     r.merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(index))
-        .route("/enrol", get(index))
+        .merge(crate::web::routes())
         .route(
             "/api/openapi.json",
             get(move || async move {
@@ -258,13 +259,6 @@ async fn test_exec(JsonBody(b): JsonBody<TestExec>) -> Response {
     axum::Json(json!({ "ran": ran })).into_response()
 }
 
-async fn index() -> Response {
-    let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sekisho</title></head>\
-        <body><h1>Sekisho</h1><p>The web interface is not served yet; the API is at <code>/api/</code> \
-        (enrolment: <code>POST /api/enrol</code> with the token from your link).</p></body></html>";
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
-}
-
 /// A JSON body within the front door's size limit, or a problem saying what is wrong with it.
 pub struct JsonBody<T>(pub T);
 
@@ -315,7 +309,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn vault_problem(e: CallError) -> Problem {
+pub(crate) fn vault_problem(e: CallError) -> Problem {
     match e {
         CallError::Refused(m) => Problem::forbidden(m),
         other => {
@@ -325,39 +319,49 @@ fn vault_problem(e: CallError) -> Problem {
     }
 }
 
+/// Who the session cookie in `headers` belongs to, as the vault says (no CSRF check: the
+/// caller checks the token where the request changes something).
+pub(crate) async fn resolve_session(
+    headers: &HeaderMap,
+    portal: &Portal,
+) -> Result<Session, Problem> {
+    let token = cookie_token(headers).ok_or_else(Problem::unauthenticated)?;
+    let (user, csrf) = match portal
+        .vault
+        .call(
+            &Request::Session {
+                token: token.clone(),
+            },
+            &[],
+        )
+        .await
+    {
+        Ok((VaultResponse::User { user, csrf }, _)) => (user, csrf),
+        Ok(_) => return Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(_)) => return Err(Problem::unauthenticated()),
+        Err(e) => return Err(vault_problem(e)),
+    };
+    Ok(Session { user, token, csrf })
+}
+
 impl FromRequestParts<Arc<Portal>> for Session {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, portal: &Arc<Portal>) -> Result<Self, Problem> {
-        let token = cookie_token(&parts.headers).ok_or_else(Problem::unauthenticated)?;
-        let (user, csrf) = match portal
-            .vault
-            .call(
-                &Request::Session {
-                    token: token.clone(),
-                },
-                &[],
-            )
-            .await
-        {
-            Ok((VaultResponse::User { user, csrf }, _)) => (user, csrf),
-            Ok(_) => return Err(Problem::internal("unexpected answer from the vault")),
-            Err(CallError::Refused(_)) => return Err(Problem::unauthenticated()),
-            Err(e) => return Err(vault_problem(e)),
-        };
+        let s = resolve_session(&parts.headers, portal).await?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let sent = parts
                 .headers
                 .get(CSRF_HEADER)
                 .map(HeaderValue::as_bytes)
                 .unwrap_or_default();
-            if !keys::ct_eq(sent, csrf.as_bytes()) {
+            if !keys::ct_eq(sent, s.csrf.as_bytes()) {
                 return Err(Problem::forbidden(format!(
                     "missing or wrong {CSRF_HEADER} header: send the csrf_token from the login answer or GET /api/me"
                 )));
             }
         }
-        Ok(Session { user, token, csrf })
+        Ok(s)
     }
 }
 
@@ -371,7 +375,7 @@ pub fn visible(user: &SessionUser, item: &store::QuarantineItem) -> bool {
     }
 }
 
-fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
     ))
@@ -469,30 +473,41 @@ async fn login(
     ConnectInfo(addr): ConnectInfo<ClientAddr>,
     JsonBody(b): JsonBody<Login>,
 ) -> Result<Response, Problem> {
-    if b.email.len() > 254 || b.code.len() > 16 || b.password.len() > keys::password::MAX_LEN {
+    let pass = zeroize::Zeroizing::new(b.password);
+    let (token, csrf, user) = login_with(&p, b.email, &pass, b.code, addr).await?;
+    let mut r = axum::Json(SessionAnswer {
+        user: user.into(),
+        csrf_token: csrf,
+    })
+    .into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&token, vault::server::SESSION_ABSOLUTE),
+    );
+    Ok(r)
+}
+
+/// A login checked by the vault: the session token, its CSRF token and the user; 401 for
+/// every wrong answer alike.
+pub(crate) async fn login_with(
+    p: &Portal,
+    email: String,
+    password: &str,
+    code: String,
+    from: ClientAddr,
+) -> Result<(String, String, SessionUser), Problem> {
+    if email.len() > 254 || code.len() > 16 || password.len() > keys::password::MAX_LEN {
         return Err(Problem::bad_request(
             "the e-mail address, password or code is too long",
         ));
     }
-    let pass = zeroize::Zeroizing::new(b.password);
     let req = Request::Login {
-        email: b.email,
-        code: b.code,
-        client_ip: addr.0.ip().to_string(),
+        email,
+        code,
+        client_ip: from.0.ip().to_string(),
     };
-    match p.vault.call(&req, pass.as_bytes()).await {
-        Ok((VaultResponse::Session { token, csrf, user }, _)) => {
-            let mut r = axum::Json(SessionAnswer {
-                user: user.into(),
-                csrf_token: csrf,
-            })
-            .into_response();
-            r.headers_mut().insert(
-                header::SET_COOKIE,
-                session_cookie(&token, vault::server::SESSION_ABSOLUTE),
-            );
-            Ok(r)
-        }
+    match p.vault.call(&req, password.as_bytes()).await {
+        Ok((VaultResponse::Session { token, csrf, user }, _)) => Ok((token, csrf, user)),
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(CallError::Refused(m)) => {
             Err(Problem::new(StatusCode::UNAUTHORIZED, "Login failed", m))
@@ -555,6 +570,17 @@ async fn quarantine_list(
             "limit must be 1 to {MAX_LIST}"
         )));
     }
+    let items = list_items(&p, &s, limit).await?;
+    let items = items.iter().map(ItemDoc::from).collect();
+    Ok(axum::Json(ItemList { items }).into_response())
+}
+
+/// The newest `limit` quarantine items the user may see.
+pub(crate) async fn list_items(
+    p: &Portal,
+    s: &Session,
+    limit: i64,
+) -> Result<Vec<store::QuarantineItem>, Problem> {
     // Narrow in the query where the role allows it; `visible` has the last word.
     let tenant = if s.user.role == "operator" {
         None
@@ -568,17 +594,16 @@ async fn quarantine_list(
         .quarantine_list(tenant, limit)
         .await
         .map_err(|_| Problem::internal("the store did not answer"))?;
-    let items = items
-        .iter()
-        .filter(|i| visible(&s.user, i))
-        .map(ItemDoc::from)
-        .collect();
-    Ok(axum::Json(ItemList { items }).into_response())
+    Ok(items.into_iter().filter(|i| visible(&s.user, i)).collect())
 }
 
 /// The item, if it exists and the user may see it (else 404 either way: another tenant's ids
 /// are not confirmed to exist).
-async fn visible_item(p: &Portal, s: &Session, id: &str) -> Result<store::QuarantineItem, Problem> {
+pub(crate) async fn visible_item(
+    p: &Portal,
+    s: &Session,
+    id: &str,
+) -> Result<store::QuarantineItem, Problem> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(Problem::bad_request("not a quarantine id"));
     }
@@ -620,14 +645,20 @@ async fn quarantine_delete(
     s: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    openable_item(&p, &s, &id, "delete").await?;
+    delete_item(&p, &s, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes a quarantined message (sealed blob and index entry) through the vault.
+pub(crate) async fn delete_item(p: &Portal, s: &Session, id: &str) -> Result<(), Problem> {
+    openable_item(p, s, id, "delete").await?;
     let req = Request::DeleteQuarantine {
-        id,
+        id: id.to_string(),
         principal: s.user.principal(),
-        session: Some(s.token),
+        session: Some(s.token.clone()),
     };
     match p.vault.call(&req, &[]).await {
-        Ok((VaultResponse::Done { .. }, _)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok((VaultResponse::Done { .. }, _)) => Ok(()),
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(e) => Err(vault_problem(e)),
     }
@@ -671,29 +702,40 @@ async fn quarantine_view(
     Query(q): Query<ViewQuery>,
 ) -> Result<Response, Problem> {
     let reason = q.reason.unwrap_or_else(|| "viewed in the portal".into());
+    let view = view_item(&p, &s, &id, &reason).await?;
+    Ok(axum::Json(ViewAnswer { id, view }).into_response())
+}
+
+/// Opens a quarantined message through the vault (which checks the session again, records
+/// the open with `reason` and watches for bulk reads) and renders its safe view.
+pub(crate) async fn view_item(
+    p: &Portal,
+    s: &Session,
+    id: &str,
+    reason: &str,
+) -> Result<crate::view::SafeView, Problem> {
     if reason.trim().is_empty() || reason.len() > 500 {
         return Err(Problem::bad_request("reason must be 1 to 500 characters"));
     }
-    openable_item(&p, &s, &id, "open").await?;
+    openable_item(p, s, id, "open").await?;
     let plain = p
         .vault
         .open_quarantine_for(
-            &id,
+            id,
             vault::proto::Purpose::Read,
             &s.user.principal(),
-            &reason,
+            reason,
             Some(&s.token),
         )
         .await
         .map_err(vault_problem)?;
-    let view = crate::view::render(&plain).ok_or_else(|| {
+    crate::view::render(&plain).ok_or_else(|| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Unreadable message",
             "the message cannot be parsed as MIME; an operator can export the sealed original",
         )
-    })?;
-    Ok(axum::Json(ViewAnswer { id, view }).into_response())
+    })
 }
 
 #[utoipa::path(post, path = "/api/quarantine/{id}/release", tag = "quarantine", params(("id" = String, Path, description = "quarantine id")), security(("session" = [])),
@@ -707,7 +749,17 @@ async fn quarantine_release(
     s: Session,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    openable_item(&p, &s, &id, "release").await?;
+    release_item(&p, &s, &id).await?;
+    Ok(axum::Json(MessageAnswer {
+        message: format!("{id} released for delivery"),
+    })
+    .into_response())
+}
+
+/// Releases a quarantined message into the spool for delivery (through the mail node, which
+/// asks the vault to open it with the user's session).
+pub(crate) async fn release_item(p: &Portal, s: &Session, id: &str) -> Result<(), Problem> {
+    openable_item(p, s, id, "release").await?;
     let req = json!({
         "cmd": "quarantine-release",
         "id": id,
@@ -715,10 +767,7 @@ async fn quarantine_release(
         "session": s.token,
     });
     admin_call(&p.data_dir, &req).await?;
-    Ok(axum::Json(MessageAnswer {
-        message: format!("{id} released for delivery"),
-    })
-    .into_response())
+    Ok(())
 }
 
 /// One request on the node's admin socket (JSON line in, JSON line out).
@@ -747,4 +796,102 @@ async fn admin_call(
             reply["error"].as_str().unwrap_or("refused").to_string(),
         ))
     }
+}
+
+/// A name and how many messages had it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CountDoc {
+    /// Sender, verdict action or symbol.
+    pub name: String,
+    /// Messages.
+    pub count: i64,
+}
+
+/// Mail-flow statistics over a window.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StatsDoc {
+    /// Start of the window (Unix seconds, on an hour boundary).
+    pub from: i64,
+    /// Messages per hour, oldest first.
+    pub hourly: Vec<i64>,
+    /// Messages per verdict action, most frequent first (`none`: not inspected).
+    pub verdicts: Vec<CountDoc>,
+    /// Most frequent envelope senders.
+    pub top_senders: Vec<CountDoc>,
+    /// Most frequent evidence symbols.
+    pub top_symbols: Vec<CountDoc>,
+    /// Messages counted.
+    pub total: i64,
+    /// Only the newest messages of a very busy window were counted.
+    pub truncated: bool,
+}
+
+fn counts(v: Vec<store::Count>) -> Vec<CountDoc> {
+    v.into_iter()
+        .map(|c| CountDoc {
+            name: c.name,
+            count: c.count,
+        })
+        .collect()
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// Hours up to now (1–744, default 24).
+    #[param(minimum = 1, maximum = 744)]
+    hours: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/stats", tag = "statistics", params(StatsQuery), security(("session" = [])),
+    responses(
+        (status = 200, description = "messages per hour, verdicts, top senders and symbols", body = StatsDoc),
+        (status = 400, description = "bad window", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "only operators and tenant admins see statistics", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn stats(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, Problem> {
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=744).contains(&hours) {
+        return Err(Problem::bad_request("hours must be 1 to 744 (31 days)"));
+    }
+    let m = stats_for(&p, &s, hours).await?;
+    Ok(axum::Json(StatsDoc {
+        from: m.from,
+        hourly: m.hourly,
+        verdicts: counts(m.verdicts),
+        top_senders: counts(m.top_senders),
+        top_symbols: counts(m.top_symbols),
+        total: m.total,
+        truncated: m.truncated,
+    })
+    .into_response())
+}
+
+/// Statistics of the user's scope: a tenant admin's tenant, an operator's whole node.
+pub(crate) async fn stats_for(
+    p: &Portal,
+    s: &Session,
+    hours: u32,
+) -> Result<store::MailStats, Problem> {
+    let tenant = match (s.user.role.as_str(), s.user.tenant_id) {
+        ("operator", _) => None,
+        ("tenant-admin", Some(t)) => Some(t),
+        _ => {
+            return Err(Problem::forbidden(
+                "statistics are for tenant admins and operators",
+            ));
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    p.store
+        .mail_stats(tenant, now, hours)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))
 }

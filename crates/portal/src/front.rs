@@ -333,7 +333,7 @@ pub async fn front_door(State(portal): State<Arc<Portal>>, req: Request, next: N
     } else if hostile_path(req.uri().path()) {
         count_probe(&portal, ip, now).await;
         Problem::bad_request("this path is not served").into_response()
-    } else if req.uri().path() == "/api/login" && front.login_rate(ip, now).is_err() {
+    } else if is_login(&req) && front.login_rate(ip, now).is_err() {
         retry_after(Duration::from_secs(6))
     } else {
         let r = next.run(req).await;
@@ -344,6 +344,11 @@ pub async fn front_door(State(portal): State<Arc<Portal>>, req: Request, next: N
     };
     security_headers(resp.headers_mut());
     resp
+}
+
+/// A login attempt: the API's, or the web form's.
+fn is_login(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST && matches!(req.uri().path(), "/api/login" | "/login")
 }
 
 async fn count_probe(portal: &Portal, ip: IpAddr, now: Instant) {

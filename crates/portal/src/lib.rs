@@ -1,5 +1,5 @@
 //! The portal role: the HTTPS front door for people (operators, tenant admins, end users,
-//! auditors) — an API today, the web UI on top of it next.
+//! auditors): a JSON API and a server-rendered web UI over the same acts.
 //!
 //! # Layout
 //! - [`listener`]: TLS accept loop (handshakes off the accept path, bounded, with deadlines).
@@ -8,6 +8,7 @@
 //! - [`api`]: the JSON API and the one place that decides what a user may see.
 //! - [`problem`]: RFC 9457 problem details, the shape of every error.
 //! - [`view`]: the safe view of a message (text only, links defanged, attachments listed).
+//! - [`web`]: the web UI (Japanese and English, [`i18n`]; charts as SVG, [`charts`]).
 //!
 //! # Security
 //! Faces the Internet, so it is built to be the least valuable process to break into: it holds
@@ -20,10 +21,13 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod charts;
 pub mod front;
+pub mod i18n;
 pub mod listener;
 pub mod problem;
 pub mod view;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ mod bayes;
 pub mod blobs;
 mod directory;
 mod filter;
+mod stats;
 mod trace;
 mod users;
 mod vault;
@@ -37,6 +38,7 @@ pub use audit::{AuditCheckpoint, AuditKey, AuditRecord};
 pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
+pub use stats::{Count, MailStats};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 pub use users::{Enrolment, ROLES, User};
 pub use vault::{

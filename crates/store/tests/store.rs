@@ -338,3 +338,93 @@ async fn trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late(
         ["LIVE-A"]
     );
 }
+
+#[tokio::test]
+async fn mail_stats_count_per_hour_verdict_sender_and_symbol_per_tenant() {
+    let (_d, s) = store().await;
+    let a = s
+        .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
+        .await
+        .unwrap();
+    let b = s
+        .add_tenant("b", &["b.test".into()], "maildir:///tmp/b")
+        .await
+        .unwrap();
+    let now = 10 * 3600 + 1800; // half past ten
+    let msg = |id: &str, at: i64, from: &str, tenant: i64, verdict: &str, symbols: &str| {
+        TraceRecord::Received {
+            id: id.into(),
+            at,
+            mail_from: from.into(),
+            size: 1,
+            client_ip: "127.0.0.1".into(),
+            helo: "h".into(),
+            tls: None,
+            rcpts: vec![(format!("r@{tenant}.test"), tenant)],
+            verdict: Some(verdict.into()),
+            score: Some(1.0),
+            symbols: symbols.into(),
+        }
+    };
+    s.write_trace(&[
+        msg(
+            "M1",
+            now - 60,
+            "Spam@X.test",
+            a,
+            "quarantine",
+            "GTUBE(1000), MISSING_DATE(1.00)",
+        ),
+        msg(
+            "M2",
+            now - 3600,
+            "spam@x.test",
+            a,
+            "quarantine",
+            "MISSING_DATE(1.00)",
+        ),
+        msg("M3", now - 2 * 3600, "", a, "deliver", ""),
+        msg("M4", now - 30 * 3600, "old@x.test", a, "deliver", ""), // outside the window
+        msg("M5", now - 60, "b@y.test", b, "reject", "GTUBE(1000)"),
+    ])
+    .await
+    .unwrap();
+    // A rejected message has no accepted event; its refusal event names the tenant.
+    s.write_trace(&[TraceRecord::Event(store::TraceEvent {
+        message_id: "M5".into(),
+        rcpt: "r@b.test".into(),
+        tenant_id: Some(b),
+        at: now - 60,
+        event: "rejected".into(),
+        detail: "550 5.7.1".into(),
+    })])
+    .await
+    .unwrap();
+
+    let st = s.mail_stats(Some(a), now, 24).await.unwrap();
+    assert_eq!(st.from, 10 * 3600 - 23 * 3600);
+    assert_eq!(st.hourly.len(), 24);
+    assert_eq!(&st.hourly[21..], &[1, 1, 1]);
+    assert_eq!(st.hourly.iter().sum::<i64>(), 3);
+    assert_eq!(st.total, 3);
+    let names = |v: &[store::Count]| -> Vec<(String, i64)> {
+        v.iter().map(|c| (c.name.clone(), c.count)).collect()
+    };
+    assert_eq!(
+        names(&st.verdicts),
+        [("quarantine".into(), 2), ("deliver".into(), 1)]
+    );
+    assert_eq!(
+        names(&st.top_senders),
+        [("spam@x.test".into(), 2), ("<>".into(), 1)]
+    );
+    assert_eq!(
+        names(&st.top_symbols),
+        [("MISSING_DATE".into(), 2), ("GTUBE".into(), 1)]
+    );
+
+    let st_b = s.mail_stats(Some(b), now, 24).await.unwrap();
+    assert_eq!(names(&st_b.verdicts), [("reject".into(), 1)]);
+    let all = s.mail_stats(None, now, 48).await.unwrap();
+    assert_eq!((all.total, all.hourly.len()), (5, 48));
+}

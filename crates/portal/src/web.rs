@@ -1,0 +1,777 @@
+//! The web UI: server-rendered pages over the same acts as the API (one implementation of
+//! each act, in [`crate::api`]), in Japanese or English as the browser asks ([`Lang`]).
+//!
+//! Works without JavaScript; `app.js` only copies the enrolment token out of the link's
+//! fragment (which never reaches a server log) and asks before deleting. Every page is
+//! escaped by construction (maud), every form that changes something carries the session's
+//! CSRF token, and the CSP forbids inline script and style, so nothing a message or a sender
+//! writes can run in a user's browser.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use vault::client::CallError;
+use vault::proto::{Request, Response as VaultResponse};
+
+use crate::Portal;
+use crate::api::{self, Session};
+use crate::i18n::Lang;
+use crate::listener::ClientAddr;
+use crate::problem::Problem;
+
+/// The stylesheet.
+const CSS: &str = include_str!("static/app.css");
+/// The little script.
+const JS: &str = include_str!("static/app.js");
+/// Most quarantine items a page lists.
+const PAGE_ITEMS: i64 = 200;
+/// Hours the dashboard covers.
+const DASHBOARD_HOURS: u32 = 24;
+
+/// The UI's routes.
+pub fn routes() -> Router<Arc<Portal>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", post(logout))
+        .route("/enrol", get(enrol_page).post(enrol_submit))
+        .route("/enrol/confirm", post(enrol_confirm))
+        .route("/quarantine", get(quarantine_page))
+        .route("/quarantine/{id}", get(message_page))
+        .route("/quarantine/{id}/release", post(release))
+        .route("/quarantine/{id}/delete", post(delete))
+        .route("/dashboard", get(dashboard))
+        .route("/alerts", get(alerts_page))
+        .route("/static/app.css", get(|| async { asset("text/css", CSS) }))
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript", JS) }),
+        )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, kind)], body).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+/// A logged-in user of the UI; without a live session the browser is sent to the login page.
+pub struct WebSession {
+    s: Session,
+    lang: Lang,
+}
+
+impl FromRequestParts<Arc<Portal>> for WebSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, p: &Arc<Portal>) -> Result<Self, Response> {
+        let lang = Lang::from_headers(&parts.headers);
+        match api::resolve_session(&parts.headers, p).await {
+            Ok(s) => Ok(WebSession { s, lang }),
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                Err(Redirect::to("/login").into_response())
+            }
+            Err(e) => Err(error_page(lang, None, &e)),
+        }
+    }
+}
+
+impl WebSession {
+    /// The refusal, unless the form's CSRF token is the session's.
+    fn csrf_refusal(&self, sent: &str) -> Option<Response> {
+        if keys::ct_eq(sent.as_bytes(), self.s.csrf.as_bytes()) {
+            None
+        } else {
+            Some(self.error(&Problem::forbidden(
+                "the form is out of date or was not sent by this site: reload the page and try again",
+            )))
+        }
+    }
+
+    fn error(&self, p: &Problem) -> Response {
+        error_page(self.lang, Some(self), p)
+    }
+
+    fn page(&self, title: &str, body: Markup) -> Response {
+        page(self.lang, Some(self), title, body)
+    }
+}
+
+/// A urlencoded form body within the front door's limit.
+pub struct FormBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for FormBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Response> {
+        let lang = Lang::from_headers(req.headers());
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(error_page(
+                lang,
+                None,
+                &Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Form expected",
+                    "send the form as application/x-www-form-urlencoded",
+                ),
+            ));
+        }
+        let max = crate::front::Limits::default().max_body;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), max)
+            .await
+            .map_err(|_| error_page(lang, None, &crate::front::too_large(max)))?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(FormBody)
+            .map_err(|_| {
+                error_page(
+                    lang,
+                    None,
+                    &Problem::bad_request(
+                        "the form is incomplete: go back and fill in every field",
+                    ),
+                )
+            })
+    }
+}
+
+fn html_response(status: StatusCode, m: Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        m.into_string(),
+    )
+        .into_response()
+}
+
+fn page(lang: Lang, who: Option<&WebSession>, title: &str, body: Markup) -> Response {
+    page_with(StatusCode::OK, lang, who, title, body)
+}
+
+fn page_with(
+    status: StatusCode,
+    lang: Lang,
+    who: Option<&WebSession>,
+    title: &str,
+    body: Markup,
+) -> Response {
+    let l = lang;
+    let m = html! {
+        (DOCTYPE)
+        html lang=(l.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — Sekisho" }
+                link rel="stylesheet" href="/static/app.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "関所 Sekisho" }
+                    @if let Some(w) = who {
+                        nav {
+                            @if w.s.user.role != "auditor" {
+                                a href="/quarantine" { (l.t("Quarantine", "隔離メール")) }
+                            }
+                            @if matches!(w.s.user.role.as_str(), "operator" | "tenant-admin") {
+                                a href="/dashboard" { (l.t("Dashboard", "ダッシュボード")) }
+                            }
+                            @if matches!(w.s.user.role.as_str(), "operator" | "auditor") {
+                                a href="/alerts" { (l.t("Alerts", "アラート")) }
+                            }
+                        }
+                        form.logout method="post" action="/logout" {
+                            span.who { (w.s.user.email) " · " (role_name(l, &w.s.user.role)) }
+                            input type="hidden" name="csrf" value=(w.s.csrf);
+                            button type="submit" { (l.t("Log out", "ログアウト")) }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    html_response(status, m)
+}
+
+fn error_page(lang: Lang, who: Option<&WebSession>, p: &Problem) -> Response {
+    let l = lang;
+    let body = html! {
+        p.error { (p.detail) }
+        p { a href="/" { (l.t("Back to the start page", "トップページへ戻る")) } }
+    };
+    let title = match p.status {
+        StatusCode::NOT_FOUND => l.t("Not found", "見つかりません"),
+        StatusCode::FORBIDDEN => l.t("Not allowed", "許可されていません"),
+        StatusCode::TOO_MANY_REQUESTS => l.t("Too many requests", "リクエストが多すぎます"),
+        s if s.is_client_error() => l.t("The request cannot be used", "リクエストを処理できません"),
+        _ => l.t("Service unavailable", "サービスを利用できません"),
+    };
+    page_with(p.status, l, who, title, body)
+}
+
+fn role_name(l: Lang, role: &str) -> &'static str {
+    match role {
+        "operator" => l.t("operator", "運用者"),
+        "auditor" => l.t("auditor", "監査者"),
+        "tenant-admin" => l.t("tenant admin", "テナント管理者"),
+        _ => l.t("user", "利用者"),
+    }
+}
+
+fn verdict_name(l: Lang, v: &str) -> String {
+    match v {
+        "deliver" => l.t("delivered", "配送").into(),
+        "tag" => l.t("tagged", "タグ付け").into(),
+        "quarantine" => l.t("quarantined", "隔離").into(),
+        "reject" => l.t("rejected", "拒否").into(),
+        "tempfail" => l.t("deferred", "一時拒否").into(),
+        "none" => l.t("not inspected", "未検査").into(),
+        other => other.to_string(),
+    }
+}
+
+async fn home(State(p): State<Arc<Portal>>, parts: Parts) -> Response {
+    match api::resolve_session(&parts.headers, &p).await {
+        Ok(s) if s.user.role == "auditor" => Redirect::to("/alerts").into_response(),
+        Ok(_) => Redirect::to("/quarantine").into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+fn login_form(l: Lang, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        form.card method="post" action="/login" {
+            label { (l.t("Login name or e-mail address", "ログイン名またはメールアドレス"))
+                input name="email" autocomplete="username" required maxlength="254" autofocus; }
+            label { (l.t("Password", "パスワード"))
+                input type="password" name="password" autocomplete="current-password" required maxlength="1024"; }
+            label { (l.t("Code from your authenticator app", "認証アプリのコード"))
+                input name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16" pattern="[0-9 ]{6,8}"; }
+            button type="submit" { (l.t("Log in", "ログイン")) }
+        }
+    }
+}
+
+async fn login_page(lang: Lang) -> Response {
+    page(
+        lang,
+        None,
+        lang.t("Log in", "ログイン"),
+        login_form(lang, None),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    code: String,
+}
+
+async fn login_submit(
+    State(p): State<Arc<Portal>>,
+    lang: Lang,
+    ConnectInfo(addr): ConnectInfo<ClientAddr>,
+    FormBody(f): FormBody<LoginForm>,
+) -> Response {
+    let l = lang;
+    let pass = zeroize::Zeroizing::new(f.password);
+    let code: String = f.code.chars().filter(|c| !c.is_whitespace()).collect();
+    match api::login_with(&p, f.email, &pass, code, addr).await {
+        Ok((token, _csrf, _user)) => {
+            let mut r = Redirect::to("/").into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                api::session_cookie(&token, vault::server::SESSION_ABSOLUTE),
+            );
+            r
+        }
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => page_with(
+            StatusCode::UNAUTHORIZED,
+            l,
+            None,
+            l.t("Log in", "ログイン"),
+            login_form(
+                l,
+                Some(l.t(
+                    "The login name, password or code is wrong, or the account is locked for a while. Wait for the next code and try again.",
+                    "ログイン名・パスワード・コードのいずれかが正しくないか、アカウントが一時的にロックされています。次のコードを待って再度お試しください。",
+                )),
+            ),
+        ),
+        Err(e) => error_page(l, None, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    FormBody(f): FormBody<CsrfForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    if let Err(e) = p
+        .vault
+        .call(
+            &Request::Logout {
+                token: w.s.token.clone(),
+            },
+            &[],
+        )
+        .await
+    {
+        return w.error(&api::vault_problem(e));
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, api::session_cookie("", 0));
+    r
+}
+
+fn enrol_form(l: Lang, token: &str, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        p { (l.t("Choose a password of at least 12 characters. Next you add a second factor to an authenticator app.",
+                 "12文字以上のパスワードを設定してください。次に認証アプリに二要素目を登録します。")) }
+        form.card method="post" action="/enrol" {
+            label { (l.t("Enrolment code (filled in from your link)", "登録コード(リンクから自動入力)"))
+                input #token name="token" value=(token) required maxlength="200" autocomplete="off"; }
+            label { (l.t("New password", "新しいパスワード"))
+                input type="password" name="password" autocomplete="new-password" required minlength="12" maxlength="1024"; }
+            label { (l.t("The same password again", "確認のためもう一度"))
+                input type="password" name="again" autocomplete="new-password" required minlength="12" maxlength="1024"; }
+            button type="submit" { (l.t("Set password", "パスワードを設定")) }
+        }
+    }
+}
+
+async fn enrol_page(lang: Lang) -> Response {
+    page(
+        lang,
+        None,
+        lang.t("Activate your account", "アカウントの有効化"),
+        enrol_form(lang, "", None),
+    )
+}
+
+#[derive(Deserialize)]
+struct EnrolForm {
+    token: String,
+    password: String,
+    again: String,
+}
+
+async fn enrol_submit(
+    State(p): State<Arc<Portal>>,
+    lang: Lang,
+    FormBody(f): FormBody<EnrolForm>,
+) -> Response {
+    let l = lang;
+    let title = l.t("Activate your account", "アカウントの有効化");
+    let pass = zeroize::Zeroizing::new(f.password);
+    let again = zeroize::Zeroizing::new(f.again);
+    if !keys::ct_eq(pass.as_bytes(), again.as_bytes()) {
+        let msg = l.t(
+            "The two passwords differ.",
+            "2つのパスワードが一致しません。",
+        );
+        return page_with(
+            StatusCode::BAD_REQUEST,
+            l,
+            None,
+            title,
+            enrol_form(l, &f.token, Some(msg)),
+        );
+    }
+    let token = f.token.trim().to_string();
+    match p
+        .vault
+        .call(
+            &Request::EnrolStart {
+                token: token.clone(),
+            },
+            pass.as_bytes(),
+        )
+        .await
+    {
+        Ok((VaultResponse::Totp { secret, uri }, _)) => {
+            let grouped: Vec<String> = secret
+                .as_bytes()
+                .chunks(4)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            let body = html! {
+                p { (l.t("Add this key to your authenticator app (time-based, 6 digits, 30 seconds), then enter the code it shows.",
+                         "この鍵を認証アプリに登録し(時間ベース・6桁・30秒)、表示されたコードを入力してください。")) }
+                p.secret #totp-secret data-secret=(secret) { (grouped.join(" ")) }
+                details { summary { (l.t("As a link for the app", "アプリ用リンク")) } code.uri { (uri) } }
+                form.card method="post" action="/enrol/confirm" {
+                    input type="hidden" name="token" value=(token);
+                    label { (l.t("Code from your authenticator app", "認証アプリのコード"))
+                        input name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16"; }
+                    button type="submit" { (l.t("Activate", "有効化")) }
+                }
+            };
+            page(l, None, title, body)
+        }
+        Ok(_) => error_page(
+            l,
+            None,
+            &Problem::internal("unexpected answer from the vault"),
+        ),
+        Err(CallError::Refused(m)) => page_with(
+            StatusCode::FORBIDDEN,
+            l,
+            None,
+            title,
+            enrol_form(l, &token, Some(&m)),
+        ),
+        Err(e) => error_page(l, None, &api::vault_problem(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    token: String,
+    code: String,
+}
+
+async fn enrol_confirm(
+    State(p): State<Arc<Portal>>,
+    lang: Lang,
+    FormBody(f): FormBody<ConfirmForm>,
+) -> Response {
+    let l = lang;
+    let req = Request::EnrolConfirm {
+        token: f.token,
+        code: f.code.chars().filter(|c| !c.is_whitespace()).collect(),
+    };
+    match p.vault.call(&req, &[]).await {
+        Ok((VaultResponse::Done { .. }, _)) => page(
+            l,
+            None,
+            l.t("Your account is active", "アカウントが有効になりました"),
+            html! {
+                p { (l.t("Log in with your password and the next code of your app.",
+                         "パスワードとアプリの次のコードでログインしてください。")) }
+                p { a.button href="/login" { (l.t("Log in", "ログイン")) } }
+            },
+        ),
+        Ok(_) => error_page(
+            l,
+            None,
+            &Problem::internal("unexpected answer from the vault"),
+        ),
+        Err(e) => error_page(l, None, &api::vault_problem(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    q: Option<String>,
+    done: Option<String>,
+    id: Option<String>,
+}
+
+fn matches_query(i: &store::QuarantineItem, q: &str) -> bool {
+    let q = q.to_lowercase();
+    i.mail_from.to_lowercase().contains(&q)
+        || i.rcpts.iter().any(|r| r.to_lowercase().contains(&q))
+        || i.symbols.to_lowercase().contains(&q)
+        || i.tenant.to_lowercase().contains(&q)
+        || i.id.to_lowercase() == q
+}
+
+async fn quarantine_page(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Query(q): Query<ListParams>,
+) -> Response {
+    let l = w.lang;
+    let items = match api::list_items(&p, &w.s, PAGE_ITEMS).await {
+        Ok(items) => items,
+        Err(e) => return w.error(&e),
+    };
+    let query = q.q.unwrap_or_default();
+    let query = query.trim();
+    if query.chars().count() > 200 {
+        return w.error(&Problem::bad_request("search for at most 200 characters"));
+    }
+    let shown: Vec<&store::QuarantineItem> = items
+        .iter()
+        .filter(|i| query.is_empty() || matches_query(i, query))
+        .collect();
+    let notice = match q.done.as_deref() {
+        Some("released") => Some(l.t(
+            "Released: the message is on its way to the mailbox.",
+            "解放しました。メールは受信箱へ配送されます。",
+        )),
+        Some("deleted") => Some(l.t("Deleted.", "削除しました。")),
+        _ => None,
+    };
+    let body = html! {
+        @if let Some(n) = notice {
+            p.notice role="status" { (n) @if let Some(id) = &q.id { " (" code { (id) } ")" } }
+        }
+        form.search method="get" action="/quarantine" {
+            input type="search" name="q" value=(query) maxlength="200"
+                placeholder=(l.t("Sender, recipient or symbol", "送信者・宛先・シンボル"));
+            button type="submit" { (l.t("Search", "検索")) }
+        }
+        @if shown.is_empty() {
+            p.empty { (l.t("No quarantined messages.", "隔離されたメールはありません。")) }
+        } @else {
+            table.items {
+                thead { tr {
+                    th { (l.t("Received", "受信日時")) }
+                    th { (l.t("From", "送信者")) }
+                    th { (l.t("To", "宛先")) }
+                    @if w.s.user.role == "operator" { th { (l.t("Tenant", "テナント")) } }
+                    th { (l.t("Score", "スコア")) }
+                    th { (l.t("Why", "理由")) }
+                } }
+                tbody {
+                    @for i in &shown {
+                        tr {
+                            td { a href={"/quarantine/" (i.id)} { (l.time(i.received_at)) } }
+                            td { (if i.mail_from.is_empty() { "<>" } else { &i.mail_from }) }
+                            td { (i.rcpts.join(", ")) }
+                            @if w.s.user.role == "operator" { td { (i.tenant) } }
+                            td.num { (format!("{:.1}", i.score)) }
+                            td.symbols { (i.symbols) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    w.page(l.t("Quarantine", "隔離メール"), body)
+}
+
+async fn message_page(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Path(id): Path<String>,
+) -> Response {
+    let l = w.lang;
+    let item = match api::visible_item(&p, &w.s, &id).await {
+        Ok(i) => i,
+        Err(e) => return w.error(&e),
+    };
+    let openable = vault::server::may_open(&w.s.user, item.tenant_id, &item.rcpts);
+    let view = if openable {
+        match api::view_item(&p, &w.s, &id, "viewed in the portal").await {
+            Ok(v) => Some(v),
+            Err(e) => return w.error(&e),
+        }
+    } else {
+        None
+    };
+    let body = html! {
+        dl.meta {
+            dt { (l.t("Received", "受信日時")) } dd { (l.time(item.received_at)) }
+            dt { (l.t("Envelope sender", "エンベロープ送信者")) } dd { (if item.mail_from.is_empty() { "<>" } else { &item.mail_from }) }
+            dt { (l.t("Recipients", "宛先")) } dd { (item.rcpts.join(", ")) }
+            dt { (l.t("Verdict", "判定")) } dd { (verdict_name(l, &item.verdict)) " · " (format!("{:.1}", item.score)) }
+            dt { (l.t("Evidence", "根拠")) } dd.symbols { (item.symbols) }
+            dt { (l.t("Deleted automatically", "自動削除")) } dd { (l.time(item.expires_at)) }
+        }
+        @if let Some(v) = &view {
+            section.message {
+                dl.headers {
+                    dt { (l.t("From", "差出人")) } dd #msg-from { (v.from) }
+                    dt { (l.t("To", "宛先")) } dd { (v.to.join(", ")) }
+                    @if !v.cc.is_empty() { dt { "Cc" } dd { (v.cc.join(", ")) } }
+                    dt { (l.t("Subject", "件名")) } dd #msg-subject { (v.subject) }
+                    @if let Some(d) = &v.date { dt { (l.t("Date", "日付")) } dd { (d) } }
+                }
+                @if v.was_html {
+                    p.note { (l.t("Shown as text: the HTML of this message is not displayed and nothing in it is loaded.",
+                                  "テキストで表示しています。このメールの HTML は表示せず、外部コンテンツも読み込みません。")) }
+                }
+                pre.body #msg-body { (v.text) }
+                @if v.truncated { p.note { (l.t("The text is cut here.", "本文はここまでです。")) } }
+                @if !v.attachments.is_empty() {
+                    h2 { (l.t("Attachments (not downloadable here)", "添付ファイル(ここからはダウンロードできません)")) }
+                    ul.attachments { @for a in &v.attachments {
+                        li { (a.name) " — " (a.content_type) ", " (a.size) " B" }
+                    } }
+                }
+                @if !v.links.is_empty() {
+                    h2 { (l.t("Links in the message (made unclickable)", "本文中のリンク(クリックできないようにしています)")) }
+                    ul.links { @for link in &v.links { li { code { (link) } } } }
+                }
+            }
+            div.actions {
+                form method="post" action={"/quarantine/" (item.id) "/release"} {
+                    input type="hidden" name="csrf" value=(w.s.csrf);
+                    button #release type="submit" { (l.t("Release to my mailbox", "受信箱へ解放")) }
+                }
+                form method="post" action={"/quarantine/" (item.id) "/delete"} data-confirm=(l.t("Delete this message for good?", "このメールを完全に削除しますか?")) {
+                    input type="hidden" name="csrf" value=(w.s.csrf);
+                    button.danger #delete type="submit" { (l.t("Delete", "削除")) }
+                }
+            }
+        } @else {
+            p.note { (l.t("Operators see the envelope only: opening a tenant's mail needs an access request the tenant approves (lockbox).",
+                          "運用者はエンベロープのみ閲覧できます。テナントのメールを開くには、テナントが承認するアクセス申請(ロックボックス)が必要です。")) }
+        }
+        p { a href="/quarantine" { (l.t("Back to the quarantine", "隔離メール一覧へ戻る")) } }
+    };
+    w.page(l.t("Quarantined message", "隔離メール"), body)
+}
+
+async fn release(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Path(id): Path<String>,
+    FormBody(f): FormBody<CsrfForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    match api::release_item(&p, &w.s, &id).await {
+        Ok(()) => done("released", &id),
+        Err(e) => w.error(&e),
+    }
+}
+
+async fn delete(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Path(id): Path<String>,
+    FormBody(f): FormBody<CsrfForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    match api::delete_item(&p, &w.s, &id).await {
+        Ok(()) => done("deleted", &id),
+        Err(e) => w.error(&e),
+    }
+}
+
+/// Back to the list, saying what was done (post/redirect/get).
+fn done(what: &str, id: &str) -> Response {
+    // The id was checked to be [A-Za-z0-9-] before the act.
+    Redirect::to(&format!("/quarantine?done={what}&id={id}")).into_response()
+}
+
+async fn dashboard(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
+    let l = w.lang;
+    let stats = match api::stats_for(&p, &w.s, DASHBOARD_HOURS).await {
+        Ok(s) => s,
+        Err(e) => return w.error(&e),
+    };
+    let labels: Vec<String> = (0..stats.hourly.len())
+        .map(|i| {
+            let t = stats.from + i as i64 * 3600;
+            let hour = t.rem_euclid(86_400) / 3600;
+            if i % 3 == 0 {
+                format!("{hour:02}:00")
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    let pairs = |v: &[store::Count]| -> Vec<(String, i64)> {
+        v.iter().map(|c| (c.name.clone(), c.count)).collect()
+    };
+    let verdicts: Vec<(String, i64)> = stats
+        .verdicts
+        .iter()
+        .map(|c| (verdict_name(l, &c.name), c.count))
+        .collect();
+    let scope = match &w.s.user.tenant {
+        Some(t) => t.clone(),
+        None => l.t("all tenants", "全テナント").to_string(),
+    };
+    let body = html! {
+        p.lead { (scope) " · " (l.t("last 24 hours (UTC)", "過去24時間(UTC)")) " · "
+            (stats.total) " " (l.t("messages", "通")) }
+        div.charts {
+            figure #chart-flow {
+                figcaption { (l.t("Mail flow per hour", "時間別メール流量")) }
+                (crate::charts::columns(l.t("Mail flow per hour", "時間別メール流量"), &labels, &stats.hourly))
+            }
+            figure #chart-verdicts {
+                figcaption { (l.t("Verdicts", "判定の内訳")) }
+                (crate::charts::bars(l.t("Verdicts", "判定の内訳"), &verdicts, "verdict"))
+            }
+            figure #chart-senders {
+                figcaption { (l.t("Top senders", "送信者上位")) }
+                (crate::charts::bars(l.t("Top senders", "送信者上位"), &pairs(&stats.top_senders), "sender"))
+            }
+            figure #chart-symbols {
+                figcaption { (l.t("Top symbols", "シンボル上位")) }
+                (crate::charts::bars(l.t("Top symbols", "シンボル上位"), &pairs(&stats.top_symbols), "symbol"))
+            }
+        }
+    };
+    w.page(l.t("Dashboard", "ダッシュボード"), body)
+}
+
+async fn alerts_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
+    let l = w.lang;
+    if !matches!(w.s.user.role.as_str(), "operator" | "auditor") {
+        return w.error(&Problem::forbidden("alerts are for operators and auditors"));
+    }
+    let alerts = match p.store.alerts(None).await {
+        Ok(a) => a,
+        Err(_) => return w.error(&Problem::internal("the store did not answer")),
+    };
+    let body = html! {
+        @if alerts.is_empty() {
+            p.empty { (l.t("No alerts.", "アラートはありません。")) }
+        } @else {
+            table.items {
+                thead { tr {
+                    th { (l.t("Last seen", "最終発生")) }
+                    th { (l.t("Severity", "重大度")) }
+                    th { (l.t("Rule", "ルール")) }
+                    th { (l.t("Principal", "主体")) }
+                    th { (l.t("What", "内容")) }
+                    th { (l.t("Count", "回数")) }
+                    th { (l.t("State", "状態")) }
+                } }
+                tbody { @for a in alerts.iter().take(500) {
+                    tr class={"sev-" (a.severity)} {
+                        td { (l.time(a.last_at)) }
+                        td { (a.severity) }
+                        td { (a.rule) }
+                        td { (a.principal) }
+                        td { (a.summary) }
+                        td.num { (a.count) }
+                        td { (a.state) }
+                    }
+                } }
+            }
+        }
+    };
+    w.page(l.t("Alerts", "アラート"), body)
+}

@@ -1,0 +1,142 @@
+// The portal in a real browser (Debian's Chromium, driven by playwright-core):
+//   1. an end user activates the account from the invitation link (password, then the TOTP
+//      key shown on the page), logs in with password + TOTP, sees the quarantine, opens the
+//      message (shown safely), and releases it;
+//   2. a tenant admin, in English, opens the dashboard; its charts must render, and a
+//      screenshot is written.
+// Run by tests/e2e/test_browser.py, which prepares the node and checks the delivery.
+// Input in the environment; prints one JSON line of what it saw.
+import { createHmac } from "node:crypto";
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`missing ${k}`);
+  return v;
+};
+const base = env("PORTAL_URL").replace(/\/$/, "");
+const password = env("PASSWORD");
+
+function base32(s) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of s.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const out = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) out.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(out);
+}
+
+// RFC 6238: SHA-1, 6 digits, 30 s steps; `ahead` steps in the future.
+function totp(secret, ahead = 0) {
+  const counter = Math.floor(Date.now() / 1000 / 30) + ahead;
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(counter));
+  const mac = createHmac("sha1", base32(secret)).update(msg).digest();
+  const o = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const seen = { cspViolations: [], scriptErrors: [] };
+
+async function newPage(locale) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, locale });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) seen.cspViolations.push(m.text());
+  });
+  page.on("pageerror", (e) => seen.scriptErrors.push(String(e)));
+  return page;
+}
+
+// Activates an account from its link; returns the TOTP secret.
+async function enrol(page, link) {
+  await page.goto(link);
+  // The page's script moved the token from the fragment into the form.
+  const token = await page.inputValue("#token");
+  if (!token || page.url().includes("#")) throw new Error("token not taken from the fragment");
+  await page.fill("input[name=password]", password);
+  await page.fill("input[name=again]", password);
+  await page.click("button[type=submit]");
+  const secret = await page.getAttribute("#totp-secret", "data-secret");
+  await page.fill("input[name=code]", totp(secret));
+  await page.click("button[type=submit]");
+  await page.waitForSelector("a.button[href='/login']");
+  return secret;
+}
+
+async function login(page, email, secret) {
+  await page.goto(`${base}/login`);
+  await page.fill("input[name=email]", email);
+  await page.fill("input[name=password]", password);
+  // The enrolment used the current step; a code is never accepted twice.
+  await page.fill("input[name=code]", totp(secret, 1));
+  await page.click("button[type=submit]");
+  await page.waitForLoadState("load");
+}
+
+try {
+  // --- the end user, in Japanese ---
+  const user = await newPage("ja-JP");
+  const userSecret = await enrol(user, env("USER_LINK"));
+  seen.japaneseLogin = (await user.textContent("h1")).trim();
+  // A wrong code is refused on the login page itself.
+  await user.goto(`${base}/login`);
+  await user.fill("input[name=email]", env("USER_EMAIL"));
+  await user.fill("input[name=password]", password);
+  await user.fill("input[name=code]", "000000");
+  await user.click("button[type=submit]");
+  seen.wrongCode = (await user.textContent("p.error")).trim();
+  await login(user, env("USER_EMAIL"), userSecret);
+  seen.afterLogin = new URL(user.url()).pathname;
+  seen.quarantineTitle = (await user.textContent("h1")).trim();
+  const rows = user.locator("table.items tbody tr");
+  seen.rows = await rows.count();
+  await rows.first().locator("a").click();
+  await user.waitForSelector("#msg-subject");
+  seen.subject = (await user.textContent("#msg-subject")).trim();
+  seen.body = await user.textContent("#msg-body");
+  seen.links = await user.locator("ul.links li").allTextContents();
+  seen.pwned = await user.evaluate(() => window.pwned === true);
+  seen.images = await user.locator("main img").count();
+  await user.click("#release");
+  await user.waitForSelector("p.notice");
+  seen.notice = (await user.textContent("p.notice")).trim();
+  seen.rowsAfter = await user.locator("table.items tbody tr").count();
+  // The user has no dashboard.
+  const resp = await user.goto(`${base}/dashboard`);
+  seen.userDashboard = resp.status();
+
+  // --- the tenant admin, in English ---
+  const admin = await newPage("en-US");
+  const adminSecret = await enrol(admin, env("ADMIN_LINK"));
+  await login(admin, env("ADMIN_EMAIL"), adminSecret);
+  await admin.goto(`${base}/dashboard`);
+  seen.dashboardTitle = (await admin.textContent("h1")).trim();
+  await admin.waitForSelector("#chart-flow svg");
+  seen.flowBars = await admin.locator("#chart-flow rect.bar").count();
+  const heights = await admin.locator("#chart-flow rect.bar").evaluateAll(
+    (rs) => rs.map((r) => r.getBoundingClientRect().height));
+  seen.flowBarsDrawn = heights.filter((h) => h > 0).length;
+  const box = await admin.locator("#chart-flow svg").boundingBox();
+  seen.flowChartSize = [Math.round(box.width), Math.round(box.height)];
+  seen.verdictBars = await admin.locator("#chart-verdicts rect.bar").count();
+  seen.senderBars = await admin.locator("#chart-senders rect.bar").count();
+  seen.symbolBars = await admin.locator("#chart-symbols rect.bar").count();
+  // Bars are filled (the stylesheet loaded under the CSP), not transparent or black.
+  seen.barFill = await admin.locator("#chart-flow rect.bar").first().evaluate(
+    (r) => getComputedStyle(r).fill);
+  await admin.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  await admin.click("header form.logout button");
+  await admin.waitForLoadState("load");
+  seen.afterLogout = new URL(admin.url()).pathname;
+  const again = await admin.goto(`${base}/dashboard`);
+  seen.afterLogoutDashboard = new URL(again.url()).pathname;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(seen));
