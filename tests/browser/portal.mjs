@@ -1,7 +1,7 @@
 // The portal in a real browser (Debian's Chromium, driven by playwright-core):
 //   1. an end user activates the account from the invitation link (password, then the TOTP
 //      key shown on the page), logs in with password + TOTP, sees the quarantine, opens the
-//      message (shown safely), and releases it;
+//      message (shown safely), always allows its sender, and releases it;
 //   2. a tenant admin, in English, opens the dashboard; its charts must render, and a
 //      screenshot is written.
 // Run by tests/e2e/test_browser.py, which prepares the node and checks the delivery.
@@ -103,6 +103,15 @@ try {
   seen.links = await user.locator("ul.links li").allTextContents();
   seen.pwned = await user.evaluate(() => window.pwned === true);
   seen.images = await user.locator("main img").count();
+  // "Always allow this sender", then the list shows it; back to the message to release it.
+  await user.click("#allow-sender");
+  await user.waitForSelector("p.notice");
+  seen.allowNotice = (await user.textContent("p.notice")).trim();
+  await user.goto(`${base}/senders`);
+  seen.senders = await user.locator("#senders tbody tr td:first-child").allTextContents();
+  await user.goto(`${base}/quarantine`);
+  await user.locator("table.items tbody tr").first().locator("a").click();
+  await user.waitForSelector("#release");
   await user.click("#release");
   await user.waitForSelector("p.notice");
   seen.notice = (await user.textContent("p.notice")).trim();

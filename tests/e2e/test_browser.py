@@ -1,7 +1,7 @@
 """The web UI in a real browser: Debian's Chromium driven by Playwright (playwright-core from
 npm, tests/browser/portal.mjs) against the real binary. An end user activates the account
 from the invitation link, logs in with password + TOTP, opens a quarantined message, sees it
-safely, and releases it — and the message really arrives at the downstream sink. A tenant
+safely, always allows its sender, and releases it — and the message really arrives at the downstream sink. A tenant
 admin's dashboard renders its charts, and a screenshot is taken."""
 import json
 import os
@@ -69,6 +69,7 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert "hxxps://vendor[.]test/invoice" in seen["body"] and "<script>" not in seen["body"]
     assert "hxxps://evil[.]example/pay" in seen["links"], seen
     assert "https://" not in seen["body"] + "".join(seen["links"])
+    assert "許可します" in seen["allowNotice"] and seen["senders"] == ["a@example.org"], seen
     assert "解放しました" in seen["notice"] and seen["rowsAfter"] == 0, seen
     assert seen["userDashboard"] == 403
 

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import http.client
 import json
+import smtplib
 import sqlite3
 import time
 import urllib.parse
@@ -433,3 +434,98 @@ def test_web_pages_need_a_session_and_forms_the_sessions_csrf_token(node, sink):
     # End users have no dashboard or alerts.
     for path in ["/dashboard", "/alerts"]:
         assert bob.request("GET", path)[0] == 403, path
+
+
+def good(marker, frm, to):
+    return (f"From: {frm}\r\nTo: {to}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+            f"Message-ID: <{marker}@x.test>\r\nSubject: {marker}\r\n\r\nhi\r\n").encode()
+
+
+def test_always_allow_and_always_block_reach_inspection_per_user_and_tenant(node, sink, dns):
+    dns.txt("partner.test", "v=spf1 ip4:127.0.0.0/8 -all")  # SPF passes from loopback
+    s = sink()
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    bob = Client(n)
+    bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
+    admin = Client(n)
+    admin.login("admin@acme.test", admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme")))
+    other = Client(n)
+    other.login("admin@beta.test", other.enrol(invite(n, "admin@beta.test", "tenant-admin", "beta")))
+
+    def deliver(frm, rcpt, body):
+        with smtplib.SMTP("127.0.0.1", n.port) as c:
+            c.sendmail(frm, [rcpt], body)
+
+    # A newsletter bob wants: quarantined (bare message), then "always allow" from the item.
+    deliver("news@partner.test", "bob@acme.test", bare("NEWS-1", "bob@acme.test"))
+    (item,) = [q["id"] for q in n.cli_json("quarantine", "list")]
+    st, _, doc = bob.request("POST", f"/api/quarantine/{item}/sender", {"action": "allow"})
+    assert st == 200 and doc["scope"] == "me" and doc["pattern"] == "news@partner.test", doc
+    assert doc["rcpt"] == "bob@acme.test" and doc["removable"] is True
+    # From now on it reaches bob (SPF passes, so the allow applies) ...
+    deliver("news@partner.test", "bob@acme.test", bare("NEWS-2", "bob@acme.test"))
+    assert [m for m in s.wait(1) if b"NEWS-2" in m[1]]
+    t = wait_for(lambda: (t := n.cli_json("trace", "--from", "news@partner.test")) and len(t) == 2 and t,
+                 what="the trace of both")
+    assert "SENDER_ALLOWED(-20.00)" in t[0]["symbols"], t[0]
+    # ... but not carol, who allowed nothing.
+    deliver("news@partner.test", "carol@acme.test", bare("NEWS-3", "carol@acme.test"))
+    assert len(n.cli_json("quarantine", "list")) == 2
+
+    # An allowed sender whose mail is not authenticated gains nothing (a forged From).
+    st, _, doc = bob.request("POST", "/api/senders", {"pattern": "CEO@NoAuth.test", "action": "allow", "scope": "me"})
+    assert st == 200 and doc["pattern"] == "ceo@noauth.test", doc
+    deliver("ceo@noauth.test", "bob@acme.test", bare("FORGED", "bob@acme.test"))
+    forged = [q for q in n.cli_json("quarantine", "list") if "SENDER_ALLOWED_UNAUTHENTICATED" in q["symbols"]]
+    assert len(forged) == 1 and forged[0]["rcpts"] == ["bob@acme.test"], forged
+
+    # Bad input, and what an end user may not do.
+    for body, status, word in [
+        ({"pattern": "not a domain", "action": "allow", "scope": "me"}, 400, "not an address"),
+        ({"pattern": "x.test", "action": "maybe", "scope": "me"}, 400, "action"),
+        ({"pattern": "x.test", "action": "block", "scope": "tenant"}, 403, "tenant admins"),
+        ({"pattern": "x.test", "action": "block", "scope": "world"}, 400, "scope"),
+    ]:
+        st, _, doc = bob.request("POST", "/api/senders", body)
+        assert st == status and word in doc["detail"], (body, doc)
+
+    # The tenant admin blocks a domain for everyone: a clean message from it is held.
+    st, _, doc = admin.request("POST", "/api/senders", {"pattern": "@spam.test", "action": "block", "scope": "tenant"})
+    assert st == 200 and doc["scope"] == "tenant" and doc["rcpt"] == ""
+    tenant_entry = doc["id"]
+    deliver("x@mail.spam.test", "dan@acme.test", good("CLEAN-BLOCKED", "x@mail.spam.test", "dan@acme.test"))
+    blocked = [q for q in n.cli_json("quarantine", "list") if "SENDER_BLOCKED" in q["symbols"]]
+    assert len(blocked) == 1 and blocked[0]["rcpts"] == ["dan@acme.test"], blocked
+    # The same clean message from elsewhere is delivered (the block made the difference).
+    deliver("x@fine.test", "dan@acme.test", good("CLEAN-FINE", "x@fine.test", "dan@acme.test"))
+    assert [m for m in s.wait(2) if b"CLEAN-FINE" in m[1]]
+
+    # Who sees and removes which entries.
+    st, _, doc = bob.request("GET", "/api/senders")
+    assert st == 200 and {(e["pattern"], e["scope"], e["removable"]) for e in doc["entries"]} == {
+        ("news@partner.test", "me", True), ("ceo@noauth.test", "me", True), ("spam.test", "tenant", False)}
+    st, _, doc = admin.request("GET", "/api/senders")
+    assert {(e["pattern"], e["scope"]) for e in doc["entries"]} == {
+        ("news@partner.test", "recipient"), ("ceo@noauth.test", "recipient"), ("spam.test", "tenant")}
+    assert all(e["removable"] for e in doc["entries"])
+    st, _, doc = bob.request("DELETE", f"/api/senders/{tenant_entry}")
+    assert st == 403 and "admins" in doc["detail"]
+    # Another tenant's admin sees nothing of acme and cannot remove its entries by id.
+    st, _, doc = other.request("GET", "/api/senders")
+    assert st == 200 and doc["entries"] == []
+    for e in admin.request("GET", "/api/senders")[2]["entries"]:
+        st, _, _ = other.request("DELETE", f"/api/senders/{e['id']}")
+        assert st == 404
+    st, _, doc = other.request("POST", f"/api/quarantine/{blocked[0]['id']}/sender", {"action": "allow"})
+    assert st == 404
+    st, _, _ = admin.request("DELETE", f"/api/senders/{tenant_entry}")
+    assert st == 204
+    assert admin.request("DELETE", f"/api/senders/{tenant_entry}")[0] == 404
+
+    changes = [(r["principal"], r["action"], r["object"], r["reason"]) for r in n.cli_json("vault", "records")
+               if r["action"].startswith("sender-")]
+    assert ("user:bob@acme.test", "sender-allow", "news@partner.test", "for bob@acme.test") in changes
+    assert ("user:admin@acme.test", "sender-block", "spam.test", "for the whole tenant") in changes
+    assert ("user:admin@acme.test", "sender-remove", "spam.test", "for the whole tenant") in changes

@@ -144,8 +144,9 @@ type RulesByTenant = HashMap<i64, Option<Arc<TenantRules>>>;
 pub fn tenant_rules(
     global: &inspect::Policy,
     f: &store::FilterPolicy,
+    senders: &[store::SenderEntry],
 ) -> Result<Option<TenantRules>, String> {
-    if f.is_empty() {
+    if f.is_empty() && senders.is_empty() {
         return Ok(None);
     }
     let weights: HashMap<String, f64> = f.weights.iter().map(|(k, v)| (k.clone(), *v)).collect();
@@ -167,6 +168,16 @@ pub fn tenant_rules(
             })
             .collect(),
         trusted_arc: f.trusted_arc.clone(),
+        senders: inspect::SenderLists::new(
+            senders
+                .iter()
+                .map(|e| inspect::SenderRule {
+                    rcpt: e.rcpt.clone(),
+                    pattern: e.pattern.clone(),
+                    allow: e.action == store::SenderAction::Allow,
+                })
+                .collect(),
+        ),
     }))
 }
 
@@ -548,7 +559,7 @@ impl Ingress {
             .entry(tenant)
             .or_insert_with(|| {
                 let info = dir.tenant(tenant)?;
-                match tenant_rules(self.inspector.policy(), &info.filter) {
+                match tenant_rules(self.inspector.policy(), &info.filter, &info.senders) {
                     Ok(r) => r.map(Arc::new),
                     Err(e) => {
                         tracing::warn!(tenant = %info.name, error = %e, "tenant filter policy ignored");

@@ -160,6 +160,14 @@ symbols! {
     LookalikeDomain = "LOOKALIKE_DOMAIN", 6.0;
     /// The From display name is a protected person of the tenant, but the address is not theirs.
     Impersonation = "IMPERSONATION", 6.0;
+    /// The sender (header From or envelope) is on the tenant's or every recipient's allow
+    /// list, and the message is authenticated (DMARC, SPF or DKIM pass; DMARC not failed).
+    SenderAllowed = "SENDER_ALLOWED", -20.0;
+    /// The sender is on an allow list, but the message is not authenticated: the allow is not
+    /// applied (a forged From gains nothing).
+    SenderAllowedUnauthenticated = "SENDER_ALLOWED_UNAUTHENTICATED", 0.0;
+    /// The sender is on the tenant's or every recipient's block list.
+    SenderBlocked = "SENDER_BLOCKED", 12.0;
     /// The From address has never written to this tenant before.
     FirstContact = "FIRST_CONTACT", 1.0;
     /// Replies would go to another domain than the author's.

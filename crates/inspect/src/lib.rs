@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 pub use evidence::{Evidence, Symbol};
 pub use policy::{Action, Policy, Verdict, strip_verdict_headers};
-pub use tenant::{ProtectedName, TenantRules};
+pub use tenant::{ProtectedName, SenderLists, SenderRule, TenantRules};
 pub use view::{MessageView, ViewLimits};
 
 /// A boxed future, for dyn-compatible async stages.
@@ -220,6 +220,17 @@ impl Inspector {
             headers.extend(r.headers);
             cpu += busy;
             stage_cpu.push((name, busy));
+        }
+        if let Some(rules) = env.rules.as_ref() {
+            let author = view.author().unwrap_or_default();
+            let mail_from = env.mail_from.to_ascii_lowercase();
+            if let Some(e) = rules.senders.evidence(
+                &[author.as_str(), mail_from.as_str()],
+                &env.rcpts,
+                &evidence,
+            ) {
+                evidence.push(e);
+            }
         }
         let policy = env
             .rules

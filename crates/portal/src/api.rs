@@ -42,6 +42,7 @@ pub const MAX_LIST: i64 = 500;
     tags(
         (name = "accounts", description = "Enrolment, login, sessions"),
         (name = "quarantine", description = "Held messages: list, view safely, release"),
+        (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
         (name = "statistics", description = "Mail flow of the caller's tenant (operators: all)")
     )
 )]
@@ -79,6 +80,9 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(quarantine_release))
         .routes(routes!(quarantine_view))
         .routes(routes!(stats))
+        .routes(routes!(senders_list, senders_add))
+        .routes(routes!(senders_remove))
+        .routes(routes!(quarantine_sender))
         .split_for_parts()
 }
 
@@ -887,11 +891,309 @@ pub(crate) async fn stats_for(
             ));
         }
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     p.store
-        .mail_stats(tenant, now, hours)
+        .mail_stats(tenant, now_unix(), hours)
         .await
         .map_err(|_| Problem::internal("the store did not answer"))
+}
+
+/// An allowed or blocked sender.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SenderDoc {
+    /// Entry id.
+    pub id: i64,
+    /// `tenant` (every recipient of the tenant) or `me` (the caller's own mailbox), from the
+    /// caller's point of view; `recipient` for another recipient's entry (tenant admins).
+    pub scope: String,
+    /// The recipient it applies to (empty for the tenant).
+    pub rcpt: String,
+    /// An address or a domain (with its subdomains).
+    pub pattern: String,
+    /// `allow` or `block`.
+    pub action: String,
+    /// Who added it.
+    pub added_by: String,
+    /// When (Unix time).
+    pub added_at: i64,
+    /// The caller may remove it.
+    pub removable: bool,
+}
+
+/// Allowed and blocked senders.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SenderList {
+    /// Tenant-wide first.
+    pub entries: Vec<SenderDoc>,
+}
+
+/// The tenant and recipient an end user or tenant admin's sender entries live under, for
+/// `scope` (`me` or `tenant`); the one place that decides who may change which list.
+pub(crate) fn sender_scope(user: &SessionUser, scope: &str) -> Result<(i64, String), Problem> {
+    let tenant = match (user.role.as_str(), user.tenant_id) {
+        ("user" | "tenant-admin", Some(t)) => t,
+        _ => {
+            return Err(Problem::forbidden(
+                "sender lists belong to a tenant's admins and users",
+            ));
+        }
+    };
+    match (scope, user.role.as_str()) {
+        ("me", _) => Ok((tenant, user.email.to_lowercase())),
+        ("tenant", "tenant-admin") => Ok((tenant, String::new())),
+        ("tenant", _) => Err(Problem::forbidden(
+            "only tenant admins change the tenant's list; use scope \"me\" for your own",
+        )),
+        _ => Err(Problem::bad_request("scope must be \"me\" or \"tenant\"")),
+    }
+}
+
+/// Whether the user sees (and whether they may remove) an entry.
+fn sender_rights(user: &SessionUser, e: &store::SenderEntry) -> (bool, bool) {
+    if user.tenant_id != Some(e.tenant_id) {
+        return (false, false);
+    }
+    let own = e.rcpt == user.email.to_lowercase();
+    match user.role.as_str() {
+        "tenant-admin" => (true, true),
+        "user" => (own || e.rcpt.is_empty(), own),
+        _ => (false, false),
+    }
+}
+
+fn sender_doc(user: &SessionUser, e: store::SenderEntry) -> SenderDoc {
+    let scope = if e.rcpt.is_empty() {
+        "tenant"
+    } else if e.rcpt == user.email.to_lowercase() {
+        "me"
+    } else {
+        "recipient"
+    };
+    SenderDoc {
+        id: e.id,
+        scope: scope.into(),
+        removable: sender_rights(user, &e).1,
+        rcpt: e.rcpt,
+        pattern: e.pattern,
+        action: e.action.name().into(),
+        added_by: e.added_by,
+        added_at: e.added_at,
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The entries the user sees.
+pub(crate) async fn sender_entries(p: &Portal, s: &Session) -> Result<Vec<SenderDoc>, Problem> {
+    let (tenant, _) = sender_scope(&s.user, "me")?;
+    let all = p
+        .store
+        .sender_lists(tenant)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?;
+    Ok(all
+        .into_iter()
+        .filter(|e| sender_rights(&s.user, e).0)
+        .map(|e| sender_doc(&s.user, e))
+        .collect())
+}
+
+/// Adds an entry under `scope`, recorded in the audit log.
+pub(crate) async fn sender_put(
+    p: &Portal,
+    s: &Session,
+    scope: &str,
+    pattern: &str,
+    action: &str,
+) -> Result<SenderDoc, Problem> {
+    let (tenant, rcpt) = sender_scope(&s.user, scope)?;
+    let action = match action {
+        "allow" => store::SenderAction::Allow,
+        "block" => store::SenderAction::Block,
+        _ => {
+            return Err(Problem::bad_request(
+                "action must be \"allow\" or \"block\"",
+            ));
+        }
+    };
+    let pattern = store::sender_pattern(pattern).map_err(Problem::bad_request)?;
+    let principal = s.user.principal();
+    let e = p
+        .store
+        .sender_list_put(tenant, &rcpt, &pattern, action, &principal, now_unix())
+        .await
+        .map_err(|e| match e {
+            store::StoreError::Invalid(m) => Problem::bad_request(m),
+            _ => Problem::internal("the store did not answer"),
+        })?;
+    record_change(
+        p,
+        s,
+        &format!("sender-{}", action.name()),
+        tenant,
+        &pattern,
+        &rcpt,
+    )
+    .await;
+    Ok(sender_doc(&s.user, e))
+}
+
+/// Removes an entry the user may remove (404 for any other id).
+pub(crate) async fn sender_remove(p: &Portal, s: &Session, id: i64) -> Result<(), Problem> {
+    let missing = || Problem::not_found(format!("no sender entry {id}"));
+    let e = match p.store.sender_entry(id).await {
+        Ok(e) => e,
+        Err(store::StoreError::NotFound(_)) => return Err(missing()),
+        Err(_) => return Err(Problem::internal("the store did not answer")),
+    };
+    match sender_rights(&s.user, &e) {
+        (true, true) => {}
+        (true, false) => {
+            return Err(Problem::forbidden(
+                "the tenant's entries are changed by its admins",
+            ));
+        }
+        _ => return Err(missing()),
+    }
+    p.store
+        .sender_list_remove(id)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?;
+    record_change(p, s, "sender-remove", e.tenant_id, &e.pattern, &e.rcpt).await;
+    Ok(())
+}
+
+/// A policy change by a portal user, in the audit log; this node's mail path picks it up at
+/// once (every other node within a second, with its next directory reload).
+async fn record_change(
+    p: &Portal,
+    s: &Session,
+    action: &str,
+    tenant: i64,
+    object: &str,
+    rcpt: &str,
+) {
+    if let Err(e) = admin_call(&p.data_dir, &json!({ "cmd": "reload" })).await {
+        tracing::warn!(detail = %e.detail, "the mail node was not asked to reload");
+    }
+    let reason = if rcpt.is_empty() {
+        "for the whole tenant".to_string()
+    } else {
+        format!("for {rcpt}")
+    };
+    let r = store::NewRecord {
+        principal: &s.user.principal(),
+        role: "portal",
+        action,
+        tenant_id: Some(tenant),
+        object,
+        reason: &reason,
+        outcome: "ok",
+    };
+    if let Err(e) = p.store.record(&r).await {
+        tracing::error!(error = %e, action, "audit record not written");
+    }
+}
+
+#[utoipa::path(get, path = "/api/senders", tag = "senders", security(("session" = [])),
+    responses(
+        (status = 200, description = "the tenant's entries and the caller's own (tenant admins: every recipient's)", body = SenderList),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "operators and auditors have no sender lists", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn senders_list(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let entries = sender_entries(&p, &s).await?;
+    Ok(axum::Json(SenderList { entries }).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SenderAdd {
+    /// An address (`name@example.com`) or a domain (`example.com`, with its subdomains).
+    #[schema(max_length = 254)]
+    pattern: String,
+    /// `allow` or `block`.
+    action: String,
+    /// `me` (the caller's mailbox) or `tenant` (tenant admins: every recipient).
+    scope: String,
+}
+
+#[utoipa::path(post, path = "/api/senders", tag = "senders", request_body = SenderAdd, security(("session" = [])),
+    responses(
+        (status = 200, description = "added (or its action changed)", body = SenderDoc),
+        (status = 400, description = "not an address or domain; bad action or scope", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "not this user's list (or CSRF)", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn senders_add(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    JsonBody(b): JsonBody<SenderAdd>,
+) -> Result<Response, Problem> {
+    let e = sender_put(&p, &s, &b.scope, &b.pattern, &b.action).await?;
+    Ok(axum::Json(e).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/senders/{id}", tag = "senders",
+    params(("id" = i64, Path, description = "entry id")), security(("session" = [])),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "a tenant entry and the caller is no admin (or CSRF)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such entry for this user", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn senders_remove(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    sender_remove(&p, &s, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ItemSender {
+    /// `allow` ("always allow") or `block` ("always block").
+    action: String,
+}
+
+/// "Always allow" / "always block" the envelope sender of a quarantined message: for the end
+/// user their own mailbox, for a tenant admin the whole tenant.
+pub(crate) async fn item_sender(
+    p: &Portal,
+    s: &Session,
+    id: &str,
+    action: &str,
+) -> Result<SenderDoc, Problem> {
+    let item = openable_item(p, s, id, "judge").await?;
+    if item.mail_from.is_empty() {
+        return Err(Problem::bad_request(
+            "the message has no sender (a bounce); nothing to allow or block",
+        ));
+    }
+    let scope = if s.user.role == "tenant-admin" {
+        "tenant"
+    } else {
+        "me"
+    };
+    sender_put(p, s, scope, &item.mail_from, action).await
+}
+
+#[utoipa::path(post, path = "/api/quarantine/{id}/sender", tag = "quarantine", request_body = ItemSender,
+    params(("id" = String, Path, description = "quarantine id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "the sender is allowed or blocked from now on (end users: for their mailbox; tenant admins: for the tenant)", body = SenderDoc),
+        (status = 400, description = "bad action, or a bounce without sender", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "refused (operators, CSRF)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such item for this user", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn quarantine_sender(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ItemSender>,
+) -> Result<Response, Problem> {
+    let e = item_sender(&p, &s, &id, &b.action).await?;
+    Ok(axum::Json(e).into_response())
 }

@@ -1001,11 +1001,13 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
                     .unwrap_or_default(),
                 tenant: tenant.as_ref().map(|t| t.id),
                 rules: match &tenant {
-                    Some(t) => {
-                        ingress::tenant_rules(&cfg.policy, &store.filter_policy(&t.name).await?)
-                            .map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.name))?
-                            .map(std::sync::Arc::new)
-                    }
+                    Some(t) => ingress::tenant_rules(
+                        &cfg.policy,
+                        &store.filter_policy(&t.name).await?,
+                        &store.sender_lists(t.id).await?,
+                    )
+                    .map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.name))?
+                    .map(std::sync::Arc::new),
                     None => None,
                 },
                 received_at: None,
@@ -1410,7 +1412,7 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             let mut p = store.filter_policy(&args.name).await?;
             if args.changes() {
                 p = args.apply(p)?;
-                ingress::tenant_rules(&cfg.policy, &p).map_err(|e| anyhow::anyhow!("{e}"))?;
+                ingress::tenant_rules(&cfg.policy, &p, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
                 store.set_filter_policy(&args.name, &p).await?;
                 changed(
                     &store,

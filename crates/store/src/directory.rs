@@ -22,6 +22,8 @@ pub struct TenantInfo {
     pub domains: Vec<String>,
     /// The tenant's filter policy overrides.
     pub filter: crate::FilterPolicy,
+    /// Allowed and blocked senders (tenant-wide and per recipient).
+    pub senders: Vec<crate::SenderEntry>,
 }
 
 /// Result of looking up a recipient.

@@ -18,6 +18,7 @@ mod bayes;
 pub mod blobs;
 mod directory;
 mod filter;
+mod senders;
 mod stats;
 mod trace;
 mod users;
@@ -38,6 +39,7 @@ pub use audit::{AuditCheckpoint, AuditKey, AuditRecord};
 pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
+pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
 pub use stats::{Count, MailStats};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 pub use users::{Enrolment, ROLES, User};
@@ -470,6 +472,10 @@ impl Store {
                 .map_err(|e| StoreError::Invalid(format!("stored filter policy: {e}")))?;
             filters.insert(r.get(0), policy);
         }
+        let mut senders: HashMap<i64, Vec<SenderEntry>> = HashMap::new();
+        for e in Self::all_sender_lists(&mut conn).await? {
+            senders.entry(e.tenant_id).or_default().push(e);
+        }
         let mut dir = Directory::new(generation);
         for t in &tenants {
             dir.add_tenant(TenantInfo {
@@ -480,6 +486,7 @@ impl Store {
                 recipients: Default::default(),
                 domains: Vec::new(),
                 filter: filters.remove(&t.get::<i64, _>(0)).unwrap_or_default(),
+                senders: senders.remove(&t.get::<i64, _>(0)).unwrap_or_default(),
             });
         }
         for d in &domains {

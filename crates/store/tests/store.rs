@@ -428,3 +428,64 @@ async fn mail_stats_count_per_hour_verdict_sender_and_symbol_per_tenant() {
     let all = s.mail_stats(None, now, 48).await.unwrap();
     assert_eq!((all.total, all.hourly.len()), (5, 48));
 }
+
+#[tokio::test]
+async fn sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation() {
+    let (_d, s) = store().await;
+    let a = s
+        .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
+        .await
+        .unwrap();
+    let b = s
+        .add_tenant("b", &["b.test".into()], "maildir:///tmp/b")
+        .await
+        .unwrap();
+    let g0 = s.generation().await.unwrap();
+    let e = s
+        .sender_list_put(
+            a,
+            "Bob@A.test",
+            "@Partner.TEST",
+            store::SenderAction::Allow,
+            "user:bob",
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (e.rcpt.as_str(), e.pattern.as_str()),
+        ("bob@a.test", "partner.test")
+    );
+    // The same pattern again changes the action, it adds no second entry.
+    let again = s
+        .sender_list_put(
+            a,
+            "bob@a.test",
+            "partner.test",
+            store::SenderAction::Block,
+            "user:bob",
+            6,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.action), (e.id, store::SenderAction::Block));
+    s.sender_list_put(b, "", "x.test", store::SenderAction::Block, "user:admin", 7)
+        .await
+        .unwrap();
+    assert!(s.generation().await.unwrap() > g0);
+    assert!(matches!(
+        s.sender_list_put(a, "", "not a domain", store::SenderAction::Allow, "x", 8)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(s.sender_lists(a).await.unwrap().len(), 1);
+    let dir = s.directory().await.unwrap();
+    assert_eq!(dir.tenant(a).unwrap().senders.len(), 1);
+    assert_eq!(dir.tenant(b).unwrap().senders[0].pattern, "x.test");
+    s.sender_list_remove(e.id).await.unwrap();
+    assert!(matches!(
+        s.sender_list_remove(e.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.sender_lists(a).await.unwrap().is_empty());
+}
