@@ -140,6 +140,9 @@ try {
   seen.barFill = await admin.locator("#chart-flow rect.bar").first().evaluate(
     (r) => getComputedStyle(r).fill);
   await admin.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  await admin.goto(`${base}/trace?rcpt=${encodeURIComponent(env("USER_EMAIL"))}`);
+  seen.traceRows = await admin.locator("#trace tbody tr").count();
+  seen.traceEvents = await admin.locator("#trace ul.events strong").allTextContents();
   await admin.click("header form.logout button");
   await admin.waitForLoadState("load");
   seen.afterLogout = new URL(admin.url()).pathname;

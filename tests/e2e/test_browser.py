@@ -89,6 +89,9 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["verdictBars"] >= 1 and seen["senderBars"] >= 1 and seen["symbolBars"] >= 1, seen
     assert seen["barFill"] not in ("none", "rgb(0, 0, 0)", ""), seen
     assert shot.exists() and shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The trace page: bob's message, accepted, quarantined and released.
+    assert seen["traceRows"] == 1, seen
+    assert {"accepted", "quarantined", "released"} <= set(seen["traceEvents"]), seen
     assert seen["afterLogout"] == "/login" and seen["afterLogoutDashboard"] == "/login"
     # The CSP held and no page script failed.
     assert seen["cspViolations"] == [] and seen["scriptErrors"] == [], seen

@@ -143,6 +143,17 @@ def test_tenant_users_see_and_release_only_their_own_mail(node, sink):
     assert st == 403 and "tenant admins" in doc["detail"]
     st, _, doc = admin.request("GET", "/api/stats?hours=0")
     assert st == 400 and "hours" in doc["detail"]
+    # The trace: the admin's tenant's messages and only its recipients' events.
+    st, _, doc = admin.request("GET", "/api/trace")
+    assert st == 200 and len(doc["messages"]) == 2, doc
+    assert {e["rcpt"] for m in doc["messages"] for e in m["events"]} == {"bob@acme.test", "carol@acme.test"}
+    assert {e["event"] for m in doc["messages"] for e in m["events"]} >= {"accepted", "quarantined"}
+    st, _, doc = admin.request("GET", "/api/trace?rcpt=eve@beta.test")
+    assert st == 200 and doc["messages"] == []
+    st, _, doc = admin.request("GET", "/api/trace?rcpt=BOB@acme.test&limit=1")
+    assert st == 200 and [m["events"][0]["rcpt"] for m in doc["messages"]] == ["bob@acme.test"]
+    assert bob.request("GET", "/api/trace")[0] == 403
+    assert admin.request("GET", "/api/trace?limit=501")[0] == 400
     st, _, doc = admin.request("GET", "/api/quarantine?limit=0")
     assert st == 400 and "limit" in doc["detail"]
     st, _, doc = admin.request("GET", "/api/quarantine?tenant=beta")
@@ -373,7 +384,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert set(doc["paths"]) == {
         "/api/enrol", "/api/enrol/confirm", "/api/login", "/api/logout", "/api/me", "/api/quarantine",
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
-        "/api/stats"}
+        "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -389,7 +400,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 9, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 15, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 

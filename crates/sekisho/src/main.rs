@@ -1061,6 +1061,7 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
                     mail_from: from,
                     id,
                     limit,
+                    tenant: None,
                 })
                 .await?;
             if json {

@@ -101,6 +101,8 @@ pub struct TraceFilter {
     pub mail_from: Option<String>,
     /// One message by id.
     pub id: Option<String>,
+    /// Only messages with an event for this tenant, and only that tenant's events.
+    pub tenant: Option<i64>,
     /// Most messages returned (newest first).
     pub limit: i64,
 }
@@ -238,13 +240,16 @@ impl Store {
             "SELECT id, received_at, mail_from, size, client_ip, helo, tls, verdict, score, symbols FROM trace_messages m
              WHERE (?1 IS NULL OR lower(mail_from) = lower(?1))
                AND (?2 IS NULL OR id = ?2)
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND lower(e.rcpt) = ?3))
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND lower(e.rcpt) = ?3
+                                          AND (?5 IS NULL OR e.tenant_id = ?5)))
+               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND e.tenant_id = ?5))
              ORDER BY received_at DESC, id DESC LIMIT ?4",
         )
         .bind(&f.mail_from)
         .bind(&f.id)
         .bind(&rcpt)
         .bind(if f.limit > 0 { f.limit } else { 100 })
+        .bind(f.tenant)
         .fetch_all(self.pool())
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -252,9 +257,10 @@ impl Store {
             let id: String = r.get(0);
             let events = sqlx::query(
                 "SELECT message_id, rcpt, tenant_id, at, event, detail FROM trace_events
-                 WHERE message_id = ? ORDER BY seq",
+                 WHERE message_id = ?1 AND (?2 IS NULL OR tenant_id = ?2) ORDER BY seq",
             )
             .bind(&id)
+            .bind(f.tenant)
             .fetch_all(self.pool())
             .await?
             .iter()

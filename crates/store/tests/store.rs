@@ -337,6 +337,27 @@ async fn trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late(
         all.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         ["LIVE-A"]
     );
+    // A tenant's view: its messages only.
+    let c = s
+        .add_tenant("c", &["c.test".into()], "maildir:///tmp/c")
+        .await
+        .unwrap();
+    s.write_trace(&[received("LIVE-C", c)]).await.unwrap();
+    for (tenant, want) in [(a, "LIVE-A"), (c, "LIVE-C")] {
+        let seen = s
+            .trace(&TraceFilter {
+                tenant: Some(tenant),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            [want]
+        );
+        assert!(seen[0].events.iter().all(|e| e.tenant_id == Some(tenant)));
+    }
 }
 
 #[tokio::test]
