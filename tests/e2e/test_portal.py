@@ -384,7 +384,8 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert set(doc["paths"]) == {
         "/api/enrol", "/api/enrol/confirm", "/api/login", "/api/logout", "/api/me", "/api/quarantine",
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
-        "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender"}
+        "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
+        "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -400,7 +401,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 15, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 19, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -540,3 +541,81 @@ def test_always_allow_and_always_block_reach_inspection_per_user_and_tenant(node
     assert ("user:bob@acme.test", "sender-allow", "news@partner.test", "for bob@acme.test") in changes
     assert ("user:admin@acme.test", "sender-block", "spam.test", "for the whole tenant") in changes
     assert ("user:admin@acme.test", "sender-remove", "spam.test", "for the whole tenant") in changes
+
+
+def test_operators_open_tenant_mail_only_through_a_tenant_approved_lockbox(node):
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", "smtp://127.0.0.1:9?tls=none")
+    op = Client(n)
+    op.login("operator", op.enrol(n.enrolment_link()))
+    acme = Client(n)
+    acme.login("admin@acme.test", acme.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme")))
+    beta = Client(n)
+    beta.login("admin@beta.test", beta.enrol(invite(n, "admin@beta.test", "tenant-admin", "beta")))
+    send(n, "bob@acme.test", bare("LOCKBOX-ACME", "bob@acme.test"))
+    send(n, "eve@beta.test", bare("LOCKBOX-BETA", "eve@beta.test"))
+    items = {q["tenant"]: q["id"] for q in n.cli_json("quarantine", "list")}
+
+    # Without a lockbox: envelope yes, content no — and the attempt is an alert.
+    st, _, doc = op.request("GET", f"/api/quarantine/{items['acme']}/view")
+    assert st == 403 and "lockbox" in doc["detail"], doc
+
+    for body, word in [({"tenant": "acme", "reason": "short", "minutes": 30}, "10 to 500"),
+                       ({"tenant": "nope", "reason": "support ticket 4711", "minutes": 30}, "no tenant"),
+                       ({"tenant": "acme", "reason": "support ticket 4711", "minutes": 2}, "minutes")]:
+        st, _, doc = op.request("POST", "/api/lockbox", body)
+        assert st == 400 and word in doc["detail"], (body, doc)
+    st, _, doc = acme.request("POST", "/api/lockbox", {"tenant": "acme", "reason": "support ticket 4711", "minutes": 30})
+    assert st == 403
+    st, _, doc = op.request("POST", "/api/lockbox", {"tenant": "acme", "reason": "support ticket 4711", "minutes": 30})
+    assert st == 200 and doc["state"] == "requested", doc
+    rid = doc["id"]
+    assert [r["id"] for r in acme.request("GET", "/api/lockbox")[2]["requests"]] == [rid]
+    assert beta.request("GET", "/api/lockbox")[2]["requests"] == []
+    # Only the tenant's own admins decide; another tenant's admin finds nothing.
+    st, _, _ = beta.request("POST", f"/api/lockbox/{rid}/approve")
+    assert st == 404
+    st, _, _ = op.request("POST", f"/api/lockbox/{rid}/approve")
+    assert st == 403
+
+    # An approval written straight into the database (as a compromised portal could) opens
+    # nothing: the vault checks its own seal on the approval.
+    db = sqlite3.connect(n.data_dir / "sekisho.db")
+    db.execute("UPDATE lockbox SET state = 'approved', expires_at = strftime('%s','now') + 3600, "
+               "approval_mac = 'forged' WHERE id = ?", (rid,))
+    db.commit()
+    st, _, doc = op.request("GET", f"/api/quarantine/{items['acme']}/view")
+    assert st == 403 and "operator" in doc["detail"], doc
+    db.execute("UPDATE lockbox SET state = 'requested', expires_at = NULL, approval_mac = '' WHERE id = ?", (rid,))
+    db.commit()
+    db.close()
+
+    st, _, doc = acme.request("POST", f"/api/lockbox/{rid}/approve")
+    assert st == 200, doc
+    st, _, doc = acme.request("POST", f"/api/lockbox/{rid}/approve")
+    assert st == 403 and "already" in doc["detail"]
+    (req,) = op.request("GET", "/api/lockbox")[2]["requests"]
+    assert req["state"] == "approved" and req["decided_by"] == "user:admin@acme.test"
+    assert req["expires_at"] - time.time() > 29 * 60
+    # Now acme's mail opens for the operator — beta's does not.
+    st, _, doc = op.request("GET", f"/api/quarantine/{items['acme']}/view?reason=ticket%204711")
+    assert st == 200 and "LOCKBOX-ACME" in doc["view"]["text"], doc
+    st, _, doc = op.request("GET", f"/api/quarantine/{items['beta']}/view")
+    assert st == 403
+
+    # The operator ends it early; the content is closed again.
+    st, _, _ = op.request("POST", f"/api/lockbox/{rid}/revoke")
+    assert st == 200
+    assert op.request("GET", f"/api/quarantine/{items['acme']}/view")[0] == 403
+    assert op.request("POST", f"/api/lockbox/{rid}/revoke")[0] == 409
+
+    alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "operator-without-lockbox"]
+    assert {a["tenant_id"] for a in alerts} >= {1, 2}, alerts
+    assert all(a["severity"] == "warning" and a["principal"] == "user:operator" for a in alerts)
+    records = [(r["principal"], r["action"], r["outcome"]) for r in n.cli_json("vault", "records")]
+    assert ("user:operator", "lockbox-request", "ok") in records
+    assert ("user:admin@acme.test", "lockbox-approve", "ok") in records
+    assert ("user:admin@beta.test", "lockbox-approve", "refused: not this admin's tenant") in records
+    assert ("user:operator", "open-quarantine:read", "ok") in records
+    assert ("user:operator", "lockbox-revoke", "ok") in records

@@ -43,6 +43,7 @@ pub const MAX_LIST: i64 = 500;
         (name = "accounts", description = "Enrolment, login, sessions"),
         (name = "quarantine", description = "Held messages: list, view safely, release"),
         (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
+        (name = "lockbox", description = "Operators' time-limited access to a tenant's content, approved by the tenant"),
         (name = "trace", description = "Message trace: what happened to each message"),
         (name = "statistics", description = "Mail flow of the caller's tenant (operators: all)")
     )
@@ -82,6 +83,10 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(quarantine_view))
         .routes(routes!(stats))
         .routes(routes!(trace))
+        .routes(routes!(lockbox_list, lockbox_request))
+        .routes(routes!(lockbox_approve))
+        .routes(routes!(lockbox_deny))
+        .routes(routes!(lockbox_revoke))
         .routes(routes!(senders_list, senders_add))
         .routes(routes!(senders_remove))
         .routes(routes!(quarantine_sender))
@@ -631,12 +636,31 @@ async fn openable_item(
     verb: &str,
 ) -> Result<store::QuarantineItem, Problem> {
     let item = visible_item(p, s, id).await?;
-    if !vault::server::may_open(&s.user, item.tenant_id, &item.rcpts) {
+    // An operator's attempt always goes on to the vault, which records it and raises the
+    // alert of an operator reaching for content without an approved lockbox.
+    if s.user.role != "operator" && !may_open_now(p, &s.user, &item).await {
         return Err(Problem::forbidden(format!(
-            "operators {verb} tenants' mail only through a tenant-approved lockbox"
+            "operators {verb} tenants' mail only through a tenant-approved lockbox (request one at /lockbox)"
         )));
     }
     Ok(item)
+}
+
+/// The portal's early answer to "may this user open this item now": the vault's rule, and
+/// for operators an approved lockbox for the tenant (the vault checks its seal again).
+pub(crate) async fn may_open_now(
+    p: &Portal,
+    user: &SessionUser,
+    item: &store::QuarantineItem,
+) -> bool {
+    if vault::server::may_open(user, item.tenant_id, &item.rcpts) {
+        return true;
+    }
+    user.role == "operator"
+        && p.store
+            .lockbox_active(user.id, item.tenant_id, now_unix())
+            .await
+            .is_ok_and(|v| !v.is_empty())
 }
 
 #[utoipa::path(delete, path = "/api/quarantine/{id}", tag = "quarantine",
@@ -1086,13 +1110,25 @@ async fn record_change(
     } else {
         format!("for {rcpt}")
     };
+    record_act(p, s, action, tenant, object, &reason).await;
+}
+
+/// An act of a portal user, in the audit log.
+async fn record_act(
+    p: &Portal,
+    s: &Session,
+    action: &str,
+    tenant: i64,
+    object: &str,
+    reason: &str,
+) {
     let r = store::NewRecord {
         principal: &s.user.principal(),
         role: "portal",
         action,
         tenant_id: Some(tenant),
         object,
-        reason: &reason,
+        reason,
         outcome: "ok",
     };
     if let Err(e) = p.store.record(&r).await {
@@ -1346,4 +1382,275 @@ async fn trace(
         })
         .collect();
     Ok(axum::Json(TraceList { messages }).into_response())
+}
+
+/// A lockbox request and its decision.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LockboxDoc {
+    /// Request id.
+    pub id: i64,
+    /// Tenant name.
+    pub tenant: String,
+    /// The operator.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// Length of the access once approved.
+    pub minutes: i64,
+    /// Unix time.
+    pub requested_at: i64,
+    /// `requested`, `approved`, `expired`, `denied` or `revoked`.
+    pub state: String,
+    /// Who decided.
+    pub decided_by: String,
+    /// End of an approved access (Unix time).
+    pub expires_at: Option<i64>,
+}
+
+/// Lockbox requests.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LockboxList {
+    /// Newest first.
+    pub requests: Vec<LockboxDoc>,
+}
+
+pub(crate) fn lockbox_doc(lb: store::Lockbox, now: i64) -> LockboxDoc {
+    let state = if lb.state == "approved" && !lb.open_at(now) {
+        "expired".to_string()
+    } else {
+        lb.state
+    };
+    LockboxDoc {
+        id: lb.id,
+        tenant: lb.tenant,
+        operator: lb.operator,
+        reason: lb.reason,
+        minutes: lb.minutes,
+        requested_at: lb.requested_at,
+        state,
+        decided_by: lb.decided_by,
+        expires_at: lb.expires_at,
+    }
+}
+
+/// The requests the user sees: operators their own, tenant admins their tenant's, auditors all.
+pub(crate) async fn lockbox_requests(p: &Portal, s: &Session) -> Result<Vec<LockboxDoc>, Problem> {
+    let (tenant, operator) = match (s.user.role.as_str(), s.user.tenant_id) {
+        ("operator", _) => (None, Some(s.user.id)),
+        ("auditor", _) => (None, None),
+        ("tenant-admin", Some(t)) => (Some(t), None),
+        _ => {
+            return Err(Problem::forbidden(
+                "lockbox requests are for operators, tenant admins and auditors",
+            ));
+        }
+    };
+    let now = now_unix();
+    Ok(p.store
+        .lockbox_list(tenant, operator)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into_iter()
+        .map(|lb| lockbox_doc(lb, now))
+        .collect())
+}
+
+/// An operator asks for access to a tenant's content.
+pub(crate) async fn lockbox_ask(
+    p: &Portal,
+    s: &Session,
+    tenant: &str,
+    reason: &str,
+    minutes: i64,
+) -> Result<LockboxDoc, Problem> {
+    if s.user.role != "operator" {
+        return Err(Problem::forbidden("only operators request lockbox access"));
+    }
+    let reason = reason.trim();
+    if reason.chars().count() < 10 || reason.len() > 500 {
+        return Err(Problem::bad_request(
+            "say why in 10 to 500 characters (the tenant reads it before approving)",
+        ));
+    }
+    if tenant.len() > 200 {
+        return Err(Problem::bad_request("no such tenant"));
+    }
+    let tenant_id = match p.store.tenant_id(tenant).await {
+        Ok(t) => t,
+        Err(store::StoreError::NotFound(_)) => {
+            return Err(Problem::bad_request(format!("no tenant named {tenant:?}")));
+        }
+        Err(_) => return Err(Problem::internal("the store did not answer")),
+    };
+    let now = now_unix();
+    let lb = p
+        .store
+        .lockbox_request(tenant_id, s.user.id, &s.user.email, reason, minutes, now)
+        .await
+        .map_err(|e| match e {
+            store::StoreError::Invalid(m) => Problem::bad_request(m),
+            _ => Problem::internal("the store did not answer"),
+        })?;
+    let why = format!("{minutes} minutes: {reason}");
+    record_act(p, s, "lockbox-request", tenant_id, &lb.id.to_string(), &why).await;
+    Ok(lockbox_doc(lb, now))
+}
+
+/// A tenant admin decides; the vault checks the admin and seals an approval.
+pub(crate) async fn lockbox_decision(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+    approve: bool,
+) -> Result<(), Problem> {
+    if s.user.role != "tenant-admin" {
+        return Err(Problem::forbidden(
+            "lockbox requests are approved by the tenant's admins",
+        ));
+    }
+    let req = Request::LockboxDecide {
+        id,
+        approve,
+        session: s.token.clone(),
+    };
+    match p.vault.call(&req, &[]).await {
+        Ok((VaultResponse::Done { .. }, _)) => Ok(()),
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(m)) if m.starts_with("no lockbox request") => {
+            Err(Problem::not_found(format!("no lockbox request {id}")))
+        }
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
+/// Ends a pending or approved access: the operator who asked, or the tenant's admins.
+pub(crate) async fn lockbox_end(p: &Portal, s: &Session, id: i64) -> Result<(), Problem> {
+    let missing = || Problem::not_found(format!("no lockbox request {id}"));
+    let lb = match p.store.lockbox_get(id).await {
+        Ok(lb) => lb,
+        Err(store::StoreError::NotFound(_)) => return Err(missing()),
+        Err(_) => return Err(Problem::internal("the store did not answer")),
+    };
+    let allowed = match s.user.role.as_str() {
+        "operator" => lb.operator_id == s.user.id,
+        "tenant-admin" => s.user.tenant_id == Some(lb.tenant_id),
+        _ => false,
+    };
+    if !allowed {
+        return Err(missing());
+    }
+    p.store
+        .lockbox_revoke(id, &s.user.principal(), now_unix())
+        .await
+        .map_err(|e| match e {
+            store::StoreError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
+            _ => Problem::internal("the store did not answer"),
+        })?;
+    record_act(
+        p,
+        s,
+        "lockbox-revoke",
+        lb.tenant_id,
+        &id.to_string(),
+        "ended early",
+    )
+    .await;
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/lockbox", tag = "lockbox", security(("session" = [])),
+    responses(
+        (status = 200, description = "operators: their requests; tenant admins: their tenant's; auditors: all", body = LockboxList),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "end users have no lockbox", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn lockbox_list(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let requests = lockbox_requests(&p, &s).await?;
+    Ok(axum::Json(LockboxList { requests }).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LockboxAsk {
+    /// Tenant name.
+    #[schema(max_length = 200)]
+    tenant: String,
+    /// Why (10–500 characters; the tenant reads it).
+    #[schema(min_length = 10, max_length = 500)]
+    reason: String,
+    /// How long the access should last once approved (5–1440).
+    #[schema(minimum = 5, maximum = 1440)]
+    minutes: i64,
+}
+
+#[utoipa::path(post, path = "/api/lockbox", tag = "lockbox", request_body = LockboxAsk, security(("session" = [])),
+    responses(
+        (status = 200, description = "requested; the tenant's admins decide", body = LockboxDoc),
+        (status = 400, description = "no such tenant, reason or minutes out of range", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "only operators ask (or CSRF)", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn lockbox_request(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    JsonBody(b): JsonBody<LockboxAsk>,
+) -> Result<Response, Problem> {
+    let doc = lockbox_ask(&p, &s, &b.tenant, &b.reason, b.minutes).await?;
+    Ok(axum::Json(doc).into_response())
+}
+
+#[utoipa::path(post, path = "/api/lockbox/{id}/approve", tag = "lockbox",
+    params(("id" = i64, Path, description = "request id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "approved: the operator may open the tenant's content for the requested minutes", body = MessageAnswer),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "not a tenant admin, decided already, or CSRF", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such request for this admin's tenant", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn lockbox_approve(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    lockbox_decision(&p, &s, id, true).await?;
+    Ok(axum::Json(MessageAnswer {
+        message: format!("lockbox request {id} approved"),
+    })
+    .into_response())
+}
+
+#[utoipa::path(post, path = "/api/lockbox/{id}/deny", tag = "lockbox",
+    params(("id" = i64, Path, description = "request id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "denied", body = MessageAnswer),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "not a tenant admin, decided already, or CSRF", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such request for this admin's tenant", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn lockbox_deny(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    lockbox_decision(&p, &s, id, false).await?;
+    Ok(axum::Json(MessageAnswer {
+        message: format!("lockbox request {id} denied"),
+    })
+    .into_response())
+}
+
+#[utoipa::path(post, path = "/api/lockbox/{id}/revoke", tag = "lockbox",
+    params(("id" = i64, Path, description = "request id")), security(("session" = [])),
+    responses(
+        (status = 200, description = "ended", body = MessageAnswer),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "CSRF", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no such request for this user", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "neither pending nor approved", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn lockbox_revoke(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    lockbox_end(&p, &s, id).await?;
+    Ok(axum::Json(MessageAnswer {
+        message: format!("lockbox request {id} revoked"),
+    })
+    .into_response())
 }

@@ -134,6 +134,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
     },
+    /// A tenant admin's decision on an operator's lockbox request → `Done`. The vault checks
+    /// that the session is an admin of the request's tenant and seals the approval's terms.
+    LockboxDecide {
+        /// Request id.
+        id: i64,
+        /// Approve (true) or deny.
+        approve: bool,
+        /// The deciding tenant admin's session.
+        session: String,
+    },
     /// Portal at start: a first-operator enrolment link, only while no account exists →
     /// `Enrolment` (or `Refused` once accounts exist).
     FirstEnrolment,

@@ -644,6 +644,11 @@ impl Vault {
             Request::Session { token } => self.session(&token).await,
             Request::Logout { token } => self.logout(&token).await,
             Request::FirstEnrolment => self.first_enrolment().await,
+            Request::LockboxDecide {
+                id,
+                approve,
+                session,
+            } => self.lockbox_decide(id, approve, &session).await,
         }
     }
 

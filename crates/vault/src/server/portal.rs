@@ -143,7 +143,29 @@ impl Vault {
         rec.tenant_id = Some(item.tenant_id);
         if let Some(u) = user
             && !may_open(u, item.tenant_id, &item.rcpts)
+            && self.lockbox_grant(u, item.tenant_id).await.is_none()
         {
+            if u.role == "operator" {
+                self.alert(store::NewAlert {
+                    rule: "operator-without-lockbox",
+                    severity: "warning",
+                    dedupe_key: &format!("operator-without-lockbox:{}:{}", u.email, item.tenant_id),
+                    principal: &u.principal(),
+                    tenant_id: Some(item.tenant_id),
+                    summary: &format!(
+                        "operator {} tried to {verb} a message of tenant {} without an approved lockbox",
+                        u.email, item.tenant
+                    ),
+                })
+                .await;
+            }
+            if u.role == "operator" {
+                rec.outcome = "refused: no approved lockbox";
+                self.record(rec.clone()).await;
+                return Err(refused(&format!(
+                    "operators {verb} a tenant's mail only through a lockbox the tenant approved (request one at /lockbox)"
+                )));
+            }
             rec.outcome = "refused: not this user's message";
             self.record(rec.clone()).await;
             return Err(refused(&format!(
@@ -152,6 +174,103 @@ impl Vault {
             )));
         }
         Ok(item)
+    }
+
+    /// The MAC that makes a lockbox approval valid: over its id, tenant, operator and expiry.
+    fn lockbox_mac(&self, lb: &store::Lockbox) -> String {
+        self.mac_hex(
+            "lockbox",
+            &format!(
+                "{}:{}:{}:{}",
+                lb.id,
+                lb.tenant_id,
+                lb.operator_id,
+                lb.expires_at.unwrap_or(0)
+            ),
+        )
+    }
+
+    /// The lockbox that lets operator `u` open tenant `tenant`'s content now, if any: approved
+    /// by the vault (its MAC checks), unexpired, not revoked.
+    pub(super) async fn lockbox_grant(&self, u: &SessionUser, tenant: i64) -> Option<i64> {
+        if u.role != "operator" {
+            return None;
+        }
+        let active = self
+            .store
+            .lockbox_active(u.id, tenant, unix_now())
+            .await
+            .ok()?;
+        active
+            .iter()
+            .find(|lb| keys::ct_eq(lb.approval_mac.as_bytes(), self.lockbox_mac(lb).as_bytes()))
+            .map(|lb| lb.id)
+    }
+
+    /// A tenant admin approves or denies an operator's lockbox request.
+    pub(super) async fn lockbox_decide(
+        &self,
+        id: i64,
+        approve: bool,
+        session: &str,
+    ) -> (Response, Vec<u8>) {
+        let Some(u) = self.resolve_session(session).await else {
+            return refused("the session has ended: log in again");
+        };
+        let principal = u.principal();
+        let mut rec = NewRecord {
+            principal: &principal,
+            role: "vault",
+            action: if approve {
+                "lockbox-approve"
+            } else {
+                "lockbox-deny"
+            },
+            tenant_id: u.tenant_id,
+            ..Default::default()
+        };
+        let object = id.to_string();
+        rec.object = &object;
+        let lb = match self.store.lockbox_get(id).await {
+            Ok(lb) if u.role == "tenant-admin" && u.tenant_id == Some(lb.tenant_id) => lb,
+            _ => {
+                rec.outcome = "refused: not this admin's tenant";
+                self.record(rec).await;
+                return refused(&format!("no lockbox request {id} for {}", u.email));
+            }
+        };
+        if lb.state != "requested" {
+            rec.outcome = "refused: decided already";
+            self.record(rec).await;
+            return refused(&format!("lockbox request {id} is {} already", lb.state));
+        }
+        let now = unix_now();
+        let (state, expires, mac) = if approve {
+            let mut terms = lb.clone();
+            terms.expires_at = Some(now + lb.minutes * 60);
+            ("approved", terms.expires_at, self.lockbox_mac(&terms))
+        } else {
+            ("denied", None, String::new())
+        };
+        let reason = format!("{} for {} minutes: {}", lb.operator, lb.minutes, lb.reason);
+        rec.reason = &reason;
+        if let Err(e) = self
+            .store
+            .lockbox_decide(id, state, &principal, now, expires, &mac)
+            .await
+        {
+            rec.outcome = "refused: decided already";
+            self.record(rec).await;
+            return refused(&e.to_string());
+        }
+        rec.outcome = "ok";
+        self.record(rec).await;
+        (
+            Response::Done {
+                summary: format!("lockbox request {id} {state}"),
+            },
+            Vec::new(),
+        )
     }
 
     /// Deletes a quarantined message for `principal`, or for the user of `session` if it is
