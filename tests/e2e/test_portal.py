@@ -385,7 +385,8 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/enrol", "/api/enrol/confirm", "/api/login", "/api/logout", "/api/me", "/api/quarantine",
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
         "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
-        "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke"}
+        "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
+        "/api/step-up"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -401,7 +402,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 19, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 20, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -619,3 +620,41 @@ def test_operators_open_tenant_mail_only_through_a_tenant_approved_lockbox(node)
     assert ("user:admin@beta.test", "lockbox-approve", "refused: not this admin's tenant") in records
     assert ("user:operator", "open-quarantine:read", "ok") in records
     assert ("user:operator", "lockbox-revoke", "ok") in records
+
+
+def test_releasing_a_message_flagged_as_malware_needs_a_step_up(node, sink):
+    from email.message import EmailMessage
+    s = sink()
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "it@vendor.test", "bob@acme.test", "STEPUP-1 your tool"
+    m.set_content("the tool you asked for")
+    m.add_attachment(b"\x7fELF" + bytes(120), maintype="application", subtype="octet-stream",
+                     filename="tool.bin")
+    send(n, "bob@acme.test", m.as_bytes().replace(b"\n", b"\r\n"))
+    (item,) = n.cli_json("quarantine", "list")
+    assert "EXECUTABLE_ATTACHMENT" in item["symbols"], item
+    bob = Client(n)
+    secret = bob.enrol(invite(n, "bob@acme.test", "user", "acme"))
+    bob.login("bob@acme.test", secret)
+    login_step = int(time.time() + 30) // 30
+
+    st, _, doc = bob.request("POST", f"/api/quarantine/{item['id']}/release")
+    assert st == 403 and "step-up" in doc["detail"], doc
+    wrong = "%06d" % ((int(totp(secret, time.time() + 30)) + 1) % 1_000_000)
+    st, _, doc = bob.request("POST", "/api/step-up", {"code": wrong})
+    assert st == 401, doc
+    # A code is never accepted twice: the step-up needs the step after the login's.
+    while int(time.time()) // 30 < login_step:
+        time.sleep(0.2)
+    st, _, doc = bob.request("POST", "/api/step-up", {"code": totp(secret, time.time() + 30)})
+    assert st == 200 and "5 minutes" in doc["message"], doc
+    st, _, doc = bob.request("POST", f"/api/quarantine/{item['id']}/release")
+    assert st == 200, doc
+    assert [x for x in s.wait(1) if b"STEPUP-1" in x[1]]
+    outcomes = [(r["action"], r["outcome"]) for r in n.cli_json("vault", "records")
+                if r["principal"] == "user:bob@acme.test"]
+    assert ("open-quarantine:release", "refused: step-up needed") in outcomes
+    assert ("step-up", "failed: wrong or reused code") in outcomes and ("step-up", "ok") in outcomes
+    assert ("open-quarantine:release", "ok") in outcomes

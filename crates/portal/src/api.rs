@@ -77,6 +77,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(login))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(step_up))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_show, quarantine_delete))
         .routes(routes!(quarantine_release))
@@ -1651,6 +1652,55 @@ async fn lockbox_revoke(
     lockbox_end(&p, &s, id).await?;
     Ok(axum::Json(MessageAnswer {
         message: format!("lockbox request {id} revoked"),
+    })
+    .into_response())
+}
+
+/// Re-confirms the session with a current code for a few minutes (step-up), through the vault.
+pub(crate) async fn step_up_with(p: &Portal, s: &Session, code: &str) -> Result<(), Problem> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.is_empty() || code.len() > 16 {
+        return Err(Problem::bad_request("send the current 6-digit code"));
+    }
+    let req = Request::StepUp {
+        session: s.token.clone(),
+        code,
+    };
+    match p.vault.call(&req, &[]).await {
+        Ok((VaultResponse::Done { .. }, _)) => Ok(()),
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(m)) => {
+            Err(Problem::new(StatusCode::UNAUTHORIZED, "Step-up failed", m))
+        }
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StepUp {
+    /// The current TOTP code.
+    #[schema(max_length = 16)]
+    code: String,
+}
+
+#[utoipa::path(post, path = "/api/step-up", tag = "accounts", request_body = StepUp, security(("session" = [])),
+    responses(
+        (status = 200, description = "the session is re-confirmed for 5 minutes (needed to release a message flagged as malware)", body = MessageAnswer),
+        (status = 400, description = "no code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "wrong or reused code, or no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "CSRF", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn step_up(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    JsonBody(b): JsonBody<StepUp>,
+) -> Result<Response, Problem> {
+    step_up_with(&p, &s, &b.code).await?;
+    Ok(axum::Json(MessageAnswer {
+        message: format!(
+            "confirmed for {} minutes",
+            vault::server::STEP_UP_SECONDS / 60
+        ),
     })
     .into_response())
 }

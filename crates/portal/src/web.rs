@@ -651,6 +651,10 @@ async fn message_page(
             div.actions {
                 form method="post" action={"/quarantine/" (item.id) "/release"} {
                     input type="hidden" name="csrf" value=(w.s.csrf);
+                    @if vault::server::malware_flagged(&item.symbols) {
+                        label.stepup { (l.t("Flagged as malware — confirm with your authenticator code", "マルウェアと判定されています。認証アプリのコードで確認してください"))
+                            input #stepup-code name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16"; }
+                    }
                     button #release type="submit" { (l.t("Release to my mailbox", "受信箱へ解放")) }
                 }
                 @if !item.mail_from.is_empty() {
@@ -679,14 +683,26 @@ async fn message_page(
     w.page(l.t("Quarantined message", "隔離メール"), body)
 }
 
+#[derive(Deserialize)]
+struct ReleaseForm {
+    csrf: String,
+    /// A step-up code (messages flagged as malware).
+    code: Option<String>,
+}
+
 async fn release(
     State(p): State<Arc<Portal>>,
     w: WebSession,
     Path(id): Path<String>,
-    FormBody(f): FormBody<CsrfForm>,
+    FormBody(f): FormBody<ReleaseForm>,
 ) -> Response {
     if let Some(r) = w.csrf_refusal(&f.csrf) {
         return r;
+    }
+    if let Some(code) = f.code.as_deref().filter(|c| !c.trim().is_empty())
+        && let Err(e) = api::step_up_with(&p, &w.s, code).await
+    {
+        return w.error(&e);
     }
     match api::release_item(&p, &w.s, &id).await {
         Ok(()) => done("released", &id),

@@ -888,6 +888,21 @@ pub fn default_kek_file(data_dir: &std::path::Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_vaults_malware_symbols_are_inspection_symbols() {
+        // The vault asks for a step-up before releasing mail flagged with these; it does not
+        // depend on the inspect crate, so the names are tied together here.
+        for name in vault::server::MALWARE_SYMBOLS {
+            assert!(inspect::Symbol::from_name(name).is_some(), "{name}");
+        }
+        assert!(vault::server::malware_flagged(
+            "SPF_NONE(0.50), VIRUS_FOUND(1000.00)"
+        ));
+        assert!(!vault::server::malware_flagged(
+            "SPF_NONE(0.50), GTUBE(1000.00)"
+        ));
+    }
+
     fn resolve(text: &str) -> Result<Config> {
         RawConfig::parse(text)?.resolve(&Overrides::default())
     }

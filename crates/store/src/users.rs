@@ -372,6 +372,42 @@ impl Store {
         Ok(user.filter(|u| u.active))
     }
 
+    /// Marks a session as re-confirmed with the second factor until `until` (the vault's
+    /// `mac` over it) and notes the TOTP step used.
+    pub async fn session_step_up(
+        &self,
+        id_mac: &str,
+        user_id: i64,
+        step: i64,
+        until: i64,
+        mac: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE users SET failed_logins = 0, totp_last_step = ? WHERE id = ?")
+            .bind(step)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE user_sessions SET step_up_until = ?, step_up_mac = ? WHERE id_mac = ?")
+            .bind(until)
+            .bind(mac)
+            .bind(id_mac)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A session's step-up: `(until, mac)`.
+    pub async fn session_step_up_of(&self, id_mac: &str) -> Result<(i64, String), StoreError> {
+        let row =
+            sqlx::query("SELECT step_up_until, step_up_mac FROM user_sessions WHERE id_mac = ?")
+                .bind(id_mac)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map_or((0, String::new()), |r| (r.get(0), r.get(1))))
+    }
+
     /// Ends one session.
     pub async fn session_close(&self, id_mac: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM user_sessions WHERE id_mac = ?")

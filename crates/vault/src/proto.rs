@@ -144,6 +144,16 @@ pub enum Request {
         /// The deciding tenant admin's session.
         session: String,
     },
+    /// Re-confirms a session with a current TOTP code (step-up) for [`STEP_UP_SECONDS`]
+    /// → `Done`. A wrong code counts as a failed login (lockout).
+    ///
+    /// [`STEP_UP_SECONDS`]: crate::server::STEP_UP_SECONDS
+    StepUp {
+        /// The session.
+        session: String,
+        /// The current code.
+        code: String,
+    },
     /// Portal at start: a first-operator enrolment link, only while no account exists →
     /// `Enrolment` (or `Refused` once accounts exist).
     FirstEnrolment,

@@ -2,7 +2,10 @@
 
 mod portal;
 
-pub use portal::{LOCK_AFTER, SESSION_ABSOLUTE, SESSION_IDLE, may_open};
+pub use portal::{
+    LOCK_AFTER, MALWARE_SYMBOLS, SESSION_ABSOLUTE, SESSION_IDLE, STEP_UP_SECONDS, malware_flagged,
+    may_open,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -644,6 +647,7 @@ impl Vault {
             Request::Session { token } => self.session(&token).await,
             Request::Logout { token } => self.logout(&token).await,
             Request::FirstEnrolment => self.first_enrolment().await,
+            Request::StepUp { session, code } => self.step_up(&session, &code).await,
             Request::LockboxDecide {
                 id,
                 approve,
@@ -837,6 +841,17 @@ impl Vault {
             Ok(i) => i,
             Err(r) => return r,
         };
+        if purpose == Purpose::Release
+            && malware_flagged(&item.symbols)
+            && let (Some(_), Some(token)) = (&user, session)
+            && !self.stepped_up(token).await
+        {
+            rec.outcome = "refused: step-up needed";
+            self.record(rec).await;
+            return refused(
+                "this message was flagged as malware: confirm with a current code from your authenticator (step-up) before releasing it",
+            );
+        }
         if self.opens.throttled(principal) {
             rec.outcome = "refused: throttled after a bulk-read alert";
             self.record(rec).await;

@@ -57,6 +57,28 @@ fn session_user(u: &User) -> SessionUser {
     }
 }
 
+/// How long a step-up (re-confirming the second factor) lasts.
+pub const STEP_UP_SECONDS: i64 = 5 * 60;
+
+/// Symbols that mark a message as malware: releasing it needs a step-up. (Names of
+/// `inspect::Symbol`s; a test in the binary crate checks that each exists.)
+pub const MALWARE_SYMBOLS: &[&str] = &[
+    "VIRUS_FOUND",
+    "EXECUTABLE_ATTACHMENT",
+    "DOUBLE_EXTENSION",
+    "OFFICE_MACRO",
+    "HTML_SMUGGLING",
+    "ARCHIVE_BOMB",
+];
+
+/// True if a verdict's symbol list (`NAME(w), …`) flags malware.
+pub fn malware_flagged(symbols: &str) -> bool {
+    symbols
+        .split(',')
+        .map(|s| s.trim().split('(').next().unwrap_or(""))
+        .any(|s| MALWARE_SYMBOLS.contains(&s))
+}
+
 /// The one rule of what a portal user may open: tenant admins their tenant's messages, end
 /// users the messages addressed to them; operators and auditors no content at all (an
 /// operator's access to content needs a tenant-approved lockbox).
@@ -174,6 +196,76 @@ impl Vault {
             )));
         }
         Ok(item)
+    }
+
+    fn step_up_mac(&self, session_mac: &str, until: i64) -> String {
+        self.mac_hex("step-up", &format!("{session_mac}:{until}"))
+    }
+
+    /// True if the session was re-confirmed with the second factor and that has not run out.
+    pub(super) async fn stepped_up(&self, token: &str) -> bool {
+        let session_mac = self.mac_hex("session", token);
+        match self.store.session_step_up_of(&session_mac).await {
+            Ok((until, mac)) => {
+                until > unix_now()
+                    && keys::ct_eq(
+                        mac.as_bytes(),
+                        self.step_up_mac(&session_mac, until).as_bytes(),
+                    )
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Re-confirms a session with a current code.
+    pub(super) async fn step_up(&self, token: &str, code: &str) -> (Response, Vec<u8>) {
+        let Some(u) = self.resolve_session(token).await else {
+            return refused("the session has ended: log in again");
+        };
+        let principal = u.principal();
+        let mut rec = NewRecord {
+            principal: &principal,
+            role: "vault",
+            action: "step-up",
+            tenant_id: u.tenant_id,
+            ..Default::default()
+        };
+        let now = unix_now();
+        let user = match self.store.user_by_id(u.id).await {
+            Ok(Some(user)) => user,
+            _ => return refused("the session has ended: log in again"),
+        };
+        let step = self
+            .open_totp(&user)
+            .and_then(|s| totp::verify(&s, code, now, user.totp_last_step));
+        let Some(step) = step.filter(|_| user.locked_until <= now) else {
+            let lock = lock_for(user.failed_logins + 1);
+            let _ = self
+                .store
+                .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
+                .await;
+            rec.outcome = "failed: wrong or reused code";
+            self.record(rec).await;
+            return refused("wrong or reused code: wait for the next one");
+        };
+        let session_mac = self.mac_hex("session", token);
+        let until = now + STEP_UP_SECONDS;
+        let mac = self.step_up_mac(&session_mac, until);
+        if let Err(e) = self
+            .store
+            .session_step_up(&session_mac, user.id, step, until, &mac)
+            .await
+        {
+            return error(&e.to_string());
+        }
+        rec.outcome = "ok";
+        self.record(rec).await;
+        (
+            Response::Done {
+                summary: format!("confirmed for {} minutes", STEP_UP_SECONDS / 60),
+            },
+            Vec::new(),
+        )
     }
 
     /// The MAC that makes a lockbox approval valid: over its id, tenant, operator and expiry.
