@@ -199,3 +199,34 @@ def test_a_canary_secret_obtained_through_mx_raises_a_critical_alert(node, sink)
     (a,) = n.cli_json("alerts", "list")
     assert (a["rule"], a["severity"], a["principal"]) == ("canary-touched", "critical", "mx")
     assert "canary secret" in a["summary"]
+
+
+def test_operator_opens_outside_working_hours_raise_an_alert_inside_them_none(node, sink, tmp_path):
+    import subprocess
+    import time
+
+    from conftest import BIN
+    s = sink()
+    hour = time.gmtime().tm_hour
+    # Working hours that exclude now (two hours from now, for an hour), and ones that hold now.
+    away = f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"
+    for name, hours, alerted in [("late", away, True), ("day", "00:00-24:00", False)]:
+        n = node(name=name, config=QUARANTINE_ALL + f'[detect]\nworking_hours = "{hours}"\n'
+                 'working_days = "all"\nutc_offset = "+00:00"\n')
+        n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+        quarantine(n, "bob@acme.test", "OFF-HOURS")
+        (qid,) = [q["id"] for q in n.cli_json("quarantine", "list")]
+        assert "OFF-HOURS" in n.cli("quarantine", "open", qid, "--reason", "incident 12").stdout
+        alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "operator-off-hours"]
+        if alerted:
+            assert len(alerts) == 1 and alerts[0]["principal"].startswith("cli:"), alerts
+            assert qid in alerts[0]["summary"] and "incident 12" in alerts[0]["summary"]
+        else:
+            assert alerts == [], alerts
+        n.stop()
+    # A wrong setting is one clear line, not a start.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[detect]\nworking_hours = "9-18"\n')
+    r = subprocess.run([str(BIN), "--config", str(bad), "--data-dir", str(tmp_path / "bad"), "check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "detect.working_hours" in r.stderr and "HH:MM" in r.stderr, r.stderr

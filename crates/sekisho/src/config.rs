@@ -75,6 +75,9 @@ struct RawDetect {
     throttle: Option<String>,
     login_failure_threshold: Option<usize>,
     login_failure_window: Option<String>,
+    working_hours: Option<String>,
+    working_days: Option<String>,
+    utc_offset: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +275,8 @@ pub struct Config {
     pub bulk_rule: vault::detect::BulkRule,
     /// Failed-login storm rule (`[detect] login_failure_*`).
     pub login_storm: vault::detect::LoginStormRule,
+    /// Operators' working hours (`[detect] working_hours`, `working_days`, `utc_offset`).
+    pub working_hours: Option<vault::detect::WorkingHours>,
     /// The portal's front-door limits (`[portal]`).
     pub portal_limits: portal::front::Limits,
     /// Where alerts are forwarded.
@@ -493,6 +498,17 @@ impl RawConfig {
                 self.detect.login_failure_window.as_deref(),
                 Duration::from_secs(300),
             )?,
+        };
+        let working_hours = match &self.detect.working_hours {
+            None => None,
+            Some(h) => Some(
+                vault::detect::WorkingHours::parse(
+                    h,
+                    self.detect.working_days.as_deref().unwrap_or("mon-fri"),
+                    self.detect.utc_offset.as_deref().unwrap_or("+00:00"),
+                )
+                .map_err(|e| anyhow::anyhow!("detect.working_hours: {e}"))?,
+            ),
         };
         let portal_limits = {
             let d = portal::front::Limits::default();
@@ -802,6 +818,7 @@ impl RawConfig {
             checkpoint_interval,
             bulk_rule,
             login_storm,
+            working_hours,
             portal_limits,
             webhook,
             syslog,

@@ -316,6 +316,7 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
     }
     v.set_bulk_rule(cfg.bulk_rule);
     v.set_login_storm_rule(cfg.login_storm);
+    v.set_working_hours(cfg.working_hours);
     let v = Arc::new(v);
     let path = vault::client::socket_path(&cfg.data_dir);
     let listener =

@@ -208,6 +208,106 @@ impl Canaries {
     }
 }
 
+/// Operators' working hours: an operator's (or the local CLI's) content open outside them is
+/// raised as `operator-off-hours`. Times are local to `utc_offset_minutes` (Japan: +540).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkingHours {
+    /// Start, minutes after local midnight.
+    pub start: u32,
+    /// End (exclusive), minutes after local midnight; before `start` means past midnight.
+    pub end: u32,
+    /// Working days, Monday first.
+    pub days: [bool; 7],
+    /// The local time zone's offset from UTC.
+    pub utc_offset_minutes: i32,
+}
+
+impl WorkingHours {
+    /// Parses `HH:MM-HH:MM`, a day list (`mon-fri`, `mon,wed,sat`, `all`) and `+HH:MM`.
+    pub fn parse(hours: &str, days: &str, offset: &str) -> Result<Self, String> {
+        let minutes = |t: &str| -> Result<u32, String> {
+            let (h, m) = t
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("{t:?} is not HH:MM"))?;
+            let (h, m): (u32, u32) = (
+                h.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+                m.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+            );
+            if h > 24 || m > 59 || (h == 24 && m != 0) {
+                return Err(format!("{t:?} is not a time of day"));
+            }
+            Ok(h * 60 + m)
+        };
+        let (a, b) = hours
+            .split_once('-')
+            .ok_or_else(|| format!("working hours {hours:?}: write HH:MM-HH:MM"))?;
+        let (start, end) = (minutes(a)?, minutes(b)?);
+        if start == end {
+            return Err(format!("working hours {hours:?} are empty"));
+        }
+        const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let day = |d: &str| -> Result<usize, String> {
+            NAMES
+                .iter()
+                .position(|n| *n == d.trim().to_ascii_lowercase())
+                .ok_or_else(|| format!("{d:?} is not a day (mon … sun)"))
+        };
+        let mut set = [false; 7];
+        for part in days.split(',') {
+            let part = part.trim();
+            if part.eq_ignore_ascii_case("all") {
+                set = [true; 7];
+            } else if let Some((x, y)) = part.split_once('-') {
+                let (x, y) = (day(x)?, day(y)?);
+                let mut d = x;
+                loop {
+                    set[d] = true;
+                    if d == y {
+                        break;
+                    }
+                    d = (d + 1) % 7;
+                }
+            } else {
+                set[day(part)?] = true;
+            }
+        }
+        let off = offset.trim();
+        let (sign, rest) = match off.chars().next() {
+            Some('+') => (1, &off[1..]),
+            Some('-') => (-1, &off[1..]),
+            _ => return Err(format!("utc offset {offset:?}: write +HH:MM or -HH:MM")),
+        };
+        let offset_min =
+            minutes(rest).map_err(|_| format!("utc offset {offset:?}: write +HH:MM"))?;
+        if offset_min > 14 * 60 {
+            return Err(format!("utc offset {offset:?} is beyond ±14:00"));
+        }
+        Ok(Self {
+            start,
+            end,
+            days: set,
+            utc_offset_minutes: sign * offset_min as i32,
+        })
+    }
+
+    /// True if `unix` (seconds) falls within the working hours.
+    pub fn contains(&self, unix: i64) -> bool {
+        let local = unix + i64::from(self.utc_offset_minutes) * 60;
+        let minute = (local.rem_euclid(86_400) / 60) as u32;
+        // 1970-01-01 was a Thursday (index 3, Monday first).
+        let weekday = ((local.div_euclid(86_400) + 3).rem_euclid(7)) as usize;
+        if self.start < self.end {
+            self.days[weekday] && (self.start..self.end).contains(&minute)
+        } else if minute >= self.start {
+            self.days[weekday]
+        } else {
+            // Past midnight: the shift began the day before.
+            minute < self.end && self.days[(weekday + 6) % 7]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +327,34 @@ mod tests {
             None,
             "counting starts over after an alert"
         );
+    }
+
+    #[test]
+    fn working_hours_follow_the_local_clock_and_days() {
+        let w = WorkingHours::parse("09:00-18:00", "mon-fri", "+09:00").unwrap();
+        // 2026-12-02 (a Wednesday) 00:30 UTC is 09:30 in Japan.
+        let wed_0930_jst = 1_796_171_400;
+        assert!(w.contains(wed_0930_jst));
+        assert!(!w.contains(wed_0930_jst - 3600)); // 08:30
+        assert!(!w.contains(wed_0930_jst + 9 * 3600)); // 18:30
+        assert!(!w.contains(wed_0930_jst + 3 * 86_400)); // Saturday 09:30
+        let night = WorkingHours::parse("22:00-06:00", "mon", "+00:00").unwrap();
+        let mon_2300 = 1_796_079_600; // 2026-11-30 (a Monday) 23:00 UTC
+        assert!(night.contains(mon_2300));
+        assert!(night.contains(mon_2300 + 2 * 3600)); // Tuesday 01:00, the shift of Monday
+        assert!(!night.contains(mon_2300 + 7 * 3600)); // Tuesday 06:00
+        for (h, d, o) in [
+            ("9-18", "mon", "+00:00"),
+            ("09:00-09:00", "mon", "+00:00"),
+            ("09:00-18:00", "someday", "+00:00"),
+            ("09:00-18:00", "mon", "09:00"),
+            ("25:00-26:00", "mon", "+00:00"),
+            ("09:00-18:00", "mon", "+15:00"),
+        ] {
+            assert!(WorkingHours::parse(h, d, o).is_err(), "{h} {d} {o}");
+        }
+        let all = WorkingHours::parse("00:00-24:00", "all", "-05:30").unwrap();
+        assert!(all.contains(0) && all.contains(wed_0930_jst));
     }
 
     #[test]

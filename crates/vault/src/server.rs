@@ -43,6 +43,7 @@ pub struct Vault {
     canaries: crate::detect::Canaries,
     /// Failed-login storm detection.
     login_failures: crate::detect::LoginFailures,
+    working_hours: Option<crate::detect::WorkingHours>,
 }
 
 /// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
@@ -261,6 +262,7 @@ impl Vault {
             opens: crate::detect::Opens::default(),
             canaries: crate::detect::Canaries::load(kek_path),
             login_failures: crate::detect::LoginFailures::default(),
+            working_hours: None,
             kek: std::sync::RwLock::new(Arc::new(kek)),
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
@@ -276,6 +278,12 @@ impl Vault {
     /// Sets the login-failure storm rule.
     pub fn set_login_storm_rule(&mut self, rule: crate::detect::LoginStormRule) {
         self.login_failures = crate::detect::LoginFailures::new(rule);
+    }
+
+    /// Sets operators' working hours (content opens by operators and the CLI outside them
+    /// raise `operator-off-hours`).
+    pub fn set_working_hours(&mut self, hours: Option<crate::detect::WorkingHours>) {
+        self.working_hours = hours;
     }
 
     /// Raises an alert (logged as an error line and stored; failures are logged).
@@ -858,6 +866,25 @@ impl Vault {
             return refused(&format!(
                 "opens by {principal} are throttled after a bulk-read alert; an operator must review `sekisho alerts list`"
             ));
+        }
+        let operator =
+            user.as_ref().is_some_and(|u| u.role == "operator") || principal.starts_with("cli:");
+        if let Some(hours) = self.working_hours
+            && operator
+            && !hours.contains(store::unix_now())
+        {
+            self.alert(store::NewAlert {
+                rule: "operator-off-hours",
+                severity: "warning",
+                dedupe_key: &format!("operator-off-hours:{principal}"),
+                principal,
+                tenant_id: Some(item.tenant_id),
+                summary: &format!(
+                    "{principal} opened {id} of tenant {} outside working hours (reason {reason:?})",
+                    item.tenant
+                ),
+            })
+            .await;
         }
         let alert = if self.canaries.contains(id) {
             Some((
