@@ -66,6 +66,7 @@ async function enrol(page, link) {
   await page.fill("input[name=code]", totp(secret));
   await page.click("button[type=submit]");
   await page.waitForSelector("a.button[href='/login']");
+  seen.recoveryCodes = await page.locator("#recovery-codes li").count();
   return secret;
 }
 

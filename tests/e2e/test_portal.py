@@ -46,6 +46,8 @@ def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(nod
     assert st == 403 and "code does not match" in doc["detail"]
     st, _, doc = c.request("POST", "/api/enrol/confirm", {"token": token, "code": totp(secret)})
     assert st == 200 and "active" in doc["message"]
+    recovery = doc["recovery_codes"]
+    assert len(set(recovery)) == 10, recovery
     # The link is used up.
     st, _, doc = c.request("POST", "/api/enrol", {"token": token, "password": PASSWORD})
     assert st == 403
@@ -97,8 +99,30 @@ def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(nod
     assert st == 204
     st, _, _ = c.request("GET", "/api/me")
     assert st == 401
+
+    # A lost authenticator: a recovery code logs in once, in place of the code (any case,
+    # with or without the dash), and is used up; it is an alert, and no code is in the database.
+    lost = Client(n)
+    st, _, doc = lost.request("POST", "/api/login", {
+        "email": "operator", "password": PASSWORD, "code": recovery[0].upper().replace("-", "")})
+    assert st == 200 and doc["user"]["email"] == "operator", doc
+    st, _, _ = Client(n).request("POST", "/api/login", {"email": "operator", "password": PASSWORD,
+                                                        "code": recovery[0]})
+    assert st == 401
+    st, _, _ = Client(n).request("POST", "/api/login", {"email": "operator", "password": "wrong password!!",
+                                                        "code": recovery[1]})
+    assert st == 401
+    st, _, _ = Client(n).request("POST", "/api/login", {"email": "operator", "password": PASSWORD,
+                                                        "code": recovery[1]})
+    assert st == 200, "a wrong password uses up no recovery code"
+    (alert,) = [a for a in n.cli_json("alerts", "list") if a["rule"] == "recovery-code-login"]
+    assert alert["count"] == 2 and alert["principal"] == "user:operator"
+    dump = b"".join(p.read_bytes() for p in n.data_dir.glob("sekisho.db*"))
+    assert not any(code.encode() in dump or code.replace("-", "").encode() in dump for code in recovery)
+
     logins = [r for r in n.cli_json("vault", "records") if r["action"] == "login"]
     outcomes = [r["outcome"] for r in logins]
+    assert "ok: recovery code (9 left)" in outcomes and "ok: recovery code (8 left)" in outcomes
     assert outcomes.count("ok") == 1 and "failed: wrong password" in outcomes
     assert "failed: wrong or reused code" in outcomes and "failed: unknown account" in outcomes
     assert all(r["reason"] == "from 127.0.0.1" for r in logins)

@@ -186,6 +186,16 @@ pub struct TotpAnswer {
     pub next: String,
 }
 
+/// An account activated.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ActivatedAnswer {
+    /// What was done.
+    pub message: String,
+    /// One-time recovery codes for a lost authenticator, shown only now: keep them safe.
+    /// Each logs in once in place of a code.
+    pub recovery_codes: Vec<String>,
+}
+
 /// A done act.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct MessageAnswer {
@@ -436,7 +446,7 @@ struct EnrolConfirm {
 
 #[utoipa::path(post, path = "/api/enrol/confirm", tag = "accounts", request_body = EnrolConfirm,
     responses(
-        (status = 200, description = "the account is active", body = MessageAnswer),
+        (status = 200, description = "the account is active; its recovery codes, shown once", body = ActivatedAnswer),
         (status = 403, description = "wrong code or link not valid", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn enrol_confirm(
     State(p): State<Arc<Portal>>,
@@ -453,9 +463,17 @@ async fn enrol_confirm(
         )
         .await
     {
-        Ok((VaultResponse::Done { summary }, _)) => {
-            Ok(axum::Json(MessageAnswer { message: summary }).into_response())
-        }
+        Ok((
+            VaultResponse::Activated {
+                summary,
+                recovery_codes,
+            },
+            _,
+        )) => Ok(axum::Json(ActivatedAnswer {
+            message: summary,
+            recovery_codes,
+        })
+        .into_response()),
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(e) => Err(vault_problem(e)),
     }
@@ -470,7 +488,7 @@ struct Login {
     /// The password.
     #[schema(max_length = 1024)]
     password: String,
-    /// The current TOTP code.
+    /// The current TOTP code, or one of the account's unused recovery codes.
     #[schema(max_length = 16)]
     code: String,
 }

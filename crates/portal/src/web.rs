@@ -277,8 +277,8 @@ fn login_form(l: Lang, error: Option<&str>) -> Markup {
                 input name="email" autocomplete="username" required maxlength="254" autofocus; }
             label { (l.t("Password", "パスワード"))
                 input type="password" name="password" autocomplete="current-password" required maxlength="1024"; }
-            label { (l.t("Code from your authenticator app", "認証アプリのコード"))
-                input name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16" pattern="[0-9 ]{6,8}"; }
+            label { (l.t("Code from your authenticator app (or a recovery code)", "認証アプリのコード(またはリカバリーコード)"))
+                input name="code" autocomplete="one-time-code" required maxlength="16"; }
             button type="submit" { (l.t("Log in", "ログイン")) }
         }
     }
@@ -485,11 +485,15 @@ async fn enrol_confirm(
         code: f.code.chars().filter(|c| !c.is_whitespace()).collect(),
     };
     match p.vault.call(&req, &[]).await {
-        Ok((VaultResponse::Done { .. }, _)) => page(
+        Ok((VaultResponse::Activated { recovery_codes, .. }, _)) => page(
             l,
             None,
             l.t("Your account is active", "アカウントが有効になりました"),
             html! {
+                h2 { (l.t("Recovery codes", "リカバリーコード")) }
+                p { (l.t("If you lose your authenticator, each of these codes logs you in once in place of a code. They are shown only now: print them or keep them in a password manager.",
+                         "認証アプリを紛失した場合、これらのコードはそれぞれ1回だけ認証コードの代わりに使えます。表示は今回限りです。印刷するかパスワードマネージャーに保管してください。")) }
+                ul #recovery-codes { @for c in &recovery_codes { li { code { (c) } } } }
                 p { (l.t("Log in with your password and the next code of your app.",
                          "パスワードとアプリの次のコードでログインしてください。")) }
                 p { a.button href="/login" { (l.t("Log in", "ログイン")) } }

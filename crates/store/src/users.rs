@@ -408,6 +408,59 @@ impl Store {
         Ok(row.map_or((0, String::new()), |r| (r.get(0), r.get(1))))
     }
 
+    /// Replaces a user's recovery codes (their MACs).
+    pub async fn recovery_codes_set(
+        &self,
+        user_id: i64,
+        macs: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for mac in macs {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_mac) VALUES (?, ?)")
+                .bind(user_id)
+                .bind(mac)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Uses up an unused recovery code: true if it was one (and is now used).
+    pub async fn recovery_code_use(
+        &self,
+        user_id: i64,
+        mac: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query(
+            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_mac = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(mac)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// How many unused recovery codes a user has.
+    pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Ends one session.
     pub async fn session_close(&self, id_mac: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM user_sessions WHERE id_mac = ?")

@@ -257,6 +257,13 @@ pub enum Response {
         /// `otpauth://` URI (for a QR code).
         uri: String,
     },
+    /// An account activated, with its one-time recovery codes (shown to its user once).
+    Activated {
+        /// What happened.
+        summary: String,
+        /// The recovery codes.
+        recovery_codes: Vec<String>,
+    },
     /// A new session.
     Session {
         /// The session token (cookie value).
@@ -301,6 +308,7 @@ impl Response {
             Response::Secret => "secret",
             Response::Done { .. } => "done",
             Response::Totp { .. } => "totp",
+            Response::Activated { .. } => "activated",
             Response::Session { .. } => "session",
             Response::User { .. } => "user",
             Response::Enrolment { .. } => "enrolment",

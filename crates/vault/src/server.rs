@@ -3,8 +3,8 @@
 mod portal;
 
 pub use portal::{
-    LOCK_AFTER, MALWARE_SYMBOLS, SESSION_ABSOLUTE, SESSION_IDLE, STEP_UP_SECONDS, malware_flagged,
-    may_open,
+    LOCK_AFTER, MALWARE_SYMBOLS, RECOVERY_CODES, SESSION_ABSOLUTE, SESSION_IDLE, STEP_UP_SECONDS,
+    malware_flagged, may_open,
 };
 
 use std::path::{Path, PathBuf};

@@ -91,7 +91,7 @@ async fn an_abandoned_first_enrolment_gives_way_to_a_new_link() {
     };
     let code = keys::totp::code_at(&base32_decode(&secret), store::unix_now());
     let (r, _) = v.handle(confirm(&new, code), vec![]).await;
-    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    assert!(matches!(r, Response::Activated { .. }), "{r:?}");
     assert_eq!(store.user_count().await.unwrap(), 1);
     assert!(refusal(v.handle(Request::FirstEnrolment, vec![]).await.0).contains("exist already"));
 }
@@ -115,7 +115,16 @@ async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account() 
             vec![],
         )
         .await;
-    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    let Response::Activated { recovery_codes, .. } = r else {
+        panic!("{r:?}")
+    };
+    let distinct: std::collections::HashSet<&String> = recovery_codes.iter().collect();
+    assert_eq!(distinct.len(), vault::server::RECOVERY_CODES);
+    assert!(
+        recovery_codes
+            .iter()
+            .all(|c| c.len() == 11 && c.as_bytes()[5] == b'-')
+    );
     let next = keys::totp::code_at(&secret, now + 30);
 
     let wrong = refusal(login(&v, "operator", "not the password", &next).await);

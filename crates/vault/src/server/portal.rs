@@ -47,6 +47,26 @@ fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", &*keys::SecretKey::generate().to_hex())
 }
 
+/// How many recovery codes an account gets.
+pub const RECOVERY_CODES: usize = 10;
+
+/// A recovery code: 50 random bits as `xxxxx-xxxxx` (base32, lower case).
+fn recovery_code() -> String {
+    let key = keys::SecretKey::generate();
+    let b32 = totp::base32(&key.mac(b"recovery code")[..7]).to_ascii_lowercase();
+    format!("{}-{}", &b32[..5], &b32[5..10])
+}
+
+/// The comparison form of what a person typed as a recovery code, if it can be one.
+fn recovery_form(code: &str) -> Option<String> {
+    let c: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (c.len() == 10 && c.chars().any(|c| c.is_ascii_alphabetic())).then_some(c)
+}
+
 fn session_user(u: &User) -> SessionUser {
     SessionUser {
         id: u.id,
@@ -108,7 +128,7 @@ impl Vault {
     }
 
     async fn login_record(&self, principal: &str, ip: &str, tenant: Option<i64>, outcome: &str) {
-        if outcome != "ok" {
+        if !outcome.starts_with("ok") {
             self.note_login_failure(principal, ip).await;
         } else {
             self.note_login_network(principal, ip, tenant).await;
@@ -630,6 +650,14 @@ impl Vault {
         if let Err(e) = self.store.enrolment_finish(&mac, user.id, step).await {
             return error(&e.to_string());
         }
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
+        let macs: Vec<String> = codes
+            .iter()
+            .map(|c| self.recovery_mac(user.id, &recovery_form(c).unwrap_or_default()))
+            .collect();
+        if let Err(e) = self.store.recovery_codes_set(user.id, &macs).await {
+            return error(&e.to_string());
+        }
         self.record(NewRecord {
             principal: &format!("user:{}", user.email),
             role: "vault",
@@ -641,11 +669,16 @@ impl Vault {
         })
         .await;
         (
-            Response::Done {
+            Response::Activated {
                 summary: format!("account {} ({}) is active", user.email, user.role),
+                recovery_codes: codes,
             },
             Vec::new(),
         )
+    }
+
+    fn recovery_mac(&self, user_id: i64, form: &str) -> String {
+        self.mac_hex("recovery", &format!("{user_id}:{form}"))
     }
 
     /// Password + TOTP → a session. One answer for every wrong input, so it tells an attacker
@@ -684,9 +717,24 @@ impl Vault {
         let pass_ok = tokio::task::spawn_blocking(move || password::verify(&pass, &phc))
             .await
             .unwrap_or(false);
-        let step = self
-            .open_totp(&user)
-            .and_then(|s| totp::verify(&s, code, now, user.totp_last_step));
+        // The second factor: a current code, or one of the account's unused recovery codes
+        // (only tried when the password is right, so a wrong password uses up nothing).
+        let mut by_recovery = false;
+        let step = match recovery_form(code) {
+            Some(form) if pass_ok => {
+                let mac = self.recovery_mac(user.id, &form);
+                by_recovery = self
+                    .store
+                    .recovery_code_use(user.id, &mac, now)
+                    .await
+                    .unwrap_or(false);
+                by_recovery.then_some(user.totp_last_step.unwrap_or(0))
+            }
+            Some(_) => None,
+            None => self
+                .open_totp(&user)
+                .and_then(|s| totp::verify(&s, code, now, user.totp_last_step)),
+        };
         let (true, Some(step)) = (pass_ok, step) else {
             let lock = lock_for(user.failed_logins + 1);
             let _ = self
@@ -716,8 +764,30 @@ impl Vault {
         {
             return error(&e.to_string());
         }
-        self.login_record(&principal, ip, user.tenant_id, "ok")
+        if by_recovery {
+            let left = self.store.recovery_codes_left(user.id).await.unwrap_or(0);
+            self.login_record(
+                &principal,
+                ip,
+                user.tenant_id,
+                &format!("ok: recovery code ({left} left)"),
+            )
             .await;
+            self.alert(store::NewAlert {
+                rule: "recovery-code-login",
+                severity: "warning",
+                dedupe_key: &format!("recovery-code-login:{email}"),
+                principal: &principal,
+                tenant_id: user.tenant_id,
+                summary: &format!(
+                    "{email} logged in with a recovery code from {ip} ({left} left): a lost authenticator, or a stolen code"
+                ),
+            })
+            .await;
+        } else {
+            self.login_record(&principal, ip, user.tenant_id, "ok")
+                .await;
+        }
         let csrf = self.csrf(&token);
         (
             Response::Session {
