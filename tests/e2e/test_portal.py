@@ -410,7 +410,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
         "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
         "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
-        "/api/step-up"}
+        "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -426,7 +426,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 20, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 24, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -635,6 +635,11 @@ def test_operators_open_tenant_mail_only_through_a_tenant_approved_lockbox(node)
     assert op.request("GET", f"/api/quarantine/{items['acme']}/view")[0] == 403
     assert op.request("POST", f"/api/lockbox/{rid}/revoke")[0] == 409
 
+    # Operators read alerts through the API too; tenant admins do not.
+    st, _, doc = op.request("GET", "/api/alerts?state=open")
+    assert st == 200 and "operator-without-lockbox" in {a["rule"] for a in doc["alerts"]}, doc
+    assert op.request("GET", "/api/alerts?state=bogus")[0] == 400
+    assert acme.request("GET", "/api/alerts")[0] == 403
     alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "operator-without-lockbox"]
     assert {a["tenant_id"] for a in alerts} >= {1, 2}, alerts
     assert all(a["severity"] == "warning" and a["principal"] == "user:operator" for a in alerts)
@@ -682,3 +687,68 @@ def test_releasing_a_message_flagged_as_malware_needs_a_step_up(node, sink):
     assert ("open-quarantine:release", "refused: step-up needed") in outcomes
     assert ("step-up", "failed: wrong or reused code") in outcomes and ("step-up", "ok") in outcomes
     assert ("open-quarantine:release", "ok") in outcomes
+
+
+def test_api_tokens_are_scoped_expiring_revocable_and_kept_only_as_a_mac(node, sink):
+    s = sink()
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    send(n, "bob@acme.test", bare("TOKEN-ACME", "bob@acme.test"))
+    send(n, "eve@beta.test", bare("TOKEN-BETA", "eve@beta.test"))
+    items = {q["tenant"]: q["id"] for q in n.cli_json("quarantine", "list")}
+    admin = Client(n)
+    admin.login("admin@acme.test", admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme")))
+
+    for body, word in [({"name": "x", "scopes": ["root"], "days": 30}, "scopes must be"),
+                       ({"name": "x", "scopes": [], "days": 30}, "scopes must be"),
+                       ({"name": "x", "scopes": ["stats:read"], "days": 400}, "days"),
+                       ({"name": " ", "scopes": ["stats:read"], "days": 30}, "name")]:
+        st, _, doc = admin.request("POST", "/api/tokens", body)
+        assert st == 400 and word in doc["detail"], (body, doc)
+    st, _, doc = admin.request("POST", "/api/tokens", {
+        "name": "SIEM export", "scopes": ["quarantine:read", "stats:read"], "days": 30})
+    assert st == 200 and doc["token"].startswith("st1_"), doc
+    token, tid = doc["token"], doc["id"]
+    assert 29 * 86400 < doc["expires_at"] - time.time() <= 30 * 86400
+
+    bot = Client(n)
+    bearer = {"Authorization": f"Bearer {token}"}
+    st, _, doc = bot.request("GET", "/api/me", headers=bearer)
+    assert st == 200 and doc["user"]["email"] == "admin@acme.test"
+    st, _, doc = bot.request("GET", "/api/quarantine", headers=bearer)
+    assert st == 200 and [i["tenant"] for i in doc["items"]] == ["acme"], doc
+    st, _, doc = bot.request("GET", f"/api/quarantine/{items['acme']}/view", headers=bearer)
+    assert st == 200 and "TOKEN-ACME" in doc["view"]["text"]
+    # The user's rights still bound it: another tenant's item does not exist for it.
+    assert bot.request("GET", f"/api/quarantine/{items['beta']}", headers=bearer)[0] == 404
+    assert bot.request("GET", "/api/stats", headers=bearer)[0] == 200
+    # Outside its scopes, or what only people do, it is refused — without a CSRF token too.
+    for method, path, word in [("POST", f"/api/quarantine/{items['acme']}/release", "quarantine:write"),
+                               ("GET", "/api/trace", "trace:read"),
+                               ("POST", "/api/tokens", "log in"), ("POST", "/api/logout", "log in")]:
+        st, _, doc = bot.request(method, path, body={} if method == "POST" else None, headers=bearer)
+        assert st == 403 and word in doc["detail"], (path, doc)
+    assert items["acme"] in [q["id"] for q in n.cli_json("quarantine", "list")]
+    st, _, doc = bot.request("GET", "/api/me", headers={"Authorization": "Bearer st1_" + "00" * 32})
+    assert st == 401
+
+    # Kept only as the vault's MAC; listed without the secret; revocable; expiry ends it.
+    dump = b"".join(p.read_bytes() for p in n.data_dir.glob("sekisho.db*"))
+    assert token.encode() not in dump and token[4:].encode() not in dump
+    st, _, doc = admin.request("GET", "/api/tokens")
+    (listed,) = doc["tokens"]
+    assert listed["name"] == "SIEM export" and "token" not in listed and listed["last_used_at"]
+    st, _, doc = admin.request("POST", "/api/tokens", {"name": "short", "scopes": ["stats:read"], "days": 1})
+    short = doc["token"]
+    db = sqlite3.connect(n.data_dir / "sekisho.db")
+    db.execute("UPDATE api_tokens SET expires_at = strftime('%s','now') - 1 WHERE id = ?", (doc["id"],))
+    db.commit()
+    db.close()
+    assert bot.request("GET", "/api/stats", headers={"Authorization": f"Bearer {short}"})[0] == 401
+    assert admin.request("DELETE", f"/api/tokens/{tid}")[0] == 204
+    assert bot.request("GET", "/api/me", headers=bearer)[0] == 401
+    assert admin.request("DELETE", f"/api/tokens/{tid}")[0] == 404
+    actions = [(r["action"], r["outcome"]) for r in n.cli_json("vault", "records")
+               if r["principal"] == "user:admin@acme.test"]
+    assert ("token-create", "ok") in actions and ("token-revoke", "ok") in actions

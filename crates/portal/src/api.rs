@@ -43,6 +43,8 @@ pub const MAX_LIST: i64 = 500;
         (name = "accounts", description = "Enrolment, login, sessions"),
         (name = "quarantine", description = "Held messages: list, view safely, release"),
         (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
+        (name = "alerts", description = "Detection alerts (operators and auditors, read-only)"),
+        (name = "tokens", description = "API tokens for automation: scoped, expiring, revocable (Authorization: Bearer)"),
         (name = "lockbox", description = "Operators' time-limited access to a tenant's content, approved by the tenant"),
         (name = "trace", description = "Message trace: what happened to each message"),
         (name = "statistics", description = "Mail flow of the caller's tenant (operators: all)")
@@ -78,6 +80,9 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(logout))
         .routes(routes!(me))
         .routes(routes!(step_up))
+        .routes(routes!(tokens_list, tokens_create))
+        .routes(routes!(tokens_revoke))
+        .routes(routes!(alerts))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_show, quarantine_delete))
         .routes(routes!(quarantine_release))
@@ -348,6 +353,11 @@ pub(crate) async fn resolve_session(
     portal: &Portal,
 ) -> Result<Session, Problem> {
     let token = cookie_token(headers).ok_or_else(Problem::unauthenticated)?;
+    resolve_token(token, portal).await
+}
+
+/// Who a session or API token belongs to, as the vault says.
+async fn resolve_token(token: String, portal: &Portal) -> Result<Session, Problem> {
     let (user, csrf) = match portal
         .vault
         .call(
@@ -370,6 +380,29 @@ impl FromRequestParts<Arc<Portal>> for Session {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, portal: &Arc<Portal>) -> Result<Self, Problem> {
+        // Automation: `Authorization: Bearer st1_…` (no cookie, so no CSRF), narrowed to the
+        // token's scopes here, for every route at once.
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        if let Some(token) = bearer {
+            if !token.starts_with("st1_") {
+                return Err(Problem::unauthenticated());
+            }
+            let s = resolve_token(token, portal).await?;
+            let need = token_scope(&parts.method, parts.uri.path()).ok_or_else(|| {
+                Problem::forbidden("API tokens cannot do this: log in to the portal")
+            })?;
+            if !need.is_empty() && !s.user.allows(need) {
+                return Err(Problem::forbidden(format!(
+                    "this API token lacks the {need} scope"
+                )));
+            }
+            return Ok(s);
+        }
         let s = resolve_session(&parts.headers, portal).await?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let sent = parts
@@ -385,6 +418,35 @@ impl FromRequestParts<Arc<Portal>> for Session {
         }
         Ok(s)
     }
+}
+
+/// The scope an API token needs for a request (`""`: any token; `None`: no token may).
+pub fn token_scope(method: &Method, path: &str) -> Option<&'static str> {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    Some(match () {
+        _ if path == "/api/me" && read => "",
+        _ if under("/api/quarantine") && path.ends_with("/sender") => "senders:write",
+        _ if under("/api/quarantine") => {
+            if read {
+                "quarantine:read"
+            } else {
+                "quarantine:write"
+            }
+        }
+        _ if under("/api/senders") => {
+            if read {
+                "senders:read"
+            } else {
+                "senders:write"
+            }
+        }
+        _ if path == "/api/stats" && read => "stats:read",
+        _ if path == "/api/trace" && read => "trace:read",
+        _ if path == "/api/lockbox" && read => "lockbox:read",
+        _ if path == "/api/alerts" && read => "alerts:read",
+        _ => return None,
+    })
 }
 
 /// The one rule of which quarantine items (metadata) a user sees: operators every tenant's
@@ -1129,7 +1191,7 @@ async fn record_change(
     } else {
         format!("for {rcpt}")
     };
-    record_act(p, s, action, tenant, object, &reason).await;
+    record_act(p, s, action, Some(tenant), object, &reason).await;
 }
 
 /// An act of a portal user, in the audit log.
@@ -1137,7 +1199,7 @@ async fn record_act(
     p: &Portal,
     s: &Session,
     action: &str,
-    tenant: i64,
+    tenant: Option<i64>,
     object: &str,
     reason: &str,
 ) {
@@ -1145,7 +1207,7 @@ async fn record_act(
         principal: &s.user.principal(),
         role: "portal",
         action,
-        tenant_id: Some(tenant),
+        tenant_id: tenant,
         object,
         reason,
         outcome: "ok",
@@ -1511,7 +1573,15 @@ pub(crate) async fn lockbox_ask(
             _ => Problem::internal("the store did not answer"),
         })?;
     let why = format!("{minutes} minutes: {reason}");
-    record_act(p, s, "lockbox-request", tenant_id, &lb.id.to_string(), &why).await;
+    record_act(
+        p,
+        s,
+        "lockbox-request",
+        Some(tenant_id),
+        &lb.id.to_string(),
+        &why,
+    )
+    .await;
     Ok(lockbox_doc(lb, now))
 }
 
@@ -1569,7 +1639,7 @@ pub(crate) async fn lockbox_end(p: &Portal, s: &Session, id: i64) -> Result<(), 
         p,
         s,
         "lockbox-revoke",
-        lb.tenant_id,
+        Some(lb.tenant_id),
         &id.to_string(),
         "ended early",
     )
@@ -1721,4 +1791,286 @@ async fn step_up(
         ),
     })
     .into_response())
+}
+
+/// An API token's description (the token itself is shown only when made).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenDoc {
+    /// Token id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// Created (Unix time).
+    pub created_at: i64,
+    /// Expires (Unix time).
+    pub expires_at: i64,
+    /// Revoked (Unix time), if.
+    pub revoked_at: Option<i64>,
+    /// Last used (Unix time).
+    pub last_used_at: Option<i64>,
+}
+
+/// The caller's tokens.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    /// Newest first.
+    pub tokens: Vec<TokenDoc>,
+}
+
+/// A new token.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NewTokenAnswer {
+    /// Token id.
+    pub id: i64,
+    /// Send as `Authorization: Bearer <token>`; shown only now.
+    pub token: String,
+    /// Expiry (Unix time).
+    pub expires_at: i64,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TokenCreate {
+    /// A name for people (1–100 characters).
+    #[schema(max_length = 100)]
+    name: String,
+    /// Some of: quarantine:read, quarantine:write, senders:read, senders:write, stats:read,
+    /// trace:read, lockbox:read, alerts:read. The token never has more rights than its user.
+    scopes: Vec<String>,
+    /// Lifetime in days (1–365).
+    #[schema(minimum = 1, maximum = 365)]
+    days: i64,
+}
+
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = TokenCreate, security(("session" = [])),
+    responses(
+        (status = 200, description = "the token, shown once", body = NewTokenAnswer),
+        (status = 400, description = "bad name, scopes or days", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "CSRF, or called with a token", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn tokens_create(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    JsonBody(b): JsonBody<TokenCreate>,
+) -> Result<Response, Problem> {
+    if b.scopes.len() > 16 || b.name.len() > 400 {
+        return Err(Problem::bad_request("at most 16 scopes and a short name"));
+    }
+    let req = Request::TokenCreate {
+        session: s.token.clone(),
+        name: b.name,
+        scopes: b.scopes,
+        days: b.days,
+    };
+    match p.vault.call(&req, &[]).await {
+        Ok((
+            VaultResponse::ApiToken {
+                id,
+                token,
+                expires_at,
+            },
+            _,
+        )) => Ok(axum::Json(NewTokenAnswer {
+            id,
+            token,
+            expires_at,
+        })
+        .into_response()),
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(m)) => Err(Problem::bad_request(m)),
+        Err(e) => Err(vault_problem(e)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens", security(("session" = [])),
+    responses(
+        (status = 200, description = "the caller's tokens (never the tokens themselves)", body = TokenList),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn tokens_list(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let tokens = p
+        .store
+        .api_tokens_of(s.user.id)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into_iter()
+        .map(|t| TokenDoc {
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+        })
+        .collect();
+    Ok(axum::Json(TokenList { tokens }).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
+    params(("id" = i64, Path, description = "token id")), security(("session" = [])),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "CSRF", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "no live token of the caller with this id", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn tokens_revoke(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, Problem> {
+    match p.store.api_token_revoke(id, s.user.id, now_unix()).await {
+        Ok(()) => {}
+        Err(store::StoreError::NotFound(m)) => return Err(Problem::not_found(m)),
+        Err(_) => return Err(Problem::internal("the store did not answer")),
+    }
+    record_act(
+        &p,
+        &s,
+        "token-revoke",
+        s.user.tenant_id,
+        &format!("token:{id}"),
+        "revoked",
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A detection alert.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AlertDoc {
+    /// Alert id.
+    pub id: i64,
+    /// The rule that raised it.
+    pub rule: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// Who it is about.
+    pub principal: String,
+    /// Tenant id, if any.
+    pub tenant_id: Option<i64>,
+    /// What happened.
+    pub summary: String,
+    /// First raised (Unix time).
+    pub first_at: i64,
+    /// Last raised (Unix time).
+    pub last_at: i64,
+    /// How often.
+    pub count: i64,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: String,
+}
+
+/// Alerts.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    /// Newest first.
+    pub alerts: Vec<AlertDoc>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    /// Only alerts in this state (`open`, `acknowledged`, `resolved`).
+    state: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(AlertQuery), security(("session" = [])),
+    responses(
+        (status = 200, description = "the alerts (at most 500, newest first)", body = AlertList),
+        (status = 400, description = "bad state", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "only operators and auditors read alerts", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn alerts(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Query(q): Query<AlertQuery>,
+) -> Result<Response, Problem> {
+    if !matches!(s.user.role.as_str(), "operator" | "auditor") {
+        return Err(Problem::forbidden(
+            "alerts are read by operators and auditors",
+        ));
+    }
+    if let Some(st) = &q.state
+        && !matches!(st.as_str(), "open" | "acknowledged" | "resolved")
+    {
+        return Err(Problem::bad_request(
+            "state must be open, acknowledged or resolved",
+        ));
+    }
+    let alerts = p
+        .store
+        .alerts(q.state.as_deref())
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into_iter()
+        .take(500)
+        .map(|a| AlertDoc {
+            id: a.id,
+            rule: a.rule,
+            severity: a.severity,
+            principal: a.principal,
+            tenant_id: a.tenant_id,
+            summary: a.summary,
+            first_at: a.first_at,
+            last_at: a.last_at,
+            count: a.count,
+            state: a.state,
+        })
+        .collect();
+    Ok(axum::Json(AlertList { alerts }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_scopes_follow_the_route_and_method() {
+        let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+        assert_eq!(token_scope(&get, "/api/me"), Some(""));
+        assert_eq!(
+            token_scope(&get, "/api/quarantine"),
+            Some("quarantine:read")
+        );
+        assert_eq!(
+            token_scope(&get, "/api/quarantine/X/view"),
+            Some("quarantine:read")
+        );
+        assert_eq!(
+            token_scope(&post, "/api/quarantine/X/release"),
+            Some("quarantine:write")
+        );
+        assert_eq!(
+            token_scope(&delete, "/api/quarantine/X"),
+            Some("quarantine:write")
+        );
+        assert_eq!(
+            token_scope(&post, "/api/quarantine/X/sender"),
+            Some("senders:write")
+        );
+        assert_eq!(token_scope(&get, "/api/senders"), Some("senders:read"));
+        assert_eq!(
+            token_scope(&delete, "/api/senders/3"),
+            Some("senders:write")
+        );
+        assert_eq!(token_scope(&get, "/api/stats"), Some("stats:read"));
+        assert_eq!(token_scope(&get, "/api/trace"), Some("trace:read"));
+        assert_eq!(token_scope(&get, "/api/lockbox"), Some("lockbox:read"));
+        assert_eq!(token_scope(&get, "/api/alerts"), Some("alerts:read"));
+        // What only people do.
+        for (m, p) in [
+            (&post, "/api/tokens"),
+            (&get, "/api/tokens"),
+            (&post, "/api/logout"),
+            (&post, "/api/step-up"),
+            (&post, "/api/lockbox/1/approve"),
+            (&post, "/api/me"),
+            (&get, "/api/quarantinex"),
+        ] {
+            assert_eq!(token_scope(m, p), None, "{m} {p}");
+        }
+    }
 }

@@ -21,6 +21,7 @@ mod filter;
 mod lockbox;
 mod senders;
 mod stats;
+mod tokens;
 mod trace;
 mod users;
 mod vault;
@@ -43,6 +44,7 @@ pub use filter::{FilterPolicy, StoredName};
 pub use lockbox::{LOCKBOX_MAX_MINUTES, LOCKBOX_MIN_MINUTES, Lockbox};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
 pub use stats::{Count, MailStats};
+pub use tokens::{ApiToken, MAX_TOKENS_PER_USER, TOKEN_SCOPES};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 pub use users::{Enrolment, ROLES, User};
 pub use vault::{

@@ -154,6 +154,17 @@ pub enum Request {
         /// The current code.
         code: String,
     },
+    /// Creates an API token for the user of an interactive `session` → `ApiToken`.
+    TokenCreate {
+        /// The session (API tokens cannot make tokens).
+        session: String,
+        /// A name for people.
+        name: String,
+        /// Scopes (of `store::TOKEN_SCOPES`).
+        scopes: Vec<String>,
+        /// Lifetime in days (1–365).
+        days: i64,
+    },
     /// Portal at start: a first-operator enrolment link, only while no account exists →
     /// `Enrolment` (or `Refused` once accounts exist).
     FirstEnrolment,
@@ -219,9 +230,19 @@ pub struct SessionUser {
     pub tenant_id: Option<i64>,
     /// The tenant's name.
     pub tenant: Option<String>,
+    /// For an API token: the scopes it is narrowed to (`None`: an interactive session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 impl SessionUser {
+    /// True unless this is an API token without `scope`.
+    pub fn allows(&self, scope: &str) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == scope))
+    }
+
     /// The principal name in audit records.
     pub fn principal(&self) -> String {
         format!("user:{}", self.email)
@@ -263,6 +284,15 @@ pub enum Response {
         summary: String,
         /// The recovery codes.
         recovery_codes: Vec<String>,
+    },
+    /// A new API token, shown once.
+    ApiToken {
+        /// Token id.
+        id: i64,
+        /// The token (`Authorization: Bearer …`).
+        token: String,
+        /// Expiry (Unix seconds).
+        expires_at: i64,
     },
     /// A new session.
     Session {
@@ -309,6 +339,7 @@ impl Response {
             Response::Done { .. } => "done",
             Response::Totp { .. } => "totp",
             Response::Activated { .. } => "activated",
+            Response::ApiToken { .. } => "api-token",
             Response::Session { .. } => "session",
             Response::User { .. } => "user",
             Response::Enrolment { .. } => "enrolment",

@@ -656,6 +656,12 @@ impl Vault {
             Request::Logout { token } => self.logout(&token).await,
             Request::FirstEnrolment => self.first_enrolment().await,
             Request::StepUp { session, code } => self.step_up(&session, &code).await,
+            Request::TokenCreate {
+                session,
+                name,
+                scopes,
+                days,
+            } => self.token_create(&session, &name, scopes, days).await,
             Request::LockboxDecide {
                 id,
                 approve,
@@ -843,7 +849,16 @@ impl Vault {
             return refused("a reason is required to open sealed content");
         }
         let item = match self
-            .authorised_item(id, user.as_ref(), "open", &mut rec)
+            .authorised_item(
+                id,
+                user.as_ref(),
+                if purpose == Purpose::Release {
+                    "release"
+                } else {
+                    "open"
+                },
+                &mut rec,
+            )
             .await
         {
             Ok(i) => i,

@@ -74,6 +74,7 @@ fn session_user(u: &User) -> SessionUser {
         role: u.role.clone(),
         tenant_id: u.tenant_id,
         tenant: u.tenant.clone(),
+        scopes: None,
     }
 }
 
@@ -183,6 +184,18 @@ impl Vault {
             }
         };
         rec.tenant_id = Some(item.tenant_id);
+        let scope = if verb == "open" {
+            "quarantine:read"
+        } else {
+            "quarantine:write"
+        };
+        if let Some(u) = user
+            && !u.allows(scope)
+        {
+            rec.outcome = "refused: token scope";
+            self.record(rec.clone()).await;
+            return Err(refused(&format!("this API token lacks the {scope} scope")));
+        }
         if let Some(u) = user
             && !may_open(u, item.tenant_id, &item.rcpts)
             && self.lockbox_grant(u, item.tenant_id).await.is_none()
@@ -283,6 +296,80 @@ impl Vault {
         (
             Response::Done {
                 summary: format!("confirmed for {} minutes", STEP_UP_SECONDS / 60),
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Makes an API token for the user of an interactive session.
+    pub(super) async fn token_create(
+        &self,
+        session: &str,
+        name: &str,
+        mut scopes: Vec<String>,
+        days: i64,
+    ) -> (Response, Vec<u8>) {
+        let Some(u) = self.resolve_session(session).await else {
+            return refused("the session has ended: log in again");
+        };
+        if u.scopes.is_some() {
+            return refused("an API token cannot make tokens: log in");
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return refused("name the token in 1 to 100 characters");
+        }
+        if !(1..=365).contains(&days) {
+            return refused("days must be 1 to 365");
+        }
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty()
+            || scopes
+                .iter()
+                .any(|s| !store::TOKEN_SCOPES.contains(&s.as_str()))
+        {
+            return refused(&format!(
+                "scopes must be some of {}",
+                store::TOKEN_SCOPES.join(", ")
+            ));
+        }
+        let token = random_token("st1_");
+        let now = unix_now();
+        let t = match self
+            .store
+            .api_token_insert(
+                u.id,
+                name,
+                &self.mac_hex("api-token", &token),
+                &scopes,
+                now,
+                now + days * 86_400,
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(store::StoreError::Invalid(m)) => return refused(&m),
+            Err(e) => return error(&e.to_string()),
+        };
+        let principal = u.principal();
+        let object = format!("token:{}", t.id);
+        let reason = format!("{name}: {} for {days} days", scopes.join(" "));
+        self.record(NewRecord {
+            principal: &principal,
+            role: "vault",
+            action: "token-create",
+            tenant_id: u.tenant_id,
+            object: &object,
+            reason: &reason,
+            outcome: "ok",
+        })
+        .await;
+        (
+            Response::ApiToken {
+                id: t.id,
+                token,
+                expires_at: t.expires_at,
             },
             Vec::new(),
         )
@@ -799,8 +886,22 @@ impl Vault {
         )
     }
 
-    /// The live user of a session token.
+    /// The live user of a session token, or of an API token (with its scopes).
     pub(super) async fn resolve_session(&self, token: &str) -> Option<SessionUser> {
+        if token.starts_with("st1_") && token.len() <= 128 {
+            let mac = self.mac_hex("api-token", token);
+            return match self.store.api_token_resolve(&mac, unix_now()).await {
+                Ok(Some((t, u))) => Some(SessionUser {
+                    scopes: Some(t.scopes),
+                    ..session_user(&u)
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "token lookup failed");
+                    None
+                }
+            };
+        }
         if !token.starts_with("s1_") || token.len() > 128 {
             return None;
         }
@@ -877,6 +978,7 @@ mod tests {
             role: role.into(),
             tenant_id: tenant,
             tenant: None,
+            scopes: None,
         };
         let to_ann = vec!["Ann@a.example".to_string()];
         let to_bob = vec!["bob@a.example".to_string()];
