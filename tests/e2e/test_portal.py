@@ -752,3 +752,76 @@ def test_api_tokens_are_scoped_expiring_revocable_and_kept_only_as_a_mac(node, s
     actions = [(r["action"], r["outcome"]) for r in n.cli_json("vault", "records")
                if r["principal"] == "user:admin@acme.test"]
     assert ("token-create", "ok") in actions and ("token-revoke", "ok") in actions
+
+
+def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
+    """Each API endpoint asked by every role, of the tenant and of another one: the answer
+    is the one the rules give (and another tenant's objects are 404, as if absent)."""
+    s = sink()
+    n = node(config=QUARANTINE_ALL + "[portal]\nrate = 10000\nburst = 10000\n")
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
+    for i in range(3):
+        send(n, "bob@acme.test", bare(f"MATRIX-{i}", "bob@acme.test"))
+    send(n, "eve@beta.test", bare("MATRIX-BETA", "eve@beta.test"))
+    acme_items = [q["id"] for q in n.cli_json("quarantine", "list") if q["tenant"] == "acme"]
+    item = acme_items[0]
+
+    who = {"op": Client(n), "auditor": Client(n), "admin": Client(n), "bob": Client(n), "beta": Client(n)}
+    who["op"].login("operator", who["op"].enrol(n.enrolment_link()))
+    for key, email, role, tenant in [("auditor", "soc@operator.test", "auditor", None),
+                                     ("admin", "admin@acme.test", "tenant-admin", "acme"),
+                                     ("bob", "bob@acme.test", "user", "acme"),
+                                     ("beta", "admin@beta.test", "tenant-admin", "beta")]:
+        who[key].login(email, who[key].enrol(invite(n, email, role, tenant)))
+    anon = Client(n)
+
+    def check(method, path, expect, body=None):
+        for key, status in expect.items():
+            c = anon if key == "anon" else who[key]
+            st, _, doc = c.request(method, path, body=body)
+            assert st == status, (method, path, key, st, doc)
+            if st >= 400:
+                assert doc["status"] == st and doc["detail"], doc
+
+    everyone = {"op": 200, "auditor": 200, "admin": 200, "bob": 200, "beta": 200, "anon": 401}
+    check("GET", "/api/me", everyone)
+    check("GET", "/api/quarantine", {"op": 200, "auditor": 403, "admin": 200, "bob": 200, "beta": 200, "anon": 401})
+    assert {i["tenant"] for i in who["beta"].request("GET", "/api/quarantine")[2]["items"]} == {"beta"}
+    assert len(who["op"].request("GET", "/api/quarantine")[2]["items"]) == 4
+    check("GET", f"/api/quarantine/{item}", {"op": 200, "auditor": 404, "admin": 200, "bob": 200, "beta": 404, "anon": 401})
+    check("GET", f"/api/quarantine/{item}/view", {"op": 403, "auditor": 404, "admin": 200, "bob": 200, "beta": 404, "anon": 401})
+    for method, path in [("POST", f"/api/quarantine/{item}/release"), ("DELETE", f"/api/quarantine/{item}")]:
+        check(method, path, {"op": 403, "auditor": 404, "beta": 404, "anon": 401})
+    check("POST", f"/api/quarantine/{item}/sender", {"op": 403, "auditor": 404, "beta": 404, "anon": 401},
+          body={"action": "block"})
+    stats = {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401}
+    check("GET", "/api/stats", stats)
+    check("GET", "/api/trace", stats)
+    check("GET", "/api/senders", {"op": 403, "auditor": 403, "admin": 200, "bob": 200, "beta": 200, "anon": 401})
+    tenant_block = {"pattern": "matrix.test", "action": "block", "scope": "tenant"}
+    check("POST", "/api/senders", {"op": 403, "auditor": 403, "bob": 403, "anon": 401}, body=tenant_block)
+    st, _, entry = who["admin"].request("POST", "/api/senders", tenant_block)
+    assert st == 200
+    check("DELETE", f"/api/senders/{entry['id']}", {"op": 404, "auditor": 404, "bob": 403, "beta": 404, "anon": 401})
+    assert who["beta"].request("GET", "/api/senders")[2]["entries"] == []
+    check("GET", "/api/lockbox", {"op": 200, "auditor": 200, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
+    ask = {"tenant": "acme", "reason": "matrix test request", "minutes": 10}
+    check("POST", "/api/lockbox", {"auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401}, body=ask)
+    st, _, lb = who["op"].request("POST", "/api/lockbox", ask)
+    assert st == 200
+    check("POST", f"/api/lockbox/{lb['id']}/approve", {"op": 403, "auditor": 403, "bob": 403, "beta": 404, "anon": 401})
+    check("POST", f"/api/lockbox/{lb['id']}/revoke", {"auditor": 404, "bob": 404, "beta": 404, "anon": 401})
+    assert who["beta"].request("GET", "/api/lockbox")[2]["requests"] == []
+    check("GET", "/api/alerts", {"op": 200, "auditor": 200, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
+    check("GET", "/api/tokens", everyone)
+    # And the acts that succeed for those allowed, last (they change things).
+    assert who["admin"].request("DELETE", f"/api/senders/{entry['id']}")[0] == 204
+    assert who["admin"].request("POST", f"/api/lockbox/{lb['id']}/approve")[0] == 200
+    assert who["op"].request("GET", f"/api/quarantine/{item}/view")[0] == 200
+    assert who["bob"].request("POST", f"/api/quarantine/{item}/sender", {"action": "allow"})[0] == 200
+    assert who["bob"].request("POST", f"/api/quarantine/{item}/release")[0] == 200
+    assert who["admin"].request("DELETE", f"/api/quarantine/{acme_items[1]}")[0] == 204
+    # Nothing of acme was touched by anyone else: beta's item is still there, acme's last too.
+    left = {q["id"] for q in n.cli_json("quarantine", "list")}
+    assert acme_items[2] in left and item not in left and acme_items[1] not in left
