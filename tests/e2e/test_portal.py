@@ -410,7 +410,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
         "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
         "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
-        "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts"}
+        "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/tenants", "/api/health"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -426,7 +426,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 24, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 26, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -815,6 +815,15 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     assert who["beta"].request("GET", "/api/lockbox")[2]["requests"] == []
     check("GET", "/api/alerts", {"op": 200, "auditor": 200, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     check("GET", "/api/tokens", everyone)
+    check("GET", "/api/tenants", {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
+    assert [t["name"] for t in who["op"].request("GET", "/api/tenants")[2]["tenants"]] == ["acme", "beta"]
+    assert [t["name"] for t in who["beta"].request("GET", "/api/tenants")[2]["tenants"]] == ["beta"]
+    check("GET", "/api/health", {"op": 200, "auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
+    h = who["op"].request("GET", "/api/health")[2]
+    assert h["mx"] and h["vault"] and h["store"] and h["version"], h
+    st, r, page = who["op"].request("GET", "/operator")
+    assert st == 200 and "acme.test" in page and "beta.test" in page
+    assert who["admin"].request("GET", "/operator")[0] == 403
     # And the acts that succeed for those allowed, last (they change things).
     assert who["admin"].request("DELETE", f"/api/senders/{entry['id']}")[0] == 204
     assert who["admin"].request("POST", f"/api/lockbox/{lb['id']}/approve")[0] == 200

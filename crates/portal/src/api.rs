@@ -43,6 +43,7 @@ pub const MAX_LIST: i64 = 500;
         (name = "accounts", description = "Enrolment, login, sessions"),
         (name = "quarantine", description = "Held messages: list, view safely, release"),
         (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
+        (name = "operations", description = "Tenants, queues and system health (operators)"),
         (name = "alerts", description = "Detection alerts (operators and auditors, read-only)"),
         (name = "tokens", description = "API tokens for automation: scoped, expiring, revocable (Authorization: Bearer)"),
         (name = "lockbox", description = "Operators' time-limited access to a tenant's content, approved by the tenant"),
@@ -83,6 +84,8 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens_list, tokens_create))
         .routes(routes!(tokens_revoke))
         .routes(routes!(alerts))
+        .routes(routes!(tenants))
+        .routes(routes!(health))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_show, quarantine_delete))
         .routes(routes!(quarantine_release))
@@ -2021,6 +2024,151 @@ async fn alerts(
         })
         .collect();
     Ok(axum::Json(AlertList { alerts }).into_response())
+}
+
+/// A tenant as operators see it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TenantDoc {
+    /// Tenant id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Domains.
+    pub domains: Vec<String>,
+    /// Where its mail goes (credentials are sealed secrets, never in the route).
+    pub route: String,
+    /// `auto`, `verify` or `catch-all`.
+    pub recipient_policy: String,
+    /// Listed recipients.
+    pub recipients: i64,
+    /// Messages held in quarantine (at most the newest 10,000 counted).
+    pub quarantined: i64,
+}
+
+/// Tenants.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TenantList {
+    /// By name.
+    pub tenants: Vec<TenantDoc>,
+}
+
+/// The tenants an operator runs (a tenant admin: their own).
+pub(crate) async fn tenant_docs(p: &Portal, s: &Session) -> Result<Vec<TenantDoc>, Problem> {
+    let only = match (s.user.role.as_str(), s.user.tenant_id) {
+        ("operator", _) => None,
+        ("tenant-admin", Some(t)) => Some(t),
+        _ => {
+            return Err(Problem::forbidden(
+                "tenants are for operators and tenant admins",
+            ));
+        }
+    };
+    let fail = |_| Problem::internal("the store did not answer");
+    let mut out = Vec::new();
+    let mut list = p.store.list_tenants().await.map_err(fail)?;
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in list.into_iter().filter(|t| only.is_none_or(|o| o == t.id)) {
+        let quarantined = p
+            .store
+            .quarantine_list(Some(t.id), 10_000)
+            .await
+            .map_err(fail)?
+            .len() as i64;
+        out.push(TenantDoc {
+            id: t.id,
+            name: t.name,
+            domains: t.domains,
+            route: t.route,
+            recipient_policy: t.recipient_policy.as_str().to_string(),
+            recipients: t.recipients,
+            quarantined,
+        });
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/tenants", tag = "operations", security(("session" = [])),
+    responses(
+        (status = 200, description = "operators: every tenant; tenant admins: their own", body = TenantList),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "end users and auditors", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn tenants(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let tenants = tenant_docs(&p, &s).await?;
+    Ok(axum::Json(TenantList { tenants }).into_response())
+}
+
+/// The node's health as the portal sees it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthDoc {
+    /// Sekisho's version.
+    pub version: String,
+    /// The mail node answered on its admin socket.
+    pub mx: bool,
+    /// The vault answered.
+    pub vault: bool,
+    /// The store answered.
+    pub store: bool,
+    /// Queued messages by state (`active`, `deferred`, `hold`, `corrupt`).
+    pub queue: std::collections::BTreeMap<String, i64>,
+    /// Bytes queued.
+    pub queue_bytes: u64,
+    /// Age of the oldest queued message in seconds.
+    pub oldest_queued_seconds: Option<i64>,
+    /// Open alerts.
+    pub open_alerts: i64,
+}
+
+/// Health of the node: each part asked, the queue summarised (no addresses).
+pub(crate) async fn health_of(p: &Portal) -> HealthDoc {
+    let now = now_unix();
+    let queue = admin_call(&p.data_dir, &json!({ "cmd": "queue-list" })).await;
+    let (mx, mut by_state, mut bytes, mut oldest) =
+        (queue.is_ok(), std::collections::BTreeMap::new(), 0u64, None);
+    if let Ok(serde_json::Value::Array(entries)) = &queue {
+        for e in entries {
+            let state = e["state"].as_str().unwrap_or("unknown").to_string();
+            *by_state.entry(state).or_insert(0) += 1;
+            bytes += e["size"].as_u64().unwrap_or(0);
+            if let Some(at) = e["received_at"].as_i64() {
+                oldest = Some(oldest.map_or(now - at, |o: i64| o.max(now - at)));
+            }
+        }
+    }
+    // Any answer from the vault (a refusal of a dead session included) means it is up.
+    let vault = !matches!(
+        p.vault
+            .call(
+                &Request::Session {
+                    token: "s1_health".into()
+                },
+                &[]
+            )
+            .await,
+        Err(CallError::Unreachable(_)) | Err(CallError::Vault(_)) | Err(CallError::Io(_))
+    );
+    let alerts = p.store.alerts(Some("open")).await;
+    HealthDoc {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        mx,
+        vault,
+        store: alerts.is_ok(),
+        queue: by_state,
+        queue_bytes: bytes,
+        oldest_queued_seconds: oldest,
+        open_alerts: alerts.map_or(0, |a| a.len() as i64),
+    }
+}
+
+#[utoipa::path(get, path = "/api/health", tag = "operations", security(("session" = [])),
+    responses(
+        (status = 200, description = "version, which parts answer, the queue by state, open alerts", body = HealthDoc),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "operators only", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn health(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    if s.user.role != "operator" {
+        return Err(Problem::forbidden("system health is for operators"));
+    }
+    Ok(axum::Json(health_of(&p).await).into_response())
 }
 
 #[cfg(test)]

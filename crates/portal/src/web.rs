@@ -57,6 +57,7 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/lockbox", get(lockbox_page).post(lockbox_ask))
         .route("/lockbox/{id}/{act}", post(lockbox_act))
         .route("/alerts", get(alerts_page))
+        .route("/operator", get(operator_page))
         .route("/static/app.css", get(|| async { asset("text/css", CSS) }))
         .route(
             "/static/app.js",
@@ -208,6 +209,9 @@ fn page_with(
                             }
                             @if matches!(w.s.user.role.as_str(), "operator" | "auditor") {
                                 a href="/alerts" { (l.t("Alerts", "アラート")) }
+                            }
+                            @if w.s.user.role == "operator" {
+                                a href="/operator" { (l.t("System", "システム")) }
                             }
                         }
                         form.logout method="post" action="/logout" {
@@ -1141,4 +1145,62 @@ async fn lockbox_act(
         Ok(()) => Redirect::to("/lockbox").into_response(),
         Err(e) => w.error(&e),
     }
+}
+
+async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
+    let l = w.lang;
+    if w.s.user.role != "operator" {
+        return w.error(&Problem::forbidden("system health is for operators"));
+    }
+    let tenants = match api::tenant_docs(&p, &w.s).await {
+        Ok(t) => t,
+        Err(e) => return w.error(&e),
+    };
+    let h = api::health_of(&p).await;
+    let up = |ok: bool| {
+        if ok {
+            l.t("up", "稼働中")
+        } else {
+            l.t("NOT ANSWERING", "応答なし")
+        }
+    };
+    let body = html! {
+        h2 { (l.t("Health", "稼働状況")) }
+        dl.meta #health {
+            dt { (l.t("Version", "バージョン")) } dd { (h.version) }
+            dt { (l.t("Mail node (mx)", "メールノード(mx)")) } dd.{"ok-" (h.mx)} { (up(h.mx)) }
+            dt { (l.t("Vault", "ボールト")) } dd.{"ok-" (h.vault)} { (up(h.vault)) }
+            dt { (l.t("Store", "ストア")) } dd.{"ok-" (h.store)} { (up(h.store)) }
+            dt { (l.t("Open alerts", "未対応アラート")) } dd { (h.open_alerts) }
+        }
+        h2 { (l.t("Queue", "キュー")) }
+        dl.meta #queue {
+            @for (state, n) in &h.queue { dt { (state) } dd { (n) } }
+            @if h.queue.is_empty() { dt { (l.t("messages", "メール")) } dd { "0" } }
+            dt { (l.t("Bytes", "バイト")) } dd { (h.queue_bytes) }
+            @if let Some(age) = h.oldest_queued_seconds {
+                dt { (l.t("Oldest", "最古")) } dd { (age / 60) " " (l.t("min", "分")) }
+            }
+        }
+        h2 { (l.t("Tenants", "テナント")) }
+        table.items #tenants {
+            thead { tr {
+                th { (l.t("Tenant", "テナント")) }
+                th { (l.t("Domains", "ドメイン")) }
+                th { (l.t("Route", "配送先")) }
+                th { (l.t("Recipients", "受信者")) }
+                th { (l.t("Quarantined", "隔離中")) }
+            } }
+            tbody { @for t in &tenants {
+                tr {
+                    td { (t.name) }
+                    td { (t.domains.join(", ")) }
+                    td { code { (t.route) } }
+                    td.num { (t.recipient_policy) " · " (t.recipients) }
+                    td.num { (t.quarantined) }
+                }
+            } }
+        }
+    };
+    w.page(l.t("System", "システム"), body)
 }

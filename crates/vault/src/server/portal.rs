@@ -255,6 +255,9 @@ impl Vault {
         let Some(u) = self.resolve_session(token).await else {
             return refused("the session has ended: log in again");
         };
+        if u.scopes.is_some() {
+            return refused("an API token cannot step up: log in");
+        }
         let principal = u.principal();
         let mut rec = NewRecord {
             principal: &principal,
@@ -416,6 +419,9 @@ impl Vault {
         let Some(u) = self.resolve_session(session).await else {
             return refused("the session has ended: log in again");
         };
+        if u.scopes.is_some() {
+            return refused("an API token cannot decide lockbox requests: log in");
+        }
         let principal = u.principal();
         let mut rec = NewRecord {
             principal: &principal,
