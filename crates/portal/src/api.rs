@@ -111,7 +111,9 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .into();
     let mut r = Router::new();
     if portal.test_hooks {
-        r = r.route("/api/test-hooks/exec", post(test_exec));
+        r = r
+            .route("/api/test-hooks/exec", post(test_exec))
+            .route("/api/test-hooks/vault", post(test_vault));
     }
     r.merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
@@ -287,6 +289,39 @@ async fn test_exec(JsonBody(b): JsonBody<TestExec>) -> Response {
     .await
     .unwrap_or(false);
     axum::Json(json!({ "ran": ran })).into_response()
+}
+
+#[derive(Deserialize)]
+struct TestVault {
+    /// `open` (a quarantined message, without a session) or `terminate` (a tenant).
+    attack: String,
+    /// The message id or the tenant name.
+    target: String,
+}
+
+/// Test hook: plays an intruder with code execution inside the portal speaking the vault's
+/// protocol directly, as the local CLI would. The vault must refuse.
+async fn test_vault(State(p): State<Arc<Portal>>, JsonBody(b): JsonBody<TestVault>) -> Response {
+    let req = match b.attack.as_str() {
+        "open" => Request::OpenQuarantine {
+            id: b.target,
+            purpose: vault::proto::Purpose::Read,
+            principal: "cli:root".into(),
+            reason: "looks interesting".into(),
+            session: None,
+            role_token: None,
+        },
+        _ => Request::Admin(vault::proto::Admin::TerminateTenant {
+            tenant: b.target,
+            principal: "cli:root".into(),
+        }),
+    };
+    let answer = match p.vault.call(&req, &[]).await {
+        Ok((r, body)) => json!({ "answer": r.kind(), "bytes": body.len() }),
+        Err(CallError::Refused(m)) => json!({ "refused": m }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    axum::Json(answer).into_response()
 }
 
 /// A JSON body within the front door's size limit, or a problem saying what is wrong with it.

@@ -41,6 +41,9 @@ pub struct Node {
     pub quarantine: Arc<crate::quarantine::SealedQuarantine>,
     pub blobs: Arc<dyn store::blobs::BlobStore>,
     pub vault: vault::client::VaultClient,
+    /// mx's role token (its sessionless opens need it: the vault refuses them from a role
+    /// process without it).
+    pub vault_token: Option<vault::proto::RoleToken>,
 }
 
 impl Node {
@@ -293,12 +296,13 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             let item = node.store.quarantine_get(&id).await?;
             let plain = node
                 .vault
-                .open_quarantine_for(
+                .open_quarantine_as(
                     &id,
                     vault::proto::Purpose::Release,
                     &principal,
                     "released for delivery",
                     session.as_deref(),
+                    node.vault_token.as_ref(),
                 )
                 .await?;
             let meta = MessageMeta {

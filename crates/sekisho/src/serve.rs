@@ -470,7 +470,7 @@ async fn run_mx(
         metrics.clone(),
         trace_tx.clone(),
     )?;
-    if let Some(token) = token {
+    if let Some(token) = token.clone() {
         delivery.set_secret_source(Arc::new(crate::secrets::VaultSecrets::new(
             vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
             token,
@@ -516,6 +516,7 @@ async fn run_mx(
         quarantine,
         blobs: blob_store(&cfg)?,
         vault: vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
+        vault_token: token,
     });
     drop(trace_tx);
 

@@ -126,12 +126,28 @@ impl VaultClient {
         reason: &str,
         session: Option<&str>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
+        self.open_quarantine_as(id, purpose, principal, reason, session, None)
+            .await
+    }
+
+    /// Opens a quarantined message, from a role process with its role token (mx releasing
+    /// for the CLI) or for a portal user's `session`.
+    pub async fn open_quarantine_as(
+        &self,
+        id: &str,
+        purpose: Purpose,
+        principal: &str,
+        reason: &str,
+        session: Option<&str>,
+        role_token: Option<&RoleToken>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
         let req = Request::OpenQuarantine {
             id: id.to_string(),
             purpose,
             principal: principal.to_string(),
             reason: reason.to_string(),
             session: session.map(str::to_string),
+            role_token: role_token.cloned(),
         };
         match self.call(&req, &[]).await? {
             (Response::Opened, body) => Ok(zeroize::Zeroizing::new(body)),

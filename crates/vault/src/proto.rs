@@ -70,6 +70,10 @@ pub enum Request {
         /// see and records the user as the principal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
+        /// The mx role's token: a role process (mx, portal) opens without a session only
+        /// with it; the local CLI needs none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_token: Option<RoleToken>,
     },
     /// Seals a tenant's connector secret (write-only: nothing ever reads it back out). The
     /// value is the payload: a serialized [`crate::ConnectorSecret`].
@@ -215,6 +219,30 @@ pub enum Admin {
         /// Who asked.
         principal: String,
     },
+}
+
+impl Request {
+    /// The request's name (for records and logs; never its content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::TenantRecipient { .. } => "tenant-recipient",
+            Request::OpenQuarantine { .. } => "open-quarantine",
+            Request::SealSecret { .. } => "seal-secret",
+            Request::UseSecret { .. } => "use-secret",
+            Request::Admin(_) => "admin",
+            Request::EnrolStart { .. } => "enrol-start",
+            Request::EnrolConfirm { .. } => "enrol-confirm",
+            Request::Login { .. } => "login",
+            Request::Session { .. } => "session",
+            Request::Logout { .. } => "logout",
+            Request::DeleteQuarantine { .. } => "delete-quarantine",
+            Request::LockboxDecide { .. } => "lockbox-decide",
+            Request::StepUp { .. } => "step-up",
+            Request::TokenCreate { .. } => "token-create",
+            Request::FirstEnrolment => "first-enrolment",
+        }
+    }
 }
 
 /// The user behind a session, as the vault vouches for it.
@@ -400,6 +428,7 @@ mod tests {
         let req = Request::OpenQuarantine {
             id: "Q1".into(),
             purpose: Purpose::Release,
+            role_token: None,
             principal: "cli:alice".into(),
             reason: "user asked".into(),
             session: Some("s1_x".into()),

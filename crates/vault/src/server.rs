@@ -620,6 +620,7 @@ impl Vault {
                 principal,
                 reason,
                 session,
+                role_token: _,
             } => {
                 self.open_quarantine(&id, purpose, &principal, &reason, session.as_deref())
                     .await
@@ -1097,9 +1098,92 @@ pub async fn serve(listener: UnixListener, vault: Arc<Vault>, shutdown: Cancella
     }
 }
 
+/// True if the peer of `s` is one of the node's role processes (mx, portal): a sibling of
+/// the vault under the same supervisor. Those run exposed to the network; a compromised one
+/// must not be able to act as the local operator. When the peer cannot be told, it is taken
+/// to be a role (fail closed).
+fn peer_is_role(s: &UnixStream) -> bool {
+    let Some(pid) = s.peer_cred().ok().and_then(|c| c.pid()) else {
+        return true;
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let ppid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    ppid.is_none_or(|p| p == std::os::unix::process::parent_id())
+}
+
+impl Vault {
+    /// What a role process (not the local CLI) may not ask: administrative requests, sealing
+    /// secrets, and opening or deleting content without a user's session (mx alone may open
+    /// without one, with its role token). `None`: allowed.
+    pub fn refused_for_role(&self, req: &Request) -> Option<&'static str> {
+        let mx = |t: &Option<RoleToken>| matches!((t, &self.mx_token), (Some(t), Some(m)) if keys::ct_eq(t.0.as_bytes(), m.0.as_bytes()));
+        match req {
+            Request::Admin(_) => {
+                Some("administrative requests come from the local CLI, not from a role")
+            }
+            Request::SealSecret { .. } => {
+                Some("secrets are sealed from the local CLI, not from a role")
+            }
+            Request::OpenQuarantine {
+                session: None,
+                role_token,
+                ..
+            } if !mx(role_token) => {
+                Some("a role opens content only for a logged-in user's session")
+            }
+            Request::DeleteQuarantine { session: None, .. } => {
+                Some("a role deletes content only for a logged-in user's session")
+            }
+            _ => None,
+        }
+    }
+}
+
 async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
     let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
-    let (resp, body) = vault.handle(req, payload).await;
+    let refusal = if peer_is_role(&s) {
+        vault.refused_for_role(&req)
+    } else {
+        None
+    };
+    let (resp, body) = match refusal {
+        Some(why) => {
+            tracing::warn!(request = req.kind(), "refused a role's request: {why}");
+            vault
+                .record(NewRecord {
+                    principal: "role",
+                    role: "vault",
+                    action: req.kind(),
+                    outcome: "refused: not from the local CLI",
+                    reason: why,
+                    ..Default::default()
+                })
+                .await;
+            vault
+                .alert(store::NewAlert {
+                    rule: "role-overreach",
+                    severity: "critical",
+                    dedupe_key: &format!("role-overreach:{}", req.kind()),
+                    principal: "role",
+                    tenant_id: None,
+                    summary: &format!(
+                        "a role process (mx or portal) sent the vault a {} request it may not send: {why}; the role may be compromised",
+                        req.kind()
+                    ),
+                })
+                .await;
+            (
+                Response::Refused {
+                    message: why.to_string(),
+                },
+                Vec::new(),
+            )
+        }
+        None => vault.handle(req, payload).await,
+    };
     let body = zeroize::Zeroizing::new(body);
     write_frame(&mut s, &resp, &body).await
 }
