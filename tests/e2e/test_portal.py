@@ -838,8 +838,9 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
 
 def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vault(node):
     """An intruder with code execution in the portal (test hook) speaks the vault's protocol
-    itself: a content open without a user's session and a tenant termination are refused,
-    recorded and raised as a critical alert — while the local CLI still can."""
+    and mx's admin socket itself: a content open without a user's session, a sessionless
+    release and a tenant termination are refused and raised as critical alerts — while the
+    local CLI still can."""
     n = node(config=QUARANTINE_ALL, env={"SEKISHO_TEST_HOOKS": "1"})
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
     send(n, "bob@acme.test", bare("INTRUDER", "bob@acme.test"))
@@ -847,11 +848,15 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     c = Client(n)
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "open", "target": item})
     assert st == 200 and "session" in doc.get("refused", ""), doc
+    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "mx-release", "target": item})
+    assert st == 200 and "local CLI" in doc.get("refused", ""), doc
+    assert [q["id"] for q in n.cli_json("quarantine", "list")] == [item]
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "terminate", "target": "acme"})
     assert st == 200 and "local CLI" in doc.get("refused", ""), doc
     assert [t["name"] for t in n.cli_json("tenant", "list")] == ["acme"]
     alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "role-overreach"]
-    assert len(alerts) == 2 and all(a["severity"] == "critical" for a in alerts), alerts
+    assert len(alerts) == 3 and all(a["severity"] == "critical" for a in alerts), alerts
+    assert any("admin socket" in a["summary"] and "quarantine-release" in a["summary"] for a in alerts)
     refused = [r for r in n.cli_json("vault", "records") if r["outcome"] == "refused: not from the local CLI"]
     assert {r["action"] for r in refused} == {"open-quarantine", "admin"}, refused
     # The operator at the console is not a role: the same open works from the CLI.

@@ -293,7 +293,8 @@ async fn test_exec(JsonBody(b): JsonBody<TestExec>) -> Response {
 
 #[derive(Deserialize)]
 struct TestVault {
-    /// `open` (a quarantined message, without a session) or `terminate` (a tenant).
+    /// `open` (a quarantined message, without a session), `mx-release` (the same through mx's
+    /// admin socket) or `terminate` (a tenant).
     attack: String,
     /// The message id or the tenant name.
     target: String,
@@ -302,6 +303,15 @@ struct TestVault {
 /// Test hook: plays an intruder with code execution inside the portal speaking the vault's
 /// protocol directly, as the local CLI would. The vault must refuse.
 async fn test_vault(State(p): State<Arc<Portal>>, JsonBody(b): JsonBody<TestVault>) -> Response {
+    if b.attack == "mx-release" {
+        // mx's admin socket, without a user's session.
+        let req = json!({ "cmd": "quarantine-release", "id": b.target, "principal": "cli:root" });
+        let answer = match admin_call(&p.data_dir, &req).await {
+            Ok(v) => json!({ "answer": v }),
+            Err(e) => json!({ "refused": e.detail }),
+        };
+        return axum::Json(answer).into_response();
+    }
     let req = match b.attack.as_str() {
         "open" => Request::OpenQuarantine {
             id: b.target,

@@ -205,13 +205,53 @@ pub async fn serve_socket(listener: UnixListener, node: Arc<Node>, shutdown: Can
     }
 }
 
+/// What a role process (the portal) may ask on the admin socket: a reload, reading the queue,
+/// and releasing quarantined mail for a logged-in user's session (the vault checks it). The
+/// rest — deleting, holding or flushing mail, sessionless releases, test hooks — only the
+/// local CLI may ask; a compromised portal must not be able to.
+fn allowed_for_role(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Reload
+            | Request::QueueList
+            | Request::QueueShow { .. }
+            | Request::QuarantineRelease {
+                session: Some(_),
+                ..
+            }
+    )
+}
+
 async fn handle(stream: UnixStream, node: Arc<Node>) -> Result<()> {
+    let from_role = vault::server::peer_is_role(&stream);
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r.take(64 * 1024))
         .read_line(&mut line)
         .await?;
     let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) if from_role && !allowed_for_role(&req) => {
+            let what = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|v| v["cmd"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let summary = format!(
+                "a role process (the portal) sent mx's admin socket a {what:?} request only the local CLI may send; the role may be compromised"
+            );
+            tracing::error!("{summary}");
+            let _ = node
+                .store
+                .alert_raise(&store::NewAlert {
+                    rule: "role-overreach",
+                    severity: "critical",
+                    dedupe_key: &format!("role-overreach:admin-socket:{what}"),
+                    principal: "role",
+                    tenant_id: None,
+                    summary: &summary,
+                })
+                .await;
+            json!({"ok": false, "error": "only the local CLI may ask this"})
+        }
         Ok(req) => match execute(&node, req).await {
             Ok(data) => json!({"ok": true, "data": data}),
             Err(e) => json!({"ok": false, "error": format!("{e:#}")}),

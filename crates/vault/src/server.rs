@@ -1102,7 +1102,7 @@ pub async fn serve(listener: UnixListener, vault: Arc<Vault>, shutdown: Cancella
 /// the vault under the same supervisor. Those run exposed to the network; a compromised one
 /// must not be able to act as the local operator. When the peer cannot be told, it is taken
 /// to be a role (fail closed).
-fn peer_is_role(s: &UnixStream) -> bool {
+pub fn peer_is_role(s: &UnixStream) -> bool {
     let Some(pid) = s.peer_cred().ok().and_then(|c| c.pid()) else {
         return true;
     };
