@@ -410,7 +410,8 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
         "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
         "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
-        "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/tenants", "/api/health"}
+        "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/tenants", "/api/health",
+        "/api/users"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -426,7 +427,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 26, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 28, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -815,6 +816,25 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     assert who["beta"].request("GET", "/api/lockbox")[2]["requests"] == []
     check("GET", "/api/alerts", {"op": 200, "auditor": 200, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     check("GET", "/api/tokens", everyone)
+    check("GET", "/api/users", {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
+    assert {u["tenant"] for u in who["beta"].request("GET", "/api/users")[2]["users"]} == {"beta"}
+    st, _, doc = who["admin"].request("POST", "/api/users", {"email": "carol@acme.test", "role": "user"})
+    assert st == 200 and "/enrol#e1_" in doc["link"], doc
+    for key, body, word in [
+        ("admin", {"email": "x@acme.test", "role": "operator"}, "users and tenant admins only"),
+        ("admin", {"email": "x@beta.test", "role": "user", "tenant": "beta"}, "own tenant"),
+        ("bob", {"email": "x@acme.test", "role": "user"}, "only operators and tenant admins"),
+        ("auditor", {"email": "x@acme.test", "role": "user", "tenant": "acme"}, "only operators"),
+        ("op", {"email": "x@acme.test", "role": "user"}, "belong to a tenant"),
+        ("op", {"email": "not-an-address", "role": "auditor"}, "not an e-mail address"),
+    ]:
+        st, _, doc = who[key].request("POST", "/api/users", body)
+        assert st == 400 and word in doc["detail"], (key, body, doc)
+    st, _, doc = who["op"].request("POST", "/api/users", {"email": "dana@beta.test", "role": "tenant-admin", "tenant": "beta"})
+    assert st == 200, doc
+    records = [(r["principal"], r["action"], r["object"]) for r in n.cli_json("vault", "records")]
+    assert ("user:admin@acme.test", "user-invite", "user:carol@acme.test") in records
+    assert ("user:operator", "user-invite", "user:dana@beta.test") in records
     check("GET", "/api/tenants", {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
     assert [t["name"] for t in who["op"].request("GET", "/api/tenants")[2]["tenants"]] == ["acme", "beta"]
     assert [t["name"] for t in who["beta"].request("GET", "/api/tenants")[2]["tenants"]] == ["beta"]

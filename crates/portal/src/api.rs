@@ -43,6 +43,7 @@ pub const MAX_LIST: i64 = 500;
         (name = "accounts", description = "Enrolment, login, sessions"),
         (name = "quarantine", description = "Held messages: list, view safely, release"),
         (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
+        (name = "users", description = "People: list and invite (tenant admins their tenant's, operators all)"),
         (name = "operations", description = "Tenants, queues and system health (operators)"),
         (name = "alerts", description = "Detection alerts (operators and auditors, read-only)"),
         (name = "tokens", description = "API tokens for automation: scoped, expiring, revocable (Authorization: Bearer)"),
@@ -85,6 +86,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens_revoke))
         .routes(routes!(alerts))
         .routes(routes!(tenants))
+        .routes(routes!(users_list, users_invite))
         .routes(routes!(health))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_show, quarantine_delete))
@@ -2214,6 +2216,126 @@ async fn health(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Pr
         return Err(Problem::forbidden("system health is for operators"));
     }
     Ok(axum::Json(health_of(&p).await).into_response())
+}
+
+/// A portal account (never its password or second factor).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AccountDoc {
+    /// Account id.
+    pub id: i64,
+    /// Login name.
+    pub email: String,
+    /// Role.
+    pub role: String,
+    /// Tenant name.
+    pub tenant: Option<String>,
+    /// Enrolment finished.
+    pub active: bool,
+    /// Locked after failed logins until (Unix time; 0: not locked).
+    pub locked_until: i64,
+    /// Created (Unix time).
+    pub created_at: i64,
+}
+
+/// Accounts.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AccountList {
+    /// By id.
+    pub users: Vec<AccountDoc>,
+}
+
+#[utoipa::path(get, path = "/api/users", tag = "users", security(("session" = [])),
+    responses(
+        (status = 200, description = "tenant admins: their tenant's accounts; operators: all", body = AccountList),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "end users and auditors", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn users_list(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let tenant = match (s.user.role.as_str(), s.user.tenant_id) {
+        ("operator", _) => None,
+        ("tenant-admin", Some(t)) => Some(t),
+        _ => {
+            return Err(Problem::forbidden(
+                "accounts are listed for operators and tenant admins",
+            ));
+        }
+    };
+    let users = p
+        .store
+        .user_list(tenant)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into_iter()
+        .map(|u| AccountDoc {
+            id: u.id,
+            email: u.email,
+            role: u.role,
+            tenant: u.tenant,
+            active: u.active,
+            locked_until: u.locked_until,
+            created_at: u.created_at,
+        })
+        .collect();
+    Ok(axum::Json(AccountList { users }).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Invite {
+    /// The person's e-mail address (their login name).
+    #[schema(max_length = 254)]
+    email: String,
+    /// `operator`, `auditor`, `tenant-admin` or `user`.
+    role: String,
+    /// Their tenant (operators name it; for tenant admins it is their own).
+    tenant: Option<String>,
+}
+
+/// An invitation.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct InviteAnswer {
+    /// The one-time enrolment link to send to the person (valid 72 h).
+    pub link: String,
+}
+
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = Invite, security(("session" = [])),
+    responses(
+        (status = 200, description = "invited: the one-time link to send them", body = InviteAnswer),
+        (status = 400, description = "not an e-mail address, unknown role or tenant, or not allowed for the caller's role", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "CSRF", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn users_invite(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    headers: HeaderMap,
+    JsonBody(b): JsonBody<Invite>,
+) -> Result<Response, Problem> {
+    if b.email.len() > 254 || b.tenant.as_ref().is_some_and(|t| t.len() > 200) {
+        return Err(Problem::bad_request(
+            "the e-mail address or tenant name is too long",
+        ));
+    }
+    let req = Request::InviteBy {
+        session: s.token.clone(),
+        email: b.email,
+        role: b.role,
+        tenant: b.tenant,
+    };
+    match p.vault.call(&req, &[]).await {
+        Ok((VaultResponse::Enrolment { token }, _)) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic()))
+                .unwrap_or("<portal>");
+            Ok(axum::Json(InviteAnswer {
+                link: format!("https://{host}/enrol#{token}"),
+            })
+            .into_response())
+        }
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(m)) => Err(Problem::bad_request(m)),
+        Err(e) => Err(vault_problem(e)),
+    }
 }
 
 #[cfg(test)]

@@ -158,6 +158,18 @@ pub enum Request {
         /// The current code.
         code: String,
     },
+    /// A portal user invites a person → `Enrolment`: tenant admins users and tenant admins of
+    /// their own tenant, operators anyone.
+    InviteBy {
+        /// The inviting user's interactive session.
+        session: String,
+        /// The new account's login name.
+        email: String,
+        /// Its role.
+        role: String,
+        /// Its tenant (operators name it; a tenant admin's own is used).
+        tenant: Option<String>,
+    },
     /// Creates an API token for the user of an interactive `session` → `ApiToken`.
     TokenCreate {
         /// The session (API tokens cannot make tokens).
@@ -240,6 +252,7 @@ impl Request {
             Request::LockboxDecide { .. } => "lockbox-decide",
             Request::StepUp { .. } => "step-up",
             Request::TokenCreate { .. } => "token-create",
+            Request::InviteBy { .. } => "invite-by",
             Request::FirstEnrolment => "first-enrolment",
         }
     }

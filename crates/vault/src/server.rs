@@ -663,6 +663,12 @@ impl Vault {
                 scopes,
                 days,
             } => self.token_create(&session, &name, scopes, days).await,
+            Request::InviteBy {
+                session,
+                email,
+                role,
+                tenant,
+            } => self.invite_by(&session, &email, &role, tenant).await,
             Request::LockboxDecide {
                 id,
                 approve,

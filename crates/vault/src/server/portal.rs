@@ -669,6 +669,53 @@ impl Vault {
         Ok(token)
     }
 
+    /// A portal user's invitation: the vault decides who may invite whom.
+    pub(super) async fn invite_by(
+        &self,
+        session: &str,
+        email: &str,
+        role: &str,
+        tenant: Option<String>,
+    ) -> (Response, Vec<u8>) {
+        let Some(u) = self.resolve_session(session).await else {
+            return refused("the session has ended: log in again");
+        };
+        if u.scopes.is_some() {
+            return refused("an API token cannot invite people: log in");
+        }
+        let tenant = match u.role.as_str() {
+            "operator" => tenant,
+            "tenant-admin" if matches!(role, "user" | "tenant-admin") => {
+                if tenant
+                    .as_ref()
+                    .is_some_and(|t| Some(t) != u.tenant.as_ref())
+                {
+                    return refused("tenant admins invite people of their own tenant only");
+                }
+                u.tenant.clone()
+            }
+            "tenant-admin" => {
+                return refused("tenant admins invite users and tenant admins only");
+            }
+            _ => return refused("only operators and tenant admins invite people"),
+        };
+        if !store::ROLES.contains(&role) {
+            return refused("role must be operator, auditor, tenant-admin or user");
+        }
+        if matches!(role, "user" | "tenant-admin") != tenant.is_some() {
+            return refused(
+                "users and tenant admins belong to a tenant; operators and auditors to none",
+            );
+        }
+        match self
+            .invite(email, role, tenant.as_deref(), &u.principal())
+            .await
+        {
+            Ok(token) => (Response::Enrolment { token }, Vec::new()),
+            Err(e) => refused(&e),
+        }
+    }
+
     /// Enrolment step 1: sets the password, makes the TOTP secret (shown once).
     pub(super) async fn enrol_start(&self, token: &str, pass: &[u8]) -> (Response, Vec<u8>) {
         let mac = self.mac_hex("enrol", token);
