@@ -306,6 +306,12 @@ def test_safe_view_and_a_bulk_read_with_a_stolen_session_is_stopped(node):
     assert [(x["principal"], x["reason"], x["outcome"]) for x in opens] == [
         ("user:admin@acme.test", "user report", "ok")]
 
+    # The admin's automation token (it goes with the sessions when the alert fires).
+    st, _, tok = admin.request("POST", "/api/tokens", {"name": "export", "scopes": ["quarantine:read"], "days": 7})
+    assert st == 200
+    bearer = {"Authorization": f"Bearer {tok['token']}"}
+    assert Client(n).request("GET", "/api/me", headers=bearer)[0] == 200
+
     # An intruder replays the stolen cookie and CSRF token and reads in bulk.
     thief = Client(n)
     thief.cookie, thief.csrf = admin.cookie, admin.csrf
@@ -315,7 +321,8 @@ def test_safe_view_and_a_bulk_read_with_a_stolen_session_is_stopped(node):
     assert alerts and alerts[0]["severity"] == "critical" and alerts[0]["principal"] == "user:admin@acme.test"
     suspended = [x for x in n.cli_json("vault", "records") if x["action"] == "suspend-sessions"]
     assert suspended and suspended[0]["object"] == "user:admin@acme.test"
-    assert suspended[0]["outcome"] == "ok: 1 session(s) ended"
+    assert suspended[0]["outcome"] == "ok: 1 session(s) ended, 1 API token(s) revoked"
+    assert Client(n).request("GET", "/api/me", headers=bearer)[0] == 401
     # The stolen session is dead for everyone; after a new login, opens stay throttled
     # until an operator has looked at the alert.
     assert admin.request("GET", "/api/me")[0] == 401

@@ -147,6 +147,18 @@ impl Store {
         .collect())
     }
 
+    /// Revokes every live token of a user (automatic response to an alert); how many.
+    pub async fn api_tokens_revoke_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// Revokes one of a user's tokens.
     pub async fn api_token_revoke(
         &self,

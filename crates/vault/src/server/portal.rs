@@ -542,9 +542,10 @@ impl Vault {
 
     /// Ends every session of `user` after a critical alert (`why`: the rule), recorded.
     pub(super) async fn suspend_sessions(&self, user: &SessionUser, why: &str) {
-        let outcome = match self.store.sessions_close_user(user.id).await {
-            Ok(n) => format!("ok: {n} session(s) ended"),
-            Err(e) => format!("error: {e}"),
+        let tokens = self.store.api_tokens_revoke_user(user.id, unix_now()).await;
+        let outcome = match (self.store.sessions_close_user(user.id).await, tokens) {
+            (Ok(n), Ok(t)) => format!("ok: {n} session(s) ended, {t} API token(s) revoked"),
+            (Err(e), _) | (_, Err(e)) => format!("error: {e}"),
         };
         tracing::warn!(principal = %user.principal(), rule = why, "portal sessions suspended");
         self.record(NewRecord {
