@@ -43,6 +43,7 @@ pub const MAX_LIST: i64 = 500;
         (name = "accounts", description = "Enrolment, login, sessions"),
         (name = "quarantine", description = "Held messages: list, view safely, release"),
         (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
+        (name = "policy", description = "The tenant's filter policy: thresholds, weights, protected names"),
         (name = "users", description = "People: list and invite (tenant admins their tenant's, operators all)"),
         (name = "operations", description = "Tenants, queues and system health (operators)"),
         (name = "alerts", description = "Detection alerts (operators and auditors, read-only)"),
@@ -87,6 +88,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts))
         .routes(routes!(tenants))
         .routes(routes!(users_list, users_invite))
+        .routes(routes!(policy_get, policy_put))
         .routes(routes!(health))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_show, quarantine_delete))
@@ -373,6 +375,8 @@ pub struct Session {
     pub token: String,
     /// The CSRF token bound to the session.
     pub csrf: String,
+    /// Re-confirmed with the second factor within the last few minutes (step-up).
+    pub stepped_up: bool,
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -408,7 +412,7 @@ pub(crate) async fn resolve_session(
 
 /// Who a session or API token belongs to, as the vault says.
 async fn resolve_token(token: String, portal: &Portal) -> Result<Session, Problem> {
-    let (user, csrf) = match portal
+    let (user, csrf, stepped_up) = match portal
         .vault
         .call(
             &Request::Session {
@@ -418,12 +422,24 @@ async fn resolve_token(token: String, portal: &Portal) -> Result<Session, Proble
         )
         .await
     {
-        Ok((VaultResponse::User { user, csrf }, _)) => (user, csrf),
+        Ok((
+            VaultResponse::User {
+                user,
+                csrf,
+                stepped_up,
+            },
+            _,
+        )) => (user, csrf, stepped_up),
         Ok(_) => return Err(Problem::internal("unexpected answer from the vault")),
         Err(CallError::Refused(_)) => return Err(Problem::unauthenticated()),
         Err(e) => return Err(vault_problem(e)),
     };
-    Ok(Session { user, token, csrf })
+    Ok(Session {
+        user,
+        token,
+        csrf,
+        stepped_up,
+    })
 }
 
 impl FromRequestParts<Arc<Portal>> for Session {
@@ -2336,6 +2352,243 @@ async fn users_invite(
         Err(CallError::Refused(m)) => Err(Problem::bad_request(m)),
         Err(e) => Err(vault_problem(e)),
     }
+}
+
+/// A person whose display name outsiders must not use.
+#[derive(serde::Serialize, Deserialize, utoipa::ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedNameDoc {
+    /// The name (`Taro Yamada`, `山田 太郎`).
+    #[schema(max_length = 200)]
+    pub name: String,
+    /// Their real addresses (empty: any address at the tenant's domains).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// A tenant's filter policy: overrides of the node's global policy (absent: the global value).
+#[derive(serde::Serialize, Deserialize, utoipa::ToSchema, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDoc {
+    /// Tag threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<f64>,
+    /// Quarantine threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<f64>,
+    /// Reject threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject: Option<f64>,
+    /// Symbol weights by name.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, f64>,
+    /// Protected display names (impersonation).
+    #[serde(default)]
+    pub protected_names: Vec<ProtectedNameDoc>,
+    /// Forwarders whose ARC seal the tenant trusts (domains).
+    #[serde(default)]
+    pub trusted_arc: Vec<String>,
+    /// Days quarantined mail is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_days: Option<u32>,
+}
+
+/// The tenant's policy with the global values it overrides.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyAnswer {
+    /// The tenant's overrides.
+    pub policy: PolicyDoc,
+    /// The thresholds in effect (`tag`, `quarantine`, `reject`).
+    pub effective: std::collections::BTreeMap<String, f64>,
+    /// The global weight of every symbol.
+    pub default_weights: std::collections::BTreeMap<String, f64>,
+}
+
+impl From<store::FilterPolicy> for PolicyDoc {
+    fn from(f: store::FilterPolicy) -> Self {
+        Self {
+            tag: f.tag,
+            quarantine: f.quarantine,
+            reject: f.reject,
+            weights: f.weights,
+            protected_names: f
+                .protected_names
+                .into_iter()
+                .map(|n| ProtectedNameDoc {
+                    name: n.name,
+                    addresses: n.addresses,
+                })
+                .collect(),
+            trusted_arc: f.trusted_arc,
+            quarantine_days: f.quarantine_days,
+        }
+    }
+}
+
+fn tenant_admin_of(s: &Session) -> Result<(i64, String), Problem> {
+    match (s.user.role.as_str(), s.user.tenant_id, &s.user.tenant) {
+        ("tenant-admin", Some(id), Some(name)) => Ok((id, name.clone())),
+        _ => Err(Problem::forbidden(
+            "the filter policy is the tenant admins'",
+        )),
+    }
+}
+
+/// Thresholds and weights in effect under `p`.
+fn effective(
+    d: &crate::PolicyDefaults,
+    p: &PolicyDoc,
+) -> ([f64; 3], std::collections::BTreeMap<String, f64>) {
+    let mut w = d.weights.clone();
+    for (k, v) in &p.weights {
+        w.insert(k.clone(), *v);
+    }
+    (
+        [
+            p.tag.unwrap_or(d.tag),
+            p.quarantine.unwrap_or(d.quarantine),
+            p.reject.unwrap_or(d.reject),
+        ],
+        w,
+    )
+}
+
+/// Why `new` is not a valid policy, if it is not.
+fn policy_error(d: &crate::PolicyDefaults, new: &PolicyDoc) -> Option<String> {
+    for (k, v) in &new.weights {
+        if !d.weights.contains_key(k) {
+            return Some(format!("unknown symbol {k:?}"));
+        }
+        if !v.is_finite() || v.abs() > 10_000.0 {
+            return Some(format!("{k}: a weight is a number from -10000 to 10000"));
+        }
+    }
+    let ([t, q, r], _) = effective(d, new);
+    if ![t, q, r]
+        .iter()
+        .all(|x| x.is_finite() && x.abs() <= 100_000.0)
+    {
+        return Some("thresholds are numbers from -100000 to 100000".into());
+    }
+    if !(t <= q && q <= r) {
+        return Some(format!(
+            "thresholds must satisfy tag ≤ quarantine ≤ reject (got {t}, {q}, {r})"
+        ));
+    }
+    if new.protected_names.len() > 500 || new.trusted_arc.len() > 200 || new.weights.len() > 500 {
+        return Some("at most 500 protected names, 200 trusted forwarders and 500 weights".into());
+    }
+    if new.protected_names.iter().any(|n| {
+        n.name.trim().chars().count() < 3
+            || n.name.chars().count() > 200
+            || n.addresses.len() > 50
+            || n.addresses
+                .iter()
+                .any(|a| store::sender_pattern(a).is_err() || !a.contains('@'))
+    }) {
+        return Some(
+            "a protected name has 3 to 200 characters and at most 50 real addresses (name@example.com)"
+                .into(),
+        );
+    }
+    if new
+        .trusted_arc
+        .iter()
+        .any(|dom| store::sender_pattern(dom).is_err() || dom.contains('@'))
+    {
+        return Some("a trusted forwarder is a domain (lists.example.com)".into());
+    }
+    if new
+        .quarantine_days
+        .is_some_and(|n| !(1..=3650).contains(&n))
+    {
+        return Some("quarantine_days is 1 to 3650".into());
+    }
+    None
+}
+
+/// True if `new` lets more through than `old`: a threshold raised or a weight lowered.
+fn weakens(d: &crate::PolicyDefaults, old: &PolicyDoc, new: &PolicyDoc) -> bool {
+    let (ot, ow) = effective(d, old);
+    let (nt, nw) = effective(d, new);
+    ot.iter().zip(nt.iter()).any(|(o, n)| n > o)
+        || nw.iter().any(|(k, n)| ow.get(k).is_some_and(|o| n < o))
+        || new.protected_names.len() < old.protected_names.len()
+}
+
+#[utoipa::path(get, path = "/api/policy", tag = "policy", security(("session" = [])),
+    responses(
+        (status = 200, description = "the tenant's overrides, the thresholds in effect and the global weights", body = PolicyAnswer),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "tenant admins only", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn policy_get(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let (_, name) = tenant_admin_of(&s)?;
+    let policy: PolicyDoc = p
+        .store
+        .filter_policy(&name)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into();
+    let ([t, q, r], _) = effective(&p.policy, &policy);
+    Ok(axum::Json(PolicyAnswer {
+        effective: [("tag", t), ("quarantine", q), ("reject", r)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        default_weights: p.policy.weights.clone(),
+        policy,
+    })
+    .into_response())
+}
+
+#[utoipa::path(put, path = "/api/policy", tag = "policy", request_body = PolicyDoc, security(("session" = [])),
+    responses(
+        (status = 200, description = "replaced; the mail path uses it at once", body = MessageAnswer),
+        (status = 400, description = "not a valid policy (unknown symbol, thresholds out of order, …)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "tenant admins only; a policy that lets more through needs a step-up first; CSRF", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn policy_put(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    JsonBody(new): JsonBody<PolicyDoc>,
+) -> Result<Response, Problem> {
+    let (tenant_id, name) = tenant_admin_of(&s)?;
+    if let Some(e) = policy_error(&p.policy, &new) {
+        return Err(Problem::bad_request(e));
+    }
+    let fail = |_| Problem::internal("the store did not answer");
+    let old: PolicyDoc = p.store.filter_policy(&name).await.map_err(fail)?.into();
+    if weakens(&p.policy, &old, &new) && !s.stepped_up {
+        return Err(Problem::forbidden(
+            "this change lets more mail through (a threshold raised, a weight lowered or a protected name removed): confirm with a current code first (POST /api/step-up)",
+        ));
+    }
+    let stored = store::FilterPolicy {
+        tag: new.tag,
+        quarantine: new.quarantine,
+        reject: new.reject,
+        weights: new.weights.clone(),
+        protected_names: new
+            .protected_names
+            .iter()
+            .map(|n| store::StoredName {
+                name: n.name.trim().to_string(),
+                addresses: n.addresses.iter().map(|a| a.to_lowercase()).collect(),
+            })
+            .collect(),
+        trusted_arc: new.trusted_arc.iter().map(|d| d.to_lowercase()).collect(),
+        quarantine_days: new.quarantine_days,
+    };
+    p.store
+        .set_filter_policy(&name, &stored)
+        .await
+        .map_err(fail)?;
+    record_change(&p, &s, "set-filter-policy", tenant_id, &name, "").await;
+    tracing::info!(tenant = %name, "filter policy replaced from the portal");
+    Ok(axum::Json(MessageAnswer {
+        message: format!("the filter policy of {name} is replaced"),
+    })
+    .into_response())
 }
 
 #[cfg(test)]

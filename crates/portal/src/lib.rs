@@ -42,9 +42,25 @@ pub struct Portal {
     pub data_dir: PathBuf,
     /// The front door's limits and state.
     pub front: front::FrontDoor,
+    /// The global filter policy (thresholds and every symbol's weight), which tenants'
+    /// policies override.
+    pub policy: PolicyDefaults,
     /// Test hooks on (`SEKISHO_TEST_HOOKS=1`): `POST /api/test-hooks/exec` tries to run a
     /// program, to show the sandbox stopping it. Never in production.
     pub test_hooks: bool,
+}
+
+/// The node's global filter policy, as tenant policies see it.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyDefaults {
+    /// Tag threshold.
+    pub tag: f64,
+    /// Quarantine threshold.
+    pub quarantine: f64,
+    /// Reject threshold.
+    pub reject: f64,
+    /// Every symbol's weight, by name.
+    pub weights: std::collections::BTreeMap<String, f64>,
 }
 
 /// Starts serving on `listener` until `shutdown`.

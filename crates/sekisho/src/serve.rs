@@ -400,6 +400,15 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
         store: store.clone(),
         data_dir: cfg.data_dir.clone(),
         front: portal::front::FrontDoor::new(cfg.portal_limits),
+        policy: portal::PolicyDefaults {
+            tag: cfg.policy.tag,
+            quarantine: cfg.policy.quarantine,
+            reject: cfg.policy.reject,
+            weights: inspect::Symbol::ALL
+                .iter()
+                .map(|s| (s.name().to_string(), cfg.policy.weight(*s)))
+                .collect(),
+        },
         test_hooks,
     });
     let shutdown = CancellationToken::new();

@@ -350,6 +350,9 @@ pub enum Response {
         user: SessionUser,
         /// The CSRF token bound to the session.
         csrf: String,
+        /// The session was re-confirmed with the second factor within the last few minutes.
+        #[serde(default)]
+        stepped_up: bool,
     },
     /// An enrolment link's token.
     Enrolment {

@@ -979,6 +979,7 @@ impl Vault {
                 Response::User {
                     user,
                     csrf: self.csrf(token),
+                    stepped_up: self.stepped_up(token).await,
                 },
                 Vec::new(),
             ),
