@@ -418,7 +418,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
         "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
         "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/tenants", "/api/health",
-        "/api/users", "/api/policy"}
+        "/api/users", "/api/policy", "/api/secrets"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -434,7 +434,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 30, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 32, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -938,3 +938,35 @@ def test_tenant_admins_tune_their_filter_policy_and_weakening_it_needs_a_step_up
     bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
     assert bob.request("GET", "/api/policy")[0] == 403
     assert bob.request("PUT", "/api/policy", {"reject": 99.0})[0] == 403
+
+
+def test_tenant_admins_set_connector_secrets_write_only_after_a_step_up(node):
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
+    admin = Client(n)
+    secret = admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme"))
+    admin.login("admin@acme.test", secret)
+    login_step = int(time.time() + 30) // 30
+    value = {"kind": "smtp-auth", "username": "relay@acme.test", "password": "Sm4rthost-PW-9231"}
+    st, _, doc = admin.request("PUT", "/api/secrets", value)
+    assert st == 403 and "step-up" in doc["detail"], doc
+    while int(time.time()) // 30 < login_step:
+        time.sleep(0.2)
+    assert admin.request("POST", "/api/step-up", {"code": totp(secret, time.time() + 30)})[0] == 200
+    st, _, doc = admin.request("PUT", "/api/secrets", {"kind": "smtp-auth", "username": "x"})
+    assert st == 400, doc
+    st, _, doc = admin.request("PUT", "/api/secrets", value)
+    assert st == 200, doc
+    st, _, doc = admin.request("GET", "/api/secrets")
+    assert st == 200 and [x["kind"] for x in doc["secrets"]] == ["smtp-auth"], doc
+    assert "Sm4rthost" not in json.dumps(doc)
+    dump = b"".join(p.read_bytes() for p in n.data_dir.rglob("*") if p.is_file())
+    assert b"Sm4rthost-PW-9231" not in dump and b"Sm4rthost-PW-9231" not in (n.data_dir.parent / "node.log").read_bytes()
+    seals = [(r["principal"], r["object"], r["outcome"]) for r in n.cli_json("vault", "records")
+             if r["action"] == "seal-secret"]
+    assert sorted(seals) == [("user:admin@acme.test", "", "refused: invalid value"),
+                             ("user:admin@acme.test", "smtp-auth", "ok")], seals
+    bob = Client(n)
+    bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
+    assert bob.request("GET", "/api/secrets")[0] == 403
+    assert bob.request("PUT", "/api/secrets", value)[0] == 403

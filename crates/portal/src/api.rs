@@ -44,6 +44,7 @@ pub const MAX_LIST: i64 = 500;
         (name = "quarantine", description = "Held messages: list, view safely, release"),
         (name = "senders", description = "Allowed and blocked senders (\"always allow\", \"always block\")"),
         (name = "policy", description = "The tenant's filter policy: thresholds, weights, protected names"),
+        (name = "secrets", description = "Connector secrets (write-only: sealed by the vault, never read back)"),
         (name = "users", description = "People: list and invite (tenant admins their tenant's, operators all)"),
         (name = "operations", description = "Tenants, queues and system health (operators)"),
         (name = "alerts", description = "Detection alerts (operators and auditors, read-only)"),
@@ -89,6 +90,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants))
         .routes(routes!(users_list, users_invite))
         .routes(routes!(policy_get, policy_put))
+        .routes(routes!(secrets_list, secrets_put))
         .routes(routes!(health))
         .routes(routes!(quarantine_list))
         .routes(routes!(quarantine_show, quarantine_delete))
@@ -2589,6 +2591,109 @@ async fn policy_put(
         message: format!("the filter policy of {name} is replaced"),
     })
     .into_response())
+}
+
+/// A sealed connector secret (its value is never shown).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SecretDoc {
+    /// `smtp-auth` or `client-cert`.
+    pub kind: String,
+    /// Last set (Unix time).
+    pub updated_at: i64,
+}
+
+/// The tenant's sealed secrets.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SecretList {
+    /// By kind.
+    pub secrets: Vec<SecretDoc>,
+}
+
+#[utoipa::path(get, path = "/api/secrets", tag = "secrets", security(("session" = [])),
+    responses(
+        (status = 200, description = "which secrets are set, and when (never their values)", body = SecretList),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "tenant admins only", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn secrets_list(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
+    let (tenant_id, _) = tenant_admin_of(&s)?;
+    let secrets = p
+        .store
+        .secret_list(tenant_id)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into_iter()
+        .map(|x| SecretDoc {
+            kind: x.kind,
+            updated_at: x.updated_at,
+        })
+        .collect();
+    Ok(axum::Json(SecretList { secrets }).into_response())
+}
+
+/// A connector secret's value (`kind` decides the other fields).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documents the body; the bytes go to the vault unparsed
+struct SecretValue {
+    /// `smtp-auth` (with `username`, `password`) or `client-cert` (with `cert_pem`, `key_pem`).
+    kind: String,
+    /// SMTP AUTH user.
+    username: Option<String>,
+    /// SMTP AUTH password.
+    password: Option<String>,
+    /// Client certificate chain (PEM).
+    cert_pem: Option<String>,
+    /// Its private key (PEM).
+    key_pem: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/secrets", tag = "secrets", request_body = SecretValue, security(("session" = [])),
+    responses(
+        (status = 200, description = "sealed by the vault (write-only)", body = MessageAnswer),
+        (status = 400, description = "not a valid secret", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "tenant admins only, after a step-up; CSRF", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn secrets_put(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    req: axum::extract::Request,
+) -> Result<Response, Problem> {
+    tenant_admin_of(&s)?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "JSON expected",
+            "send the secret as application/json",
+        ));
+    }
+    // The value passes through unparsed and is wiped after; only the vault reads it.
+    let max = crate::front::Limits::default().max_body;
+    let body = zeroize::Zeroizing::new(
+        axum::body::to_bytes(req.into_body(), max)
+            .await
+            .map_err(|_| crate::front::too_large(max))?
+            .to_vec(),
+    );
+    let call = Request::SealSecretBy {
+        session: s.token.clone(),
+    };
+    match p.vault.call(&call, &body).await {
+        Ok((VaultResponse::Done { summary }, _)) => {
+            Ok(axum::Json(MessageAnswer { message: summary }).into_response())
+        }
+        Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
+        Err(CallError::Refused(m)) if m.contains("step-up") || m.contains("admins") => {
+            Err(Problem::forbidden(m))
+        }
+        Err(CallError::Refused(m)) => Err(Problem::bad_request(m)),
+        Err(e) => Err(vault_problem(e)),
+    }
 }
 
 #[cfg(test)]

@@ -170,6 +170,12 @@ pub enum Request {
         /// Its tenant (operators name it; a tenant admin's own is used).
         tenant: Option<String>,
     },
+    /// A tenant admin seals a connector secret of their tenant (the value is the payload, as
+    /// for `SealSecret`) → `Done`. Needs a stepped-up interactive session.
+    SealSecretBy {
+        /// The tenant admin's session.
+        session: String,
+    },
     /// Creates an API token for the user of an interactive `session` → `ApiToken`.
     TokenCreate {
         /// The session (API tokens cannot make tokens).
@@ -253,6 +259,7 @@ impl Request {
             Request::StepUp { .. } => "step-up",
             Request::TokenCreate { .. } => "token-create",
             Request::InviteBy { .. } => "invite-by",
+            Request::SealSecretBy { .. } => "seal-secret-by",
             Request::FirstEnrolment => "first-enrolment",
         }
     }

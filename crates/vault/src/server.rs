@@ -663,6 +663,27 @@ impl Vault {
                 scopes,
                 days,
             } => self.token_create(&session, &name, scopes, days).await,
+            Request::SealSecretBy { session } => {
+                let payload = zeroize::Zeroizing::new(payload);
+                match self.resolve_session(&session).await {
+                    None => refused("the session has ended: log in again"),
+                    Some(u) if u.scopes.is_some() => {
+                        refused("an API token cannot change secrets: log in")
+                    }
+                    Some(u) => match (u.role.as_str(), &u.tenant) {
+                        ("tenant-admin", Some(tenant)) => {
+                            if self.stepped_up(&session).await {
+                                self.seal_secret(tenant, &u.principal(), &payload).await
+                            } else {
+                                refused(
+                                    "changing a secret needs a step-up: confirm with a current code first",
+                                )
+                            }
+                        }
+                        _ => refused("connector secrets are set by the tenant's admins"),
+                    },
+                }
+            }
             Request::InviteBy {
                 session,
                 email,
