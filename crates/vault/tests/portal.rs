@@ -155,3 +155,52 @@ async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account() 
     );
     assert!(!outcomes.contains(&"ok".to_string()));
 }
+
+#[tokio::test]
+async fn a_role_process_may_not_ask_what_only_the_local_cli_asks() {
+    use vault::proto::{Admin, Purpose, RoleToken};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _store) = vault(dir.path()).await;
+    v.set_mx_token(RoleToken("mx-secret".into()));
+    let open = |session: Option<&str>, token: Option<&str>| Request::OpenQuarantine {
+        id: "Q1".into(),
+        purpose: Purpose::Read,
+        principal: "cli:root".into(),
+        reason: "r".into(),
+        session: session.map(String::from),
+        role_token: token.map(|t| RoleToken(t.into())),
+    };
+    let refused = [
+        Request::Admin(Admin::TerminateTenant {
+            tenant: "acme".into(),
+            principal: "cli:root".into(),
+        }),
+        Request::SealSecret {
+            tenant: "acme".into(),
+            principal: "cli:root".into(),
+        },
+        open(None, None),
+        open(None, Some("guessed")),
+        Request::DeleteQuarantine {
+            id: "Q1".into(),
+            principal: "cli:root".into(),
+            session: None,
+        },
+    ];
+    for r in &refused {
+        assert!(v.refused_for_role(r).is_some(), "{}", r.kind());
+    }
+    let allowed = [
+        open(Some("s1_x"), None),
+        open(None, Some("mx-secret")),
+        Request::Login {
+            email: "a@b.c".into(),
+            code: "1".into(),
+            client_ip: "127.0.0.1".into(),
+        },
+        Request::Ping,
+    ];
+    for r in &allowed {
+        assert!(v.refused_for_role(r).is_none(), "{}", r.kind());
+    }
+}
