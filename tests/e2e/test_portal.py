@@ -970,3 +970,35 @@ def test_tenant_admins_set_connector_secrets_write_only_after_a_step_up(node):
     bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
     assert bob.request("GET", "/api/secrets")[0] == 403
     assert bob.request("PUT", "/api/secrets", value)[0] == 403
+
+
+def test_tenant_admin_settings_page_changes_thresholds_invites_and_seals_through_the_same_rules(node):
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
+    admin = Client(n)
+    admin.login("admin@acme.test", admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme")))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def post(path, **fields):
+        body = urllib.parse.urlencode(dict(csrf=admin.csrf, **fields)).encode()
+        return admin.request("POST", path, raw=body, headers=form)
+
+    st, _, page = admin.request("GET", "/settings")
+    assert st == 200 and 'id="policy-form"' in page and 'value="50"' in page
+    st, r, _ = post("/settings/policy", tag="2", quarantine="4", reject="40")  # stricter
+    assert st == 303 and r.getheader("Location") == "/settings?done=policy"
+    st, _, doc = admin.request("GET", "/api/policy")
+    assert doc["effective"]["reject"] == 40.0, doc
+    st, _, page = post("/settings/policy", tag="2", quarantine="4", reject="60")  # looser
+    assert st == 403 and "step-up" in page
+    st, _, page = post("/settings/invite", email="carol@acme.test", role="user")
+    assert st == 200 and "/enrol#e1_" in page
+    st, _, page = post("/settings/invite", email="x@acme.test", role="operator")
+    assert st == 400 and "users and tenant admins only" in page
+    st, _, page = post("/settings/secret", username="relay", password="Pw-in-a-form-77")
+    assert st == 403 and "step-up" in page
+    changes = [r["action"] for r in n.cli_json("vault", "records") if r["principal"] == "user:admin@acme.test"]
+    assert changes.count("set-filter-policy") == 1 and "user-invite" in changes
+    bob = Client(n)
+    bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
+    assert bob.request("GET", "/settings")[0] == 403

@@ -2327,16 +2327,29 @@ async fn users_invite(
     headers: HeaderMap,
     JsonBody(b): JsonBody<Invite>,
 ) -> Result<Response, Problem> {
-    if b.email.len() > 254 || b.tenant.as_ref().is_some_and(|t| t.len() > 200) {
+    let link = invite_with(&p, &s, b.email, b.role, b.tenant, &headers).await?;
+    Ok(axum::Json(InviteAnswer { link }).into_response())
+}
+
+/// An invitation through the vault; the one-time link, on the host the request came to.
+pub(crate) async fn invite_with(
+    p: &Portal,
+    s: &Session,
+    email: String,
+    role: String,
+    tenant: Option<String>,
+    headers: &HeaderMap,
+) -> Result<String, Problem> {
+    if email.len() > 254 || tenant.as_ref().is_some_and(|t| t.len() > 200) {
         return Err(Problem::bad_request(
             "the e-mail address or tenant name is too long",
         ));
     }
     let req = Request::InviteBy {
         session: s.token.clone(),
-        email: b.email,
-        role: b.role,
-        tenant: b.tenant,
+        email,
+        role,
+        tenant,
     };
     match p.vault.call(&req, &[]).await {
         Ok((VaultResponse::Enrolment { token }, _)) => {
@@ -2345,10 +2358,7 @@ async fn users_invite(
                 .and_then(|h| h.to_str().ok())
                 .filter(|h| h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic()))
                 .unwrap_or("<portal>");
-            Ok(axum::Json(InviteAnswer {
-                link: format!("https://{host}/enrol#{token}"),
-            })
-            .into_response())
+            Ok(format!("https://{host}/enrol#{token}"))
         }
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(CallError::Refused(m)) => Err(Problem::bad_request(m)),
@@ -2554,7 +2564,32 @@ async fn policy_put(
     s: Session,
     JsonBody(new): JsonBody<PolicyDoc>,
 ) -> Result<Response, Problem> {
-    let (tenant_id, name) = tenant_admin_of(&s)?;
+    let message = policy_replace(&p, &s, new).await?;
+    Ok(axum::Json(MessageAnswer { message }).into_response())
+}
+
+/// The tenant's current policy (its overrides).
+pub(crate) async fn policy_of(p: &Portal, s: &Session) -> Result<PolicyDoc, Problem> {
+    let (_, name) = tenant_admin_of(s)?;
+    Ok(p.store
+        .filter_policy(&name)
+        .await
+        .map_err(|_| Problem::internal("the store did not answer"))?
+        .into())
+}
+
+/// The thresholds in effect under `doc`.
+pub(crate) fn thresholds(p: &Portal, doc: &PolicyDoc) -> [f64; 3] {
+    effective(&p.policy, doc).0
+}
+
+/// Replaces the tenant's policy (validated; loosening needs a stepped-up session).
+pub(crate) async fn policy_replace(
+    p: &Portal,
+    s: &Session,
+    new: PolicyDoc,
+) -> Result<String, Problem> {
+    let (tenant_id, name) = tenant_admin_of(s)?;
     if let Some(e) = policy_error(&p.policy, &new) {
         return Err(Problem::bad_request(e));
     }
@@ -2585,12 +2620,9 @@ async fn policy_put(
         .set_filter_policy(&name, &stored)
         .await
         .map_err(fail)?;
-    record_change(&p, &s, "set-filter-policy", tenant_id, &name, "").await;
+    record_change(p, s, "set-filter-policy", tenant_id, &name, "").await;
     tracing::info!(tenant = %name, "filter policy replaced from the portal");
-    Ok(axum::Json(MessageAnswer {
-        message: format!("the filter policy of {name} is replaced"),
-    })
-    .into_response())
+    Ok(format!("the filter policy of {name} is replaced"))
 }
 
 /// A sealed connector secret (its value is never shown).
@@ -2680,13 +2712,17 @@ async fn secrets_put(
             .map_err(|_| crate::front::too_large(max))?
             .to_vec(),
     );
+    let message = secret_seal(&p, &s, &body).await?;
+    Ok(axum::Json(MessageAnswer { message }).into_response())
+}
+
+/// Hands a connector secret's bytes to the vault to seal for the admin's tenant.
+pub(crate) async fn secret_seal(p: &Portal, s: &Session, value: &[u8]) -> Result<String, Problem> {
     let call = Request::SealSecretBy {
         session: s.token.clone(),
     };
-    match p.vault.call(&call, &body).await {
-        Ok((VaultResponse::Done { summary }, _)) => {
-            Ok(axum::Json(MessageAnswer { message: summary }).into_response())
-        }
+    match p.vault.call(&call, value).await {
+        Ok((VaultResponse::Done { summary }, _)) => Ok(summary),
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
         Err(CallError::Refused(m)) if m.contains("step-up") || m.contains("admins") => {
             Err(Problem::forbidden(m))

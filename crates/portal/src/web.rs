@@ -58,6 +58,8 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/lockbox/{id}/{act}", post(lockbox_act))
         .route("/alerts", get(alerts_page))
         .route("/operator", get(operator_page))
+        .route("/settings", get(settings_page))
+        .route("/settings/{part}", post(settings_post))
         .route("/static/app.css", get(|| async { asset("text/css", CSS) }))
         .route(
             "/static/app.js",
@@ -199,6 +201,9 @@ fn page_with(
                             }
                             @if matches!(w.s.user.role.as_str(), "user" | "tenant-admin") {
                                 a href="/senders" { (l.t("Senders", "送信者リスト")) }
+                            }
+                            @if w.s.user.role == "tenant-admin" {
+                                a href="/settings" { (l.t("Settings", "設定")) }
                             }
                             @if matches!(w.s.user.role.as_str(), "operator" | "tenant-admin") {
                                 a href="/dashboard" { (l.t("Dashboard", "ダッシュボード")) }
@@ -1203,4 +1208,166 @@ async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response 
         }
     };
     w.page(l.t("System", "システム"), body)
+}
+
+async fn settings_page(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    settings_with(&p, &w, q.get("done").map(String::as_str), None).await
+}
+
+/// The tenant admin's settings: filter thresholds, people, connector secrets.
+async fn settings_with(
+    p: &Portal,
+    w: &WebSession,
+    done: Option<&str>,
+    link: Option<&str>,
+) -> Response {
+    let l = w.lang;
+    let policy = match api::policy_of(p, &w.s).await {
+        Ok(x) => x,
+        Err(e) => return w.error(&e),
+    };
+    let [tag, quarantine, reject] = api::thresholds(p, &policy);
+    let tenant = w.s.user.tenant_id;
+    let (users, secrets) = match (
+        p.store.user_list(tenant).await,
+        p.store.secret_list(tenant.unwrap_or(0)).await,
+    ) {
+        (Ok(u), Ok(s)) => (u, s),
+        _ => return w.error(&Problem::internal("the store did not answer")),
+    };
+    let notice = match done {
+        Some("policy") => Some(l.t(
+            "The thresholds are changed; mail is judged by them from now on.",
+            "しきい値を変更しました。以後のメールに適用されます。",
+        )),
+        Some("secret") => Some(l.t(
+            "The secret is sealed. It cannot be shown again, only replaced.",
+            "シークレットを封印しました。再表示はできず、置き換えのみ可能です。",
+        )),
+        _ => None,
+    };
+    let code_field = html! {
+        label { (l.t("Code from your authenticator (needed to loosen filtering or change a secret)", "認証アプリのコード(フィルターを緩める・シークレットを変更する場合に必要)"))
+            input name="code" autocomplete="one-time-code" maxlength="16"; }
+    };
+    let body = html! {
+        @if let Some(n) = notice { p.notice role="status" { (n) } }
+        @if let Some(link) = link {
+            p.notice role="status" { (l.t("Invited. Send this one-time link (valid 72 hours):", "招待しました。この一回限りのリンク(72時間有効)を送ってください:")) br; code #invite-link { (link) } }
+        }
+        h2 { (l.t("Filter thresholds", "判定のしきい値")) }
+        form.card #policy-form method="post" action="/settings/policy" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("Tag from score", "タグ付けするスコア")) input type="number" step="0.1" name="tag" value=(tag) required; }
+            label { (l.t("Quarantine from score", "隔離するスコア")) input type="number" step="0.1" name="quarantine" value=(quarantine) required; }
+            label { (l.t("Reject from score", "拒否するスコア")) input type="number" step="0.1" name="reject" value=(reject) required; }
+            (code_field)
+            button type="submit" { (l.t("Save", "保存")) }
+        }
+        h2 { (l.t("People", "利用者")) }
+        table.items #users {
+            thead { tr { th { (l.t("Login", "ログイン名")) } th { (l.t("Role", "権限")) } th { (l.t("State", "状態")) } } }
+            tbody { @for u in &users {
+                tr { td { (u.email) } td { (role_name(l, &u.role)) }
+                     td { (if u.active { l.t("active", "有効") } else { l.t("enrolling", "登録中") }) } }
+            } }
+        }
+        form.card.inline method="post" action="/settings/invite" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("E-mail address", "メールアドレス")) input type="email" name="email" required maxlength="254"; }
+            label { (l.t("Role", "権限")) select name="role" {
+                option value="user" { (role_name(l, "user")) }
+                option value="tenant-admin" { (role_name(l, "tenant-admin")) }
+            } }
+            button type="submit" { (l.t("Invite", "招待")) }
+        }
+        h2 { (l.t("Smarthost credentials (write-only)", "スマートホスト認証情報(書き込み専用)")) }
+        ul #secrets { @for x in &secrets { li { code { (x.kind) } " · " (l.t("set", "設定日時")) " " (l.time(x.updated_at)) } } }
+        form.card #secret-form method="post" action="/settings/secret" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("SMTP user", "SMTPユーザー")) input name="username" required maxlength="512" autocomplete="off"; }
+            label { (l.t("SMTP password", "SMTPパスワード")) input type="password" name="password" required maxlength="4096" autocomplete="new-password"; }
+            (code_field)
+            button type="submit" { (l.t("Seal", "封印")) }
+        }
+    };
+    w.page(l.t("Settings", "設定"), body)
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    csrf: String,
+    code: Option<String>,
+    tag: Option<f64>,
+    quarantine: Option<f64>,
+    reject: Option<f64>,
+    email: Option<String>,
+    role: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+async fn settings_post(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    headers: axum::http::HeaderMap,
+    Path(part): Path<String>,
+    FormBody(f): FormBody<SettingsForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    if let Some(code) = f.code.as_deref().filter(|c| !c.trim().is_empty())
+        && let Err(e) = api::step_up_with(&p, &w.s, code).await
+    {
+        return w.error(&e);
+    }
+    // A step-up just made is seen by the vault, not yet by this request's session.
+    let s = match api::resolve_session(&headers, &p).await {
+        Ok(s) => s,
+        Err(e) => return w.error(&e),
+    };
+    match part.as_str() {
+        "policy" => {
+            let mut doc = match api::policy_of(&p, &s).await {
+                Ok(d) => d,
+                Err(e) => return w.error(&e),
+            };
+            doc.tag = f.tag;
+            doc.quarantine = f.quarantine;
+            doc.reject = f.reject;
+            match api::policy_replace(&p, &s, doc).await {
+                Ok(_) => Redirect::to("/settings?done=policy").into_response(),
+                Err(e) => w.error(&e),
+            }
+        }
+        "invite" => {
+            let (Some(email), Some(role)) = (f.email, f.role) else {
+                return w.error(&Problem::bad_request("fill in the address and the role"));
+            };
+            match api::invite_with(&p, &s, email, role, None, &headers).await {
+                Ok(link) => settings_with(&p, &w, None, Some(&link)).await,
+                Err(e) => w.error(&e),
+            }
+        }
+        "secret" => {
+            let (Some(username), Some(password)) = (f.username, f.password) else {
+                return w.error(&Problem::bad_request("fill in the user and the password"));
+            };
+            let password = zeroize::Zeroizing::new(password);
+            let value = zeroize::Zeroizing::new(
+                serde_json::json!({ "kind": "smtp-auth", "username": username, "password": password.as_str() })
+                    .to_string(),
+            );
+            match api::secret_seal(&p, &s, value.as_bytes()).await {
+                Ok(_) => Redirect::to("/settings?done=secret").into_response(),
+                Err(e) => w.error(&e),
+            }
+        }
+        _ => w.error(&Problem::not_found("no such settings form")),
+    }
 }
