@@ -80,15 +80,31 @@ const BODIES: &str = "message bodies and headers (quarantined)";
 const TRANSIT: &str = "message bodies and headers (in transit)";
 const SEALED: &str = "sealed messages (unreadable without the tenant key)";
 const SECRETS: &str = "connector credentials";
+const ACCOUNTS: &str = "portal accounts (logins, sessions, tokens)";
+const HASHES: &str = "portal accounts (argon2id password hashes; second factors sealed)";
+const METADATA: &str = "message metadata (envelopes, verdicts, trace)";
+const SETTINGS: &str = "filter policy and sender lists";
+const OPERATOR: &str = "operator access (lockbox)";
 
 /// What an audit record means for the report, if anything.
 fn classify(r: &store::Record) -> Option<(&'static str, &'static str)> {
-    let refused = r.outcome.starts_with("refused") || r.outcome.starts_with("error");
+    let refused = r.outcome.starts_with("refused")
+        || r.outcome.starts_with("error")
+        || r.outcome.starts_with("failed");
     let (category, access) = match r.action.as_str() {
         a if a.starts_with("open-quarantine:") => (BODIES, "opened"),
         "export-sealed" => (SEALED, "exported"),
         "use-secret" => (SECRETS, "used"),
         "seal-secret" => (SECRETS, "set"),
+        "delete-quarantine" => (BODIES, "deleted"),
+        "login" => (ACCOUNTS, "logged in"),
+        "step-up" | "token-create" | "token-revoke" => (ACCOUNTS, "used"),
+        "user-invite" | "user-enrolled" => (ACCOUNTS, "created"),
+        "set-filter-policy" | "sender-allow" | "sender-block" | "sender-remove" => {
+            (SETTINGS, "changed")
+        }
+        "lockbox-request" => (OPERATOR, "requested"),
+        "lockbox-approve" => (OPERATOR, "approved"),
         _ => return None,
     };
     Some((
@@ -111,6 +127,8 @@ pub struct Facts {
     pub terminations: Vec<(i64, String, i64, i64)>,
     /// Messages per tenant in the window (trace).
     pub messages: Vec<(i64, i64)>,
+    /// Portal accounts per tenant.
+    pub accounts: Vec<(i64, i64)>,
 }
 
 /// Computes the report.
@@ -178,6 +196,31 @@ pub fn scope(f: &Facts, from: i64, to: i64, principal: Option<&str>, role: Optio
             );
         }
     }
+    // A compromised portal reads the store: every tenant's envelopes and trace, and its
+    // accounts' password hashes (never a second factor or a session: those need the vault).
+    if role == Some("portal") {
+        let mut reach = |tenant: i64, category: &'static str, n: i64| {
+            lines.insert(
+                (tenant, category, "reachable"),
+                Line {
+                    tenant_id: tenant,
+                    tenant: name(tenant),
+                    status: status(tenant).to_string(),
+                    category,
+                    access: "reachable",
+                    count: n as usize,
+                    principals: BTreeSet::from(["portal".to_string()]),
+                    records: Vec::new(),
+                },
+            );
+        };
+        for &(tenant, n) in &f.messages {
+            reach(tenant, METADATA, n);
+        }
+        for &(tenant, n) in &f.accounts {
+            reach(tenant, HASHES, n);
+        }
+    }
     let lines: Vec<Line> = lines.into_values().collect();
     let tenants: BTreeSet<(i64, &str)> = lines
         .iter()
@@ -233,6 +276,15 @@ pub async fn run(cfg: Config, cmd: IncidentCmd) -> Result<()> {
         tenants: store.tenant_names().await?,
         terminations: store.terminations().await?,
         messages: store.messages_by_tenant(from, to).await?,
+        accounts: {
+            let mut per: BTreeMap<i64, i64> = BTreeMap::new();
+            for u in store.user_list(None).await? {
+                if let Some(t) = u.tenant_id {
+                    *per.entry(t).or_insert(0) += 1;
+                }
+            }
+            per.into_iter().collect()
+        },
     };
     let report = scope(&facts, from, to, principal.as_deref(), role.as_deref());
     if json {
@@ -341,6 +393,7 @@ mod tests {
             tenants: vec![(1, "acme".into(), 0)],
             terminations: vec![(2, "beta".into(), 150, 9)],
             messages: vec![(1, 7), (2, 3)],
+            accounts: vec![(1, 4)],
         };
         let r = scope(&facts, 90, 200, Some("cli:eve"), None);
         let got: Vec<_> = r
@@ -382,5 +435,50 @@ mod tests {
         // A tenant terminated before the window is counted apart.
         let r = scope(&facts, 160, 200, None, Some("mx"));
         assert_eq!((r.tenants_active, r.tenants_terminated), (1, 1));
+    }
+
+    #[test]
+    fn portal_acts_and_a_compromised_portal_have_their_lines() {
+        let mut login = rec(1, 100, "user:bob@acme", "login", 1, "ok");
+        login.role = "vault".into();
+        let facts = Facts {
+            records: vec![
+                login,
+                rec(
+                    2,
+                    101,
+                    "user:bob@acme",
+                    "login",
+                    1,
+                    "failed: wrong password",
+                ),
+                rec(3, 102, "user:admin@acme", "set-filter-policy", 1, "ok"),
+                rec(4, 103, "user:admin@acme", "lockbox-approve", 1, "ok"),
+                rec(5, 104, "user:bob@acme", "delete-quarantine", 1, "ok"),
+            ],
+            tenants: vec![(1, "acme".into(), 0)],
+            terminations: vec![],
+            messages: vec![(1, 7)],
+            accounts: vec![(1, 4)],
+        };
+        let r = scope(&facts, 90, 200, None, None);
+        let got: Vec<_> = r
+            .lines
+            .iter()
+            .map(|l| (l.category, l.access, l.count))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (SETTINGS, "changed", 1),
+                (BODIES, "deleted", 1),
+                (OPERATOR, "approved", 1),
+                (ACCOUNTS, "attempted (refused)", 1),
+                (ACCOUNTS, "logged in", 1),
+            ]
+        );
+        let r = scope(&facts, 90, 200, Some("nobody"), Some("portal"));
+        let got: Vec<_> = r.lines.iter().map(|l| (l.category, l.count)).collect();
+        assert_eq!(got, vec![(METADATA, 7), (HASHES, 4)]);
     }
 }
