@@ -1002,3 +1002,18 @@ def test_tenant_admin_settings_page_changes_thresholds_invites_and_seals_through
     bob = Client(n)
     bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
     assert bob.request("GET", "/settings")[0] == 403
+
+
+def test_probes_from_many_addresses_are_a_block_storm(node):
+    n = node(config="[portal]\nprobe_threshold = 2\n")
+    n.portal_url()
+    for i in range(1, 6):
+        c = Client(n)
+        c.source = f"127.0.2.{i}"
+        for _ in range(2):
+            c.request("GET", "/.env")
+        assert c.request("GET", "/healthz")[0] == 403, "blocked"
+        storms = [a for a in n.cli_json("alerts", "list") if a["rule"] == "waf-block-storm"]
+        assert (len(storms) == 1) == (i == 5), (i, storms)
+    assert storms[0]["severity"] == "critical" and "5 addresses" in storms[0]["summary"]
+    assert len([a for a in n.cli_json("alerts", "list") if a["rule"] == "waf-block"]) == 5

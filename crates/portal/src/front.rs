@@ -123,7 +123,14 @@ pub struct FrontDoor {
     /// The limits.
     pub limits: Limits,
     peers: Mutex<HashMap<IpAddr, Peer>>,
+    /// Recent blocks (for the block-storm rule).
+    blocks: Mutex<Vec<(Instant, IpAddr)>>,
 }
+
+/// How far back blocks count towards a storm.
+pub const STORM_WINDOW: Duration = Duration::from_secs(600);
+/// Blocked addresses within [`STORM_WINDOW`] that make a storm (a distributed scan).
+pub const STORM_ADDRESSES: usize = 5;
 
 /// What a probe did.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,6 +147,7 @@ impl FrontDoor {
         Self {
             limits,
             peers: Mutex::new(HashMap::new()),
+            blocks: Mutex::new(Vec::new()),
         }
     }
 
@@ -176,6 +184,23 @@ impl FrontDoor {
                 })
                 .take(l.rate, l.burst, now)
         })
+    }
+
+    /// Notes a block; the number of distinct addresses blocked within [`STORM_WINDOW`] when
+    /// it reaches [`STORM_ADDRESSES`] (once per storm: the count restarts after it).
+    pub fn note_block(&self, ip: IpAddr, now: Instant) -> Option<usize> {
+        let mut b = self.blocks.lock().expect("poisoned");
+        b.retain(|(t, _)| now.saturating_duration_since(*t) < STORM_WINDOW);
+        b.push((now, ip));
+        let mut ips: Vec<IpAddr> = b.iter().map(|(_, i)| *i).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        if ips.len() >= STORM_ADDRESSES {
+            b.clear();
+            Some(ips.len())
+        } else {
+            None
+        }
     }
 
     /// Takes one login attempt from `ip`'s login bucket.
@@ -312,6 +337,24 @@ async fn report_block(portal: &Portal, ip: IpAddr) {
             summary: &summary,
         })
         .await;
+    if let Some(n) = portal.front.note_block(ip, Instant::now()) {
+        let summary = format!(
+            "{n} addresses were blocked for probing within {} minutes: a distributed scan of the portal",
+            STORM_WINDOW.as_secs() / 60
+        );
+        tracing::error!(event = "waf-block-storm", "{summary}");
+        let _ = portal
+            .store
+            .alert_raise(&store::NewAlert {
+                rule: "waf-block-storm",
+                severity: "critical",
+                dedupe_key: "waf-block-storm",
+                principal: "portal",
+                tenant_id: None,
+                summary: &summary,
+            })
+            .await;
+    }
 }
 
 /// The middleware: limits, blocks, rate limits, probe counting, security headers.
@@ -421,6 +464,31 @@ mod tests {
             f.rate(ip(1), t + Duration::from_millis(600)).is_ok(),
             "refilled"
         );
+    }
+
+    #[test]
+    fn blocks_of_five_addresses_within_ten_minutes_are_a_storm_once() {
+        let f = FrontDoor::new(Limits::default());
+        let t = Instant::now();
+        for n in 1..=4 {
+            assert_eq!(f.note_block(ip(n), t), None);
+        }
+        assert_eq!(
+            f.note_block(ip(4), t),
+            None,
+            "the same address twice is one"
+        );
+        assert_eq!(f.note_block(ip(5), t), Some(5));
+        assert_eq!(
+            f.note_block(ip(6), t),
+            None,
+            "counting starts again after a storm"
+        );
+        // Old blocks fall out of the window.
+        let later = t + STORM_WINDOW + Duration::from_secs(1);
+        for n in 7..=10 {
+            assert_eq!(f.note_block(ip(n), later), None);
+        }
     }
 
     #[test]
