@@ -474,6 +474,20 @@ impl Store {
         rows.iter().map(item).collect()
     }
 
+    /// Quarantined messages per tenant id (one query, for overviews).
+    pub async fn quarantine_counts(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        Ok(
+            sqlx::query("SELECT tenant_id, count(*) FROM quarantine GROUP BY tenant_id")
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        )
+    }
+
     /// One quarantined message.
     pub async fn quarantine_get(&self, id: &str) -> Result<QuarantineItem, StoreError> {
         let row = sqlx::query(
