@@ -807,7 +807,7 @@ pub(crate) async fn may_open_now(
     }
     user.role == "operator"
         && p.store
-            .lockbox_active(user.id, item.tenant_id, now_unix())
+            .lockbox_active(user.id, item.tenant_id, store::unix_now())
             .await
             .is_ok_and(|v| !v.is_empty())
 }
@@ -1057,17 +1057,9 @@ pub(crate) async fn stats_for(
     s: &Session,
     hours: u32,
 ) -> Result<store::MailStats, Problem> {
-    let tenant = match (s.user.role.as_str(), s.user.tenant_id) {
-        ("operator", _) => None,
-        ("tenant-admin", Some(t)) => Some(t),
-        _ => {
-            return Err(Problem::forbidden(
-                "statistics are for tenant admins and operators",
-            ));
-        }
-    };
+    let tenant = admin_scope(s, "statistics are for tenant admins and operators")?;
     p.store
-        .mail_stats(tenant, now_unix(), hours)
+        .mail_stats(tenant, store::unix_now(), hours)
         .await
         .map_err(|_| Problem::internal("the store did not answer"))
 }
@@ -1155,10 +1147,14 @@ fn sender_doc(user: &SessionUser, e: store::SenderEntry) -> SenderDoc {
     }
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The tenant a tenant admin's request is narrowed to; `None` for operators (every tenant).
+/// Other roles are refused with `refusal`.
+fn admin_scope(s: &Session, refusal: &str) -> Result<Option<i64>, Problem> {
+    match (s.user.role.as_str(), s.user.tenant_id) {
+        ("operator", _) => Ok(None),
+        ("tenant-admin", Some(t)) => Ok(Some(t)),
+        _ => Err(Problem::forbidden(refusal)),
+    }
 }
 
 /// The entries the user sees.
@@ -1198,7 +1194,14 @@ pub(crate) async fn sender_put(
     let principal = s.user.principal();
     let e = p
         .store
-        .sender_list_put(tenant, &rcpt, &pattern, action, &principal, now_unix())
+        .sender_list_put(
+            tenant,
+            &rcpt,
+            &pattern,
+            action,
+            &principal,
+            store::unix_now(),
+        )
         .await
         .map_err(|e| match e {
             store::StoreError::Invalid(m) => Problem::bad_request(m),
@@ -1457,15 +1460,7 @@ pub(crate) async fn trace_for(
     s: &Session,
     q: TraceQuery,
 ) -> Result<Vec<store::TraceMessage>, Problem> {
-    let tenant = match (s.user.role.as_str(), s.user.tenant_id) {
-        ("operator", _) => None,
-        ("tenant-admin", Some(t)) => Some(t),
-        _ => {
-            return Err(Problem::forbidden(
-                "the message trace is for tenant admins and operators",
-            ));
-        }
-    };
+    let tenant = admin_scope(s, "the message trace is for tenant admins and operators")?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(Problem::bad_request(format!(
@@ -1594,7 +1589,7 @@ pub(crate) async fn lockbox_requests(p: &Portal, s: &Session) -> Result<Vec<Lock
             ));
         }
     };
-    let now = now_unix();
+    let now = store::unix_now();
     Ok(p.store
         .lockbox_list(tenant, operator)
         .await
@@ -1631,7 +1626,7 @@ pub(crate) async fn lockbox_ask(
         }
         Err(_) => return Err(Problem::internal("the store did not answer")),
     };
-    let now = now_unix();
+    let now = store::unix_now();
     let lb = p
         .store
         .lockbox_request(tenant_id, s.user.id, &s.user.email, reason, minutes, now)
@@ -1697,7 +1692,7 @@ pub(crate) async fn lockbox_end(p: &Portal, s: &Session, id: i64) -> Result<(), 
         return Err(missing());
     }
     p.store
-        .lockbox_revoke(id, &s.user.principal(), now_unix())
+        .lockbox_revoke(id, &s.user.principal(), store::unix_now())
         .await
         .map_err(|e| match e {
             store::StoreError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
@@ -1988,7 +1983,11 @@ async fn tokens_revoke(
     s: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, Problem> {
-    match p.store.api_token_revoke(id, s.user.id, now_unix()).await {
+    match p
+        .store
+        .api_token_revoke(id, s.user.id, store::unix_now())
+        .await
+    {
         Ok(()) => {}
         Err(store::StoreError::NotFound(m)) => return Err(Problem::not_found(m)),
         Err(_) => return Err(Problem::internal("the store did not answer")),
@@ -2119,15 +2118,7 @@ pub struct TenantList {
 
 /// The tenants an operator runs (a tenant admin: their own).
 pub(crate) async fn tenant_docs(p: &Portal, s: &Session) -> Result<Vec<TenantDoc>, Problem> {
-    let only = match (s.user.role.as_str(), s.user.tenant_id) {
-        ("operator", _) => None,
-        ("tenant-admin", Some(t)) => Some(t),
-        _ => {
-            return Err(Problem::forbidden(
-                "tenants are for operators and tenant admins",
-            ));
-        }
-    };
+    let only = admin_scope(s, "tenants are for operators and tenant admins")?;
     let fail = |_| Problem::internal("the store did not answer");
     let mut out = Vec::new();
     let mut list = p.store.list_tenants().await.map_err(fail)?;
@@ -2181,7 +2172,7 @@ pub struct HealthDoc {
 
 /// Health of the node: each part asked, the queue summarised (no addresses).
 pub(crate) async fn health_of(p: &Portal) -> HealthDoc {
-    let now = now_unix();
+    let now = store::unix_now();
     let queue = admin_call(&p.data_dir, &json!({ "cmd": "queue-list" })).await;
     let (mx, mut by_state, mut bytes, mut oldest) =
         (queue.is_ok(), std::collections::BTreeMap::new(), 0u64, None);
@@ -2264,15 +2255,7 @@ pub struct AccountList {
         (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "end users and auditors", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn users_list(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
-    let tenant = match (s.user.role.as_str(), s.user.tenant_id) {
-        ("operator", _) => None,
-        ("tenant-admin", Some(t)) => Some(t),
-        _ => {
-            return Err(Problem::forbidden(
-                "accounts are listed for operators and tenant admins",
-            ));
-        }
-    };
+    let tenant = admin_scope(&s, "accounts are listed for operators and tenant admins")?;
     let users = p
         .store
         .user_list(tenant)
@@ -2530,13 +2513,7 @@ fn weakens(d: &crate::PolicyDefaults, old: &PolicyDoc, new: &PolicyDoc) -> bool 
         (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "tenant admins only", body = ProblemDoc, content_type = "application/problem+json"),))]
 async fn policy_get(State(p): State<Arc<Portal>>, s: Session) -> Result<Response, Problem> {
-    let (_, name) = tenant_admin_of(&s)?;
-    let policy: PolicyDoc = p
-        .store
-        .filter_policy(&name)
-        .await
-        .map_err(|_| Problem::internal("the store did not answer"))?
-        .into();
+    let policy = policy_of(&p, &s).await?;
     let ([t, q, r], _) = effective(&p.policy, &policy);
     Ok(axum::Json(PolicyAnswer {
         effective: [("tag", t), ("quarantine", q), ("reject", r)]

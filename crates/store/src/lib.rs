@@ -43,7 +43,7 @@ pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use lockbox::{LOCKBOX_MAX_MINUTES, LOCKBOX_MIN_MINUTES, Lockbox};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
-pub use stats::{Count, MailStats};
+pub use stats::{Count, MailStats, symbol_names};
 pub use tokens::{ApiToken, MAX_TOKENS_PER_USER, TOKEN_SCOPES};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
 pub use users::{Enrolment, ROLES, User};

@@ -52,8 +52,9 @@ fn top(counts: HashMap<String, i64>, n: usize) -> Vec<Count> {
     v
 }
 
-/// The symbol names of a trace's `NAME(w), NAME(w)` list.
-fn symbol_names(symbols: &str) -> impl Iterator<Item = &str> {
+/// The symbol names of a verdict's `NAME(w), NAME(w)` list (as the trace and the quarantine
+/// index keep it).
+pub fn symbol_names(symbols: &str) -> impl Iterator<Item = &str> {
     symbols
         .split(',')
         .map(|s| s.trim().split('(').next().unwrap_or("").trim())

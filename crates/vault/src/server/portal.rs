@@ -94,10 +94,7 @@ pub const MALWARE_SYMBOLS: &[&str] = &[
 
 /// True if a verdict's symbol list (`NAME(w), …`) flags malware.
 pub fn malware_flagged(symbols: &str) -> bool {
-    symbols
-        .split(',')
-        .map(|s| s.trim().split('(').next().unwrap_or(""))
-        .any(|s| MALWARE_SYMBOLS.contains(&s))
+    store::symbol_names(symbols).any(|s| MALWARE_SYMBOLS.contains(&s))
 }
 
 /// The one rule of what a portal user may open: tenant admins their tenant's messages, end
