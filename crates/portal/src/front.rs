@@ -123,8 +123,6 @@ pub struct FrontDoor {
     /// The limits.
     pub limits: Limits,
     peers: Mutex<HashMap<IpAddr, Peer>>,
-    /// Recent blocks (for the block-storm rule).
-    blocks: Mutex<Vec<(Instant, IpAddr)>>,
 }
 
 /// How far back blocks count towards a storm.
@@ -147,7 +145,6 @@ impl FrontDoor {
         Self {
             limits,
             peers: Mutex::new(HashMap::new()),
-            blocks: Mutex::new(Vec::new()),
         }
     }
 
@@ -186,21 +183,14 @@ impl FrontDoor {
         })
     }
 
-    /// Notes a block; the number of distinct addresses blocked within [`STORM_WINDOW`] when
-    /// it reaches [`STORM_ADDRESSES`] (once per storm: the count restarts after it).
-    pub fn note_block(&self, ip: IpAddr, now: Instant) -> Option<usize> {
-        let mut b = self.blocks.lock().expect("poisoned");
-        b.retain(|(t, _)| now.saturating_duration_since(*t) < STORM_WINDOW);
-        b.push((now, ip));
-        let mut ips: Vec<IpAddr> = b.iter().map(|(_, i)| *i).collect();
-        ips.sort_unstable();
-        ips.dedup();
-        if ips.len() >= STORM_ADDRESSES {
-            b.clear();
-            Some(ips.len())
-        } else {
-            None
-        }
+    /// Blocks `ip` until `until` (a block another node set, through the store), unless it is
+    /// blocked longer already.
+    pub fn block_until(&self, ip: IpAddr, until: Instant, now: Instant) {
+        self.with_peer(ip, now, |p| {
+            if p.blocked_until.is_none_or(|u| u < until) {
+                p.blocked_until = Some(until);
+            }
+        });
     }
 
     /// Takes one login attempt from `ip`'s login bucket.
@@ -337,7 +327,38 @@ async fn report_block(portal: &Portal, ip: IpAddr) {
             summary: &summary,
         })
         .await;
-    if let Some(n) = portal.front.note_block(ip, Instant::now()) {
+    // Every portal node blocks the address (sync_blocks), and the storm rule counts the
+    // addresses blocked by any node.
+    let now_ms = store::unix_now_ms();
+    let until_ms = now_ms.saturating_add(portal.front.limits.block_for.as_millis() as i64);
+    let ip_text = ip.to_string();
+    if let Err(e) = portal
+        .store
+        .detect_throttle(BLOCK_KIND, &ip_text, until_ms)
+        .await
+    {
+        tracing::error!(error = %e, "the block could not be shared with other portal nodes");
+    }
+    let blocked = store::DetectEvent {
+        kind: BLOCK_KIND,
+        scope: "",
+        account: "",
+        source: &ip_text,
+    };
+    let storm = portal
+        .store
+        .detect_note(
+            &blocked,
+            STORM_WINDOW,
+            store::Trigger::Sources(STORM_ADDRESSES as i64),
+            now_ms,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the block could not be counted");
+            None
+        });
+    if let Some(n) = storm.map(|c| c.sources) {
         let summary = format!(
             "{n} addresses were blocked for probing within {} minutes: a distributed scan of the portal",
             STORM_WINDOW.as_secs() / 60
@@ -354,6 +375,35 @@ async fn report_block(portal: &Portal, ip: IpAddr) {
                 summary: &summary,
             })
             .await;
+    }
+}
+
+/// The store counter and block list of the WAF.
+const BLOCK_KIND: &str = "waf-block";
+
+/// How often a portal node takes in the blocks other nodes set.
+const BLOCK_SYNC_EVERY: Duration = Duration::from_secs(2);
+
+/// Applies blocks set by any portal node (through the store) to this one, until `shutdown`.
+pub async fn sync_blocks(portal: Arc<Portal>, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(BLOCK_SYNC_EVERY) => {}
+        }
+        let now_ms = store::unix_now_ms();
+        match portal.store.detect_throttles(BLOCK_KIND, now_ms).await {
+            Ok(blocks) => {
+                let now = Instant::now();
+                for (ip, until_ms) in blocks {
+                    if let Ok(ip) = ip.parse::<IpAddr>() {
+                        let left = Duration::from_millis((until_ms - now_ms).max(0) as u64);
+                        portal.front.block_until(ip, now + left, now);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "shared blocks could not be read"),
+        }
     }
 }
 
@@ -467,28 +517,14 @@ mod tests {
     }
 
     #[test]
-    fn blocks_of_five_addresses_within_ten_minutes_are_a_storm_once() {
+    fn a_block_from_another_node_holds_until_its_end_and_never_shortens_one() {
         let f = FrontDoor::new(Limits::default());
         let t = Instant::now();
-        for n in 1..=4 {
-            assert_eq!(f.note_block(ip(n), t), None);
-        }
-        assert_eq!(
-            f.note_block(ip(4), t),
-            None,
-            "the same address twice is one"
-        );
-        assert_eq!(f.note_block(ip(5), t), Some(5));
-        assert_eq!(
-            f.note_block(ip(6), t),
-            None,
-            "counting starts again after a storm"
-        );
-        // Old blocks fall out of the window.
-        let later = t + STORM_WINDOW + Duration::from_secs(1);
-        for n in 7..=10 {
-            assert_eq!(f.note_block(ip(n), later), None);
-        }
+        f.block_until(ip(1), t + Duration::from_secs(30), t);
+        assert!(f.blocked(ip(1), t).is_some() && f.blocked(ip(2), t).is_none());
+        f.block_until(ip(1), t + Duration::from_secs(5), t);
+        assert!(f.blocked(ip(1), t + Duration::from_secs(10)).is_some());
+        assert!(f.blocked(ip(1), t + Duration::from_secs(31)).is_none());
     }
 
     #[test]

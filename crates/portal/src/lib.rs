@@ -69,6 +69,7 @@ pub async fn serve(
     listener: listener::TlsListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    tokio::spawn(front::sync_blocks(portal.clone(), shutdown.clone()));
     let app = api::router(portal);
     axum::serve(
         listener,

@@ -40,6 +40,8 @@ pub struct RawConfig {
     #[serde(default)]
     blobs: RawBlobs,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
     detect: RawDetect,
@@ -85,6 +87,13 @@ struct RawDetect {
 struct RawAudit {
     checkpoint_every: Option<usize>,
     checkpoint_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +191,7 @@ struct RawInspect {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     hostname: Option<String>,
+    node_name: Option<String>,
     data_dir: Option<PathBuf>,
     smtp_listen: Option<String>,
     admin_listen: Option<String>,
@@ -251,6 +261,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub hostname: String,
+    /// This node's name in the cluster's node list (`[server] node_name`; the host name).
+    pub node_name: String,
     pub data_dir: PathBuf,
     pub smtp_listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -267,6 +279,8 @@ pub struct Config {
     pub sandbox_required: bool,
     /// Where sealed blobs are kept.
     pub blobs: Blobs,
+    /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
+    pub store_url: Option<store::StoreUrl>,
     /// The vault signs an audit checkpoint after this many records…
     pub checkpoint_every: i64,
     /// …or this long after the last one, whichever comes first.
@@ -413,6 +427,10 @@ impl RawConfig {
         if hostname.is_empty() || hostname.contains(char::is_whitespace) {
             bail!("server.hostname: {hostname:?} is not a host name");
         }
+        let node_name = s.node_name.unwrap_or_else(|| hostname.clone());
+        if node_name.is_empty() || node_name.len() > 64 || node_name.chars().any(char::is_control) {
+            bail!("server.node_name: {node_name:?} must be 1-64 printable characters");
+        }
         let data_dir = o
             .data_dir
             .clone()
@@ -460,6 +478,7 @@ impl RawConfig {
             );
         }
         let blobs = resolve_blobs(self.blobs)?;
+        let store_url = resolve_store(self.store)?;
         let checkpoint_every = at_least(
             "audit.checkpoint_every",
             self.audit.checkpoint_every.unwrap_or(100),
@@ -789,6 +808,7 @@ impl RawConfig {
             i.auth_deadline.as_deref().unwrap_or("5s"),
         )?;
         Ok(Config {
+            node_name,
             clamd,
             clamd_deadline,
             clamd_scope,
@@ -814,6 +834,7 @@ impl RawConfig {
             quarantine_retention,
             sandbox_required,
             blobs,
+            store_url,
             checkpoint_every,
             checkpoint_interval,
             bulk_rule,
@@ -842,6 +863,28 @@ impl RawConfig {
             spool_segment,
         })
     }
+}
+
+fn resolve_store(raw: RawStore) -> Result<Option<store::StoreUrl>> {
+    let Some(url) = raw.url.filter(|u| !u.is_empty()) else {
+        if raw.password_file.is_some() {
+            bail!("store.password_file: set store.url to a postgres:// URL to use it");
+        }
+        return Ok(None);
+    };
+    let password = match &raw.password_file {
+        Some(path) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("store.password_file: cannot read {}", path.display()))?
+                .trim()
+                .to_string(),
+        )),
+        None => None,
+    };
+    Ok(Some(
+        store::StoreUrl::postgres(&url, password.as_deref().map(|p| p.as_str()))
+            .map_err(|e| anyhow::anyhow!("store.url: {e}"))?,
+    ))
 }
 
 fn resolve_blobs(raw: RawBlobs) -> Result<Blobs> {

@@ -116,6 +116,9 @@ enum Command {
     /// The running node's queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// The gateway nodes sharing this store: health, queue sizes, versions.
+    #[command(subcommand)]
+    Node(NodeCmd),
     /// Run the inspection pipeline on message files (or directories of them), as the SMTP
     /// path would, and print each verdict.
     Check {
@@ -188,6 +191,16 @@ enum Command {
         /// Most messages shown.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// List the nodes that write heartbeats to this store.
+    List {
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -781,7 +794,9 @@ enum QueueCmd {
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEKISHO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // PostgreSQL's notices ("relation … already exists, skipping" at every migration
+        // check) are not news.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -901,6 +916,11 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             Ok(())
         }
         Command::Tenant(cmd) => tenant(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Node(NodeCmd::List { json }) => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            let store = serve::open_store(&cfg).await?;
+            node_list(&store, json).await
+        }
         Command::Domain(DomainCmd::Add { tenant, domain }) => {
             let cfg = load_config(&cli.node, Overrides::default())?;
             let store = serve::open_store(&cfg).await?;
@@ -1310,6 +1330,51 @@ async fn train(
 
 fn validate_route(route: &str) -> Result<()> {
     route.parse::<egress::Route>()?;
+    Ok(())
+}
+
+/// `sekisho node list`: every node of the store with its status at this moment.
+async fn node_list(store: &store::Store, json: bool) -> Result<()> {
+    let now = store::unix_now();
+    let nodes = store.nodes().await?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            #[serde(flatten)]
+            node: &'a store::NodeInfo,
+            status: &'static str,
+            seen_seconds_ago: i64,
+        }
+        let rows: Vec<Row> = nodes
+            .iter()
+            .map(|n| Row {
+                node: n,
+                status: n.status(now),
+                seen_seconds_ago: now - n.last_seen,
+            })
+            .collect();
+        return print_json(&rows);
+    }
+    println!(
+        "{:<20} {:<8} {:<10} {:<22} {:>7} {:>9} {:>6}  LAST SEEN",
+        "NAME", "STATUS", "VERSION", "SMTP", "ACTIVE", "DEFERRED", "HOLD"
+    );
+    for n in &nodes {
+        println!(
+            "{:<20} {:<8} {:<10} {:<22} {:>7} {:>9} {:>6}  {}s ago",
+            n.name,
+            n.status(now),
+            n.version,
+            n.smtp,
+            n.active,
+            n.deferred,
+            n.hold,
+            now - n.last_seen
+        );
+    }
+    if nodes.is_empty() {
+        println!("(no node has started on this store yet)");
+    }
     Ok(())
 }
 

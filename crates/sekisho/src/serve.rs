@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use spool::{NodeKey, Spool, SpoolOptions};
+use spool::{NodeKey, QueueState, Spool, SpoolOptions};
 use store::{SharedDirectory, Store, TraceRecord};
 use telemetry::Metrics;
 use tokio::net::TcpListener;
@@ -36,9 +36,14 @@ pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
 /// Opens the store of a data directory.
 pub async fn open_store(cfg: &Config) -> Result<Store> {
     ensure_data_dir(cfg)?;
-    Store::open_sqlite(&cfg.data_dir.join("sekisho.db"))
-        .await
-        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))
+    match &cfg.store_url {
+        Some(url) => Store::open_url(url)
+            .await
+            .with_context(|| format!("cannot open the store at {url}")),
+        None => Store::open_sqlite(&cfg.data_dir.join("sekisho.db"))
+            .await
+            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display())),
+    }
 }
 
 async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
@@ -185,6 +190,41 @@ async fn trace_writer(
             tracing::error!(error = %e, records = batch.len(), "trace write failed");
         }
         batch.clear();
+    }
+}
+
+/// How often a node writes its heartbeat to the shared node list.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// Writes this node's heartbeat (version, SMTP address, queue sizes) every few seconds, and a
+/// last one marked stopped on shutdown, so `sekisho node list` shows the cluster.
+async fn heartbeat(node: Arc<Node>, name: String, smtp: String, shutdown: CancellationToken) {
+    let started_at = store::unix_now();
+    loop {
+        let stopping = shutdown.is_cancelled();
+        let counts = node.spool.counts();
+        let get = |s| counts.get(&s).copied().unwrap_or(0) as i64;
+        let beat = store::NodeInfo {
+            name: name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            smtp: smtp.clone(),
+            started_at,
+            last_seen: store::unix_now(),
+            active: get(QueueState::Active),
+            deferred: get(QueueState::Deferred),
+            hold: get(QueueState::Hold),
+            stopped: stopping,
+        };
+        if let Err(e) = node.store.node_beat(&beat).await {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+        }
     }
 }
 
@@ -554,6 +594,12 @@ async fn run_mx(
     let http_task = tokio::spawn(admin::serve_http(http, node.clone(), background.clone()));
     let sock_task = tokio::spawn(admin::serve_socket(sock, node.clone(), background.clone()));
     let dir_task = tokio::spawn(directory_refresher(node.clone(), background.clone()));
+    let beat_task = tokio::spawn(heartbeat(
+        node.clone(),
+        cfg.node_name.clone(),
+        smtp_addr.to_string(),
+        background.clone(),
+    ));
     let sweep_task = tokio::spawn(retention_sweeper(
         node.clone(),
         crate::quarantine::sweep_interval(cfg.quarantine_retention),
@@ -607,7 +653,9 @@ async fn run_mx(
     }
     background.cancel();
     let _ = delivery_task.await;
-    let _ = tokio::join!(http_task, sock_task, dir_task, sweep_task, hook_task);
+    let _ = tokio::join!(
+        http_task, sock_task, dir_task, beat_task, sweep_task, hook_task
+    );
     spool.shutdown();
     drop(node);
     drop(delivery);

@@ -53,7 +53,7 @@ pub struct Alert {
     pub updated_by: String,
 }
 
-fn alert(r: &sqlx::sqlite::SqliteRow) -> Alert {
+fn alert(r: &crate::Row0) -> Alert {
     Alert {
         id: r.get("id"),
         rule: r.get("rule"),
@@ -77,14 +77,14 @@ impl Store {
         let now = unix_now();
         let mut tx = self.write_tx().await?;
         let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE dedupe_key = ? AND state != 'resolved' ORDER BY id DESC LIMIT 1",
+            "SELECT id FROM alerts WHERE dedupe_key = $1 AND state != 'resolved' ORDER BY id DESC LIMIT 1",
         )
         .bind(a.dedupe_key)
         .fetch_optional(&mut *tx)
         .await?;
         let id = match existing {
             Some(id) => {
-                sqlx::query("UPDATE alerts SET count = count + 1, last_at = ?, summary = ? WHERE id = ?")
+                sqlx::query("UPDATE alerts SET count = count + 1, last_at = $1, summary = $2 WHERE id = $3")
                     .bind(now)
                     .bind(a.summary)
                     .bind(id)
@@ -94,7 +94,7 @@ impl Store {
             }
             None => sqlx::query_scalar(
                 "INSERT INTO alerts (rule, severity, dedupe_key, principal, tenant_id, summary, first_at, last_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .bind(a.rule)
             .bind(a.severity)
@@ -125,7 +125,7 @@ impl Store {
     /// Alerts, newest first; only those in `state` if given.
     pub async fn alerts(&self, state: Option<&str>) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM alerts WHERE (?1 IS NULL OR state = ?1) ORDER BY last_at DESC, id DESC",
+            "SELECT * FROM alerts WHERE ($1 IS NULL OR state = $1) ORDER BY last_at DESC, id DESC",
         )
         .bind(state)
         .fetch_all(self.pool())
@@ -141,7 +141,7 @@ impl Store {
             )));
         }
         let done = sqlx::query(
-            "UPDATE alerts SET state = ?, updated_by = ? WHERE id = ? AND state != 'resolved'",
+            "UPDATE alerts SET state = $1, updated_by = $2 WHERE id = $3 AND state != 'resolved'",
         )
         .bind(state)
         .bind(by)
@@ -168,7 +168,7 @@ impl Store {
 impl Store {
     /// Alerts with an id above `after`, oldest first (for sinks that forward new alerts).
     pub async fn alerts_after(&self, after: i64) -> Result<Vec<Alert>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM alerts WHERE id > ? ORDER BY id LIMIT 100")
+        let rows = sqlx::query("SELECT * FROM alerts WHERE id > $1 ORDER BY id LIMIT 100")
             .bind(after)
             .fetch_all(self.pool())
             .await?;
@@ -178,7 +178,7 @@ impl Store {
     /// A named counter in `meta` (0 if never set).
     pub async fn meta_get(&self, key: &str) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar::<_, i64>("SELECT value FROM meta WHERE key = ?")
+            sqlx::query_scalar::<_, i64>("SELECT value FROM meta WHERE key = $1")
                 .bind(key)
                 .fetch_optional(self.pool())
                 .await?
@@ -189,7 +189,7 @@ impl Store {
     /// Sets a named counter in `meta`.
     pub async fn meta_set(&self, key: &str, value: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT(key) DO UPDATE SET value = $2",
         )
         .bind(key)
         .bind(value)

@@ -90,7 +90,7 @@ macro_rules! columns {
 }
 
 /// A record from a row with (at least) the record's named columns.
-pub(crate) fn record(r: &sqlx::sqlite::SqliteRow) -> Record {
+pub(crate) fn record(r: &crate::Row0) -> Record {
     Record {
         id: r.get("id"),
         at: r.get("at"),
@@ -104,7 +104,7 @@ pub(crate) fn record(r: &sqlx::sqlite::SqliteRow) -> Record {
     }
 }
 
-fn audit_record(r: &sqlx::sqlite::SqliteRow) -> AuditRecord {
+fn audit_record(r: &crate::Row0) -> AuditRecord {
     let blob = |name: &str| hex::encode(r.get::<Option<Vec<u8>>, _>(name).unwrap_or_default());
     AuditRecord {
         record: record(r),
@@ -114,7 +114,7 @@ fn audit_record(r: &sqlx::sqlite::SqliteRow) -> AuditRecord {
     }
 }
 
-fn checkpoint(r: &sqlx::sqlite::SqliteRow) -> AuditCheckpoint {
+fn checkpoint(r: &crate::Row0) -> AuditCheckpoint {
     AuditCheckpoint {
         id: r.get("id"),
         record_id: r.get("record_id"),
@@ -155,7 +155,7 @@ impl Store {
         let hash = keys::audit::chain_hash(&prev, &record.canonical(&salt));
         sqlx::query(
             "INSERT INTO records (id, at, principal, role, action, tenant_id, object, reason, outcome, salt, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(record.id)
         .bind(record.at)
@@ -193,13 +193,15 @@ impl Store {
             if rec.hash.is_empty() {
                 let salt = keys::audit::salt();
                 let hash = keys::audit::chain_hash(&prev, &rec.record.canonical(&salt));
-                sqlx::query("UPDATE records SET salt = ?, prev_hash = ?, hash = ? WHERE id = ?")
-                    .bind(&salt[..])
-                    .bind(&prev)
-                    .bind(&hash[..])
-                    .bind(rec.record.id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE records SET salt = $1, prev_hash = $2, hash = $3 WHERE id = $4",
+                )
+                .bind(&salt[..])
+                .bind(&prev)
+                .bind(&hash[..])
+                .bind(rec.record.id)
+                .execute(&mut *tx)
+                .await?;
                 prev = hash.to_vec();
             } else {
                 prev = hex::decode(&rec.hash).unwrap_or_default();
@@ -218,7 +220,7 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),
-            " FROM records WHERE id >= ? ORDER BY id LIMIT ?"
+            " FROM records WHERE id >= $1 ORDER BY id LIMIT $2"
         ))
         .bind(from)
         .bind(limit)
@@ -256,7 +258,7 @@ impl Store {
         signature: &[u8],
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_checkpoints (record_id, at, hash, key_id, signature) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO audit_checkpoints (record_id, at, hash, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(record_id)
         .bind(at)
@@ -288,7 +290,7 @@ impl Store {
     /// Retires a signing key that can no longer be unwrapped: its private part is dropped, its
     /// public key stays for verifying the checkpoints it signed.
     pub async fn audit_key_retire(&self, key_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE audit_keys SET wrapped = x'' WHERE key_id = ?")
+        sqlx::query("UPDATE audit_keys SET wrapped = x'' WHERE key_id = $1")
             .bind(key_id)
             .execute(self.pool())
             .await?;
@@ -298,7 +300,7 @@ impl Store {
     /// Stores a new checkpoint signing key.
     pub async fn audit_key_put(&self, k: &AuditKey) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_keys (key_id, public_key, wrapped, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO audit_keys (key_id, public_key, wrapped, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&k.key_id)
         .bind(&k.public_key)
@@ -456,7 +458,7 @@ impl Store {
     pub async fn records_between(&self, from: i64, to: i64) -> Result<Vec<Record>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, principal, role, action, tenant_id, object, reason, outcome FROM records
-             WHERE at >= ? AND at <= ? ORDER BY id",
+             WHERE at >= $1 AND at <= $2 ORDER BY id",
         )
         .bind(from)
         .bind(to)
@@ -475,7 +477,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT e.tenant_id, count(DISTINCT m.id) FROM trace_messages m
              JOIN trace_events e ON e.message_id = m.id
-             WHERE m.received_at >= ? AND m.received_at <= ? AND e.tenant_id IS NOT NULL
+             WHERE m.received_at >= $1 AND m.received_at <= $2 AND e.tenant_id IS NOT NULL
              GROUP BY e.tenant_id ORDER BY e.tenant_id",
         )
         .bind(from)

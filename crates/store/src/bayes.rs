@@ -57,7 +57,7 @@ impl Store {
             let before = match class.get(&m.digest) {
                 Some(c) => *c,
                 None => {
-                    sqlx::query("SELECT spam FROM bayes_seen WHERE tenant_id = ? AND digest = ?")
+                    sqlx::query("SELECT spam FROM bayes_seen WHERE tenant_id = $1 AND digest = $2")
                         .bind(tenant)
                         .bind(m.digest as i64)
                         .fetch_optional(&mut *tx)
@@ -100,8 +100,8 @@ impl Store {
         for (digest, spam) in &class {
             if let Some(spam) = spam {
                 sqlx::query(
-                    "INSERT INTO bayes_seen (tenant_id, digest, spam) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(tenant_id, digest) DO UPDATE SET spam = ?3",
+                    "INSERT INTO bayes_seen (tenant_id, digest, spam) VALUES ($1, $2, $3)
+                     ON CONFLICT(tenant_id, digest) DO UPDATE SET spam = $3",
                 )
                 .bind(tenant)
                 .bind(*digest as i64)
@@ -136,14 +136,14 @@ impl Store {
 
     /// Loads one model's counts.
     pub async fn bayes_load(&self, tenant: i64) -> Result<BayesCounts, StoreError> {
-        let head = sqlx::query("SELECT spam_msgs, ham_msgs FROM bayes_models WHERE tenant_id = ?")
+        let head = sqlx::query("SELECT spam_msgs, ham_msgs FROM bayes_models WHERE tenant_id = $1")
             .bind(tenant)
             .fetch_optional(self.pool())
             .await?;
         let Some(head) = head else {
             return Ok(BayesCounts::default());
         };
-        let tokens = sqlx::query("SELECT token, spam, ham FROM bayes_tokens WHERE tenant_id = ?")
+        let tokens = sqlx::query("SELECT token, spam, ham FROM bayes_tokens WHERE tenant_id = $1")
             .bind(tenant)
             .fetch_all(self.pool())
             .await?
@@ -160,15 +160,15 @@ impl Store {
 
 /// Applies counts (negative ones remove; nothing drops below zero) and bumps the generation.
 async fn add_counts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut crate::Tx,
     tenant: i64,
     delta: &BayesCounts,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO bayes_models (tenant_id, spam_msgs, ham_msgs, generation)
-         VALUES (?1, MAX(?2, 0), MAX(?3, 0), 1)
-         ON CONFLICT(tenant_id) DO UPDATE SET spam_msgs = MAX(spam_msgs + ?2, 0),
-         ham_msgs = MAX(ham_msgs + ?3, 0), generation = generation + 1",
+         VALUES ($1, CASE WHEN $2 > 0 THEN $2 ELSE 0 END, CASE WHEN $3 > 0 THEN $3 ELSE 0 END, 1)
+         ON CONFLICT(tenant_id) DO UPDATE SET spam_msgs = CASE WHEN bayes_models.spam_msgs + $2 > 0 THEN bayes_models.spam_msgs + $2 ELSE 0 END,
+         ham_msgs = CASE WHEN bayes_models.ham_msgs + $3 > 0 THEN bayes_models.ham_msgs + $3 ELSE 0 END, generation = bayes_models.generation + 1",
     )
     .bind(tenant)
     .bind(delta.spam_msgs)
@@ -180,8 +180,8 @@ async fn add_counts(
             continue;
         }
         sqlx::query(
-            "INSERT INTO bayes_tokens (tenant_id, token, spam, ham) VALUES (?1, ?2, MAX(?3, 0), MAX(?4, 0))
-             ON CONFLICT(tenant_id, token) DO UPDATE SET spam = MAX(spam + ?3, 0), ham = MAX(ham + ?4, 0)",
+            "INSERT INTO bayes_tokens (tenant_id, token, spam, ham) VALUES ($1, $2, CASE WHEN $3 > 0 THEN $3 ELSE 0 END, CASE WHEN $4 > 0 THEN $4 ELSE 0 END)
+             ON CONFLICT(tenant_id, token) DO UPDATE SET spam = CASE WHEN bayes_tokens.spam + $3 > 0 THEN bayes_tokens.spam + $3 ELSE 0 END, ham = CASE WHEN bayes_tokens.ham + $4 > 0 THEN bayes_tokens.ham + $4 ELSE 0 END",
         )
         .bind(tenant)
         .bind(*token as i64)

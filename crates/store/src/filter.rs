@@ -60,7 +60,7 @@ impl Store {
     }
 
     pub(crate) async fn filter_policy_of(&self, id: i64) -> Result<FilterPolicy, StoreError> {
-        let row = sqlx::query("SELECT body FROM filter_policies WHERE tenant_id = ?")
+        let row = sqlx::query("SELECT body FROM filter_policies WHERE tenant_id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -82,14 +82,14 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("filter policy: {e}")))?;
         let mut tx = self.write_tx().await?;
         if policy.is_empty() {
-            sqlx::query("DELETE FROM filter_policies WHERE tenant_id = ?")
+            sqlx::query("DELETE FROM filter_policies WHERE tenant_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         } else {
             sqlx::query(
-                "INSERT INTO filter_policies (tenant_id, body) VALUES (?1, ?2)
-                 ON CONFLICT(tenant_id) DO UPDATE SET body = ?2",
+                "INSERT INTO filter_policies (tenant_id, body) VALUES ($1, $2)
+                 ON CONFLICT(tenant_id) DO UPDATE SET body = $2",
             )
             .bind(id)
             .bind(body)

@@ -16,11 +16,15 @@ mod alerts;
 mod audit;
 mod bayes;
 pub mod blobs;
+mod detect;
 mod directory;
 mod filter;
 mod lockbox;
+mod nodes;
 mod senders;
 mod stats;
+#[doc(hidden)]
+pub mod testing;
 mod tokens;
 mod trace;
 mod users;
@@ -32,16 +36,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
 pub use alerts::{Alert, NewAlert};
 pub use audit::{AuditCheckpoint, AuditKey, AuditRecord};
 pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
+pub use detect::{DetectEvent, Trigger, WindowCount, unix_now_ms};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use lockbox::{LOCKBOX_MAX_MINUTES, LOCKBOX_MIN_MINUTES, Lockbox};
+pub use nodes::{NODE_STALE_AFTER, NodeInfo};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
 pub use stats::{Count, MailStats, symbol_names};
 pub use tokens::{ApiToken, MAX_TOKENS_PER_USER, TOKEN_SCOPES};
@@ -125,10 +131,103 @@ pub struct Tenant {
     pub recipients: i64,
 }
 
+/// The database engine behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// An embedded SQLite file (one node; the default).
+    Sqlite,
+    /// A PostgreSQL server shared by several nodes.
+    Postgres,
+}
+
 /// The metadata store.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
+}
+
+/// A row of any engine.
+pub(crate) type Row0 = sqlx::any::AnyRow;
+/// A connection of any engine (inside a transaction or from the pool).
+pub(crate) type Conn = sqlx::AnyConnection;
+/// A write transaction of any engine.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The key of the PostgreSQL advisory lock every write transaction takes ("SEKI").
+const PG_WRITE_LOCK: i64 = 0x5345_4b49;
+
+/// `s` with every byte outside the unreserved URL set percent-encoded (for file names in
+/// `sqlite://` URLs, which sqlx percent-decodes).
+fn percent_encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL of a shared PostgreSQL store. It may carry a password, so it prints redacted and
+/// is wiped from memory when dropped.
+#[derive(Clone)]
+pub struct StoreUrl(zeroize::Zeroizing<String>);
+
+impl StoreUrl {
+    /// A `postgres://` URL, with `password` (from a file, never the config itself) put in.
+    pub fn postgres(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| StoreError::Invalid(format!("{} is not a URL: {e}", redact_url(url))))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(StoreError::Invalid(format!(
+                "{} is not a postgres:// URL (the embedded SQLite store needs no url)",
+                redact_url(url)
+            )));
+        }
+        let mut full = parsed;
+        if let Some(pw) = password {
+            if full.password().is_some() {
+                return Err(StoreError::Invalid(
+                    "the url has a password and a password_file is set: keep it in the file only"
+                        .into(),
+                ));
+            }
+            full.set_password(Some(pw)).map_err(|()| {
+                StoreError::Invalid("the url cannot carry a password (no host?)".into())
+            })?;
+        }
+        Ok(Self(zeroize::Zeroizing::new(full.to_string())))
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+/// The store location with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Lower-cases and checks a domain name.
@@ -163,36 +262,89 @@ pub fn unix_now() -> i64 {
 impl Store {
     /// Opens (creating if needed) the SQLite store at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Deleted rows are overwritten, not left in free pages (tenant termination).
-            .pragma("secure_delete", "on")
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let Some(name) = path.to_str() else {
+            return Err(StoreError::Invalid(format!(
+                "the store path {} is not UTF-8",
+                path.display()
+            )));
+        };
+        let url = format!("sqlite://{}?mode=rwc", percent_encode_path(name));
+        let opts = AnyConnectOptions::from_str(&url)?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL so the CLI and the roles share the file; secure_delete so deleted
+                    // rows are overwritten, not left in free pages (tenant termination).
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                         PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;
+                         PRAGMA busy_timeout = 10000;",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let store = Self { pool };
+        Self::ready(pool, Engine::Sqlite).await
+    }
+
+    /// Opens the PostgreSQL store at `url` (`postgres://user@host:port/db`) and applies
+    /// migrations. Several nodes share it.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let opts = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("store url {}: {e}", redact_url(url))))?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Self::ready(pool, Engine::Postgres).await
+    }
+
+    /// Opens the shared PostgreSQL store of the configuration.
+    pub async fn open_url(url: &StoreUrl) -> Result<Self, StoreError> {
+        Self::open_postgres(&url.0).await
+    }
+
+    async fn ready(pool: AnyPool, engine: Engine) -> Result<Self, StoreError> {
+        let store = Self { pool, engine };
         store.chain_unchained().await?;
         Ok(store)
     }
 
-    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at the start, so another
-    /// process (the roles and the CLI share the database) committing in between makes this one
-    /// wait (`busy_timeout`) instead of failing with `SQLITE_BUSY_SNAPSHOT` when a transaction
-    /// that has read tries to write.
-    pub(crate) async fn write_tx(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool().begin_with("BEGIN IMMEDIATE").await?)
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
-    async fn bump(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    /// A write transaction; write transactions never interleave, on any engine, so every
+    /// read-then-write in this crate (the audit chain, id high-water marks, counters) sees
+    /// the latest committed state. On SQLite `BEGIN IMMEDIATE` takes the write lock at the
+    /// start, so another process (the roles and the CLI share the file) committing in between
+    /// makes this one wait (`busy_timeout`) instead of failing with `SQLITE_BUSY_SNAPSHOT`.
+    /// On PostgreSQL a transaction-scoped advisory lock does the same across every node.
+    pub(crate) async fn write_tx(&self) -> Result<Tx, StoreError> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.pool().begin_with("BEGIN IMMEDIATE").await?),
+            Engine::Postgres => {
+                let mut tx = self.pool().begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    async fn bump(tx: &mut Conn) -> Result<(), StoreError> {
         sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
             .execute(tx)
             .await?;
@@ -230,7 +382,7 @@ impl Store {
             .map(|d| normalize_domain(d))
             .collect::<Result<_, _>>()?;
         let mut tx = self.write_tx().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -241,12 +393,13 @@ impl Store {
         }
         // Never a terminated tenant's id (see migration 0009).
         let id: i64 = sqlx::query_scalar(
-            "UPDATE meta SET value = max(value, (SELECT coalesce(max(id), 0) FROM tenants)) + 1
+            "UPDATE meta SET value = 1 + CASE WHEN value > (SELECT coalesce(max(id), 0) FROM tenants)
+                 THEN value ELSE (SELECT coalesce(max(id), 0) FROM tenants) END
              WHERE key = 'tenant_high_water' RETURNING value",
         )
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO tenants (id, name, route, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO tenants (id, name, route, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(name)
             .bind(route)
@@ -261,13 +414,9 @@ impl Store {
         Ok(id)
     }
 
-    async fn insert_domain(
-        tx: &mut sqlx::SqliteConnection,
-        tenant: i64,
-        domain: &str,
-    ) -> Result<(), StoreError> {
+    async fn insert_domain(tx: &mut Conn, tenant: i64, domain: &str) -> Result<(), StoreError> {
         let owner: Option<String> = sqlx::query_scalar(
-            "SELECT t.name FROM domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = ?",
+            "SELECT t.name FROM domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = $1",
         )
         .bind(domain)
         .fetch_optional(&mut *tx)
@@ -277,7 +426,7 @@ impl Store {
                 "domain {domain} already belongs to tenant {owner:?}"
             )));
         }
-        sqlx::query("INSERT INTO domains (domain, tenant_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO domains (domain, tenant_id) VALUES ($1, $2)")
             .bind(domain)
             .bind(tenant)
             .execute(&mut *tx)
@@ -287,7 +436,7 @@ impl Store {
 
     /// The id of the tenant named `name`.
     pub async fn tenant_id(&self, name: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT id FROM tenants WHERE name = ?")
+        sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -326,7 +475,7 @@ impl Store {
 
     /// Changes a tenant's route.
     pub async fn set_route(&self, tenant: &str, route: &str) -> Result<(), StoreError> {
-        self.update_tenant(tenant, "UPDATE tenants SET route = ? WHERE id = ?", route)
+        self.update_tenant(tenant, "UPDATE tenants SET route = $1 WHERE id = $2", route)
             .await
     }
 
@@ -338,7 +487,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.update_tenant(
             tenant,
-            "UPDATE tenants SET recipient_policy = ? WHERE id = ?",
+            "UPDATE tenants SET recipient_policy = $1 WHERE id = $2",
             policy.as_str(),
         )
         .await
@@ -361,7 +510,7 @@ impl Store {
         let domain = normalize_domain(domain)?;
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "SELECT t.id, t.name FROM domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = ?",
+            "SELECT t.id, t.name FROM domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.domain = $1",
         )
         .bind(&domain)
         .fetch_optional(&mut *tx)
@@ -372,12 +521,13 @@ impl Store {
             ))
         })?;
         let (id, name): (i64, String) = (row.get(0), row.get(1));
-        let done =
-            sqlx::query("INSERT OR IGNORE INTO recipients (address, tenant_id) VALUES (?, ?)")
-                .bind(&address)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query(
+            "INSERT INTO recipients (address, tenant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&address)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("{address} is listed already")));
         }
@@ -390,7 +540,7 @@ impl Store {
     pub async fn remove_recipient(&self, address: &str) -> Result<(), StoreError> {
         let address = address.trim().to_lowercase();
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query("DELETE FROM recipients WHERE address = ?")
+        let done = sqlx::query("DELETE FROM recipients WHERE address = $1")
             .bind(&address)
             .execute(&mut *tx)
             .await?;
@@ -409,7 +559,7 @@ impl Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.address, t.name FROM recipients r JOIN tenants t ON t.id = r.tenant_id
-             WHERE (?1 IS NULL OR t.name = ?1) ORDER BY t.name, r.address",
+             WHERE ($1 IS NULL OR t.name = $1) ORDER BY t.name, r.address",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
@@ -424,28 +574,31 @@ impl Store {
 
     /// All tenants with their domains.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
             "SELECT t.id, t.name, t.route, t.recipient_policy,
-                    (SELECT group_concat(domain, ' ') FROM (SELECT domain FROM domains WHERE tenant_id = t.id ORDER BY domain)),
                     (SELECT count(*) FROM recipients WHERE tenant_id = t.id)
              FROM tenants t ORDER BY t.name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        let mut domains: HashMap<i64, Vec<String>> = HashMap::new();
+        for d in sqlx::query("SELECT tenant_id, domain FROM domains ORDER BY domain")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            domains.entry(d.get(0)).or_default().push(d.get(1));
+        }
         rows.iter()
             .map(|r| {
-                let domains: Option<String> = r.get(4);
+                let id: i64 = r.get(0);
                 Ok(Tenant {
-                    id: r.get(0),
+                    id,
                     name: r.get(1),
                     route: r.get(2),
                     recipient_policy: r.get::<String, _>(3).parse()?,
-                    domains: domains
-                        .unwrap_or_default()
-                        .split_whitespace()
-                        .map(String::from)
-                        .collect(),
-                    recipients: r.get(5),
+                    domains: domains.remove(&id).unwrap_or_default(),
+                    recipients: r.get(4),
                 })
             })
             .collect()
@@ -503,7 +656,7 @@ impl Store {
     }
 
     /// The underlying pool (for the trace module).
-    fn pool(&self) -> &SqlitePool {
+    fn pool(&self) -> &AnyPool {
         &self.pool
     }
 

@@ -63,7 +63,7 @@ macro_rules! select_lockbox {
     };
 }
 
-fn lockbox(r: &sqlx::sqlite::SqliteRow) -> Lockbox {
+fn lockbox(r: &crate::Row0) -> Lockbox {
     Lockbox {
         id: r.get(0),
         tenant_id: r.get(1),
@@ -100,7 +100,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO lockbox (tenant_id, operator_id, operator, reason, minutes, requested_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(tenant_id)
         .bind(operator_id)
@@ -116,7 +116,7 @@ impl Store {
 
     /// One request.
     pub async fn lockbox_get(&self, id: i64) -> Result<Lockbox, StoreError> {
-        sqlx::query(select_lockbox!("WHERE l.id = ?"))
+        sqlx::query(select_lockbox!("WHERE l.id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -131,7 +131,7 @@ impl Store {
         operator_id: Option<i64>,
     ) -> Result<Vec<Lockbox>, StoreError> {
         Ok(sqlx::query(select_lockbox!(
-            "WHERE (?1 IS NULL OR l.tenant_id = ?1) AND (?2 IS NULL OR l.operator_id = ?2)
+            "WHERE ($1 IS NULL OR l.tenant_id = $1) AND ($2 IS NULL OR l.operator_id = $2)
              ORDER BY l.id DESC LIMIT 500"
         ))
         .bind(tenant_id)
@@ -156,8 +156,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query(
-            "UPDATE lockbox SET state = ?2, decided_by = ?3, decided_at = ?4, expires_at = ?5, approval_mac = ?6
-             WHERE id = ?1 AND state = 'requested'",
+            "UPDATE lockbox SET state = $2, decided_by = $3, decided_at = $4, expires_at = $5, approval_mac = $6
+             WHERE id = $1 AND state = 'requested'",
         )
         .bind(id)
         .bind(state)
@@ -181,8 +181,8 @@ impl Store {
     pub async fn lockbox_revoke(&self, id: i64, by: &str, at: i64) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query(
-            "UPDATE lockbox SET state = 'revoked', decided_by = ?2, decided_at = ?3, approval_mac = ''
-             WHERE id = ?1 AND state IN ('requested', 'approved')",
+            "UPDATE lockbox SET state = 'revoked', decided_by = $2, decided_at = $3, approval_mac = ''
+             WHERE id = $1 AND state IN ('requested', 'approved')",
         )
         .bind(id)
         .bind(by)
@@ -207,7 +207,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Lockbox>, StoreError> {
         Ok(sqlx::query(select_lockbox!(
-            "WHERE l.operator_id = ?1 AND l.tenant_id = ?2 AND l.state = 'approved' AND l.expires_at > ?3"
+            "WHERE l.operator_id = $1 AND l.tenant_id = $2 AND l.state = 'approved' AND l.expires_at > $3"
         ))
         .bind(operator_id)
         .bind(tenant_id)

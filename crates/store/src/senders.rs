@@ -87,7 +87,7 @@ pub fn sender_pattern(raw: &str) -> Result<String, String> {
     Ok(p)
 }
 
-fn entry(r: &sqlx::sqlite::SqliteRow) -> Result<SenderEntry, StoreError> {
+fn entry(r: &crate::Row0) -> Result<SenderEntry, StoreError> {
     Ok(SenderEntry {
         id: r.get(0),
         tenant_id: r.get(1),
@@ -114,7 +114,7 @@ impl Store {
         let rcpt = rcpt.trim().to_lowercase();
         let mut tx = self.write_tx().await?;
         let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM sender_lists WHERE tenant_id = ?")
+            sqlx::query_scalar("SELECT count(*) FROM sender_lists WHERE tenant_id = $1")
                 .bind(tenant_id)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -125,8 +125,8 @@ impl Store {
         }
         let row = sqlx::query(
             "INSERT INTO sender_lists (tenant_id, rcpt, pattern, action, added_by, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant_id, rcpt, pattern) DO UPDATE SET action = ?4, added_by = ?5, added_at = ?6
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, rcpt, pattern) DO UPDATE SET action = $4, added_by = $5, added_at = $6
              RETURNING id, tenant_id, rcpt, pattern, action, added_by, added_at",
         )
         .bind(tenant_id)
@@ -146,7 +146,7 @@ impl Store {
     pub async fn sender_lists(&self, tenant_id: i64) -> Result<Vec<SenderEntry>, StoreError> {
         sqlx::query(
             "SELECT id, tenant_id, rcpt, pattern, action, added_by, added_at FROM sender_lists
-             WHERE tenant_id = ? ORDER BY rcpt, pattern",
+             WHERE tenant_id = $1 ORDER BY rcpt, pattern",
         )
         .bind(tenant_id)
         .fetch_all(self.pool())
@@ -159,7 +159,7 @@ impl Store {
     /// One entry by id.
     pub async fn sender_entry(&self, id: i64) -> Result<SenderEntry, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, rcpt, pattern, action, added_by, added_at FROM sender_lists WHERE id = ?",
+            "SELECT id, tenant_id, rcpt, pattern, action, added_by, added_at FROM sender_lists WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -171,7 +171,7 @@ impl Store {
     /// Removes an entry.
     pub async fn sender_list_remove(&self, id: i64) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        let n = sqlx::query("DELETE FROM sender_lists WHERE id = ?")
+        let n = sqlx::query("DELETE FROM sender_lists WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -186,7 +186,7 @@ impl Store {
 
     /// Every tenant's entries (for the directory snapshot).
     pub(crate) async fn all_sender_lists(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut crate::Conn,
     ) -> Result<Vec<SenderEntry>, StoreError> {
         sqlx::query(
             "SELECT id, tenant_id, rcpt, pattern, action, added_by, added_at FROM sender_lists ORDER BY id",

@@ -74,9 +74,9 @@ impl Store {
         let from = (now - now.rem_euclid(3600)) - (i64::from(hours) - 1) * 3600;
         let rows = sqlx::query(
             "SELECT received_at, coalesce(verdict, 'none'), mail_from, symbols FROM trace_messages m
-             WHERE received_at >= ?1 AND received_at <= ?2
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND e.tenant_id = ?3))
-             ORDER BY received_at DESC LIMIT ?4",
+             WHERE received_at >= $1 AND received_at <= $2
+               AND ($3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND e.tenant_id = $3))
+             ORDER BY received_at DESC LIMIT $4",
         )
         .bind(from)
         .bind(now)

@@ -41,7 +41,7 @@ pub struct ApiToken {
     pub last_used_at: Option<i64>,
 }
 
-fn token(r: &sqlx::sqlite::SqliteRow) -> ApiToken {
+fn token(r: &crate::Row0) -> ApiToken {
     let scopes: String = r.get(3);
     ApiToken {
         id: r.get(0),
@@ -72,7 +72,7 @@ impl Store {
     ) -> Result<ApiToken, StoreError> {
         let mut tx = self.write_tx().await?;
         let live: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            "SELECT count(*) FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(user_id)
         .bind(now)
@@ -85,7 +85,7 @@ impl Store {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (user_id, name, token_mac, scopes, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(user_id)
         .bind(name)
@@ -116,7 +116,7 @@ impl Store {
     ) -> Result<Option<(ApiToken, User)>, StoreError> {
         let row = sqlx::query(
             "SELECT id, user_id, name, scopes, created_at, expires_at, revoked_at, last_used_at
-             FROM api_tokens WHERE token_mac = ? AND revoked_at IS NULL AND expires_at > ?",
+             FROM api_tokens WHERE token_mac = $1 AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(token_mac)
         .bind(now)
@@ -124,7 +124,7 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let t = token(&row);
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(t.id)
             .execute(self.pool())
@@ -137,7 +137,7 @@ impl Store {
     pub async fn api_tokens_of(&self, user_id: i64) -> Result<Vec<ApiToken>, StoreError> {
         Ok(sqlx::query(
             "SELECT id, user_id, name, scopes, created_at, expires_at, revoked_at, last_used_at
-             FROM api_tokens WHERE user_id = ? ORDER BY id DESC",
+             FROM api_tokens WHERE user_id = $1 ORDER BY id DESC",
         )
         .bind(user_id)
         .fetch_all(self.pool())
@@ -150,7 +150,7 @@ impl Store {
     /// Revokes every live token of a user (automatic response to an alert); how many.
     pub async fn api_tokens_revoke_user(&self, user_id: i64, now: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(user_id)
@@ -167,7 +167,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let n = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(id)

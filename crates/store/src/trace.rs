@@ -107,12 +107,9 @@ pub struct TraceFilter {
     pub limit: i64,
 }
 
-async fn insert_event(
-    conn: &mut sqlx::SqliteConnection,
-    e: &TraceEvent,
-) -> Result<(), sqlx::Error> {
+async fn insert_event(conn: &mut crate::Conn, e: &TraceEvent) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO trace_events (message_id, rcpt, tenant_id, at, event, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO trace_events (message_id, rcpt, tenant_id, at, event, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&e.message_id)
     .bind(&e.rcpt)
@@ -133,7 +130,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(i64, i64, u64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, sender FROM sender_history WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, tenant_id, sender FROM sender_history WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -161,12 +158,12 @@ impl Store {
             tenants.dedup();
             for t in &tenants {
                 if !live.contains_key(t) {
-                    let exists: bool =
-                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?)")
+                    let found: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id = $1")
                             .bind(t)
                             .fetch_one(&mut *tx)
                             .await?;
-                    live.insert(*t, exists);
+                    live.insert(*t, found > 0);
                 }
             }
             if !tenants.is_empty() && !tenants.iter().any(|t| live[t]) {
@@ -187,8 +184,8 @@ impl Store {
                     symbols,
                 } => {
                     sqlx::query(
-                        "INSERT OR IGNORE INTO trace_messages (id, received_at, mail_from, size, client_ip, helo, tls, verdict, score, symbols)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO trace_messages (id, received_at, mail_from, size, client_ip, helo, tls, verdict, score, symbols)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
                     )
                     .bind(id)
                     .bind(at)
@@ -219,7 +216,7 @@ impl Store {
                 TraceRecord::Event(e) => insert_event(&mut tx, e).await?,
                 TraceRecord::SenderSeen { tenant, sender, at } => {
                     sqlx::query(
-                        "INSERT OR IGNORE INTO sender_history (tenant_id, sender, first_seen) VALUES (?, ?, ?)",
+                        "INSERT INTO sender_history (tenant_id, sender, first_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     )
                     .bind(tenant)
                     .bind(*sender as i64)
@@ -238,12 +235,12 @@ impl Store {
         let rcpt = f.rcpt.as_ref().map(|r| r.to_lowercase());
         let rows = sqlx::query(
             "SELECT id, received_at, mail_from, size, client_ip, helo, tls, verdict, score, symbols FROM trace_messages m
-             WHERE (?1 IS NULL OR lower(mail_from) = lower(?1))
-               AND (?2 IS NULL OR id = ?2)
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND lower(e.rcpt) = ?3
-                                          AND (?5 IS NULL OR e.tenant_id = ?5)))
-               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND e.tenant_id = ?5))
-             ORDER BY received_at DESC, id DESC LIMIT ?4",
+             WHERE ($1 IS NULL OR lower(mail_from) = lower($1))
+               AND ($2 IS NULL OR id = $2)
+               AND ($3 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND lower(e.rcpt) = $3
+                                          AND ($5 IS NULL OR e.tenant_id = $5)))
+               AND ($5 IS NULL OR EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.id AND e.tenant_id = $5))
+             ORDER BY received_at DESC, id DESC LIMIT $4",
         )
         .bind(&f.mail_from)
         .bind(&f.id)
@@ -257,7 +254,7 @@ impl Store {
             let id: String = r.get(0);
             let events = sqlx::query(
                 "SELECT message_id, rcpt, tenant_id, at, event, detail FROM trace_events
-                 WHERE message_id = ?1 AND (?2 IS NULL OR tenant_id = ?2) ORDER BY seq",
+                 WHERE message_id = $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY seq",
             )
             .bind(&id)
             .bind(f.tenant)

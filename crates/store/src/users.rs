@@ -71,7 +71,7 @@ macro_rules! select_users {
     };
 }
 
-fn user(r: &sqlx::sqlite::SqliteRow) -> User {
+fn user(r: &crate::Row0) -> User {
     User {
         id: r.get("id"),
         email: r.get("email"),
@@ -101,7 +101,7 @@ impl Store {
     /// Accounts, optionally of one tenant only.
     pub async fn user_list(&self, tenant_id: Option<i64>) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(select_users!(
-            "WHERE ?1 IS NULL OR u.tenant_id = ?1 ORDER BY u.id"
+            "WHERE $1 IS NULL OR u.tenant_id = $1 ORDER BY u.id"
         ))
         .bind(tenant_id)
         .fetch_all(self.pool())
@@ -111,7 +111,7 @@ impl Store {
 
     /// The account with this login name.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(select_users!("WHERE u.email = ?"))
+        let row = sqlx::query(select_users!("WHERE u.email = $1"))
             .bind(email.to_ascii_lowercase())
             .fetch_optional(self.pool())
             .await?;
@@ -120,7 +120,7 @@ impl Store {
 
     /// The account with this id.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(select_users!("WHERE u.id = ?"))
+        let row = sqlx::query(select_users!("WHERE u.id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -180,7 +180,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO enrolments (token_mac, email, role, tenant_id, created_by, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token_mac)
         .bind(email.to_ascii_lowercase())
@@ -203,7 +203,7 @@ impl Store {
     ) -> Result<Option<Enrolment>, StoreError> {
         let row = sqlx::query(
             "SELECT email, role, tenant_id, expires_at, user_id FROM enrolments
-             WHERE token_mac = ? AND expires_at > ?",
+             WHERE token_mac = $1 AND expires_at > $2",
         )
         .bind(token_mac)
         .bind(now)
@@ -230,12 +230,12 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut tx = self.write_tx().await?;
         if let Some(id) = e.user_id {
-            sqlx::query("DELETE FROM users WHERE id = ? AND active = 0")
+            sqlx::query("DELETE FROM users WHERE id = $1 AND active = 0")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(&e.email)
             .fetch_optional(&mut *tx)
             .await?;
@@ -247,21 +247,22 @@ impl Store {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (email, role, tenant_id, password_hash, totp_sealed, created_at)
-             VALUES (?, ?, ?, ?, x'', ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(&e.email)
         .bind(&e.role)
         .bind(e.tenant_id)
         .bind(password_hash)
+        .bind(Vec::<u8>::new())
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE users SET totp_sealed = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET totp_sealed = $1 WHERE id = $2")
             .bind(totp_sealed_for(id))
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE enrolments SET user_id = ? WHERE token_mac = ?")
+        sqlx::query("UPDATE enrolments SET user_id = $1 WHERE token_mac = $2")
             .bind(id)
             .bind(token_mac)
             .execute(&mut *tx)
@@ -279,16 +280,16 @@ impl Store {
         step: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET active = 1, totp_last_step = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET active = 1, totp_last_step = $1 WHERE id = $2")
             .bind(step)
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE enrolments SET user_id = NULL WHERE token_mac = ?")
+        sqlx::query("UPDATE enrolments SET user_id = NULL WHERE token_mac = $1")
             .bind(token_mac)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM enrolments WHERE token_mac = ?")
+        sqlx::query("DELETE FROM enrolments WHERE token_mac = $1")
             .bind(token_mac)
             .execute(&mut *tx)
             .await?;
@@ -299,7 +300,7 @@ impl Store {
     /// Notes a failed login; `locked_until` is the lockout the caller computed.
     pub async fn user_login_failed(&self, id: i64, locked_until: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE users SET failed_logins = failed_logins + 1, locked_until = ? WHERE id = ?",
+            "UPDATE users SET failed_logins = failed_logins + 1, locked_until = $1 WHERE id = $2",
         )
         .bind(locked_until)
         .bind(id)
@@ -321,7 +322,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "UPDATE users SET failed_logins = 0, locked_until = 0, totp_last_step = ? WHERE id = ?",
+            "UPDATE users SET failed_logins = 0, locked_until = 0, totp_last_step = $1 WHERE id = $2",
         )
         .bind(step)
         .bind(user_id)
@@ -329,7 +330,7 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO user_sessions (id_mac, user_id, client_ip, created_at, last_seen, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id_mac)
         .bind(user_id)
@@ -352,7 +353,7 @@ impl Store {
         idle: i64,
     ) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
-            "SELECT user_id, last_seen, expires_at FROM user_sessions WHERE id_mac = ?",
+            "SELECT user_id, last_seen, expires_at FROM user_sessions WHERE id_mac = $1",
         )
         .bind(id_mac)
         .fetch_optional(self.pool())
@@ -363,7 +364,7 @@ impl Store {
             self.session_close(id_mac).await?;
             return Ok(None);
         }
-        sqlx::query("UPDATE user_sessions SET last_seen = ? WHERE id_mac = ?")
+        sqlx::query("UPDATE user_sessions SET last_seen = $1 WHERE id_mac = $2")
             .bind(now)
             .bind(id_mac)
             .execute(self.pool())
@@ -383,17 +384,19 @@ impl Store {
         mac: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET failed_logins = 0, totp_last_step = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET failed_logins = 0, totp_last_step = $1 WHERE id = $2")
             .bind(step)
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE user_sessions SET step_up_until = ?, step_up_mac = ? WHERE id_mac = ?")
-            .bind(until)
-            .bind(mac)
-            .bind(id_mac)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE user_sessions SET step_up_until = $1, step_up_mac = $2 WHERE id_mac = $3",
+        )
+        .bind(until)
+        .bind(mac)
+        .bind(id_mac)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -401,7 +404,7 @@ impl Store {
     /// A session's step-up: `(until, mac)`.
     pub async fn session_step_up_of(&self, id_mac: &str) -> Result<(i64, String), StoreError> {
         let row =
-            sqlx::query("SELECT step_up_until, step_up_mac FROM user_sessions WHERE id_mac = ?")
+            sqlx::query("SELECT step_up_until, step_up_mac FROM user_sessions WHERE id_mac = $1")
                 .bind(id_mac)
                 .fetch_optional(self.pool())
                 .await?;
@@ -415,12 +418,12 @@ impl Store {
         macs: &[String],
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
         for mac in macs {
-            sqlx::query("INSERT INTO recovery_codes (user_id, code_mac) VALUES (?, ?)")
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_mac) VALUES ($1, $2)")
                 .bind(user_id)
                 .bind(mac)
                 .execute(&mut *tx)
@@ -439,7 +442,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query(
-            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_mac = ? AND used_at IS NULL",
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_mac = $3 AND used_at IS NULL",
         )
         .bind(now)
         .bind(user_id)
@@ -454,7 +457,7 @@ impl Store {
     /// How many unused recovery codes a user has.
     pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
+            "SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
         )
         .bind(user_id)
         .fetch_one(self.pool())
@@ -463,7 +466,7 @@ impl Store {
 
     /// Ends one session.
     pub async fn session_close(&self, id_mac: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM user_sessions WHERE id_mac = ?")
+        sqlx::query("DELETE FROM user_sessions WHERE id_mac = $1")
             .bind(id_mac)
             .execute(self.pool())
             .await?;
@@ -472,7 +475,7 @@ impl Store {
 
     /// Ends every session of a user (suspension, password change). Returns how many.
     pub async fn sessions_close_user(&self, user_id: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM user_sessions WHERE user_id = ?")
+        Ok(sqlx::query("DELETE FROM user_sessions WHERE user_id = $1")
             .bind(user_id)
             .execute(self.pool())
             .await?

@@ -133,7 +133,7 @@ pub struct NewRecord<'a> {
     pub outcome: &'a str,
 }
 
-fn item(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineItem, StoreError> {
+fn item(r: &crate::Row0) -> Result<QuarantineItem, StoreError> {
     let rcpts: String = r.get("rcpts");
     Ok(QuarantineItem {
         id: r.get("id"),
@@ -158,7 +158,7 @@ fn item(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineItem, StoreError> {
 impl Store {
     /// The tenant's key pair, if it has one.
     pub async fn tenant_key(&self, tenant_id: i64) -> Result<Option<TenantKey>, StoreError> {
-        let row = sqlx::query("SELECT recipient, wrapped FROM tenant_keys WHERE tenant_id = ?")
+        let row = sqlx::query("SELECT recipient, wrapped FROM tenant_keys WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_optional(self.pool())
             .await?;
@@ -172,7 +172,7 @@ impl Store {
     /// Stores a tenant's key pair unless it has one; returns the key in force.
     pub async fn put_tenant_key(&self, key: &TenantKey) -> Result<TenantKey, StoreError> {
         sqlx::query(
-            "INSERT OR IGNORE INTO tenant_keys (tenant_id, recipient, wrapped, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO tenant_keys (tenant_id, recipient, wrapped, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
         .bind(key.tenant_id)
         .bind(&key.recipient)
@@ -230,22 +230,24 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         for (id, sealed) in totps {
-            sqlx::query("UPDATE users SET totp_sealed = ? WHERE id = ?")
+            sqlx::query("UPDATE users SET totp_sealed = $1 WHERE id = $2")
                 .bind(sealed)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
         for k in keys {
-            sqlx::query("UPDATE tenant_keys SET wrapped = ? WHERE tenant_id = ? AND recipient = ?")
-                .bind(&k.wrapped)
-                .bind(k.tenant_id)
-                .bind(&k.recipient)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE tenant_keys SET wrapped = $1 WHERE tenant_id = $2 AND recipient = $3",
+            )
+            .bind(&k.wrapped)
+            .bind(k.tenant_id)
+            .bind(&k.recipient)
+            .execute(&mut *tx)
+            .await?;
         }
         for s in secrets {
-            sqlx::query("UPDATE secrets SET sealed = ? WHERE tenant_id = ? AND kind = ?")
+            sqlx::query("UPDATE secrets SET sealed = $1 WHERE tenant_id = $2 AND kind = $3")
                 .bind(&s.sealed)
                 .bind(s.tenant_id)
                 .bind(&s.kind)
@@ -253,7 +255,7 @@ impl Store {
                 .await?;
         }
         for k in audit_keys {
-            sqlx::query("UPDATE audit_keys SET wrapped = ? WHERE key_id = ?")
+            sqlx::query("UPDATE audit_keys SET wrapped = $1 WHERE key_id = $2")
                 .bind(&k.wrapped)
                 .bind(&k.key_id)
                 .execute(&mut *tx)
@@ -268,8 +270,8 @@ impl Store {
     pub async fn secret_put(&self, s: &SealedSecret) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO secrets (tenant_id, kind, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(tenant_id, kind) DO UPDATE SET sealed = ?3, updated_at = ?4",
+            "INSERT INTO secrets (tenant_id, kind, sealed, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT(tenant_id, kind) DO UPDATE SET sealed = $3, updated_at = $4",
         )
         .bind(s.tenant_id)
         .bind(&s.kind)
@@ -289,7 +291,7 @@ impl Store {
         kind: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT sealed FROM secrets WHERE tenant_id = ? AND kind = ?")
+            sqlx::query_scalar("SELECT sealed FROM secrets WHERE tenant_id = $1 AND kind = $2")
                 .bind(tenant_id)
                 .bind(kind)
                 .fetch_optional(self.pool())
@@ -300,7 +302,7 @@ impl Store {
     /// Which secrets a tenant has, and when each was set — never their values.
     pub async fn secret_list(&self, tenant_id: i64) -> Result<Vec<SecretInfo>, StoreError> {
         let rows =
-            sqlx::query("SELECT kind, updated_at FROM secrets WHERE tenant_id = ? ORDER BY kind")
+            sqlx::query("SELECT kind, updated_at FROM secrets WHERE tenant_id = $1 ORDER BY kind")
                 .bind(tenant_id)
                 .fetch_all(self.pool())
                 .await?;
@@ -316,7 +318,7 @@ impl Store {
     /// Deletes a tenant's secret of `kind` (bumping the directory generation).
     pub async fn secret_delete(&self, tenant_id: i64, kind: &str) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = ? AND kind = ?")
+        let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND kind = $2")
             .bind(tenant_id)
             .bind(kind)
             .execute(&mut *tx)
@@ -341,7 +343,7 @@ impl Store {
         let id = self.tenant_id(tenant).await?;
         let mut tx = self.write_tx().await?;
         let stranded: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM quarantine WHERE tenant_id = ? AND sealed_to != ?",
+            "SELECT count(*) FROM quarantine WHERE tenant_id = $1 AND sealed_to != $2",
         )
         .bind(id)
         .bind(recipient)
@@ -353,8 +355,8 @@ impl Store {
             )));
         }
         sqlx::query(
-            "INSERT INTO tenant_keys (tenant_id, recipient, wrapped, created_at) VALUES (?1, ?2, NULL, ?3)
-             ON CONFLICT(tenant_id) DO UPDATE SET recipient = ?2, wrapped = NULL, created_at = ?3",
+            "INSERT INTO tenant_keys (tenant_id, recipient, wrapped, created_at) VALUES ($1, $2, NULL, $3)
+             ON CONFLICT(tenant_id) DO UPDATE SET recipient = $2, wrapped = NULL, created_at = $3",
         )
         .bind(id)
         .bind(recipient)
@@ -373,42 +375,42 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(id);
         let blobs: Vec<String> =
-            sqlx::query_scalar("SELECT blob FROM quarantine WHERE tenant_id = ?")
+            sqlx::query_scalar("SELECT blob FROM quarantine WHERE tenant_id = $1")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
         let mut t = Terminated {
             quarantined: blobs.len() as u64,
-            domains: count("SELECT count(*) FROM domains WHERE tenant_id = ?")
+            domains: count("SELECT count(*) FROM domains WHERE tenant_id = $1")
                 .fetch_one(&mut *tx)
                 .await? as u64,
-            recipients: count("SELECT count(*) FROM recipients WHERE tenant_id = ?")
+            recipients: count("SELECT count(*) FROM recipients WHERE tenant_id = $1")
                 .fetch_one(&mut *tx)
                 .await? as u64,
-            secrets: count("SELECT count(*) FROM secrets WHERE tenant_id = ?")
+            secrets: count("SELECT count(*) FROM secrets WHERE tenant_id = $1")
                 .fetch_one(&mut *tx)
                 .await? as u64,
             ..Default::default()
         };
         // Trace: the tenant's events, and messages that concern no other tenant.
         let msgs = sqlx::query(
-            "DELETE FROM trace_messages WHERE id IN (SELECT message_id FROM trace_events WHERE tenant_id = ?1)
-             AND id NOT IN (SELECT message_id FROM trace_events WHERE tenant_id IS NOT ?1)",
+            "DELETE FROM trace_messages WHERE id IN (SELECT message_id FROM trace_events WHERE tenant_id = $1)
+             AND id NOT IN (SELECT message_id FROM trace_events WHERE tenant_id IS NULL OR tenant_id <> $1)",
         )
         .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let events = sqlx::query("DELETE FROM trace_events WHERE tenant_id = ?")
+        let events = sqlx::query("DELETE FROM trace_events WHERE tenant_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         t.trace_records = msgs + events;
         for sql in [
-            "DELETE FROM bayes_tokens WHERE tenant_id = ?",
-            "DELETE FROM bayes_seen WHERE tenant_id = ?",
-            "DELETE FROM bayes_models WHERE tenant_id = ?",
+            "DELETE FROM bayes_tokens WHERE tenant_id = $1",
+            "DELETE FROM bayes_seen WHERE tenant_id = $1",
+            "DELETE FROM bayes_models WHERE tenant_id = $1",
         ] {
             t.bayes_records += sqlx::query(sql)
                 .bind(id)
@@ -418,15 +420,22 @@ impl Store {
         }
         // Cascades: domains, recipients, filter policy, sender history, key pair, quarantine,
         // connector secrets.
-        sqlx::query("DELETE FROM tenants WHERE id = ?")
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         Self::bump(&mut tx).await?;
         tx.commit().await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(self.pool())
-            .await?;
+        // Leave no copy of the deleted rows (the wrapped key above all) in the database files:
+        // SQLite overwrites them (secure_delete) and truncates its WAL here; PostgreSQL keeps
+        // dead row versions until VACUUM, so vacuum the tables that held the tenant's secrets.
+        let scrub = match self.engine {
+            crate::Engine::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+            crate::Engine::Postgres => {
+                "VACUUM tenant_keys, secrets, quarantine, users, user_sessions, enrolments, tenants"
+            }
+        };
+        sqlx::query(scrub).execute(self.pool()).await?;
         Ok((t, blobs))
     }
 
@@ -436,7 +445,7 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("quarantine rcpts: {e}")))?;
         sqlx::query(
             "INSERT INTO quarantine (id, tenant_id, mail_from, rcpts, size, received_at, expires_at, verdict, score, symbols, blob, sealed_to, eight_bit, smtputf8)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&q.id)
         .bind(q.tenant_id)
@@ -465,7 +474,7 @@ impl Store {
     ) -> Result<Vec<QuarantineItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id
-             WHERE (?1 IS NULL OR q.tenant_id = ?1) ORDER BY q.received_at DESC, q.id LIMIT ?2",
+             WHERE ($1 IS NULL OR q.tenant_id = $1) ORDER BY q.received_at DESC, q.id LIMIT $2",
         )
         .bind(tenant)
         .bind(limit)
@@ -491,7 +500,7 @@ impl Store {
     /// One quarantined message.
     pub async fn quarantine_get(&self, id: &str) -> Result<QuarantineItem, StoreError> {
         let row = sqlx::query(
-            "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id WHERE q.id = ?",
+            "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id WHERE q.id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -508,7 +517,7 @@ impl Store {
     ) -> Result<Vec<QuarantineItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id
-             WHERE q.expires_at <= ? ORDER BY q.expires_at LIMIT ?",
+             WHERE q.expires_at <= $1 ORDER BY q.expires_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -519,7 +528,7 @@ impl Store {
 
     /// Forgets a quarantined message (its blob is deleted by the caller).
     pub async fn quarantine_remove(&self, id: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM quarantine WHERE id = ?")
+        let done = sqlx::query("DELETE FROM quarantine WHERE id = $1")
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -538,8 +547,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT reason FROM records WHERE principal = ? AND action = 'login' AND outcome = 'ok'
-             ORDER BY id DESC LIMIT ?",
+            "SELECT reason FROM records WHERE principal = $1 AND action = 'login' AND outcome = 'ok'
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(principal)
         .bind(limit)
@@ -554,7 +563,7 @@ impl Store {
     /// The newest records, at most `limit`.
     pub async fn records(&self, limit: i64) -> Result<Vec<Record>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, at, principal, role, action, tenant_id, object, reason, outcome FROM records ORDER BY id DESC LIMIT ?",
+            "SELECT id, at, principal, role, action, tenant_id, object, reason, outcome FROM records ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.pool())

@@ -1,20 +1,19 @@
 //! The audit chain: an untouched log verifies; every kind of tampering is found and the first
 //! bad record named.
 
-use store::{NewRecord, Store};
+use store::{Engine, NewRecord, Store};
 
 struct Log {
     _dir: tempfile::TempDir,
     store: Store,
-    raw: sqlx::SqlitePool,
+    raw: sqlx::AnyPool,
     pinned: Vec<(String, Vec<u8>)>,
 }
 
 /// Ten records, a checkpoint at record 6 signed by a pinned key.
-async fn log() -> Log {
+async fn log(engine: Engine) -> Log {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let store = Store::open_sqlite(&path).await.unwrap();
+    let (store, url) = store::testing::scratch(engine, dir.path()).await;
     for i in 1..=10 {
         let object = format!("Q{i}");
         store
@@ -44,9 +43,7 @@ async fn log() -> Log {
         )
         .await
         .unwrap();
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let raw = sqlx::AnyPool::connect(&url).await.unwrap();
     Log {
         _dir: dir,
         store,
@@ -69,9 +66,8 @@ async fn exec(l: &Log, sql: &'static str) {
     sqlx::query(sql).execute(&l.raw).await.unwrap();
 }
 
-#[tokio::test]
-async fn an_untouched_log_verifies() {
-    let l = log().await;
+async fn an_untouched_log_verifies(engine: Engine) {
+    let l = log(engine).await;
     let v = l.store.audit_verify(0, &l.pinned).await.unwrap().unwrap();
     assert_eq!(
         (v.records, v.checkpoints, v.signed_through, v.head),
@@ -82,9 +78,8 @@ async fn an_untouched_log_verifies() {
     assert_eq!(v.records, 7);
 }
 
-#[tokio::test]
-async fn an_edited_record_is_named() {
-    let l = log().await;
+async fn an_edited_record_is_named(engine: Engine) {
+    let l = log(engine).await;
     exec(
         &l,
         "UPDATE records SET reason = 'nothing to see' WHERE id = 4",
@@ -95,9 +90,8 @@ async fn an_edited_record_is_named() {
     assert!(why.contains("edited"), "{why}");
 }
 
-#[tokio::test]
-async fn a_deleted_record_is_named() {
-    let l = log().await;
+async fn a_deleted_record_is_named(engine: Engine) {
+    let l = log(engine).await;
     exec(&l, "DELETE FROM records WHERE id = 5").await;
     let (id, why) = first_bad(&l).await;
     assert_eq!(id, 6);
@@ -107,9 +101,8 @@ async fn a_deleted_record_is_named() {
     assert!(first_bad(&l).await.1.contains("records 1 to 2 are missing"));
 }
 
-#[tokio::test]
-async fn reordered_records_are_named() {
-    let l = log().await;
+async fn reordered_records_are_named(engine: Engine) {
+    let l = log(engine).await;
     // Swap the contents (and chain fields) of records 3 and 4.
     exec(&l, "UPDATE records SET id = -3 WHERE id = 3").await;
     exec(&l, "UPDATE records SET id = 3 WHERE id = 4").await;
@@ -117,9 +110,8 @@ async fn reordered_records_are_named() {
     assert_eq!(first_bad(&l).await.0, 3);
 }
 
-#[tokio::test]
-async fn an_inserted_record_is_named() {
-    let l = log().await;
+async fn an_inserted_record_is_named(engine: Engine) {
+    let l = log(engine).await;
     // Make room after record 2 and insert a forged record 3 with a well-formed hash of its own.
     exec(&l, "UPDATE records SET id = id + 100 WHERE id > 2").await;
     exec(&l, "UPDATE records SET id = id - 99 WHERE id > 100").await;
@@ -133,9 +125,8 @@ async fn an_inserted_record_is_named() {
     assert_eq!(id, 3, "{why}");
 }
 
-#[tokio::test]
-async fn a_rewritten_chain_or_forged_checkpoint_is_found() {
-    let l = log().await;
+async fn a_rewritten_chain_or_forged_checkpoint_is_found(engine: Engine) {
+    let l = log(engine).await;
     // A rewrite that recomputes every hash from record 2 on: the chain is consistent again,
     // but no longer what the checkpoint signed.
     let recs = l.store.audit_records(1, 100).await.unwrap();
@@ -147,7 +138,7 @@ async fn a_rewritten_chain_or_forged_checkpoint_is_found() {
         }
         let salt = hex::decode(&r.salt).unwrap();
         let hash = keys::audit::chain_hash(&prev, &rec.canonical(&salt));
-        sqlx::query("UPDATE records SET principal = ?, prev_hash = ?, hash = ? WHERE id = ?")
+        sqlx::query("UPDATE records SET principal = $1, prev_hash = $2, hash = $3 WHERE id = $4")
             .bind(&rec.principal)
             .bind(&prev)
             .bind(&hash[..])
@@ -162,7 +153,7 @@ async fn a_rewritten_chain_or_forged_checkpoint_is_found() {
     assert!(why.contains("differs from what checkpoint"), "{why}");
 
     // A checkpoint signed by a key of the attacker's own is refused, as is a bad signature.
-    let l = log().await;
+    let l = log(engine).await;
     let (mallory, _) = keys::audit::Signer::generate();
     let hash = hex::decode(&l.store.audit_records(8, 1).await.unwrap()[0].hash).unwrap();
     let msg = keys::audit::checkpoint_message(8, 1_800_000_001, &hash);
@@ -182,7 +173,16 @@ async fn a_rewritten_chain_or_forged_checkpoint_is_found() {
             .1
             .contains("which the vault did not create")
     );
-    let l = log().await;
+    let l = log(engine).await;
     exec(&l, "UPDATE audit_checkpoints SET at = at + 1").await;
     assert!(first_bad(&l).await.1.contains("bad signature"));
 }
+
+store::engine_matrix!(
+    an_untouched_log_verifies,
+    an_edited_record_is_named,
+    a_deleted_record_is_named,
+    reordered_records_are_named,
+    an_inserted_record_is_named,
+    a_rewritten_chain_or_forged_checkpoint_is_found,
+);

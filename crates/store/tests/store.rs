@@ -1,16 +1,16 @@
-//! Store repositories against a real SQLite file.
+//! Store repositories against a real SQLite file and a real PostgreSQL database: every test
+//! runs on both engines (`engine_matrix!`).
 
-use store::{Lookup, RecipientPolicy, Store, StoreError, TraceFilter, TraceRecord};
+use store::{Engine, Lookup, RecipientPolicy, Store, StoreError, TraceFilter, TraceRecord};
 
-async fn store() -> (tempfile::TempDir, Store) {
+async fn store(engine: Engine) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    let (s, _) = store::testing::scratch(engine, dir.path()).await;
     (dir, s)
 }
 
-#[tokio::test]
-async fn tenants_domains_and_recipient_policy() {
-    let (_d, s) = store().await;
+async fn tenants_domains_and_recipient_policy(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let g0 = s.generation().await.unwrap();
     let acme = s
         .add_tenant(
@@ -81,9 +81,8 @@ async fn tenants_domains_and_recipient_policy() {
     assert_eq!(tenants[0].recipient_policy, RecipientPolicy::Verify);
 }
 
-#[tokio::test]
-async fn trace_is_searchable_by_rcpt_and_sender() {
-    let (_d, s) = store().await;
+async fn trace_is_searchable_by_rcpt_and_sender(engine: Engine) {
+    let (_d, s) = store(engine).await;
     // Trace records name existing tenants (records of a terminated one are dropped).
     s.add_tenant("acme", &["acme.test".into()], "maildir:///tmp/acme")
         .await
@@ -135,9 +134,8 @@ async fn trace_is_searchable_by_rcpt_and_sender() {
     assert!(none.is_empty());
 }
 
-#[tokio::test]
-async fn bayes_counts_accumulate_per_model() {
-    let (_d, s) = store().await;
+async fn bayes_counts_accumulate_per_model(engine: Engine) {
+    let (_d, s) = store(engine).await;
     assert_eq!(
         s.bayes_load(0).await.unwrap(),
         store::BayesCounts::default()
@@ -161,9 +159,8 @@ async fn bayes_counts_accumulate_per_model() {
     assert_eq!(s.bayes_generations().await.unwrap(), vec![(0, 2), (5, 1)]);
 }
 
-#[tokio::test]
-async fn learning_is_idempotent_and_moves_corrected_messages() {
-    let (_d, s) = store().await;
+async fn learning_is_idempotent_and_moves_corrected_messages(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let msg = |digest, spam, tokens: &[u64]| store::LearnMessage {
         digest,
         spam,
@@ -208,9 +205,8 @@ async fn learning_is_idempotent_and_moves_corrected_messages() {
     assert_eq!(other.learned, 1);
 }
 
-#[tokio::test]
-async fn filter_policies_are_stored_per_tenant_and_reach_the_directory() {
-    let (_d, s) = store().await;
+async fn filter_policies_are_stored_per_tenant_and_reach_the_directory(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let id = s
         .add_tenant("acme", &["acme.test".into()], "maildir:///tmp")
         .await
@@ -246,9 +242,8 @@ async fn filter_policies_are_stored_per_tenant_and_reach_the_directory() {
     ));
 }
 
-#[tokio::test]
-async fn a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it() {
-    let (_d, s) = store().await;
+async fn a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let a = s
         .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
         .await
@@ -279,9 +274,8 @@ async fn a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it
     assert!(c > b && b > a, "{a} {b} {c}");
 }
 
-#[tokio::test]
-async fn trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late() {
-    let (_d, s) = store().await;
+async fn trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let a = s
         .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
         .await
@@ -360,9 +354,8 @@ async fn trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late(
     }
 }
 
-#[tokio::test]
-async fn mail_stats_count_per_hour_verdict_sender_and_symbol_per_tenant() {
-    let (_d, s) = store().await;
+async fn mail_stats_count_per_hour_verdict_sender_and_symbol_per_tenant(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let a = s
         .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
         .await
@@ -450,9 +443,8 @@ async fn mail_stats_count_per_hour_verdict_sender_and_symbol_per_tenant() {
     assert_eq!((all.total, all.hourly.len()), (5, 48));
 }
 
-#[tokio::test]
-async fn sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation() {
-    let (_d, s) = store().await;
+async fn sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation(engine: Engine) {
+    let (_d, s) = store(engine).await;
     let a = s
         .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
         .await
@@ -509,4 +501,176 @@ async fn sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation
         Err(StoreError::NotFound(_))
     ));
     assert!(s.sender_lists(a).await.unwrap().is_empty());
+}
+
+async fn detection_counters_are_shared_windowed_and_start_over_once_fired(engine: Engine) {
+    use std::time::Duration;
+    use store::{DetectEvent, Trigger};
+    let (_d, s) = store(engine).await;
+    let block = |ip: &'static str| DetectEvent {
+        kind: "waf-block",
+        scope: "",
+        account: "",
+        source: ip,
+    };
+    let w = Duration::from_secs(600);
+    let t = 1_000_000_000;
+    // Distinct sources: the same address twice is one.
+    for (i, ip) in ["a", "b", "b", "c"].into_iter().enumerate() {
+        let got = s
+            .detect_note(&block(ip), w, Trigger::Sources(4), t + i as i64)
+            .await;
+        assert_eq!(got.unwrap(), None);
+    }
+    let fired = s
+        .detect_note(&block("d"), w, Trigger::Sources(4), t + 10)
+        .await
+        .unwrap()
+        .expect("the fourth address fires");
+    assert_eq!((fired.events, fired.sources), (5, 4));
+    // Counting starts over after firing…
+    let again = s
+        .detect_note(&block("e"), w, Trigger::Sources(2), t + 11)
+        .await;
+    assert_eq!(again.unwrap(), None);
+    // …and events older than the window do not count.
+    let open = |p: &'static str| DetectEvent {
+        kind: "open",
+        scope: p,
+        account: p,
+        source: "",
+    };
+    let w = Duration::from_secs(60);
+    assert_eq!(
+        s.detect_note(&open("p"), w, Trigger::Events(2), t)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.detect_note(&open("p"), w, Trigger::Events(2), t + 61_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.detect_note(&open("q"), w, Trigger::Events(2), t + 61_001)
+            .await
+            .unwrap(),
+        None,
+        "per scope"
+    );
+    assert!(
+        s.detect_note(&open("p"), w, Trigger::Events(2), t + 61_002)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Throttles: until their end, listed per kind.
+    s.detect_throttle("open", "p", t + 5_000).await.unwrap();
+    assert_eq!(
+        s.detect_throttled("open", "p", t).await.unwrap(),
+        Some(t + 5_000)
+    );
+    assert_eq!(
+        s.detect_throttled("open", "p", t + 5_000).await.unwrap(),
+        None
+    );
+    assert_eq!(s.detect_throttled("open", "q", t).await.unwrap(), None);
+    s.detect_throttle("waf-block", "192.0.2.1", t + 9_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.detect_throttles("waf-block", t).await.unwrap(),
+        vec![("192.0.2.1".to_string(), t + 9_000)]
+    );
+}
+
+async fn nodes_report_heartbeats_and_show_as_down_when_they_stop_beating(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let mut n = store::NodeInfo {
+        name: "mx-1".into(),
+        version: "0.1.0".into(),
+        smtp: "127.0.0.1:25".into(),
+        started_at: 100,
+        last_seen: 100,
+        active: 1,
+        deferred: 2,
+        hold: 3,
+        stopped: false,
+    };
+    s.node_beat(&n).await.unwrap();
+    n.last_seen = 110;
+    n.active = 0;
+    s.node_beat(&n).await.unwrap();
+    let mut m = n.clone();
+    m.name = "mx-0".into();
+    m.stopped = true;
+    s.node_beat(&m).await.unwrap();
+    let nodes = s.nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["mx-0", "mx-1"]
+    );
+    assert_eq!(nodes[1], n, "one row per node, the last beat");
+    assert_eq!(nodes[1].status(110 + store::NODE_STALE_AFTER), "up");
+    assert_eq!(nodes[1].status(111 + store::NODE_STALE_AFTER), "down");
+    assert_eq!(nodes[0].status(110), "stopped");
+    n.name = String::new();
+    assert!(matches!(s.node_beat(&n).await, Err(StoreError::Invalid(_))));
+}
+
+store::engine_matrix!(
+    tenants_domains_and_recipient_policy,
+    trace_is_searchable_by_rcpt_and_sender,
+    bayes_counts_accumulate_per_model,
+    learning_is_idempotent_and_moves_corrected_messages,
+    filter_policies_are_stored_per_tenant_and_reach_the_directory,
+    a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it,
+    trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late,
+    mail_stats_count_per_hour_verdict_sender_and_symbol_per_tenant,
+    sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation,
+    detection_counters_are_shared_windowed_and_start_over_once_fired,
+    nodes_report_heartbeats_and_show_as_down_when_they_stop_beating,
+);
+
+/// The two engines' migrations are kept in step: the same files, and after them the same
+/// tables with the same columns.
+#[tokio::test]
+async fn both_engines_migrate_to_the_same_schema() {
+    let names = |dir: &str| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+        v.sort();
+        v
+    };
+    let sqlite = names("migrations/sqlite");
+    assert!(sqlite.len() >= 19, "{sqlite:?}");
+    assert_eq!(sqlite, names("migrations/postgres"));
+
+    let d = tempfile::tempdir().unwrap();
+    let mut schemas = Vec::new();
+    for (engine, sql) in [
+        (
+            Engine::Sqlite,
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+        ),
+        (
+            Engine::Postgres,
+            "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+        ),
+    ] {
+        let (_s, url) = store::testing::scratch(engine, d.path()).await;
+        let raw = sqlx::AnyPool::connect(&url).await.unwrap();
+        let mut cols: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&raw).await.unwrap();
+        cols.sort();
+        schemas.push(cols);
+    }
+    assert!(schemas[0].len() > 100, "{} columns", schemas[0].len());
+    assert_eq!(schemas[0], schemas[1]);
 }

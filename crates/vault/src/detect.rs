@@ -2,10 +2,10 @@
 //! ever opens, and bulk reads by one principal. Both raise critical alerts at once; a bulk
 //! read also throttles the principal's further opens.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bulk-read detection settings.
 #[derive(Debug, Clone, Copy)]
@@ -28,59 +28,59 @@ impl Default for BulkRule {
     }
 }
 
-/// Per-principal open counting.
+/// Per-principal open counting, through the store: every vault of a cluster counts the
+/// same opens and honours the same throttle.
 #[derive(Default)]
 pub struct Opens {
     rule: BulkRule,
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
-    throttled: Mutex<HashMap<String, Instant>>,
 }
+
+/// The store counter of opens.
+const OPEN_KIND: &str = "open";
 
 impl Opens {
     /// Counting under `rule`.
     pub fn new(rule: BulkRule) -> Self {
-        Self {
-            rule,
-            ..Default::default()
-        }
+        Self { rule }
     }
 
-    /// True while `principal`'s opens are refused.
-    pub fn throttled(&self, principal: &str) -> bool {
-        let mut t = self.throttled.lock().expect("poisoned");
-        match t.get(principal) {
-            Some(until) if Instant::now() < *until => true,
-            Some(_) => {
-                t.remove(principal);
-                false
-            }
-            None => false,
-        }
+    /// True while `principal`'s opens are refused (on any node). A store that cannot answer
+    /// throttles (fail closed).
+    pub async fn throttled(&self, store: &store::Store, principal: &str) -> bool {
+        store
+            .detect_throttled(OPEN_KIND, principal, store::unix_now_ms())
+            .await
+            .map_or(true, |until| until.is_some())
     }
 
     /// Counts an open; returns the count in the window when it crosses the threshold (the
-    /// principal is then throttled).
-    pub fn note(&self, principal: &str) -> Option<usize> {
-        let now = Instant::now();
-        let mut recent = self.recent.lock().expect("poisoned");
-        let q = recent.entry(principal.to_string()).or_default();
-        q.push_back(now);
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.rule.window)
+    /// principal is then throttled on every node).
+    pub async fn note(&self, store: &store::Store, principal: &str) -> Option<usize> {
+        let now = store::unix_now_ms();
+        let event = store::DetectEvent {
+            kind: OPEN_KIND,
+            scope: principal,
+            account: principal,
+            source: "",
+        };
+        let trigger = store::Trigger::Events(self.rule.threshold as i64 + 1);
+        match store
+            .detect_note(&event, self.rule.window, trigger, now)
+            .await
         {
-            q.pop_front();
+            Ok(Some(count)) => {
+                let until = now.saturating_add(self.rule.throttle.as_millis() as i64);
+                if let Err(e) = store.detect_throttle(OPEN_KIND, principal, until).await {
+                    tracing::error!(error = %e, "the bulk-read throttle could not be stored");
+                }
+                Some(count.events as usize)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "the open could not be counted");
+                None
+            }
         }
-        if q.len() > self.rule.threshold {
-            let n = q.len();
-            q.clear();
-            self.throttled
-                .lock()
-                .expect("poisoned")
-                .insert(principal.to_string(), now + self.rule.throttle);
-            return Some(n);
-        }
-        None
     }
 
     /// The rule in force.
@@ -109,20 +109,16 @@ impl Default for LoginStormRule {
     }
 }
 
-/// Counts failed logins across the node.
+/// Counts failed logins across the cluster, through the store.
 #[derive(Default)]
 pub struct LoginFailures {
     rule: LoginStormRule,
-    recent: Mutex<VecDeque<(Instant, String, String)>>,
 }
 
 impl LoginFailures {
     /// Counting under `rule`.
     pub fn new(rule: LoginStormRule) -> Self {
-        Self {
-            rule,
-            ..Default::default()
-        }
+        Self { rule }
     }
 
     /// The rule in force.
@@ -132,24 +128,29 @@ impl LoginFailures {
 
     /// Counts a failure (`account`, `source` address); when the window holds more than the
     /// threshold, returns (failures, distinct accounts, distinct sources) and starts over.
-    pub fn note(&self, account: &str, source: &str) -> Option<(usize, usize, usize)> {
-        let now = Instant::now();
-        let mut q = self.recent.lock().expect("poisoned");
-        q.push_back((now, account.to_string(), source.to_string()));
-        while q
-            .front()
-            .is_some_and(|(t, _, _)| now.duration_since(*t) > self.rule.window)
+    pub async fn note(
+        &self,
+        store: &store::Store,
+        account: &str,
+        source: &str,
+    ) -> Option<(usize, usize, usize)> {
+        let event = store::DetectEvent {
+            kind: "login-failure",
+            scope: "",
+            account,
+            source,
+        };
+        let trigger = store::Trigger::Events(self.rule.threshold as i64 + 1);
+        match store
+            .detect_note(&event, self.rule.window, trigger, store::unix_now_ms())
+            .await
         {
-            q.pop_front();
+            Ok(c) => c.map(|c| (c.events as usize, c.accounts as usize, c.sources as usize)),
+            Err(e) => {
+                tracing::error!(error = %e, "the failed login could not be counted");
+                None
+            }
         }
-        if q.len() <= self.rule.threshold {
-            return None;
-        }
-        let accounts: HashSet<&str> = q.iter().map(|(_, a, _)| a.as_str()).collect();
-        let sources: HashSet<&str> = q.iter().map(|(_, _, s)| s.as_str()).collect();
-        let out = (q.len(), accounts.len(), sources.len());
-        q.clear();
-        Some(out)
     }
 }
 
@@ -313,23 +314,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn login_failure_storm_crosses_once_and_counts_accounts_and_sources() {
-        let f = LoginFailures::new(LoginStormRule {
-            threshold: 3,
-            window: Duration::from_secs(60),
-        });
-        assert_eq!(f.note("a", "1.2.3.4"), None);
-        assert_eq!(f.note("b", "1.2.3.4"), None);
-        assert_eq!(f.note("c", "5.6.7.8"), None);
-        assert_eq!(f.note("c", "5.6.7.8"), Some((4, 3, 2)));
-        assert_eq!(
-            f.note("d", "9.9.9.9"),
-            None,
-            "counting starts over after an alert"
-        );
-    }
-
-    #[test]
     fn working_hours_follow_the_local_clock_and_days() {
         let w = WorkingHours::parse("09:00-18:00", "mon-fri", "+09:00").unwrap();
         // 2026-12-02 (a Wednesday) 00:30 UTC is 09:30 in Japan.
@@ -366,35 +350,6 @@ mod tests {
     }
 
     #[test]
-    fn bulk_opens_cross_the_threshold_once_and_throttle() {
-        let o = Opens::new(BulkRule {
-            threshold: 3,
-            window: Duration::from_secs(60),
-            throttle: Duration::from_secs(60),
-        });
-        assert_eq!((o.note("a"), o.note("a"), o.note("a")), (None, None, None));
-        assert!(!o.throttled("a"));
-        assert_eq!(o.note("b"), None, "per principal");
-        assert_eq!(o.note("a"), Some(4));
-        assert!(o.throttled("a") && !o.throttled("b"));
-    }
-
-    #[test]
-    fn opens_outside_the_window_do_not_count() {
-        let o = Opens::new(BulkRule {
-            threshold: 1,
-            window: Duration::from_millis(30),
-            throttle: Duration::from_millis(30),
-        });
-        assert_eq!(o.note("a"), None);
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(o.note("a"), None);
-        assert_eq!(o.note("a"), Some(2));
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!o.throttled("a"), "throttling ends");
-    }
-
-    #[test]
     fn canaries_persist() {
         let d = tempfile::tempdir().unwrap();
         let kek = d.path().join("kek");
@@ -403,4 +358,80 @@ mod tests {
         c.add("Q1").unwrap();
         assert!(Canaries::load(&kek).contains("Q1"));
     }
+
+    // The counters live in the store: each test runs on SQLite and on PostgreSQL.
+    async fn scratch(engine: store::Engine) -> (tempfile::TempDir, store::Store) {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = store::testing::scratch(engine, d.path()).await;
+        (d, s)
+    }
+
+    async fn login_failure_storm_crosses_once_and_counts_accounts_and_sources(
+        engine: store::Engine,
+    ) {
+        let (_d, s) = scratch(engine).await;
+        let f = LoginFailures::new(LoginStormRule {
+            threshold: 3,
+            window: Duration::from_secs(60),
+        });
+        assert_eq!(f.note(&s, "a", "1.2.3.4").await, None);
+        assert_eq!(f.note(&s, "b", "1.2.3.4").await, None);
+        assert_eq!(f.note(&s, "c", "5.6.7.8").await, None);
+        assert_eq!(f.note(&s, "c", "5.6.7.8").await, Some((4, 3, 2)));
+        assert_eq!(
+            f.note(&s, "d", "9.9.9.9").await,
+            None,
+            "counting starts over after an alert"
+        );
+    }
+
+    async fn bulk_opens_cross_the_threshold_once_and_throttle(engine: store::Engine) {
+        let (_d, s) = scratch(engine).await;
+        let o = Opens::new(BulkRule {
+            threshold: 3,
+            window: Duration::from_secs(60),
+            throttle: Duration::from_secs(60),
+        });
+        for _ in 0..3 {
+            assert_eq!(o.note(&s, "a").await, None);
+        }
+        assert!(!o.throttled(&s, "a").await);
+        assert_eq!(o.note(&s, "b").await, None, "per principal");
+        assert_eq!(o.note(&s, "a").await, Some(4));
+        assert!(o.throttled(&s, "a").await && !o.throttled(&s, "b").await);
+        // A second vault on the same store (another node) honours the throttle and shares
+        // the count.
+        let other = Opens::new(o.rule());
+        assert!(other.throttled(&s, "a").await);
+        for _ in 0..3 {
+            assert_eq!(o.note(&s, "c").await, None);
+        }
+        assert_eq!(
+            other.note(&s, "c").await,
+            Some(4),
+            "opens on both nodes count"
+        );
+    }
+
+    async fn opens_outside_the_window_do_not_count(engine: store::Engine) {
+        let (_d, s) = scratch(engine).await;
+        let o = Opens::new(BulkRule {
+            threshold: 1,
+            window: Duration::from_millis(300),
+            throttle: Duration::from_millis(300),
+        });
+        assert_eq!(o.note(&s, "a").await, None);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(o.note(&s, "a").await, None);
+        assert_eq!(o.note(&s, "a").await, Some(2));
+        assert!(o.throttled(&s, "a").await);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!o.throttled(&s, "a").await, "throttling ends");
+    }
+
+    store::engine_matrix!(
+        login_failure_storm_crosses_once_and_counts_accounts_and_sources,
+        bulk_opens_cross_the_threshold_once_and_throttle,
+        opens_outside_the_window_do_not_count,
+    );
 }

@@ -903,7 +903,7 @@ impl Vault {
                 "this message was flagged as malware: confirm with a current code from your authenticator (step-up) before releasing it",
             );
         }
-        if self.opens.throttled(principal) {
+        if self.opens.throttled(&self.store, principal).await {
             rec.outcome = "refused: throttled after a bulk-read alert";
             self.record(rec).await;
             return refused(&format!(
@@ -939,7 +939,7 @@ impl Vault {
                 ),
             ))
         } else {
-            self.opens.note(principal).map(|n| {
+            self.opens.note(&self.store, principal).await.map(|n| {
                 let rule = self.opens.rule();
                 (
                     "bulk-open",

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use store::Store;
 use store::blobs::LocalBlobs;
+use store::{Engine, Store};
 use vault::proto::{Request, Response};
 use vault::server::Vault;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn vault(dir: &std::path::Path) -> (Vault, Store) {
-    let store = Store::open_sqlite(&dir.join("db")).await.unwrap();
+async fn vault(dir: &std::path::Path, engine: Engine) -> (Vault, Store) {
+    let (store, _) = store::testing::scratch(engine, dir).await;
     let blobs = Arc::new(LocalBlobs::new(&dir.join("blobs")).unwrap());
     let v = Vault::open(store.clone(), blobs, &dir.join("vault/kek"))
         .await
@@ -67,10 +67,9 @@ async fn login(v: &Vault, email: &str, pass: &str, code: &str) -> Response {
     v.handle(req, pass.as_bytes().to_vec()).await.0
 }
 
-#[tokio::test]
-async fn an_abandoned_first_enrolment_gives_way_to_a_new_link() {
+async fn an_abandoned_first_enrolment_gives_way_to_a_new_link(engine: Engine) {
     let d = tempfile::tempdir().unwrap();
-    let (v, store) = vault(d.path()).await;
+    let (v, store) = vault(d.path(), engine).await;
     let old = first_link(&v).await;
     assert!(matches!(
         set_password(&v, &old).await,
@@ -96,10 +95,9 @@ async fn an_abandoned_first_enrolment_gives_way_to_a_new_link() {
     assert!(refusal(v.handle(Request::FirstEnrolment, vec![]).await.0).contains("exist already"));
 }
 
-#[tokio::test]
-async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account() {
+async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account(engine: Engine) {
     let d = tempfile::tempdir().unwrap();
-    let (v, store) = vault(d.path()).await;
+    let (v, store) = vault(d.path(), engine).await;
     let token = first_link(&v).await;
     let Response::Totp { secret, .. } = set_password(&v, &token).await else {
         panic!()
@@ -156,11 +154,10 @@ async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account() 
     assert!(!outcomes.contains(&"ok".to_string()));
 }
 
-#[tokio::test]
-async fn a_role_process_may_not_ask_what_only_the_local_cli_asks() {
+async fn a_role_process_may_not_ask_what_only_the_local_cli_asks(engine: Engine) {
     use vault::proto::{Admin, Purpose, RoleToken};
     let dir = tempfile::tempdir().unwrap();
-    let (mut v, _store) = vault(dir.path()).await;
+    let (mut v, _store) = vault(dir.path(), engine).await;
     v.set_mx_token(RoleToken("mx-secret".into()));
     let open = |session: Option<&str>, token: Option<&str>| Request::OpenQuarantine {
         id: "Q1".into(),
@@ -204,3 +201,9 @@ async fn a_role_process_may_not_ask_what_only_the_local_cli_asks() {
         assert!(v.refused_for_role(r).is_none(), "{}", r.kind());
     }
 }
+
+store::engine_matrix!(
+    an_abandoned_first_enrolment_gives_way_to_a_new_link,
+    a_locked_account_answers_like_a_wrong_password_or_an_unknown_account,
+    a_role_process_may_not_ask_what_only_the_local_cli_asks,
+);

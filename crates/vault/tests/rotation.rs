@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use store::Store;
 use store::blobs::LocalBlobs;
+use store::{Engine, Store};
 use vault::proto::{Request, Response, RoleToken};
 use vault::server::Vault;
 use vault::{
@@ -14,8 +14,8 @@ use vault::{
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
-async fn setup(dir: &std::path::Path) -> (Store, Arc<LocalBlobs>) {
-    let store = Store::open_sqlite(&dir.join("db")).await.unwrap();
+async fn setup(dir: &std::path::Path, engine: Engine) -> (Store, Arc<LocalBlobs>) {
+    let (store, _) = store::testing::scratch(engine, dir).await;
     for name in ["a", "b"] {
         store
             .add_tenant(name, &[format!("{name}.test")], "maildir:///tmp")
@@ -84,10 +84,9 @@ async fn use_secret(v: &Vault, tenant: i64, token: &str) -> (Response, Vec<u8>) 
     .await
 }
 
-#[tokio::test]
-async fn secrets_are_write_only_and_given_to_the_mx_token_alone() {
+async fn secrets_are_write_only_and_given_to_the_mx_token_alone(engine: Engine) {
     let d = tempfile::tempdir().unwrap();
-    let (store, blobs) = setup(d.path()).await;
+    let (store, blobs) = setup(d.path(), engine).await;
     let mut v = Vault::open(store.clone(), blobs, &d.path().join("vault/kek"))
         .await
         .unwrap();
@@ -152,10 +151,9 @@ async fn secrets_are_write_only_and_given_to_the_mx_token_alone() {
     assert!(!format!("{records:?}").contains("pw-of-tenant"));
 }
 
-#[tokio::test]
-async fn a_rotation_interrupted_after_its_commit_is_completed_on_open() {
+async fn a_rotation_interrupted_after_its_commit_is_completed_on_open(engine: Engine) {
     let d = tempfile::tempdir().unwrap();
-    let (store, blobs) = setup(d.path()).await;
+    let (store, blobs) = setup(d.path(), engine).await;
     let kek_path = d.path().join("vault/kek");
     let v = Vault::open(store.clone(), blobs.clone(), &kek_path)
         .await
@@ -208,10 +206,9 @@ async fn a_rotation_interrupted_after_its_commit_is_completed_on_open() {
     );
 }
 
-#[tokio::test]
-async fn a_rotation_interrupted_before_its_commit_is_abandoned_on_open() {
+async fn a_rotation_interrupted_before_its_commit_is_abandoned_on_open(engine: Engine) {
     let d = tempfile::tempdir().unwrap();
-    let (store, blobs) = setup(d.path()).await;
+    let (store, blobs) = setup(d.path(), engine).await;
     let kek_path = d.path().join("vault/kek");
     let v = Vault::open(store.clone(), blobs.clone(), &kek_path)
         .await
@@ -226,10 +223,9 @@ async fn a_rotation_interrupted_before_its_commit_is_abandoned_on_open() {
     assert!(opens_all(&now, &store).await);
 }
 
-#[tokio::test]
-async fn a_full_rotation_rewraps_keys_and_secrets() {
+async fn a_full_rotation_rewraps_keys_and_secrets(engine: Engine) {
     let d = tempfile::tempdir().unwrap();
-    let (store, blobs) = setup(d.path()).await;
+    let (store, blobs) = setup(d.path(), engine).await;
     let kek_path = d.path().join("vault/kek");
     let mut v = Vault::open(store.clone(), blobs, &kek_path).await.unwrap();
     make_keys(&v).await;
@@ -253,3 +249,10 @@ async fn a_full_rotation_rewraps_keys_and_secrets() {
     let (_, value) = use_secret(&v, 1, TOKEN).await;
     assert_eq!(ConnectorSecret::from_bytes(&value).unwrap(), secret(1));
 }
+
+store::engine_matrix!(
+    secrets_are_write_only_and_given_to_the_mx_token_alone,
+    a_rotation_interrupted_after_its_commit_is_completed_on_open,
+    a_rotation_interrupted_before_its_commit_is_abandoned_on_open,
+    a_full_rotation_rewraps_keys_and_secrets,
+);

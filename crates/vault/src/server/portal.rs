@@ -559,7 +559,9 @@ impl Vault {
 
     /// Counts a failed login; a storm of them raises one critical alert.
     async fn note_login_failure(&self, principal: &str, ip: &str) {
-        let Some((n, accounts, sources)) = self.login_failures.note(principal, ip) else {
+        let Some((n, accounts, sources)) =
+            self.login_failures.note(&self.store, principal, ip).await
+        else {
             return;
         };
         let rule = self.login_failures.rule();

@@ -1,0 +1,178 @@
+//! Detection counters shared by every node through the store: a rule that counts events in a
+//! window (bulk opens by one principal, failed logins, addresses blocked by the WAF) sees the
+//! events of the whole cluster, not only of the process it runs in, and a throttle or block
+//! set by one node holds on all of them.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One event for a counter.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectEvent<'a> {
+    /// The rule's counter (`open`, `login-failure`, `waf-block`).
+    pub kind: &'a str,
+    /// What is counted separately (a principal; `""` for one cluster-wide count).
+    pub scope: &'a str,
+    /// The account involved, for distinct counts.
+    pub account: &'a str,
+    /// The source address, for distinct counts.
+    pub source: &'a str,
+}
+
+/// When a counter fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// At this many events in the window.
+    Events(i64),
+    /// At this many distinct sources in the window.
+    Sources(i64),
+}
+
+/// A counter's window when it fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    /// Events.
+    pub events: i64,
+    /// Distinct accounts.
+    pub accounts: i64,
+    /// Distinct sources.
+    pub sources: i64,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Counts `e` at `now_ms`; when the events in `window` (since the counter last fired)
+    /// reach `trigger`, returns the window's counts and starts the counter over — once per
+    /// burst, whichever node saw its last event.
+    pub async fn detect_note(
+        &self,
+        e: &DetectEvent<'_>,
+        window: Duration,
+        trigger: Trigger,
+        now_ms: i64,
+    ) -> Result<Option<WindowCount>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let from = now_ms.saturating_sub(ms(window));
+        sqlx::query("DELETE FROM detect_events WHERE kind = $1 AND scope = $2 AND at_ms <= $3")
+            .bind(e.kind)
+            .bind(e.scope)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO detect_events (kind, scope, account, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(e.kind)
+        .bind(e.scope)
+        .bind(e.account)
+        .bind(e.source)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let reset: Option<i64> =
+            sqlx::query_scalar("SELECT reset_ms FROM detect_marks WHERE kind = $1 AND scope = $2")
+                .bind(e.kind)
+                .bind(e.scope)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let since = from.max(reset.unwrap_or(0));
+        let r = sqlx::query(
+            "SELECT count(*), count(DISTINCT account), count(DISTINCT source) FROM detect_events
+             WHERE kind = $1 AND scope = $2 AND at_ms > $3",
+        )
+        .bind(e.kind)
+        .bind(e.scope)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await?;
+        let count = WindowCount {
+            events: r.get(0),
+            accounts: r.get(1),
+            sources: r.get(2),
+        };
+        let fired = match trigger {
+            Trigger::Events(n) => count.events >= n,
+            Trigger::Sources(n) => count.sources >= n,
+        };
+        if fired {
+            sqlx::query(
+                "INSERT INTO detect_marks (kind, scope, reset_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, scope) DO UPDATE SET reset_ms = $3",
+            )
+            .bind(e.kind)
+            .bind(e.scope)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(fired.then_some(count))
+    }
+
+    /// Throttles (or blocks) `scope` of `kind` on every node until `until_ms`.
+    pub async fn detect_throttle(
+        &self,
+        kind: &str,
+        scope: &str,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO detect_marks (kind, scope, until_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (kind, scope) DO UPDATE SET until_ms = $3",
+        )
+        .bind(kind)
+        .bind(scope)
+        .bind(until_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Until when `scope` of `kind` is throttled, if it is at `now_ms`.
+    pub async fn detect_throttled(
+        &self,
+        kind: &str,
+        scope: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let until: Option<i64> =
+            sqlx::query_scalar("SELECT until_ms FROM detect_marks WHERE kind = $1 AND scope = $2")
+                .bind(kind)
+                .bind(scope)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(until.filter(|u| *u > now_ms))
+    }
+
+    /// Every scope of `kind` throttled at `now_ms`, with its end.
+    pub async fn detect_throttles(
+        &self,
+        kind: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope, until_ms FROM detect_marks WHERE kind = $1 AND until_ms > $2 ORDER BY scope",
+        )
+        .bind(kind)
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
