@@ -103,10 +103,26 @@ class Dns:
         self.proc.wait(5)
 
 
+#: The store engine of the nodes the tests start: "sqlite" (the embedded default) or
+#: "postgres" (a fresh database per node on the server named by SEKISHO_TEST_POSTGRES).
+STORE = os.environ.get("SEKISHO_E2E_STORE", "sqlite")
+sqlite_only = pytest.mark.skipif(STORE != "sqlite", reason="inspects the SQLite file itself")
+
+
+def postgres_database():
+    """A fresh database on the test PostgreSQL server; its URL."""
+    admin = os.environ.get("SEKISHO_TEST_POSTGRES")
+    assert admin, "SEKISHO_TEST_POSTGRES is not set: scripts/test starts a server (scripts/pg)"
+    name = f"sekisho_e2e_{os.getpid()}_{time.monotonic_ns()}"
+    subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
+                   check=True, capture_output=True)
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
 class Node:
     """A `sekisho serve` process with its own data directory. Unless the test's config has a
     [dns] section, the node resolves through the test's local DNS server, so no query leaves
-    the machine."""
+    the machine. Unless it has a [store] section, its store is the engine of STORE."""
 
     dns_port = None
 
@@ -117,6 +133,10 @@ class Node:
         self.config_path = data_dir.parent / (data_dir.name + ".toml")
         if "[dns]" not in config:
             config = f'[dns]\nresolver = "127.0.0.1:{Node.dns_port}"\ntimeout = "1s"\n' + config
+        self.store_url = None
+        if STORE == "postgres" and "[store]" not in config:
+            self.store_url = postgres_database()
+            config = f'[store]\nurl = "{self.store_url}"\n' + config
         self.config_path.write_text(config)
         self.demo = demo
         self.smtp_port = smtp_port
@@ -184,6 +204,39 @@ class Node:
         if check and r.returncode != 0:
             raise AssertionError(f"sekisho {' '.join(args)} failed: {r.stderr}")
         return r
+
+    def sql(self, statement, *params):
+        """Runs one SQL statement on the node's store, whichever engine; rows as tuples of
+        strings (SQLite values as they are). Parameters are $1, $2, … (both engines)."""
+        if self.store_url:
+            import shlex
+            bound = statement
+            for i, v in reversed(list(enumerate(params, 1))):
+                lit = str(v) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'"
+                bound = bound.replace(f"${i}", lit)
+            r = subprocess.run(["psql", self.store_url, "-v", "ON_ERROR_STOP=1", "-qAt", "-F", "\t", "-c", bound],
+                               check=True, capture_output=True, text=True)
+            def value(v):  # bytea comes back as \x<hex>
+                return bytes.fromhex(v[2:]) if re.fullmatch(r"\\x(?:[0-9a-f]{2})*", v) else v
+            return [tuple(value(v) for v in line.split("\t")) for line in r.stdout.splitlines() if line]
+        import sqlite3
+        db = sqlite3.connect(self.data_dir / "sekisho.db")
+        try:
+            rows = db.execute(re.sub(r"\$(\d+)", r"?\1", statement), params).fetchall()
+            db.commit()
+            return rows
+        finally:
+            db.close()
+
+    def store_dump(self) -> bytes:
+        """Everything the node's store holds, as stored: the SQLite files, or a dump of the
+        PostgreSQL database with its byte columns decoded."""
+        if self.store_url:
+            text = subprocess.run(["pg_dump", "--data-only", self.store_url], check=True,
+                                  capture_output=True).stdout
+            blobs = b"".join(bytes.fromhex(h.decode()) for h in re.findall(rb"\\x((?:[0-9a-f]{2})+)", text))
+            return text + blobs
+        return b"".join(p.read_bytes() for p in self.data_dir.glob("sekisho.db*"))
 
     def cli_json(self, *args):
         return json.loads(self.cli(*args, "--json").stdout)

@@ -3,7 +3,6 @@
 the stand-alone script of docs/audit.md and carries nothing of other tenants."""
 import json
 import smtplib
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -69,14 +68,10 @@ def test_audit_chain_verifies_detects_tampering_and_exports_per_tenant(node, sin
 
     # Tampering with the log itself: `audit verify` exits non-zero naming the first bad record.
     n.stop()
-    db = sqlite3.connect(n.data_dir / "sekisho.db")
-    victim = db.execute("SELECT min(id) FROM records WHERE action LIKE 'open-quarantine%'").fetchone()[0]
-    db.execute("UPDATE records SET principal = 'cli:nobody' WHERE id = ?", (victim,))
-    db.commit()
+    victim = int(n.sql("SELECT min(id) FROM records WHERE action LIKE 'open-quarantine%'")[0][0])
+    n.sql("UPDATE records SET principal = 'cli:nobody' WHERE id = $1", victim)
     r = n.cli("audit", "verify", check=False)
     assert r.returncode != 0 and f"record {victim}: its contents do not match its hash (edited)" in r.stderr, r.stderr
-    db.execute("DELETE FROM records WHERE id = ?", (victim,))
-    db.commit()
+    n.sql("DELETE FROM records WHERE id = $1", victim)
     r = n.cli("audit", "verify", check=False)
     assert r.returncode != 0 and f"record {victim} is missing" in r.stderr, r.stderr
-    db.close()

@@ -79,9 +79,7 @@ def test_quarantine_is_sealed_opened_through_the_vault_and_released_intact(node,
     assert n.cli_json("quarantine", "list") == []
     r = n.cli("quarantine", "open", qid, "--reason", "again", check=False)
     assert r.returncode != 0 and "no quarantined message" in r.stderr
-    import sqlite3
-    db = sqlite3.connect(n.data_dir / "sekisho.db")
-    rows = db.execute("SELECT principal, role, action, object, reason, outcome FROM records ORDER BY id").fetchall()
+    rows = n.sql("SELECT principal, role, action, object, reason, outcome FROM records ORDER BY id")
     actions = [(r[2], r[5]) for r in rows if r[3] == qid]
     assert ("open-quarantine:read", "ok") in actions and ("open-quarantine:release", "ok") in actions
     assert ("release", "ok") in actions
@@ -441,9 +439,7 @@ def test_quarantine_retention_purges_and_leaves_evidence(node, sink):
     wait_for(lambda: [q["tenant"] for q in n.cli_json("quarantine", "list")] == ["beta"],
              timeout=15, what="retention purge")
     assert not list((n.data_dir / "quarantine").rglob(f"{gone}.age"))
-    import sqlite3
-    rows = sqlite3.connect(n.data_dir / "sekisho.db").execute(
-        "SELECT principal, action, object, reason, outcome FROM records WHERE action = 'retention-purge'").fetchall()
+    rows = n.sql("SELECT principal, action, object, reason, outcome FROM records WHERE action = 'retention-purge'")
     assert rows == [("retention", "retention-purge", gone, "1 quarantined message(s) past retention", "ok")]
 
 

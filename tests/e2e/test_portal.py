@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import json
 import smtplib
-import sqlite3
 import time
 import urllib.parse
 
@@ -53,8 +52,7 @@ def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(nod
     assert st == 403
 
     # Neither the password nor the second factor is readable in the database.
-    db = sqlite3.connect(n.data_dir / "sekisho.db")
-    phc, sealed = db.execute("SELECT password_hash, totp_sealed FROM users").fetchone()
+    ((phc, sealed),) = n.sql("SELECT password_hash, totp_sealed FROM users")
     assert phc.startswith("$argon2id$") and PASSWORD not in phc
     assert base64.b32decode(secret + "=" * (-len(secret) % 8)) not in sealed
 
@@ -85,15 +83,13 @@ def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(nod
     # A session row written straight into the database (as a compromised portal could) does
     # not make a session: only the vault can compute a token's MAC.
     forged = "s1_" + "ab" * 32
-    db.execute("INSERT INTO user_sessions (id_mac, user_id, created_at, last_seen, expires_at) "
-               "VALUES (?, 1, 0, strftime('%s','now'), strftime('%s','now') + 3600)",
-               (hashlib.sha256(forged.encode()).hexdigest(),))
-    db.commit()
+    now = int(time.time())
+    n.sql("INSERT INTO user_sessions (id_mac, user_id, created_at, last_seen, expires_at) "
+          "VALUES ($1, 1, 0, $2, $3)", hashlib.sha256(forged.encode()).hexdigest(), now, now + 3600)
     intruder = Client(n)
     intruder.cookie = f"sekisho_session={forged}"
     st, _, _ = intruder.request("GET", "/api/me")
     assert st == 401
-    db.close()
 
     st, _, _ = c.request("POST", "/api/logout")
     assert st == 204
@@ -117,7 +113,7 @@ def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(nod
     assert st == 200, "a wrong password uses up no recovery code"
     (alert,) = [a for a in n.cli_json("alerts", "list") if a["rule"] == "recovery-code-login"]
     assert alert["count"] == 2 and alert["principal"] == "user:operator"
-    dump = b"".join(p.read_bytes() for p in n.data_dir.glob("sekisho.db*"))
+    dump = n.store_dump()
     assert not any(code.encode() in dump or code.replace("-", "").encode() in dump for code in recovery)
 
     logins = [r for r in n.cli_json("vault", "records") if r["action"] == "login"]
@@ -253,6 +249,11 @@ def test_front_door_limits_rate_limits_and_probe_blocking(node):
     assert st == 401
     st, _, doc = c.request("POST", "/api/login", {"email": "a", "password": "b", "code": "1", "admin": True})
     assert st == 400 and "unknown field" in doc["detail"]
+    # A NUL character in any field is refused before a handler sees it (no store keeps one).
+    st, _, doc = c.request("POST", "/api/login", {"email": "a\u0000@b.c", "password": "p" * 12, "code": "1"})
+    assert st == 400 and "NUL" in doc["detail"], doc
+    st, _, doc = c.request("GET", "/api/trace?from=a%00b")
+    assert st == 400 and "NUL" in doc["detail"], doc
 
     # Logins: ten a minute per address.
     statuses = [c.request("POST", "/api/login", {"email": "a@b.c", "password": "p" * 12, "code": "000000"})[0]
@@ -614,15 +615,11 @@ def test_operators_open_tenant_mail_only_through_a_tenant_approved_lockbox(node)
 
     # An approval written straight into the database (as a compromised portal could) opens
     # nothing: the vault checks its own seal on the approval.
-    db = sqlite3.connect(n.data_dir / "sekisho.db")
-    db.execute("UPDATE lockbox SET state = 'approved', expires_at = strftime('%s','now') + 3600, "
-               "approval_mac = 'forged' WHERE id = ?", (rid,))
-    db.commit()
+    n.sql("UPDATE lockbox SET state = 'approved', expires_at = $1, approval_mac = 'forged' WHERE id = $2",
+          int(time.time()) + 3600, rid)
     st, _, doc = op.request("GET", f"/api/quarantine/{items['acme']}/view")
     assert st == 403 and "operator" in doc["detail"], doc
-    db.execute("UPDATE lockbox SET state = 'requested', expires_at = NULL, approval_mac = '' WHERE id = ?", (rid,))
-    db.commit()
-    db.close()
+    n.sql("UPDATE lockbox SET state = 'requested', expires_at = NULL, approval_mac = '' WHERE id = $1", rid)
 
     st, _, doc = acme.request("POST", f"/api/lockbox/{rid}/approve")
     assert st == 200, doc
@@ -742,17 +739,14 @@ def test_api_tokens_are_scoped_expiring_revocable_and_kept_only_as_a_mac(node, s
     assert st == 401
 
     # Kept only as the vault's MAC; listed without the secret; revocable; expiry ends it.
-    dump = b"".join(p.read_bytes() for p in n.data_dir.glob("sekisho.db*"))
+    dump = n.store_dump()
     assert token.encode() not in dump and token[4:].encode() not in dump
     st, _, doc = admin.request("GET", "/api/tokens")
     (listed,) = doc["tokens"]
     assert listed["name"] == "SIEM export" and "token" not in listed and listed["last_used_at"]
     st, _, doc = admin.request("POST", "/api/tokens", {"name": "short", "scopes": ["stats:read"], "days": 1})
     short = doc["token"]
-    db = sqlite3.connect(n.data_dir / "sekisho.db")
-    db.execute("UPDATE api_tokens SET expires_at = strftime('%s','now') - 1 WHERE id = ?", (doc["id"],))
-    db.commit()
-    db.close()
+    n.sql("UPDATE api_tokens SET expires_at = $1 WHERE id = $2", int(time.time()) - 1, doc["id"])
     assert bot.request("GET", "/api/stats", headers={"Authorization": f"Bearer {short}"})[0] == 401
     assert admin.request("DELETE", f"/api/tokens/{tid}")[0] == 204
     assert bot.request("GET", "/api/me", headers=bearer)[0] == 401

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Node, admin, role_pid, wait_for
+from conftest import BIN, Node, admin, role_pid, sqlite_only, wait_for
 from test_secrets import pki
 
 QUARANTINE_ALL = "[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n"
@@ -28,6 +28,7 @@ def files_containing(root, needle: bytes):
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@sqlite_only  # restores a copy of the SQLite file
 def test_terminate_shreds_the_tenant_and_old_copies_no_longer_open(node, sink, tmp_path):
     s = sink()
     n = node(config=QUARANTINE_ALL)

@@ -363,6 +363,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
         let bytes: Bytes = axum::body::to_bytes(req.into_body(), max)
             .await
             .map_err(|_| crate::front::too_large(max))?;
+        if crate::front::json_has_nul(&bytes) {
+            return Err(crate::front::nul_refused());
+        }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| Problem::bad_request(format!("the JSON body does not fit: {e}")))

@@ -240,6 +240,22 @@ pub fn hostile_path(path: &str) -> bool {
         || EXPLOIT_PATHS.iter().any(|p| lower.starts_with(p))
 }
 
+/// The answer to a request with a NUL character in a field: no text Sekisho keeps may hold
+/// one (PostgreSQL refuses it outright; C-string tools cut at it).
+pub fn nul_refused() -> Problem {
+    Problem::bad_request("a request field contains a NUL character (U+0000): remove it")
+}
+
+/// True if a JSON body holds a NUL character (raw or escaped).
+pub fn json_has_nul(body: &[u8]) -> bool {
+    body.contains(&0) || body.windows(6).any(|w| w == br"\u0000")
+}
+
+/// True if a urlencoded form or query holds a NUL character (raw or percent-encoded).
+pub fn urlencoded_has_nul(body: &[u8]) -> bool {
+    body.contains(&0) || body.windows(3).any(|w| w == b"%00")
+}
+
 /// Checks a request's size against the limits (before any handler or body read).
 pub fn oversized(req: &Request, l: &Limits) -> Option<Problem> {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -426,6 +442,12 @@ pub async fn front_door(State(portal): State<Arc<Portal>>, req: Request, next: N
     } else if hostile_path(req.uri().path()) {
         count_probe(&portal, ip, now).await;
         Problem::bad_request("this path is not served").into_response()
+    } else if req
+        .uri()
+        .query()
+        .is_some_and(|q| urlencoded_has_nul(q.as_bytes()))
+    {
+        nul_refused().into_response()
     } else if is_login(&req) && front.login_rate(ip, now).is_err() {
         retry_after(Duration::from_secs(6))
     } else {
@@ -549,6 +571,13 @@ mod tests {
         });
         assert_eq!(g.probe(ip(3), t), ProbeOutcome::Counted);
         assert_eq!(g.probe(ip(3), t + PROBE_WINDOW), ProbeOutcome::Counted);
+    }
+
+    #[test]
+    fn nul_characters_are_found_raw_escaped_and_percent_encoded() {
+        assert!(json_has_nul(br#"{"a":"x\u0000y"}"#) && json_has_nul(b"{\"a\":\"\0\"}"));
+        assert!(!json_has_nul(br#"{"a":"x\u0001 %00"}"#));
+        assert!(urlencoded_has_nul(b"a=x%00y") && !urlencoded_has_nul(b"a=x%20y&b=%0A"));
     }
 
     #[test]

@@ -146,6 +146,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Form
         let bytes: Bytes = axum::body::to_bytes(req.into_body(), max)
             .await
             .map_err(|_| error_page(lang, None, &crate::front::too_large(max)))?;
+        if crate::front::urlencoded_has_nul(&bytes) {
+            return Err(error_page(lang, None, &crate::front::nul_refused()));
+        }
         serde_urlencoded::from_bytes(&bytes)
             .map(FormBody)
             .map_err(|_| {

@@ -71,10 +71,27 @@ pub enum StoreError {
     Invalid(String),
     /// The database failed.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// A migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL refuses text with a NUL character (SQLSTATE 22021); that is the
+        // caller's input, not a database failure.
+        if e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "22021")
+        {
+            return Self::Invalid(
+                "a text value contains a NUL character (U+0000) or invalid UTF-8: remove it".into(),
+            );
+        }
+        Self::Db(e)
+    }
 }
 
 /// How a tenant's recipients are verified at `RCPT TO`.
