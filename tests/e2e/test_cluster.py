@@ -1,7 +1,8 @@
 """Scale-out: two gateway nodes on one real PostgreSQL store (started by scripts/pg) and one
 S3-compatible blob store (moto). Mail accepted on either node is delivered once; a tenant added
 through one node is served by the other without restart; trace and quarantine are visible from
-either portal; a node killed with kill -9 loses nothing it acknowledged; `node list` shows both."""
+either portal, and an address one portal blocks is blocked by both; a node killed with kill -9
+loses nothing it acknowledged; `node list` shows both."""
 import os
 import re
 import smtplib
@@ -112,6 +113,20 @@ def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
     text = b.cli("node", "list").stdout
     assert re.search(r"^mx-a\s+up\s", text, re.M) and re.search(r"^mx-b\s+up\s", text, re.M), text
 
+    # A scanner blocked by one portal is blocked by the other within seconds (the block is in
+    # the store); another address is not.
+    scanner_a, scanner_b, other = Client(a), Client(b), Client(b)
+    scanner_a.source = scanner_b.source = "127.0.3.9"
+    other.source = "127.0.3.10"
+    assert scanner_b.request("GET", "/healthz")[0] == 200
+    for path in ["/wp-login.php", "/.env", "/phpmyadmin/", "/nope"] * 8:
+        if scanner_a.request("GET", path)[0] == 403:
+            break
+    assert scanner_a.request("GET", "/healthz")[0] == 403
+    wait_for(lambda: scanner_b.request("GET", "/healthz")[0] == 403, 10,
+             what="node b to block the address node a blocked")
+    assert other.request("GET", "/healthz")[0] == 200
+
     # A clean stop is shown as such; the other node keeps serving.
     assert b.stop() == 0
     rows = {r["name"]: r for r in a.cli_json("node", "list")}
@@ -176,3 +191,18 @@ def test_the_cluster_example_runs(tmp_path):
     assert "2 message(s), one through each node" in r.stdout
     assert re.search(r"^mx-1\s+up\s", r.stdout, re.M) and re.search(r"^mx-2\s+up\s", r.stdout, re.M), r.stdout
     assert len(re.findall(r"delivered <alice@example.test> 250", r.stdout)) == 2, r.stdout
+
+
+def test_login_attempts_count_across_portal_nodes(node, s3, pgdb, tmp_path):
+    """Node b allows an address 3 logins a minute (6 in any minute over the cluster); ten
+    attempts made on node a, which allows many, leave b none: it counts a's attempts."""
+    a = node("a", cluster_config(pgdb, "mx-a", s3, tmp_path) + "[portal]\nlogins_per_minute = 100.0\n")
+    b = node("b", cluster_config(pgdb, "mx-b", s3, tmp_path, kek=a.kek) + "[portal]\nlogins_per_minute = 3.0\n")
+    on_a, on_b, fresh = Client(a), Client(b), Client(b)
+    on_a.source = on_b.source = "127.0.4.9"
+    fresh.source = "127.0.4.10"
+    attempt = {"email": "nobody@acme.test", "password": "not the password", "code": "000000"}
+    assert [on_a.request("POST", "/api/login", attempt)[0] for _ in range(10)] == [401] * 10
+    st, r, doc = on_b.request("POST", "/api/login", attempt)
+    assert st == 429 and r.getheader("Retry-After"), doc
+    assert fresh.request("POST", "/api/login", attempt)[0] == 401, "another address is not limited"

@@ -448,7 +448,9 @@ pub async fn front_door(State(portal): State<Arc<Portal>>, req: Request, next: N
         .is_some_and(|q| urlencoded_has_nul(q.as_bytes()))
     {
         nul_refused().into_response()
-    } else if is_login(&req) && front.login_rate(ip, now).is_err() {
+    } else if is_login(&req)
+        && (front.login_rate(ip, now).is_err() || !cluster_login_allowed(&portal, ip).await)
+    {
         retry_after(Duration::from_secs(6))
     } else {
         let r = next.run(req).await;
@@ -459,6 +461,32 @@ pub async fn front_door(State(portal): State<Arc<Portal>>, req: Request, next: N
     };
     security_headers(resp.headers_mut());
     resp
+}
+
+/// The cluster-wide login limit: attempts from `ip` on every portal node within a minute,
+/// counted in the store, stay within what one node's bucket allows in a minute (its burst
+/// plus a minute's refill: twice `logins_per_minute`), so more portal nodes give an address
+/// no more attempts. A store that cannot count allows the attempt: the per-node bucket and
+/// the account lockout still hold.
+async fn cluster_login_allowed(portal: &Portal, ip: IpAddr) -> bool {
+    let ip = ip.to_string();
+    let attempt = store::DetectEvent {
+        kind: "login-attempt",
+        scope: &ip,
+        account: "",
+        source: &ip,
+    };
+    match portal
+        .store
+        .rate_hit(&attempt, Duration::from_secs(60), store::unix_now_ms())
+        .await
+    {
+        Ok(n) => n as f64 <= 2.0 * portal.front.limits.logins_per_minute,
+        Err(e) => {
+            tracing::warn!(error = %e, "the cluster-wide login count failed");
+            true
+        }
+    }
 }
 
 /// A login attempt: the API's, or the web form's.

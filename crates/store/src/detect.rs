@@ -67,22 +67,7 @@ impl Store {
     ) -> Result<Option<WindowCount>, StoreError> {
         let mut tx = self.write_tx().await?;
         let from = now_ms.saturating_sub(ms(window));
-        sqlx::query("DELETE FROM detect_events WHERE kind = $1 AND scope = $2 AND at_ms <= $3")
-            .bind(e.kind)
-            .bind(e.scope)
-            .bind(from)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO detect_events (kind, scope, account, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(e.kind)
-        .bind(e.scope)
-        .bind(e.account)
-        .bind(e.source)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        Self::detect_insert(&mut tx, e, from, now_ms).await?;
         let reset: Option<i64> =
             sqlx::query_scalar("SELECT reset_ms FROM detect_marks WHERE kind = $1 AND scope = $2")
                 .bind(e.kind)
@@ -90,20 +75,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         let since = from.max(reset.unwrap_or(0));
-        let r = sqlx::query(
-            "SELECT count(*), count(DISTINCT account), count(DISTINCT source) FROM detect_events
-             WHERE kind = $1 AND scope = $2 AND at_ms > $3",
-        )
-        .bind(e.kind)
-        .bind(e.scope)
-        .bind(since)
-        .fetch_one(&mut *tx)
-        .await?;
-        let count = WindowCount {
-            events: r.get(0),
-            accounts: r.get(1),
-            sources: r.get(2),
-        };
+        let count = Self::detect_count(&mut tx, e, since).await?;
         let fired = match trigger {
             Trigger::Events(n) => count.events >= n,
             Trigger::Sources(n) => count.sources >= n,
@@ -121,6 +93,70 @@ impl Store {
         }
         tx.commit().await?;
         Ok(fired.then_some(count))
+    }
+
+    /// Counts `e` at `now_ms` and returns the events of its scope in `window`, this one
+    /// included: a rate limit every node shares (`count > limit` refuses).
+    pub async fn rate_hit(
+        &self,
+        e: &DetectEvent<'_>,
+        window: Duration,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let from = now_ms.saturating_sub(ms(window));
+        Self::detect_insert(&mut tx, e, from, now_ms).await?;
+        let count = Self::detect_count(&mut tx, e, from).await?;
+        tx.commit().await?;
+        Ok(count.events)
+    }
+
+    /// Prunes `e`'s scope to the window starting after `from` and adds `e`.
+    async fn detect_insert(
+        tx: &mut crate::Tx,
+        e: &DetectEvent<'_>,
+        from: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM detect_events WHERE kind = $1 AND scope = $2 AND at_ms <= $3")
+            .bind(e.kind)
+            .bind(e.scope)
+            .bind(from)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO detect_events (kind, scope, account, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(e.kind)
+        .bind(e.scope)
+        .bind(e.account)
+        .bind(e.source)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The events of `e`'s scope after `since`.
+    async fn detect_count(
+        tx: &mut crate::Tx,
+        e: &DetectEvent<'_>,
+        since: i64,
+    ) -> Result<WindowCount, StoreError> {
+        let r = sqlx::query(
+            "SELECT count(*), count(DISTINCT account), count(DISTINCT source) FROM detect_events
+             WHERE kind = $1 AND scope = $2 AND at_ms > $3",
+        )
+        .bind(e.kind)
+        .bind(e.scope)
+        .bind(since)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(WindowCount {
+            events: r.get(0),
+            accounts: r.get(1),
+            sources: r.get(2),
+        })
     }
 
     /// Throttles (or blocks) `scope` of `kind` on every node until `until_ms`.

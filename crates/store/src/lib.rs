@@ -81,8 +81,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // PostgreSQL refuses text with a NUL character (SQLSTATE 22021); that is the
         // caller's input, not a database failure.
-        if e
-            .as_database_error()
+        if e.as_database_error()
             .and_then(|d| d.code())
             .is_some_and(|c| c == "22021")
         {

@@ -566,6 +566,22 @@ async fn detection_counters_are_shared_windowed_and_start_over_once_fired(engine
             .unwrap()
             .is_some()
     );
+    // A shared rate: every hit counts, nothing starts over.
+    let login = DetectEvent {
+        kind: "login-attempt",
+        scope: "192.0.2.7",
+        account: "",
+        source: "192.0.2.7",
+    };
+    for (i, want) in [1, 2, 3].into_iter().enumerate() {
+        let got = s.rate_hit(&login, w, t + i as i64).await.unwrap();
+        assert_eq!(got, want);
+    }
+    assert_eq!(
+        s.rate_hit(&login, w, t + 60_001).await.unwrap(),
+        2,
+        "older hits fall out"
+    );
     // Throttles: until their end, listed per kind.
     s.detect_throttle("open", "p", t + 5_000).await.unwrap();
     assert_eq!(
