@@ -843,8 +843,11 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     check("GET", "/api/health", {"op": 200, "auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     h = who["op"].request("GET", "/api/health")[2]
     assert h["mx"] and h["vault"] and h["store"] and h["version"], h
+    # The node itself is in the cluster's node list (its first heartbeat is at start).
+    assert [(x["name"], x["status"]) for x in h["nodes"]] == [("sekisho.localhost", "up")], h["nodes"]
     st, r, page = who["op"].request("GET", "/operator")
     assert st == 200 and "acme.test" in page and "beta.test" in page
+    assert 'id="nodes"' in page and "sekisho.localhost" in page and 'class="node-up"' in page
     assert who["admin"].request("GET", "/operator")[0] == 403
     # And the acts that succeed for those allowed, last (they change things).
     assert who["admin"].request("DELETE", f"/api/senders/{entry['id']}")[0] == 204

@@ -2171,6 +2171,29 @@ pub struct HealthDoc {
     pub oldest_queued_seconds: Option<i64>,
     /// Open alerts.
     pub open_alerts: i64,
+    /// Every gateway node sharing the store, as its last heartbeat says.
+    pub nodes: Vec<NodeDoc>,
+}
+
+/// One gateway node of the cluster.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NodeDoc {
+    /// Its name.
+    pub name: String,
+    /// `up`, `stopped` or `down` (no heartbeat for a while).
+    pub status: String,
+    /// Sekisho version it runs.
+    pub version: String,
+    /// Its SMTP listener.
+    pub smtp: String,
+    /// Queue: active, deferred, held messages.
+    pub active: i64,
+    /// Deferred messages.
+    pub deferred: i64,
+    /// Held messages.
+    pub hold: i64,
+    /// Seconds since its last heartbeat.
+    pub seen_seconds_ago: i64,
 }
 
 /// Health of the node: each part asked, the queue summarised (no addresses).
@@ -2202,7 +2225,25 @@ pub(crate) async fn health_of(p: &Portal) -> HealthDoc {
         Err(CallError::Unreachable(_)) | Err(CallError::Vault(_)) | Err(CallError::Io(_))
     );
     let alerts = p.store.alerts(Some("open")).await;
+    let nodes = p
+        .store
+        .nodes()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| NodeDoc {
+            status: n.status(now).to_string(),
+            seen_seconds_ago: now - n.last_seen,
+            name: n.name,
+            version: n.version,
+            smtp: n.smtp,
+            active: n.active,
+            deferred: n.deferred,
+            hold: n.hold,
+        })
+        .collect();
     HealthDoc {
+        nodes,
         version: env!("CARGO_PKG_VERSION").to_string(),
         mx,
         vault,

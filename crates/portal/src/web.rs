@@ -1190,6 +1190,31 @@ async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response 
                 dt { (l.t("Oldest", "最古")) } dd { (age / 60) " " (l.t("min", "分")) }
             }
         }
+        h2 { (l.t("Nodes", "ノード")) }
+        table.items #nodes {
+            thead { tr {
+                th { (l.t("Node", "ノード")) }
+                th { (l.t("Status", "状態")) }
+                th { (l.t("Version", "バージョン")) }
+                th { "SMTP" }
+                th { (l.t("Queue (active · deferred · held)", "キュー(配送中・再送待ち・保留)")) }
+                th { (l.t("Last heartbeat", "最終応答")) }
+            } }
+            tbody { @for n in &h.nodes {
+                tr {
+                    td { (n.name) }
+                    td.{"node-" (n.status)} { (match n.status.as_str() {
+                        "up" => l.t("up", "稼働中"),
+                        "stopped" => l.t("stopped", "停止"),
+                        _ => l.t("NOT ANSWERING", "応答なし"),
+                    }) }
+                    td { (n.version) }
+                    td { code { (n.smtp) } }
+                    td.num { (n.active) " · " (n.deferred) " · " (n.hold) }
+                    td.num { (n.seen_seconds_ago) " " (l.t("s ago", "秒前")) }
+                }
+            } }
+        }
         h2 { (l.t("Tenants", "テナント")) }
         table.items #tenants {
             thead { tr {
