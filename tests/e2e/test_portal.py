@@ -419,7 +419,10 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
         "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
         "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/tenants", "/api/health",
-        "/api/users", "/api/policy", "/api/secrets"}
+        "/api/users", "/api/policy", "/api/secrets", "/api/tenants/{id}/domains", "/api/tenants/{id}/route",
+        "/api/tenants/{id}/recipients", "/api/tenants/{id}/recipients/{address}",
+        "/api/tenants/{id}/recipient-policy"}
+    assert set(doc["paths"]["/api/tenants"]) >= {"get", "post"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
         "type": "apiKey", "in": "cookie", "name": "sekisho_session"}
@@ -760,7 +763,7 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     """Each API endpoint asked by every role, of the tenant and of another one: the answer
     is the one the rules give (and another tenant's objects are 404, as if absent)."""
     s = sink()
-    n = node(config=QUARANTINE_ALL + "[portal]\nrate = 10000\nburst = 10000\n")
+    n = node(config=QUARANTINE_ALL + "[portal]\nrate = 10000\nburst = 10000\nprobe_threshold = 1000\n")
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
     n.cli("tenant", "add", "beta", "--domain", "beta.test", "--route", s.route())
     for i in range(3):
@@ -840,6 +843,24 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     check("GET", "/api/tenants", {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
     assert [t["name"] for t in who["op"].request("GET", "/api/tenants")[2]["tenants"]] == ["acme", "beta"]
     assert [t["name"] for t in who["beta"].request("GET", "/api/tenants")[2]["tenants"]] == ["beta"]
+    # Tenant management: operators create and add domains; a tenant's own admin keeps its
+    # recipients and route (the route after a step-up); another tenant's admin finds nothing.
+    acme_id = next(t["id"] for t in who["op"].request("GET", "/api/tenants")[2]["tenants"] if t["name"] == "acme")
+    check("POST", "/api/tenants", {"auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401},
+          body={"name": "delta", "domains": ["delta.test"], "route": s.route()})
+    check("POST", f"/api/tenants/{acme_id}/domains", {"auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401},
+          body={"domain": "more-acme.test"})
+    check("PUT", f"/api/tenants/{acme_id}/route", {"op": 403, "auditor": 403, "admin": 403, "bob": 403, "beta": 404,
+                                                   "anon": 401}, body={"route": s.route()})
+    recips = {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 404, "anon": 401}
+    check("GET", f"/api/tenants/{acme_id}/recipients", recips)
+    check("POST", f"/api/tenants/{acme_id}/recipients", {"auditor": 403, "bob": 403, "beta": 404, "anon": 401},
+          body={"address": "matrix@acme.test"})
+    check("DELETE", f"/api/tenants/{acme_id}/recipients/bob@acme.test", {"auditor": 403, "bob": 403, "beta": 404,
+                                                                          "anon": 401})
+    check("PUT", f"/api/tenants/{acme_id}/recipient-policy", {"auditor": 403, "bob": 403, "beta": 404, "anon": 401},
+          body={"policy": "verify"})
+    assert n.cli_json("tenant", "list")[0]["recipient_policy"] == "auto", "nothing was changed by the refused"
     check("GET", "/api/health", {"op": 200, "auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     h = who["op"].request("GET", "/api/health")[2]
     assert h["mx"] and h["vault"] and h["store"] and h["version"], h
@@ -1014,3 +1035,92 @@ def test_probes_from_many_addresses_are_a_block_storm(node):
         assert (len(storms) == 1) == (i == 5), (i, storms)
     assert storms[0]["severity"] == "critical" and "5 addresses" in storms[0]["summary"]
     assert len([a for a in n.cli_json("alerts", "list") if a["rule"] == "waf-block"]) == 5
+
+
+def test_tenants_domains_routes_and_recipients_through_the_api(node, sink):
+    s1, s2 = sink(), sink("sink2")
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s1.route())
+    op = Client(n)
+    op.login("operator", op.enrol(n.enrolment_link()))
+
+    # Operators create tenants with smtp:// routes; local paths are the CLI's.
+    for bad, why in [({"name": "gamma", "domains": ["gamma.test"], "route": "maildir:///etc/cron.d"}, "smtp://"),
+                     ({"name": "gamma", "domains": ["gamma.test"],
+                       "route": "smtp://127.0.0.1:25?tls=required&ca=/etc/passwd"}, "CA file"),
+                     ({"name": "gamma", "domains": ["not a domain"], "route": s1.route()}, "domain"),
+                     ({"name": "gamma", "domains": [], "route": s1.route()}, "domain")]:
+        st, _, doc = op.request("POST", "/api/tenants", bad)
+        assert st == 400 and why in doc["detail"], doc
+    st, _, doc = op.request("POST", "/api/tenants", {"name": "gamma", "domains": ["acme.test"], "route": s1.route()})
+    assert st == 409 and "acme" in doc["detail"], doc
+    st, _, doc = op.request("POST", "/api/tenants", {"name": "gamma", "domains": ["Gamma.test"], "route": s1.route()})
+    assert st == 201 and doc["domains"] == ["gamma.test"] and doc["route"] == s1.route(), doc
+    gamma = doc["id"]
+    acme = n.cli_json("tenant", "list")[[t["name"] for t in n.cli_json("tenant", "list")].index("acme")]["id"]
+    st, _, doc = op.request("POST", f"/api/tenants/{gamma}/domains", {"domain": "gamma.example"})
+    assert st == 201 and doc["domains"] == ["gamma.example", "gamma.test"], doc
+    # The mail path serves the new tenant at once.
+    send(n, "bob@gamma.example", bare("G1", "bob@gamma.example"))
+    assert [m for m in s1.wait(1) if b"G1" in m[1]]
+
+    admin = Client(n)
+    secret = admin.enrol(invite(n, "admin@gamma.test", "tenant-admin", "gamma"))
+    admin.login("admin@gamma.test", secret)
+    login_step = int(time.time() + 30) // 30
+    bob = Client(n)
+    bob.login("bob@gamma.test", bob.enrol(invite(n, "bob@gamma.test", "user", "gamma")))
+    assert admin.request("POST", "/api/tenants", {"name": "x", "domains": ["x.test"], "route": s1.route()})[0] == 403
+    assert admin.request("POST", f"/api/tenants/{gamma}/domains", {"domain": "more.test"})[0] == 403
+    # Another tenant does not exist for a tenant admin; end users manage nothing.
+    for method, path, body in [("GET", f"/api/tenants/{acme}/recipients", None),
+                               ("PUT", f"/api/tenants/{acme}/route", {"route": s2.route()}),
+                               ("POST", f"/api/tenants/{acme}/recipients", {"address": "x@acme.test"}),
+                               ("DELETE", f"/api/tenants/{acme}/recipients/x@acme.test", None),
+                               ("PUT", f"/api/tenants/{acme}/recipient-policy", {"policy": "verify"})]:
+        assert admin.request(method, path, body)[0] == 404, path
+        assert bob.request(method, path.replace(str(acme), str(gamma)), body)[0] == 403, path
+    assert op.request("GET", "/api/tenants/99999/recipients")[0] == 404
+
+    # The route moves all of the tenant's mail: a step-up first.
+    st, _, doc = admin.request("PUT", f"/api/tenants/{gamma}/route", {"route": s2.route()})
+    assert st == 403 and "step-up" in doc["detail"], doc
+    st, _, doc = admin.request("PUT", f"/api/tenants/{gamma}/route", {"route": "maildir:///tmp/x"})
+    assert st == 400, doc
+    while int(time.time()) // 30 < login_step:
+        time.sleep(0.2)
+    assert admin.request("POST", "/api/step-up", {"code": totp(secret, time.time() + 30)})[0] == 200
+    st, _, doc = admin.request("PUT", f"/api/tenants/{gamma}/route", {"route": s2.route()})
+    assert st == 200 and doc["route"] == s2.route(), doc
+    send(n, "bob@gamma.test", bare("G2", "bob@gamma.test"))
+    assert [m for m in s2.wait(1) if b"G2" in m[1]]
+    assert not [m for m in s1.messages() if b"G2" in m[1]]
+
+    # Recipients: only the tenant's domains; with "verify", only listed ones are accepted.
+    st, _, doc = admin.request("POST", f"/api/tenants/{gamma}/recipients", {"address": "x@acme.test"})
+    assert st == 400 and "gamma" in doc["detail"], doc
+    st, _, doc = admin.request("POST", f"/api/tenants/{gamma}/recipients", {"address": "Bob@Gamma.test"})
+    assert st == 201, doc
+    assert admin.request("POST", f"/api/tenants/{gamma}/recipients", {"address": "bob@gamma.test"})[0] == 409
+    st, _, doc = admin.request("PUT", f"/api/tenants/{gamma}/recipient-policy", {"policy": "sometimes"})
+    assert st == 400, doc
+    st, _, doc = admin.request("PUT", f"/api/tenants/{gamma}/recipient-policy", {"policy": "verify"})
+    assert st == 200 and doc["recipient_policy"] == "verify", doc
+    st, _, doc = admin.request("GET", f"/api/tenants/{gamma}/recipients")
+    assert st == 200 and doc == {"policy": "verify", "recipients": ["bob@gamma.test"]}, doc
+
+    def rcpt_code(addr):
+        with smtplib.SMTP("127.0.0.1", n.port) as c:
+            c.ehlo()
+            c.mail("a@example.org")
+            return c.rcpt(addr)[0]
+    wait_for(lambda: rcpt_code("carol@gamma.test") == 550, 10, what="unlisted recipients refused")
+    assert rcpt_code("bob@gamma.test") == 250
+    assert admin.request("DELETE", f"/api/tenants/{gamma}/recipients/bob@gamma.test")[0] == 204
+    assert admin.request("DELETE", f"/api/tenants/{gamma}/recipients/bob@gamma.test")[0] == 404
+    # Every change is an audit record naming who made it.
+    acts = {(r["action"], r["principal"]) for r in n.cli_json("vault", "records")}
+    assert {("tenant-add", "user:operator"), ("domain-add", "user:operator"),
+            ("set-route", "user:admin@gamma.test"), ("recipient-add", "user:admin@gamma.test"),
+            ("set-recipient-policy", "user:admin@gamma.test"),
+            ("recipient-remove", "user:admin@gamma.test")} <= acts, acts

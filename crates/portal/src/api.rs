@@ -87,7 +87,15 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens_list, tokens_create))
         .routes(routes!(tokens_revoke))
         .routes(routes!(alerts))
-        .routes(routes!(tenants))
+        .routes(routes!(tenants, crate::tenancy::tenant_create))
+        .routes(routes!(crate::tenancy::tenant_domain_add))
+        .routes(routes!(crate::tenancy::tenant_route))
+        .routes(routes!(
+            crate::tenancy::recipients_list,
+            crate::tenancy::recipients_add
+        ))
+        .routes(routes!(crate::tenancy::recipients_remove))
+        .routes(routes!(crate::tenancy::recipient_policy))
         .routes(routes!(users_list, users_invite))
         .routes(routes!(policy_get, policy_put))
         .routes(routes!(secrets_list, secrets_put))
@@ -516,6 +524,13 @@ pub fn token_scope(method: &Method, path: &str) -> Option<&'static str> {
         _ if path == "/api/trace" && read => "trace:read",
         _ if path == "/api/lockbox" && read => "lockbox:read",
         _ if path == "/api/alerts" && read => "alerts:read",
+        _ if path.starts_with("/api/tenants/") && path.contains("/recipients") => {
+            if read {
+                "recipients:read"
+            } else {
+                "recipients:write"
+            }
+        }
         _ => return None,
     })
 }
@@ -953,7 +968,7 @@ pub(crate) async fn release_item(p: &Portal, s: &Session, id: &str) -> Result<()
 }
 
 /// One request on the node's admin socket (JSON line in, JSON line out).
-async fn admin_call(
+pub(crate) async fn admin_call(
     data_dir: &std::path::Path,
     req: &serde_json::Value,
 ) -> Result<serde_json::Value, Problem> {
@@ -1269,7 +1284,7 @@ async fn record_change(
 }
 
 /// An act of a portal user, in the audit log.
-async fn record_act(
+pub(crate) async fn record_act(
     p: &Portal,
     s: &Session,
     action: &str,

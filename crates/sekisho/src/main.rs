@@ -1606,7 +1606,7 @@ async fn recipient(cfg: Config, cmd: RecipientCmd) -> Result<()> {
             println!("{address} listed for tenant {tenant}");
         }
         RecipientCmd::Remove { address } => {
-            store.remove_recipient(&address).await?;
+            store.remove_recipient(&address, None).await?;
             changed(&store, "recipient-remove", None, &address).await?;
             poke(&cfg).await;
             println!("{address} removed");

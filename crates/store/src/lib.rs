@@ -552,14 +552,21 @@ impl Store {
         Ok(name)
     }
 
-    /// Removes a listed recipient.
-    pub async fn remove_recipient(&self, address: &str) -> Result<(), StoreError> {
+    /// Removes a listed recipient (of `tenant` only, when given).
+    pub async fn remove_recipient(
+        &self,
+        address: &str,
+        tenant: Option<i64>,
+    ) -> Result<(), StoreError> {
         let address = address.trim().to_lowercase();
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query("DELETE FROM recipients WHERE address = $1")
-            .bind(&address)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM recipients WHERE address = $1 AND ($2 IS NULL OR tenant_id = $2)",
+        )
+        .bind(&address)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("{address} is not listed")));
         }

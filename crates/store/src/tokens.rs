@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::{Store, StoreError, User};
 
 /// The scopes a token can carry (a token never has more rights than its user's role).
-pub const TOKEN_SCOPES: [&str; 8] = [
+pub const TOKEN_SCOPES: [&str; 10] = [
     "quarantine:read",
     "quarantine:write",
     "senders:read",
@@ -15,6 +15,8 @@ pub const TOKEN_SCOPES: [&str; 8] = [
     "trace:read",
     "lockbox:read",
     "alerts:read",
+    "recipients:read",
+    "recipients:write",
 ];
 
 /// Most live tokens one user may hold.

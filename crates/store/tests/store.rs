@@ -62,7 +62,15 @@ async fn tenants_domains_and_recipient_policy(engine: Engine) {
     s.set_recipient_policy("acme", RecipientPolicy::Verify)
         .await
         .unwrap();
-    s.remove_recipient("alice@acme.test").await.unwrap();
+    // Scoped to another tenant, the recipient is not found (and stays).
+    assert!(matches!(
+        s.remove_recipient("alice@acme.test", Some(acme + 1000))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.remove_recipient("alice@acme.test", Some(acme))
+        .await
+        .unwrap();
     assert_eq!(
         s.directory().await.unwrap().lookup("alice@acme.test"),
         Lookup::UnknownUser
