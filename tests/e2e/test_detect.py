@@ -113,7 +113,7 @@ def test_incident_scope_reports_exactly_what_was_opened(node, sink):
     assert r.returncode != 0 and "is not a time" in r.stderr
 
 
-def test_alerts_reach_a_signed_webhook_and_syslog_within_seconds(node, sink, tmp_path):
+def test_alerts_reach_a_signed_webhook_syslog_and_email_within_seconds(node, sink, tmp_path):
     import hashlib
     import hmac
     import json
@@ -144,7 +144,8 @@ def test_alerts_reach_a_signed_webhook_and_syslog_within_seconds(node, sink, tmp
     s = sink()
     n = node(config=f'[alerts]\nwebhook_url = "http://127.0.0.1:{server.server_port}/hook"\n'
                     f'webhook_secret_file = "{tmp_path / "hook-secret"}"\n'
-                    f'syslog = "{tmp_path / "log"}"\n')
+                    f'syslog = "{tmp_path / "log"}"\n'
+                    'email_to = ["soc@acme.test"]\n')
     try:
         n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
         n.cli("canary", "plant", "--tenant", "acme")
@@ -163,9 +164,18 @@ def test_alerts_reach_a_signed_webhook_and_syslog_within_seconds(node, sink, tmp
         # The same alert as an RFC 5424 datagram on the syslog socket (authpriv.crit).
         line = syslog.recv(65536).decode()
         assert line.startswith("<82>1 ") and 'rule="canary-touched" severity="critical"' in line, line
+        # And as an e-mail through the node's own queue, to the SOC mailbox (a tenant's
+        # recipient here, so its route), auto-submitted with the null return path.
+        ((env, mail),) = s.wait(1)
+        from email import message_from_bytes
+        m = message_from_bytes(mail)
+        assert env["mail_from"] == "<>" and env["rcpt_tos"] == ["soc@acme.test"], env
+        assert m["Subject"].startswith("[Sekisho critical] canary-touched: cli:"), m["Subject"]
+        assert m["Auto-Submitted"] == "auto-generated" and m["From"] == "<sekisho-alerts@sekisho.localhost>"
+        assert qid in m.get_payload(decode=True).decode()
         # Sent once: a later tick does not repeat it.
         time.sleep(2.5)
-        assert len(got) == 1
+        assert len(got) == 1 and len(s.messages()) == 1
         syslog.settimeout(0.1)
         try:
             again = syslog.recv(65536)

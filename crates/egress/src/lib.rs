@@ -18,6 +18,7 @@
 pub mod client;
 pub mod dsn;
 pub mod maildir;
+pub mod notice;
 pub mod pool;
 pub mod route;
 pub mod secrets;
@@ -510,20 +511,65 @@ impl Delivery {
             &list,
             body,
         );
-        let tenant = match self.directory.get().lookup(sender) {
-            Lookup::Accept(t) => t,
-            _ => 0,
-        };
-        let dsn_meta = MessageMeta {
+        match self
+            .submit_local(
+                &content,
+                std::slice::from_ref(sender),
+                &format!("DSN for {}", meta.id),
+            )
+            .await
+        {
+            Ok(dsn_id) => {
+                self.metrics.delivery_dsn.inc();
+                for &i in failed {
+                    self.trace_event(
+                        meta,
+                        &rcpts[i],
+                        "dsn-sent",
+                        &format!("DSN queued as {dsn_id}"),
+                    );
+                }
+            }
+            Err(e) => tracing::error!(queue_id = %meta.id, error = %e, "cannot queue DSN"),
+        }
+    }
+}
+
+impl Delivery {
+    /// Queues a message Sekisho wrote itself (a DSN, an alert e-mail) for `rcpts`, with the
+    /// null return path, traced as received from `local`; delivered by the scheduler like any
+    /// other (tenant recipients by their route, others by `external_route`). Returns its
+    /// queue id.
+    pub async fn submit_local(
+        &self,
+        content: &[u8],
+        rcpts: &[String],
+        note: &str,
+    ) -> Result<String, spool::SpoolError> {
+        let dir = self.directory.get();
+        let rcpts: Vec<(String, i64)> = rcpts
+            .iter()
+            .map(|r| {
+                let tenant = match dir.lookup(r) {
+                    Lookup::Accept(t) => t,
+                    _ => 0,
+                };
+                (r.clone(), tenant)
+            })
+            .collect();
+        let meta = MessageMeta {
             id: new_queue_id(),
             envelope: Envelope {
                 mail_from: String::new(),
-                rcpts: vec![RcptState {
-                    address: sender.clone(),
-                    tenant,
-                    status: RcptStatus::Pending,
-                    last_reply: String::new(),
-                }],
+                rcpts: rcpts
+                    .iter()
+                    .map(|(address, tenant)| RcptState {
+                        address: address.clone(),
+                        tenant: *tenant,
+                        status: RcptStatus::Pending,
+                        last_reply: String::new(),
+                    })
+                    .collect(),
                 eight_bit: false,
                 smtputf8: false,
             },
@@ -532,38 +578,26 @@ impl Delivery {
             attempts: 0,
             next_attempt: 0,
             size: content.len() as u64,
-            note: format!("DSN for {}", meta.id),
+            note: note.to_string(),
         };
-        match self.spool.submit(dsn_meta.clone(), &content, true).await {
-            Ok(()) => {
-                self.metrics.delivery_dsn.inc();
-                let _ = self.trace.send(TraceRecord::Received {
-                    id: dsn_meta.id.clone(),
-                    at: dsn_meta.received_at,
-                    mail_from: String::new(),
-                    size: content.len() as u64,
-                    client_ip: "local".into(),
-                    helo: format!("DSN for {}", meta.id),
-                    tls: None,
-                    rcpts: vec![(sender.clone(), tenant)],
-                    verdict: None,
-                    score: None,
-                    symbols: String::new(),
-                });
-                for &i in failed {
-                    self.trace_event(
-                        meta,
-                        &rcpts[i],
-                        "dsn-sent",
-                        &format!("DSN queued as {}", dsn_meta.id),
-                    );
-                }
-                // Delivered by the scheduler (a DSN must not recurse into this task's slot).
-                self.spool.unclaim(&dsn_meta.id);
-                self.wake();
-            }
-            Err(e) => tracing::error!(queue_id = %meta.id, error = %e, "cannot queue DSN"),
-        }
+        self.spool.submit(meta.clone(), content, true).await?;
+        let _ = self.trace.send(TraceRecord::Received {
+            id: meta.id.clone(),
+            at: meta.received_at,
+            mail_from: String::new(),
+            size: content.len() as u64,
+            client_ip: "local".into(),
+            helo: note.to_string(),
+            tls: None,
+            rcpts,
+            verdict: None,
+            score: None,
+            symbols: String::new(),
+        });
+        // Delivered by the scheduler (a DSN must not recurse into a delivery task's slot).
+        self.spool.unclaim(&meta.id);
+        self.wake();
+        Ok(meta.id)
     }
 }
 

@@ -65,6 +65,9 @@ struct RawPortal {
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
     webhook_url: Option<String>,
+    #[serde(default)]
+    email_to: Vec<String>,
+    email_from: Option<String>,
     webhook_secret_file: Option<PathBuf>,
     syslog: Option<PathBuf>,
 }
@@ -297,6 +300,8 @@ pub struct Config {
     pub webhook: Option<crate::webhook::Webhook>,
     /// The syslog socket alerts are sent to (`/dev/log`).
     pub syslog: Option<PathBuf>,
+    /// Who receives every new alert by e-mail (`[alerts] email_to`), and from whom.
+    pub alert_mail: Option<crate::webhook::AlertMail>,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -561,6 +566,47 @@ impl RawConfig {
             }
         };
         let syslog = self.alerts.syslog;
+        let alert_mail = if self.alerts.email_to.is_empty() {
+            if self.alerts.email_from.is_some() {
+                bail!("alerts.email_from: set alerts.email_to (who receives alert e-mails) too");
+            }
+            None
+        } else {
+            let valid = |a: &str| {
+                a.rsplit_once('@').is_some_and(|(l, d)| {
+                    !l.is_empty()
+                        && d.contains('.')
+                        && !a
+                            .chars()
+                            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+                })
+            };
+            if self.alerts.email_to.len() > 20 {
+                bail!("alerts.email_to: at most 20 addresses (use a list address)");
+            }
+            for a in &self.alerts.email_to {
+                if !valid(a) {
+                    bail!("alerts.email_to: {a:?} is not an e-mail address");
+                }
+            }
+            let from = self
+                .alerts
+                .email_from
+                .clone()
+                .unwrap_or_else(|| format!("sekisho-alerts@{hostname}"));
+            if !valid(&from) {
+                bail!("alerts.email_from: {from:?} is not an e-mail address");
+            }
+            Some(crate::webhook::AlertMail {
+                to: self
+                    .alerts
+                    .email_to
+                    .iter()
+                    .map(|a| a.to_lowercase())
+                    .collect(),
+                from,
+            })
+        };
         let webhook = match (self.alerts.webhook_url, self.alerts.webhook_secret_file) {
             (None, None) => None,
             (Some(u), Some(f)) => {
@@ -843,6 +889,7 @@ impl RawConfig {
             portal_limits,
             webhook,
             syslog,
+            alert_mail,
             tls_generated,
             limits,
             max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,

@@ -608,6 +608,10 @@ async fn run_mx(
     let hook_task = tokio::spawn({
         let (store, hook, stop) = (store.clone(), cfg.webhook.clone(), background.clone());
         let syslog = cfg.syslog.clone().map(|p| (p, cfg.hostname.clone()));
+        let mail = cfg
+            .alert_mail
+            .clone()
+            .map(|m| (m, delivery.clone(), cfg.hostname.clone()));
         async move {
             let web = async {
                 if let Some(hook) = hook {
@@ -619,7 +623,13 @@ async fn run_mx(
                     crate::webhook::forward_syslog(store.clone(), path, host, stop.clone()).await;
                 }
             };
-            tokio::join!(web, sys);
+            let email = async {
+                if let Some((m, delivery, host)) = mail {
+                    crate::webhook::forward_email(store.clone(), delivery, m, host, stop.clone())
+                        .await;
+                }
+            };
+            tokio::join!(web, sys, email);
         }
     });
 

@@ -109,6 +109,84 @@ pub async fn forward(store: Store, hook: Webhook, shutdown: CancellationToken) {
     .await;
 }
 
+/// Where alert e-mails go.
+#[derive(Debug, Clone)]
+pub struct AlertMail {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// The From address.
+    pub from: String,
+}
+
+/// One alert as an e-mail: the subject says severity, rule and principal; the body every
+/// field and what to do next. Alerts name principals, tenants and objects, never content.
+pub fn alert_email(a: &Alert, mail: &AlertMail, hostname: &str) -> Vec<u8> {
+    let subject = format!(
+        "[Sekisho {}] {}: {}",
+        a.severity,
+        a.rule,
+        if a.principal.is_empty() {
+            "-"
+        } else {
+            &a.principal
+        }
+    );
+    let time = |t: i64| egress::time_rfc2822(t);
+    let text = format!(
+        "Sekisho raised an alert on {hostname}.\n\n\
+         Rule:      {}\n\
+         Severity:  {}\n\
+         Principal: {}\n\
+         Tenant:    {}\n\
+         First:     {}\n\
+         Last:      {} ({} time(s))\n\
+         Alert id:  {}\n\n\
+         {}\n\n\
+         Review it with `sekisho alerts list` or on the portal's alerts page; acknowledge with\n\
+         `sekisho alerts ack {}`.\n",
+        a.rule,
+        a.severity,
+        a.principal,
+        a.tenant_id.map_or("-".to_string(), |t| t.to_string()),
+        time(a.first_at),
+        time(a.last_at),
+        a.count,
+        a.id,
+        a.summary,
+        a.id,
+    );
+    egress::notice::build(
+        &mail.from,
+        &mail.to,
+        &subject,
+        &text,
+        &format!("alert-{}.{}@{hostname}", a.id, a.first_at),
+        a.last_at,
+    )
+}
+
+/// Sends every new alert by e-mail through this node's own queue until `shutdown`.
+pub async fn forward_email(
+    store: Store,
+    delivery: std::sync::Arc<egress::Delivery>,
+    mail: AlertMail,
+    hostname: String,
+    shutdown: CancellationToken,
+) {
+    forward_alerts(store, "alerts_email_sent", shutdown, |a| {
+        let content = alert_email(&a, &mail, &hostname);
+        let (delivery, to) = (delivery.clone(), mail.to.clone());
+        async move {
+            delivery
+                .submit_local(&content, &to, &format!("alert {} e-mail", a.id))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}
+
 /// One alert as an RFC 5424 syslog message (facility authpriv).
 pub fn syslog_line(a: &Alert, hostname: &str) -> String {
     let severity = match a.severity.as_str() {
@@ -163,6 +241,44 @@ pub async fn forward_syslog(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_email_names_rule_severity_principal_and_what_to_do() {
+        let a = Alert {
+            id: 7,
+            rule: "bulk-open".into(),
+            severity: "critical".into(),
+            dedupe_key: "bulk-open:user:bob".into(),
+            principal: "user:bob@acme.test".into(),
+            tenant_id: Some(3),
+            summary: "user:bob@acme.test opened 21 sealed messages within 60s".into(),
+            first_at: 1_800_000_000,
+            last_at: 1_800_000_060,
+            count: 2,
+            state: "open".into(),
+            updated_by: String::new(),
+        };
+        let mail = AlertMail {
+            to: vec!["soc@example.net".into()],
+            from: "sekisho-alerts@gw.example".into(),
+        };
+        let m = alert_email(&a, &mail, "gw.example");
+        let parsed = mail_parser::MessageParser::default().parse(&m).unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("[Sekisho critical] bulk-open: user:bob@acme.test")
+        );
+        let body = parsed.body_text(0).unwrap();
+        for want in [
+            "opened 21 sealed messages",
+            "Tenant:    3",
+            "(2 time(s))",
+            "sekisho alerts ack 7",
+        ] {
+            assert!(body.contains(want), "{want}: {body}");
+        }
+        assert_eq!(parsed.message_id(), Some("alert-7.1800000000@gw.example"));
+    }
 
     #[test]
     fn signature_is_hmac_sha256_of_timestamp_and_body() {
