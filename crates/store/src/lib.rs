@@ -205,13 +205,13 @@ impl StoreUrl {
             )));
         }
         let mut full = parsed;
+        if full.password().is_some() {
+            return Err(StoreError::Invalid(
+                "the url carries a password: put it in password_file instead (a config file is no place for it)"
+                    .into(),
+            ));
+        }
         if let Some(pw) = password {
-            if full.password().is_some() {
-                return Err(StoreError::Invalid(
-                    "the url has a password and a password_file is set: keep it in the file only"
-                        .into(),
-                ));
-            }
             full.set_password(Some(pw)).map_err(|()| {
                 StoreError::Invalid("the url cannot carry a password (no host?)".into())
             })?;
@@ -686,5 +686,46 @@ impl Store {
     /// Closes the pool (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_takes_its_password_from_the_file_and_never_prints_it() {
+        let u = StoreUrl::postgres(
+            "postgres://sekisho@db.example:5432/sekisho",
+            Some("p@ss:w/rd"),
+        )
+        .unwrap();
+        assert_eq!(
+            u.to_string(),
+            "postgres://sekisho:***@db.example:5432/sekisho"
+        );
+        assert!(!format!("{u:?}").contains("p@ss"));
+        let parsed = url::Url::parse(&u.0).unwrap();
+        assert_eq!(
+            parsed.password(),
+            Some("p%40ss%3Aw%2Frd"),
+            "percent-encoded in the URL"
+        );
+        assert!(StoreUrl::postgres("postgres://u:secret@db/x", None).is_err());
+        assert!(StoreUrl::postgres("mysql://db/x", None).is_err());
+        assert!(StoreUrl::postgres("postgres://db.example/sekisho", None).is_ok());
+        assert_eq!(
+            redact_url("postgres://u:secret@h/x"),
+            "postgres://u:***@h/x"
+        );
+        assert_eq!(redact_url("/var/lib/sekisho.db"), "/var/lib/sekisho.db");
+    }
+
+    #[test]
+    fn sqlite_paths_are_percent_encoded_for_the_url() {
+        assert_eq!(
+            percent_encode_path("/a b/c?d#e%.db"),
+            "/a%20b/c%3Fd%23e%25.db"
+        );
     }
 }
