@@ -63,6 +63,11 @@ async function enrol(page, link) {
   await page.fill("input[name=again]", password);
   await page.click("button[type=submit]");
   const secret = await page.getAttribute("#totp-secret", "data-secret");
+  // The key is also drawn as a QR code (an SVG of dark modules, rendered at its full size).
+  const qr = await page.locator("svg.qr").boundingBox();
+  const modules = ((await page.getAttribute("svg.qr path", "d")) || "").split("M").length - 1;
+  if (!qr || qr.width < 200 || modules < 200) throw new Error(`no QR code drawn (${JSON.stringify(qr)}, ${modules} modules)`);
+  seen.qrModules = modules;
   await page.fill("input[name=code]", totp(secret));
   await page.click("button[type=submit]");
   await page.waitForSelector("a.button[href='/login']");

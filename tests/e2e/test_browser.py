@@ -59,7 +59,7 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
 
     # The UI follows the browser's language.
     assert seen["japaneseLogin"] == "アカウントが有効になりました", seen
-    assert seen["recoveryCodes"] == 10, seen
+    assert seen["recoveryCodes"] == 10 and seen["qrModules"] > 200, seen
     assert "正しくない" in seen["wrongCode"], seen
     assert seen["afterLogin"] == "/quarantine" and seen["quarantineTitle"] == "隔離メール"
     # Bob sees his own message only, shown as text: the script did not run, no remote image

@@ -26,6 +26,7 @@ pub mod front;
 pub mod i18n;
 pub mod listener;
 pub mod problem;
+pub mod qr;
 pub mod tenancy;
 pub mod view;
 pub mod web;

@@ -453,6 +453,8 @@ async fn enrol_submit(
             let body = html! {
                 p { (l.t("Add this key to your authenticator app (time-based, 6 digits, 30 seconds), then enter the code it shows.",
                          "この鍵を認証アプリに登録し(時間ベース・6桁・30秒)、表示されたコードを入力してください。")) }
+                (crate::qr::svg(&uri, l.t("QR code for your authenticator app", "認証アプリ用のQRコード")))
+                p { (l.t("Or type the key:", "または鍵を入力:")) }
                 p.secret #totp-secret data-secret=(secret) { (grouped.join(" ")) }
                 details { summary { (l.t("As a link for the app", "アプリ用リンク")) } code.uri { (uri) } }
                 form.card method="post" action="/enrol/confirm" {
