@@ -65,9 +65,10 @@ def tokens_at(sink):
 
 def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
     s = sink()
-    a = node("a", cluster_config(pgdb, "mx-a", s3, tmp_path))
+    soc = '[alerts]\nemail_to = ["soc@acme.test"]\n'
+    a = node("a", cluster_config(pgdb, "mx-a", s3, tmp_path) + soc)
     # The vault pair: the second node's vault is given the first one's KEK.
-    b = node("b", cluster_config(pgdb, "mx-b", s3, tmp_path, kek=a.kek))
+    b = node("b", cluster_config(pgdb, "mx-b", s3, tmp_path, kek=a.kek) + soc)
     assert psql(pgdb, "SELECT count(*) FROM tenants") == "0"
 
     # A tenant added through node a is served by node b without a restart.
@@ -105,7 +106,7 @@ def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
     first = next(i for i in doc["items"] if i["rcpts"] == ["u0@acme.test"])
     st, _, doc = adm.request("POST", f"/api/quarantine/{first['id']}/release")
     assert st == 200, doc
-    s.wait(1)
+    wait_for(lambda: tokens_at(s), 30, what="the released message")
     assert tokens_at(s) == ["m0"]
 
     # Both nodes report to the node list, with their versions and queues.
@@ -130,6 +131,16 @@ def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
     wait_for(lambda: scanner_b.request("GET", "/healthz")[0] == 403, 10,
              what="node b to block the address node a blocked")
     assert other.request("GET", "/healthz")[0] == 200
+    # Both nodes have the e-mail alert sink; one node forwards, so each alert arrives once.
+    alerts = {x["id"] for x in a.cli_json("alerts", "list")}
+    assert alerts
+    def alert_mails():
+        return [re.search(rb"Message-ID: <alert-(\d+)\.", m, re.I) for _, m in s.messages()
+                if b"X-Sekisho-Notice: yes" in m]
+    wait_for(lambda: len(alert_mails()) >= len(alerts), 20, what="the alert e-mails")
+    time.sleep(2.5)  # a second sender would have sent by now
+    ids = [int(m.group(1)) for m in alert_mails()]
+    assert sorted(ids) == sorted(alerts), (ids, alerts)
 
     # A clean stop is shown as such; the other node keeps serving.
     assert b.stop() == 0

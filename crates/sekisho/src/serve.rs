@@ -606,7 +606,12 @@ async fn run_mx(
         background.clone(),
     ));
     let hook_task = tokio::spawn({
-        let (store, hook, stop) = (store.clone(), cfg.webhook.clone(), background.clone());
+        let ctx = crate::webhook::SinkCtx {
+            store: store.clone(),
+            node: cfg.node_name.clone(),
+            shutdown: background.clone(),
+        };
+        let hook = cfg.webhook.clone();
         let syslog = cfg.syslog.clone().map(|p| (p, cfg.hostname.clone()));
         let mail = cfg
             .alert_mail
@@ -615,18 +620,17 @@ async fn run_mx(
         async move {
             let web = async {
                 if let Some(hook) = hook {
-                    crate::webhook::forward(store.clone(), hook, stop.clone()).await;
+                    crate::webhook::forward(ctx.clone(), hook).await;
                 }
             };
             let sys = async {
                 if let Some((path, host)) = syslog {
-                    crate::webhook::forward_syslog(store.clone(), path, host, stop.clone()).await;
+                    crate::webhook::forward_syslog(ctx.clone(), path, host).await;
                 }
             };
             let email = async {
                 if let Some((m, delivery, host)) = mail {
-                    crate::webhook::forward_email(store.clone(), delivery, m, host, stop.clone())
-                        .await;
+                    crate::webhook::forward_email(ctx.clone(), delivery, m, host).await;
                 }
             };
             tokio::join!(web, sys, email);

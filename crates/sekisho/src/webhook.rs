@@ -41,17 +41,46 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(ctx.sign().as_ref()))
 }
 
+/// What every alert sink runs with: the store, this node's name, and when to stop.
+#[derive(Clone)]
+pub struct SinkCtx {
+    /// The (shared) store.
+    pub store: Store,
+    /// This node's name in the node list.
+    pub node: String,
+    /// Stops the sink.
+    pub shutdown: CancellationToken,
+}
+
+/// True if this node forwards alerts now: the first node (by name) that is up. With several
+/// nodes on one store only that one sends, from the sink's shared mark; if it stops beating,
+/// the next takes over within [`store::NODE_STALE_AFTER`] seconds.
+async fn forwarding_node(ctx: &SinkCtx) -> bool {
+    let now = store::unix_now();
+    match ctx.store.nodes().await {
+        Ok(nodes) => nodes
+            .iter()
+            .find(|n| n.status(now) == "up")
+            .is_some_and(|n| n.name == ctx.node),
+        Err(_) => false,
+    }
+}
+
 /// Calls `send` for every alert newer than the sink's mark, once a second, until `shutdown`;
 /// the mark (`meta` key `key`) advances only past alerts `send` accepted.
-async fn forward_alerts<F, Fut>(store: Store, key: &str, shutdown: CancellationToken, send: F)
+async fn forward_alerts<F, Fut>(ctx: SinkCtx, key: &str, send: F)
 where
     F: Fn(Alert) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let store = &ctx.store;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !forwarding_node(&ctx).await {
+            continue;
         }
         let Ok(sent) = store.meta_get(key).await else {
             continue;
@@ -74,7 +103,7 @@ where
 }
 
 /// Forwards new alerts to the webhook until `shutdown`.
-pub async fn forward(store: Store, hook: Webhook, shutdown: CancellationToken) {
+pub async fn forward(ctx: SinkCtx, hook: Webhook) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -85,7 +114,7 @@ pub async fn forward(store: Store, hook: Webhook, shutdown: CancellationToken) {
             return;
         }
     };
-    forward_alerts(store, "alerts_webhook_sent", shutdown, |a| {
+    forward_alerts(ctx, "alerts_webhook_sent", |a| {
         let (client, hook) = (client.clone(), hook.clone());
         async move {
             let body = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
@@ -167,13 +196,12 @@ pub fn alert_email(a: &Alert, mail: &AlertMail, hostname: &str) -> Vec<u8> {
 
 /// Sends every new alert by e-mail through this node's own queue until `shutdown`.
 pub async fn forward_email(
-    store: Store,
+    ctx: SinkCtx,
     delivery: std::sync::Arc<egress::Delivery>,
     mail: AlertMail,
     hostname: String,
-    shutdown: CancellationToken,
 ) {
-    forward_alerts(store, "alerts_email_sent", shutdown, |a| {
+    forward_alerts(ctx, "alerts_email_sent", |a| {
         let content = alert_email(&a, &mail, &hostname);
         let (delivery, to) = (delivery.clone(), mail.to.clone());
         async move {
@@ -219,13 +247,8 @@ pub fn syslog_line(a: &Alert, hostname: &str) -> String {
 }
 
 /// Forwards new alerts to the syslog socket at `path` until `shutdown`.
-pub async fn forward_syslog(
-    store: Store,
-    path: PathBuf,
-    hostname: String,
-    shutdown: CancellationToken,
-) {
-    forward_alerts(store, "alerts_syslog_sent", shutdown, |a| {
+pub async fn forward_syslog(ctx: SinkCtx, path: PathBuf, hostname: String) {
+    forward_alerts(ctx, "alerts_syslog_sent", |a| {
         let (path, line) = (path.clone(), syslog_line(&a, &hostname));
         async move {
             let sock = tokio::net::UnixDatagram::unbound().map_err(|e| e.to_string())?;
