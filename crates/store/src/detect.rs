@@ -50,6 +50,18 @@ pub struct WindowCount {
     pub sources: i64,
 }
 
+/// A day in milliseconds (baselines are kept per UTC day).
+const DAY_MS: i64 = 86_400_000;
+
+/// A scope's history for its baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline {
+    /// The highest window count on a day the rule did not fire.
+    pub peak: i64,
+    /// Days with events (and no firing) behind it.
+    pub days: i64,
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -80,6 +92,20 @@ impl Store {
             Trigger::Events(n) => count.events >= n,
             Trigger::Sources(n) => count.sources >= n,
         };
+        // The day's peak of this scope, for its baseline (a day the rule fired is marked).
+        sqlx::query(
+            "INSERT INTO detect_peaks (kind, scope, day, peak, fired) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (kind, scope, day) DO UPDATE SET
+                 peak = CASE WHEN detect_peaks.peak > $4 THEN detect_peaks.peak ELSE $4 END,
+                 fired = CASE WHEN detect_peaks.fired > $5 THEN detect_peaks.fired ELSE $5 END",
+        )
+        .bind(e.kind)
+        .bind(e.scope)
+        .bind(now_ms.div_euclid(DAY_MS))
+        .bind(count.events)
+        .bind(i64::from(fired))
+        .execute(&mut *tx)
+        .await?;
         if fired {
             sqlx::query(
                 "INSERT INTO detect_marks (kind, scope, reset_ms) VALUES ($1, $2, $3)
@@ -156,6 +182,32 @@ impl Store {
             events: r.get(0),
             accounts: r.get(1),
             sources: r.get(2),
+        })
+    }
+
+    /// The history of `scope` of `kind` over the `days` days before `now_ms`'s day (today
+    /// not included, nor days on which the rule fired).
+    pub async fn detect_baseline(
+        &self,
+        kind: &str,
+        scope: &str,
+        days: i64,
+        now_ms: i64,
+    ) -> Result<Baseline, StoreError> {
+        let today = now_ms.div_euclid(DAY_MS);
+        let r = sqlx::query(
+            "SELECT coalesce(max(peak), 0), count(*) FROM detect_peaks
+             WHERE kind = $1 AND scope = $2 AND day < $3 AND day >= $4 AND fired = 0",
+        )
+        .bind(kind)
+        .bind(scope)
+        .bind(today)
+        .bind(today - days)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(Baseline {
+            peak: r.get(0),
+            days: r.get(1),
         })
     }
 

@@ -28,6 +28,35 @@ impl Default for BulkRule {
     }
 }
 
+/// Days of history a principal's baseline looks back over…
+pub const BASELINE_DAYS: i64 = 14;
+/// …and how many days with opens it needs before it replaces the configured threshold.
+pub const BASELINE_MIN_DAYS: i64 = 3;
+/// With a baseline the threshold is this many times the principal's highest ordinary window…
+pub const BASELINE_FACTOR: i64 = 3;
+/// …never below this…
+pub const BASELINE_FLOOR: i64 = 5;
+/// …nor above this many times the configured threshold.
+pub const BASELINE_CAP: i64 = 10;
+
+impl BulkRule {
+    /// The threshold for a principal with history `b`: the configured one until the
+    /// principal has [`BASELINE_MIN_DAYS`] ordinary days, then three times the most it ever
+    /// opened within one window on such a day (at least [`BASELINE_FLOOR`], at most
+    /// [`BASELINE_CAP`] times the configured threshold). A reviewer who opens forty messages
+    /// every morning is not alerted for it; a quiet account that suddenly opens twenty is.
+    pub fn threshold_for(&self, b: store::Baseline) -> usize {
+        if b.days < BASELINE_MIN_DAYS {
+            return self.threshold;
+        }
+        let cap = (self.threshold as i64).saturating_mul(BASELINE_CAP).max(1);
+        b.peak
+            .saturating_mul(BASELINE_FACTOR)
+            .max(BASELINE_FLOOR)
+            .min(cap) as usize
+    }
+}
+
 /// Per-principal open counting, through the store: every vault of a cluster counts the
 /// same opens and honours the same throttle.
 #[derive(Default)]
@@ -53,17 +82,27 @@ impl Opens {
             .map_or(true, |until| until.is_some())
     }
 
-    /// Counts an open; returns the count in the window when it crosses the threshold (the
-    /// principal is then throttled on every node).
-    pub async fn note(&self, store: &store::Store, principal: &str) -> Option<usize> {
+    /// Counts an open; returns the count in the window and the principal's threshold when
+    /// the count crosses it (the principal is then throttled on every node).
+    pub async fn note(&self, store: &store::Store, principal: &str) -> Option<(usize, usize)> {
         let now = store::unix_now_ms();
+        let threshold = match store
+            .detect_baseline(OPEN_KIND, principal, BASELINE_DAYS, now)
+            .await
+        {
+            Ok(b) => self.rule.threshold_for(b),
+            Err(e) => {
+                tracing::error!(error = %e, "the principal's baseline could not be read");
+                self.rule.threshold
+            }
+        };
         let event = store::DetectEvent {
             kind: OPEN_KIND,
             scope: principal,
             account: principal,
             source: "",
         };
-        let trigger = store::Trigger::Events(self.rule.threshold as i64 + 1);
+        let trigger = store::Trigger::Events(threshold as i64 + 1);
         match store
             .detect_note(&event, self.rule.window, trigger, now)
             .await
@@ -73,7 +112,7 @@ impl Opens {
                 if let Err(e) = store.detect_throttle(OPEN_KIND, principal, until).await {
                     tracing::error!(error = %e, "the bulk-read throttle could not be stored");
                 }
-                Some(count.events as usize)
+                Some((count.events as usize, threshold))
             }
             Ok(None) => None,
             Err(e) => {
@@ -397,7 +436,7 @@ mod tests {
         }
         assert!(!o.throttled(&s, "a").await);
         assert_eq!(o.note(&s, "b").await, None, "per principal");
-        assert_eq!(o.note(&s, "a").await, Some(4));
+        assert_eq!(o.note(&s, "a").await, Some((4, 3)));
         assert!(o.throttled(&s, "a").await && !o.throttled(&s, "b").await);
         // A second vault on the same store (another node) honours the throttle and shares
         // the count.
@@ -408,7 +447,7 @@ mod tests {
         }
         assert_eq!(
             other.note(&s, "c").await,
-            Some(4),
+            Some((4, 3)),
             "opens on both nodes count"
         );
     }
@@ -423,13 +462,90 @@ mod tests {
         assert_eq!(o.note(&s, "a").await, None);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(o.note(&s, "a").await, None);
-        assert_eq!(o.note(&s, "a").await, Some(2));
+        assert_eq!(o.note(&s, "a").await, Some((2, 1)));
         assert!(o.throttled(&s, "a").await);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(!o.throttled(&s, "a").await, "throttling ends");
     }
 
+    #[test]
+    fn a_baseline_replaces_the_threshold_after_three_ordinary_days() {
+        let rule = BulkRule {
+            threshold: 20,
+            ..BulkRule::default()
+        };
+        let b = |peak, days| store::Baseline { peak, days };
+        assert_eq!(rule.threshold_for(b(40, 2)), 20, "too little history");
+        assert_eq!(rule.threshold_for(b(40, 3)), 120, "a busy reviewer");
+        assert_eq!(
+            rule.threshold_for(b(1, 10)),
+            5,
+            "a quiet account: the floor"
+        );
+        assert_eq!(rule.threshold_for(b(1000, 10)), 200, "the cap");
+        let tiny = BulkRule {
+            threshold: 0,
+            ..BulkRule::default()
+        };
+        assert_eq!(tiny.threshold_for(b(3, 5)), 1, "never a panic, never zero");
+    }
+
+    /// Ordinary days teach the rule a principal's peak; a day it fired teaches nothing.
+    async fn a_principal_s_history_sets_its_threshold(engine: store::Engine) {
+        let (_d, s) = scratch(engine).await;
+        let rule = BulkRule {
+            threshold: 3,
+            window: Duration::from_secs(60),
+            throttle: Duration::from_secs(60),
+        };
+        let day = 86_400_000;
+        let today = store::unix_now_ms();
+        let event = store::DetectEvent {
+            kind: "open",
+            scope: "user:reviewer",
+            account: "user:reviewer",
+            source: "",
+        };
+        // Three ordinary days with 3 opens within a minute…
+        for d in (4..=6).rev() {
+            for i in 0..3 {
+                let at = today - d * day + i;
+                let _ = s
+                    .detect_note(&event, rule.window, store::Trigger::Events(99), at)
+                    .await
+                    .unwrap();
+            }
+        }
+        // …and three later days on which the rule fired at 4 (left out of the baseline).
+        for d in (1..=3).rev() {
+            for i in 0..4 {
+                let at = today - d * day + i;
+                let _ = s
+                    .detect_note(&event, rule.window, store::Trigger::Events(4), at)
+                    .await
+                    .unwrap();
+            }
+        }
+        let b = s
+            .detect_baseline("open", "user:reviewer", 14, today)
+            .await
+            .unwrap();
+        assert_eq!(b, store::Baseline { peak: 3, days: 3 });
+        // Its threshold is now 9: nine opens pass, the tenth fires.
+        let o = Opens::new(rule);
+        for _ in 0..9 {
+            assert_eq!(o.note(&s, "user:reviewer").await, None);
+        }
+        assert_eq!(o.note(&s, "user:reviewer").await, Some((10, 9)));
+        // A principal without history keeps the configured threshold.
+        for _ in 0..3 {
+            assert_eq!(o.note(&s, "user:new").await, None);
+        }
+        assert_eq!(o.note(&s, "user:new").await, Some((4, 3)));
+    }
+
     store::engine_matrix!(
+        a_principal_s_history_sets_its_threshold,
         login_failure_storm_crosses_once_and_counts_accounts_and_sources,
         bulk_opens_cross_the_threshold_once_and_throttle,
         opens_outside_the_window_do_not_count,

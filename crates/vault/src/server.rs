@@ -939,15 +939,15 @@ impl Vault {
                 ),
             ))
         } else {
-            self.opens.note(&self.store, principal).await.map(|n| {
+            self.opens.note(&self.store, principal).await.map(|(n, threshold)| {
                 let rule = self.opens.rule();
                 (
                     "bulk-open",
                     format!("bulk-open:{principal}"),
                     format!(
-                        "{principal} opened {n} sealed messages within {}s (threshold {}); further opens refused for {}s",
+                        "{principal} opened {n} sealed messages within {}s (threshold {threshold}, from {}); further opens refused for {}s",
                         rule.window.as_secs(),
-                        rule.threshold,
+                        if threshold == rule.threshold { "the configuration" } else { "the principal's baseline" },
                         rule.throttle.as_secs()
                     ),
                 )
