@@ -52,6 +52,12 @@ pub struct WindowCount {
 
 /// A day in milliseconds (baselines are kept per UTC day).
 const DAY_MS: i64 = 86_400_000;
+/// Events are kept this long at most (longer than any rule's window)…
+const EVENTS_KEPT_MS: i64 = 7 * DAY_MS;
+/// …and day peaks this many days (longer than any baseline looks back).
+const PEAK_DAYS_KEPT: i64 = 60;
+/// One insert in this many prunes by age across all scopes.
+const PRUNE_EVERY: i64 = 128;
 
 /// A scope's history for its baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,16 +156,28 @@ impl Store {
             .bind(from)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO detect_events (kind, scope, account, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO detect_events (kind, scope, account, source, at_ms) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id",
         )
         .bind(e.kind)
         .bind(e.scope)
         .bind(e.account)
         .bind(e.source)
         .bind(now_ms)
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
+        // Now and then, everything older than any rule looks back, in every scope.
+        if id % PRUNE_EVERY == 0 {
+            sqlx::query("DELETE FROM detect_events WHERE at_ms <= $1")
+                .bind(now_ms.saturating_sub(EVENTS_KEPT_MS))
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM detect_peaks WHERE day < $1")
+                .bind(now_ms.div_euclid(DAY_MS) - PEAK_DAYS_KEPT)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 

@@ -514,7 +514,8 @@ async fn sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation
 async fn detection_counters_are_shared_windowed_and_start_over_once_fired(engine: Engine) {
     use std::time::Duration;
     use store::{DetectEvent, Trigger};
-    let (_d, s) = store(engine).await;
+    let d = tempfile::tempdir().unwrap();
+    let (s, url) = store::testing::scratch(engine, d.path()).await;
     let block = |ip: &'static str| DetectEvent {
         kind: "waf-block",
         scope: "",
@@ -590,6 +591,25 @@ async fn detection_counters_are_shared_windowed_and_start_over_once_fired(engine
         2,
         "older hits fall out"
     );
+    // Events of scopes that never come back are pruned by age, in every scope, now and then.
+    let far = t + 30 * 86_400_000;
+    for i in 0..300 {
+        let scope = format!("198.51.100.{i}");
+        let e = DetectEvent {
+            kind: "login-attempt",
+            scope: &scope,
+            account: "",
+            source: &scope,
+        };
+        s.rate_hit(&e, w, far + i).await.unwrap();
+    }
+    let raw = sqlx::AnyPool::connect(&url).await.unwrap();
+    let old: i64 = sqlx::query_scalar("SELECT count(*) FROM detect_events WHERE at_ms < $1")
+        .bind(far)
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(old, 0, "week-old events are gone");
     // Throttles: until their end, listed per kind.
     s.detect_throttle("open", "p", t + 5_000).await.unwrap();
     assert_eq!(
