@@ -278,6 +278,9 @@ pub fn unix_now() -> i64 {
 impl Store {
     /// Opens (creating if needed) the SQLite store at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        // Absolute, so the URL has no host part (a relative first component would be one).
+        let path = std::path::absolute(path)
+            .map_err(|e| StoreError::Invalid(format!("the store path {}: {e}", path.display())))?;
         let Some(name) = path.to_str() else {
             return Err(StoreError::Invalid(format!(
                 "the store path {} is not UTF-8",
