@@ -116,11 +116,9 @@ async fn managed(p: &Portal, s: &Session, id: i64) -> Result<store::Tenant, Prob
         return Err(missing());
     }
     p.store
-        .list_tenants()
+        .tenant(id)
         .await
         .map_err(store_problem)?
-        .into_iter()
-        .find(|t| t.id == id)
         .ok_or_else(missing)
 }
 
@@ -144,11 +142,9 @@ async fn reload(p: &Portal) {
 async fn tenant_doc(p: &Portal, id: i64) -> Result<TenantDoc, Problem> {
     let t = p
         .store
-        .list_tenants()
+        .tenant(id)
         .await
         .map_err(store_problem)?
-        .into_iter()
-        .find(|t| t.id == id)
         .ok_or_else(|| Problem::not_found(format!("no tenant {id}")))?;
     Ok(TenantDoc {
         id: t.id,

@@ -600,18 +600,32 @@ impl Store {
 
     /// All tenants with their domains.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.tenants_where(None).await
+    }
+
+    /// The tenant with this id, with its domains.
+    pub async fn tenant(&self, id: i64) -> Result<Option<Tenant>, StoreError> {
+        Ok(self.tenants_where(Some(id)).await?.pop())
+    }
+
+    /// Every tenant, or the one with id `only`.
+    async fn tenants_where(&self, only: Option<i64>) -> Result<Vec<Tenant>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
             "SELECT t.id, t.name, t.route, t.recipient_policy,
                     (SELECT count(*) FROM recipients WHERE tenant_id = t.id)
-             FROM tenants t ORDER BY t.name",
+             FROM tenants t WHERE $1 IS NULL OR t.id = $1 ORDER BY t.name",
         )
+        .bind(only)
         .fetch_all(&mut *conn)
         .await?;
         let mut domains: HashMap<i64, Vec<String>> = HashMap::new();
-        for d in sqlx::query("SELECT tenant_id, domain FROM domains ORDER BY domain")
-            .fetch_all(&mut *conn)
-            .await?
+        for d in sqlx::query(
+            "SELECT tenant_id, domain FROM domains WHERE $1 IS NULL OR tenant_id = $1 ORDER BY domain",
+        )
+        .bind(only)
+        .fetch_all(&mut *conn)
+        .await?
         {
             domains.entry(d.get(0)).or_default().push(d.get(1));
         }

@@ -62,6 +62,11 @@ async fn tenants_domains_and_recipient_policy(engine: Engine) {
     s.set_recipient_policy("acme", RecipientPolicy::Verify)
         .await
         .unwrap();
+    // One tenant by id: its own domains only; an unknown id is none.
+    let one = s.tenant(acme).await.unwrap().unwrap();
+    assert_eq!((one.name.as_str(), one.recipients), ("acme", 1));
+    assert!(one.domains.contains(&"acme.test".to_string()));
+    assert!(s.tenant(acme + 1000).await.unwrap().is_none());
     // Scoped to another tenant, the recipient is not found (and stays).
     assert!(matches!(
         s.remove_recipient("alice@acme.test", Some(acme + 1000))
