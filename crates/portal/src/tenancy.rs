@@ -176,12 +176,13 @@ pub(crate) async fn tenant_create(
             "at most {MAX_DOMAINS} domains at once"
         )));
     }
+    let name = t.name.trim();
     let id = p
         .store
-        .add_tenant(t.name.trim(), &t.domains, &route)
+        .add_tenant(name, &t.domains, &route)
         .await
         .map_err(store_problem)?;
-    record_act(&p, &s, "tenant-add", Some(id), &t.name, &route).await;
+    record_act(&p, &s, "tenant-add", Some(id), name, &route).await;
     reload(&p).await;
     Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
 }
