@@ -557,29 +557,22 @@ impl Delivery {
                 (r.clone(), tenant)
             })
             .collect();
-        let meta = MessageMeta {
-            id: new_queue_id(),
-            envelope: Envelope {
-                mail_from: String::new(),
-                rcpts: rcpts
-                    .iter()
-                    .map(|(address, tenant)| RcptState {
-                        address: address.clone(),
-                        tenant: *tenant,
-                        status: RcptStatus::Pending,
-                        last_reply: String::new(),
-                    })
-                    .collect(),
-                eight_bit: false,
-                smtputf8: false,
-            },
-            received_at: unix_now(),
-            state: QueueState::Active,
-            attempts: 0,
-            next_attempt: 0,
-            size: content.len() as u64,
-            note: note.to_string(),
+        let envelope = Envelope {
+            mail_from: String::new(),
+            rcpts: rcpts
+                .iter()
+                .map(|(address, tenant)| RcptState::pending(address, *tenant))
+                .collect(),
+            eight_bit: false,
+            smtputf8: false,
         };
+        let meta = MessageMeta::queued(
+            new_queue_id(),
+            envelope,
+            unix_now(),
+            content.len() as u64,
+            note.to_string(),
+        );
         self.spool.submit(meta.clone(), content, true).await?;
         let _ = self.trace.send(TraceRecord::Received {
             id: meta.id.clone(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use egress::{Delivery, TraceSink};
 use inspect::{Action, Inspector, TenantRules, Verdict};
-use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, new_queue_id};
+use spool::{Envelope, MessageMeta, RcptState, Spool, new_queue_id};
 use store::{Lookup, SharedDirectory, TraceRecord, unix_now};
 use telemetry::Metrics;
 use tls::Stream;
@@ -478,30 +478,17 @@ impl Ingress {
             }
             return Ok(id);
         }
-        let meta = MessageMeta {
-            id: id.clone(),
-            envelope: Envelope {
-                mail_from: tx.mail_from.clone(),
-                rcpts: tx
-                    .rcpts
-                    .iter()
-                    .map(|(address, tenant)| RcptState {
-                        address: address.clone(),
-                        tenant: *tenant,
-                        status: RcptStatus::Pending,
-                        last_reply: String::new(),
-                    })
-                    .collect(),
-                eight_bit: tx.eight_bit,
-                smtputf8: tx.smtputf8,
-            },
-            received_at: now,
-            state: QueueState::Active,
-            attempts: 0,
-            next_attempt: 0,
-            size: body.len() as u64,
-            note: String::new(),
+        let envelope = Envelope {
+            mail_from: tx.mail_from.clone(),
+            rcpts: tx
+                .rcpts
+                .iter()
+                .map(|(address, tenant)| RcptState::pending(address, *tenant))
+                .collect(),
+            eight_bit: tx.eight_bit,
+            smtputf8: tx.smtputf8,
         };
+        let meta = MessageMeta::queued(id.clone(), envelope, now, body.len() as u64, String::new());
         if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {
             tracing::error!(error = %e, "spool commit failed; message refused with 451");
             self.metrics.smtp_messages_refused.inc();

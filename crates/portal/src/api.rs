@@ -1272,15 +1272,20 @@ async fn record_change(
     object: &str,
     rcpt: &str,
 ) {
-    if let Err(e) = admin_call(&p.data_dir, &json!({ "cmd": "reload" })).await {
-        tracing::warn!(detail = %e.detail, "the mail node was not asked to reload");
-    }
+    ask_reload(p).await;
     let reason = if rcpt.is_empty() {
         "for the whole tenant".to_string()
     } else {
         format!("for {rcpt}")
     };
     record_act(p, s, action, Some(tenant), object, &reason).await;
+}
+
+/// Asks the mail node to reload its directory now (it does within a second anyway).
+pub(crate) async fn ask_reload(p: &Portal) {
+    if let Err(e) = admin_call(&p.data_dir, &json!({ "cmd": "reload" })).await {
+        tracing::warn!(detail = %e.detail, "the mail node was not asked to reload");
+    }
 }
 
 /// An act of a portal user, in the audit log.
@@ -2127,6 +2132,21 @@ pub struct TenantDoc {
     pub quarantined: i64,
 }
 
+impl TenantDoc {
+    /// The document of `t`, with its count of quarantined messages.
+    pub(crate) fn of(t: store::Tenant, quarantined: i64) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            domains: t.domains,
+            route: t.route,
+            recipient_policy: t.recipient_policy.as_str().to_string(),
+            recipients: t.recipients,
+            quarantined,
+        }
+    }
+}
+
 /// Tenants.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct TenantList {
@@ -2144,15 +2164,7 @@ pub(crate) async fn tenant_docs(p: &Portal, s: &Session) -> Result<Vec<TenantDoc
     let counts = p.store.quarantine_counts().await.map_err(fail)?;
     for t in list.into_iter().filter(|t| only.is_none_or(|o| o == t.id)) {
         let quarantined = counts.get(&t.id).copied().unwrap_or(0);
-        out.push(TenantDoc {
-            id: t.id,
-            name: t.name,
-            domains: t.domains,
-            route: t.route,
-            recipient_policy: t.recipient_policy.as_str().to_string(),
-            recipients: t.recipients,
-            quarantined,
-        });
+        out.push(TenantDoc::of(t, quarantined));
     }
     Ok(out)
 }

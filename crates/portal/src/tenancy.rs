@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::Portal;
-use crate::api::{JsonBody, MessageAnswer, ProblemDoc, Session, TenantDoc, record_act};
+use crate::api::{JsonBody, MessageAnswer, ProblemDoc, Session, TenantDoc, ask_reload, record_act};
 use crate::problem::Problem;
 
 /// A new tenant.
@@ -130,15 +130,6 @@ fn operator_only(s: &Session, what: &str) -> Result<(), Problem> {
     }
 }
 
-/// Asks the mail node to reload its directory now (it does within a second anyway).
-async fn reload(p: &Portal) {
-    if let Err(e) =
-        crate::api::admin_call(&p.data_dir, &serde_json::json!({ "cmd": "reload" })).await
-    {
-        tracing::warn!(detail = %e.detail, "the mail node was not asked to reload");
-    }
-}
-
 async fn tenant_doc(p: &Portal, id: i64) -> Result<TenantDoc, Problem> {
     let t = p
         .store
@@ -146,15 +137,15 @@ async fn tenant_doc(p: &Portal, id: i64) -> Result<TenantDoc, Problem> {
         .await
         .map_err(store_problem)?
         .ok_or_else(|| Problem::not_found(format!("no tenant {id}")))?;
-    Ok(TenantDoc {
-        id: t.id,
-        name: t.name,
-        domains: t.domains,
-        route: t.route,
-        recipient_policy: t.recipient_policy.as_str().to_string(),
-        recipients: t.recipients,
-        quarantined: 0,
-    })
+    let quarantined = p
+        .store
+        .quarantine_counts()
+        .await
+        .map_err(store_problem)?
+        .get(&id)
+        .copied()
+        .unwrap_or(0);
+    Ok(TenantDoc::of(t, quarantined))
 }
 
 #[utoipa::path(post, path = "/api/tenants", tag = "operations", request_body = NewTenant, security(("session" = [])),
@@ -183,7 +174,7 @@ pub(crate) async fn tenant_create(
         .await
         .map_err(store_problem)?;
     record_act(&p, &s, "tenant-add", Some(id), name, &route).await;
-    reload(&p).await;
+    ask_reload(&p).await;
     Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
 }
 
@@ -209,7 +200,7 @@ pub(crate) async fn tenant_domain_add(
         .await
         .map_err(store_problem)?;
     record_act(&p, &s, "domain-add", Some(id), d.domain.trim(), "").await;
-    reload(&p).await;
+    ask_reload(&p).await;
     Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
 }
 
@@ -247,7 +238,7 @@ pub(crate) async fn tenant_route(
         &format!("was {}", t.route),
     )
     .await;
-    reload(&p).await;
+    ask_reload(&p).await;
     Ok(axum::Json(tenant_doc(&p, id).await?).into_response())
 }
 
@@ -309,7 +300,7 @@ pub(crate) async fn recipients_add(
         .await
         .map_err(store_problem)?;
     record_act(&p, &s, "recipient-add", Some(id), &address, "").await;
-    reload(&p).await;
+    ask_reload(&p).await;
     Ok((
         StatusCode::CREATED,
         axum::Json(MessageAnswer {
@@ -338,7 +329,7 @@ pub(crate) async fn recipients_remove(
         .await
         .map_err(store_problem)?;
     record_act(&p, &s, "recipient-remove", Some(id), &address, "").await;
-    reload(&p).await;
+    ask_reload(&p).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -371,7 +362,7 @@ pub(crate) async fn recipient_policy(
         "",
     )
     .await;
-    reload(&p).await;
+    ask_reload(&p).await;
     Ok(axum::Json(tenant_doc(&p, id).await?).into_response())
 }
 

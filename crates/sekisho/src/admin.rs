@@ -345,30 +345,23 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
                     node.vault_token.as_ref(),
                 )
                 .await?;
-            let meta = MessageMeta {
-                id: id.clone(),
-                envelope: Envelope {
-                    mail_from: item.mail_from.clone(),
-                    rcpts: item
-                        .rcpts
-                        .iter()
-                        .map(|a| RcptState {
-                            address: a.clone(),
-                            tenant: item.tenant_id,
-                            status: RcptStatus::Pending,
-                            last_reply: String::new(),
-                        })
-                        .collect(),
-                    eight_bit: item.eight_bit,
-                    smtputf8: item.smtputf8,
-                },
-                received_at: item.received_at,
-                state: QueueState::Active,
-                attempts: 0,
-                next_attempt: 0,
-                size: plain.len() as u64,
-                note: format!("released from quarantine by {principal}"),
+            let envelope = Envelope {
+                mail_from: item.mail_from.clone(),
+                rcpts: item
+                    .rcpts
+                    .iter()
+                    .map(|a| RcptState::pending(a, item.tenant_id))
+                    .collect(),
+                eight_bit: item.eight_bit,
+                smtputf8: item.smtputf8,
             };
+            let meta = MessageMeta::queued(
+                id.clone(),
+                envelope,
+                item.received_at,
+                plain.len() as u64,
+                format!("released from quarantine by {principal}"),
+            );
             spool.submit(meta.clone(), &plain, true).await?;
             node.store.quarantine_remove(&id).await?;
             if let Err(e) = node.blobs.delete(&item.blob).await {

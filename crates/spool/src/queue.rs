@@ -58,6 +58,18 @@ pub struct RcptState {
     pub last_reply: String,
 }
 
+impl RcptState {
+    /// A recipient not yet tried.
+    pub fn pending(address: impl Into<String>, tenant: i64) -> Self {
+        Self {
+            address: address.into(),
+            tenant,
+            status: RcptStatus::Pending,
+            last_reply: String::new(),
+        }
+    }
+}
+
 /// The envelope of a queued message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Envelope {
@@ -125,6 +137,28 @@ pub struct MessageMeta {
     pub size: u64,
     /// Why the message is held or deferred (free text for operators).
     pub note: String,
+}
+
+impl MessageMeta {
+    /// A message entering the queue: active, never tried, due at once.
+    pub fn queued(
+        id: String,
+        envelope: Envelope,
+        received_at: i64,
+        size: u64,
+        note: String,
+    ) -> Self {
+        Self {
+            id,
+            envelope,
+            received_at,
+            state: QueueState::Active,
+            attempts: 0,
+            next_attempt: 0,
+            size,
+            note,
+        }
+    }
 }
 
 /// A new queue id: 12 hex digits of milliseconds since the epoch and 10 random hex digits.
