@@ -12,20 +12,13 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import free_port, postgres_database, wait_for
 from portal_helpers import QUARANTINE_ALL, Client, bare
-
-ADMIN_URL = os.environ.get("SEKISHO_TEST_POSTGRES")
-
 
 @pytest.fixture
 def pgdb():
     """A fresh database on the test server; its URL."""
-    assert ADMIN_URL, "SEKISHO_TEST_POSTGRES is not set: scripts/test starts a server (scripts/pg)"
-    name = f"sekisho_e2e_{os.getpid()}_{time.monotonic_ns()}"
-    subprocess.run(["psql", ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
-                   check=True, capture_output=True)
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return postgres_database()
 
 
 def psql(url, sql):
