@@ -242,8 +242,19 @@ impl Delivery {
             .min(self.cfg.retry_max)
     }
 
-    fn route_for(&self, dir: &store::Directory, tenant: i64) -> Result<Route, Outcome> {
-        if tenant == 0 {
+    fn route_for(
+        &self,
+        dir: &store::Directory,
+        tenant: i64,
+        outbound: bool,
+    ) -> Result<Route, Outcome> {
+        if outbound && dir.tenant(tenant).is_none() {
+            return Err(Outcome::Permanent(
+                "550 5.7.1 the sender's organisation is no longer served here (tenant terminated)"
+                    .into(),
+            ));
+        }
+        if tenant == 0 || outbound {
             return self.cfg.external_route.clone().ok_or_else(|| {
                 Outcome::Temporary(
                     "no route for recipients outside the tenants (set delivery.external_route)"
@@ -294,7 +305,7 @@ impl Delivery {
             if r.status != RcptStatus::Pending {
                 continue;
             }
-            match self.route_for(&dir, r.tenant) {
+            match self.route_for(&dir, r.tenant, meta.envelope.outbound) {
                 Ok(route) => match groups.iter_mut().find(|(g, _)| *g == route) {
                     Some((_, idx)) => idx.push(i),
                     None => groups.push((route, vec![i])),
@@ -565,6 +576,7 @@ impl Delivery {
                 .collect(),
             eight_bit: false,
             smtputf8: false,
+            outbound: false,
         };
         let meta = MessageMeta::queued(
             new_queue_id(),

@@ -69,6 +69,21 @@ pub trait QuarantineSink: Send + Sync {
     ) -> inspect::BoxFuture<'a, Result<(), String>>;
 }
 
+/// Watches outbound senders. Every relayed message is counted (its recipients, per sender)
+/// before it is inspected; a sender that sends too much is held, and its mail refused with a
+/// `451` its own server keeps and retries, until an administrator releases it.
+pub trait OutboundGuard: Send + Sync {
+    /// Counts a message of `sender` (of `tenant`) to `rcpts` recipients from `client`;
+    /// `Err` is the reply that refuses it.
+    fn admit<'a>(
+        &'a self,
+        tenant: i64,
+        sender: &'a str,
+        client: IpAddr,
+        rcpts: usize,
+    ) -> inspect::BoxFuture<'a, Result<(), Reply>>;
+}
+
 /// What the ingress hands mail to and reads from.
 pub struct IngressParts {
     /// The directory snapshot.
@@ -85,6 +100,8 @@ pub struct IngressParts {
     pub metrics: Arc<Metrics>,
     /// Trace records.
     pub trace: TraceSink,
+    /// Outbound senders' counter and holds (`None`: outbound mail is not counted).
+    pub outbound: Option<Arc<dyn OutboundGuard>>,
 }
 
 /// Listener settings.
@@ -117,6 +134,10 @@ impl RecipientPolicy for DirectoryPolicy {
             Lookup::NotOurs => RcptVerdict::RelayDenied,
         }
     }
+
+    fn relay_tenant(&self, client: IpAddr, mail_from: &str) -> Option<i64> {
+        self.0.get().relay_tenant(client, mail_from)
+    }
 }
 
 /// The SMTP ingress.
@@ -130,6 +151,7 @@ pub struct Ingress {
     directory: Arc<SharedDirectory>,
     metrics: Arc<Metrics>,
     trace: TraceSink,
+    outbound: Option<Arc<dyn OutboundGuard>>,
     sessions: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Resolved tenant rules, valid for one directory generation.
@@ -210,6 +232,7 @@ impl Ingress {
             quarantine,
             metrics,
             trace,
+            outbound,
         } = parts;
         let session_cfg = Arc::new(SessionConfig {
             hostname: cfg.hostname.clone(),
@@ -230,6 +253,7 @@ impl Ingress {
             directory,
             metrics,
             trace,
+            outbound,
         })
     }
 
@@ -385,25 +409,59 @@ impl Ingress {
     }
 
     /// Inspects a transaction and spools it; `Ok(queue id)` only once it is durable.
-    async fn accept_message(&self, peer: SocketAddr, tx: Transaction) -> Result<String, Reply> {
+    async fn accept_message(&self, peer: SocketAddr, mut tx: Transaction) -> Result<String, Reply> {
         let started = Instant::now();
         let id = new_queue_id();
         let now = unix_now();
+        let outbound = tx.relay_for;
+        if let Some(tenant) = outbound {
+            // Outbound recipients are the sending tenant's from here on: its trace, its
+            // policy, its purge; the spool's outbound flag routes them out.
+            for (_, t) in &mut tx.rcpts {
+                *t = tenant;
+            }
+            if let Some(guard) = &self.outbound
+                && let Err(reply) = guard
+                    .admit(tenant, &tx.mail_from, peer.ip(), tx.rcpts.len())
+                    .await
+            {
+                self.metrics.smtp_messages_refused.inc();
+                for (rcpt, tenant) in &tx.rcpts {
+                    self.trace_event(&id, rcpt, *tenant, "held", &reply.to_string());
+                }
+                tracing::info!(queue_id = %id, client = %peer.ip(), "outbound message refused: sender held");
+                return Err(reply);
+            }
+        }
         let env = inspect::Envelope {
             client_ip: peer.ip(),
             helo: tx.helo.clone(),
             mail_from: tx.mail_from.clone(),
             rcpts: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
-            protected_domains: self.tenant_domains(&tx.rcpts),
+            protected_domains: match outbound {
+                None => self.tenant_domains(&tx.rcpts),
+                Some(_) => Vec::new(),
+            },
             // The session admits one tenant per transaction.
             tenant: tx.rcpts.first().map(|(_, t)| *t),
             rules: tx.rcpts.first().and_then(|(_, t)| self.rules_for(*t)),
             received_at: Some(now),
+            outbound: outbound.is_some(),
         };
         let original = inspect::strip_verdict_headers(&tx.body);
         let verdict = self.inspector.inspect(&original, &env).await;
         self.metrics.inspect_cpu.observe(verdict.cpu);
         let refusal = match verdict.action {
+            // Outbound mail the policy would quarantine is refused: the sender is the
+            // tenant's own user, whose server tells them (no backscatter to a stranger).
+            Action::Reject | Action::Quarantine if outbound.is_some() => Some(Reply::new(
+                550,
+                "5.7.1",
+                format!(
+                    "Message refused by outbound content policy (score {:.1})",
+                    verdict.score
+                ),
+            )),
             Action::Reject => Some(Reply::new(
                 554,
                 "5.7.1",
@@ -435,7 +493,12 @@ impl Ingress {
             return Err(reply);
         }
         let received = received_header(&self.cfg.hostname, &tx, peer.ip(), &id, now);
-        let verdict_headers = verdict.headers();
+        // Verdicts and authentication results are for the tenant's own readers: outbound mail
+        // leaves without them.
+        let verdict_headers = match outbound {
+            None => verdict.headers(),
+            Some(_) => String::new(),
+        };
         let mut body = Vec::with_capacity(received.len() + verdict_headers.len() + original.len());
         body.extend_from_slice(received.as_bytes());
         body.extend_from_slice(verdict_headers.as_bytes());
@@ -487,6 +550,7 @@ impl Ingress {
                 .collect(),
             eight_bit: tx.eight_bit,
             smtputf8: tx.smtputf8,
+            outbound: outbound.is_some(),
         };
         let meta = MessageMeta::queued(id.clone(), envelope, now, body.len() as u64, String::new());
         if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {
@@ -501,6 +565,7 @@ impl Ingress {
         self.accepted(&id, now, peer, &tx, body.len(), &verdict, started);
         // Mail the gateway let through teaches the first-contact history; spam does not.
         if matches!(verdict.action, Action::Deliver | Action::Tag)
+            && outbound.is_none()
             && let (Some(author), Some(tenant)) = (&verdict.author, env.tenant)
             && let Some(history) = self.inspector.senders()
             && let Some(sender) = history.record(tenant, author)

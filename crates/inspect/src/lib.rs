@@ -61,6 +61,10 @@ pub struct Envelope {
     /// When the message was received (Unix seconds); `None` means now. Date rules compare
     /// against it, so re-checking an old message judges it as of its arrival.
     pub received_at: Option<i64>,
+    /// Outbound: a tenant's own server relays its user's mail to the world (`tenant` is the
+    /// sender's). Stages that judge where inbound mail comes from (authentication, block
+    /// lists of the client, lookalikes, first contact) and sender lists do not apply.
+    pub outbound: bool,
 }
 
 impl Default for Envelope {
@@ -74,6 +78,7 @@ impl Default for Envelope {
             tenant: None,
             rules: None,
             received_at: None,
+            outbound: false,
         }
     }
 }
@@ -118,6 +123,10 @@ pub trait Stage: Send + Sync {
         msg: &'a MessageView<'a>,
         env: &'a Envelope,
     ) -> BoxFuture<'a, Findings>;
+    /// True for stages that judge inbound mail only (skipped for outbound mail).
+    fn inbound_only(&self) -> bool {
+        false
+    }
 }
 
 /// A stage that needs no I/O: implementing this gives [`Stage`].
@@ -126,11 +135,19 @@ pub trait SyncStage: Send + Sync {
     fn stage_name(&self) -> &'static str;
     /// Looks at the message and returns the evidence.
     fn evidence(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence>;
+    /// True for stages that judge inbound mail only (skipped for outbound mail).
+    fn inbound_only(&self) -> bool {
+        false
+    }
 }
 
 impl<T: SyncStage> Stage for T {
     fn name(&self) -> &'static str {
         self.stage_name()
+    }
+
+    fn inbound_only(&self) -> bool {
+        SyncStage::inbound_only(self)
     }
 
     fn inspect<'a>(
@@ -208,12 +225,14 @@ impl Inspector {
         let (view, mut evidence) = MessageView::parse(raw, &self.limits);
         let mut cpu = started.elapsed();
         let mut stage_cpu = Vec::with_capacity(self.stages.len());
-        let results = futures_util::future::join_all(self.stages.iter().map(|s| Timed {
-            name: s.name(),
-            inner: s.inspect(&view, env),
-            busy: std::time::Duration::ZERO,
-        }))
-        .await;
+        let applies = |s: &&Arc<dyn Stage>| !(env.outbound && s.inbound_only());
+        let results =
+            futures_util::future::join_all(self.stages.iter().filter(applies).map(|s| Timed {
+                name: s.name(),
+                inner: s.inspect(&view, env),
+                busy: std::time::Duration::ZERO,
+            }))
+            .await;
         let mut headers = Vec::new();
         for (name, r, busy) in results {
             evidence.extend(r.evidence);
@@ -221,7 +240,7 @@ impl Inspector {
             cpu += busy;
             stage_cpu.push((name, busy));
         }
-        if let Some(rules) = env.rules.as_ref() {
+        if let Some(rules) = env.rules.as_ref().filter(|_| !env.outbound) {
             let author = view.author().unwrap_or_default();
             let mail_from = env.mail_from.to_ascii_lowercase();
             if let Some(e) = rules.senders.evidence(
@@ -243,5 +262,51 @@ impl Inspector {
         verdict.cpu = cpu;
         verdict.stage_cpu = stage_cpu;
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stage that always reports `symbol`.
+    struct Always(Symbol, bool);
+
+    impl SyncStage for Always {
+        fn stage_name(&self) -> &'static str {
+            "always"
+        }
+
+        fn evidence(&self, _: &MessageView<'_>, _: &Envelope) -> Vec<Evidence> {
+            vec![Evidence::new(self.0, "test")]
+        }
+
+        fn inbound_only(&self) -> bool {
+            self.1
+        }
+    }
+
+    #[tokio::test]
+    async fn outbound_mail_skips_the_inbound_only_stages() {
+        let inspector = Inspector::new(
+            vec![
+                Arc::new(Always(Symbol::SpfFail, true)),
+                Arc::new(Always(Symbol::Gtube, false)),
+            ],
+            Policy::default(),
+            ViewLimits::default(),
+        );
+        let raw = b"Subject: x\r\n\r\nbody\r\n";
+        let symbols = |v: &Verdict| v.symbols.iter().map(|s| s.symbol).collect::<Vec<_>>();
+        let inbound = inspector.inspect(raw, &Envelope::default()).await;
+        assert!(symbols(&inbound).contains(&Symbol::SpfFail));
+        assert!(symbols(&inbound).contains(&Symbol::Gtube));
+        let env = Envelope {
+            outbound: true,
+            ..Default::default()
+        };
+        let outbound = inspector.inspect(raw, &env).await;
+        assert!(!symbols(&outbound).contains(&Symbol::SpfFail));
+        assert!(symbols(&outbound).contains(&Symbol::Gtube));
     }
 }

@@ -354,6 +354,7 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
                     .collect(),
                 eight_bit: item.eight_bit,
                 smtputf8: item.smtputf8,
+                outbound: false,
             };
             let meta = MessageMeta::queued(
                 id.clone(),

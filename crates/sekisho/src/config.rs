@@ -80,6 +80,9 @@ struct RawDetect {
     throttle: Option<String>,
     login_failure_threshold: Option<usize>,
     login_failure_window: Option<String>,
+    outbound_burst_threshold: Option<usize>,
+    outbound_burst_window: Option<String>,
+    outbound_hold: Option<String>,
     working_hours: Option<String>,
     working_days: Option<String>,
     utc_offset: Option<String>,
@@ -292,6 +295,8 @@ pub struct Config {
     pub bulk_rule: vault::detect::BulkRule,
     /// Failed-login storm rule (`[detect] login_failure_*`).
     pub login_storm: vault::detect::LoginStormRule,
+    /// Outbound-burst rule (`[detect] outbound_burst_*`, `outbound_hold`).
+    pub outbound_burst: crate::outbound::BurstRule,
     /// Operators' working hours (`[detect] working_hours`, `working_days`, `utc_offset`).
     pub working_hours: Option<vault::detect::WorkingHours>,
     /// The portal's front-door limits (`[portal]`).
@@ -521,6 +526,23 @@ impl RawConfig {
                 "detect.login_failure_window",
                 self.detect.login_failure_window.as_deref(),
                 Duration::from_secs(300),
+            )?,
+        };
+        let outbound_burst = crate::outbound::BurstRule {
+            threshold: at_least(
+                "detect.outbound_burst_threshold",
+                self.detect.outbound_burst_threshold.unwrap_or(300),
+                1,
+            )?,
+            window: duration_or(
+                "detect.outbound_burst_window",
+                self.detect.outbound_burst_window.as_deref(),
+                Duration::from_secs(600),
+            )?,
+            hold: duration_or(
+                "detect.outbound_hold",
+                self.detect.outbound_hold.as_deref(),
+                Duration::from_secs(86_400),
             )?,
         };
         let working_hours = match &self.detect.working_hours {
@@ -885,6 +907,7 @@ impl RawConfig {
             checkpoint_interval,
             bulk_rule,
             login_storm,
+            outbound_burst,
             working_hours,
             portal_limits,
             webhook,

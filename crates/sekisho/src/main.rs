@@ -16,6 +16,7 @@ mod admin;
 mod audit;
 mod config;
 mod incident;
+mod outbound;
 mod quarantine;
 mod roles;
 mod sandbox;
@@ -92,6 +93,10 @@ enum Command {
     /// Recipient verification lists.
     #[command(subcommand)]
     Recipient(RecipientCmd),
+    /// Outbound relay: the networks tenants' own mail servers send from; senders held by
+    /// the outbound-burst rule.
+    #[command(subcommand)]
+    Outbound(outbound::OutboundCmd),
     /// The vault: KEK rotation and its records.
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -140,6 +145,10 @@ enum Command {
         /// Check as mail for this tenant (its domains are protected against lookalikes).
         #[arg(long)]
         tenant: Option<String>,
+        /// Check as outbound mail of `--tenant`'s users (the stages that judge inbound
+        /// mail's origin are skipped, as on the relay path).
+        #[arg(long, requires = "tenant")]
+        outbound: bool,
         /// One JSON object per file per line.
         #[arg(long)]
         json: bool,
@@ -942,6 +951,9 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             incident::run(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::User(cmd) => users::user(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Outbound(cmd) => {
+            outbound::outbound(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
         Command::Canary(cmd) => {
             audit::canary(load_config(&cli.node, Overrides::default())?, cmd).await
         }
@@ -995,6 +1007,7 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             mail_from,
             rcpt,
             tenant,
+            outbound,
             json,
         } => {
             let cfg = load_config(&cli.node, Overrides::default())?;
@@ -1031,6 +1044,7 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
                     None => None,
                 },
                 received_at: None,
+                outbound,
             };
             check(&cfg, &store, &paths, &env, json).await
         }

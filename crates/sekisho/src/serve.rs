@@ -549,6 +549,10 @@ async fn run_mx(
             quarantine: quarantine.clone(),
             metrics: metrics.clone(),
             trace: trace_tx.clone(),
+            outbound: Some(crate::outbound::Guard::new(
+                store.clone(),
+                cfg.outbound_burst,
+            )),
         },
     );
     let node = Arc::new(Node {

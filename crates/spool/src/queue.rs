@@ -81,6 +81,9 @@ pub struct Envelope {
     pub eight_bit: bool,
     /// The client declared SMTPUTF8.
     pub smtputf8: bool,
+    /// Outbound: relayed for the recipients' tenant (their `tenant`, the sender's) to
+    /// addresses outside every tenant, delivered by the external route.
+    pub outbound: bool,
 }
 
 /// Queue states (Postfix's names). "Incoming" is a message between DATA and the group commit;
@@ -176,7 +179,9 @@ pub fn new_queue_id() -> String {
 fn encode_meta(w: &mut Writer, m: &MessageMeta) {
     w.str(&m.id);
     w.str(&m.envelope.mail_from);
-    w.u8(u8::from(m.envelope.eight_bit) | (u8::from(m.envelope.smtputf8) << 1));
+    w.u8(u8::from(m.envelope.eight_bit)
+        | (u8::from(m.envelope.smtputf8) << 1)
+        | (u8::from(m.envelope.outbound) << 2));
     w.i64(m.received_at);
     w.u8(m.state.code());
     w.u32(m.attempts);
@@ -232,6 +237,7 @@ fn decode_meta(r: &mut Reader<'_>) -> Result<MessageMeta, CodecError> {
             rcpts,
             eight_bit: flags & 1 != 0,
             smtputf8: flags & 2 != 0,
+            outbound: flags & 4 != 0,
         },
         received_at,
         state,

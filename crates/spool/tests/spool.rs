@@ -21,6 +21,7 @@ fn meta(n: usize) -> MessageMeta {
             }],
             eight_bit: false,
             smtputf8: false,
+            outbound: false,
         },
         received_at: 1_700_000_000,
         state: QueueState::Active,

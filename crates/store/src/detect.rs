@@ -59,6 +59,10 @@ const PEAK_DAYS_KEPT: i64 = 60;
 /// One insert in this many prunes by age across all scopes.
 const PRUNE_EVERY: i64 = 128;
 
+/// Most events one [`Store::detect_note_n`] records (more recipients than this in one
+/// message count as this many).
+pub const MAX_EVENTS_AT_ONCE: usize = 1000;
+
 /// A scope's history for its baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Baseline {
@@ -83,9 +87,24 @@ impl Store {
         trigger: Trigger,
         now_ms: i64,
     ) -> Result<Option<WindowCount>, StoreError> {
+        self.detect_note_n(e, 1, window, trigger, now_ms).await
+    }
+
+    /// [`Store::detect_note`] for `n` events at once (a message's recipients), at most
+    /// `MAX_EVENTS_AT_ONCE` (1000).
+    pub async fn detect_note_n(
+        &self,
+        e: &DetectEvent<'_>,
+        n: usize,
+        window: Duration,
+        trigger: Trigger,
+        now_ms: i64,
+    ) -> Result<Option<WindowCount>, StoreError> {
         let mut tx = self.write_tx().await?;
         let from = now_ms.saturating_sub(ms(window));
-        Self::detect_insert(&mut tx, e, from, now_ms).await?;
+        for _ in 0..n.clamp(1, MAX_EVENTS_AT_ONCE) {
+            Self::detect_insert(&mut tx, e, from, now_ms).await?;
+        }
         let reset: Option<i64> =
             sqlx::query_scalar("SELECT reset_ms FROM detect_marks WHERE kind = $1 AND scope = $2")
                 .bind(e.kind)

@@ -43,6 +43,8 @@ pub struct Directory {
     generation: i64,
     domains: HashMap<String, i64>,
     tenants: HashMap<i64, TenantInfo>,
+    /// Networks of tenants' own mail servers (outbound relay), in a stable order.
+    outbound: Vec<(ipnet::IpNet, i64)>,
 }
 
 impl Directory {
@@ -82,6 +84,42 @@ impl Directory {
         if let Some(t) = self.tenants.get_mut(&tenant) {
             t.recipients.insert(address);
         }
+    }
+
+    /// Registers a network `tenant`'s mail servers send outbound mail from.
+    pub fn add_outbound_network(&mut self, network: ipnet::IpNet, tenant: i64) {
+        if self.tenants.contains_key(&tenant) {
+            self.outbound.push((network, tenant));
+        }
+    }
+
+    /// The tenant a client at `ip` relays outbound mail for, if it may: the envelope
+    /// sender's domain is one of that tenant's domains (exactly, not a subdomain) and `ip`
+    /// is in one of its registered networks. The null sender (a bounce from the tenant's
+    /// server) relays for the first tenant whose networks hold `ip`.
+    pub fn relay_tenant(&self, ip: std::net::IpAddr, mail_from: &str) -> Option<i64> {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let holds = |tenant: i64| {
+            self.outbound
+                .iter()
+                .any(|(net, t)| *t == tenant && net.contains(&ip))
+        };
+        if mail_from.is_empty() {
+            return self
+                .outbound
+                .iter()
+                .find(|(net, _)| net.contains(&ip))
+                .map(|(_, t)| *t);
+        }
+        let (_, domain) = mail_from.rsplit_once('@')?;
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let tenant = *self.domains.get(&domain)?;
+        holds(tenant).then_some(tenant)
     }
 
     /// A tenant by id.

@@ -21,6 +21,7 @@ mod directory;
 mod filter;
 mod lockbox;
 mod nodes;
+mod outbound;
 mod senders;
 mod stats;
 #[doc(hidden)]
@@ -48,6 +49,9 @@ pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use lockbox::{LOCKBOX_MAX_MINUTES, LOCKBOX_MIN_MINUTES, Lockbox};
 pub use nodes::{NODE_STALE_AFTER, NodeInfo};
+pub use outbound::{
+    MAX_OUTBOUND_NETWORKS, OUTBOUND, OutboundNetwork, outbound_network, outbound_scope,
+};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
 pub use stats::{Count, MailStats, symbol_names};
 pub use tokens::{ApiToken, MAX_TOKENS_PER_USER, TOKEN_SCOPES};
@@ -691,6 +695,18 @@ impl Store {
         }
         for r in &recipients {
             dir.add_recipient(r.get(0), r.get(1));
+        }
+        for r in sqlx::query(
+            "SELECT network, tenant_id FROM outbound_networks ORDER BY tenant_id, network",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            // Stored in canonical form by `add_outbound_network`; a row that does not parse
+            // (edited by hand) admits nothing.
+            if let Ok(net) = r.get::<String, _>(0).parse() {
+                dir.add_outbound_network(net, r.get(1));
+            }
         }
         Ok(dir)
     }

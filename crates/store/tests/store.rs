@@ -669,6 +669,151 @@ async fn nodes_report_heartbeats_and_show_as_down_when_they_stop_beating(engine:
     assert!(matches!(s.node_beat(&n).await, Err(StoreError::Invalid(_))));
 }
 
+async fn outbound_networks_admit_only_their_tenants_senders_and_go_with_the_tenant(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let a = s
+        .add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
+        .await
+        .unwrap();
+    let b = s
+        .add_tenant("b", &["b.test".into()], "maildir:///tmp/b")
+        .await
+        .unwrap();
+    let g0 = s.generation().await.unwrap();
+    // Canonical form; a bare address is a host route.
+    assert_eq!(
+        s.add_outbound_network(a, "192.0.2.77/24", "cli:t")
+            .await
+            .unwrap(),
+        "192.0.2.0/24"
+    );
+    assert_eq!(
+        s.add_outbound_network(b, "2001:db8::25", "cli:t")
+            .await
+            .unwrap(),
+        "2001:db8::25/128"
+    );
+    // Both tenants behind one shared address: each relays only its own domains.
+    s.add_outbound_network(b, "192.0.2.10", "cli:t")
+        .await
+        .unwrap();
+    assert!(s.generation().await.unwrap() > g0);
+    assert!(matches!(
+        s.add_outbound_network(a, "192.0.2.0/24", "cli:t").await,
+        Err(StoreError::Conflict(_))
+    ));
+    for bad in ["10.0.0.0/7", "2001:db8::/15", "mail.a.test", ""] {
+        assert!(
+            matches!(
+                s.add_outbound_network(a, bad, "cli:t").await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad}"
+        );
+    }
+    let dir = s.directory().await.unwrap();
+    let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(dir.relay_tenant(ip("192.0.2.200"), "alice@A.test"), Some(a));
+    assert_eq!(
+        dir.relay_tenant(ip("::ffff:192.0.2.200"), "alice@a.test"),
+        Some(a)
+    );
+    assert_eq!(dir.relay_tenant(ip("192.0.2.200"), "bob@b.test"), None);
+    assert_eq!(dir.relay_tenant(ip("192.0.2.10"), "bob@b.test"), Some(b));
+    assert_eq!(dir.relay_tenant(ip("192.0.2.10"), "alice@a.test"), Some(a));
+    assert_eq!(dir.relay_tenant(ip("198.51.100.1"), "alice@a.test"), None);
+    assert_eq!(dir.relay_tenant(ip("192.0.2.200"), "x@sub.a.test"), None);
+    assert_eq!(dir.relay_tenant(ip("192.0.2.200"), "x@example.org"), None);
+    assert_eq!(dir.relay_tenant(ip("2001:db8::25"), ""), Some(b));
+    assert_eq!(dir.relay_tenant(ip("2001:db8::26"), ""), None);
+    let listed = s.outbound_networks(Some(b)).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|n| n.network.as_str())
+            .collect::<Vec<_>>(),
+        ["192.0.2.10/32", "2001:db8::25/128"]
+    );
+    assert_eq!(s.outbound_networks(None).await.unwrap().len(), 3);
+    s.remove_outbound_network(a, "192.0.2.0/24").await.unwrap();
+    assert!(matches!(
+        s.remove_outbound_network(a, "192.0.2.0/24").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.directory()
+            .await
+            .unwrap()
+            .relay_tenant(ip("192.0.2.200"), "alice@a.test"),
+        None
+    );
+    s.terminate_tenant(b).await.unwrap();
+    assert!(s.outbound_networks(None).await.unwrap().is_empty());
+}
+
+async fn a_held_scope_is_released_and_its_count_starts_over(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let t = store::unix_now_ms();
+    let e = store::DetectEvent {
+        kind: store::OUTBOUND,
+        scope: "1:eve@a.test",
+        account: "eve@a.test",
+        source: "192.0.2.1",
+    };
+    let window = std::time::Duration::from_secs(600);
+    let trigger = store::Trigger::Events(6);
+    // Recipients count one event each.
+    assert!(
+        s.detect_note_n(&e, 3, window, trigger, t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let fired = s
+        .detect_note_n(&e, 3, window, trigger, t + 1)
+        .await
+        .unwrap();
+    assert_eq!(fired.map(|c| c.events), Some(6));
+    s.detect_throttle(store::OUTBOUND, e.scope, t + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        s.detect_throttled(store::OUTBOUND, e.scope, t + 2)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.detect_release(store::OUTBOUND, e.scope, t + 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.detect_release(store::OUTBOUND, e.scope, t + 4)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.detect_throttled(store::OUTBOUND, e.scope, t + 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // After the release the count starts over: five more do not fire, the sixth does.
+    assert!(
+        s.detect_note_n(&e, 5, window, trigger, t + 6)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.detect_note_n(&e, 1, window, trigger, t + 7)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 store::engine_matrix!(
     tenants_domains_and_recipient_policy,
     trace_is_searchable_by_rcpt_and_sender,
@@ -681,6 +826,8 @@ store::engine_matrix!(
     sender_lists_are_per_tenant_reach_the_directory_and_bump_the_generation,
     detection_counters_are_shared_windowed_and_start_over_once_fired,
     nodes_report_heartbeats_and_show_as_down_when_they_stop_beating,
+    outbound_networks_admit_only_their_tenants_senders_and_go_with_the_tenant,
+    a_held_scope_is_released_and_its_count_starts_over,
 );
 
 /// The two engines' migrations are kept in step: the same files, and after them the same

@@ -30,6 +30,12 @@ pub enum RcptVerdict {
 pub trait RecipientPolicy: Send + Sync {
     /// Verdict for one recipient address (as given, without angle brackets).
     fn check(&self, rcpt: &str) -> RcptVerdict;
+
+    /// The tenant whose own mail server this client is, relaying `mail_from`'s mail outbound
+    /// (`None`: the client relays for nobody, and recipients outside the tenants are refused).
+    fn relay_tenant(&self, _client: IpAddr, _mail_from: &str) -> Option<i64> {
+        None
+    }
 }
 
 /// Static configuration shared by all sessions of a listener.
@@ -81,6 +87,9 @@ pub struct Transaction {
     pub protocol: &'static str,
     /// TLS parameters, if the session is encrypted.
     pub tls: Option<TlsInfo>,
+    /// Outbound mail relayed for this tenant: its recipients are outside every tenant
+    /// (tenant id 0) and the client is one of the tenant's own mail servers.
+    pub relay_for: Option<i64>,
 }
 
 /// What the driver must do next.
@@ -129,6 +138,8 @@ struct Envelope {
     smtputf8: bool,
     rcpts: Vec<(String, i64)>,
     bdat: Option<ContentSink>,
+    /// The tenant the client may relay this sender's mail for.
+    relay: Option<i64>,
 }
 
 /// One SMTP server session. See the crate docs for how a driver uses it.
@@ -536,6 +547,7 @@ impl Session {
             smtputf8: flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             rcpts: Vec::new(),
             bdat: None,
+            relay: self.config.recipients.relay_tenant(self.peer.ip, address),
         });
         self.reply(Reply::new(250, "2.1.0", "Sender ok"));
     }
@@ -557,7 +569,12 @@ impl Session {
             self.reply(Reply::new(553, "5.1.3", "Invalid recipient address"));
             return;
         }
-        let reply = match self.config.recipients.check(address) {
+        let verdict = match (self.config.recipients.check(address), envelope.relay) {
+            // Outbound: a tenant's own server sends its users' mail to the world.
+            (RcptVerdict::RelayDenied, Some(_)) => RcptVerdict::Accept { tenant: 0 },
+            (v, _) => v,
+        };
+        let reply = match verdict {
             RcptVerdict::Accept { tenant }
                 if envelope.rcpts.first().is_some_and(|(_, t)| *t != tenant) =>
             {
@@ -704,7 +721,11 @@ impl Session {
             (_, true) => "SMTPS",
             _ => "SMTP",
         };
+        let relay_for = envelope
+            .relay
+            .filter(|_| envelope.rcpts.first().is_some_and(|(_, t)| *t == 0));
         Some(Event::Message(Box::new(Transaction {
+            relay_for,
             mail_from: envelope.mail_from,
             rcpts: envelope.rcpts,
             body,

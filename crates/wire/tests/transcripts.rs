@@ -23,6 +23,12 @@ impl RecipientPolicy for Directory {
             _ => RcptVerdict::RelayDenied,
         }
     }
+
+    /// The test client (192.0.2.7) is tenant 1's own mail server.
+    fn relay_tenant(&self, client: std::net::IpAddr, mail_from: &str) -> Option<i64> {
+        let ours = mail_from.to_ascii_lowercase().ends_with("@one.test");
+        (ours && client.to_string() == "192.0.2.7").then_some(1)
+    }
 }
 
 fn config(limits: Limits) -> Arc<SessionConfig> {
@@ -43,6 +49,8 @@ struct Outcome {
     messages: Vec<Received>,
     closed: bool,
     tls: bool,
+    /// Each message's `relay_for`.
+    relayed: Vec<Option<i64>>,
 }
 
 /// Drives a session over `chunks` like the ingress driver does.
@@ -59,6 +67,7 @@ fn drive(limits: &Limits, chunks: &[&[u8]]) -> Outcome {
         messages: vec![],
         closed: false,
         tls: false,
+        relayed: vec![],
     };
     let mut n = 0;
     'feed: for chunk in chunks {
@@ -71,9 +80,11 @@ fn drive(limits: &Limits, chunks: &[&[u8]]) -> Outcome {
                         mail_from,
                         rcpts,
                         body,
+                        relay_for,
                         ..
                     } = *tx;
                     out.messages.push((mail_from, rcpts, body));
+                    out.relayed.push(relay_for);
                     n += 1;
                     session.queued(Ok(format!("Q{n}")));
                 }
@@ -130,6 +141,38 @@ fn plain_delivery_with_pipelining() {
     assert_eq!(out.messages[0].1, vec![("alice@one.test".to_string(), 1)]);
     assert_eq!(out.messages[0].2, b"Subject: hi\r\n\r\nHello\r\n");
     assert!(out.closed);
+}
+
+#[test]
+fn a_tenants_own_server_relays_its_senders_mail_outbound() {
+    let input = "EHLO mail.one.test\r\nMAIL FROM:<alice@one.test>\r\nRCPT TO:<bob@example.org>\r\n\
+                 RCPT TO:<carol@one.test>\r\nRCPT TO:<dan@example.net>\r\nDATA\r\nSubject: out\r\n\r\nhi\r\n.\r\n\
+                 MAIL FROM:<alice@one.test>\r\nRCPT TO:<carol@one.test>\r\nDATA\r\n\r\nin\r\n.\r\n\
+                 MAIL FROM:<mallory@example.org>\r\nRCPT TO:<bob@example.org>\r\nRSET\r\n\
+                 MAIL FROM:<>\r\nRCPT TO:<bob@example.org>\r\nQUIT\r\n";
+    let out = run(&Limits::default(), input.as_bytes());
+    // External recipients of a tenant's sender are outbound (tenant 0); the tenant's own
+    // recipient belongs in another transaction; its own mail inbound stays inbound.
+    assert_eq!(
+        codes(&out.output),
+        [
+            220, 250, 250, 250, 452, 250, 354, 250, 250, 250, 354, 250, 250, 550, 250, 250, 550,
+            221
+        ]
+    );
+    assert_eq!(out.messages.len(), 2);
+    assert_eq!(
+        out.messages[0].1,
+        vec![("bob@example.org".into(), 0), ("dan@example.net".into(), 0)]
+    );
+    assert_eq!(out.relayed, [Some(1), None]);
+    assert_eq!(out.messages[1].1, vec![("carol@one.test".into(), 1)]);
+    // A foreign sender (or the null sender, which the test policy does not relay) from the
+    // same server is not relayed.
+    assert_eq!(
+        out.output.matches("550 5.7.1 Relay access denied").count(),
+        2
+    );
 }
 
 #[test]

@@ -240,6 +240,10 @@ fn dkim_evidence(outputs: &[DkimOutput<'_>]) -> Evidence {
 }
 
 impl Stage for Authentication {
+    fn inbound_only(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "auth"
     }

@@ -89,6 +89,10 @@ impl FirstContact {
 }
 
 impl SyncStage for FirstContact {
+    fn inbound_only(&self) -> bool {
+        true
+    }
+
     fn stage_name(&self) -> &'static str {
         "contact"
     }

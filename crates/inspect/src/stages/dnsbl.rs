@@ -189,6 +189,10 @@ impl Dnsbl {
 }
 
 impl Stage for Dnsbl {
+    fn inbound_only(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "dnsbl"
     }

@@ -305,6 +305,10 @@ impl Phishing {
 }
 
 impl SyncStage for Phishing {
+    fn inbound_only(&self) -> bool {
+        true
+    }
+
     fn stage_name(&self) -> &'static str {
         "phish"
     }
