@@ -121,6 +121,11 @@ impl Delivery {
         }))
     }
 
+    /// The host name this node delivers as.
+    pub fn hostname(&self) -> &str {
+        &self.cfg.hostname
+    }
+
     /// Where connector secrets come from (routes with `auth=tenant` / `client_cert=tenant`
     /// defer their mail until one is set). Set once, before delivery starts.
     pub fn set_secret_source(&self, source: Arc<dyn secrets::SecretSource>) {

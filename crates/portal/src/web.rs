@@ -52,6 +52,7 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/quarantine/{id}/sender", post(item_sender))
         .route("/senders", get(senders_page).post(senders_add))
         .route("/senders/{id}/remove", post(senders_remove))
+        .route("/digest/{token}", get(digest_page).post(digest_release))
         .route("/dashboard", get(dashboard))
         .route("/trace", get(trace_page))
         .route("/lockbox", get(lockbox_page).post(lockbox_ask))
@@ -747,6 +748,112 @@ async fn delete(
 fn done(what: &str, id: &str) -> Response {
     // The id was checked to be [A-Za-z0-9-] before the act.
     Redirect::to(&format!("/quarantine?done={what}&id={id}")).into_response()
+}
+
+/// What a digest link releases, as the vault vouches for it: (quarantine id, recipient), or
+/// the page that says why not.
+async fn digest_terms(p: &Portal, lang: Lang, token: &str) -> Result<(String, String), Response> {
+    let refusal = |status: StatusCode, detail: String| {
+        error_page(lang, None, &Problem::new(status, "Refused", detail))
+    };
+    match p
+        .vault
+        .call(
+            &Request::DigestLink {
+                token: token.to_string(),
+            },
+            &[],
+        )
+        .await
+    {
+        Ok((VaultResponse::Link { id, rcpt, .. }, _)) => Ok((id, rcpt)),
+        Err(CallError::Refused(message)) => Err(refusal(StatusCode::FORBIDDEN, message)),
+        _ => Err(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the vault is not answering; try again in a minute".into(),
+        )),
+    }
+}
+
+fn digest_title(l: Lang) -> &'static str {
+    l.t("Release a quarantined message", "隔離メールの配信")
+}
+
+/// A digest link opens this page: it shows what the link releases and asks (a mail
+/// client's link preview or a scanner following links releases nothing).
+async fn digest_page(
+    State(p): State<Arc<Portal>>,
+    lang: Lang,
+    Path(token): Path<String>,
+) -> Response {
+    let l = lang;
+    let (id, rcpt) = match digest_terms(&p, l, &token).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let item = match p.store.quarantine_get(&id).await {
+        Ok(i) => i,
+        Err(_) => {
+            return error_page(
+                l,
+                None,
+                &Problem::new(
+                    StatusCode::GONE,
+                    "Gone",
+                    l.t(
+                        "This message is no longer in quarantine: it was released, deleted or has expired.",
+                        "このメールはすでに隔離されていません（配信済み、削除済み、または保存期間切れ）。",
+                    ),
+                ),
+            );
+        }
+    };
+    let body = html! {
+        p { (l.t("This message to", "宛先")) " " strong { (rcpt) } " " (l.t("was quarantined:", "のメールが隔離されています:")) }
+        table {
+            tr { th { (l.t("From", "差出人")) } td { (item.mail_from) } }
+            tr { th { (l.t("Received", "受信日時")) } td { (egress::time_rfc2822(item.received_at)) } }
+            tr { th { (l.t("Verdict", "判定")) } td { (item.verdict) " (" (format!("{:.1}", item.score)) ")" } }
+        }
+        p { (l.t("Release it only if you expected it. It will be delivered to your mailbox.",
+                 "心当たりがある場合のみ配信してください。メールボックスに配信されます。")) }
+        form method="post" action=(format!("/digest/{token}")) {
+            button type="submit" { (l.t("Release", "配信する")) }
+        }
+        p { a href="/quarantine" { (l.t("Log in to see your whole quarantine", "ログインして隔離メール一覧を見る")) } }
+    };
+    page(l, None, digest_title(l), body)
+}
+
+/// The confirmation: the mail node releases the item with the link as its credential (the
+/// vault checks it again, records `link:<recipient>` as the principal, and refuses malware).
+async fn digest_release(
+    State(p): State<Arc<Portal>>,
+    lang: Lang,
+    Path(token): Path<String>,
+) -> Response {
+    let l = lang;
+    let (id, rcpt) = match digest_terms(&p, l, &token).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let req = serde_json::json!({
+        "cmd": "quarantine-release",
+        "id": id,
+        "principal": format!("link:{rcpt}"),
+        "session": token,
+    });
+    match api::admin_call(&p.data_dir, &req).await {
+        Ok(_) => page(
+            l,
+            None,
+            digest_title(l),
+            html! {
+                p.done { (l.t("Released: the message is on its way to", "配信しました。宛先:")) " " strong { (rcpt) } }
+            },
+        ),
+        Err(e) => error_page(l, None, &e),
+    }
 }
 
 async fn dashboard(State(p): State<Arc<Portal>>, w: WebSession) -> Response {

@@ -44,6 +44,8 @@ pub struct Node {
     /// mx's role token (its sessionless opens need it: the vault refuses them from a role
     /// process without it).
     pub vault_token: Option<vault::proto::RoleToken>,
+    /// The quarantine digest (`None`: off).
+    pub digest: Option<crate::digest::DigestConfig>,
 }
 
 impl Node {
@@ -161,6 +163,8 @@ pub enum Request {
     QueueHold { id: String },
     /// Release a held message.
     QueueRelease { id: String },
+    /// Send the quarantine digests of everything quarantined since the last run, now.
+    DigestSend,
     /// Release a quarantined message: the vault opens it for this purpose and principal, and it
     /// is delivered with its original envelope.
     QuarantineRelease {
@@ -392,6 +396,12 @@ async fn execute(node: &Node, req: Request) -> Result<Value> {
             node.delivery.dispatch(meta, Arc::new(plain.to_vec()));
             json!({ "released": id })
         }
+        Request::DigestSend => match &node.digest {
+            None => bail!(
+                "the quarantine digest is off on this node ([digest] enabled = false, or no portal)"
+            ),
+            Some(cfg) => serde_json::to_value(crate::digest::send(node, cfg).await?)?,
+        },
         Request::QueueRelease { id } => {
             let mut meta = get(&id)?;
             if meta.state != QueueState::Hold {

@@ -49,6 +49,19 @@ pub struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     portal: RawPortal,
+    #[serde(default)]
+    digest: RawDigest,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDigest {
+    enabled: Option<bool>,
+    at: Option<String>,
+    utc_offset: Option<String>,
+    link_ttl: Option<String>,
+    portal_url: Option<String>,
+    from: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +310,8 @@ pub struct Config {
     pub login_storm: vault::detect::LoginStormRule,
     /// Outbound-burst rule (`[detect] outbound_burst_*`, `outbound_hold`).
     pub outbound_burst: crate::outbound::BurstRule,
+    /// The daily quarantine digest (`[digest]`; `None`: off, or no portal to link to).
+    pub digest: Option<crate::digest::DigestConfig>,
     /// Operators' working hours (`[detect] working_hours`, `working_days`, `utc_offset`).
     pub working_hours: Option<vault::detect::WorkingHours>,
     /// The portal's front-door limits (`[portal]`).
@@ -629,6 +644,53 @@ impl RawConfig {
                 from,
             })
         };
+        let digest = match (self.digest.enabled.unwrap_or(true), portal_listen) {
+            (false, _) | (_, None) => None,
+            (true, Some(listen)) => {
+                let d = &self.digest;
+                let at = vault::detect::time_of_day(d.at.as_deref().unwrap_or("08:00"))
+                    .ok()
+                    .filter(|m| *m < 24 * 60)
+                    .with_context(|| format!("digest.at: {:?} is not HH:MM", d.at))?;
+                let utc_offset_minutes =
+                    vault::detect::utc_offset(d.utc_offset.as_deref().unwrap_or("+00:00"))
+                        .map_err(|e| anyhow::anyhow!("digest.utc_offset: {e}"))?;
+                let link_ttl = duration_or(
+                    "digest.link_ttl",
+                    d.link_ttl.as_deref(),
+                    Duration::from_secs(72 * 3600),
+                )?;
+                if link_ttl > Duration::from_secs(30 * 86_400) {
+                    bail!("digest.link_ttl: at most 30 days (a link is a credential)");
+                }
+                let portal_url = match &d.portal_url {
+                    Some(u) => {
+                        let parsed = url::Url::parse(u)
+                            .ok()
+                            .filter(|p| p.scheme() == "https" && p.host().is_some())
+                            .with_context(|| {
+                                format!("digest.portal_url: {u:?} is not an https:// URL")
+                            })?;
+                        parsed.as_str().trim_end_matches('/').to_string()
+                    }
+                    None => format!("https://{hostname}:{}", listen.port()),
+                };
+                let from = d
+                    .from
+                    .clone()
+                    .unwrap_or_else(|| format!("sekisho-digest@{hostname}"));
+                if !from.contains('@') || from.contains(char::is_whitespace) {
+                    bail!("digest.from: {from:?} is not an e-mail address");
+                }
+                Some(crate::digest::DigestConfig {
+                    at,
+                    utc_offset_minutes,
+                    link_ttl,
+                    portal_url,
+                    from,
+                })
+            }
+        };
         let webhook = match (self.alerts.webhook_url, self.alerts.webhook_secret_file) {
             (None, None) => None,
             (Some(u), Some(f)) => {
@@ -908,6 +970,7 @@ impl RawConfig {
             bulk_rule,
             login_storm,
             outbound_burst,
+            digest,
             working_hours,
             portal_limits,
             webhook,

@@ -15,6 +15,7 @@
 mod admin;
 mod audit;
 mod config;
+mod digest;
 mod incident;
 mod outbound;
 mod quarantine;
@@ -93,6 +94,9 @@ enum Command {
     /// Recipient verification lists.
     #[command(subcommand)]
     Recipient(RecipientCmd),
+    /// The daily quarantine digest with one-click release links.
+    #[command(subcommand)]
+    Digest(DigestCmd),
     /// Outbound relay: the networks tenants' own mail servers send from; senders held by
     /// the outbound-burst rule.
     #[command(subcommand)]
@@ -604,6 +608,17 @@ enum QuarantineCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum DigestCmd {
+    /// Send the digests of everything quarantined since the last run now, instead of at the
+    /// daily time (through the running node).
+    Send {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Who is at the keyboard, for records: `cli:<login>`.
 pub(crate) fn cli_principal() -> String {
     let user = std::env::var("USER")
@@ -951,6 +966,18 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             incident::run(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::User(cmd) => users::user(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Digest(DigestCmd::Send { json }) => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            let sent = admin::call(&cfg.data_dir, &admin::Request::DigestSend).await?;
+            if json {
+                return print_json(&sent);
+            }
+            println!(
+                "{} digest(s) queued, listing {} quarantined message(s)",
+                sent["digests"], sent["items"]
+            );
+            Ok(())
+        }
         Command::Outbound(cmd) => {
             outbound::outbound(load_config(&cli.node, Overrides::default())?, cmd).await
         }

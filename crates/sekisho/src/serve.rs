@@ -570,6 +570,7 @@ async fn run_mx(
         blobs: blob_store(&cfg)?,
         vault: vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
         vault_token: token,
+        digest: cfg.digest.clone(),
     });
     drop(trace_tx);
 
@@ -609,6 +610,19 @@ async fn run_mx(
         crate::quarantine::sweep_interval(cfg.quarantine_retention),
         background.clone(),
     ));
+    let digest_task = tokio::spawn({
+        let ctx = crate::webhook::SinkCtx {
+            store: store.clone(),
+            node: cfg.node_name.clone(),
+            shutdown: background.clone(),
+        };
+        let (node, digest) = (node.clone(), cfg.digest.clone());
+        async move {
+            if let Some(d) = digest {
+                crate::digest::run(ctx, node, d).await;
+            }
+        }
+    });
     let hook_task = tokio::spawn({
         let ctx = crate::webhook::SinkCtx {
             store: store.clone(),
@@ -672,7 +686,13 @@ async fn run_mx(
     background.cancel();
     let _ = delivery_task.await;
     let _ = tokio::join!(
-        http_task, sock_task, dir_task, beat_task, sweep_task, hook_task
+        http_task,
+        sock_task,
+        dir_task,
+        beat_task,
+        sweep_task,
+        hook_task,
+        digest_task
     );
     spool.shutdown();
     drop(node);

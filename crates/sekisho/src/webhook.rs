@@ -55,7 +55,7 @@ pub struct SinkCtx {
 /// True if this node forwards alerts now: the first node (by name) that is up. With several
 /// nodes on one store only that one sends, from the sink's shared mark; if it stops beating,
 /// the next takes over within [`store::NODE_STALE_AFTER`] seconds.
-async fn forwarding_node(ctx: &SinkCtx) -> bool {
+pub async fn forwarding_node(ctx: &SinkCtx) -> bool {
     let now = store::unix_now();
     match ctx.store.nodes().await {
         Ok(nodes) => nodes

@@ -526,6 +526,25 @@ impl Store {
         rows.iter().map(item).collect()
     }
 
+    /// Items received after `from` up to `to` (Unix seconds), oldest first, at most `limit`.
+    pub async fn quarantine_received_between(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<QuarantineItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.*, t.name AS tenant FROM quarantine q JOIN tenants t ON t.id = q.tenant_id
+             WHERE q.received_at > $1 AND q.received_at <= $2 ORDER BY q.received_at, q.id LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(item).collect()
+    }
+
     /// Forgets a quarantined message (its blob is deleted by the caller).
     pub async fn quarantine_remove(&self, id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM quarantine WHERE id = $1")

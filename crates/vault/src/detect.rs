@@ -248,6 +248,37 @@ impl Canaries {
     }
 }
 
+/// `HH:MM` as minutes after midnight (`24:00` allowed as the end of a day).
+pub fn time_of_day(t: &str) -> Result<u32, String> {
+    let (h, m) = t
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("{t:?} is not HH:MM"))?;
+    let (h, m): (u32, u32) = (
+        h.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+        m.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+    );
+    if h > 24 || m > 59 || (h == 24 && m != 0) {
+        return Err(format!("{t:?} is not a time of day"));
+    }
+    Ok(h * 60 + m)
+}
+
+/// `+HH:MM` / `-HH:MM` as minutes east of UTC (at most ±14:00).
+pub fn utc_offset(offset: &str) -> Result<i32, String> {
+    let off = offset.trim();
+    let (sign, rest) = match off.chars().next() {
+        Some('+') => (1, &off[1..]),
+        Some('-') => (-1, &off[1..]),
+        _ => return Err(format!("utc offset {offset:?}: write +HH:MM or -HH:MM")),
+    };
+    let minutes = time_of_day(rest).map_err(|_| format!("utc offset {offset:?}: write +HH:MM"))?;
+    if minutes > 14 * 60 {
+        return Err(format!("utc offset {offset:?} is beyond ±14:00"));
+    }
+    Ok(sign * minutes as i32)
+}
+
 /// Operators' working hours: an operator's (or the local CLI's) content open outside them is
 /// raised as `operator-off-hours`. Times are local to `utc_offset_minutes` (Japan: +540).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,20 +296,7 @@ pub struct WorkingHours {
 impl WorkingHours {
     /// Parses `HH:MM-HH:MM`, a day list (`mon-fri`, `mon,wed,sat`, `all`) and `+HH:MM`.
     pub fn parse(hours: &str, days: &str, offset: &str) -> Result<Self, String> {
-        let minutes = |t: &str| -> Result<u32, String> {
-            let (h, m) = t
-                .trim()
-                .split_once(':')
-                .ok_or_else(|| format!("{t:?} is not HH:MM"))?;
-            let (h, m): (u32, u32) = (
-                h.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
-                m.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
-            );
-            if h > 24 || m > 59 || (h == 24 && m != 0) {
-                return Err(format!("{t:?} is not a time of day"));
-            }
-            Ok(h * 60 + m)
-        };
+        let minutes = time_of_day;
         let (a, b) = hours
             .split_once('-')
             .ok_or_else(|| format!("working hours {hours:?}: write HH:MM-HH:MM"))?;
@@ -312,22 +330,11 @@ impl WorkingHours {
                 set[day(part)?] = true;
             }
         }
-        let off = offset.trim();
-        let (sign, rest) = match off.chars().next() {
-            Some('+') => (1, &off[1..]),
-            Some('-') => (-1, &off[1..]),
-            _ => return Err(format!("utc offset {offset:?}: write +HH:MM or -HH:MM")),
-        };
-        let offset_min =
-            minutes(rest).map_err(|_| format!("utc offset {offset:?}: write +HH:MM"))?;
-        if offset_min > 14 * 60 {
-            return Err(format!("utc offset {offset:?} is beyond ±14:00"));
-        }
         Ok(Self {
             start,
             end,
             days: set,
-            utc_offset_minutes: sign * offset_min as i32,
+            utc_offset_minutes: utc_offset(offset)?,
         })
     }
 

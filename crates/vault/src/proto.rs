@@ -190,6 +190,24 @@ pub enum Request {
     /// Portal at start: a first-operator enrolment link, only while no account exists →
     /// `Enrolment` (or `Refused` once accounts exist).
     FirstEnrolment,
+    /// mx (with its role token) or the local CLI: signed one-click release links for a
+    /// quarantine digest, one per (quarantine id, recipient), valid until `expires_at` →
+    /// `Links` (`None` where the recipient is not the item's, or the item is gone).
+    DigestLinks {
+        /// (quarantine id, recipient) pairs.
+        items: Vec<(String, String)>,
+        /// Unix seconds.
+        expires_at: i64,
+        /// mx's role token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_token: Option<RoleToken>,
+    },
+    /// Portal: what a digest link releases, if it is genuine and current → `Link`. The link
+    /// itself is then passed as the `session` of the release.
+    DigestLink {
+        /// The link's token.
+        token: String,
+    },
 }
 
 /// Requests that change keys (a separate enum keeps the hot path's match small).
@@ -261,6 +279,8 @@ impl Request {
             Request::InviteBy { .. } => "invite-by",
             Request::SealSecretBy { .. } => "seal-secret-by",
             Request::FirstEnrolment => "first-enrolment",
+            Request::DigestLinks { .. } => "digest-links",
+            Request::DigestLink { .. } => "digest-link",
         }
     }
 }
@@ -281,6 +301,10 @@ pub struct SessionUser {
     /// For an API token: the scopes it is narrowed to (`None`: an interactive session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// For a digest link: the one quarantine id it may release (the user is the recipient the
+    /// link was sent to; `id` is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl SessionUser {
@@ -366,6 +390,22 @@ pub enum Response {
         /// The token (goes into the link).
         token: String,
     },
+    /// Digest link tokens, in the order asked.
+    Links {
+        /// One per pair (`None`: no link for it).
+        tokens: Vec<Option<String>>,
+    },
+    /// A digest link's terms.
+    Link {
+        /// The quarantine id it releases.
+        id: String,
+        /// The recipient it was sent to.
+        rcpt: String,
+        /// The item's tenant.
+        tenant_id: i64,
+        /// Unix seconds.
+        expires_at: i64,
+    },
     /// Refused (policy), with a message for a person.
     Refused {
         /// Why.
@@ -394,6 +434,8 @@ impl Response {
             Response::Session { .. } => "session",
             Response::User { .. } => "user",
             Response::Enrolment { .. } => "enrolment",
+            Response::Links { .. } => "links",
+            Response::Link { .. } => "link",
             Response::Refused { .. } => "refused",
             Response::Error { .. } => "error",
         }

@@ -1,6 +1,6 @@
 //! The vault role's request handling: the only code that unwraps tenant identities.
 
-mod portal;
+pub mod portal;
 
 pub use portal::{
     LOCK_AFTER, MALWARE_SYMBOLS, RECOVERY_CODES, SESSION_ABSOLUTE, SESSION_IDLE, STEP_UP_SECONDS,
@@ -656,6 +656,10 @@ impl Vault {
             Request::Session { token } => self.session(&token).await,
             Request::Logout { token } => self.logout(&token).await,
             Request::FirstEnrolment => self.first_enrolment().await,
+            Request::DigestLinks {
+                items, expires_at, ..
+            } => self.digest_links(&items, expires_at).await,
+            Request::DigestLink { token } => self.digest_link(&token),
             Request::StepUp { session, code } => self.step_up(&session, &code).await,
             Request::TokenCreate {
                 session,
@@ -892,6 +896,16 @@ impl Vault {
             Ok(i) => i,
             Err(r) => return r,
         };
+        if purpose == Purpose::Release
+            && malware_flagged(&item.symbols)
+            && user.as_ref().is_some_and(|u| u.link.is_some())
+        {
+            rec.outcome = "refused: malware by link";
+            self.record(rec).await;
+            return refused(
+                "this message was flagged as malware: log in to the portal to release it (it asks for your authenticator)",
+            );
+        }
         if purpose == Purpose::Release
             && malware_flagged(&item.symbols)
             && let (Some(_), Some(token)) = (&user, session)
@@ -1163,6 +1177,9 @@ impl Vault {
             }
             Request::DeleteQuarantine { session: None, .. } => {
                 Some("a role deletes content only for a logged-in user's session")
+            }
+            Request::DigestLinks { role_token, .. } if !mx(role_token) => {
+                Some("only mx signs digest links")
             }
             _ => None,
         }

@@ -75,8 +75,29 @@ fn session_user(u: &User) -> SessionUser {
         tenant_id: u.tenant_id,
         tenant: u.tenant.clone(),
         scopes: None,
+        link: None,
     }
 }
+
+/// What a digest link grants: releasing one quarantined item on behalf of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTerms {
+    /// The item's tenant.
+    pub tenant_id: i64,
+    /// Quarantine id.
+    pub id: String,
+    /// The recipient (lower case).
+    pub rcpt: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Digest links: `dg1_<tenant>.<id>.<hex(rcpt)>.<expires>.<HMAC>`, the MAC under the
+/// KEK-derived portal-token key, so only the vault makes or accepts them.
+pub const LINK_PREFIX: &str = "dg1_";
+
+/// Most links one `DigestLinks` request may ask for.
+pub const MAX_DIGEST_LINKS: usize = 10_000;
 
 /// How long a step-up (re-confirming the second factor) lasts.
 pub const STEP_UP_SECONDS: i64 = 5 * 60;
@@ -151,6 +172,25 @@ impl Vault {
         session: Option<&str>,
         claimed: &str,
     ) -> Result<(Option<SessionUser>, String), (Response, Vec<u8>)> {
+        if let Some(token) = session.filter(|t| t.starts_with(LINK_PREFIX)) {
+            return match self.parse_link(token) {
+                Some(l) => Ok((
+                    Some(SessionUser {
+                        id: 0,
+                        email: l.rcpt.clone(),
+                        role: "user".into(),
+                        tenant_id: Some(l.tenant_id),
+                        tenant: None,
+                        scopes: Some(vec!["quarantine:write".into()]),
+                        link: Some(l.id),
+                    }),
+                    format!("link:{}", l.rcpt),
+                )),
+                None => Err(refused(
+                    "this link is not valid or has expired: log in to the portal to review your quarantine",
+                )),
+            };
+        }
         match session {
             Some(token) => match self.resolve_session(token).await {
                 Some(u) => {
@@ -181,6 +221,15 @@ impl Vault {
             }
         };
         rec.tenant_id = Some(item.tenant_id);
+        if let Some(link) = user.and_then(|u| u.link.as_deref())
+            && (link != id || verb != "release")
+        {
+            rec.outcome = "refused: not this link's message";
+            self.record(rec.clone()).await;
+            return Err(refused(
+                "a digest link releases only the message it was sent for",
+            ));
+        }
         let scope = if verb == "open" {
             "quarantine:read"
         } else {
@@ -226,6 +275,109 @@ impl Vault {
             )));
         }
         Ok(item)
+    }
+
+    fn link_mac(&self, l: &LinkTerms) -> String {
+        self.mac_hex(
+            "digest-link",
+            &format!("{}:{}:{}:{}", l.tenant_id, l.id, l.rcpt, l.expires_at),
+        )
+    }
+
+    /// A digest link's terms, if its MAC is the vault's and it has not expired.
+    pub(super) fn parse_link(&self, token: &str) -> Option<LinkTerms> {
+        if token.len() > 1024 {
+            return None;
+        }
+        let rest = token.strip_prefix(LINK_PREFIX)?;
+        let mut parts = rest.split('.');
+        let (tenant, id, rcpt, expires, mac) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if parts.next().is_some() {
+            return None;
+        }
+        let terms = LinkTerms {
+            tenant_id: tenant.parse().ok()?,
+            id: id.to_string(),
+            rcpt: String::from_utf8(hex::decode(rcpt).ok()?).ok()?,
+            expires_at: expires.parse().ok()?,
+        };
+        let genuine = keys::ct_eq(mac.as_bytes(), self.link_mac(&terms).as_bytes());
+        (genuine && terms.expires_at > unix_now()).then_some(terms)
+    }
+
+    /// Signs release links for a digest (canaries and pairs whose recipient is not the
+    /// item's get none).
+    pub(super) async fn digest_links(
+        &self,
+        items: &[(String, String)],
+        expires_at: i64,
+    ) -> (Response, Vec<u8>) {
+        if items.len() > MAX_DIGEST_LINKS {
+            return refused(&format!("at most {MAX_DIGEST_LINKS} links per request"));
+        }
+        let mut tokens = Vec::with_capacity(items.len());
+        for (id, rcpt) in items {
+            let item = match self.store.quarantine_get(id).await {
+                Ok(i) if !self.canaries.contains(id) => i,
+                _ => {
+                    tokens.push(None);
+                    continue;
+                }
+            };
+            let Some(rcpt) = item.rcpts.iter().find(|r| r.eq_ignore_ascii_case(rcpt)) else {
+                tokens.push(None);
+                continue;
+            };
+            let terms = LinkTerms {
+                tenant_id: item.tenant_id,
+                id: id.clone(),
+                rcpt: rcpt.to_lowercase(),
+                expires_at,
+            };
+            tokens.push(Some(format!(
+                "{LINK_PREFIX}{}.{}.{}.{}.{}",
+                terms.tenant_id,
+                terms.id,
+                hex::encode(terms.rcpt.as_bytes()),
+                terms.expires_at,
+                self.link_mac(&terms)
+            )));
+        }
+        let n = tokens.iter().flatten().count();
+        self.record(NewRecord {
+            principal: "mx",
+            role: "vault",
+            action: "digest-links",
+            reason: &format!("{n} release link(s) valid until {expires_at}"),
+            outcome: "ok",
+            ..Default::default()
+        })
+        .await;
+        (Response::Links { tokens }, Vec::new())
+    }
+
+    /// What a digest link releases.
+    pub(super) fn digest_link(&self, token: &str) -> (Response, Vec<u8>) {
+        match self.parse_link(token) {
+            Some(l) => (
+                Response::Link {
+                    id: l.id,
+                    rcpt: l.rcpt,
+                    tenant_id: l.tenant_id,
+                    expires_at: l.expires_at,
+                },
+                Vec::new(),
+            ),
+            None => refused(
+                "this link is not valid or has expired: log in to the portal to review your quarantine",
+            ),
+        }
     }
 
     fn step_up_mac(&self, session_mac: &str, until: i64) -> String {
@@ -1033,6 +1185,7 @@ mod tests {
             tenant_id: tenant,
             tenant: None,
             scopes: None,
+            link: None,
         };
         let to_ann = vec!["Ann@a.example".to_string()];
         let to_bob = vec!["bob@a.example".to_string()];
