@@ -75,3 +75,63 @@ def test_audit_chain_verifies_detects_tampering_and_exports_per_tenant(node, sin
     n.sql("DELETE FROM records WHERE id = $1", victim)
     r = n.cli("audit", "verify", check=False)
     assert r.returncode != 0 and f"record {victim} is missing" in r.stderr, r.stderr
+
+
+def test_the_portal_exports_a_tenants_records_only_after_a_step_up(node, sink, tmp_path):
+    """Exporting is a sensitive act: the vault makes the export for a stepped-up person only
+    (tenant admins their tenant's, auditors a named tenant's), records it, and the file
+    verifies like the CLI's."""
+    import time
+    from portal_helpers import Client, invite, totp
+    s = sink()
+    n = node(config=QUARANTINE_ALL + "[portal]\nprobe_threshold = 1000\n")
+    for t in ("acme", "beta"):
+        n.cli("tenant", "add", t, "--domain", f"{t}.test", "--route", s.route())
+    quarantine(n, "bob@acme.test", "EXPORT-1")
+    admin, beta, auditor, bob = Client(n), Client(n), Client(n), Client(n)
+    secrets = {}
+    for c, email, role, tenant in [(admin, "admin@acme.test", "tenant-admin", "acme"),
+                                   (beta, "admin@beta.test", "tenant-admin", "beta"),
+                                   (auditor, "soc@operator.test", "auditor", None),
+                                   (bob, "bob@acme.test", "user", "acme")]:
+        secrets[email] = c.enrol(invite(n, email, role, tenant))
+        c.login(email, secrets[email])
+    login_step = int(time.time() + 30) // 30
+    # Before a step-up: refused, and the refusal is recorded.
+    st, _, doc = admin.request("GET", "/api/audit/export")
+    assert st == 403 and "step-up" in doc["detail"], doc
+    st, _, doc = auditor.request("GET", "/api/audit/export")
+    assert st == 403 and "name the tenant" in doc["detail"], doc
+    st, _, doc = bob.request("GET", "/api/audit/export")
+    assert st == 403, doc
+    # A code is accepted once: the step-up needs the step after the login's.
+    while int(time.time()) // 30 < login_step:
+        time.sleep(0.2)
+    for c, email in [(admin, "admin@acme.test"), (beta, "admin@beta.test"), (auditor, "soc@operator.test"),
+                     (bob, "bob@acme.test")]:
+        st, _, doc = c.request("POST", "/api/step-up", {"code": totp(secrets[email], time.time() + 30)})
+        assert st == 200, (email, doc)
+    st, _, doc = beta.request("GET", "/api/audit/export?tenant=acme")
+    assert st == 403, doc
+    st, _, doc = bob.request("GET", "/api/audit/export")
+    assert st == 403 and "tenant admins" in doc["detail"], doc
+    st, r, text = admin.request("GET", "/api/audit/export")
+    assert st == 200 and r.getheader("Content-Type") == "application/jsonl", text
+    assert "attachment" in r.getheader("Content-Disposition")
+    export = tmp_path / "acme.jsonl"
+    export.write_text(text)
+    lines = [json.loads(l) for l in text.splitlines()]
+    assert lines[0]["format"] == "sekisho-audit-export-v1" and lines[0]["tenant"] == "acme"
+    assert "beta.test" not in text and "admin@beta.test" not in text
+    records = [l for l in lines if l["type"] == "record"]
+    r = verify_export(export)
+    assert r.returncode == 0 and r.stdout.startswith(f"ok: {len(records)} record(s) of acme"), r.stdout
+    st, _, text = auditor.request("GET", "/api/audit/export?tenant=beta")
+    assert st == 200 and json.loads(text.splitlines()[0])["tenant"] == "beta"
+    actions = [(r["principal"], r["action"], r["outcome"]) for r in n.cli_json("vault", "records", "--limit", "1000")]
+    assert ("user:admin@acme.test", "audit-export", "refused: step-up needed") in actions
+    assert ("user:admin@acme.test", "audit-export", "ok") in actions
+    assert ("user:soc@operator.test", "audit-export", "ok") in actions
+    # The settings page offers the same export as a form (with a code field).
+    st, _, page = admin.request("GET", "/settings")
+    assert st == 200 and 'action="/settings/audit-export"' in page

@@ -819,6 +819,8 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     check("POST", f"/api/lockbox/{lb['id']}/revoke", {"auditor": 404, "bob": 404, "beta": 404, "anon": 401})
     assert who["beta"].request("GET", "/api/lockbox")[2]["requests"] == []
     check("GET", "/api/alerts", {"op": 200, "auditor": 200, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
+    # Exports need a step-up first (test_audit covers them after one).
+    check("GET", "/api/audit/export", {"op": 403, "auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     check("GET", "/api/tokens", everyone)
     check("GET", "/api/policy", {"op": 403, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
     check("GET", "/api/users", {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})

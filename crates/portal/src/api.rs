@@ -87,6 +87,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens_list, tokens_create))
         .routes(routes!(tokens_revoke))
         .routes(routes!(alerts))
+        .routes(routes!(audit_export))
         .routes(routes!(tenants, crate::tenancy::tenant_create))
         .routes(routes!(crate::tenancy::tenant_domain_add))
         .routes(routes!(crate::tenancy::tenant_route))
@@ -2057,6 +2058,65 @@ pub struct AlertDoc {
 pub struct AlertList {
     /// Newest first.
     pub alerts: Vec<AlertDoc>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    /// The tenant (auditors and operators; a tenant admin's own is used).
+    pub tenant: Option<String>,
+    /// From (Unix seconds; default the beginning).
+    pub from: Option<i64>,
+    /// To (Unix seconds; default now).
+    pub to: Option<i64>,
+}
+
+/// A tenant's audit export, made by the vault for a stepped-up session (recorded there).
+pub(crate) async fn export_for(
+    p: &Portal,
+    s: &Session,
+    q: &ExportQuery,
+) -> Result<Response, Problem> {
+    if s.user.scopes.is_some() {
+        return Err(Problem::forbidden("an API token cannot export: log in"));
+    }
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    if from > to {
+        return Err(Problem::bad_request("from is after to"));
+    }
+    let req = Request::AuditExportBy {
+        session: s.token.clone(),
+        tenant: q.tenant.clone(),
+        from,
+        to,
+    };
+    let (_, body) = p.vault.call(&req, &[]).await.map_err(vault_problem)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jsonl"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"sekisho-audit-export.jsonl\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/audit/export", tag = "audit", params(ExportQuery), security(("session" = [])),
+    responses(
+        (status = 200, description = "the tenant's records with their chain links and signed checkpoints, as JSON Lines (format sekisho-audit-export-v1, see docs/audit.md)", body = String, content_type = "application/jsonl"),
+        (status = 400, description = "from after to", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "no step-up yet, an API token, another tenant, or a role without exports", body = ProblemDoc, content_type = "application/problem+json"),))]
+async fn audit_export(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, Problem> {
+    export_for(&p, &s, &q).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -58,6 +58,7 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/lockbox", get(lockbox_page).post(lockbox_ask))
         .route("/lockbox/{id}/{act}", post(lockbox_act))
         .route("/alerts", get(alerts_page))
+        .route("/alerts/export", post(alerts_export))
         .route("/operator", get(operator_page))
         .route("/settings", get(settings_page))
         .route("/settings/{part}", post(settings_post))
@@ -946,6 +947,8 @@ async fn alerts_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
                 } }
             }
         }
+        h2 { (l.t("Export a tenant's audit records", "テナントの監査記録のエクスポート")) }
+        (export_form(l, &w.s.csrf, "/alerts/export", true))
     };
     w.page(l.t("Alerts", "アラート"), body)
 }
@@ -1431,8 +1434,62 @@ async fn settings_with(
             (code_field)
             button type="submit" { (l.t("Seal", "封印")) }
         }
+        h2 { (l.t("Audit records", "監査記録")) }
+        p { (l.t("Download your organisation's audit records with their chain links and signed checkpoints (JSON Lines), to verify or keep yourself.",
+                 "組織の監査記録を、ハッシュチェーンと署名付きチェックポイントとともにダウンロードします(JSON Lines)。独自に検証・保管できます。")) }
+        (export_form(l, &w.s.csrf, "/settings/audit-export", false))
     };
     w.page(l.t("Settings", "設定"), body)
+}
+
+/// The audit-export form: exporting needs a current code (step-up); operators and auditors
+/// name the tenant.
+fn export_form(l: Lang, csrf: &str, action: &str, tenant: bool) -> Markup {
+    html! {
+        form.card #export-form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            @if tenant {
+                label { (l.t("Tenant", "テナント")) input name="tenant" required maxlength="64"; }
+            }
+            label { (l.t("Code from your authenticator (needed to export)", "認証アプリのコード(エクスポートに必要)"))
+                input name="code" autocomplete="one-time-code" maxlength="16" required; }
+            button type="submit" { (l.t("Export", "エクスポート")) }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportForm {
+    csrf: String,
+    code: String,
+    tenant: Option<String>,
+}
+
+/// Operators and auditors export a named tenant's records (from the alerts page).
+async fn alerts_export(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    headers: axum::http::HeaderMap,
+    FormBody(f): FormBody<ExportForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    if let Err(e) = api::step_up_with(&p, &w.s, &f.code).await {
+        return w.error(&e);
+    }
+    let s = match api::resolve_session(&headers, &p).await {
+        Ok(s) => s,
+        Err(e) => return w.error(&e),
+    };
+    let q = api::ExportQuery {
+        tenant: f.tenant,
+        from: None,
+        to: None,
+    };
+    api::export_for(&p, &s, &q)
+        .await
+        .unwrap_or_else(|e| w.error(&e))
 }
 
 #[derive(Deserialize)]
@@ -1490,6 +1547,16 @@ async fn settings_post(
                 Ok(link) => settings_with(&p, &w, None, Some(&link)).await,
                 Err(e) => w.error(&e),
             }
+        }
+        "audit-export" => {
+            let q = api::ExportQuery {
+                tenant: None,
+                from: None,
+                to: None,
+            };
+            api::export_for(&p, &s, &q)
+                .await
+                .unwrap_or_else(|e| w.error(&e))
         }
         "secret" => {
             let (Some(username), Some(password)) = (f.username, f.password) else {

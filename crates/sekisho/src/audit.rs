@@ -135,14 +135,15 @@ pub async fn run(cfg: Config, cmd: AuditCmd) -> Result<()> {
                 .map(parse_time)
                 .transpose()?
                 .unwrap_or(i64::MAX);
-            let mut w: Box<dyn Write> = match &out {
+            let mut w: Box<dyn Write + Send> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(p)
                         .with_context(|| format!("cannot create {}", p.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout())),
             };
-            let n = export(&cfg, &store, id, &tenant, from, to, &mut w).await?;
+            let keys = trusted_keys(&cfg, &store).await?;
+            let n = vault::export::write(&store, &keys, id, &tenant, from, to, &mut w).await?;
             w.flush()?;
             if out.is_some() {
                 eprintln!("{n} record(s) of {tenant} exported");
@@ -150,86 +151,6 @@ pub async fn run(cfg: Config, cmd: AuditCmd) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Writes the export: header, keys, then every record or link line from the tenant's first
-/// record in the window to the first checkpoint at or after its last one, then the checkpoints
-/// in that span. Returns the number of the tenant's records.
-async fn export(
-    cfg: &Config,
-    store: &store::Store,
-    tenant_id: i64,
-    tenant: &str,
-    from: i64,
-    to: i64,
-    w: &mut dyn Write,
-) -> Result<usize> {
-    let line = |w: &mut dyn Write, v: serde_json::Value| -> Result<()> {
-        serde_json::to_writer(&mut *w, &v)?;
-        w.write_all(b"\n")?;
-        Ok(())
-    };
-    line(
-        w,
-        json!({"type": "header", "format": "sekisho-audit-export-v1", "tenant": tenant,
-               "tenant_id": tenant_id, "from": from, "to": to, "exported_at": store::unix_now()}),
-    )?;
-    for (key_id, public) in trusted_keys(cfg, store).await? {
-        line(
-            w,
-            json!({"type": "key", "key_id": key_id, "public_key": hex::encode(public)}),
-        )?;
-    }
-    // The span: first and last of the tenant's records in the window.
-    let mut all = Vec::new();
-    let mut next = 1;
-    loop {
-        let page = store.audit_records(next, 5000).await?;
-        let Some(last) = page.last() else { break };
-        next = last.record.id + 1;
-        all.extend(page);
-    }
-    let mine = |r: &store::AuditRecord| {
-        r.record.tenant_id == Some(tenant_id) && (from..=to).contains(&r.record.at)
-    };
-    let (Some(first), Some(last)) = (all.iter().position(mine), all.iter().rposition(mine)) else {
-        return Ok(0);
-    };
-    let checkpoints = store.audit_checkpoints().await?;
-    let last_id = all[last].record.id;
-    let end_id = checkpoints
-        .iter()
-        .map(|c| c.record_id)
-        .filter(|&r| r >= last_id)
-        .min()
-        .unwrap_or(last_id);
-    let start_id = all[first].record.id;
-    let mut count = 0;
-    for r in all
-        .iter()
-        .filter(|r| (start_id..=end_id).contains(&r.record.id))
-    {
-        if mine(r) {
-            let mut v = serde_json::to_value(r)?;
-            v["type"] = json!("record");
-            line(w, v)?;
-            count += 1;
-        } else {
-            line(
-                w,
-                json!({"type": "link", "id": r.record.id, "prev_hash": r.prev_hash, "hash": r.hash}),
-            )?;
-        }
-    }
-    for c in checkpoints
-        .iter()
-        .filter(|c| (start_id..=end_id).contains(&c.record_id))
-    {
-        let mut v = serde_json::to_value(c)?;
-        v["type"] = json!("checkpoint");
-        line(w, v)?;
-    }
-    Ok(count)
 }
 
 #[cfg(test)]

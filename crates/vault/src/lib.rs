@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod detect;
+pub mod export;
 pub mod proto;
 pub mod server;
 

@@ -202,6 +202,20 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         role_token: Option<RoleToken>,
     },
+    /// Portal: a tenant's audit export (`sekisho-audit-export-v1` JSON Lines) as the payload
+    /// of `Opened`, for a stepped-up interactive session: tenant admins their own tenant's,
+    /// auditors and operators the named tenant's.
+    AuditExportBy {
+        /// The person's session.
+        session: String,
+        /// The tenant (auditors and operators; a tenant admin's own is used).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        /// From (Unix seconds).
+        from: i64,
+        /// To (Unix seconds).
+        to: i64,
+    },
     /// Portal: what a digest link releases, if it is genuine and current → `Link`. The link
     /// itself is then passed as the `session` of the release.
     DigestLink {
@@ -280,6 +294,7 @@ impl Request {
             Request::SealSecretBy { .. } => "seal-secret-by",
             Request::FirstEnrolment => "first-enrolment",
             Request::DigestLinks { .. } => "digest-links",
+            Request::AuditExportBy { .. } => "audit-export-by",
             Request::DigestLink { .. } => "digest-link",
         }
     }

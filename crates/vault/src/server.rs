@@ -660,6 +660,15 @@ impl Vault {
                 items, expires_at, ..
             } => self.digest_links(&items, expires_at).await,
             Request::DigestLink { token } => self.digest_link(&token),
+            Request::AuditExportBy {
+                session,
+                tenant,
+                from,
+                to,
+            } => {
+                self.audit_export_by(&session, tenant.as_deref(), from, to)
+                    .await
+            }
             Request::StepUp { session, code } => self.step_up(&session, &code).await,
             Request::TokenCreate {
                 session,

@@ -10,7 +10,7 @@
 use keys::{password, totp};
 use store::{NewRecord, User, unix_now};
 
-use super::{Vault, error, refused};
+use super::{Vault, error, read_pins, refused};
 use crate::proto::{Response, SessionUser};
 
 /// A session ends this long after its last use.
@@ -377,6 +377,77 @@ impl Vault {
             None => refused(
                 "this link is not valid or has expired: log in to the portal to review your quarantine",
             ),
+        }
+    }
+
+    /// A tenant's audit export for a stepped-up person (see `Request::AuditExportBy`).
+    pub(super) async fn audit_export_by(
+        &self,
+        session: &str,
+        tenant: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> (Response, Vec<u8>) {
+        let Some(u) = self.resolve_session(session).await else {
+            return refused("the session has ended: log in again");
+        };
+        if u.scopes.is_some() {
+            return refused("an API token cannot export: log in");
+        }
+        let principal = u.principal();
+        let name = match (u.role.as_str(), &u.tenant, tenant) {
+            ("tenant-admin", Some(own), None) => own.clone(),
+            ("tenant-admin", Some(own), Some(t)) if t == own => own.clone(),
+            ("auditor" | "operator", _, Some(t)) => t.to_string(),
+            ("auditor" | "operator", _, None) => {
+                return refused("name the tenant whose records to export");
+            }
+            _ => {
+                return refused(
+                    "audit exports are for tenant admins (their own tenant), auditors and operators",
+                );
+            }
+        };
+        let tenant_id = match self.store.tenant_id(&name).await {
+            Ok(id) => id,
+            Err(e) => return refused(&e.to_string()),
+        };
+        let mut rec = NewRecord {
+            principal: &principal,
+            role: "vault",
+            action: "audit-export",
+            tenant_id: Some(tenant_id),
+            ..Default::default()
+        };
+        if !self.stepped_up(session).await {
+            rec.outcome = "refused: step-up needed";
+            self.record(rec).await;
+            return refused(
+                "exporting needs a step-up: confirm with a current code from your authenticator first",
+            );
+        }
+        let keys = match read_pins(&self.kek_path) {
+            Ok(k) => k,
+            Err(_) => match self.store.audit_keys().await {
+                Ok(k) => k.into_iter().map(|k| (k.key_id, k.public_key)).collect(),
+                Err(e) => return error(&e.to_string()),
+            },
+        };
+        let mut out = Vec::new();
+        match crate::export::write(&self.store, &keys, tenant_id, &name, from, to, &mut out).await {
+            Ok(n) => {
+                if out.len() > crate::proto::MAX_PAYLOAD - 1024 {
+                    return refused(
+                        "the export is too large for one answer: narrow the time window",
+                    );
+                }
+                let reason = format!("{n} record(s) from {from} to {to}");
+                rec.reason = &reason;
+                rec.outcome = "ok";
+                self.record(rec).await;
+                (Response::Opened, out)
+            }
+            Err(e) => error(&e.to_string()),
         }
     }
 
