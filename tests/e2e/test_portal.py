@@ -9,6 +9,8 @@ import smtplib
 import time
 import urllib.parse
 
+import pytest
+
 from conftest import wait_for
 from portal_helpers import PASSWORD, QUARANTINE_ALL, Client, bare, invite, problem, send, totp
 
@@ -1022,6 +1024,75 @@ def test_tenant_admin_settings_page_changes_thresholds_invites_and_seals_through
     bob = Client(n)
     bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
     assert bob.request("GET", "/settings")[0] == 403
+
+
+def test_tenants_routes_and_recipients_are_managed_from_web_forms(node, sink):
+    """The operator page creates tenants and adds domains; a tenant admin's settings page
+    changes the route (only with a current code), the recipient policy and the list — the
+    API's acts, with its rules."""
+    old, new = sink("old"), sink("new")
+    n = node()
+    op = Client(n)
+    op.login("operator", op.enrol(n.enrolment_link()))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def post(c, path, **fields):
+        body = urllib.parse.urlencode(dict(csrf=c.csrf, **fields)).encode()
+        return c.request("POST", path, raw=body, headers=form)
+
+    st, _, page = op.request("GET", "/operator")
+    assert st == 200 and 'id="tenant-form"' in page and 'id="domain-form"' in page
+    st, r, _ = post(op, "/operator/tenant", name="acme", domains="acme.test, acme2.test", route=old.route())
+    assert st == 303, r
+    st, _, page = post(op, "/operator/tenant", name="bad", domains="bad.test", route="maildir:///etc")
+    assert st == 400 and "CLI" in page
+    acme = next(t for t in n.cli_json("tenant", "list") if t["name"] == "acme")
+    assert sorted(acme["domains"]) == ["acme.test", "acme2.test"]
+    st, _, _ = post(op, "/operator/domain", tenant=str(acme["id"]), domain="acme3.test")
+    assert st == 303
+    st, _, page = post(op, "/operator/domain", tenant=str(acme["id"]), domain="acme3.test")
+    assert st == 409, page
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["x@acme3.test"], b"Subject: one\r\n\r\nFORM-1\r\n")
+    wait_for(lambda: [m for m in old.messages() if b"FORM-1" in m[1]], what="delivery to the first route")
+
+    admin = Client(n)
+    secret = admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme"))
+    admin.login("admin@acme.test", secret)
+    login_step = int(time.time() + 30) // 30
+    st, _, page = admin.request("GET", "/settings")
+    assert st == 200 and 'id="route-form"' in page and old.route() in page
+    assert post(admin, "/operator/tenant", name="x", domains="x.test", route=old.route())[0] == 403
+    st, _, page = post(admin, "/settings/recipient-add", address="carol@acme.test")
+    assert st == 303
+    st, _, page = post(admin, "/settings/recipient-add", address="carol@beta.test")
+    assert st == 400 and "not a mailbox of" in page
+    st, _, _ = post(admin, "/settings/recipient-policy", policy="verify")
+    assert st == 303
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            c.sendmail("a@example.org", ["dave@acme.test"], b"Subject: x\r\n\r\nx\r\n")
+    st, _, page = admin.request("GET", "/settings")
+    assert "carol@acme.test" in page
+    st, _, _ = post(admin, "/settings/recipient-remove", address="carol@acme.test")
+    assert st == 303 and "carol@acme.test" not in admin.request("GET", "/settings")[2]
+    # The route needs a current code; a wrong one changes nothing.
+    wrong = "%06d" % ((int(totp(secret, time.time() + 30)) + 1) % 1_000_000)
+    st, _, page = post(admin, "/settings/route", route=new.route(), code=wrong)
+    assert st == 401, page
+    while int(time.time()) // 30 < login_step:
+        time.sleep(0.2)
+    st, r, _ = post(admin, "/settings/route", route=new.route(), code=totp(secret, time.time() + 30))
+    assert st == 303 and r.getheader("Location") == "/settings?done=route"
+    n.cli("recipient", "add", "erin@acme.test")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["erin@acme.test"], b"Subject: two\r\n\r\nFORM-2\r\n")
+    wait_for(lambda: [m for m in new.messages() if b"FORM-2" in m[1]], what="delivery to the new route")
+    actions = [(r["principal"], r["action"]) for r in n.cli_json("vault", "records", "--limit", "1000")]
+    for a in ["tenant-add", "domain-add"]:
+        assert ("user:operator", a) in actions, a
+    for a in ["recipient-add", "recipient-remove", "set-recipient-policy", "set-route"]:
+        assert ("user:admin@acme.test", a) in actions, a
 
 
 def test_probes_from_many_addresses_are_a_block_storm(node):

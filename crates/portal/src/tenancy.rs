@@ -45,6 +45,68 @@ pub struct RouteDoc {
     pub route: String,
 }
 
+/// Lists a mailbox of tenant `id` (operators and its admins). Returns it as stored.
+pub(crate) async fn add_recipient(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+    address: &str,
+) -> Result<String, Problem> {
+    let t = managed(p, s, id).await?;
+    let address = address.trim().to_lowercase();
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    if !t.domains.iter().any(|d| d == domain) {
+        return Err(Problem::bad_request(format!(
+            "{address:?} is not a mailbox of {}'s domains ({})",
+            t.name,
+            t.domains.join(", ")
+        )));
+    }
+    p.store
+        .add_recipient(&address)
+        .await
+        .map_err(store_problem)?;
+    record_act(p, s, "recipient-add", Some(id), &address, "").await;
+    ask_reload(p).await;
+    Ok(address)
+}
+
+/// Unlists a mailbox of tenant `id`.
+pub(crate) async fn remove_recipient(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+    address: &str,
+) -> Result<(), Problem> {
+    let t = managed(p, s, id).await?;
+    let address = address.trim().to_lowercase();
+    p.store
+        .remove_recipient(&address, Some(t.id))
+        .await
+        .map_err(store_problem)?;
+    record_act(p, s, "recipient-remove", Some(id), &address, "").await;
+    ask_reload(p).await;
+    Ok(())
+}
+
+/// Sets tenant `id`'s recipient policy (`auto`, `verify`, `catch-all`).
+pub(crate) async fn set_recipient_policy(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+    policy: &str,
+) -> Result<(), Problem> {
+    let t = managed(p, s, id).await?;
+    let policy: store::RecipientPolicy = policy.parse().map_err(store_problem)?;
+    p.store
+        .set_recipient_policy(&t.name, policy)
+        .await
+        .map_err(store_problem)?;
+    record_act(p, s, "set-recipient-policy", Some(id), policy.as_str(), "").await;
+    ask_reload(p).await;
+    Ok(())
+}
+
 /// A recipient to list.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -160,7 +222,13 @@ pub(crate) async fn tenant_create(
     s: Session,
     JsonBody(t): JsonBody<NewTenant>,
 ) -> Result<Response, Problem> {
-    operator_only(&s, "creating tenants")?;
+    let id = create(&p, &s, &t).await?;
+    Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
+}
+
+/// Creates a tenant (operators). Returns its id.
+pub(crate) async fn create(p: &Portal, s: &Session, t: &NewTenant) -> Result<i64, Problem> {
+    operator_only(s, "creating tenants")?;
     let route = portal_route(&t.route)?;
     if t.domains.len() > MAX_DOMAINS {
         return Err(Problem::bad_request(format!(
@@ -173,9 +241,9 @@ pub(crate) async fn tenant_create(
         .add_tenant(name, &t.domains, &route)
         .await
         .map_err(store_problem)?;
-    record_act(&p, &s, "tenant-add", Some(id), name, &route).await;
-    ask_reload(&p).await;
-    Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
+    record_act(p, s, "tenant-add", Some(id), name, &route).await;
+    ask_reload(p).await;
+    Ok(id)
 }
 
 #[utoipa::path(post, path = "/api/tenants/{id}/domains", tag = "operations", request_body = NewDomain, security(("session" = [])),
@@ -193,15 +261,26 @@ pub(crate) async fn tenant_domain_add(
     Path(id): Path<i64>,
     JsonBody(d): JsonBody<NewDomain>,
 ) -> Result<Response, Problem> {
-    operator_only(&s, "adding domains")?;
-    let t = managed(&p, &s, id).await?;
+    add_domain(&p, &s, id, &d.domain).await?;
+    Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
+}
+
+/// Adds a domain to tenant `id` (operators).
+pub(crate) async fn add_domain(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+    domain: &str,
+) -> Result<(), Problem> {
+    operator_only(s, "adding domains")?;
+    let t = managed(p, s, id).await?;
     p.store
-        .add_domain(&t.name, &d.domain)
+        .add_domain(&t.name, domain)
         .await
         .map_err(store_problem)?;
-    record_act(&p, &s, "domain-add", Some(id), d.domain.trim(), "").await;
-    ask_reload(&p).await;
-    Ok((StatusCode::CREATED, axum::Json(tenant_doc(&p, id).await?)).into_response())
+    record_act(p, s, "domain-add", Some(id), domain.trim(), "").await;
+    ask_reload(p).await;
+    Ok(())
 }
 
 #[utoipa::path(put, path = "/api/tenants/{id}/route", tag = "operations", request_body = RouteDoc, security(("session" = [])),
@@ -218,8 +297,19 @@ pub(crate) async fn tenant_route(
     Path(id): Path<i64>,
     JsonBody(r): JsonBody<RouteDoc>,
 ) -> Result<Response, Problem> {
-    let t = managed(&p, &s, id).await?;
-    let route = portal_route(&r.route)?;
+    set_route(&p, &s, id, &r.route).await?;
+    Ok(axum::Json(tenant_doc(&p, id).await?).into_response())
+}
+
+/// Changes tenant `id`'s route (operators and its admins, after a step-up).
+pub(crate) async fn set_route(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+    route: &str,
+) -> Result<(), Problem> {
+    let t = managed(p, s, id).await?;
+    let route = portal_route(route)?;
     if !s.stepped_up {
         return Err(Problem::forbidden(
             "a route decides where all of the tenant's mail goes: confirm with a current code first (POST /api/step-up)",
@@ -230,16 +320,16 @@ pub(crate) async fn tenant_route(
         .await
         .map_err(store_problem)?;
     record_act(
-        &p,
-        &s,
+        p,
+        s,
         "set-route",
         Some(id),
         &route,
         &format!("was {}", t.route),
     )
     .await;
-    ask_reload(&p).await;
-    Ok(axum::Json(tenant_doc(&p, id).await?).into_response())
+    ask_reload(p).await;
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/tenants/{id}/recipients", tag = "operations", security(("session" = [])),
@@ -254,7 +344,16 @@ pub(crate) async fn recipients_list(
     s: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, Problem> {
-    let t = managed(&p, &s, id).await?;
+    Ok(axum::Json(recipients_of(&p, &s, id).await?).into_response())
+}
+
+/// Tenant `id`'s recipient policy and listed mailboxes (operators and its admins).
+pub(crate) async fn recipients_of(
+    p: &Portal,
+    s: &Session,
+    id: i64,
+) -> Result<RecipientList, Problem> {
+    let t = managed(p, s, id).await?;
     let recipients = p
         .store
         .list_recipients(Some(&t.name))
@@ -263,11 +362,10 @@ pub(crate) async fn recipients_list(
         .into_iter()
         .map(|(a, _)| a)
         .collect();
-    Ok(axum::Json(RecipientList {
+    Ok(RecipientList {
         policy: t.recipient_policy.as_str().to_string(),
         recipients,
     })
-    .into_response())
 }
 
 #[utoipa::path(post, path = "/api/tenants/{id}/recipients", tag = "operations", request_body = NewRecipient, security(("session" = [])),
@@ -285,22 +383,7 @@ pub(crate) async fn recipients_add(
     Path(id): Path<i64>,
     JsonBody(r): JsonBody<NewRecipient>,
 ) -> Result<Response, Problem> {
-    let t = managed(&p, &s, id).await?;
-    let address = r.address.trim().to_lowercase();
-    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    if !t.domains.iter().any(|d| d == domain) {
-        return Err(Problem::bad_request(format!(
-            "{address:?} is not a mailbox of {}'s domains ({})",
-            t.name,
-            t.domains.join(", ")
-        )));
-    }
-    p.store
-        .add_recipient(&address)
-        .await
-        .map_err(store_problem)?;
-    record_act(&p, &s, "recipient-add", Some(id), &address, "").await;
-    ask_reload(&p).await;
+    let address = add_recipient(&p, &s, id, &r.address).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(MessageAnswer {
@@ -322,14 +405,7 @@ pub(crate) async fn recipients_remove(
     s: Session,
     Path((id, address)): Path<(i64, String)>,
 ) -> Result<Response, Problem> {
-    let t = managed(&p, &s, id).await?;
-    let address = address.trim().to_lowercase();
-    p.store
-        .remove_recipient(&address, Some(t.id))
-        .await
-        .map_err(store_problem)?;
-    record_act(&p, &s, "recipient-remove", Some(id), &address, "").await;
-    ask_reload(&p).await;
+    remove_recipient(&p, &s, id, &address).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -347,22 +423,7 @@ pub(crate) async fn recipient_policy(
     Path(id): Path<i64>,
     JsonBody(r): JsonBody<RecipientPolicyDoc>,
 ) -> Result<Response, Problem> {
-    let t = managed(&p, &s, id).await?;
-    let policy: store::RecipientPolicy = r.policy.parse().map_err(store_problem)?;
-    p.store
-        .set_recipient_policy(&t.name, policy)
-        .await
-        .map_err(store_problem)?;
-    record_act(
-        &p,
-        &s,
-        "set-recipient-policy",
-        Some(id),
-        policy.as_str(),
-        "",
-    )
-    .await;
-    ask_reload(&p).await;
+    set_recipient_policy(&p, &s, id, &r.policy).await?;
     Ok(axum::Json(tenant_doc(&p, id).await?).into_response())
 }
 

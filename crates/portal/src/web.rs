@@ -60,6 +60,7 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/alerts", get(alerts_page))
         .route("/alerts/export", post(alerts_export))
         .route("/operator", get(operator_page))
+        .route("/operator/{part}", post(operator_post))
         .route("/settings", get(settings_page))
         .route("/settings/{part}", post(settings_post))
         .route("/static/app.css", get(|| async { asset("text/css", CSS) }))
@@ -1346,8 +1347,80 @@ async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response 
                 }
             } }
         }
+        h2 { (l.t("New tenant", "テナントの追加")) }
+        form.card #tenant-form method="post" action="/operator/tenant" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("Name", "名前")) input name="name" required maxlength="64"; }
+            label { (l.t("Domains (separated by commas)", "ドメイン(カンマ区切り)")) input name="domains" required maxlength="4000"; }
+            label { (l.t("Route (smtp://host:port?tls=required)", "配送先(smtp://host:port?tls=required)")) input name="route" required maxlength="1000"; }
+            button type="submit" { (l.t("Create", "作成")) }
+        }
+        h2 { (l.t("Add a domain", "ドメインの追加")) }
+        form.card #domain-form method="post" action="/operator/domain" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("Tenant", "テナント")) select name="tenant" {
+                @for t in &tenants { option value=(t.id) { (t.name) } }
+            } }
+            label { (l.t("Domain", "ドメイン")) input name="domain" required maxlength="253"; }
+            button type="submit" { (l.t("Add", "追加")) }
+        }
     };
     w.page(l.t("System", "システム"), body)
+}
+
+#[derive(Deserialize)]
+struct OperatorForm {
+    csrf: String,
+    name: Option<String>,
+    domains: Option<String>,
+    route: Option<String>,
+    tenant: Option<i64>,
+    domain: Option<String>,
+}
+
+/// The operator page's forms: a new tenant, a domain for a tenant (the API's acts).
+async fn operator_post(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Path(part): Path<String>,
+    FormBody(f): FormBody<OperatorForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    let done = match part.as_str() {
+        "tenant" => {
+            let (Some(name), Some(domains), Some(route)) = (f.name, f.domains, f.route) else {
+                return w.error(&Problem::bad_request(
+                    "fill in the name, the domains and the route",
+                ));
+            };
+            let t = crate::tenancy::NewTenant {
+                name,
+                domains: domains
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                route,
+            };
+            crate::tenancy::create(&p, &w.s, &t).await.map(|_| ())
+        }
+        "domain" => {
+            let (Some(tenant), Some(domain)) = (f.tenant, f.domain) else {
+                return w.error(&Problem::bad_request(
+                    "choose the tenant and fill in the domain",
+                ));
+            };
+            crate::tenancy::add_domain(&p, &w.s, tenant, &domain).await
+        }
+        _ => Err(Problem::not_found("no such form")),
+    };
+    match done {
+        Ok(()) => Redirect::to("/operator#tenants").into_response(),
+        Err(e) => w.error(&e),
+    }
 }
 
 async fn settings_page(
@@ -1379,7 +1452,28 @@ async fn settings_with(
         (Ok(u), Ok(s)) => (u, s),
         _ => return w.error(&Problem::internal("the store did not answer")),
     };
+    // The tenant's route and recipients (tenant admins manage their own).
+    let delivery = match tenant {
+        Some(id) if w.s.user.role == "tenant-admin" => {
+            match (
+                p.store.tenant(id).await,
+                crate::tenancy::recipients_of(p, &w.s, id).await,
+            ) {
+                (Ok(Some(t)), Ok(list)) => Some((t.route, list)),
+                _ => return w.error(&Problem::internal("the store did not answer")),
+            }
+        }
+        _ => None,
+    };
     let notice = match done {
+        Some("route") => Some(l.t(
+            "The route is changed; mail goes there from now on.",
+            "配送先を変更しました。以後のメールはそこへ配送されます。",
+        )),
+        Some("recipients") => Some(l.t(
+            "The recipients are changed; they apply at once.",
+            "受信者の設定を変更しました。すぐに適用されます。",
+        )),
         Some("policy") => Some(l.t(
             "The thresholds are changed; mail is judged by them from now on.",
             "しきい値を変更しました。以後のメールに適用されます。",
@@ -1433,6 +1527,45 @@ async fn settings_with(
             label { (l.t("SMTP password", "SMTPパスワード")) input type="password" name="password" required maxlength="4096" autocomplete="new-password"; }
             (code_field)
             button type="submit" { (l.t("Seal", "封印")) }
+        }
+        @if let Some((route, list)) = &delivery {
+            h2 { (l.t("Delivery and recipients", "配送先と受信者")) }
+            form.card #route-form method="post" action="/settings/route" {
+                input type="hidden" name="csrf" value=(w.s.csrf);
+                label { (l.t("Route: where all of your mail goes (smtp://host:port?tls=required)", "配送先: すべてのメールの送り先(smtp://host:port?tls=required)"))
+                    input name="route" value=(route) required maxlength="1000"; }
+                label { (l.t("Code from your authenticator (needed to change the route)", "認証アプリのコード(配送先の変更に必要)"))
+                    input name="code" autocomplete="one-time-code" maxlength="16" required; }
+                button type="submit" { (l.t("Change the route", "配送先を変更")) }
+            }
+            form.card.inline #recipient-policy-form method="post" action="/settings/recipient-policy" {
+                input type="hidden" name="csrf" value=(w.s.csrf);
+                label { (l.t("Recipients accepted", "受け付ける宛先")) select name="policy" {
+                    @for (v, en, ja) in [("auto", "listed ones, or all while none is listed", "登録済みのみ(未登録時はすべて)"),
+                                         ("verify", "listed ones only", "登録済みのみ"),
+                                         ("catch-all", "every mailbox of our domains", "ドメインのすべて")] {
+                        option value=(v) selected[list.policy == v] { (l.t(en, ja)) }
+                    }
+                } }
+                button type="submit" { (l.t("Save", "保存")) }
+            }
+            table.items #recipients {
+                thead { tr { th { (l.t("Listed recipient", "登録済みの受信者")) } th {} } }
+                tbody { @for a in &list.recipients {
+                    tr { td { (a) } td {
+                        form.inline method="post" action="/settings/recipient-remove" {
+                            input type="hidden" name="csrf" value=(w.s.csrf);
+                            input type="hidden" name="address" value=(a);
+                            button type="submit" { (l.t("Remove", "削除")) }
+                        }
+                    } }
+                } }
+            }
+            form.card.inline #recipient-form method="post" action="/settings/recipient-add" {
+                input type="hidden" name="csrf" value=(w.s.csrf);
+                label { (l.t("Mailbox", "メールアドレス")) input type="email" name="address" required maxlength="254"; }
+                button type="submit" { (l.t("List", "登録")) }
+            }
         }
         h2 { (l.t("Audit records", "監査記録")) }
         p { (l.t("Download your organisation's audit records with their chain links and signed checkpoints (JSON Lines), to verify or keep yourself.",
@@ -1503,6 +1636,9 @@ struct SettingsForm {
     role: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    route: Option<String>,
+    policy: Option<String>,
+    address: Option<String>,
 }
 
 async fn settings_post(
@@ -1545,6 +1681,37 @@ async fn settings_post(
             };
             match api::invite_with(&p, &s, email, role, None, &headers).await {
                 Ok(link) => settings_with(&p, &w, None, Some(&link)).await,
+                Err(e) => w.error(&e),
+            }
+        }
+        "route" | "recipient-policy" | "recipient-add" | "recipient-remove" => {
+            let Some(id) = s.user.tenant_id else {
+                return w.error(&Problem::forbidden("tenant settings are for tenant admins"));
+            };
+            let missing = || Problem::bad_request("fill in the form");
+            let done = match part.as_str() {
+                "route" => match f.route {
+                    Some(r) => crate::tenancy::set_route(&p, &s, id, &r).await,
+                    None => Err(missing()),
+                },
+                "recipient-policy" => match f.policy {
+                    Some(x) => crate::tenancy::set_recipient_policy(&p, &s, id, &x).await,
+                    None => Err(missing()),
+                },
+                "recipient-add" => match f.address {
+                    Some(a) => crate::tenancy::add_recipient(&p, &s, id, &a)
+                        .await
+                        .map(|_| ()),
+                    None => Err(missing()),
+                },
+                _ => match f.address {
+                    Some(a) => crate::tenancy::remove_recipient(&p, &s, id, &a).await,
+                    None => Err(missing()),
+                },
+            };
+            match done {
+                Ok(()) if part == "route" => Redirect::to("/settings?done=route").into_response(),
+                Ok(()) => Redirect::to("/settings?done=recipients").into_response(),
                 Err(e) => w.error(&e),
             }
         }
