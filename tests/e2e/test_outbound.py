@@ -110,6 +110,10 @@ def test_an_outbound_burst_holds_the_sender_and_alerts_while_others_flow(node, s
     with pytest.raises(smtplib.SMTPDataError) as e:
         send(n, "Eve@acme.test", ["z@example.org"])
     assert e.value.smtp_code == 451
+    # The held attempt is in the tenant's trace.
+    held = wait_for(lambda: n.cli_json("trace", "--rcpt", "z@example.org"), what="the held attempt in the trace")
+    events = held[0]["events"]
+    assert [e["event"] for e in events] == ["accepted", "held"] and "4.7.1" in events[1]["detail"]
     # Bob is not Eve: his mail flows (his fifth recipient is within the threshold).
     send(n, "bob@acme.test", ["x5@example.net"])
     world.wait(4)

@@ -426,6 +426,7 @@ impl Ingress {
                     .await
             {
                 self.metrics.smtp_messages_refused.inc();
+                self.trace_received(&id, now, peer, &tx, tx.body.len(), None);
                 for (rcpt, tenant) in &tx.rcpts {
                     self.trace_event(&id, rcpt, *tenant, "held", &reply.to_string());
                 }
@@ -479,7 +480,7 @@ impl Ingress {
         };
         if let Some(reply) = refusal {
             self.metrics.smtp_messages_refused.inc();
-            self.trace_received(&id, now, peer, &tx, original.len(), &verdict);
+            self.trace_received(&id, now, peer, &tx, original.len(), Some(&verdict));
             for (rcpt, tenant) in &tx.rcpts {
                 self.trace_event(
                     &id,
@@ -595,7 +596,7 @@ impl Ingress {
         self.metrics.smtp_accept_latency.observe(started.elapsed());
         self.metrics.smtp_messages_accepted.inc();
         self.metrics.smtp_bytes_accepted.add(size as u64);
-        self.trace_received(id, now, peer, tx, size, verdict);
+        self.trace_received(id, now, peer, tx, size, Some(verdict));
         tracing::info!(queue_id = %id, client = %peer.ip(), size, action = verdict.action.name(), "message accepted");
     }
 
@@ -642,7 +643,7 @@ impl Ingress {
         peer: SocketAddr,
         tx: &Transaction,
         size: usize,
-        verdict: &Verdict,
+        verdict: Option<&Verdict>,
     ) {
         let _ = self.trace.send(TraceRecord::Received {
             id: id.to_string(),
@@ -656,9 +657,9 @@ impl Ingress {
                 .as_ref()
                 .map(|t| format!("{} {}", t.version, t.cipher)),
             rcpts: tx.rcpts.clone(),
-            verdict: Some(verdict.action.name().to_string()),
-            score: Some(verdict.score),
-            symbols: verdict.symbol_list(),
+            verdict: verdict.map(|v| v.action.name().to_string()),
+            score: verdict.map(|v| v.score),
+            symbols: verdict.map(Verdict::symbol_list).unwrap_or_default(),
         });
     }
 
