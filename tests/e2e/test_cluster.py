@@ -80,9 +80,10 @@ def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
 
     # Either portal serves the same accounts, sessions, trace and quarantine: log in on a,
     # then use the same session on b.
-    # (Each node's first start issues the first-operator link anew; the last one is live.)
+    # The first node to start printed the first-operator link; the second does not void it.
+    b.banner_match(r"(first-operator enrolment link printed earlier)", "the live-link notice")
     op_a = Client(a)
-    op_a.login("operator", op_a.enrol(b.enrolment_link()))
+    op_a.login("operator", op_a.enrol(a.enrolment_link()))
     op_b = Client(b)
     op_b.cookie, op_b.csrf = op_a.cookie, op_a.csrf
     for c in (op_a, op_b):

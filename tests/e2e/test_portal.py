@@ -17,8 +17,17 @@ from portal_helpers import PASSWORD, QUARANTINE_ALL, Client, bare, invite, probl
 
 def test_first_operator_enrols_logs_in_with_totp_and_sessions_are_the_vaults(node):
     n = node()
-    token = n.enrolment_link()
+    lost = n.enrolment_link()
+    # A restart does not void the printed link; `user first-link` issues a new one that does.
+    n.stop()
+    n.start()
+    n.banner_match(r"(link printed earlier \(by this node or another\) is live)", "the live-link notice")
+    out = n.cli("user", "first-link").stdout
+    token = out.split("/enrol#")[1].split()[0]
+    assert token != lost
     c = Client(n)
+    st, _, doc = c.request("POST", "/api/enrol", {"token": lost, "password": PASSWORD})
+    assert st == 403 and "not valid" in doc["detail"], doc
     st, r, body = c.request("GET", "/healthz")
     assert st == 200 and body.strip() == "ok"
     csp = r.getheader("Content-Security-Policy")

@@ -113,7 +113,16 @@ pub async fn send(node: &Node, cfg: &DigestConfig) -> Result<Sent> {
     }
     let mut sent = Sent::default();
     for (rcpt, entries) in &per_rcpt {
-        let content = message(cfg, rcpt, entries, from.max(0), expires_at, now, node);
+        // The first run covers everything: "since" is then the oldest message listed.
+        let since = match from {
+            0 => entries
+                .iter()
+                .map(|e| e.item.received_at)
+                .min()
+                .unwrap_or(now),
+            f => f,
+        };
+        let content = message(cfg, rcpt, entries, since, expires_at, now, node);
         node.delivery
             .submit_local(&content, std::slice::from_ref(rcpt), "quarantine digest")
             .await

@@ -432,6 +432,9 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
                 "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {url}/enrol#{token}"
             ),
             Ok(_) => {}
+            Err(vault::client::CallError::Refused(why)) => {
+                println!("portal: no account exists yet; {why}")
+            }
             Err(e) => tracing::warn!(error = %e, "no first-operator enrolment link"),
         }
     }

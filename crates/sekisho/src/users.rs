@@ -21,6 +21,9 @@ pub enum UserCmd {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// While no account exists: a new first-operator enrolment link (valid 24 h), voiding
+    /// the one printed at first start (lost, or printed by another node of a cluster).
+    FirstLink,
     /// List the portal accounts.
     List {
         /// Only this tenant's.
@@ -58,6 +61,21 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
                 (vault::proto::Response::Enrolment { token }, _) => {
                     println!(
                         "invited {email} as {role}; send them this one-time link (valid 72 h):"
+                    );
+                    println!("{}/enrol#{token}", portal_url(&cfg));
+                }
+                (other, _) => bail!("unexpected answer from the vault: {}", other.kind()),
+            }
+        }
+        UserCmd::FirstLink => {
+            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let req = vault::proto::Request::Admin(vault::proto::Admin::FirstLink {
+                principal: crate::cli_principal(),
+            });
+            match vault.call(&req, &[]).await? {
+                (vault::proto::Response::Enrolment { token }, _) => {
+                    println!(
+                        "enrol the first operator with this one-time link (valid 24 h; earlier ones no longer work):"
                     );
                     println!("{}/enrol#{token}", portal_url(&cfg));
                 }

@@ -127,6 +127,16 @@ impl Store {
         Ok(row.as_ref().map(user))
     }
 
+    /// Until when a first-start enrolment link is live, if one is (`now` in Unix seconds).
+    pub async fn first_enrolment_until(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(expires_at) FROM enrolments WHERE created_by = 'first-start' AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Stores an enrolment link. With `first`, only while no account exists, and replacing
     /// earlier first-start links (each start of an unenrolled node prints a fresh one).
     #[allow(clippy::too_many_arguments)]

@@ -187,8 +187,9 @@ pub enum Request {
         /// Lifetime in days (1–365).
         days: i64,
     },
-    /// Portal at start: a first-operator enrolment link, only while no account exists →
-    /// `Enrolment` (or `Refused` once accounts exist).
+    /// Portal at start: a first-operator enrolment link, only while no account exists and no
+    /// earlier first-operator link is live → `Enrolment` (else `Refused`, saying which): in a
+    /// cluster the first node to start prints the link, and later starts do not void it.
     FirstEnrolment,
     /// mx (with its role token) or the local CLI: signed one-click release links for a
     /// quarantine digest, one per (quarantine id, recipient), valid until `expires_at` →
@@ -255,6 +256,12 @@ pub enum Admin {
     TerminateTenant {
         /// Tenant name.
         tenant: String,
+        /// Who asked.
+        principal: String,
+    },
+    /// A new first-operator enrolment link while no account exists → `Enrolment`; it voids
+    /// any earlier one (the local operator lost it, or it was printed by another node).
+    FirstLink {
         /// Who asked.
         principal: String,
     },

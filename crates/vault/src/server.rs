@@ -522,6 +522,20 @@ impl Vault {
                     Err(e) => error(&e),
                 }
             }
+            Admin::FirstLink { principal } => {
+                let answer = self.first_enrolment(true).await;
+                if matches!(answer.0, Response::Enrolment { .. }) {
+                    self.record(NewRecord {
+                        principal: &principal,
+                        role: "vault",
+                        action: "first-link",
+                        outcome: "ok: earlier first-operator links voided",
+                        ..Default::default()
+                    })
+                    .await;
+                }
+                answer
+            }
             Admin::Invite {
                 email,
                 role,
@@ -655,7 +669,7 @@ impl Vault {
             }
             Request::Session { token } => self.session(&token).await,
             Request::Logout { token } => self.logout(&token).await,
-            Request::FirstEnrolment => self.first_enrolment().await,
+            Request::FirstEnrolment => self.first_enrolment(false).await,
             Request::DigestLinks {
                 items, expires_at, ..
             } => self.digest_links(&items, expires_at).await,
