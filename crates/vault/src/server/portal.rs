@@ -829,7 +829,11 @@ impl Vault {
     /// A first-operator link, only while there is no account.
     pub(super) async fn first_enrolment(&self, force: bool) -> (Response, Vec<u8>) {
         let now = unix_now();
-        if !force && let Ok(Some(until)) = self.store.first_enrolment_until(now).await {
+        // (With accounts, the store refuses below, saying so.)
+        if !force
+            && self.store.user_count().await.is_ok_and(|n| n == 0)
+            && let Ok(Some(until)) = self.store.first_enrolment_until(now).await
+        {
             return refused(&format!(
                 "a first-operator enrolment link printed earlier (by this node or another) is live for {} more minute(s); `sekisho user first-link` issues a new one and voids it",
                 (until - now + 59) / 60
