@@ -910,14 +910,16 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "mx-release", "target": item})
     assert st == 200 and "local CLI" in doc.get("refused", ""), doc
     assert [q["id"] for q in n.cli_json("quarantine", "list")] == [item]
+    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "digest-links", "target": f"{item} bob@acme.test"})
+    assert st == 200 and "only mx signs digest links" in doc.get("refused", ""), doc
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "terminate", "target": "acme"})
     assert st == 200 and "local CLI" in doc.get("refused", ""), doc
     assert [t["name"] for t in n.cli_json("tenant", "list")] == ["acme"]
     alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "role-overreach"]
-    assert len(alerts) == 3 and all(a["severity"] == "critical" for a in alerts), alerts
+    assert len(alerts) == 4 and all(a["severity"] == "critical" for a in alerts), alerts
     assert any("admin socket" in a["summary"] and "quarantine-release" in a["summary"] for a in alerts)
     refused = [r for r in n.cli_json("vault", "records") if r["outcome"] == "refused: not from the local CLI"]
-    assert {r["action"] for r in refused} == {"open-quarantine", "admin"}, refused
+    assert {r["action"] for r in refused} == {"open-quarantine", "admin", "digest-links"}, refused
     # The operator at the console is not a role: the same open works from the CLI.
     assert "INTRUDER" in n.cli("quarantine", "open", item, "--reason", "incident review").stdout
 

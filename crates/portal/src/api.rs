@@ -336,6 +336,16 @@ async fn test_vault(State(p): State<Arc<Portal>>, JsonBody(b): JsonBody<TestVaul
             session: None,
             role_token: None,
         },
+        // Mint a digest link for the item, to release it without anybody's session.
+        "digest-links" => Request::DigestLinks {
+            items: b
+                .target
+                .split_once(' ')
+                .map(|(id, rcpt)| vec![(id.to_string(), rcpt.to_string())])
+                .unwrap_or_default(),
+            expires_at: i64::MAX / 2,
+            role_token: None,
+        },
         _ => Request::Admin(vault::proto::Admin::TerminateTenant {
             tenant: b.target,
             principal: "cli:root".into(),
