@@ -75,14 +75,16 @@ async function enrol(page, link) {
   return secret;
 }
 
-async function login(page, email, secret) {
-  await page.goto(`${base}/login`);
+async function login(page, email, secret, at = base) {
+  await page.goto(`${at}/login`);
   await page.fill("input[name=email]", email);
   await page.fill("input[name=password]", password);
   // The enrolment used the current step; a code is never accepted twice.
+  const step = Math.floor(Date.now() / 1000 / 30) + 1;
   await page.fill("input[name=code]", totp(secret, 1));
   await page.click("button[type=submit]");
   await page.waitForLoadState("load");
+  return step; // the step whose code was used (the next one)
 }
 
 try {
@@ -154,6 +156,39 @@ try {
   seen.afterLogout = new URL(admin.url()).pathname;
   const again = await admin.goto(`${base}/dashboard`);
   seen.afterLogoutDashboard = new URL(again.url()).pathname;
+
+  // --- passkeys, at https://localhost (an RP ID is a host name, never an address), with
+  // Chromium's virtual authenticator (a platform authenticator with user verification) ---
+  const local = base.replace("://127.0.0.1:", "://localhost:");
+  const pkPage = await newPage("en-US");
+  const cdp = await pkPage.context().newCDPSession(pkPage);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  const pkSecret = await enrol(pkPage, env("PASSKEY_LINK").replace("://127.0.0.1:", "://localhost:"));
+  const loginStep = await login(pkPage, env("PASSKEY_EMAIL"), pkSecret, local);
+  await pkPage.goto(`${local}/account`);
+  seen.passkeyFormShown = await pkPage.isVisible("#passkey-add");
+  await pkPage.fill("#passkey-add input[name=name]", "browser key");
+  // The step-up needs a step after the login's: wait until that one is current or next.
+  while (Math.floor(Date.now() / 1000 / 30) < loginStep) await new Promise((r) => setTimeout(r, 200));
+  const stepUpCode = totp(pkSecret, loginStep + 1 - Math.floor(Date.now() / 1000 / 30));
+  await pkPage.fill("#passkey-add input[name=code]", stepUpCode);
+  await pkPage.click("#passkey-add button[type=submit]");
+  await pkPage.waitForSelector("p.notice, #passkey-add-error:not([hidden])");
+  seen.passkeyAddError = await pkPage.isVisible("#passkey-add-error") ? await pkPage.textContent("#passkey-add-error") : null;
+  seen.passkeyNames = await pkPage.locator("#passkeys td.name").allTextContents();
+  const creds = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
+  seen.authenticatorCredentials = creds.map((c) => ({ resident: c.isResidentCredential, rpId: c.rpId }));
+  await pkPage.click("header form.logout button");
+  await pkPage.waitForLoadState("load");
+  await pkPage.goto(`${local}/login`);
+  await pkPage.click("#passkey-login-button");
+  await pkPage.waitForURL((u) => u.pathname !== "/login", { timeout: 15000 });
+  seen.passkeyLoginPath = new URL(pkPage.url()).pathname;
+  seen.passkeyWho = (await pkPage.textContent("header span.who")).trim();
 } finally {
   await browser.close();
 }

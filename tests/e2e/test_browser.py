@@ -51,7 +51,8 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
                CHROMIUM=CHROMIUM,
                USER_EMAIL="bob@acme.test", USER_LINK=link_of(n, "bob@acme.test", "user", "acme"),
                ADMIN_EMAIL="admin@acme.test",
-               ADMIN_LINK=link_of(n, "admin@acme.test", "tenant-admin", "acme"))
+               ADMIN_LINK=link_of(n, "admin@acme.test", "tenant-admin", "acme"),
+               PASSKEY_EMAIL="carol@acme.test", PASSKEY_LINK=link_of(n, "carol@acme.test", "user", "acme"))
     run = subprocess.run(["node", str(SCRIPT)], cwd=SCRIPT.parent, env=env,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -94,5 +95,12 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["traceRows"] == 1, seen
     assert {"accepted", "quarantined", "released"} <= set(seen["traceEvents"]), seen
     assert seen["afterLogout"] == "/login" and seen["afterLogoutDashboard"] == "/login"
+    # Passkeys in a real browser: added from the account page (after a code), held by the
+    # authenticator as a discoverable credential for the RP ID localhost, and then a sign-in
+    # with it alone.
+    assert seen["passkeyFormShown"] and seen["passkeyAddError"] is None, seen
+    assert seen["passkeyNames"] == ["browser key"], seen
+    assert seen["authenticatorCredentials"] == [{"resident": True, "rpId": "localhost"}], seen
+    assert seen["passkeyLoginPath"] == "/quarantine" and seen["passkeyWho"].startswith("carol@acme.test"), seen
     # The CSP held and no page script failed.
     assert seen["cspViolations"] == [] and seen["scriptErrors"] == [], seen

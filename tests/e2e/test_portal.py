@@ -432,7 +432,9 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
         "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/audit/export", "/api/tenants", "/api/health",
         "/api/users", "/api/policy", "/api/secrets", "/api/tenants/{id}/domains", "/api/tenants/{id}/route",
         "/api/tenants/{id}/recipients", "/api/tenants/{id}/recipients/{address}",
-        "/api/tenants/{id}/recipient-policy"}
+        "/api/tenants/{id}/recipient-policy", "/api/passkeys", "/api/passkeys/{id}",
+        "/api/passkeys/login/begin", "/api/passkeys/login/finish", "/api/passkeys/register/begin",
+        "/api/passkeys/register/finish", "/api/step-up/passkey/begin", "/api/step-up/passkey/finish"}
     assert set(doc["paths"]["/api/tenants"]) >= {"get", "post"}
     assert set(doc["paths"]["/api/quarantine/{id}"]) >= {"get", "delete"}
     assert doc["components"]["securitySchemes"]["session"] == {
@@ -449,7 +451,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     cases = ET.parse(report).getroot().iter("testcase")
     ran = [t.get("name") for t in cases]
-    assert len(ran) >= 32, ran  # every operation but the excluded logout was exercised
+    assert len(ran) >= 40, ran  # every operation but the excluded logout was exercised
     # The fuzzing did not break the node: the session still works.
     assert c.request("GET", "/api/me")[0] == 200
 
@@ -833,6 +835,13 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     # Exports need a step-up first (test_audit covers them after one).
     check("GET", "/api/audit/export", {"op": 403, "auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     check("GET", "/api/tokens", everyone)
+    # Passkeys are each person's own: listing is for every role; adding one needs a step-up,
+    # a passkey step-up needs a passkey, removing one needs a step-up (test_passkeys has the rest).
+    check("GET", "/api/passkeys", everyone)
+    roles_409 = {"op": 409, "auditor": 409, "admin": 409, "bob": 409, "beta": 409, "anon": 401}
+    check("POST", "/api/passkeys/register/begin", roles_409)
+    check("POST", "/api/step-up/passkey/begin", roles_409)
+    check("DELETE", "/api/passkeys/1", {"op": 403, "auditor": 403, "admin": 403, "bob": 403, "beta": 403, "anon": 401})
     check("GET", "/api/policy", {"op": 403, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
     check("GET", "/api/users", {"op": 200, "auditor": 403, "admin": 200, "bob": 403, "beta": 200, "anon": 401})
     assert {u["tenant"] for u in who["beta"].request("GET", "/api/users")[2]["users"]} == {"beta"}

@@ -115,6 +115,18 @@ impl SecretKey {
         SecretKey::from_bytes(out)
     }
 
+    /// A key for one purpose (`label`) made from other secret material (HMAC-SHA256 keyed
+    /// with the material): whoever lacks the material cannot compute it.
+    pub fn from_material(material: &[u8], label: &str) -> SecretKey {
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, material),
+            label.as_bytes(),
+        );
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        SecretKey::from_bytes(out)
+    }
+
     /// HMAC-SHA256 of `data` under this key (tokens that only the key holder can make).
     pub fn mac(&self, data: &[u8]) -> [u8; 32] {
         let tag = aws_lc_rs::hmac::sign(

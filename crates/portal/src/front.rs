@@ -491,7 +491,11 @@ async fn cluster_login_allowed(portal: &Portal, ip: IpAddr) -> bool {
 
 /// A login attempt: the API's, or the web form's.
 fn is_login(req: &Request) -> bool {
-    req.method() == axum::http::Method::POST && matches!(req.uri().path(), "/api/login" | "/login")
+    req.method() == axum::http::Method::POST
+        && matches!(
+            req.uri().path(),
+            "/api/login" | "/login" | "/api/passkeys/login/begin" | "/api/passkeys/login/finish"
+        )
 }
 
 async fn count_probe(portal: &Portal, ip: IpAddr, now: Instant) {

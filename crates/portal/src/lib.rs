@@ -25,6 +25,7 @@ pub mod charts;
 pub mod front;
 pub mod i18n;
 pub mod listener;
+pub mod passkeys;
 pub mod problem;
 pub mod qr;
 pub mod tenancy;

@@ -61,6 +61,8 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/alerts/export", post(alerts_export))
         .route("/operator", get(operator_page))
         .route("/operator/{part}", post(operator_post))
+        .route("/account", get(account_page))
+        .route("/account/passkeys/{id}/remove", post(passkey_remove))
         .route("/settings", get(settings_page))
         .route("/settings/{part}", post(settings_post))
         .route("/static/app.css", get(|| async { asset("text/css", CSS) }))
@@ -224,6 +226,7 @@ fn page_with(
                             @if w.s.user.role == "operator" {
                                 a href="/operator" { (l.t("System", "システム")) }
                             }
+                            a href="/account" { (l.t("Account", "アカウント")) }
                         }
                         form.logout method="post" action="/logout" {
                             span.who { (w.s.user.email) " · " (role_name(l, &w.s.user.role)) }
@@ -295,6 +298,14 @@ fn login_form(l: Lang, error: Option<&str>) -> Markup {
             label { (l.t("Code from your authenticator app (or a recovery code)", "認証アプリのコード(またはリカバリーコード)"))
                 input name="code" autocomplete="one-time-code" required maxlength="16"; }
             button type="submit" { (l.t("Log in", "ログイン")) }
+        }
+        // Shown by the script where the browser has WebAuthn.
+        section.card #passkey-login hidden
+            data-failed=(l.t("The passkey was not accepted. Log in with your password and code, or try again.",
+                             "パスキーが受け付けられませんでした。パスワードとコードでログインするか、もう一度お試しください。")) {
+            p { (l.t("Or, with a passkey registered for this account:", "または、このアカウントに登録したパスキーで:")) }
+            button type="button" #passkey-login-button { (l.t("Log in with a passkey", "パスキーでログイン")) }
+            p.error #passkey-login-error role="alert" hidden {}
         }
     }
 }
@@ -1419,6 +1430,98 @@ async fn operator_post(
     };
     match done {
         Ok(()) => Redirect::to("/operator#tenants").into_response(),
+        Err(e) => w.error(&e),
+    }
+}
+
+/// Everyone's own account: passkeys (add, list, remove).
+async fn account_page(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let l = w.lang;
+    let keys = match crate::passkeys::list_of(&p, &w.s).await {
+        Ok(k) => k,
+        Err(e) => return w.error(&e),
+    };
+    let done = q.get("done").map(String::as_str);
+    let code_label = l.t(
+        "Current code from your authenticator app (to confirm it is you)",
+        "認証アプリの現在のコード(ご本人確認のため)",
+    );
+    let body = html! {
+        @match done {
+            Some("added") => p.notice role="status" { (l.t("The passkey was added.", "パスキーを追加しました。")) },
+            Some("removed") => p.notice role="status" { (l.t("The passkey was removed.", "パスキーを削除しました。")) },
+            _ => {}
+        }
+        p.lead { (w.s.user.email) " · " (role_name(l, &w.s.user.role)) }
+        h2 { (l.t("Passkeys", "パスキー")) }
+        p { (l.t("A passkey signs you in with this device's screen lock or a security key, instead of a password and code. It cannot be phished: it only works on this site.",
+                 "パスキーを使うと、パスワードとコードの代わりに、この端末の画面ロックやセキュリティキーでログインできます。このサイトでしか使えないため、フィッシングで盗まれることはありません。")) }
+        @if keys.is_empty() {
+            p.empty #passkeys-empty { (l.t("No passkey is registered yet.", "パスキーはまだ登録されていません。")) }
+        } @else {
+            table.items #passkeys {
+                thead { tr {
+                    th { (l.t("Name", "名前")) }
+                    th { (l.t("Added", "追加日時")) }
+                    th { (l.t("Last used", "最終使用")) }
+                    th {}
+                } }
+                tbody { @for k in &keys {
+                    tr {
+                        td.name { (k.name) }
+                        td { (l.time(k.created_at)) }
+                        td { @match k.last_used_at { Some(t) => (l.time(t)), None => "—" } }
+                        td {
+                            form.inline method="post" action={"/account/passkeys/" (k.id) "/remove"} {
+                                input type="hidden" name="csrf" value=(w.s.csrf);
+                                label { (code_label)
+                                    input name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16"; }
+                                button.secondary type="submit" { (l.t("Remove", "削除")) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+        // Needs the script (WebAuthn is a browser API); shown by it.
+        form.card #passkey-add hidden
+            data-failed=(l.t("The passkey could not be added: ", "パスキーを追加できませんでした: ")) {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("A name for it (e.g. work laptop)", "名前(例: 会社のノートPC)"))
+                input name="name" maxlength="64" placeholder="passkey"; }
+            label { (code_label)
+                input name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16"; }
+            button type="submit" { (l.t("Add a passkey", "パスキーを追加")) }
+            p.error #passkey-add-error role="alert" hidden {}
+        }
+    };
+    w.page(l.t("Account", "アカウント"), body)
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+async fn passkey_remove(
+    State(p): State<Arc<Portal>>,
+    w: WebSession,
+    Path(id): Path<i64>,
+    FormBody(f): FormBody<CodeForm>,
+) -> Response {
+    if let Some(r) = w.csrf_refusal(&f.csrf) {
+        return r;
+    }
+    if let Err(e) = api::step_up_with(&p, &w.s, &f.code).await {
+        return w.error(&e);
+    }
+    match crate::passkeys::remove_with(&p, &w.s, id).await {
+        Ok(()) => Redirect::to("/account?done=removed").into_response(),
         Err(e) => w.error(&e),
     }
 }

@@ -67,6 +67,7 @@ struct RawDigest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPortal {
+    url: Option<String>,
     rate: Option<f64>,
     burst: Option<f64>,
     logins_per_minute: Option<f64>,
@@ -316,6 +317,9 @@ pub struct Config {
     pub working_hours: Option<vault::detect::WorkingHours>,
     /// The portal's front-door limits (`[portal]`).
     pub portal_limits: portal::front::Limits,
+    /// The portal's public origin (`[portal] url`), which is also the WebAuthn relying party
+    /// (`None`: no portal).
+    pub portal_origin: Option<PortalOrigin>,
     /// Where alerts are forwarded.
     pub webhook: Option<crate::webhook::Webhook>,
     /// The syslog socket alerts are sent to (`/dev/log`).
@@ -357,6 +361,33 @@ pub struct Config {
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2587";
 /// Default admin HTTP listener.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9587";
+/// The portal's public origin: where people open it, and the relying party of its passkeys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalOrigin {
+    /// `https://host[:port]`.
+    pub url: url::Url,
+    /// Without `[portal] url`: any port of the host (`localhost` for a loopback listener,
+    /// else `server.hostname`) is the portal's.
+    pub any_port: bool,
+}
+
+impl PortalOrigin {
+    /// The URL people open, for a portal listening on `port`.
+    pub fn public_url(&self, port: u16) -> String {
+        let base = self.url.as_str().trim_end_matches('/');
+        if self.any_port && self.url.port().is_none() {
+            format!("{base}:{port}")
+        } else {
+            base.to_string()
+        }
+    }
+
+    /// The WebAuthn relying party id (the host).
+    pub fn rp_id(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+}
+
 /// The portal's default listener (HTTPS, loopback: put a real address in production).
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:9443";
 
@@ -600,6 +631,42 @@ impl RawConfig {
                     d.block_for,
                 )?,
                 ..d
+            }
+        };
+        let portal_origin = match (&self.portal.url, portal_listen) {
+            (_, None) => None,
+            (Some(u), Some(_)) => {
+                let url = url::Url::parse(u)
+                    .ok()
+                    .filter(|p| {
+                        p.scheme() == "https"
+                            && p.host_str()
+                                .is_some_and(|h| h.parse::<std::net::IpAddr>().is_err())
+                            && p.path() == "/"
+                            && p.query().is_none()
+                    })
+                    .with_context(|| {
+                        format!(
+                            "portal.url: {u:?} is not an https:// URL with a host name and no path"
+                        )
+                    })?;
+                Some(PortalOrigin {
+                    url,
+                    any_port: false,
+                })
+            }
+            (None, Some(listen)) => {
+                let host = if listen.ip().is_loopback() {
+                    "localhost"
+                } else {
+                    hostname.as_str()
+                };
+                let url = url::Url::parse(&format!("https://{host}"))
+                    .with_context(|| format!("server.hostname {host:?} cannot be a portal URL"))?;
+                Some(PortalOrigin {
+                    url,
+                    any_port: true,
+                })
             }
         };
         let syslog = self.alerts.syslog;
@@ -973,6 +1040,7 @@ impl RawConfig {
             digest,
             working_hours,
             portal_limits,
+            portal_origin,
             webhook,
             syslog,
             alert_mail,

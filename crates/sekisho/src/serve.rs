@@ -357,6 +357,10 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
     v.set_bulk_rule(cfg.bulk_rule);
     v.set_login_storm_rule(cfg.login_storm);
     v.set_working_hours(cfg.working_hours);
+    if let Some(o) = &cfg.portal_origin {
+        v.set_passkey_origin(&o.url, o.any_port)
+            .map_err(anyhow::Error::msg)?;
+    }
     let v = Arc::new(v);
     let path = vault::client::socket_path(&cfg.data_dir);
     let listener =
@@ -408,6 +412,17 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
     let url = format!("https://{}", tcp.local_addr()?);
     let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
     println!("portal listening on {url}");
+    let public = match &cfg.portal_origin {
+        Some(o) => {
+            let public = o.public_url(tcp.local_addr()?.port());
+            println!(
+                "portal: open it at {public}; passkeys are for that name (WebAuthn RP ID {}; set [portal] url in production)",
+                o.rp_id()
+            );
+            public
+        }
+        None => url.clone(),
+    };
     if let Some(c) = &confined {
         println!(
             "portal sandbox: Landlock {} ({} rules), seccomp forbids exec and new processes; the KEK is {}",
@@ -429,7 +444,7 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
     if store.user_count().await? == 0 {
         match vault.call(&Request::FirstEnrolment, &[]).await {
             Ok((Response::Enrolment { token }, _)) => println!(
-                "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {url}/enrol#{token}"
+                "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {public}/enrol#{token}"
             ),
             Ok(_) => {}
             Err(vault::client::CallError::Refused(why)) => {

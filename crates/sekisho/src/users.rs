@@ -37,9 +37,9 @@ pub enum UserCmd {
 
 /// The portal's base URL as people reach it (from the configured listener).
 fn portal_url(cfg: &Config) -> String {
-    match cfg.portal_listen {
-        Some(a) => format!("https://{a}"),
-        None => "https://<portal>".into(),
+    match (cfg.portal_listen, &cfg.portal_origin) {
+        (Some(a), Some(o)) => o.public_url(a.port()),
+        _ => "https://<portal>".into(),
     }
 }
 

@@ -22,6 +22,7 @@ mod filter;
 mod lockbox;
 mod nodes;
 mod outbound;
+mod passkeys;
 mod senders;
 mod stats;
 #[doc(hidden)]
@@ -52,6 +53,7 @@ pub use nodes::{NODE_STALE_AFTER, NodeInfo};
 pub use outbound::{
     MAX_OUTBOUND_NETWORKS, OUTBOUND, OutboundNetwork, outbound_network, outbound_scope,
 };
+pub use passkeys::{Ceremony, MAX_CEREMONIES, MAX_PASSKEYS_PER_USER, StoredPasskey};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
 pub use stats::{Count, MailStats, symbol_names};
 pub use tokens::{ApiToken, MAX_TOKENS_PER_USER, TOKEN_SCOPES};

@@ -3,6 +3,30 @@
 
 use store::{Engine, Lookup, RecipientPolicy, Store, StoreError, TraceFilter, TraceRecord};
 
+/// An active account, as the vault's enrolment leaves it, for tests that need one.
+async fn account(s: &Store, email: &str) -> i64 {
+    let mac = format!("mac-{email}");
+    s.enrolment_create(
+        &mac,
+        email,
+        "operator",
+        None,
+        "test",
+        0,
+        i64::MAX / 2,
+        false,
+    )
+    .await
+    .unwrap();
+    let e = s.enrolment_get(&mac, 1).await.unwrap().unwrap();
+    let id = s
+        .enrolment_set_user(&mac, &e, "phc", |_| vec![1], 1)
+        .await
+        .unwrap();
+    s.enrolment_finish(&mac, id, 0).await.unwrap();
+    id
+}
+
 async fn store(engine: Engine) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = store::testing::scratch(engine, dir.path()).await;
@@ -814,6 +838,71 @@ async fn a_held_scope_is_released_and_its_count_starts_over(engine: Engine) {
     );
 }
 
+async fn passkeys_are_unique_bounded_and_owned(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let a = account(&s, "a@x.test").await;
+    let b = account(&s, "b@x.test").await;
+    let p = s
+        .passkey_insert(a, "cred1", "h-a", "laptop", "{}", "m1", 10)
+        .await
+        .unwrap();
+    // One credential belongs to one account only.
+    let again = s
+        .passkey_insert(b, "cred1", "h-b", "x", "{}", "m", 11)
+        .await;
+    assert!(matches!(again, Err(StoreError::Invalid(_))), "{again:?}");
+    assert_eq!(
+        s.passkey_by_cred("cred1").await.unwrap().unwrap().user_id,
+        a
+    );
+    assert!(s.passkey_by_cred("cred2").await.unwrap().is_none());
+    // Nobody removes another account's passkey.
+    assert!(matches!(
+        s.passkey_delete(p.id, b).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.passkey_used(p.id, "{\"c\":1}", "m2", 20).await.unwrap();
+    let got = &s.passkeys_of(a).await.unwrap()[0];
+    assert_eq!(
+        (got.passkey.as_str(), got.mac.as_str()),
+        ("{\"c\":1}", "m2")
+    );
+    assert_eq!(got.last_used_at, Some(20));
+    for i in 1..store::MAX_PASSKEYS_PER_USER {
+        s.passkey_insert(a, &format!("c{i}"), "h-a", "k", "{}", "m", 30)
+            .await
+            .unwrap();
+    }
+    let over = s.passkey_insert(a, "cx", "h-a", "k", "{}", "m", 30).await;
+    assert!(matches!(over, Err(StoreError::Invalid(_))), "{over:?}");
+    s.passkey_delete(p.id, a).await.unwrap();
+    assert_eq!(
+        s.passkeys_of(a).await.unwrap().len() as i64,
+        store::MAX_PASSKEYS_PER_USER - 1
+    );
+    assert!(s.passkeys_of(b).await.unwrap().is_empty());
+}
+
+async fn ceremonies_are_taken_once_and_expire(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let a = account(&s, "a@x.test").await;
+    s.ceremony_put("c1", "register", Some(a), "st", "mac", 100, 160)
+        .await
+        .unwrap();
+    s.ceremony_put("c2", "login", None, "st2", "mac2", 100, 160)
+        .await
+        .unwrap();
+    let got = s.ceremony_take("c1", 120).await.unwrap().unwrap();
+    assert_eq!(
+        (got.purpose.as_str(), got.user_id, got.state.as_str()),
+        ("register", Some(a), "st")
+    );
+    assert!(s.ceremony_take("c1", 120).await.unwrap().is_none());
+    // Expired: gone, and not handed out.
+    assert!(s.ceremony_take("c2", 200).await.unwrap().is_none());
+    assert!(s.ceremony_take("c2", 120).await.unwrap().is_none());
+}
+
 store::engine_matrix!(
     tenants_domains_and_recipient_policy,
     trace_is_searchable_by_rcpt_and_sender,
@@ -828,6 +917,8 @@ store::engine_matrix!(
     nodes_report_heartbeats_and_show_as_down_when_they_stop_beating,
     outbound_networks_admit_only_their_tenants_senders_and_go_with_the_tenant,
     a_held_scope_is_released_and_its_count_starts_over,
+    passkeys_are_unique_bounded_and_owned,
+    ceremonies_are_taken_once_and_expire,
 );
 
 /// The two engines' migrations are kept in step: the same files, and after them the same

@@ -223,6 +223,77 @@ pub enum Request {
         /// The link's token.
         token: String,
     },
+    /// Portal: starts a passkey ceremony → `Challenge` (the browser's options). `login`
+    /// needs no session; `step-up` the session to re-confirm; `register` a stepped-up one.
+    PasskeyBegin {
+        /// What for.
+        purpose: PasskeyPurpose,
+        /// The person's session (register, step-up).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    /// Portal: finishes a ceremony with the browser's answer (its JSON is the payload) →
+    /// login: `Session`; register and step-up: `Done`. Each ceremony is finished once.
+    PasskeyFinish {
+        /// The ceremony id `PasskeyBegin` answered.
+        ceremony: String,
+        /// The same session as at the start (register, step-up).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        /// A name for the new passkey (register).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Where the request came from (recorded).
+        client_ip: String,
+    },
+    /// Portal: the session user's passkeys → `Passkeys`.
+    PasskeyList {
+        /// An interactive session.
+        session: String,
+    },
+    /// Portal: removes one of the session user's passkeys (needs a step-up) → `Done`.
+    PasskeyRemove {
+        /// A stepped-up interactive session.
+        session: String,
+        /// Passkey id.
+        id: i64,
+    },
+}
+
+/// What a passkey ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PasskeyPurpose {
+    /// Add a passkey to the signed-in account.
+    Register,
+    /// Sign in (a discoverable credential names its account).
+    Login,
+    /// Re-confirm a session instead of a TOTP code.
+    StepUp,
+}
+
+impl PasskeyPurpose {
+    /// The name stored with a ceremony.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasskeyPurpose::Register => "register",
+            PasskeyPurpose::Login => "login",
+            PasskeyPurpose::StepUp => "step-up",
+        }
+    }
+}
+
+/// A registered passkey as people see it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyInfo {
+    /// Id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Registered (Unix seconds).
+    pub created_at: i64,
+    /// Last used to sign in or confirm.
+    pub last_used_at: Option<i64>,
 }
 
 /// Requests that change keys (a separate enum keeps the hot path's match small).
@@ -303,6 +374,10 @@ impl Request {
             Request::DigestLinks { .. } => "digest-links",
             Request::AuditExportBy { .. } => "audit-export-by",
             Request::DigestLink { .. } => "digest-link",
+            Request::PasskeyBegin { .. } => "passkey-begin",
+            Request::PasskeyFinish { .. } => "passkey-finish",
+            Request::PasskeyList { .. } => "passkey-list",
+            Request::PasskeyRemove { .. } => "passkey-remove",
         }
     }
 }
@@ -428,6 +503,18 @@ pub enum Response {
         /// Unix seconds.
         expires_at: i64,
     },
+    /// A passkey ceremony started: hand `options` (JSON) to the browser and `ceremony` back.
+    Challenge {
+        /// The ceremony id.
+        ceremony: String,
+        /// `PublicKeyCredentialCreationOptions` / `…RequestOptions`, as `{"publicKey": …}`.
+        options: String,
+    },
+    /// A user's passkeys.
+    Passkeys {
+        /// Oldest first.
+        items: Vec<PasskeyInfo>,
+    },
     /// Refused (policy), with a message for a person.
     Refused {
         /// Why.
@@ -458,6 +545,8 @@ impl Response {
             Response::Enrolment { .. } => "enrolment",
             Response::Links { .. } => "links",
             Response::Link { .. } => "link",
+            Response::Challenge { .. } => "challenge",
+            Response::Passkeys { .. } => "passkeys",
             Response::Refused { .. } => "refused",
             Response::Error { .. } => "error",
         }

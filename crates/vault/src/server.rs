@@ -1,5 +1,6 @@
 //! The vault role's request handling: the only code that unwraps tenant identities.
 
+mod passkey;
 pub mod portal;
 
 pub use portal::{
@@ -44,6 +45,8 @@ pub struct Vault {
     /// Failed-login storm detection.
     login_failures: crate::detect::LoginFailures,
     working_hours: Option<crate::detect::WorkingHours>,
+    /// The WebAuthn relying party (none: no portal, so no passkeys).
+    webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 /// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
@@ -267,7 +270,15 @@ impl Vault {
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
             mx_token: None,
+            webauthn: None,
         })
+    }
+
+    /// Accepts passkeys for the portal at `origin` (its public https:// URL; the host is the
+    /// WebAuthn RP ID; `any_port`: on every port of that host).
+    pub fn set_passkey_origin(&mut self, origin: &url::Url, any_port: bool) -> Result<(), String> {
+        self.webauthn = Some(passkey::relying_party(origin, any_port)?);
+        Ok(())
     }
 
     /// Sets the bulk-read rule.
@@ -684,6 +695,26 @@ impl Vault {
                     .await
             }
             Request::StepUp { session, code } => self.step_up(&session, &code).await,
+            Request::PasskeyBegin { purpose, session } => {
+                self.passkey_begin(purpose, session.as_deref()).await
+            }
+            Request::PasskeyFinish {
+                ceremony,
+                session,
+                name,
+                client_ip,
+            } => {
+                self.passkey_finish(
+                    &ceremony,
+                    session.as_deref(),
+                    name.as_deref(),
+                    &client_ip,
+                    &payload,
+                )
+                .await
+            }
+            Request::PasskeyList { session } => self.passkey_list(&session).await,
+            Request::PasskeyRemove { session, id } => self.passkey_remove(&session, id).await,
             Request::TokenCreate {
                 session,
                 name,

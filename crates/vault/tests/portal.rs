@@ -217,7 +217,38 @@ async fn a_role_process_may_not_ask_what_only_the_local_cli_asks(engine: Engine)
     }
 }
 
+async fn recovery_codes_outlive_a_kek_rotation_and_are_used_once(engine: Engine) {
+    let d = tempfile::tempdir().unwrap();
+    let (v, _store) = vault(d.path(), engine).await;
+    let token = first_link(&v).await;
+    let Response::Totp { secret, .. } = set_password(&v, &token).await else {
+        panic!()
+    };
+    let code = keys::totp::code_at(&base32_decode(&secret), store::unix_now());
+    let (r, _) = v.handle(Request::EnrolConfirm { token, code }, vec![]).await;
+    let Response::Activated { recovery_codes, .. } = r else {
+        panic!("{r:?}")
+    };
+    let (r, _) = v
+        .handle(
+            Request::Admin(vault::proto::Admin::RotateKek {
+                principal: "cli:test".into(),
+            }),
+            vec![],
+        )
+        .await;
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    // A person who lost the authenticator still has the printed codes after a rotation.
+    let r = login(&v, "operator", PASSWORD, &recovery_codes[0]).await;
+    assert!(matches!(r, Response::Session { .. }), "{r:?}");
+    let again = login(&v, "operator", PASSWORD, &recovery_codes[0]).await;
+    assert!(matches!(again, Response::Refused { .. }), "{again:?}");
+    let r = login(&v, "operator", PASSWORD, &recovery_codes[1].to_uppercase()).await;
+    assert!(matches!(r, Response::Session { .. }), "{r:?}");
+}
+
 store::engine_matrix!(
+    recovery_codes_outlive_a_kek_rotation_and_are_used_once,
     an_abandoned_first_enrolment_gives_way_to_a_new_link,
     a_locked_account_answers_like_a_wrong_password_or_an_unknown_account,
     a_role_process_may_not_ask_what_only_the_local_cli_asks,

@@ -43,7 +43,7 @@ pub(super) fn totp_aad(user_id: i64) -> Vec<u8> {
     format!("sekisho totp v1 user={user_id}").into_bytes()
 }
 
-fn random_token(prefix: &str) -> String {
+pub(super) fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", &*keys::SecretKey::generate().to_hex())
 }
 
@@ -67,7 +67,7 @@ fn recovery_form(code: &str) -> Option<String> {
     (c.len() == 10 && c.chars().any(|c| c.is_ascii_alphabetic())).then_some(c)
 }
 
-fn session_user(u: &User) -> SessionUser {
+pub(super) fn session_user(u: &User) -> SessionUser {
     SessionUser {
         id: u.id,
         email: u.email.clone(),
@@ -133,12 +133,12 @@ pub fn may_open(user: &SessionUser, tenant_id: i64, rcpts: &[String]) -> bool {
 }
 
 impl Vault {
-    fn mac_hex(&self, label: &str, token: &str) -> String {
+    pub(super) fn mac_hex(&self, label: &str, token: &str) -> String {
         let key = self.kek().derive("sekisho portal tokens v1");
         hex::encode(key.mac(format!("{label}:{token}").as_bytes()))
     }
 
-    fn csrf(&self, token: &str) -> String {
+    pub(super) fn csrf(&self, token: &str) -> String {
         self.mac_hex("csrf", token)
     }
 
@@ -146,7 +146,13 @@ impl Vault {
         self.kek().open(&totp_aad(u.id), &u.totp_sealed)
     }
 
-    async fn login_record(&self, principal: &str, ip: &str, tenant: Option<i64>, outcome: &str) {
+    pub(super) async fn login_record(
+        &self,
+        principal: &str,
+        ip: &str,
+        tenant: Option<i64>,
+        outcome: &str,
+    ) {
         if !outcome.starts_with("ok") {
             self.note_login_failure(principal, ip).await;
         } else {
@@ -451,7 +457,7 @@ impl Vault {
         }
     }
 
-    fn step_up_mac(&self, session_mac: &str, until: i64) -> String {
+    pub(super) fn step_up_mac(&self, session_mac: &str, until: i64) -> String {
         self.mac_hex("step-up", &format!("{session_mac}:{until}"))
     }
 
@@ -1026,7 +1032,7 @@ impl Vault {
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let macs: Vec<String> = codes
             .iter()
-            .map(|c| self.recovery_mac(user.id, &recovery_form(c).unwrap_or_default()))
+            .map(|c| Self::recovery_mac(&secret, user.id, &recovery_form(c).unwrap_or_default()))
             .collect();
         if let Err(e) = self.store.recovery_codes_set(user.id, &macs).await {
             return error(&e.to_string());
@@ -1050,8 +1056,12 @@ impl Vault {
         )
     }
 
-    fn recovery_mac(&self, user_id: i64, form: &str) -> String {
-        self.mac_hex("recovery", &format!("{user_id}:{form}"))
+    /// A recovery code's MAC, under a key made from the account's own TOTP secret: the vault
+    /// alone can compute it (the secret is sealed), and it survives KEK rotation (which
+    /// re-wraps the secret and keeps it), unlike a KEK-derived key would.
+    fn recovery_mac(totp_secret: &[u8], user_id: i64, form: &str) -> String {
+        let key = keys::SecretKey::from_material(totp_secret, "sekisho recovery codes v1");
+        hex::encode(key.mac(format!("{user_id}:{form}").as_bytes()))
     }
 
     /// Password + TOTP → a session. One answer for every wrong input, so it tells an attacker
@@ -1095,12 +1105,16 @@ impl Vault {
         let mut by_recovery = false;
         let step = match recovery_form(code) {
             Some(form) if pass_ok => {
-                let mac = self.recovery_mac(user.id, &form);
-                by_recovery = self
-                    .store
-                    .recovery_code_use(user.id, &mac, now)
-                    .await
-                    .unwrap_or(false);
+                by_recovery = match self.open_totp(&user) {
+                    Some(secret) => {
+                        let mac = Self::recovery_mac(&secret, user.id, &form);
+                        self.store
+                            .recovery_code_use(user.id, &mac, now)
+                            .await
+                            .unwrap_or(false)
+                    }
+                    None => false,
+                };
                 by_recovery.then_some(user.totp_last_step.unwrap_or(0))
             }
             Some(_) => None,
