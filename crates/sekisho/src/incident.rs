@@ -98,7 +98,9 @@ fn classify(r: &store::Record) -> Option<(&'static str, &'static str)> {
         "seal-secret" => (SECRETS, "set"),
         "delete-quarantine" => (BODIES, "deleted"),
         "login" => (ACCOUNTS, "logged in"),
-        "step-up" | "token-create" | "token-revoke" => (ACCOUNTS, "used"),
+        "step-up" | "token-create" | "token-revoke" | "passkey-add" | "passkey-remove" => {
+            (ACCOUNTS, "used")
+        }
         "user-invite" | "user-enrolled" => (ACCOUNTS, "created"),
         "set-filter-policy" | "sender-allow" | "sender-block" | "sender-remove" => {
             (SETTINGS, "changed")

@@ -225,7 +225,9 @@ async fn recovery_codes_outlive_a_kek_rotation_and_are_used_once(engine: Engine)
         panic!()
     };
     let code = keys::totp::code_at(&base32_decode(&secret), store::unix_now());
-    let (r, _) = v.handle(Request::EnrolConfirm { token, code }, vec![]).await;
+    let (r, _) = v
+        .handle(Request::EnrolConfirm { token, code }, vec![])
+        .await;
     let Response::Activated { recovery_codes, .. } = r else {
         panic!("{r:?}")
     };
