@@ -531,11 +531,7 @@ impl Vault {
         let result = match wa.finish_discoverable_authentication_v2(cred, state, &pk) {
             Ok(r) => r,
             Err(e) => {
-                let lock = super::portal::lock_for(user.failed_logins + 1);
-                let _ = self
-                    .store
-                    .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
-                    .await;
+                self.note_failed_factor(&user, now).await;
                 self.login_record(
                     &principal,
                     ip,
@@ -610,11 +606,7 @@ impl Vault {
             None => None,
         };
         let (Ok(result), Some((row, pk))) = (result, found) else {
-            let lock = super::portal::lock_for(user.failed_logins + 1);
-            let _ = self
-                .store
-                .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
-                .await;
+            self.note_failed_factor(&user, now).await;
             rec.outcome = "failed: passkey did not verify";
             self.record(rec).await;
             return Err(refused(

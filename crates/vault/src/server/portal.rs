@@ -501,11 +501,7 @@ impl Vault {
             .open_totp(&user)
             .and_then(|s| totp::verify(&s, code, now, user.totp_last_step));
         let Some(step) = step.filter(|_| user.locked_until <= now) else {
-            let lock = lock_for(user.failed_logins + 1);
-            let _ = self
-                .store
-                .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
-                .await;
+            self.note_failed_factor(&user, now).await;
             rec.outcome = "failed: wrong or reused code";
             self.record(rec).await;
             return refused("wrong or reused code: wait for the next one");
@@ -1059,6 +1055,15 @@ impl Vault {
     /// A recovery code's MAC, under a key made from the account's own TOTP secret: the vault
     /// alone can compute it (the secret is sealed), and it survives KEK rotation (which
     /// re-wraps the secret and keeps it), unlike a KEK-derived key would.
+    /// Counts a failed second factor (code or passkey) towards the account's lockout.
+    pub(super) async fn note_failed_factor(&self, user: &User, now: i64) {
+        let lock = lock_for(user.failed_logins + 1);
+        let _ = self
+            .store
+            .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
+            .await;
+    }
+
     fn recovery_mac(totp_secret: &[u8], user_id: i64, form: &str) -> String {
         let key = keys::SecretKey::from_material(totp_secret, "sekisho recovery codes v1");
         hex::encode(key.mac(format!("{user_id}:{form}").as_bytes()))
@@ -1123,11 +1128,7 @@ impl Vault {
                 .and_then(|s| totp::verify(&s, code, now, user.totp_last_step)),
         };
         let (true, Some(step)) = (pass_ok, step) else {
-            let lock = lock_for(user.failed_logins + 1);
-            let _ = self
-                .store
-                .user_login_failed(user.id, if lock > 0 { now + lock } else { 0 })
-                .await;
+            self.note_failed_factor(&user, now).await;
             let why = if pass_ok {
                 "failed: wrong or reused code"
             } else {
