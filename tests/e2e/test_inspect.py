@@ -329,6 +329,12 @@ def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):
     false_pos = sum(1 for v in ham_v if set(bayes(v)) & {"BAYES_999", "BAYES_99", "BAYES_95"})
     assert caught >= 8, [bayes(v) for v in spam_v]
     assert false_pos == 0, [bayes(v) for v in ham_v]
+    # The n-gram classifier learned the same messages and judges on its own.
+    assert "global n-gram weights: generation 1" in out, out
+    lr = lambda v: [x["symbol"] for x in v["symbols"] if x["symbol"].startswith("LR_")]
+    assert sum(1 for v in spam_v if set(lr(v)) & {"LR_SPAM_99", "LR_SPAM_90"}) >= 8, [lr(v) for v in spam_v]
+    assert not any(set(lr(v)) & {"LR_SPAM_99", "LR_SPAM_90", "LR_SPAM_70"} for v in ham_v), [lr(v) for v in ham_v]
+    assert sum(1 for v in ham_v if "LR_HAM" in lr(v)) >= 8, [lr(v) for v in ham_v]
     # The running node picked up the model too: a held-out spam gets a Bayes symbol there.
     msg = held_spam[0].read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     with smtplib.SMTP("127.0.0.1", n.port) as c:
@@ -337,14 +343,23 @@ def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):
         except smtplib.SMTPDataError:
             pass
     t = wait_for(lambda: (t := n.cli_json("trace", "--rcpt", "bob@acme.test")) and t, what="trace")
-    assert "BAYES_" in t[0]["symbols"], t[0]["symbols"]
+    assert "BAYES_" in t[0]["symbols"] and "LR_" in t[0]["symbols"], t[0]["symbols"]
+    def ngram_p(f):
+        v = json.loads(n.cli("--dns", f"127.0.0.1:{Node.dns_port}", "check", "--json", str(f)).stdout)
+        d = [x["detail"] for x in v["symbols"] if x["symbol"].startswith("LR_")]
+        m = re.search(r"n-gram spam probability ([0-9.]+)", d[0] if d else "")
+        return float(m.group(1)) if m else 0.5
     # learn adds one correction.
     out = n.cli("learn", "--ham", str(held_ham[0])).stdout
     assert "learned 1 new message(s)" in out and f"now {hams + 1} ham" in out
     out = n.cli("learn", "--ham", str(held_ham[0])).stdout
     assert "learned 0 new message(s), moved 0 to the other class, 1 already known" in out, out
+    before = ngram_p(held_ham[0])
     out = n.cli("learn", "--spam", str(held_ham[0])).stdout
     assert "moved 1 to the other class" in out and f"now {hams} ham, {spams + 1} spam" in out, out
+    # The correction also stepped the n-gram weights towards spam for that message.
+    assert "n-gram weights: generation 3" in out, out
+    assert ngram_p(held_ham[0]) > before, (before, out)
 
 
 def test_tenant_filter_policy_overrides_apply_per_tenant(node, sink, tmp_path):

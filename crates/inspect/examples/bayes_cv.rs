@@ -1,15 +1,18 @@
-//! Cross-validates the Bayes classifier alone on a corpus of ham and spam directories:
+//! Cross-validates the two classifiers alone (naive Bayes and the byte n-gram logistic
+//! regression) on a corpus of ham and spam directories:
 //! `cargo run --release -p inspect --example bayes_cv -- HAM_DIR... -- SPAM_DIR...`.
-//! Prints, per threshold, spam recall and ham false positives — the quick loop for tokenizer
-//! work (`bench/quality` measures the whole pipeline through the real binary).
+//! Prints, per threshold, spam recall and ham false positives of each — the quick loop for
+//! tokenizer and feature work (`bench/quality` measures the whole pipeline through the real
+//! binary, in the order `sekisho train` learns).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use inspect::bayes::{Model, tokenize};
+use inspect::bayes::{Model, token_hash, tokenize};
+use inspect::ngram::{Weights, features};
 use inspect::view::{MessageView, ViewLimits};
 
-fn load(dirs: &[PathBuf]) -> Vec<(String, HashSet<String>)> {
+fn load(dirs: &[PathBuf]) -> Vec<(String, HashSet<String>, Vec<u32>)> {
     let mut out = Vec::new();
     for d in dirs {
         let mut files: Vec<_> = std::fs::read_dir(d)
@@ -21,9 +24,12 @@ fn load(dirs: &[PathBuf]) -> Vec<(String, HashSet<String>)> {
         for f in files {
             let raw = std::fs::read(&f).expect("message");
             let (view, _) = MessageView::parse(&raw, &ViewLimits::default());
+            let tokens = tokenize(&view);
+            let feats = features(&raw, &tokens);
             out.push((
                 f.file_name().unwrap().to_string_lossy().into_owned(),
-                tokenize(&view),
+                tokens,
+                feats,
             ));
         }
     }
@@ -31,7 +37,7 @@ fn load(dirs: &[PathBuf]) -> Vec<(String, HashSet<String>)> {
 }
 
 fn fold(name: &str, folds: u64) -> u64 {
-    inspect::bayes::token_hash(name) % folds
+    token_hash(name) % folds
 }
 
 fn main() {
@@ -49,32 +55,31 @@ fn main() {
     );
     assert!(!ham.is_empty() && !spam.is_empty(), "empty corpus");
     let folds = 5;
+    // Per held-out message: (Bayes probability, n-gram probability, name).
     let (mut ps_spam, mut ps_ham) = (Vec::new(), Vec::new());
     for k in 0..folds {
         let mut m = Model::default();
-        for (n, t) in &ham {
-            if fold(n, folds) != k {
-                m.train(t, false);
-            }
+        let mut w = Weights::default();
+        // Learn in `sekisho train`'s order: by a hash of the name, classes interleaved.
+        let mut train: Vec<_> = ham
+            .iter()
+            .map(|x| (x, false))
+            .chain(spam.iter().map(|x| (x, true)))
+            .filter(|((n, _, _), _)| fold(n, folds) != k)
+            .collect();
+        train.sort_by_key(|((n, _, _), _)| token_hash(n));
+        for ((_, t, f), is_spam) in &train {
+            m.train(t, *is_spam);
+            w.learn(f, *is_spam);
         }
-        for (n, t) in &spam {
-            if fold(n, folds) != k {
-                m.train(t, true);
-            }
-        }
-        for (n, t) in &ham {
-            if fold(n, folds) == k {
-                ps_ham.push((m.classify(t).unwrap_or(0.5), n.clone()));
-            }
-        }
-        for (n, t) in &spam {
-            if fold(n, folds) == k {
-                ps_spam.push((m.classify(t).unwrap_or(0.5), n.clone()));
+        for (set, out) in [(&ham, &mut ps_ham), (&spam, &mut ps_spam)] {
+            for (n, t, f) in set.iter().filter(|(n, _, _)| fold(n, folds) == k) {
+                out.push((m.classify(t).unwrap_or(0.5), w.predict(f), n.clone()));
                 if std::env::var("DEBUG").is_ok_and(|d| n.starts_with(&d)) {
                     let mut v: Vec<(f64, &String, u32, u32)> = t
                         .iter()
                         .filter_map(|tok| {
-                            let &(s, h) = m.tokens.get(&inspect::bayes::token_hash(tok))?;
+                            let &(s, h) = m.tokens.get(&token_hash(tok))?;
                             let ps = f64::from(s) / m.spam_msgs as f64;
                             let ph = f64::from(h) / m.ham_msgs as f64;
                             Some((ps / (ps + ph), tok, s, h))
@@ -89,18 +94,22 @@ fn main() {
         }
     }
     println!("{} ham, {} spam", ps_ham.len(), ps_spam.len());
-    for th in [0.6, 0.8, 0.9, 0.95, 0.99, 0.999] {
-        let recall = ps_spam.iter().filter(|(p, _)| *p >= th).count() as f64 / ps_spam.len() as f64;
-        let fp = ps_ham.iter().filter(|(p, _)| *p >= th).count();
-        println!(
-            "p >= {th:<6} recall {:5.1} %  false positives {fp} ({:.2} %)",
-            recall * 100.0,
-            fp as f64 * 100.0 / ps_ham.len() as f64
-        );
+    type Pick = fn(&(f64, f64, String)) -> f64;
+    let classifiers: [(&str, Pick); 2] = [("bayes", |x| x.0), ("n-gram", |x| x.1)];
+    for (name, pick) in classifiers {
+        for th in [0.6, 0.8, 0.9, 0.95, 0.99, 0.999] {
+            let caught = ps_spam.iter().filter(|x| pick(x) >= th).count();
+            let fp = ps_ham.iter().filter(|x| pick(x) >= th).count();
+            println!(
+                "{name:<6} p >= {th:<6} recall {:5.1} %  false positives {fp} ({:.2} %)",
+                caught as f64 * 100.0 / ps_spam.len() as f64,
+                fp as f64 * 100.0 / ps_ham.len() as f64
+            );
+        }
     }
-    let mut missed: Vec<_> = ps_spam.iter().filter(|(p, _)| *p < 0.95).collect();
+    let mut missed: Vec<_> = ps_spam.iter().filter(|x| x.0 < 0.95 && x.1 < 0.9).collect();
     missed.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (p, n) in missed.iter().take(15) {
-        println!("missed {p:.3} {n}");
+    for (b, n, name) in missed.iter().take(15) {
+        println!("missed by both: bayes {b:.3} n-gram {n:.3} {name}");
     }
 }

@@ -69,6 +69,14 @@ symbols! {
     BayesSpam60 = "BAYES_60", 1.0;
     /// The Bayes classifier is at least 90% sure the message is ham.
     BayesHam = "BAYES_HAM", -1.5;
+    /// The byte n-gram classifier (logistic regression) is at least 99% sure of spam.
+    LrSpam99 = "LR_SPAM_99", 5.5;
+    /// The byte n-gram classifier puts the message between 90% and 99% spam.
+    LrSpam90 = "LR_SPAM_90", 4.0;
+    /// The byte n-gram classifier puts the message between 70% and 90% spam.
+    LrSpam70 = "LR_SPAM_70", 2.0;
+    /// The byte n-gram classifier is at least 95% sure the message is ham.
+    LrHam = "LR_HAM", -1.5;
     /// The Date header is well after the message arrived.
     DateInFuture = "DATE_IN_FUTURE", 2.0;
     /// The Date header is days before the message arrived.

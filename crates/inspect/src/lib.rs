@@ -23,6 +23,7 @@ pub mod bayes;
 pub mod dns;
 pub mod evidence;
 pub mod links;
+pub mod ngram;
 pub mod policy;
 pub mod stages;
 pub mod tenant;

@@ -1321,30 +1321,39 @@ async fn train(
     let spam_files = message_files(spam)?;
     let total = ham_files.len() + spam_files.len();
     let limits = cfg.view_limits.clone();
-    let labelled = ham_files
+    // The n-gram classifier learns online, so the order matters: classes are interleaved
+    // (a fixed order from the file names, so a run is repeatable) rather than all ham first.
+    let mut labelled: Vec<(&PathBuf, bool)> = ham_files
         .iter()
         .map(|f| (f, false))
-        .chain(spam_files.iter().map(|f| (f, true)));
+        .chain(spam_files.iter().map(|f| (f, true)))
+        .collect();
+    labelled.sort_by_key(|(f, _)| inspect::bayes::token_hash(&f.to_string_lossy()));
     const BATCH: usize = 2000; // messages per transaction (bounds memory for big corpora)
-    let mut msgs = Vec::with_capacity(total.min(BATCH));
     let mut outcome = store::LearnOutcome::default();
-    for (done, (file, is_spam)) in labelled.enumerate() {
-        let raw = read_message(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let (view, _) = inspect::MessageView::parse(&raw, &limits);
-        let (digest, tokens) = inspect::bayes::learn_form(&inspect::bayes::tokenize(&view));
-        msgs.push(store::LearnMessage {
-            digest,
-            spam: is_spam,
-            tokens,
-        });
-        progress(done + 1, total);
-        if msgs.len() == BATCH || done + 1 == total {
-            let o = store.bayes_learn(tenant_id, &msgs).await?;
-            outcome.learned += o.learned;
-            outcome.moved += o.moved;
-            outcome.already += o.already;
-            msgs.clear();
+    let mut done = 0;
+    for chunk in labelled.chunks(BATCH) {
+        let mut msgs = Vec::with_capacity(chunk.len());
+        let mut feats = Vec::with_capacity(chunk.len());
+        for (file, is_spam) in chunk {
+            let raw =
+                read_message(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (view, _) = inspect::MessageView::parse(&raw, &limits);
+            let tokens = inspect::bayes::tokenize(&view);
+            feats.push(inspect::ngram::features(&raw, &tokens));
+            let (digest, tokens) = inspect::bayes::learn_form(&tokens);
+            msgs.push(store::LearnMessage {
+                digest,
+                spam: *is_spam,
+                tokens,
+            });
+            done += 1;
+            progress(done, total);
         }
+        let o = learn_batch(&store, tenant_id, &msgs, &feats).await?;
+        outcome.learned += o.learned;
+        outcome.moved += o.moved;
+        outcome.already += o.already;
     }
     poke(cfg).await;
     let now = store.bayes_load(tenant_id).await?;
@@ -1357,6 +1366,9 @@ async fn train(
         now.spam_msgs,
         now.tokens.len()
     );
+    if let Some((generation, _)) = store.ngram_load(tenant_id).await? {
+        println!("{model_name} n-gram weights: generation {generation}");
+    }
     if now.ham_msgs < inspect::bayes::MIN_TRAINED as i64
         || now.spam_msgs < inspect::bayes::MIN_TRAINED as i64
     {
@@ -1367,6 +1379,46 @@ async fn train(
         );
     }
     Ok(())
+}
+
+/// Learns one batch into both classifiers of a model: Bayes counts and, in the same
+/// transaction, n-gram weights stepped on every message that is new or changes class.
+/// Retries when another trainer stored weights meanwhile (its steps are kept, ours redone).
+async fn learn_batch(
+    store: &store::Store,
+    tenant: i64,
+    msgs: &[store::LearnMessage],
+    feats: &[Vec<u32>],
+) -> Result<store::LearnOutcome> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let stored = store.ngram_load(tenant).await?;
+        let base = stored.as_ref().map(|(g, _)| *g);
+        let mut weights = match &stored {
+            Some((_, bytes)) => inspect::ngram::Weights::from_bytes(bytes)
+                .context("the stored n-gram model is damaged (not this version's format)")?,
+            None => inspect::ngram::Weights::default(),
+        };
+        let digests: Vec<u64> = msgs.iter().map(|m| m.digest).collect();
+        let seen = store.bayes_seen(tenant, &digests).await?;
+        let mut stepped = std::collections::HashMap::new();
+        for (m, f) in msgs.iter().zip(feats) {
+            let before = stepped.get(&m.digest).or(seen.get(&m.digest));
+            if before != Some(&m.spam) {
+                weights.learn(f, m.spam);
+                stepped.insert(m.digest, m.spam);
+            }
+        }
+        let update = store::NgramUpdate {
+            base,
+            weights: weights.to_bytes(),
+        };
+        match store.bayes_learn_with(tenant, msgs, Some(update)).await {
+            Err(store::StoreError::Conflict(_)) => continue,
+            r => return Ok(r?),
+        }
+    }
+    anyhow::bail!("the model kept changing while training ({ATTEMPTS} attempts): try again")
 }
 
 fn validate_route(route: &str) -> Result<()> {

@@ -62,7 +62,7 @@ async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
     Ok(maildir.display().to_string())
 }
 
-/// Loads the Bayes models whose stored generation differs from `known` into `bayes`.
+/// Loads the classifier models (Bayes counts and n-gram weights) whose stored generation differs from `known` into `bayes`.
 /// Returns how many were (re)loaded.
 pub async fn load_bayes(
     store: &Store,
@@ -82,13 +82,27 @@ pub async fn load_bayes(
                 h.clamp(0, u32::MAX as i64) as u32,
             )
         });
-        bayes.set_model(
+        let ngram = match store.ngram_load(tenant).await? {
+            Some((_, bytes)) => {
+                let w = inspect::ngram::Weights::from_bytes(&bytes);
+                if w.is_none() {
+                    tracing::warn!(
+                        tenant,
+                        "stored n-gram weights are damaged; using Bayes alone"
+                    );
+                }
+                w
+            }
+            None => None,
+        };
+        bayes.set_models(
             tenant,
             inspect::bayes::Model::from_counts(
                 c.spam_msgs.max(0) as u64,
                 c.ham_msgs.max(0) as u64,
                 tokens,
             ),
+            ngram,
         );
         known.lock().expect("poisoned").insert(tenant, generation);
         loaded += 1;

@@ -1,4 +1,5 @@
-//! Storage of naive-Bayes token counts (global model = tenant 0, and one per tenant).
+//! Storage of the classifiers: naive-Bayes token counts and n-gram weights (global model =
+//! tenant 0, and one per tenant).
 
 use std::collections::HashMap;
 
@@ -39,6 +40,15 @@ pub struct LearnOutcome {
     pub already: usize,
 }
 
+/// New n-gram weights to store with a learning run, over the weights they were made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgramUpdate {
+    /// Generation of the stored weights the trainer started from (`None`: there were none).
+    pub base: Option<i64>,
+    /// The weights in their stored form.
+    pub weights: Vec<u8>,
+}
+
 impl Store {
     /// Learns messages into a model (0 = global) in one transaction: new messages are added,
     /// messages already learned as the same class are skipped (learning is idempotent), and
@@ -48,7 +58,66 @@ impl Store {
         tenant: i64,
         msgs: &[LearnMessage],
     ) -> Result<LearnOutcome, StoreError> {
+        self.bayes_learn_with(tenant, msgs, None).await
+    }
+
+    /// The class each of `digests` was learned as in a model (absent: never learned).
+    pub async fn bayes_seen(
+        &self,
+        tenant: i64,
+        digests: &[u64],
+    ) -> Result<HashMap<u64, bool>, StoreError> {
+        let mut out = HashMap::new();
+        for d in digests {
+            if out.contains_key(d) {
+                continue;
+            }
+            let row =
+                sqlx::query("SELECT spam FROM bayes_seen WHERE tenant_id = $1 AND digest = $2")
+                    .bind(tenant)
+                    .bind(*d as i64)
+                    .fetch_optional(self.pool())
+                    .await?;
+            if let Some(r) = row {
+                out.insert(*d, r.get::<i64, _>(0) != 0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored n-gram weights of a model: `(generation, stored form)`.
+    pub async fn ngram_load(&self, tenant: i64) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        let row = sqlx::query("SELECT generation, weights FROM ngram_weights WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Like [`Store::bayes_learn`], and in the same transaction stores the n-gram weights
+    /// the caller trained on these messages — only if the stored weights are still the ones
+    /// it started from (`Conflict` otherwise: reload and train again), and only when some
+    /// message was new or moved.
+    pub async fn bayes_learn_with(
+        &self,
+        tenant: i64,
+        msgs: &[LearnMessage],
+        ngram: Option<NgramUpdate>,
+    ) -> Result<LearnOutcome, StoreError> {
         let mut tx = self.write_tx().await?;
+        if let Some(update) = &ngram {
+            let now: Option<i64> =
+                sqlx::query("SELECT generation FROM ngram_weights WHERE tenant_id = $1")
+                    .bind(tenant)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.get(0));
+            if now != update.base {
+                return Err(StoreError::Conflict(
+                    "the n-gram model changed while this run trained it; train again".into(),
+                ));
+            }
+        }
         let mut outcome = LearnOutcome::default();
         let mut class: HashMap<u64, Option<bool>> = HashMap::new();
         let mut delta = BayesCounts::default();
@@ -113,6 +182,16 @@ impl Store {
         if outcome.learned + outcome.moved > 0 {
             delta.tokens = tokens.into_iter().map(|(t, (s, h))| (t, s, h)).collect();
             add_counts(&mut tx, tenant, &delta).await?;
+            if let Some(update) = ngram {
+                sqlx::query(
+                    "INSERT INTO ngram_weights (tenant_id, generation, weights) VALUES ($1, 1, $2)
+                     ON CONFLICT(tenant_id) DO UPDATE SET generation = ngram_weights.generation + 1, weights = $2",
+                )
+                .bind(tenant)
+                .bind(update.weights)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(outcome)

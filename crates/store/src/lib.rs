@@ -44,7 +44,7 @@ use thiserror::Error;
 
 pub use alerts::{Alert, NewAlert};
 pub use audit::{AuditCheckpoint, AuditKey, AuditRecord};
-pub use bayes::{BayesCounts, LearnMessage, LearnOutcome};
+pub use bayes::{BayesCounts, LearnMessage, LearnOutcome, NgramUpdate};
 pub use detect::{Baseline, DetectEvent, Trigger, WindowCount, unix_now_ms};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};

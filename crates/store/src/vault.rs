@@ -411,6 +411,7 @@ impl Store {
             "DELETE FROM bayes_tokens WHERE tenant_id = $1",
             "DELETE FROM bayes_seen WHERE tenant_id = $1",
             "DELETE FROM bayes_models WHERE tenant_id = $1",
+            "DELETE FROM ngram_weights WHERE tenant_id = $1",
         ] {
             t.bayes_records += sqlx::query(sql)
                 .bind(id)

@@ -242,6 +242,66 @@ async fn learning_is_idempotent_and_moves_corrected_messages(engine: Engine) {
     assert_eq!(other.learned, 1);
 }
 
+async fn ngram_weights_are_stored_with_learning_and_only_over_their_base(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let msg = |digest, spam| store::LearnMessage {
+        digest,
+        spam,
+        tokens: vec![10],
+    };
+    let update = |base, w: &[u8]| {
+        Some(store::NgramUpdate {
+            base,
+            weights: w.to_vec(),
+        })
+    };
+    assert_eq!(s.ngram_load(0).await.unwrap(), None);
+    assert!(s.bayes_seen(0, &[1, 2]).await.unwrap().is_empty());
+    s.bayes_learn_with(0, &[msg(1, true)], update(None, b"w1"))
+        .await
+        .unwrap();
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((1, b"w1".to_vec())));
+    assert_eq!(
+        s.bayes_seen(0, &[1, 2, 1]).await.unwrap(),
+        [(1, true)].into_iter().collect()
+    );
+    let g = s.bayes_generations().await.unwrap();
+    // A trainer that started before the first one stored is refused, and nothing changes.
+    let stale = s
+        .bayes_learn_with(0, &[msg(2, false)], update(None, b"stale"))
+        .await;
+    assert!(
+        matches!(stale, Err(store::StoreError::Conflict(_))),
+        "{stale:?}"
+    );
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((1, b"w1".to_vec())));
+    assert!(s.bayes_seen(0, &[2]).await.unwrap().is_empty());
+    assert_eq!(s.bayes_generations().await.unwrap(), g);
+    // A batch that teaches nothing new stores no weights either.
+    s.bayes_learn_with(0, &[msg(1, true)], update(Some(1), b"same"))
+        .await
+        .unwrap();
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((1, b"w1".to_vec())));
+    // Over the right base: stored, and the model's generation moves so nodes reload it.
+    s.bayes_learn_with(0, &[msg(1, false)], update(Some(1), b"w2"))
+        .await
+        .unwrap();
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((2, b"w2".to_vec())));
+    assert_ne!(s.bayes_generations().await.unwrap(), g);
+    // A tenant's weights are its own and go with the tenant.
+    let id = s
+        .add_tenant("acme", &["acme.test".into()], "maildir:///tmp")
+        .await
+        .unwrap();
+    s.bayes_learn_with(id, &[msg(1, true)], update(None, b"t"))
+        .await
+        .unwrap();
+    assert_eq!(s.ngram_load(id).await.unwrap(), Some((1, b"t".to_vec())));
+    s.terminate_tenant(id).await.unwrap();
+    assert_eq!(s.ngram_load(id).await.unwrap(), None);
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((2, b"w2".to_vec())));
+}
+
 async fn filter_policies_are_stored_per_tenant_and_reach_the_directory(engine: Engine) {
     let (_d, s) = store(engine).await;
     let id = s
@@ -908,6 +968,7 @@ store::engine_matrix!(
     trace_is_searchable_by_rcpt_and_sender,
     bayes_counts_accumulate_per_model,
     learning_is_idempotent_and_moves_corrected_messages,
+    ngram_weights_are_stored_with_learning_and_only_over_their_base,
     filter_policies_are_stored_per_tenant_and_reach_the_directory,
     a_terminated_tenants_id_is_never_given_again_and_its_secrets_go_with_it,
     trace_records_of_a_terminated_tenant_are_dropped_when_they_arrive_late,

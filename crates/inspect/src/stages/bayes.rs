@@ -1,21 +1,29 @@
-//! The Bayes stage: classifies with the recipients' tenant model when it is trained, else with
-//! the global model.
+//! The classifier stage: naive Bayes and the byte n-gram logistic regression, each giving
+//! its own band of evidence. It classifies with the recipients' tenant model when that is
+//! trained, else with the global model.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::bayes::{Model, tokenize};
 use crate::evidence::{Evidence, Symbol};
+use crate::ngram::{Weights, features};
 use crate::view::MessageView;
 use crate::{Envelope, SyncStage};
 
 /// Tenant id of the global model.
 pub const GLOBAL: i64 = 0;
 
-/// The Bayes stage; models are swapped in whole when the store's copy changes.
+/// One trained model: Bayes token counts and, when it has learned any, n-gram weights.
+struct Trained {
+    bayes: Model,
+    ngram: Option<Weights>,
+}
+
+/// The classifier stage; models are swapped in whole when the store's copy changes.
 #[derive(Default)]
 pub struct Bayes {
-    models: RwLock<HashMap<i64, Arc<Model>>>,
+    models: RwLock<HashMap<i64, Arc<Trained>>>,
 }
 
 impl Bayes {
@@ -24,29 +32,31 @@ impl Bayes {
         Self::default()
     }
 
-    /// Installs (or replaces) the model of `tenant` (`GLOBAL` for the global one).
+    /// Installs (or replaces) the Bayes counts of `tenant` (`GLOBAL` for the global one),
+    /// with no n-gram weights.
     pub fn set_model(&self, tenant: i64, model: Model) {
+        self.set_models(tenant, model, None);
+    }
+
+    /// Installs (or replaces) both classifiers of `tenant` (`GLOBAL` for the global one).
+    pub fn set_models(&self, tenant: i64, bayes: Model, ngram: Option<Weights>) {
         self.models
             .write()
             .expect("bayes lock poisoned")
-            .insert(tenant, Arc::new(model));
+            .insert(tenant, Arc::new(Trained { bayes, ngram }));
     }
 
-    fn model_for(&self, tenant: Option<i64>) -> Option<(i64, Arc<Model>)> {
+    fn model_for(&self, tenant: Option<i64>) -> Option<(i64, Arc<Trained>)> {
         let models = self.models.read().expect("bayes lock poisoned");
+        let trained = |t: &i64| {
+            models
+                .get(t)
+                .filter(|m| m.bayes.is_trained())
+                .map(|m| (*t, m.clone()))
+        };
         tenant
-            .and_then(|t| {
-                models
-                    .get(&t)
-                    .filter(|m| m.is_trained())
-                    .map(|m| (t, m.clone()))
-            })
-            .or_else(|| {
-                models
-                    .get(&GLOBAL)
-                    .filter(|m| m.is_trained())
-                    .map(|m| (GLOBAL, m.clone()))
-            })
+            .and_then(|t| trained(&t))
+            .or_else(|| trained(&GLOBAL))
     }
 
     /// The evidence for one message.
@@ -54,20 +64,47 @@ impl Bayes {
         let Some((which, model)) = self.model_for(env.tenant) else {
             return Vec::new();
         };
-        let Some(p) = model.classify(&tokenize(msg)) else {
-            return Vec::new();
-        };
         let name = if which == GLOBAL {
             "global".to_string()
         } else {
             format!("tenant {which}")
         };
-        let detail = format!("spam probability {p:.4} ({name} model)");
-        let Some(symbol) = band(p) else {
-            return Vec::new();
-        };
-        vec![Evidence::new(symbol, detail)]
+        let tokens = tokenize(msg);
+        let mut out = Vec::new();
+        if let Some(p) = model.bayes.classify(&tokens)
+            && let Some(symbol) = band(p)
+        {
+            out.push(Evidence::new(
+                symbol,
+                format!("spam probability {p:.4} ({name} model)"),
+            ));
+        }
+        if let Some(w) = &model.ngram {
+            let p = w.predict(&features(msg.raw, &tokens));
+            if let Some(symbol) = ngram_band(p) {
+                out.push(Evidence::new(
+                    symbol,
+                    format!("n-gram spam probability {p:.4} ({name} model)"),
+                ));
+            }
+        }
+        out
     }
+}
+
+/// The symbol for an n-gram spam probability (none in the undecided middle).
+pub fn ngram_band(p: f64) -> Option<Symbol> {
+    Some(if p >= 0.99 {
+        Symbol::LrSpam99
+    } else if p >= 0.9 {
+        Symbol::LrSpam90
+    } else if p >= 0.7 {
+        Symbol::LrSpam70
+    } else if p <= 0.05 {
+        Symbol::LrHam
+    } else {
+        return None;
+    })
 }
 
 /// The symbol for a spam probability (none in the undecided middle).
@@ -143,6 +180,44 @@ mod tests {
             Symbol::BayesSpam999
         );
         assert_eq!(b.check(&view(HAM), &env(None))[0].symbol, Symbol::BayesHam);
+    }
+
+    #[test]
+    fn ngram_weights_give_their_own_evidence_beside_bayes() {
+        let b = Bayes::new();
+        let mut w = Weights::default();
+        let f = |raw: &str| features(raw.as_bytes(), &tokenize(&view(raw)));
+        for _ in 0..200 {
+            w.learn(&f(SPAM), true);
+            w.learn(&f(HAM), false);
+        }
+        b.set_models(GLOBAL, trained(true), Some(w.clone()));
+        let symbols = |raw: &str| -> Vec<Symbol> {
+            b.check(&view(raw), &env(None))
+                .iter()
+                .map(|e| e.symbol)
+                .collect()
+        };
+        assert_eq!(symbols(SPAM), [Symbol::BayesSpam999, Symbol::LrSpam99]);
+        assert_eq!(symbols(HAM), [Symbol::BayesHam, Symbol::LrHam]);
+        // Weights without trained Bayes counts give nothing (the counts gate the model).
+        b.set_models(GLOBAL, Model::default(), Some(w));
+        assert!(symbols(SPAM).is_empty());
+    }
+
+    #[test]
+    fn ngram_probability_bands() {
+        let cases = [
+            (0.995, Some(Symbol::LrSpam99)),
+            (0.95, Some(Symbol::LrSpam90)),
+            (0.8, Some(Symbol::LrSpam70)),
+            (0.5, None),
+            (0.1, None),
+            (0.03, Some(Symbol::LrHam)),
+        ];
+        for (p, want) in cases {
+            assert_eq!(ngram_band(p), want, "p = {p}");
+        }
     }
 
     #[test]
