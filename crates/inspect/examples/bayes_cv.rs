@@ -68,9 +68,13 @@ fn main() {
             .filter(|((n, _, _), _)| fold(n, folds) != k)
             .collect();
         train.sort_by_key(|((n, _, _), _)| token_hash(n));
-        for ((_, t, f), is_spam) in &train {
+        for ((_, t, _), is_spam) in &train {
             m.train(t, *is_spam);
-            w.learn(f, *is_spam);
+        }
+        for pass in 0..inspect::ngram::PASSES {
+            for ((_, _, f), is_spam) in &train {
+                w.learn(f, *is_spam, pass);
+            }
         }
         for (set, out) in [(&ham, &mut ps_ham), (&spam, &mut ps_spam)] {
             for (n, t, f) in set.iter().filter(|(n, _, _)| fold(n, folds) == k) {

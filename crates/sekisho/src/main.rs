@@ -1333,7 +1333,10 @@ async fn train(
         let name = f.file_name().unwrap_or(f.as_os_str()).to_string_lossy();
         (inspect::bayes::token_hash(&name), f.to_path_buf())
     });
-    const BATCH: usize = 2000; // messages per transaction (bounds memory for big corpora)
+    // Messages per transaction and per set of n-gram passes (bounds memory for big corpora:
+    // about 15 KiB of features and token hashes per message). A typical corpus is one batch,
+    // so every pass goes over all of it.
+    const BATCH: usize = 10_000;
     let mut outcome = store::LearnOutcome::default();
     let mut done = 0;
     for chunk in labelled.chunks(BATCH) {
@@ -1386,7 +1389,8 @@ async fn train(
 }
 
 /// Learns one batch into both classifiers of a model: Bayes counts and, in the same
-/// transaction, n-gram weights stepped on every message that is new or changes class.
+/// transaction, n-gram weights stepped (`PASSES` passes over the batch) on every message
+/// that is new or changes class.
 /// Retries when another trainer stored weights meanwhile (its steps are kept, ours redone).
 async fn learn_batch(
     store: &store::Store,
@@ -1405,12 +1409,22 @@ async fn learn_batch(
         };
         let digests: Vec<u64> = msgs.iter().map(|m| m.digest).collect();
         let seen = store.bayes_seen(tenant, &digests).await?;
-        let mut stepped = std::collections::HashMap::new();
-        for (m, f) in msgs.iter().zip(feats) {
-            let before = stepped.get(&m.digest).or(seen.get(&m.digest));
-            if before != Some(&m.spam) {
-                weights.learn(f, m.spam);
-                stepped.insert(m.digest, m.spam);
+        // The messages that teach something: new, or learned before as the other class
+        // (a duplicate in the batch counts once).
+        let mut class = std::collections::HashMap::new();
+        let teach: Vec<(&Vec<u32>, bool)> = msgs
+            .iter()
+            .zip(feats)
+            .filter(|(m, _)| {
+                let before = class.get(&m.digest).or(seen.get(&m.digest)).copied();
+                class.insert(m.digest, m.spam);
+                before != Some(m.spam)
+            })
+            .map(|(m, f)| (f, m.spam))
+            .collect();
+        for pass in 0..inspect::ngram::PASSES {
+            for (f, spam) in &teach {
+                weights.learn(f, *spam, pass);
             }
         }
         let update = store::NgramUpdate {

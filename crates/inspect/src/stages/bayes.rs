@@ -188,8 +188,8 @@ mod tests {
         let mut w = Weights::default();
         let f = |raw: &str| features(raw.as_bytes(), &tokenize(&view(raw)));
         for _ in 0..200 {
-            w.learn(&f(SPAM), true);
-            w.learn(&f(HAM), false);
+            w.learn(&f(SPAM), true, 0);
+            w.learn(&f(HAM), false, 0);
         }
         b.set_models(GLOBAL, trained(true), Some(w.clone()));
         let symbols = |raw: &str| -> Vec<Symbol> {
