@@ -35,7 +35,7 @@ def test_audit_chain_verifies_detects_tampering_and_exports_per_tenant(node, sin
     ids = {(q["tenant"], q["mail_from"], q["rcpts"][0]): q["id"] for q in n.cli_json("quarantine", "list")}
     beta_id = next(v for (t, _, _), v in ids.items() if t == "beta")
     for qid in ids.values():
-        n.cli("quarantine", "open", qid, "--reason", "audit test")
+        n.cli("quarantine", "open", qid, "--break-glass", "audit test")
     records = n.cli_json("vault", "records", "--limit", "1000")
     head = len(records)
     # Directory changes from the CLI are in the log with the route they set.
@@ -135,3 +135,33 @@ def test_the_portal_exports_a_tenants_records_only_after_a_step_up(node, sink, t
     # The settings page offers the same export as a form (with a code field).
     st, _, page = admin.request("GET", "/settings")
     assert st == 200 and 'action="/settings/audit-export"' in page
+
+
+def test_deleting_the_newest_records_is_caught_at_once_and_by_verify(node, sink):
+    """Records past the last signed checkpoint are pinned by the vault as they are appended
+    (in a file beside the KEK): deleting them from the database raises a critical alert
+    within a second, and `audit verify` names the pinned record that is gone."""
+    s = sink()
+    n = node(config=QUARANTINE_ALL.replace('"1s"', '"1h"\ncheckpoint_every = 100000'))
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    quarantine(n, "bob@acme.test", "TAIL-1")
+    qid = n.cli_json("quarantine", "list")[0]["id"]
+    n.cli("quarantine", "open", qid, "--break-glass", "tail test")
+    pin = n.kek.parent / "audit-head"
+    head = int(n.sql("SELECT max(id) FROM records")[0][0])
+    wait_for(lambda: pin.exists() and int(pin.read_text().split()[0]) >= head, timeout=10,
+             what="the vault pinning the head")
+    pinned = int(pin.read_text().split()[0])
+    assert n.cli("audit", "verify").returncode == 0
+    # The break-glass open (the last thing an intruder at the console would hide) goes,
+    # while the node is down.
+    n.stop()
+    pinned = int(pin.read_text().split()[0])  # the vault pins once more as it stops
+    n.sql("DELETE FROM records WHERE id >= $1", pinned - 1)
+    r = n.cli("audit", "verify", check=False)
+    assert r.returncode != 0 and f"record {pinned}: the log ends at record {pinned - 2}" in r.stderr, r.stderr
+    # The vault, started again, sees it at its first look and raises it.
+    n.start()
+    alert = wait_for(lambda: [a for a in n.cli_json("alerts", "list") if a["rule"] == "audit-tail"],
+                     timeout=10, what="the audit-tail alert")[0]
+    assert alert["severity"] == "critical" and f"pinned record {pinned}" in alert["summary"], alert

@@ -64,8 +64,16 @@ def test_quarantine_is_sealed_opened_through_the_vault_and_released_intact(node,
     # Opening needs a reason and goes through the vault; it is recorded.
     r = n.cli("quarantine", "open", qid, "--reason", "", check=False)
     assert r.returncode != 0 and "--reason" in r.stderr
-    opened = n.cli("quarantine", "open", qid, "--reason", "user asked what this was").stdout
+    # Reading a tenant's mail from the console needs the tenant's lockbox, or breaking the
+    # glass, which is recorded and raised.
+    r = n.cli("quarantine", "open", qid, "--reason", "user asked what this was", check=False)
+    assert r.returncode != 0 and "needs a lockbox the tenant approved" in r.stderr, r.stderr
+    assert n.cli_json("alerts", "list") == []
+    opened = n.cli("quarantine", "open", qid, "--break-glass", "user asked what this was").stdout
     assert "QMARK-BODY-7f3a" in opened and "X-Sekisho-Verdict: quarantine" in opened
+    (glass,) = n.cli_json("alerts", "list")
+    assert (glass["rule"], glass["severity"]) == ("break-glass", "critical"), glass
+    assert "user asked what this was" in glass["summary"]
     show = n.cli("quarantine", "show", qid).stdout
     assert "acme" in show and "QMARK" not in show
     # Release: delivered with the original envelope, byte-identical after our trace headers.
@@ -77,7 +85,7 @@ def test_quarantine_is_sealed_opened_through_the_vault_and_released_intact(node,
     assert rest == original
     assert b"X-Sekisho-Verdict: quarantine\r\n" in content
     assert n.cli_json("quarantine", "list") == []
-    r = n.cli("quarantine", "open", qid, "--reason", "again", check=False)
+    r = n.cli("quarantine", "open", qid, "--break-glass", "again", check=False)
     assert r.returncode != 0 and "no quarantined message" in r.stderr
     rows = n.sql("SELECT principal, role, action, object, reason, outcome FROM records ORDER BY id")
     actions = [(r[2], r[5]) for r in rows if r[3] == qid]

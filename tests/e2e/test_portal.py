@@ -350,10 +350,8 @@ def test_an_exec_from_the_portal_is_killed_recorded_and_the_portal_comes_back(no
     plain = node("plain")
     wait_for(lambda: any(l.startswith("portal sandbox: Landlock") and "seccomp forbids exec" in l
                          and "out of reach" in l for l in plain.banner), what="the portal sandbox line")
-    st, _, _ = Client(plain).request("POST", "/api/test-hooks/exec", {"path": str(tmp_path / "x")})
-    assert st == 404, "no test hooks without SEKISHO_TEST_HOOKS=1"
-
-    n = node(env={"SEKISHO_TEST_HOOKS": "1"})
+    # (The product binary has no test hooks at all: scripts/check-no-hooks; this one has.)
+    n = plain
     n.portal_url()  # the portal listens
     portal = role_pid(n, "portal")
     marker = tmp_path / "pwned"
@@ -649,11 +647,18 @@ def test_operators_open_tenant_mail_only_through_a_tenant_approved_lockbox(node)
     assert st == 200 and "LOCKBOX-ACME" in doc["view"]["text"], doc
     st, _, doc = op.request("GET", f"/api/quarantine/{items['beta']}/view")
     assert st == 403
+    # The console reads under the same approval, for that tenant only.
+    console = lambda item: n.cli("quarantine", "open", item, "--reason", "ticket 4711",
+                                 "--lockbox", str(rid), check=False)
+    assert "LOCKBOX-ACME" in console(items["acme"]).stdout
+    r = console(items["beta"])
+    assert r.returncode != 0 and "does not grant access to beta" in r.stderr, r.stderr
 
     # The operator ends it early; the content is closed again.
     st, _, _ = op.request("POST", f"/api/lockbox/{rid}/revoke")
     assert st == 200
     assert op.request("GET", f"/api/quarantine/{items['acme']}/view")[0] == 403
+    assert console(items["acme"]).returncode != 0
     assert op.request("POST", f"/api/lockbox/{rid}/revoke")[0] == 409
 
     # Operators read alerts through the API too; tenant admins do not.
@@ -909,14 +914,15 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     and mx's admin socket itself: a content open without a user's session, a sessionless
     release and a tenant termination are refused and raised as critical alerts — while the
     local CLI still can."""
-    n = node(config=QUARANTINE_ALL, env={"SEKISHO_TEST_HOOKS": "1"})
+    n = node(config=QUARANTINE_ALL)
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
     send(n, "bob@acme.test", bare("INTRUDER", "bob@acme.test"))
     (item,) = [q["id"] for q in n.cli_json("quarantine", "list")]
     c = Client(n)
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "open", "target": item})
     assert st == 200 and "session" in doc.get("refused", ""), doc
-    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "mx-release", "target": item})
+    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "mx-release", "target": item,
+                                                           "data_dir": str(n.data_dir)})
     assert st == 200 and "local CLI" in doc.get("refused", ""), doc
     assert [q["id"] for q in n.cli_json("quarantine", "list")] == [item]
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "digest-links", "target": f"{item} bob@acme.test"})
@@ -930,7 +936,7 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     refused = [r for r in n.cli_json("vault", "records") if r["outcome"] == "refused: not from the local CLI"]
     assert {r["action"] for r in refused} == {"open-quarantine", "admin", "digest-links"}, refused
     # The operator at the console is not a role: the same open works from the CLI.
-    assert "INTRUDER" in n.cli("quarantine", "open", item, "--reason", "incident review").stdout
+    assert "INTRUDER" in n.cli("quarantine", "open", item, "--break-glass", "incident review").stdout
 
 
 def test_tenant_admins_tune_their_filter_policy_and_weakening_it_needs_a_step_up(node, sink):

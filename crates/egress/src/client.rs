@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use crate::route::{SmtpRoute, TlsPolicy};
 use crate::secrets::Credentials;
+use proto::route::{SmtpRoute, TlsPolicy};
 
 /// Longest reply accepted from a server (all lines).
 pub const MAX_REPLY: usize = 64 * 1024;

@@ -20,7 +20,6 @@ pub mod dsn;
 pub mod maildir;
 pub mod notice;
 pub mod pool;
-pub mod route;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -34,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use client::{Failure, TlsClients};
-pub use route::{Route, RouteError, SmtpRoute, TlsPolicy};
+pub use proto::route::{Route, RouteError, SmtpRoute, TlsPolicy};
 
 /// Where trace records go (a batching writer task drains it).
 pub type TraceSink = tokio::sync::mpsc::UnboundedSender<TraceRecord>;
@@ -611,35 +610,7 @@ impl Delivery {
     }
 }
 
-/// An RFC 2822 date (UTC) for Unix seconds.
-pub fn time_rfc2822(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use proto::verdict::rfc2822 as time_rfc2822;
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::client::{Client, Failure, Outgoing, Reply, TlsClients};
-use crate::route::{SmtpRoute, TlsPolicy};
 use crate::secrets::Credentials;
+use proto::route::{SmtpRoute, TlsPolicy};
 
 struct Destination {
     slots: Arc<Semaphore>,

@@ -5,49 +5,11 @@
 //! drop and `Debug` never prints a value.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// Which secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SecretKind {
-    /// SMTP AUTH username and password for a smarthost or connector.
-    SmtpAuth,
-    /// TLS client certificate chain and private key (mutual TLS).
-    ClientCert,
-}
-
-impl SecretKind {
-    /// Every kind.
-    pub const ALL: [SecretKind; 2] = [SecretKind::SmtpAuth, SecretKind::ClientCert];
-
-    /// The name used in commands and the store.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecretKind::SmtpAuth => "smtp-auth",
-            SecretKind::ClientCert => "client-cert",
-        }
-    }
-}
-
-impl fmt::Display for SecretKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SecretKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        SecretKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown secret kind {s:?} (known: smtp-auth, client-cert)"))
-    }
-}
+pub use proto::SecretKind;
 
 /// A connector secret's value.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]

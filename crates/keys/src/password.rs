@@ -14,7 +14,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 /// Shortest accepted password (NIST SP 800-63B asks for at least 8; we ask for more).
 pub const MIN_LEN: usize = 12;
 /// Longest accepted password (bounds the hashing work an attacker can ask for).
-pub const MAX_LEN: usize = 1024;
+pub const MAX_LEN: usize = proto::vault::MAX_PASSWORD;
 
 /// Password errors, worded for the person choosing one.
 #[derive(Debug, PartialEq, Eq)]

@@ -125,11 +125,6 @@ pub struct FrontDoor {
     peers: Mutex<HashMap<IpAddr, Peer>>,
 }
 
-/// How far back blocks count towards a storm.
-pub const STORM_WINDOW: Duration = Duration::from_secs(600);
-/// Blocked addresses within [`STORM_WINDOW`] that make a storm (a distributed scan).
-pub const STORM_ADDRESSES: usize = 5;
-
 /// What a probe did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ProbeOutcome {
@@ -311,91 +306,21 @@ fn client_ip(req: &Request) -> IpAddr {
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip())
 }
 
-/// Records a block and raises its alert (the detection issue's `waf-block` event).
+/// Reports a block to the vault, which records it, raises its alert, shares the block with
+/// every portal node and counts the storm.
 async fn report_block(portal: &Portal, ip: IpAddr) {
-    let summary = format!(
-        "{ip} made {} probing requests (unknown or exploit paths, refused requests) within {} s; blocked for {} s",
-        portal.front.limits.probe_threshold,
-        PROBE_WINDOW.as_secs(),
-        portal.front.limits.block_for.as_secs()
-    );
-    tracing::warn!(event = "waf-block", %ip, "{summary}");
-    let principal = format!("ip:{ip}");
-    let _ = portal
-        .store
-        .record(&store::NewRecord {
-            principal: &principal,
-            role: "portal",
-            action: "waf-block",
-            reason: &summary,
-            outcome: "blocked",
-            ..Default::default()
-        })
-        .await;
-    let _ = portal
-        .store
-        .alert_raise(&store::NewAlert {
-            rule: "waf-block",
-            severity: "warning",
-            dedupe_key: &format!("waf-block:{ip}"),
-            principal: &principal,
-            tenant_id: None,
-            summary: &summary,
-        })
-        .await;
-    // Every portal node blocks the address (sync_blocks), and the storm rule counts the
-    // addresses blocked by any node.
-    let now_ms = store::unix_now_ms();
-    let until_ms = now_ms.saturating_add(portal.front.limits.block_for.as_millis() as i64);
-    let ip_text = ip.to_string();
-    if let Err(e) = portal
-        .store
-        .detect_throttle(BLOCK_KIND, &ip_text, until_ms)
-        .await
-    {
-        tracing::error!(error = %e, "the block could not be shared with other portal nodes");
-    }
-    let blocked = store::DetectEvent {
-        kind: BLOCK_KIND,
-        scope: "",
-        account: "",
-        source: &ip_text,
+    let l = &portal.front.limits;
+    tracing::warn!(event = "waf-block", %ip, "blocked after probing requests");
+    let block = proto::acts::FrontBlock {
+        ip,
+        probes: l.probe_threshold,
+        window_secs: PROBE_WINDOW.as_secs(),
+        block_secs: l.block_for.as_secs(),
     };
-    let storm = portal
-        .store
-        .detect_note(
-            &blocked,
-            STORM_WINDOW,
-            store::Trigger::Sources(STORM_ADDRESSES as i64),
-            now_ms,
-        )
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "the block could not be counted");
-            None
-        });
-    if let Some(n) = storm.map(|c| c.sources) {
-        let summary = format!(
-            "{n} addresses were blocked for probing within {} minutes: a distributed scan of the portal",
-            STORM_WINDOW.as_secs() / 60
-        );
-        tracing::error!(event = "waf-block-storm", "{summary}");
-        let _ = portal
-            .store
-            .alert_raise(&store::NewAlert {
-                rule: "waf-block-storm",
-                severity: "critical",
-                dedupe_key: "waf-block-storm",
-                principal: "portal",
-                tenant_id: None,
-                summary: &summary,
-            })
-            .await;
+    if let Err(e) = portal.vault.front(block).await {
+        tracing::error!(error = %e, "the block could not be recorded or shared");
     }
 }
-
-/// The store counter and block list of the WAF.
-const BLOCK_KIND: &str = "waf-block";
 
 /// How often a portal node takes in the blocks other nodes set.
 const BLOCK_SYNC_EVERY: Duration = Duration::from_secs(2);
@@ -407,15 +332,15 @@ pub async fn sync_blocks(portal: Arc<Portal>, shutdown: tokio_util::sync::Cancel
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(BLOCK_SYNC_EVERY) => {}
         }
-        let now_ms = store::unix_now_ms();
-        match portal.store.detect_throttles(BLOCK_KIND, now_ms).await {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        match portal.vault.front(proto::acts::FrontBlocks {}).await {
             Ok(blocks) => {
                 let now = Instant::now();
                 for (ip, until_ms) in blocks {
-                    if let Ok(ip) = ip.parse::<IpAddr>() {
-                        let left = Duration::from_millis((until_ms - now_ms).max(0) as u64);
-                        portal.front.block_until(ip, now + left, now);
-                    }
+                    let left = Duration::from_millis((until_ms - now_ms).max(0) as u64);
+                    portal.front.block_until(ip, now + left, now);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "shared blocks could not be read"),
@@ -469,16 +394,9 @@ pub async fn front_door(State(portal): State<Arc<Portal>>, req: Request, next: N
 /// no more attempts. A store that cannot count allows the attempt: the per-node bucket and
 /// the account lockout still hold.
 async fn cluster_login_allowed(portal: &Portal, ip: IpAddr) -> bool {
-    let ip = ip.to_string();
-    let attempt = store::DetectEvent {
-        kind: "login-attempt",
-        scope: &ip,
-        account: "",
-        source: &ip,
-    };
     match portal
-        .store
-        .rate_hit(&attempt, Duration::from_secs(60), store::unix_now_ms())
+        .vault
+        .front(proto::acts::FrontLoginAttempt { ip })
         .await
     {
         Ok(n) => n as f64 <= 2.0 * portal.front.limits.logins_per_minute,

@@ -5,18 +5,21 @@
 //! - [`listener`]: TLS accept loop (handshakes off the accept path, bounded, with deadlines).
 //! - [`front`]: the front door every request passes before any handler — request limits,
 //!   per-IP rate limits, probe detection with temporary blocks, security headers.
-//! - [`api`]: the JSON API and the one place that decides what a user may see.
+//! - [`session`]: who is asking (the vault resolves the cookie or token) and the CSRF check.
+//! - [`api`]: the JSON API, one file per resource, each a thin face over the vault's acts.
 //! - [`problem`]: RFC 9457 problem details, the shape of every error.
 //! - [`view`]: the safe view of a message (text only, links defanged, attachments listed).
 //! - [`web`]: the web UI (Japanese and English, [`i18n`]; charts as SVG, [`charts`]).
 //!
 //! # Security
-//! Faces the Internet, so it is built to be the least valuable process to break into: it holds
-//! no key but its TLS key, reads no blob, and cannot verify a password or mint a session —
-//! the vault does both, and re-checks the session on every content open, so a compromised
-//! portal can act only for users who are really logged in (and every act is recorded). It runs
-//! under the same seccomp (no exec) and Landlock (no KEK) confinement as `mx`. Request limits
-//! answer 4xx before any handler runs; no request body or secret is logged.
+//! Faces the Internet, so it is built to be the least valuable process to break into: it
+//! holds no key but its TLS key, opens no database and reads no blob. It depends on web
+//! crates and `proto` alone (a test over `cargo metadata` keeps it so): every read it shows
+//! and every change it makes is a typed act the vault checks (session, role, tenant, token
+//! scope, step-up) and records, so a compromised portal can act only for people who are
+//! really logged in. The kernel confines it to an allow-list (Landlock: its TLS files and
+//! nothing else; seccomp: no exec). Request limits answer 4xx before any handler runs; no
+//! request body or secret is logged.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -26,44 +29,24 @@ pub mod front;
 pub mod i18n;
 pub mod listener;
 pub mod passkeys;
+#[cfg(feature = "test-hooks")]
+pub mod probe;
 pub mod problem;
 pub mod qr;
-pub mod tenancy;
+pub mod session;
 pub mod view;
 pub mod web;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What the portal works with.
+/// What the portal works with: the vault's client, nothing else. It holds no store handle,
+/// no role token and no key but its TLS key; every read and every change is an act the
+/// vault checks (releases reach the mail node through the vault).
 pub struct Portal {
-    /// The vault (logins, sessions, content opens).
-    pub vault: vault::client::VaultClient,
-    /// The store (quarantine metadata, records, alerts).
-    pub store: store::Store,
-    /// The node's data directory (its admin socket releases messages into the spool).
-    pub data_dir: PathBuf,
+    /// The vault (logins, sessions, every act, content opens).
+    pub vault: proto::client::VaultClient,
     /// The front door's limits and state.
     pub front: front::FrontDoor,
-    /// The global filter policy (thresholds and every symbol's weight), which tenants'
-    /// policies override.
-    pub policy: PolicyDefaults,
-    /// Test hooks on (`SEKISHO_TEST_HOOKS=1`): `POST /api/test-hooks/exec` tries to run a
-    /// program, to show the sandbox stopping it. Never in production.
-    pub test_hooks: bool,
-}
-
-/// The node's global filter policy, as tenant policies see it.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyDefaults {
-    /// Tag threshold.
-    pub tag: f64,
-    /// Quarantine threshold.
-    pub quarantine: f64,
-    /// Reject threshold.
-    pub reject: f64,
-    /// Every symbol's weight, by name.
-    pub weights: std::collections::BTreeMap<String, f64>,
 }
 
 /// Starts serving on `listener` until `shutdown`.

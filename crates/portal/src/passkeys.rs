@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use proto::client::CallError;
+use proto::vault::{PasskeyPurpose, Request, Response as VaultResponse};
 use serde::Deserialize;
-use vault::client::CallError;
-use vault::proto::{PasskeyPurpose, Request, Response as VaultResponse};
 
 use crate::Portal;
 use crate::api::{
@@ -83,10 +83,10 @@ pub(crate) async fn begin(
                 .map_err(|_| Problem::internal("unexpected answer from the vault"))?,
         }),
         Ok(_) => Err(Problem::internal("unexpected answer from the vault")),
-        Err(CallError::Refused(m)) => Err(Problem::new(
+        Err(CallError::Refused(r)) => Err(Problem::new(
             StatusCode::CONFLICT,
             "Passkey request refused",
-            m,
+            r.message,
         )),
         Err(e) => Err(vault_problem(e)),
     }
@@ -112,10 +112,10 @@ pub(crate) async fn finish(
     };
     match p.vault.call(&req, &answer).await {
         Ok((r, _)) => Ok(r),
-        Err(CallError::Refused(m)) => Err(Problem::new(
+        Err(CallError::Refused(r)) => Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "Passkey not accepted",
-            m,
+            r.message,
         )),
         Err(e) => Err(vault_problem(e)),
     }
@@ -126,7 +126,7 @@ pub(crate) async fn login_with(
     p: &Portal,
     b: Finish,
     from: ClientAddr,
-) -> Result<(String, String, vault::proto::SessionUser), Problem> {
+) -> Result<(String, String, proto::vault::SessionUser), Problem> {
     match finish(p, b, None, from).await? {
         VaultResponse::Session { token, csrf, user } => Ok((token, csrf, user)),
         _ => Err(Problem::internal("unexpected answer from the vault")),
@@ -161,7 +161,7 @@ pub(crate) async fn login_finish(
     .into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie(&token, vault::server::SESSION_ABSOLUTE),
+        session_cookie(&token, proto::vault::SESSION_ABSOLUTE),
     );
     Ok(r)
 }

@@ -2,6 +2,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use proto::client::CallError;
+use proto::{Refusal, Refused};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,34 @@ impl Problem {
     /// 500/502: our side failed (the detail never carries internals).
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "Service unavailable", detail)
+    }
+}
+
+/// The problem of a refusal, by its kind: the status is decided here, once, from the type
+/// (never from the words).
+pub fn refused(r: Refused) -> Problem {
+    let (status, title) = match r.kind {
+        Refusal::Unauthenticated => (StatusCode::UNAUTHORIZED, "Not logged in"),
+        Refusal::WrongFactor => (StatusCode::UNAUTHORIZED, "Step-up failed"),
+        Refusal::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        Refusal::Invalid => (StatusCode::BAD_REQUEST, "Bad request"),
+        Refusal::Conflict => (StatusCode::CONFLICT, "Conflict"),
+        Refusal::Forbidden | Refusal::StepUpNeeded | Refusal::Throttled | Refusal::NotForRoles => {
+            (StatusCode::FORBIDDEN, "Forbidden")
+        }
+    };
+    Problem::new(status, title, r.message)
+}
+
+/// The problem of a failed vault call: a refusal by its kind, anything else a 502 whose
+/// detail carries no internals (they go to the log).
+pub fn vault_problem(e: CallError) -> Problem {
+    match e {
+        CallError::Refused(r) => refused(r),
+        other => {
+            tracing::error!(error = %other, "vault call failed");
+            Problem::internal("the vault did not answer; try again shortly")
+        }
     }
 }
 

@@ -17,10 +17,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
+use proto::Role;
+use proto::acts::QuarantineItem;
+use proto::client::CallError;
+use proto::vault::{Request, Response as VaultResponse};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use vault::client::CallError;
-use vault::proto::{Request, Response as VaultResponse};
 
 use crate::Portal;
 use crate::api::{self, Session};
@@ -105,7 +107,7 @@ impl FromRequestParts<Arc<Portal>> for WebSession {
 impl WebSession {
     /// The refusal, unless the form's CSRF token is the session's.
     fn csrf_refusal(&self, sent: &str) -> Option<Response> {
-        if keys::ct_eq(sent.as_bytes(), self.s.csrf.as_bytes()) {
+        if proto::ct_eq(sent.as_bytes(), self.s.csrf.as_bytes()) {
             None
         } else {
             Some(self.error(&Problem::forbidden(
@@ -204,32 +206,32 @@ fn page_with(
                     a.brand href="/" { "関所 Sekisho" }
                     @if let Some(w) = who {
                         nav {
-                            @if w.s.user.role != "auditor" {
+                            @if w.s.user.role != Role::Auditor {
                                 a href="/quarantine" { (l.t("Quarantine", "隔離メール")) }
                             }
-                            @if matches!(w.s.user.role.as_str(), "user" | "tenant-admin") {
+                            @if matches!(w.s.user.role, Role::User | Role::TenantAdmin) {
                                 a href="/senders" { (l.t("Senders", "送信者リスト")) }
                             }
-                            @if w.s.user.role == "tenant-admin" {
+                            @if w.s.user.role == Role::TenantAdmin {
                                 a href="/settings" { (l.t("Settings", "設定")) }
                             }
-                            @if matches!(w.s.user.role.as_str(), "operator" | "tenant-admin") {
+                            @if matches!(w.s.user.role, Role::Operator | Role::TenantAdmin) {
                                 a href="/dashboard" { (l.t("Dashboard", "ダッシュボード")) }
                                 a href="/trace" { (l.t("Trace", "配送履歴")) }
                             }
-                            @if w.s.user.role != "user" {
+                            @if w.s.user.role != Role::User {
                                 a href="/lockbox" { (l.t("Lockbox", "アクセス承認")) }
                             }
-                            @if matches!(w.s.user.role.as_str(), "operator" | "auditor") {
+                            @if matches!(w.s.user.role, Role::Operator | Role::Auditor) {
                                 a href="/alerts" { (l.t("Alerts", "アラート")) }
                             }
-                            @if w.s.user.role == "operator" {
+                            @if w.s.user.role == Role::Operator {
                                 a href="/operator" { (l.t("System", "システム")) }
                             }
                             a href="/account" { (l.t("Account", "アカウント")) }
                         }
                         form.logout method="post" action="/logout" {
-                            span.who { (w.s.user.email) " · " (role_name(l, &w.s.user.role)) }
+                            span.who { (w.s.user.email) " · " (role_name(l, w.s.user.role)) }
                             input type="hidden" name="csrf" value=(w.s.csrf);
                             button type="submit" { (l.t("Log out", "ログアウト")) }
                         }
@@ -258,12 +260,12 @@ fn error_page(lang: Lang, who: Option<&WebSession>, p: &Problem) -> Response {
     page_with(p.status, l, who, title, body)
 }
 
-fn role_name(l: Lang, role: &str) -> &'static str {
+fn role_name(l: Lang, role: Role) -> &'static str {
     match role {
-        "operator" => l.t("operator", "運用者"),
-        "auditor" => l.t("auditor", "監査者"),
-        "tenant-admin" => l.t("tenant admin", "テナント管理者"),
-        _ => l.t("user", "利用者"),
+        Role::Operator => l.t("operator", "運用者"),
+        Role::Auditor => l.t("auditor", "監査者"),
+        Role::TenantAdmin => l.t("tenant admin", "テナント管理者"),
+        Role::User => l.t("user", "利用者"),
     }
 }
 
@@ -281,7 +283,7 @@ fn verdict_name(l: Lang, v: &str) -> String {
 
 async fn home(State(p): State<Arc<Portal>>, parts: Parts) -> Response {
     match api::resolve_session(&parts.headers, &p).await {
-        Ok(s) if s.user.role == "auditor" => Redirect::to("/alerts").into_response(),
+        Ok(s) if s.user.role == Role::Auditor => Redirect::to("/alerts").into_response(),
         Ok(_) => Redirect::to("/quarantine").into_response(),
         Err(_) => Redirect::to("/login").into_response(),
     }
@@ -340,7 +342,7 @@ async fn login_submit(
             let mut r = Redirect::to("/").into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
-                api::session_cookie(&token, vault::server::SESSION_ABSOLUTE),
+                api::session_cookie(&token, proto::vault::SESSION_ABSOLUTE),
             );
             r
         }
@@ -434,7 +436,7 @@ async fn enrol_submit(
     let title = l.t("Activate your account", "アカウントの有効化");
     let pass = zeroize::Zeroizing::new(f.password);
     let again = zeroize::Zeroizing::new(f.again);
-    if !keys::ct_eq(pass.as_bytes(), again.as_bytes()) {
+    if !proto::ct_eq(pass.as_bytes(), again.as_bytes()) {
         let msg = l.t(
             "The two passwords differ.",
             "2つのパスワードが一致しません。",
@@ -485,12 +487,12 @@ async fn enrol_submit(
             None,
             &Problem::internal("unexpected answer from the vault"),
         ),
-        Err(CallError::Refused(m)) => page_with(
+        Err(CallError::Refused(r)) => page_with(
             StatusCode::FORBIDDEN,
             l,
             None,
             title,
-            enrol_form(l, &token, Some(&m)),
+            enrol_form(l, &token, Some(&r.message)),
         ),
         Err(e) => error_page(l, None, &api::vault_problem(e)),
     }
@@ -543,13 +545,13 @@ struct ListParams {
     id: Option<String>,
 }
 
-fn matches_query(i: &store::QuarantineItem, q: &str) -> bool {
+fn matches_query(i: &QuarantineItem, q: &str) -> bool {
     let q = q.to_lowercase();
     i.mail_from.to_lowercase().contains(&q)
         || i.rcpts.iter().any(|r| r.to_lowercase().contains(&q))
         || i.symbols.to_lowercase().contains(&q)
         || i.tenant.to_lowercase().contains(&q)
-        || i.id.to_lowercase() == q
+        || i.id.as_str().to_lowercase() == q
 }
 
 async fn quarantine_page(
@@ -567,7 +569,7 @@ async fn quarantine_page(
     if query.chars().count() > 200 {
         return w.error(&Problem::bad_request("search for at most 200 characters"));
     }
-    let shown: Vec<&store::QuarantineItem> = items
+    let shown: Vec<&QuarantineItem> = items
         .iter()
         .filter(|i| query.is_empty() || matches_query(i, query))
         .collect();
@@ -604,7 +606,7 @@ async fn quarantine_page(
                     th { (l.t("Received", "受信日時")) }
                     th { (l.t("From", "送信者")) }
                     th { (l.t("To", "宛先")) }
-                    @if w.s.user.role == "operator" { th { (l.t("Tenant", "テナント")) } }
+                    @if w.s.user.role == Role::Operator { th { (l.t("Tenant", "テナント")) } }
                     th { (l.t("Score", "スコア")) }
                     th { (l.t("Why", "理由")) }
                 } }
@@ -614,7 +616,7 @@ async fn quarantine_page(
                             td { a href={"/quarantine/" (i.id)} { (l.time(i.received_at)) } }
                             td { (if i.mail_from.is_empty() { "<>" } else { &i.mail_from }) }
                             td { (i.rcpts.join(", ")) }
-                            @if w.s.user.role == "operator" { td { (i.tenant) } }
+                            @if w.s.user.role == Role::Operator { td { (i.tenant) } }
                             td.num { (format!("{:.1}", i.score)) }
                             td.symbols { (i.symbols) }
                         }
@@ -636,7 +638,7 @@ async fn message_page(
         Ok(i) => i,
         Err(e) => return w.error(&e),
     };
-    let openable = api::may_open_now(&p, &w.s.user, &item).await;
+    let openable = api::may_open_now(&p, &w.s, &item).await;
     let view = if openable {
         match api::view_item(&p, &w.s, &id, "viewed in the portal").await {
             Ok(v) => Some(v),
@@ -683,7 +685,7 @@ async fn message_page(
             div.actions {
                 form method="post" action={"/quarantine/" (item.id) "/release"} {
                     input type="hidden" name="csrf" value=(w.s.csrf);
-                    @if vault::server::malware_flagged(&item.symbols) {
+                    @if proto::verdict::malware_flagged(&item.symbols) {
                         label.stepup { (l.t("Flagged as malware — confirm with your authenticator code", "マルウェアと判定されています。認証アプリのコードで確認してください"))
                             input #stepup-code name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16"; }
                     }
@@ -765,7 +767,7 @@ fn done(what: &str, id: &str) -> Response {
 
 /// What a digest link releases, as the vault vouches for it: (quarantine id, recipient), or
 /// the page that says why not.
-async fn digest_terms(p: &Portal, lang: Lang, token: &str) -> Result<(String, String), Response> {
+async fn digest_terms(p: &Portal, lang: Lang, token: &str) -> Result<DigestTerms, Response> {
     let refusal = |status: StatusCode, detail: String| {
         error_page(lang, None, &Problem::new(status, "Refused", detail))
     };
@@ -779,13 +781,19 @@ async fn digest_terms(p: &Portal, lang: Lang, token: &str) -> Result<(String, St
         )
         .await
     {
-        Ok((VaultResponse::Link { id, rcpt, .. }, _)) => Ok((id, rcpt)),
-        Err(CallError::Refused(message)) => Err(refusal(StatusCode::FORBIDDEN, message)),
+        Ok((VaultResponse::Link { rcpt, item, .. }, _)) => Ok(DigestTerms { rcpt, item }),
+        Err(CallError::Refused(r)) => Err(refusal(StatusCode::FORBIDDEN, r.message)),
         _ => Err(refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "the vault is not answering; try again in a minute".into(),
         )),
     }
+}
+
+/// What a digest link releases: the item (if still quarantined) and its recipient.
+struct DigestTerms {
+    rcpt: String,
+    item: Option<QuarantineItem>,
 }
 
 fn digest_title(l: Lang) -> &'static str {
@@ -800,13 +808,13 @@ async fn digest_page(
     Path(token): Path<String>,
 ) -> Response {
     let l = lang;
-    let (id, rcpt) = match digest_terms(&p, l, &token).await {
-        Ok(t) => t,
+    let (rcpt, item) = match digest_terms(&p, l, &token).await {
+        Ok(t) => (t.rcpt, t.item),
         Err(r) => return r,
     };
-    let item = match p.store.quarantine_get(&id).await {
-        Ok(i) => i,
-        Err(_) => {
+    let item = match item {
+        Some(i) => i,
+        None => {
             return error_page(
                 l,
                 None,
@@ -825,7 +833,7 @@ async fn digest_page(
         p { (l.t("This message to", "宛先")) " " strong { (rcpt) } " " (l.t("was quarantined:", "のメールが隔離されています:")) }
         table {
             tr { th { (l.t("From", "差出人")) } td { (item.mail_from) } }
-            tr { th { (l.t("Received", "受信日時")) } td { (egress::time_rfc2822(item.received_at)) } }
+            tr { th { (l.t("Received", "受信日時")) } td { (proto::verdict::rfc2822(item.received_at)) } }
             tr { th { (l.t("Verdict", "判定")) } td { (item.verdict) " (" (format!("{:.1}", item.score)) ")" } }
         }
         p { (l.t("Release it only if you expected it. It will be delivered to your mailbox.",
@@ -846,17 +854,12 @@ async fn digest_release(
     Path(token): Path<String>,
 ) -> Response {
     let l = lang;
-    let (id, rcpt) = match digest_terms(&p, l, &token).await {
-        Ok(t) => t,
+    let rcpt = match digest_terms(&p, l, &token).await {
+        Ok(t) => t.rcpt,
         Err(r) => return r,
     };
-    let req = serde_json::json!({
-        "cmd": "quarantine-release",
-        "id": id,
-        "principal": format!("link:{rcpt}"),
-        "session": token,
-    });
-    match api::admin_call(&p.data_dir, &req).await {
+    let req = Request::DigestRelease { token };
+    match p.vault.done(&req, &[]).await.map_err(api::vault_problem) {
         Ok(_) => page(
             l,
             None,
@@ -886,7 +889,7 @@ async fn dashboard(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
             }
         })
         .collect();
-    let pairs = |v: &[store::Count]| -> Vec<(String, i64)> {
+    let pairs = |v: &[proto::acts::Count]| -> Vec<(String, i64)> {
         v.iter().map(|c| (c.name.clone(), c.count)).collect()
     };
     let verdicts: Vec<(String, i64)> = stats
@@ -925,12 +928,12 @@ async fn dashboard(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
 
 async fn alerts_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
     let l = w.lang;
-    if !matches!(w.s.user.role.as_str(), "operator" | "auditor") {
+    if !matches!(w.s.user.role, Role::Operator | Role::Auditor) {
         return w.error(&Problem::forbidden("alerts are for operators and auditors"));
     }
-    let alerts = match p.store.alerts(None).await {
+    let alerts = match api::alert_list(&p, &w.s, None).await {
         Ok(a) => a,
-        Err(_) => return w.error(&Problem::internal("the store did not answer")),
+        Err(e) => return w.error(&e),
     };
     let body = html! {
         @if alerts.is_empty() {
@@ -1001,7 +1004,7 @@ async fn senders_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
         Ok(e) => e,
         Err(e) => return w.error(&e),
     };
-    let admin = w.s.user.role == "tenant-admin";
+    let admin = w.s.user.role == Role::TenantAdmin;
     let body = html! {
         p.lead { (l.t("Allowed senders skip the spam filter when their mail is authenticated (SPF, DKIM or DMARC); malware is always stopped. Blocked senders are held.",
                       "許可した送信者のメールは、認証(SPF・DKIM・DMARC)に成功した場合に迷惑メール判定を省略します。マルウェアは常に止めます。拒否した送信者のメールは隔離します。")) }
@@ -1167,11 +1170,11 @@ async fn lockbox_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
         Ok(r) => r,
         Err(e) => return w.error(&e),
     };
-    let role = w.s.user.role.as_str();
+    let role = w.s.user.role;
     let body = html! {
         p.lead { (l.t("Operators see envelopes only. To open a tenant's mail an operator asks here; one of the tenant's admins approves for a limited time. Every step is in the audit log.",
                       "運用者が見られるのはエンベロープのみです。テナントのメールを開くには運用者がここで申請し、テナント管理者が期限付きで承認します。すべての操作は監査ログに記録されます。")) }
-        @if role == "operator" {
+        @if role == Role::Operator {
             form.card method="post" action="/lockbox" {
                 input type="hidden" name="csrf" value=(w.s.csrf);
                 label { (l.t("Tenant", "テナント")) input name="tenant" required maxlength="200"; }
@@ -1205,11 +1208,11 @@ async fn lockbox_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
                         td.state { (lockbox_state(l, &r.state))
                             @if let (Some(e), "approved") = (r.expires_at, r.state.as_str()) { br; span.note { (l.t("until", "期限")) " " (l.time(e)) } } }
                         td.actions {
-                            @if role == "tenant-admin" && r.state == "requested" {
+                            @if role == Role::TenantAdmin && r.state == "requested" {
                                 (act_button(&w, r.id, "approve", l.t("Approve", "承認"), ""))
                                 (act_button(&w, r.id, "deny", l.t("Deny", "却下"), "danger"))
                             }
-                            @if role != "auditor" && matches!(r.state.as_str(), "requested" | "approved") {
+                            @if role != Role::Auditor && matches!(r.state.as_str(), "requested" | "approved") {
                                 (act_button(&w, r.id, "revoke", l.t("Revoke", "取り消す"), "secondary"))
                             }
                         }
@@ -1281,14 +1284,17 @@ async fn lockbox_act(
 
 async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
     let l = w.lang;
-    if w.s.user.role != "operator" {
+    if w.s.user.role != Role::Operator {
         return w.error(&Problem::forbidden("system health is for operators"));
     }
     let tenants = match api::tenant_docs(&p, &w.s).await {
         Ok(t) => t,
         Err(e) => return w.error(&e),
     };
-    let h = api::health_of(&p).await;
+    let h = match api::health_of(&p, &w.s).await {
+        Ok(h) => h,
+        Err(e) => return w.error(&e),
+    };
     let up = |ok: bool| {
         if ok {
             l.t("up", "稼働中")
@@ -1406,7 +1412,7 @@ async fn operator_post(
                     "fill in the name, the domains and the route",
                 ));
             };
-            let t = crate::tenancy::NewTenant {
+            let t = crate::api::tenants::NewTenant {
                 name,
                 domains: domains
                     .split(',')
@@ -1416,7 +1422,7 @@ async fn operator_post(
                     .collect(),
                 route,
             };
-            crate::tenancy::create(&p, &w.s, &t).await.map(|_| ())
+            crate::api::tenants::create(&p, &w.s, &t).await.map(|_| ())
         }
         "domain" => {
             let (Some(tenant), Some(domain)) = (f.tenant, f.domain) else {
@@ -1424,7 +1430,7 @@ async fn operator_post(
                     "choose the tenant and fill in the domain",
                 ));
             };
-            crate::tenancy::add_domain(&p, &w.s, tenant, &domain).await
+            crate::api::tenants::add_domain(&p, &w.s, tenant, &domain).await
         }
         _ => Err(Problem::not_found("no such form")),
     };
@@ -1456,7 +1462,7 @@ async fn account_page(
             Some("removed") => p.notice role="status" { (l.t("The passkey was removed.", "パスキーを削除しました。")) },
             _ => {}
         }
-        p.lead { (w.s.user.email) " · " (role_name(l, &w.s.user.role)) }
+        p.lead { (w.s.user.email) " · " (role_name(l, w.s.user.role)) }
         h2 { (l.t("Passkeys", "パスキー")) }
         p { (l.t("A passkey signs you in with this device's screen lock or a security key, instead of a password and code. It cannot be phished: it only works on this site.",
                  "パスキーを使うと、パスワードとコードの代わりに、この端末の画面ロックやセキュリティキーでログインできます。このサイトでしか使えないため、フィッシングで盗まれることはありません。")) }
@@ -1546,24 +1552,24 @@ async fn settings_with(
         Ok(x) => x,
         Err(e) => return w.error(&e),
     };
-    let [tag, quarantine, reject] = api::thresholds(p, &policy);
-    let tenant = w.s.user.tenant_id;
+    let [tag, quarantine, reject] = policy.effective;
+    let tenant = w.s.user.tenant_id.map(|t| t.0);
     let (users, secrets) = match (
-        p.store.user_list(tenant).await,
-        p.store.secret_list(tenant.unwrap_or(0)).await,
+        w.s.ask(p, proto::acts::AccountList {}).await,
+        w.s.ask(p, proto::acts::SecretList {}).await,
     ) {
         (Ok(u), Ok(s)) => (u, s),
-        _ => return w.error(&Problem::internal("the store did not answer")),
+        (Err(e), _) | (_, Err(e)) => return w.error(&e),
     };
     // The tenant's route and recipients (tenant admins manage their own).
     let delivery = match tenant {
-        Some(id) if w.s.user.role == "tenant-admin" => {
+        Some(id) if w.s.user.role == Role::TenantAdmin => {
             match (
-                p.store.tenant(id).await,
-                crate::tenancy::recipients_of(p, &w.s, id).await,
+                crate::api::tenants::tenant_doc(p, &w.s, id).await,
+                crate::api::tenants::recipients_of(p, &w.s, id).await,
             ) {
-                (Ok(Some(t)), Ok(list)) => Some((t.route, list)),
-                _ => return w.error(&Problem::internal("the store did not answer")),
+                (Ok(t), Ok(list)) => Some((t.route, list)),
+                (Err(e), _) | (_, Err(e)) => return w.error(&e),
             }
         }
         _ => None,
@@ -1609,7 +1615,7 @@ async fn settings_with(
         table.items #users {
             thead { tr { th { (l.t("Login", "ログイン名")) } th { (l.t("Role", "権限")) } th { (l.t("State", "状態")) } } }
             tbody { @for u in &users {
-                tr { td { (u.email) } td { (role_name(l, &u.role)) }
+                tr { td { (u.email) } td { (role_name(l, u.role)) }
                      td { (if u.active { l.t("active", "有効") } else { l.t("enrolling", "登録中") }) } }
             } }
         }
@@ -1617,8 +1623,8 @@ async fn settings_with(
             input type="hidden" name="csrf" value=(w.s.csrf);
             label { (l.t("E-mail address", "メールアドレス")) input type="email" name="email" required maxlength="254"; }
             label { (l.t("Role", "権限")) select name="role" {
-                option value="user" { (role_name(l, "user")) }
-                option value="tenant-admin" { (role_name(l, "tenant-admin")) }
+                option value="user" { (role_name(l, Role::User)) }
+                option value="tenant-admin" { (role_name(l, Role::TenantAdmin)) }
             } }
             button type="submit" { (l.t("Invite", "招待")) }
         }
@@ -1767,7 +1773,7 @@ async fn settings_post(
     match part.as_str() {
         "policy" => {
             let mut doc = match api::policy_of(&p, &s).await {
-                Ok(d) => d,
+                Ok(d) => d.policy,
                 Err(e) => return w.error(&e),
             };
             doc.tag = f.tag;
@@ -1788,27 +1794,27 @@ async fn settings_post(
             }
         }
         "route" | "recipient-policy" | "recipient-add" | "recipient-remove" => {
-            let Some(id) = s.user.tenant_id else {
+            let Some(id) = s.user.tenant_id.map(|t| t.0) else {
                 return w.error(&Problem::forbidden("tenant settings are for tenant admins"));
             };
             let missing = || Problem::bad_request("fill in the form");
             let done = match part.as_str() {
                 "route" => match f.route {
-                    Some(r) => crate::tenancy::set_route(&p, &s, id, &r).await,
+                    Some(r) => crate::api::tenants::set_route(&p, &s, id, &r).await,
                     None => Err(missing()),
                 },
                 "recipient-policy" => match f.policy {
-                    Some(x) => crate::tenancy::set_recipient_policy(&p, &s, id, &x).await,
+                    Some(x) => crate::api::tenants::set_recipient_policy(&p, &s, id, &x).await,
                     None => Err(missing()),
                 },
                 "recipient-add" => match f.address {
-                    Some(a) => crate::tenancy::add_recipient(&p, &s, id, &a)
+                    Some(a) => crate::api::tenants::add_recipient(&p, &s, id, &a)
                         .await
                         .map(|_| ()),
                     None => Err(missing()),
                 },
                 _ => match f.address {
-                    Some(a) => crate::tenancy::remove_recipient(&p, &s, id, &a).await,
+                    Some(a) => crate::api::tenants::remove_recipient(&p, &s, id, &a).await,
                     None => Err(missing()),
                 },
             };

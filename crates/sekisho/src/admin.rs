@@ -2,11 +2,12 @@
 //! local admin socket (`<data_dir>/admin.sock`, mode 0600) that the CLI uses for queue
 //! commands and to make the node reload its directory at once.
 //!
-//! The socket speaks one JSON object per line each way: a request `{"cmd": "...", ...}` and a
-//! reply `{"ok": true, "data": ...}` or `{"ok": false, "error": "..."}`.
+//! The socket speaks `proto::mx`: one JSON request per line (`{"cmd": "...", ...}`) and one
+//! reply per line (`{"ok": true, "data": ...}` or `{"ok": false, "error": "...", "refusal": ...}`),
+//! typed on both ends.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use proto::mx::{MxClient, MxRequest, QueueCounts, QueueEntry, QueueEnvelope, QueueRcpt, Reply};
+use proto::{QueueId, Refusal, Refused, TenantId};
 use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool};
 use store::{Store, TraceEvent, TraceRecord};
 use telemetry::Metrics;
@@ -40,15 +41,22 @@ pub struct Node {
     pub senders_loaded: std::sync::atomic::AtomicI64,
     pub quarantine: Arc<crate::quarantine::SealedQuarantine>,
     pub blobs: Arc<dyn store::blobs::BlobStore>,
-    pub vault: vault::client::VaultClient,
+    pub vault: proto::client::VaultClient,
     /// mx's role token (its sessionless opens need it: the vault refuses them from a role
     /// process without it).
-    pub vault_token: Option<vault::proto::RoleToken>,
+    pub vault_token: Option<proto::vault::RoleToken>,
     /// The quarantine digest (`None`: off).
     pub digest: Option<crate::digest::DigestConfig>,
 }
 
 impl Node {
+    /// True if `t` is the node's role token (which only the vault and mx hold).
+    fn genuine(&self, t: &proto::vault::RoleToken) -> bool {
+        self.vault_token
+            .as_ref()
+            .is_some_and(|mine| proto::ct_eq(mine.0.as_bytes(), t.0.as_bytes()))
+    }
+
     /// Reloads Bayes models that were trained since they were loaded.
     pub async fn reload_bayes(&self) -> Result<usize> {
         let n = crate::serve::load_bayes(&self.store, &self.bayes, &self.bayes_generations).await?;
@@ -136,50 +144,7 @@ pub async fn serve_http(
     }
 }
 
-/// The environment variable that turns on test hooks (never set in production).
-pub const TEST_HOOKS_ENV: &str = "SEKISHO_TEST_HOOKS";
-
-/// A request on the admin socket.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "kebab-case")]
-pub enum Request {
-    /// Test hook (only with `SEKISHO_TEST_HOOKS=1`): try to run `/bin/sh -c "touch PATH"` from
-    /// inside mx, as an attacker with code execution would. The sandbox must stop it.
-    TestExec { path: String },
-    /// Test hook (only with `SEKISHO_TEST_HOOKS=1`): obtain a tenant's `smtp-auth` secret from
-    /// the vault with mx's token, as code running inside mx could.
-    TestUseSecret { tenant: i64 },
-    /// Reload the directory from the store now.
-    Reload,
-    /// All queued messages.
-    QueueList,
-    /// One message's metadata.
-    QueueShow { id: String },
-    /// Make deferred messages due now.
-    QueueFlush,
-    /// Delete one message (its pending recipients are recorded as deleted, no DSN).
-    QueueDelete { id: String },
-    /// Put a message on hold.
-    QueueHold { id: String },
-    /// Release a held message.
-    QueueRelease { id: String },
-    /// Send the quarantine digests of everything quarantined since the last run, now.
-    DigestSend,
-    /// Release a quarantined message: the vault opens it for this purpose and principal, and it
-    /// is delivered with its original envelope.
-    QuarantineRelease {
-        id: String,
-        principal: String,
-        /// A portal user's session: the vault checks it and what the user may release.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session: Option<String>,
-    },
-}
-
-/// The socket path of a node.
-pub fn socket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("admin.sock")
-}
+pub use proto::mx::socket_path;
 
 /// Binds the admin socket (replacing a stale one) with mode 0600.
 pub fn bind_socket(path: &Path) -> Result<UnixListener> {
@@ -209,238 +174,312 @@ pub async fn serve_socket(listener: UnixListener, node: Arc<Node>, shutdown: Can
     }
 }
 
-/// What a role process (the portal) may ask on the admin socket: a reload, reading the queue,
-/// and releasing quarantined mail for a logged-in user's session (the vault checks it). The
-/// rest — deleting, holding or flushing mail, sessionless releases, test hooks — only the
-/// local CLI may ask; a compromised portal must not be able to.
-fn allowed_for_role(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::Reload
-            | Request::QueueList
-            | Request::QueueShow { .. }
-            | Request::QuarantineRelease {
-                session: Some(_),
-                ..
-            }
-    )
-}
-
+/// Reads one request line and answers it. A role process (the portal) may ask only what
+/// [`MxRequest::for_roles`] allows; anything else is refused, recorded as `role-overreach`
+/// and raised as a critical alert.
 async fn handle(stream: UnixStream, node: Arc<Node>) -> Result<()> {
     let from_role = vault::server::peer_is_role(&stream);
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(r.take(64 * 1024))
+    BufReader::new(r.take(proto::mx::MAX_LINE))
         .read_line(&mut line)
         .await?;
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(req) if from_role && !allowed_for_role(&req) => {
-            let what = serde_json::from_str::<Value>(&line)
-                .ok()
-                .and_then(|v| v["cmd"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            let summary = format!(
-                "a role process (the portal) sent mx's admin socket a {what:?} request only the local CLI may send; the role may be compromised"
-            );
-            tracing::error!("{summary}");
-            let _ = node
-                .store
-                .alert_raise(&store::NewAlert {
-                    rule: "role-overreach",
-                    severity: "critical",
-                    dedupe_key: &format!("role-overreach:admin-socket:{what}"),
-                    principal: "role",
-                    tenant_id: None,
-                    summary: &summary,
-                })
-                .await;
-            json!({"ok": false, "error": "only the local CLI may ask this"})
+    // Hooks answer the test's own process only, never a role (the portal).
+    #[cfg(feature = "test-hooks")]
+    if !from_role && let Ok(hook) = serde_json::from_str::<crate::hooks::Hook>(&line) {
+        let data = crate::hooks::run(&node, hook).await;
+        let line = serde_json::to_string(&Reply::answer(&data))?;
+        w.write_all(format!("{line}\n").as_bytes()).await?;
+        return Ok(());
+    }
+    let reply = match serde_json::from_str::<MxRequest>(&line) {
+        Ok(req) if from_role && !req.for_roles(|t| node.genuine(t)) => {
+            overreach(&node, req.kind()).await
         }
         Ok(req) => match execute(&node, req).await {
-            Ok(data) => json!({"ok": true, "data": data}),
-            Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+            Ok(reply) => reply,
+            Err(e) => Reply::failed(format!("{e:#}")),
         },
-        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        Err(e) => Reply::refused(&Refused::invalid(format!("bad request: {e}"))),
     };
-    w.write_all(format!("{reply}\n").as_bytes()).await?;
+    let line = serde_json::to_string(&reply)?;
+    w.write_all(format!("{line}\n").as_bytes()).await?;
     Ok(())
 }
 
-async fn execute(node: &Node, req: Request) -> Result<Value> {
-    let spool = &node.spool;
-    let get = |id: &str| {
-        spool
-            .get(id)
-            .with_context(|| format!("no message {id} in the queue"))
-    };
-    Ok(match req {
-        Request::TestExec { path } => {
-            if std::env::var(TEST_HOOKS_ENV).as_deref() != Ok("1") {
-                anyhow::bail!("test hooks are off");
-            }
-            let status = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(format!("touch '{path}'"))
-                .status();
-            json!({ "ran": status.is_ok_and(|s| s.success()) })
-        }
-        Request::TestUseSecret { tenant } => {
-            if std::env::var(TEST_HOOKS_ENV).as_deref() != Ok("1") {
-                anyhow::bail!("test hooks are off");
-            }
-            let got = node
-                .delivery
-                .obtain_secret(tenant, egress::secrets::SecretKind::SmtpAuth)
-                .await;
-            json!({ "obtained": got.is_ok() })
-        }
-        Request::Reload => json!({
-            "reloaded": node.reload_directory().await?,
-            "bayes_models": node.reload_bayes().await?,
-        }),
-        Request::QueueList => serde_json::to_value(spool.list())?,
-        Request::QueueShow { id } => serde_json::to_value(get(&id)?)?,
-        Request::QueueFlush => {
-            let n = spool.flush().await?;
-            node.delivery.wake();
-            json!({ "flushed": n })
-        }
-        Request::QueueDelete { id } => {
-            let meta = get(&id)?;
-            spool.remove(&id).await?;
-            for r in meta
+/// A role asked what only the local CLI may: refused, recorded and alerted.
+async fn overreach(node: &Node, what: &str) -> Reply {
+    let summary = format!(
+        "a role process sent mx's admin socket a {what:?} request without the vault's token or only the local CLI may send; the portal (which has no token) may be compromised"
+    );
+    tracing::error!("{summary}");
+    let _ = node
+        .store
+        .alert_raise(&store::NewAlert {
+            rule: "role-overreach",
+            severity: proto::Severity::Critical,
+            dedupe_key: &format!("role-overreach:admin-socket:{what}"),
+            principal: "role",
+            tenant_id: None,
+            summary: &summary,
+        })
+        .await;
+    Reply::refused(&Refused::new(
+        Refusal::NotForRoles,
+        "only the local CLI may ask this",
+    ))
+}
+
+fn entry(m: &MessageMeta) -> QueueEntry {
+    QueueEntry {
+        id: m.id.clone(),
+        envelope: QueueEnvelope {
+            mail_from: m.envelope.mail_from.clone(),
+            rcpts: m
                 .envelope
                 .rcpts
                 .iter()
-                .filter(|r| r.status == RcptStatus::Pending)
-            {
-                let _ = node.trace.send(TraceRecord::Event(TraceEvent {
-                    message_id: id.clone(),
-                    rcpt: r.address.clone(),
-                    tenant_id: (r.tenant != 0).then_some(r.tenant),
-                    at: store::unix_now(),
-                    event: "deleted".into(),
-                    detail: "deleted by an operator (sekisho queue delete)".into(),
-                }));
-            }
-            json!({ "deleted": id })
+                .map(|r| QueueRcpt {
+                    address: r.address.clone(),
+                    tenant: TenantId(r.tenant),
+                    status: match r.status {
+                        RcptStatus::Pending => proto::mx::RcptStatus::Pending,
+                        RcptStatus::Delivered => proto::mx::RcptStatus::Delivered,
+                        RcptStatus::Failed => proto::mx::RcptStatus::Failed,
+                    },
+                    last_reply: r.last_reply.clone(),
+                })
+                .collect(),
+            eight_bit: m.envelope.eight_bit,
+            smtputf8: m.envelope.smtputf8,
+            outbound: m.envelope.outbound,
+        },
+        received_at: m.received_at,
+        state: state(m.state),
+        attempts: m.attempts,
+        next_attempt: m.next_attempt,
+        size: m.size,
+        note: m.note.clone(),
+    }
+}
+
+fn state(s: QueueState) -> proto::mx::QueueState {
+    match s {
+        QueueState::Active => proto::mx::QueueState::Active,
+        QueueState::Deferred => proto::mx::QueueState::Deferred,
+        QueueState::Hold => proto::mx::QueueState::Hold,
+        QueueState::Corrupt => proto::mx::QueueState::Corrupt,
+    }
+}
+
+/// The queue's counts by state (no addresses): what a role may know of it.
+fn summary(spool: &Spool) -> QueueCounts {
+    let now = store::unix_now();
+    let mut c = QueueCounts::default();
+    for m in spool.list() {
+        *c.by_state.entry(state(m.state)).or_insert(0) += 1;
+        c.bytes += m.size;
+        let age = now - m.received_at;
+        c.oldest_seconds = Some(c.oldest_seconds.map_or(age, |o| o.max(age)));
+    }
+    c
+}
+
+fn answer<A: proto::acts::Ask>(a: &A::Answer) -> Reply {
+    Reply::answer(a)
+}
+
+/// The message `id` in the queue, or a refusal saying it is not there.
+fn queued(spool: &Spool, id: &QueueId) -> Result<MessageMeta> {
+    spool
+        .get(id.as_str())
+        .with_context(|| format!("no message {id} in the queue"))
+}
+
+async fn execute(node: &Node, req: MxRequest) -> Result<Reply> {
+    use proto::mx::{
+        Deleted, DigestSend, Flushed, Held, QuarantineRelease, QueueDelete, QueueFlush, QueueHold,
+        QueueList, QueueRelease, QueueShow, QueueSummary, Released, Reload, Reloaded,
+    };
+    let spool = &node.spool;
+    Ok(match req {
+        MxRequest::Reload(_) => answer::<Reload>(&Reloaded {
+            reloaded: node.reload_directory().await?,
+            bayes_models: node.reload_bayes().await?,
+        }),
+        MxRequest::QueueList(_) => answer::<QueueList>(&spool.list().iter().map(entry).collect()),
+        MxRequest::QueueShow(r) => answer::<QueueShow>(&entry(&queued(spool, &r.id)?)),
+        MxRequest::QueueSummary(_) => answer::<QueueSummary>(&summary(spool)),
+        MxRequest::QueueFlush(_) => {
+            let flushed = spool.flush().await?;
+            node.delivery.wake();
+            answer::<QueueFlush>(&Flushed { flushed })
         }
-        Request::QueueHold { id } => {
-            let mut meta = get(&id)?;
+        MxRequest::QueueDelete(r) => {
+            queue_delete(node, &r.id).await?;
+            answer::<QueueDelete>(&Deleted {
+                deleted: r.id.to_string(),
+            })
+        }
+        MxRequest::QueueHold(r) => {
+            let mut meta = queued(spool, &r.id)?;
             meta.state = QueueState::Hold;
             meta.note = "held by an operator".into();
             spool.update(meta).await?;
-            json!({ "held": id })
+            answer::<QueueHold>(&Held {
+                held: r.id.to_string(),
+            })
         }
-        Request::QuarantineRelease {
-            id,
-            principal,
-            session,
-        } => {
-            let item = node.store.quarantine_get(&id).await?;
-            let plain = node
-                .vault
-                .open_quarantine_as(
-                    &id,
-                    vault::proto::Purpose::Release,
-                    &principal,
-                    "released for delivery",
-                    session.as_deref(),
-                    node.vault_token.as_ref(),
-                )
-                .await?;
-            let envelope = Envelope {
-                mail_from: item.mail_from.clone(),
-                rcpts: item
-                    .rcpts
-                    .iter()
-                    .map(|a| RcptState::pending(a, item.tenant_id))
-                    .collect(),
-                eight_bit: item.eight_bit,
-                smtputf8: item.smtputf8,
-                outbound: false,
-            };
-            let meta = MessageMeta::queued(
-                id.clone(),
-                envelope,
-                item.received_at,
-                plain.len() as u64,
-                format!("released from quarantine by {principal}"),
-            );
-            spool.submit(meta.clone(), &plain, true).await?;
-            node.store.quarantine_remove(&id).await?;
-            if let Err(e) = node.blobs.delete(&item.blob).await {
-                tracing::error!(error = %e, id, "released message's sealed blob not deleted");
-            }
-            node.store
-                .record(&store::NewRecord {
-                    principal: &principal,
-                    role: "mx",
-                    action: "release",
-                    tenant_id: Some(item.tenant_id),
-                    object: &id,
-                    outcome: "ok",
-                    ..Default::default()
-                })
-                .await?;
-            for rcpt in &item.rcpts {
-                let _ = node.trace.send(TraceRecord::Event(TraceEvent {
-                    message_id: id.clone(),
-                    rcpt: rcpt.clone(),
-                    tenant_id: Some(item.tenant_id),
-                    at: store::unix_now(),
-                    event: "released".into(),
-                    detail: format!("released from quarantine by {principal}"),
-                }));
-            }
-            node.delivery.dispatch(meta, Arc::new(plain.to_vec()));
-            json!({ "released": id })
-        }
-        Request::DigestSend => match &node.digest {
-            None => bail!(
-                "the quarantine digest is off on this node ([digest] enabled = false, or no portal)"
-            ),
-            Some(cfg) => serde_json::to_value(crate::digest::send(node, cfg).await?)?,
-        },
-        Request::QueueRelease { id } => {
-            let mut meta = get(&id)?;
+        MxRequest::QueueRelease(r) => {
+            let mut meta = queued(spool, &r.id)?;
             if meta.state != QueueState::Hold {
-                bail!("message {id} is not on hold (state {:?})", meta.state);
+                bail!("message {} is not on hold (state {:?})", r.id, meta.state);
             }
             meta.state = QueueState::Active;
             meta.next_attempt = 0;
             meta.note.clear();
             spool.update(meta).await?;
             node.delivery.wake();
-            json!({ "released": id })
+            answer::<QueueRelease>(&Released {
+                released: r.id.to_string(),
+            })
         }
+        MxRequest::QuarantineRelease(r) => {
+            match quarantine_release(node, &r.id, &r.principal, r.session.as_deref()).await {
+                Ok(()) => answer::<QuarantineRelease>(&Released {
+                    released: r.id.to_string(),
+                }),
+                Err(ReleaseError::Refused(refused)) => Reply::refused(&refused),
+                Err(ReleaseError::Failed(e)) => return Err(e),
+            }
+        }
+        MxRequest::DigestSend(_) => match &node.digest {
+            None => bail!(
+                "the quarantine digest is off on this node ([digest] enabled = false, or no portal)"
+            ),
+            Some(cfg) => answer::<DigestSend>(&crate::digest::send(node, cfg).await?),
+        },
     })
 }
 
-/// Sends one request to the node at `data_dir`.
-pub async fn call(data_dir: &Path, req: &Request) -> Result<Value> {
-    let path = socket_path(data_dir);
-    let stream = UnixStream::connect(&path).await.with_context(|| {
-        format!(
-            "no running node at {} (cannot connect to {}); start it with `sekisho serve`",
-            data_dir.display(),
-            path.display()
-        )
-    })?;
-    let (r, mut w) = stream.into_split();
-    w.write_all(format!("{}\n", serde_json::to_string(req)?).as_bytes())
-        .await?;
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(r).read_line(&mut line),
-    )
-    .await
-    .context("the node did not answer within 60 s")??;
-    let reply: Value = serde_json::from_str(&line).context("malformed reply from the node")?;
-    if reply["ok"] == json!(true) {
-        Ok(reply["data"].clone())
-    } else {
-        bail!("{}", reply["error"].as_str().unwrap_or("unknown error"))
+/// Deletes one queued message; its pending recipients are recorded as deleted (no DSN).
+async fn queue_delete(node: &Node, id: &QueueId) -> Result<()> {
+    let meta = queued(&node.spool, id)?;
+    node.spool.remove(id.as_str()).await?;
+    for r in meta
+        .envelope
+        .rcpts
+        .iter()
+        .filter(|r| r.status == RcptStatus::Pending)
+    {
+        let _ = node.trace.send(TraceRecord::Event(TraceEvent {
+            message_id: id.to_string(),
+            rcpt: r.address.clone(),
+            tenant_id: (r.tenant != 0).then_some(r.tenant),
+            at: store::unix_now(),
+            event: "deleted".into(),
+            detail: "deleted by an operator (sekisho queue delete)".into(),
+        }));
     }
+    Ok(())
+}
+
+/// Why a release did not happen: the vault refused (the person can act on it), or
+/// something failed.
+enum ReleaseError {
+    Refused(Refused),
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ReleaseError {
+    fn from(e: E) -> Self {
+        ReleaseError::Failed(e.into())
+    }
+}
+
+/// Releases a quarantined message: the vault opens it for this principal (or checks the
+/// session's user), and it is queued with its original envelope and delivered.
+async fn quarantine_release(
+    node: &Node,
+    id: &QueueId,
+    principal: &str,
+    session: Option<&str>,
+) -> Result<(), ReleaseError> {
+    let item = match node.store.quarantine_get(id.as_str()).await {
+        Ok(i) => i,
+        Err(store::StoreError::NotFound(m)) => {
+            return Err(ReleaseError::Refused(Refused::not_found(m)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let opened = node
+        .vault
+        .open_quarantine(proto::client::OpenQuarantine {
+            id,
+            purpose: proto::vault::Purpose::Release,
+            principal,
+            reason: "released for delivery",
+            session,
+            role_token: node.vault_token.as_ref(),
+            lockbox: None,
+            break_glass: false,
+        })
+        .await;
+    let plain = match opened {
+        Ok(p) => p,
+        Err(proto::client::CallError::Refused(r)) => return Err(ReleaseError::Refused(r)),
+        Err(e) => return Err(e.into()),
+    };
+    let envelope = Envelope {
+        mail_from: item.mail_from.clone(),
+        rcpts: item
+            .rcpts
+            .iter()
+            .map(|a| RcptState::pending(a, item.tenant_id))
+            .collect(),
+        eight_bit: item.eight_bit,
+        smtputf8: item.smtputf8,
+        outbound: false,
+    };
+    let meta = MessageMeta::queued(
+        id.to_string(),
+        envelope,
+        item.received_at,
+        plain.len() as u64,
+        format!("released from quarantine by {principal}"),
+    );
+    node.spool.submit(meta.clone(), &plain, true).await?;
+    node.store.quarantine_remove(id.as_str()).await?;
+    if let Err(e) = node.blobs.delete(&item.blob).await {
+        tracing::error!(error = %e, %id, "released message's sealed blob not deleted");
+    }
+    node.store
+        .record(&store::NewRecord {
+            principal,
+            role: "mx",
+            action: "release",
+            tenant_id: Some(item.tenant_id),
+            object: id.as_str(),
+            outcome: "ok",
+            ..Default::default()
+        })
+        .await?;
+    for rcpt in &item.rcpts {
+        let _ = node.trace.send(TraceRecord::Event(TraceEvent {
+            message_id: id.to_string(),
+            rcpt: rcpt.clone(),
+            tenant_id: Some(item.tenant_id),
+            at: store::unix_now(),
+            event: "released".into(),
+            detail: format!("released from quarantine by {principal}"),
+        }));
+    }
+    node.delivery.dispatch(meta, Arc::new(plain.to_vec()));
+    Ok(())
+}
+
+/// The admin socket client of the node at `data_dir` (the CLI's; long operations like a
+/// digest run get a minute).
+pub fn client(data_dir: &Path) -> MxClient {
+    MxClient::new(data_dir, Duration::from_secs(60))
 }

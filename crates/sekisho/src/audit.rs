@@ -100,7 +100,17 @@ pub async fn run(cfg: Config, cmd: AuditCmd) -> Result<()> {
     match cmd {
         AuditCmd::Verify { from, json } => {
             let keys = trusted_keys(&cfg, &store).await?;
-            match store.audit_verify(from, &keys).await? {
+            let head = match vault::server::read_head(&cfg.kek_file) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!(
+                        "warning: cannot read the vault's pinned head ({}: {e}); the newest records past the last checkpoint are not checked",
+                        vault::server::head_path(&cfg.kek_file).display()
+                    );
+                    None
+                }
+            };
+            match store.audit_verify(from, &keys, head).await? {
                 Ok(v) => {
                     if json {
                         return crate::print_json(&json!({"ok": true, "verified": v}));
@@ -174,7 +184,7 @@ pub enum AlertsCmd {
     List {
         /// Only open, acknowledged or resolved ones.
         #[arg(long)]
-        state: Option<String>,
+        state: Option<proto::AlertState>,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -195,12 +205,7 @@ pub async fn alerts(cfg: Config, cmd: AlertsCmd) -> Result<()> {
     let store = crate::serve::open_store(&cfg).await?;
     match cmd {
         AlertsCmd::List { state, json } => {
-            if let Some(s) = &state
-                && !matches!(s.as_str(), "open" | "acknowledged" | "resolved")
-            {
-                bail!("--state must be open, acknowledged or resolved");
-            }
-            let list = store.alerts(state.as_deref()).await?;
+            let list = store.alerts(state).await?;
             if json {
                 return crate::print_json(&list);
             }
@@ -222,13 +227,13 @@ pub async fn alerts(cfg: Config, cmd: AlertsCmd) -> Result<()> {
         }
         AlertsCmd::Ack { id } => {
             store
-                .alert_set_state(id, "acknowledged", &crate::cli_principal())
+                .alert_set_state(id, proto::AlertState::Acknowledged, &crate::cli_principal())
                 .await?;
             println!("alert {id} acknowledged");
         }
         AlertsCmd::Resolve { id } => {
             store
-                .alert_set_state(id, "resolved", &crate::cli_principal())
+                .alert_set_state(id, proto::AlertState::Resolved, &crate::cli_principal())
                 .await?;
             println!("alert {id} resolved");
         }
@@ -258,9 +263,9 @@ pub async fn canary(cfg: Config, cmd: CanaryCmd) -> Result<()> {
             tenant,
             secret: true,
         } => {
-            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
             let summary = vault
-                .admin(vault::proto::Admin::PlantCanarySecret {
+                .admin(proto::vault::Admin::PlantCanarySecret {
                     tenant,
                     principal: crate::cli_principal(),
                 })
@@ -277,9 +282,9 @@ pub async fn canary(cfg: Config, cmd: CanaryCmd) -> Result<()> {
             let keep = days.map_or(cfg.quarantine_retention.as_secs() as i64, |d| {
                 i64::from(d) * 86400
             });
-            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
             let summary = vault
-                .admin(vault::proto::Admin::PlantCanary {
+                .admin(proto::vault::Admin::PlantCanary {
                     tenant,
                     principal: crate::cli_principal(),
                     expires_at: store::unix_now() + keep,

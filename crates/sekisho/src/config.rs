@@ -147,6 +147,7 @@ pub enum Blobs {
 #[serde(deny_unknown_fields)]
 struct RawSandbox {
     landlock: Option<String>,
+    kernel_audit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +298,8 @@ pub struct Config {
     pub quarantine_retention: Duration,
     /// Refuse to run `mx` unless Landlock confines it (else warn and run unconfined).
     pub sandbox_required: bool,
+    /// Watch the kernel audit log for Landlock denials by the roles (`None`: off).
+    pub kernel_audit: Option<KernelAudit>,
     /// Where sealed blobs are kept.
     pub blobs: Blobs,
     /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
@@ -530,6 +533,15 @@ impl RawConfig {
         if abs_kek.starts_with(&abs_data) {
             bail!(
                 "vault.kek_file: {} is inside the data directory; keep the KEK outside it (the mx role may read the data directory, and its backups must not carry the key)",
+                kek_file.display()
+            );
+        }
+        if abs_kek
+            .parent()
+            .is_some_and(|vault_dir| abs_data.starts_with(vault_dir))
+        {
+            bail!(
+                "vault.kek_file: {} is in a directory that holds the data directory; give the KEK a directory of its own (the whole of it is out of the mx and portal roles' reach)",
                 kek_file.display()
             );
         }
@@ -781,6 +793,12 @@ impl RawConfig {
             "best-effort" => false,
             other => bail!("sandbox.landlock: {other:?} is not one of required, best-effort"),
         };
+        let kernel_audit = match self.sandbox.kernel_audit.as_deref().unwrap_or("on") {
+            "on" => Some(KernelAudit::SwitchOn),
+            "watch" => Some(KernelAudit::WatchOnly),
+            "off" => None,
+            other => bail!("sandbox.kernel_audit: {other:?} is not one of on, watch, off"),
+        };
         let quarantine_retention = duration_or(
             "quarantine.retention",
             self.quarantine.retention.as_deref(),
@@ -1030,6 +1048,7 @@ impl RawConfig {
             kek_file,
             quarantine_retention,
             sandbox_required,
+            kernel_audit,
             blobs,
             store_url,
             checkpoint_every,
@@ -1131,6 +1150,15 @@ fn resolve_blobs(raw: RawBlobs) -> Result<Blobs> {
         }
         other => bail!("blobs.backend: {other:?} is not one of local, s3"),
     }
+}
+
+/// How the supervisor (as root) reads the kernel's word on the roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelAudit {
+    /// Switch the kernel's audit on if it is off, and watch (the default).
+    SwitchOn,
+    /// Watch only (an audit daemon or the boot parameter decides whether audit is on).
+    WatchOnly,
 }
 
 /// Where the KEK lives unless configured: beside the data directory, never inside it

@@ -51,14 +51,7 @@ impl DigestConfig {
     }
 }
 
-/// What one run sent.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Sent {
-    /// Digests queued (one per recipient).
-    pub digests: usize,
-    /// Quarantined items listed in them.
-    pub items: usize,
-}
+pub use proto::mx::DigestSent as Sent;
 
 /// One entry of a recipient's digest.
 struct Entry {
@@ -79,20 +72,24 @@ pub async fn send(node: &Node, cfg: &DigestConfig) -> Result<Sent> {
         Some(last) if items.len() as i64 == MAX_ITEMS_PER_RUN => last.received_at,
         _ => to,
     };
-    let pairs: Vec<(String, String)> = items
+    // Queue ids were made by the spool; a row whose id is not one gets no link.
+    let pairs: Vec<(proto::QueueId, String)> = items
         .iter()
-        .flat_map(|i| i.rcpts.iter().map(|r| (i.id.clone(), r.to_lowercase())))
+        .filter_map(|i| Some((i.id.parse().ok()?, &i.rcpts)))
+        .flat_map(|(id, rcpts): (proto::QueueId, _)| {
+            rcpts.iter().map(move |r| (id.clone(), r.to_lowercase()))
+        })
         .collect();
     let expires_at = now + cfg.link_ttl.as_secs() as i64;
     let mut links = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(vault::server::portal::MAX_DIGEST_LINKS) {
-        let req = vault::proto::Request::DigestLinks {
+        let req = proto::vault::Request::DigestLinks {
             items: chunk.to_vec(),
             expires_at,
             role_token: node.vault_token.clone(),
         };
         match node.vault.call(&req, &[]).await? {
-            (vault::proto::Response::Links { tokens }, _) if tokens.len() == chunk.len() => {
+            (proto::vault::Response::Links { tokens }, _) if tokens.len() == chunk.len() => {
                 links.extend(tokens)
             }
             (other, _) => anyhow::bail!("unexpected answer from the vault: {}", other.kind()),

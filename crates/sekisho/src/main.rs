@@ -16,7 +16,10 @@ mod admin;
 mod audit;
 mod config;
 mod digest;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 mod incident;
+mod kaudit;
 mod outbound;
 mod quarantine;
 mod roles;
@@ -581,8 +584,16 @@ enum QuarantineCmd {
         /// Quarantine id.
         id: String,
         /// Why it is opened (recorded).
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "break_glass")]
+        reason: Option<String>,
+        /// The lockbox the tenant approved for this (operators request one in the portal;
+        /// `sekisho lockbox list` shows them).
+        #[arg(long, conflicts_with = "break_glass")]
+        lockbox: Option<i64>,
+        /// In an emergency, without a lockbox: opens, records the reason and raises a
+        /// critical `break-glass` alert.
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
         /// Write the message to this file (mode 0600) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -629,7 +640,7 @@ pub(crate) fn cli_principal() -> String {
 
 async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
     let store = serve::open_store(&cfg).await?;
-    let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+    let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
     match cmd {
         QuarantineCmd::List {
             tenant,
@@ -685,12 +696,29 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
             println!("sealed to:   {}", q.sealed_to);
             println!("(subject and content are sealed: `sekisho quarantine open {id} --reason …`)");
         }
-        QuarantineCmd::Open { id, reason, out } => {
+        QuarantineCmd::Open {
+            id,
+            reason,
+            lockbox,
+            break_glass,
+            out,
+        } => {
+            let reason = break_glass.clone().or(reason).unwrap_or_default();
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why the message is opened (it is recorded)");
             }
+            let qid: proto::QueueId = id.parse().map_err(anyhow::Error::msg)?;
             let plain = vault
-                .open_quarantine(&id, vault::proto::Purpose::Read, &cli_principal(), &reason)
+                .open_quarantine(proto::client::OpenQuarantine {
+                    id: &qid,
+                    purpose: proto::vault::Purpose::Read,
+                    principal: &cli_principal(),
+                    reason: &reason,
+                    session: None,
+                    role_token: None,
+                    lockbox,
+                    break_glass: break_glass.is_some(),
+                })
                 .await?;
             match out {
                 Some(path) => {
@@ -742,15 +770,14 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
             );
         }
         QuarantineCmd::Release { id } => {
-            admin::call(
-                &cfg.data_dir,
-                &admin::Request::QuarantineRelease {
-                    id: id.clone(),
+            admin::client(&cfg.data_dir)
+                .ask(proto::mx::QuarantineRelease {
+                    id: id.parse().map_err(anyhow::Error::msg)?,
                     principal: cli_principal(),
                     session: None,
-                },
-            )
-            .await?;
+                    token: None,
+                })
+                .await?;
             println!("{id} released for delivery");
         }
         QuarantineCmd::Delete { id } => {
@@ -925,7 +952,9 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 
 /// Asks a running node to reload its directory now (it also notices within a second).
 pub(crate) async fn poke(cfg: &Config) {
-    let _ = admin::call(&cfg.data_dir, &admin::Request::Reload).await;
+    let _ = admin::client(&cfg.data_dir)
+        .ask(proto::mx::Reload { token: None })
+        .await;
 }
 
 async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> Result<()> {
@@ -968,13 +997,15 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         Command::User(cmd) => users::user(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Digest(DigestCmd::Send { json }) => {
             let cfg = load_config(&cli.node, Overrides::default())?;
-            let sent = admin::call(&cfg.data_dir, &admin::Request::DigestSend).await?;
+            let sent = admin::client(&cfg.data_dir)
+                .ask(proto::mx::DigestSend {})
+                .await?;
             if json {
                 return print_json(&sent);
             }
             println!(
                 "{} digest(s) queued, listing {} quarantined message(s)",
-                sent["digests"], sent["items"]
+                sent.digests, sent.items
             );
             Ok(())
         }
@@ -989,9 +1020,9 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             match cmd {
                 VaultCmd::RotateKek => {
                     let vault =
-                        vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+                        proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
                     let summary = vault
-                        .admin(vault::proto::Admin::RotateKek {
+                        .admin(proto::vault::Admin::RotateKek {
                             principal: cli_principal(),
                         })
                         .await?;
@@ -1499,7 +1530,7 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             recipient_policy,
         } => {
             validate_route(&route)?;
-            let policy: RecipientPolicy = recipient_policy.parse()?;
+            let policy: RecipientPolicy = recipient_policy.parse().map_err(anyhow::Error::msg)?;
             store.add_tenant(&name, &domains, &route).await?;
             if policy != RecipientPolicy::Auto {
                 store.set_recipient_policy(&name, policy).await?;
@@ -1536,7 +1567,8 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             println!("tenant {name} now routes to {route}");
         }
         TenantCmd::SetRecipientPolicy { name, policy } => {
-            store.set_recipient_policy(&name, policy.parse()?).await?;
+            let parsed = policy.parse().map_err(anyhow::Error::msg)?;
+            store.set_recipient_policy(&name, parsed).await?;
             changed(&store, "set-recipient-policy", Some(&name), &policy).await?;
             poke(&cfg).await;
             println!("tenant {name} recipient policy is now {policy}");
@@ -1574,9 +1606,9 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             if confirm != name {
                 anyhow::bail!("--confirm must repeat the tenant name ({name:?}) exactly");
             }
-            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+            let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
             let summary = vault
-                .admin(vault::proto::Admin::TerminateTenant {
+                .admin(proto::vault::Admin::TerminateTenant {
                     tenant: name,
                     principal: cli_principal(),
                 })
@@ -1677,8 +1709,10 @@ async fn secret(cfg: &Config, store: &store::Store, cmd: SecretCmd) -> Result<()
                 }
             };
             secret.validate().map_err(anyhow::Error::msg)?;
-            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
-            let summary = vault.seal_secret(&name, &cli_principal(), &secret).await?;
+            let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
+            let summary = vault
+                .seal_secret(&name, &cli_principal(), &secret.to_bytes())
+                .await?;
             poke(cfg).await;
             println!("{summary}; it cannot be shown again");
         }
@@ -1740,72 +1774,95 @@ async fn recipient(cfg: Config, cmd: RecipientCmd) -> Result<()> {
 }
 
 async fn queue(cfg: Config, cmd: QueueCmd) -> Result<()> {
-    use admin::Request;
-    let (req, json) = match cmd {
-        QueueCmd::List { json } => (Request::QueueList, json),
-        QueueCmd::Show { id, json } => (Request::QueueShow { id }, json),
-        QueueCmd::Flush { json } => (Request::QueueFlush, json),
-        QueueCmd::Delete { id, json } => (Request::QueueDelete { id }, json),
-        QueueCmd::Hold { id } => (Request::QueueHold { id }, false),
-        QueueCmd::Release { id } => (Request::QueueRelease { id }, false),
-    };
-    let is_list = matches!(req, Request::QueueList);
-    let is_show = matches!(req, Request::QueueShow { .. });
-    let data = admin::call(&cfg.data_dir, &req).await.context("queue")?;
-    if json {
-        return print_json(&data);
-    }
-    if is_list {
-        let list = data.as_array().cloned().unwrap_or_default();
-        if list.is_empty() {
-            println!("queue is empty");
+    use proto::mx::{QueueDelete, QueueFlush, QueueHold, QueueList, QueueRelease, QueueShow};
+    let mx = admin::client(&cfg.data_dir);
+    let id = |id: String| id.parse::<proto::QueueId>().map_err(anyhow::Error::msg);
+    match cmd {
+        QueueCmd::List { json } => {
+            let list = mx.ask(QueueList {}).await.context("queue")?;
+            if json {
+                return print_json(&list);
+            }
+            print_queue(&list);
         }
-        for m in list {
-            let pending: Vec<_> = m["envelope"]["rcpts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r["status"] == "pending")
-                .map(|r| r["address"].as_str().unwrap_or("").to_string())
-                .collect();
-            println!(
-                "{} {:<8} attempts {} size {} from <{}> to {} {}",
-                m["id"].as_str().unwrap_or(""),
-                m["state"].as_str().unwrap_or(""),
-                m["attempts"],
-                m["size"],
-                m["envelope"]["mail_from"].as_str().unwrap_or(""),
-                pending.join(","),
-                m["note"].as_str().unwrap_or("")
-            );
+        QueueCmd::Show { id: qid, json } => {
+            let m = mx.ask(QueueShow { id: id(qid)? }).await.context("queue")?;
+            if json {
+                return print_json(&m);
+            }
+            print_queued(&m);
         }
-    } else if is_show {
-        println!("id          {}", data["id"].as_str().unwrap_or(""));
-        println!("state       {}", data["state"].as_str().unwrap_or(""));
-        println!(
-            "from        <{}>",
-            data["envelope"]["mail_from"].as_str().unwrap_or("")
-        );
-        println!("size        {}", data["size"]);
-        println!(
-            "received    {}",
-            egress::time_rfc2822(data["received_at"].as_i64().unwrap_or(0))
-        );
-        println!("attempts    {}", data["attempts"]);
-        println!(
-            "next try    {}",
-            egress::time_rfc2822(data["next_attempt"].as_i64().unwrap_or(0))
-        );
-        for r in data["envelope"]["rcpts"].as_array().into_iter().flatten() {
-            println!(
-                "rcpt        <{}> {} {}",
-                r["address"].as_str().unwrap_or(""),
-                r["status"].as_str().unwrap_or(""),
-                r["last_reply"].as_str().unwrap_or("")
-            );
+        QueueCmd::Flush { json } => {
+            let out = mx.ask(QueueFlush {}).await.context("queue")?;
+            if json {
+                return print_json(&out);
+            }
+            println!("{} deferred message(s) due now", out.flushed);
         }
-    } else {
-        println!("{data}");
+        QueueCmd::Delete { id: qid, json } => {
+            let out = mx
+                .ask(QueueDelete { id: id(qid)? })
+                .await
+                .context("queue")?;
+            if json {
+                return print_json(&out);
+            }
+            println!("{} deleted", out.deleted);
+        }
+        QueueCmd::Hold { id: qid } => {
+            let out = mx.ask(QueueHold { id: id(qid)? }).await.context("queue")?;
+            println!("{} held", out.held);
+        }
+        QueueCmd::Release { id: qid } => {
+            let out = mx
+                .ask(QueueRelease { id: id(qid)? })
+                .await
+                .context("queue")?;
+            println!("{} released", out.released);
+        }
     }
     Ok(())
+}
+
+fn print_queue(list: &[proto::mx::QueueEntry]) {
+    if list.is_empty() {
+        println!("queue is empty");
+    }
+    for m in list {
+        let pending: Vec<&str> = m
+            .envelope
+            .rcpts
+            .iter()
+            .filter(|r| r.status == proto::mx::RcptStatus::Pending)
+            .map(|r| r.address.as_str())
+            .collect();
+        println!(
+            "{} {:<8} attempts {} size {} from <{}> to {} {}",
+            m.id,
+            format!("{:?}", m.state).to_lowercase(),
+            m.attempts,
+            m.size,
+            m.envelope.mail_from,
+            pending.join(","),
+            m.note
+        );
+    }
+}
+
+fn print_queued(m: &proto::mx::QueueEntry) {
+    println!("id          {}", m.id);
+    println!("state       {}", format!("{:?}", m.state).to_lowercase());
+    println!("from        <{}>", m.envelope.mail_from);
+    println!("size        {}", m.size);
+    println!("received    {}", egress::time_rfc2822(m.received_at));
+    println!("attempts    {}", m.attempts);
+    println!("next try    {}", egress::time_rfc2822(m.next_attempt));
+    for r in &m.envelope.rcpts {
+        println!(
+            "rcpt        <{}> {} {}",
+            r.address,
+            format!("{:?}", r.status).to_lowercase(),
+            r.last_reply
+        );
+    }
 }

@@ -127,7 +127,7 @@ impl Guard {
             .store
             .alert_raise(&store::NewAlert {
                 rule: "outbound-burst",
-                severity: "critical",
+                severity: proto::Severity::Critical,
                 dedupe_key: &format!("outbound-burst:{scope}"),
                 principal: &principal,
                 tenant_id: Some(tenant),

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ingress::{QuarantineRequest, QuarantineSink};
+use proto::client::VaultClient;
 use store::blobs::BlobStore;
 use store::{QuarantineItem, Store};
-use vault::client::VaultClient;
 
 /// `mx`'s side of the quarantine.
 pub struct SealedQuarantine {
@@ -48,7 +48,7 @@ impl SealedQuarantine {
         }
         let (r, _) = self
             .vault
-            .tenant_recipient(tenant)
+            .tenant_recipient(proto::TenantId(tenant))
             .await
             .map_err(|e| e.to_string())?;
         self.recipients

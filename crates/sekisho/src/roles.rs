@@ -20,10 +20,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::io::Read;
 
+use proto::vault::RoleToken;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
-use vault::proto::RoleToken;
 
 use crate::config::Config;
 use crate::serve::ROLE_ENV;
@@ -66,6 +66,8 @@ pub fn child_setup(role: &str) -> Result<Option<RoleToken>> {
 struct Role {
     name: &'static str,
     child: Child,
+    /// Where this role's pid is kept for the kernel audit watch.
+    pids: crate::kaudit::RolePids,
     started: Instant,
     first: bool,
     backoff: Duration,
@@ -92,10 +94,17 @@ async fn spawn(name: &'static str, token: &RoleToken) -> Result<Child> {
 }
 
 impl Role {
-    async fn start(name: &'static str, token: &RoleToken) -> Result<Self> {
+    async fn start(
+        name: &'static str,
+        token: &RoleToken,
+        pids: &crate::kaudit::RolePids,
+    ) -> Result<Self> {
+        let child = spawn(name, token).await?;
+        pids.set(name, child.id());
         Ok(Self {
             name,
-            child: spawn(name, token).await?,
+            child,
+            pids: pids.clone(),
             started: Instant::now(),
             first: true,
             backoff: Duration::from_secs(1),
@@ -121,6 +130,7 @@ impl Role {
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         self.child = spawn(self.name, token).await?;
+        self.pids.set(self.name, self.child.id());
         self.started = Instant::now();
         self.first = false;
         Ok(())
@@ -178,7 +188,7 @@ async fn report_violation(
         store
             .alert_raise(&store::NewAlert {
                 rule: "sandbox-violation",
-                severity: "critical",
+                severity: proto::Severity::Critical,
                 dedupe_key: &format!("sandbox-violation:{role}"),
                 principal: role,
                 tenant_id: None,
@@ -192,8 +202,97 @@ async fn report_violation(
     }
 }
 
+/// Starts the kernel audit watch (root only): every Landlock denial by a role becomes a
+/// `sandbox-denial` record and a critical alert.
+fn watch_kernel(cfg: &Config, pids: &crate::kaudit::RolePids) {
+    let Some(mode) = cfg.kernel_audit else {
+        println!("kernel audit watch: off ([sandbox] kernel_audit = \"off\")");
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        println!(
+            "kernel audit watch: off (needs root); Landlock still refuses, but a role's denied probes are not raised as alerts"
+        );
+        return;
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let enable = mode == crate::config::KernelAudit::SwitchOn;
+    match crate::kaudit::watch(pids.clone(), enable, tx) {
+        Ok(()) => {
+            println!(
+                "kernel audit watch: on (Landlock denials by a role are recorded and raised at once)"
+            );
+            tokio::spawn(report_denials(cfg.clone(), rx));
+        }
+        Err(e) => println!("kernel audit watch: off ({e:#})"),
+    }
+}
+
+/// Most denials recorded per role and minute (an alert counts every one).
+const DENIALS_RECORDED_PER_MINUTE: u32 = 60;
+
+/// Records each denial (up to a rate) and raises the role's `sandbox-denial` alert.
+async fn report_denials(
+    cfg: Config,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::kaudit::Denial>,
+) {
+    // Opened at the first denial: by then the vault has created (migrated) the store.
+    let mut store: Option<store::Store> = None;
+    let mut window = (
+        Instant::now(),
+        std::collections::HashMap::<&str, u32>::new(),
+    );
+    while let Some(d) = rx.recv().await {
+        if store.is_none() {
+            match crate::serve::open_store(&cfg).await {
+                Ok(s) => store = Some(s),
+                Err(e) => tracing::error!(error = %e, "kernel audit watch: no store to record in"),
+            }
+        }
+        if window.0.elapsed() > Duration::from_secs(60) {
+            window = (Instant::now(), Default::default());
+        }
+        let seen = window.1.entry(d.role).or_insert(0);
+        *seen += 1;
+        let summary = format!(
+            "the {} role (pid {}) was refused {} on {} by the kernel (Landlock): code running inside it may be probing for what it must not reach",
+            d.role, d.pid, d.blockers, d.object
+        );
+        tracing::error!(
+            severity = "critical",
+            event = "sandbox-denial",
+            role = d.role,
+            "{summary}"
+        );
+        let Some(store) = &store else { continue };
+        if *seen <= DENIALS_RECORDED_PER_MINUTE {
+            let _ = store
+                .record(&store::NewRecord {
+                    principal: d.role,
+                    role: "supervisor",
+                    action: "sandbox-denial",
+                    object: &d.object,
+                    reason: &d.blockers,
+                    outcome: "denied by the kernel (Landlock)",
+                    ..Default::default()
+                })
+                .await;
+        }
+        let _ = store
+            .alert_raise(&store::NewAlert {
+                rule: "sandbox-denial",
+                severity: proto::Severity::Critical,
+                dedupe_key: &format!("sandbox-denial:{}", d.role),
+                principal: d.role,
+                tenant_id: None,
+                summary: &summary,
+            })
+            .await;
+    }
+}
+
 async fn vault_ready(cfg: &Config, vault: &mut Role) -> Result<()> {
-    let client = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+    let client = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if client.ping().await {
@@ -221,9 +320,11 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
-    let mut vault = Role::start("vault", &token).await?;
+    let pids = crate::kaudit::RolePids::new(crate::sandbox::proof_paths(&cfg));
+    watch_kernel(&cfg, &pids);
+    let mut vault = Role::start("vault", &token, &pids).await?;
     vault_ready(&cfg, &mut vault).await?;
-    let mut mx = match Role::start("mx", &token).await {
+    let mut mx = match Role::start("mx", &token, &pids).await {
         Ok(r) => r,
         Err(e) => {
             vault.stop(Duration::from_secs(10)).await;
@@ -233,7 +334,7 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     // The portal is handed no token: it can never obtain connector secrets.
     let no_token = RoleToken(String::new());
     let mut portal = match cfg.portal_listen {
-        Some(_) => match Role::start("portal", &no_token).await {
+        Some(_) => match Role::start("portal", &no_token, &pids).await {
             Ok(r) => Some(r),
             Err(e) => {
                 mx.stop(cfg.shutdown_grace).await;

@@ -1,14 +1,21 @@
-//! Landlock confinement of the `mx` role: everything it may touch, except the vault's key.
+//! Landlock confinement of the roles that face the network.
 //!
-//! `mx` faces the network and parses mail, so it is where an attacker lands first. Before its
-//! runtime starts (Landlock binds the calling thread and the threads it creates later), `mx`
-//! restricts itself to a rule set built as the **complement of the protected files**: for every
-//! directory on the way from `/` to a protected file, each entry that exists except that path
-//! is allowed (read and write, never execute). The protected file itself, anything created later
-//! beside it (a rotated KEK is a new file), and every symlink shortcut to it stay out of reach.
+//! **mx** parses mail from the Internet, so it is where an attacker lands first; it needs its
+//! data directory and whatever files routes name at run time (a private CA, a Maildir), so its
+//! rule set is the **complement of the vault's directory** (the KEK's directory: the KEK, its
+//! rotation file, the pinned audit keys and the canary registry): for every directory on the
+//! way from `/` to it, each entry that exists except that path is allowed (read and write,
+//! never execute). The vault's directory, anything created later beside it, and every symlink
+//! shortcut to it stay out of reach.
+//!
+//! **The portal** needs nothing on disk but its TLS certificate and key, so its rule set is an
+//! **allow-list**: read-only beneath those, nothing else. The spool, `keys/`, the database,
+//! quarantine blobs and the vault's directory are out of its reach (it talks to the vault over
+//! its socket, which Landlock does not govern; what it may ask there the vault decides).
+//!
 //! Landlock also stops a confined process from ptracing or reading the memory of one that is
-//! not (the vault), even as root. Then `mx` checks that it really cannot open the KEK, and
-//! refuses to run if it can (unless `[sandbox] landlock = "best-effort"`).
+//! not (the vault), even as root. Each role then checks that it really cannot open what it
+//! must not, and refuses to run if it can (unless `[sandbox] landlock = "best-effort"`).
 //!
 //! A seccomp filter ([`forbid_exec`]) adds that `mx` can neither run a program nor create a
 //! process nor inspect one: any attempt kills it, and the supervisor raises it.
@@ -87,16 +94,83 @@ pub struct Confined {
     pub status: &'static str,
     /// Rules installed.
     pub rules: usize,
-    /// The KEK could be opened after confinement (only in best-effort mode).
+    /// What must be out of reach (the KEK; for the portal also the data directory) could be
+    /// opened after confinement (only in best-effort mode).
     pub kek_reachable: bool,
 }
 
-/// Confines the calling thread (call before starting any other thread) so that `kek` — and
-/// the rotation file beside it — cannot be read, written or replaced; then proves it.
+/// Landlock's answer in words.
+fn status_name(s: RulesetStatus) -> &'static str {
+    match s {
+        RulesetStatus::FullyEnforced => "fully enforced",
+        RulesetStatus::PartiallyEnforced => "partially enforced",
+        RulesetStatus::NotEnforced => "not enforced",
+    }
+}
+
+/// True if `path` can still be opened (a refusal or absence is out of reach).
+fn reachable(path: &Path) -> bool {
+    let attempt = if path.is_dir() {
+        std::fs::read_dir(path).map(|_| ())
+    } else {
+        std::fs::File::open(path).map(|_| ())
+    };
+    match attempt {
+        Ok(()) => true,
+        Err(e) => {
+            e.kind() != std::io::ErrorKind::PermissionDenied
+                && e.kind() != std::io::ErrorKind::NotFound
+        }
+    }
+}
+
+/// Refuses to run when `what` is still reachable after confinement (or warns, best-effort).
+fn prove(role: &str, what: &[&Path], status: &str, required: bool) -> Result<bool> {
+    let open: Vec<String> = what
+        .iter()
+        .filter(|p| reachable(p))
+        .map(|p| p.display().to_string())
+        .collect();
+    if open.is_empty() {
+        return Ok(false);
+    }
+    if required {
+        bail!(
+            "sandbox: {} still readable from the {role} role (Landlock {status}); this kernel cannot confine it. Use a kernel with Landlock (Linux 5.13+, `lsm=landlock,…`) or set [sandbox] landlock = \"best-effort\" to run unconfined",
+            open.join(", ")
+        );
+    }
+    tracing::warn!(role, reachable = %open.join(", "), landlock = status, "role runs unconfined");
+    Ok(true)
+}
+
+/// What each role opens at start to prove its confinement (real paths, as the kernel names
+/// them in its audit records): mx the KEK and its directory, the portal the KEK and the data
+/// directory (see [`confine_mx`], [`confine_portal`]).
+pub fn proof_paths(
+    cfg: &crate::config::Config,
+) -> std::collections::HashMap<&'static str, Vec<String>> {
+    let kek = real(&cfg.kek_file).unwrap_or_else(|_| cfg.kek_file.clone());
+    let vault_dir = kek.parent().map(Path::to_path_buf).unwrap_or_default();
+    let data = real(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+    let show = |p: &Path| p.display().to_string();
+    [
+        ("mx", vec![show(&kek), show(&vault_dir)]),
+        ("portal", vec![show(&kek), show(&data)]),
+    ]
+    .into()
+}
+
+/// Confines the calling thread of `mx` (call before starting any other thread) so that the
+/// vault's directory — the KEK's — cannot be read, written or replaced; then proves it.
 pub fn confine_mx(kek: &Path, required: bool) -> Result<Confined> {
     let kek = real(kek).context("sandbox: KEK path")?;
-    let protected = vec![kek.clone(), kek.with_extension("next")];
-    let allowed = complement(&protected).context("sandbox: listing the KEK's directories")?;
+    let vault_dir = kek
+        .parent()
+        .context("sandbox: the KEK has no directory")?
+        .to_path_buf();
+    let allowed = complement(std::slice::from_ref(&vault_dir))
+        .context("sandbox: listing the KEK's directories")?;
     let dir_rights = AccessFs::from_all(TARGET) & !AccessFs::Execute;
     let file_rights: BitFlags<AccessFs> = AccessFs::from_file(TARGET) & !AccessFs::Execute;
     let mut ruleset = Ruleset::default()
@@ -122,32 +196,66 @@ pub fn confine_mx(kek: &Path, required: bool) -> Result<Confined> {
     let status = ruleset
         .restrict_self()
         .context("sandbox: Landlock restrict_self")?;
-    let status = match status.ruleset {
-        RulesetStatus::FullyEnforced => "fully enforced",
-        RulesetStatus::PartiallyEnforced => "partially enforced",
-        RulesetStatus::NotEnforced => "not enforced",
-    };
-    // The proof: the KEK must not open from here.
-    let reachable = match std::fs::File::open(&kek) {
-        Ok(_) => true,
-        Err(e) => {
-            e.kind() != std::io::ErrorKind::PermissionDenied
-                && e.kind() != std::io::ErrorKind::NotFound
-        }
-    };
-    if reachable {
-        if required {
-            bail!(
-                "sandbox: the KEK {} is readable from the mx role (Landlock {status}); this kernel cannot confine mx. Use a kernel with Landlock (Linux 5.13+, `lsm=landlock,…`) or set [sandbox] landlock = \"best-effort\" to run unconfined",
-                kek.display()
-            );
-        }
-        tracing::warn!(kek = %kek.display(), landlock = status, "mx runs unconfined: the KEK is readable from it");
-    }
+    let status = status_name(status.ruleset);
+    // The proof: neither the KEK nor its directory opens from here.
+    let kek_reachable = prove("mx", &[&kek, &vault_dir], status, required)?;
     Ok(Confined {
         status,
         rules,
-        kek_reachable: reachable,
+        kek_reachable,
+    })
+}
+
+/// Confines the calling thread of the portal (call before starting any other thread) to an
+/// allow-list: read-only beneath each path of `readable` (its TLS certificate and key, or the
+/// directory a generated pair appears in), nothing else. Then proves that neither the KEK nor
+/// the data directory (spool, keys, database, blobs) opens.
+pub fn confine_portal(
+    readable: &[PathBuf],
+    kek: &Path,
+    data_dir: &Path,
+    required: bool,
+) -> Result<Confined> {
+    let read = AccessFs::from_read(TARGET);
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET))
+        .context("sandbox: Landlock rule set")?
+        .create()
+        .context("sandbox: Landlock rule set")?;
+    let mut rules = 0;
+    // Its own /proc entries, the cgroup files the runtime reads to size itself, and the
+    // overcommit setting the C library's allocator reads when it trims a thread's heap.
+    let own = [
+        PathBuf::from("/proc/self"),
+        PathBuf::from("/sys/fs/cgroup"),
+        PathBuf::from("/proc/sys/vm/overcommit_memory"),
+    ];
+    let present = own.iter().filter(|p| p.exists());
+    for path in readable.iter().chain(present) {
+        let path = real(path)?;
+        let fd = PathFd::new(&path)
+            .with_context(|| format!("sandbox: the portal needs {}", path.display()))?;
+        let rights = if path.is_dir() {
+            read
+        } else {
+            read & AccessFs::from_file(TARGET)
+        };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, rights))
+            .with_context(|| format!("sandbox: rule for {}", path.display()))?;
+        rules += 1;
+    }
+    let status = ruleset
+        .restrict_self()
+        .context("sandbox: Landlock restrict_self")?;
+    let status = status_name(status.ruleset);
+    let kek = real(kek).context("sandbox: KEK path")?;
+    let data = real(data_dir).context("sandbox: data directory")?;
+    let kek_reachable = prove("portal", &[&kek, &data], status, required)?;
+    Ok(Confined {
+        status,
+        rules,
+        kek_reachable,
     })
 }
 

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egress::secrets::{BoxFuture, ConnectorSecret, SecretKind, SecretSource};
-use vault::client::VaultClient;
-use vault::proto::RoleToken;
+use proto::client::VaultClient;
+use proto::vault::RoleToken;
 
 /// Longest time a secret obtained from the vault is reused. A change through the CLI takes
 /// effect at once (the directory generation changes and mx drops what it holds), and a value
@@ -47,12 +47,12 @@ impl SecretSource for VaultSecrets {
             {
                 return Ok(s.clone());
             }
-            let secret = Arc::new(
-                self.vault
-                    .use_secret(tenant, kind, &self.token)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+            let bytes = self
+                .vault
+                .use_secret(proto::TenantId(tenant), kind, &self.token)
+                .await
+                .map_err(|e| e.to_string())?;
+            let secret = Arc::new(keys::connector::ConnectorSecret::from_bytes(&bytes)?);
             self.cache
                 .lock()
                 .expect("poisoned")

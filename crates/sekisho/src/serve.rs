@@ -280,7 +280,7 @@ async fn retention_sweeper(node: Arc<Node>, every: Duration, shutdown: Cancellat
 /// A role process, set up before its runtime started.
 pub struct RoleStart {
     name: &'static str,
-    token: Option<vault::proto::RoleToken>,
+    token: Option<proto::vault::RoleToken>,
     confined: Option<crate::sandbox::Confined>,
 }
 
@@ -297,17 +297,28 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         Err(_) => return Ok(None),
     };
     let token = crate::roles::child_setup(name)?;
-    // mx and the portal face the network: neither may reach the KEK (Landlock). The vault
-    // must read it, so it has no Landlock rules.
-    let confined = if name == "mx" || name == "portal" {
-        // What mx creates in the data directory must exist before the rules are fixed.
-        ensure_data_dir(cfg)?;
-        Some(crate::sandbox::confine_mx(
-            &cfg.kek_file,
-            cfg.sandbox_required,
-        )?)
-    } else {
-        None
+    // mx and the portal face the network (Landlock): mx may not reach the vault's directory;
+    // the portal reaches nothing but its TLS files. The vault must read the KEK, so it has no
+    // Landlock rules.
+    let confined = match name {
+        "mx" => {
+            // What mx creates in the data directory must exist before the rules are fixed.
+            ensure_data_dir(cfg)?;
+            Some(crate::sandbox::confine_mx(
+                &cfg.kek_file,
+                cfg.sandbox_required,
+            )?)
+        }
+        "portal" => {
+            ensure_data_dir(cfg)?;
+            Some(crate::sandbox::confine_portal(
+                &portal_readable(cfg)?,
+                &cfg.kek_file,
+                &cfg.data_dir,
+                cfg.sandbox_required,
+            )?)
+        }
+        _ => None,
     };
     // No role ever starts a program, so code execution inside one cannot start one either.
     match crate::sandbox::forbid_exec() {
@@ -322,6 +333,22 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         token,
         confined,
     }))
+}
+
+/// What the portal reads after it is confined: its TLS certificate and key, or — when mx
+/// generates them — the directory they appear in (made now, so a rule can name it).
+fn portal_readable(cfg: &Config) -> Result<Vec<std::path::PathBuf>> {
+    if cfg.tls_generated {
+        let dir = cfg
+            .tls_cert
+            .parent()
+            .context("the generated certificate has no directory")?
+            .to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        return Ok(vec![dir]);
+    }
+    Ok(vec![cfg.tls_cert.clone(), cfg.tls_key.clone()])
 }
 
 /// Runs the node until a signal.
@@ -360,7 +387,7 @@ pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
 
 /// The `vault` role: holds the KEK, answers on `<data dir>/vault.sock`, opens no network port
 /// and parses no mail.
-async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Result<()> {
+async fn run_vault(cfg: Config, mx_token: Option<proto::vault::RoleToken>) -> Result<()> {
     let store = open_store(&cfg).await?;
     let mut v = vault::server::Vault::open(store.clone(), blob_store(&cfg)?, &cfg.kek_file)
         .await
@@ -369,6 +396,16 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
         v.set_mx_token(t);
     }
     v.set_bulk_rule(cfg.bulk_rule);
+    v.set_policy_defaults(vault::server::PolicyDefaults {
+        tag: cfg.policy.tag,
+        quarantine: cfg.policy.quarantine,
+        reject: cfg.policy.reject,
+        weights: inspect::Symbol::ALL
+            .iter()
+            .map(|s| (s.name().to_string(), cfg.policy.weight(*s)))
+            .collect(),
+    });
+    v.set_mail_node(&cfg.data_dir);
     v.set_login_storm_rule(cfg.login_storm);
     v.set_working_hours(cfg.working_hours);
     if let Some(o) = &cfg.portal_origin {
@@ -376,7 +413,7 @@ async fn run_vault(cfg: Config, mx_token: Option<vault::proto::RoleToken>) -> Re
             .map_err(anyhow::Error::msg)?;
     }
     let v = Arc::new(v);
-    let path = vault::client::socket_path(&cfg.data_dir);
+    let path = proto::client::socket_path(&cfg.data_dir);
     let listener =
         vault::server::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
     let shutdown = CancellationToken::new();
@@ -414,17 +451,16 @@ async fn tls_config(cfg: &Config) -> Result<Arc<tokio_rustls::rustls::ServerConf
 /// The `portal` role: HTTPS for people. Holds no key but its TLS key; logins, sessions and
 /// content go through the vault, releases through mx's admin socket.
 async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> Result<()> {
-    use vault::proto::{Request, Response};
+    use proto::vault::{Request, Response};
     let addr = cfg
         .portal_listen
         .context("the portal role needs server.portal_listen")?;
-    let store = open_store(&cfg).await?;
     let tls = tls_config(&cfg).await?;
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("portal: cannot listen on {addr}"))?;
     let url = format!("https://{}", tcp.local_addr()?);
-    let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
+    let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
     println!("portal listening on {url}");
     let public = match &cfg.portal_origin {
         Some(o) => {
@@ -439,7 +475,7 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
     };
     if let Some(c) = &confined {
         println!(
-            "portal sandbox: Landlock {} ({} rules), seccomp forbids exec and new processes; the KEK is {}",
+            "portal sandbox: Landlock {} ({} rules: its TLS files, read-only), seccomp forbids exec and new processes; the KEK and the data directory are {}",
             c.status,
             c.rules,
             if c.kek_reachable {
@@ -449,39 +485,24 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
             }
         );
     }
-    let test_hooks = std::env::var(crate::admin::TEST_HOOKS_ENV).as_deref() == Ok("1");
-    if test_hooks {
-        println!(
-            "WARNING: portal test hooks are on (POST /api/test-hooks/exec); never in production"
-        );
-    }
-    if store.user_count().await? == 0 {
-        match vault.call(&Request::FirstEnrolment, &[]).await {
-            Ok((Response::Enrolment { token }, _)) => println!(
-                "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {public}/enrol#{token}"
-            ),
-            Ok(_) => {}
-            Err(vault::client::CallError::Refused(why)) => {
-                println!("portal: no account exists yet; {why}")
-            }
-            Err(e) => tracing::warn!(error = %e, "no first-operator enrolment link"),
+    #[cfg(feature = "test-hooks")]
+    println!("WARNING: this binary has test hooks (POST /api/test-hooks/…); never in production");
+    // The vault prints a first-operator link only while no account exists (accounts exist:
+    // a conflict, said nothing about; a live earlier link: said why there is no new one).
+    match vault.call(&Request::FirstEnrolment, &[]).await {
+        Ok((Response::Enrolment { token }, _)) => println!(
+            "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {public}/enrol#{token}"
+        ),
+        Ok(_) => {}
+        Err(proto::client::CallError::Refused(r)) if r.kind == proto::Refusal::Conflict => {}
+        Err(proto::client::CallError::Refused(r)) => {
+            println!("portal: no account exists yet; {r}")
         }
+        Err(e) => tracing::warn!(error = %e, "no first-operator enrolment link"),
     }
     let portal = Arc::new(portal::Portal {
         vault,
-        store: store.clone(),
-        data_dir: cfg.data_dir.clone(),
         front: portal::front::FrontDoor::new(cfg.portal_limits),
-        policy: portal::PolicyDefaults {
-            tag: cfg.policy.tag,
-            quarantine: cfg.policy.quarantine,
-            reject: cfg.policy.reject,
-            weights: inspect::Symbol::ALL
-                .iter()
-                .map(|s| (s.name().to_string(), cfg.policy.weight(*s)))
-                .collect(),
-        },
-        test_hooks,
     });
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(portal::serve(
@@ -492,7 +513,6 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
     until_stopped().await?;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    store.close().await;
     Ok(())
 }
 
@@ -500,7 +520,7 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
 async fn run_mx(
     cfg: Config,
     demo: bool,
-    token: Option<vault::proto::RoleToken>,
+    token: Option<proto::vault::RoleToken>,
     confined: Option<crate::sandbox::Confined>,
 ) -> Result<()> {
     let store = open_store(&cfg).await?;
@@ -553,14 +573,14 @@ async fn run_mx(
     )?;
     if let Some(token) = token.clone() {
         delivery.set_secret_source(Arc::new(crate::secrets::VaultSecrets::new(
-            vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
+            proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
             token,
         )));
     }
     let quarantine = Arc::new(crate::quarantine::SealedQuarantine::new(
         store.clone(),
         blob_store(&cfg)?,
-        vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
+        proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
         cfg.quarantine_retention,
     ));
     let ingress = ingress::Ingress::new(
@@ -600,7 +620,7 @@ async fn run_mx(
         senders_loaded: std::sync::atomic::AtomicI64::new(senders_loaded),
         quarantine,
         blobs: blob_store(&cfg)?,
-        vault: vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir)),
+        vault: proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
         vault_token: token,
         digest: cfg.digest.clone(),
     });
@@ -776,12 +796,10 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
         report.messages
     );
     println!("sealed quarantine in {blobs}");
-    if std::env::var(crate::admin::TEST_HOOKS_ENV).as_deref() == Ok("1") {
-        println!(
-            "WARNING: {}=1: test hooks are on (admin socket can make mx attempt an exec or fetch a secret); never in production",
-            crate::admin::TEST_HOOKS_ENV
-        );
-    }
+    #[cfg(feature = "test-hooks")]
+    println!(
+        "WARNING: this binary has test hooks (mx's admin socket can make mx attempt an exec, fetch a secret or probe files); never in production"
+    );
     match confined {
         Some(c) => println!(
             "mx sandbox: Landlock {} ({} rules), seccomp forbids exec and new processes; the KEK {} is {}",

@@ -16,7 +16,7 @@ pub enum UserCmd {
         email: String,
         /// operator, auditor, tenant-admin or user.
         #[arg(long)]
-        role: String,
+        role: proto::Role,
         /// Their tenant (tenant-admin and user).
         #[arg(long)]
         tenant: Option<String>,
@@ -50,15 +50,15 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
             role,
             tenant,
         } => {
-            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
-            let req = vault::proto::Request::Admin(vault::proto::Admin::Invite {
+            let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
+            let req = proto::vault::Request::Admin(proto::vault::Admin::Invite {
                 email: email.clone(),
-                role: role.clone(),
+                role,
                 tenant,
                 principal: crate::cli_principal(),
             });
             match vault.call(&req, &[]).await? {
-                (vault::proto::Response::Enrolment { token }, _) => {
+                (proto::vault::Response::Enrolment { token }, _) => {
                     println!(
                         "invited {email} as {role}; send them this one-time link (valid 72 h):"
                     );
@@ -68,12 +68,12 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
             }
         }
         UserCmd::FirstLink => {
-            let vault = vault::client::VaultClient::new(vault::client::socket_path(&cfg.data_dir));
-            let req = vault::proto::Request::Admin(vault::proto::Admin::FirstLink {
+            let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
+            let req = proto::vault::Request::Admin(proto::vault::Admin::FirstLink {
                 principal: crate::cli_principal(),
             });
             match vault.call(&req, &[]).await? {
-                (vault::proto::Response::Enrolment { token }, _) => {
+                (proto::vault::Response::Enrolment { token }, _) => {
                     println!(
                         "enrol the first operator with this one-time link (valid 24 h; earlier ones no longer work):"
                     );

@@ -217,10 +217,10 @@ pub async fn forward_email(
 
 /// One alert as an RFC 5424 syslog message (facility authpriv).
 pub fn syslog_line(a: &Alert, hostname: &str) -> String {
-    let severity = match a.severity.as_str() {
-        "critical" => 2,
-        "warning" => 4,
-        _ => 6,
+    let severity = match a.severity {
+        proto::Severity::Critical => 2,
+        proto::Severity::Warning => 4,
+        proto::Severity::Info => 6,
     };
     let time = time::OffsetDateTime::from_unix_timestamp(a.last_at)
         .ok()
@@ -239,7 +239,7 @@ pub fn syslog_line(a: &Alert, hostname: &str) -> String {
         10 * 8 + severity,
         a.id,
         escape(&a.rule),
-        escape(&a.severity),
+        escape(a.severity.as_str()),
         escape(&a.principal),
         a.count,
         a.summary.replace(['\r', '\n'], " ")
@@ -270,7 +270,7 @@ mod tests {
         let a = Alert {
             id: 7,
             rule: "bulk-open".into(),
-            severity: "critical".into(),
+            severity: proto::Severity::Critical,
             dedupe_key: "bulk-open:user:bob".into(),
             principal: "user:bob@acme.test".into(),
             tenant_id: Some(3),
@@ -278,7 +278,7 @@ mod tests {
             first_at: 1_800_000_000,
             last_at: 1_800_000_060,
             count: 2,
-            state: "open".into(),
+            state: proto::AlertState::Open,
             updated_by: String::new(),
         };
         let mail = AlertMail {
@@ -319,7 +319,7 @@ mod tests {
         let a = Alert {
             id: 7,
             rule: "bulk-open".into(),
-            severity: "critical".into(),
+            severity: proto::Severity::Critical,
             dedupe_key: "k".into(),
             principal: "cli:\"eve\"".into(),
             tenant_id: Some(1),
@@ -327,7 +327,7 @@ mod tests {
             first_at: 0,
             last_at: 1_795_478_400,
             count: 3,
-            state: "open".into(),
+            state: proto::AlertState::Open,
             updated_by: String::new(),
         };
         assert_eq!(

@@ -5,15 +5,17 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use proto::{AlertState, Severity};
+
 use crate::{NewRecord, Store, StoreError, unix_now};
 
 /// An alert to raise.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
     /// The detection rule (`sandbox-violation`, `canary-touched`, `bulk-open`, …).
     pub rule: &'a str,
-    /// `info`, `warning` or `critical`.
-    pub severity: &'a str,
+    /// How urgent.
+    pub severity: Severity,
     /// Repeats with the same key, while the alert is not resolved, count on one alert.
     pub dedupe_key: &'a str,
     /// Whose behaviour raised it.
@@ -32,7 +34,7 @@ pub struct Alert {
     /// Rule.
     pub rule: String,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Dedupe key.
     pub dedupe_key: String,
     /// Principal.
@@ -47,8 +49,8 @@ pub struct Alert {
     pub last_at: i64,
     /// Times seen.
     pub count: i64,
-    /// open, acknowledged or resolved.
-    pub state: String,
+    /// Triage state.
+    pub state: AlertState,
     /// Who changed the state last.
     pub updated_by: String,
 }
@@ -57,7 +59,11 @@ fn alert(r: &crate::Row0) -> Alert {
     Alert {
         id: r.get("id"),
         rule: r.get("rule"),
-        severity: r.get("severity"),
+        // A value no Sekisho wrote is shown as critical rather than hidden.
+        severity: r
+            .get::<String, _>("severity")
+            .parse()
+            .unwrap_or(Severity::Critical),
         dedupe_key: r.get("dedupe_key"),
         principal: r.get("principal"),
         tenant_id: r.get("tenant_id"),
@@ -65,7 +71,10 @@ fn alert(r: &crate::Row0) -> Alert {
         first_at: r.get("first_at"),
         last_at: r.get("last_at"),
         count: r.get("count"),
-        state: r.get("state"),
+        state: r
+            .get::<String, _>("state")
+            .parse()
+            .unwrap_or(AlertState::Open),
         updated_by: r.get("updated_by"),
     }
 }
@@ -97,7 +106,7 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .bind(a.rule)
-            .bind(a.severity)
+            .bind(a.severity.as_str())
             .bind(a.dedupe_key)
             .bind(a.principal)
             .bind(a.tenant_id)
@@ -116,34 +125,39 @@ impl Store {
             tenant_id: a.tenant_id,
             object: &object,
             reason: a.summary,
-            outcome: a.severity,
+            outcome: a.severity.as_str(),
         })
         .await?;
         Ok(id)
     }
 
     /// Alerts, newest first; only those in `state` if given.
-    pub async fn alerts(&self, state: Option<&str>) -> Result<Vec<Alert>, StoreError> {
+    pub async fn alerts(&self, state: Option<AlertState>) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE ($1 IS NULL OR state = $1) ORDER BY last_at DESC, id DESC",
         )
-        .bind(state)
+        .bind(state.map(AlertState::as_str))
         .fetch_all(self.pool())
         .await?;
         Ok(rows.iter().map(alert).collect())
     }
 
     /// Moves an alert to `acknowledged` or `resolved` (recorded).
-    pub async fn alert_set_state(&self, id: i64, state: &str, by: &str) -> Result<(), StoreError> {
-        if !matches!(state, "acknowledged" | "resolved") {
-            return Err(StoreError::Invalid(format!(
-                "{state:?} is not acknowledged or resolved"
-            )));
+    pub async fn alert_set_state(
+        &self,
+        id: i64,
+        state: AlertState,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        if state == AlertState::Open {
+            return Err(StoreError::Invalid(
+                "an alert moves to acknowledged or resolved".into(),
+            ));
         }
         let done = sqlx::query(
             "UPDATE alerts SET state = $1, updated_by = $2 WHERE id = $3 AND state != 'resolved'",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(by)
         .bind(id)
         .execute(self.pool())

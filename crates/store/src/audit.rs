@@ -340,18 +340,25 @@ const PAGE: i64 = 5000;
 impl Store {
     /// Walks the chain from record `from` (the start if 0) and every checkpoint. `pinned` are
     /// the public keys the vault created (from outside the database); a checkpoint signed by
-    /// any other key is tampering.
+    /// any other key is tampering. `head` is the newest record the vault pinned outside the
+    /// database (its id and hash): a chain that ends before it, or holds another hash there,
+    /// lost or rewrote its tail even where no checkpoint covers it yet.
     pub async fn audit_verify(
         &self,
         from: i64,
         pinned: &[(String, Vec<u8>)],
+        head: Option<(i64, Vec<u8>)>,
     ) -> Result<Result<Verified, Tampered>, StoreError> {
         let bad = |record_id, problem: String| Ok(Err(Tampered { record_id, problem }));
         let unhex = |s: &str| hex::decode(s).unwrap_or_default();
         // Only the hashes checkpoints name are kept (memory stays small on a long log).
         let checkpoints = self.audit_checkpoints().await?;
-        let wanted: std::collections::HashSet<i64> =
+        let mut wanted: std::collections::HashSet<i64> =
             checkpoints.iter().map(|c| c.record_id).collect();
+        let head_pin = head.filter(|(id, _)| *id >= from.max(1));
+        if let Some((id, _)) = &head_pin {
+            wanted.insert(*id);
+        }
         let mut hashes = std::collections::HashMap::new();
         let mut prev: Option<(i64, Vec<u8>)> = None;
         let mut next = from.max(1);
@@ -400,6 +407,26 @@ impl Store {
             }
         }
         let head = prev.as_ref().map(|(id, _)| *id);
+        if let Some((pin, pin_hash)) = &head_pin {
+            match hashes.get(pin) {
+                None => {
+                    return bad(
+                        *pin,
+                        format!(
+                            "the log ends at record {} but the vault pinned record {pin}: its newest records were deleted",
+                            head.map_or("0".into(), |h| h.to_string())
+                        ),
+                    );
+                }
+                Some(h) if h != pin_hash => {
+                    return bad(
+                        *pin,
+                        "it is not the record the vault pinned (the tail was rewritten)".into(),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
         let mut signed_through = None;
         let mut checked = 0;
         for c in checkpoints.iter().filter(|c| c.record_id >= from) {

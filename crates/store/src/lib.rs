@@ -56,9 +56,9 @@ pub use outbound::{
 pub use passkeys::{Ceremony, MAX_CEREMONIES, MAX_PASSKEYS_PER_USER, StoredPasskey};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
 pub use stats::{Count, MailStats, symbol_names};
-pub use tokens::{ApiToken, MAX_TOKENS_PER_USER, TOKEN_SCOPES};
+pub use tokens::{ApiToken, MAX_TOKENS_PER_USER};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
-pub use users::{Enrolment, ROLES, User};
+pub use users::{Enrolment, User};
 pub use vault::{
     NewRecord, QuarantineItem, Record, SealedSecret, SecretInfo, TenantKey, Terminated,
 };
@@ -99,42 +99,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// How a tenant's recipients are verified at `RCPT TO`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RecipientPolicy {
-    /// Accept every mailbox until recipients are listed; then only listed ones (default).
-    Auto,
-    /// Only listed recipients (none listed: nobody).
-    Verify,
-    /// Every mailbox of the tenant's domains.
-    CatchAll,
-}
-
-impl RecipientPolicy {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Verify => "verify",
-            Self::CatchAll => "catch-all",
-        }
-    }
-}
-
-impl FromStr for RecipientPolicy {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "verify" => Ok(Self::Verify),
-            "catch-all" => Ok(Self::CatchAll),
-            other => Err(StoreError::Invalid(format!(
-                "unknown recipient policy {other:?}: use auto, verify or catch-all"
-            ))),
-        }
-    }
-}
+pub use proto::RecipientPolicy;
 
 /// A tenant as listed by the CLI.
 #[derive(Debug, Clone, Serialize)]
@@ -642,7 +607,7 @@ impl Store {
                     id,
                     name: r.get(1),
                     route: r.get(2),
-                    recipient_policy: r.get::<String, _>(3).parse()?,
+                    recipient_policy: r.get::<String, _>(3).parse().map_err(StoreError::Invalid)?,
                     domains: domains.remove(&id).unwrap_or_default(),
                     recipients: r.get(4),
                 })
@@ -685,7 +650,7 @@ impl Store {
                 id: t.get(0),
                 name: t.get(1),
                 route: t.get(2),
-                policy: t.get::<String, _>(3).parse()?,
+                policy: t.get::<String, _>(3).parse().map_err(StoreError::Invalid)?,
                 recipients: Default::default(),
                 domains: Vec::new(),
                 filter: filters.remove(&t.get::<i64, _>(0)).unwrap_or_default(),

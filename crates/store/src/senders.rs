@@ -9,32 +9,10 @@ use crate::{Store, StoreError};
 /// Most entries one tenant may hold (tenant-wide and per recipient together).
 pub const MAX_SENDER_ENTRIES: i64 = 10_000;
 
-/// Allow or block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SenderAction {
-    /// Never treat as spam (authentication permitting).
-    Allow,
-    /// Always hold.
-    Block,
-}
+pub use proto::SenderAction;
 
-impl SenderAction {
-    /// `allow` or `block`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SenderAction::Allow => "allow",
-            SenderAction::Block => "block",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "allow" => Ok(SenderAction::Allow),
-            "block" => Ok(SenderAction::Block),
-            other => Err(StoreError::Invalid(format!("sender action {other}"))),
-        }
-    }
+fn action_of(s: &str) -> Result<SenderAction, StoreError> {
+    s.parse().map_err(StoreError::Invalid)
 }
 
 /// One entry.
@@ -93,7 +71,7 @@ fn entry(r: &crate::Row0) -> Result<SenderEntry, StoreError> {
         tenant_id: r.get(1),
         rcpt: r.get(2),
         pattern: r.get(3),
-        action: SenderAction::parse(&r.get::<String, _>(4))?,
+        action: action_of(&r.get::<String, _>(4))?,
         added_by: r.get(5),
         added_at: r.get(6),
     })
@@ -132,7 +110,7 @@ impl Store {
         .bind(tenant_id)
         .bind(&rcpt)
         .bind(&pattern)
-        .bind(action.name())
+        .bind(action.as_str())
         .bind(by)
         .bind(at)
         .fetch_one(&mut *tx)

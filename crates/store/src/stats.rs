@@ -53,13 +53,7 @@ fn top(counts: HashMap<String, i64>, n: usize) -> Vec<Count> {
 }
 
 /// The symbol names of a verdict's `NAME(w), NAME(w)` list (as the trace and the quarantine
-/// index keep it).
-pub fn symbol_names(symbols: &str) -> impl Iterator<Item = &str> {
-    symbols
-        .split(',')
-        .map(|s| s.trim().split('(').next().unwrap_or("").trim())
-        .filter(|s| !s.is_empty())
-}
+pub use proto::verdict::symbol_names;
 
 impl Store {
     /// Statistics of the `hours` hours up to `now` (the current hour included), for one

@@ -3,21 +3,9 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{Store, StoreError, User};
+use proto::Scope;
 
-/// The scopes a token can carry (a token never has more rights than its user's role).
-pub const TOKEN_SCOPES: [&str; 10] = [
-    "quarantine:read",
-    "quarantine:write",
-    "senders:read",
-    "senders:write",
-    "stats:read",
-    "trace:read",
-    "lockbox:read",
-    "alerts:read",
-    "recipients:read",
-    "recipients:write",
-];
+use crate::{Store, StoreError, User};
 
 /// Most live tokens one user may hold.
 pub const MAX_TOKENS_PER_USER: i64 = 50;
@@ -32,7 +20,7 @@ pub struct ApiToken {
     /// A name for people.
     pub name: String,
     /// Scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// Created (Unix seconds).
     pub created_at: i64,
     /// Expires.
@@ -49,11 +37,8 @@ fn token(r: &crate::Row0) -> ApiToken {
         id: r.get(0),
         user_id: r.get(1),
         name: r.get(2),
-        scopes: scopes
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        // A name no Sekisho wrote grants nothing.
+        scopes: scopes.split(' ').filter_map(|s| s.parse().ok()).collect(),
         created_at: r.get(4),
         expires_at: r.get(5),
         revoked_at: r.get(6),
@@ -68,7 +53,7 @@ impl Store {
         user_id: i64,
         name: &str,
         token_mac: &str,
-        scopes: &[String],
+        scopes: &[Scope],
         now: i64,
         expires_at: i64,
     ) -> Result<ApiToken, StoreError> {
@@ -92,7 +77,13 @@ impl Store {
         .bind(user_id)
         .bind(name)
         .bind(token_mac)
-        .bind(scopes.join(" "))
+        .bind(
+            scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
         .bind(now)
         .bind(expires_at)
         .fetch_one(&mut *tx)

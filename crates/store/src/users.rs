@@ -7,10 +7,16 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use proto::Role;
+
 use crate::{Store, StoreError};
 
-/// The roles of portal users.
-pub const ROLES: [&str; 4] = ["operator", "auditor", "tenant-admin", "user"];
+/// The role stored in a row (a value no Sekisho wrote is an error, not a guess).
+fn role_of(r: &crate::Row0) -> Result<Role, StoreError> {
+    r.get::<String, _>("role")
+        .parse()
+        .map_err(StoreError::Invalid)
+}
 
 /// A portal account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,8 +25,8 @@ pub struct User {
     pub id: i64,
     /// Login name (an e-mail address).
     pub email: String,
-    /// `operator`, `auditor`, `tenant-admin` or `user`.
-    pub role: String,
+    /// Its role.
+    pub role: Role,
     /// The tenant (tenant admins and end users only).
     pub tenant_id: Option<i64>,
     /// The tenant's name.
@@ -50,7 +56,7 @@ pub struct Enrolment {
     /// The e-mail address the account will have.
     pub email: String,
     /// Its role.
-    pub role: String,
+    pub role: Role,
     /// Its tenant.
     pub tenant_id: Option<i64>,
     /// Expiry.
@@ -71,11 +77,11 @@ macro_rules! select_users {
     };
 }
 
-fn user(r: &crate::Row0) -> User {
-    User {
+fn user(r: &crate::Row0) -> Result<User, StoreError> {
+    Ok(User {
         id: r.get("id"),
         email: r.get("email"),
-        role: r.get("role"),
+        role: role_of(r)?,
         tenant_id: r.get("tenant_id"),
         tenant: r.get("tenant"),
         password_hash: r.get("password_hash"),
@@ -85,7 +91,7 @@ fn user(r: &crate::Row0) -> User {
         failed_logins: r.get("failed_logins"),
         locked_until: r.get("locked_until"),
         created_at: r.get("created_at"),
-    }
+    })
 }
 
 impl Store {
@@ -106,7 +112,7 @@ impl Store {
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(user).collect())
+        rows.iter().map(user).collect()
     }
 
     /// The account with this login name.
@@ -115,7 +121,7 @@ impl Store {
             .bind(email.to_ascii_lowercase())
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.as_ref().map(user))
+        row.as_ref().map(user).transpose()
     }
 
     /// The account with this id.
@@ -124,7 +130,7 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.as_ref().map(user))
+        row.as_ref().map(user).transpose()
     }
 
     /// Until when a first-start enrolment link is live, if one is (`now` in Unix seconds).
@@ -144,19 +150,14 @@ impl Store {
         &self,
         token_mac: &str,
         email: &str,
-        role: &str,
+        role: Role,
         tenant_id: Option<i64>,
         created_by: &str,
         now: i64,
         expires_at: i64,
         first: bool,
     ) -> Result<(), StoreError> {
-        if !ROLES.contains(&role) {
-            return Err(StoreError::Invalid(format!(
-                "unknown role {role:?} (operator, auditor, tenant-admin or user)"
-            )));
-        }
-        if matches!(role, "operator" | "auditor") == tenant_id.is_some() {
+        if matches!(role, Role::Operator | Role::Auditor) == tenant_id.is_some() {
             return Err(StoreError::Invalid(
                 "tenant admins and users belong to a tenant; operators and auditors to none".into(),
             ));
@@ -194,7 +195,7 @@ impl Store {
         )
         .bind(token_mac)
         .bind(email.to_ascii_lowercase())
-        .bind(role)
+        .bind(role.as_str())
         .bind(tenant_id)
         .bind(created_by)
         .bind(now)
@@ -219,13 +220,16 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|r| Enrolment {
-            email: r.get("email"),
-            role: r.get("role"),
-            tenant_id: r.get("tenant_id"),
-            expires_at: r.get("expires_at"),
-            user_id: r.get("user_id"),
-        }))
+        row.map(|r| {
+            Ok(Enrolment {
+                email: r.get("email"),
+                role: role_of(&r)?,
+                tenant_id: r.get("tenant_id"),
+                expires_at: r.get("expires_at"),
+                user_id: r.get("user_id"),
+            })
+        })
+        .transpose()
     }
 
     /// Creates (or, on a repeated first step, replaces) the not yet active account of an
@@ -260,7 +264,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(&e.email)
-        .bind(&e.role)
+        .bind(e.role.as_str())
         .bind(e.tenant_id)
         .bind(password_hash)
         .bind(Vec::<u8>::new())

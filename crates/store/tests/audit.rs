@@ -55,7 +55,7 @@ async fn log(engine: Engine) -> Log {
 async fn first_bad(l: &Log) -> (i64, String) {
     let t = l
         .store
-        .audit_verify(0, &l.pinned)
+        .audit_verify(0, &l.pinned, None)
         .await
         .unwrap()
         .unwrap_err();
@@ -68,13 +68,23 @@ async fn exec(l: &Log, sql: &'static str) {
 
 async fn an_untouched_log_verifies(engine: Engine) {
     let l = log(engine).await;
-    let v = l.store.audit_verify(0, &l.pinned).await.unwrap().unwrap();
+    let v = l
+        .store
+        .audit_verify(0, &l.pinned, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (v.records, v.checkpoints, v.signed_through, v.head),
         (10, 1, Some(6), Some(10))
     );
     // From the middle too.
-    let v = l.store.audit_verify(4, &l.pinned).await.unwrap().unwrap();
+    let v = l
+        .store
+        .audit_verify(4, &l.pinned, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.records, 7);
 }
 
@@ -178,7 +188,49 @@ async fn a_rewritten_chain_or_forged_checkpoint_is_found(engine: Engine) {
     assert!(first_bad(&l).await.1.contains("bad signature"));
 }
 
+/// The tail past the last checkpoint (records 7 to 10) is covered by the vault's pin of the
+/// head: deleting it, or rewriting it into a chain of its own, is found.
+async fn a_deleted_or_rewritten_tail_is_found_by_the_head_pin(engine: Engine) {
+    let l = log(engine).await;
+    let head = l.store.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.0, 10);
+    let verify = |l: &Log, pin| {
+        let (store, keys) = (l.store.clone(), l.pinned.clone());
+        async move { store.audit_verify(0, &keys, pin).await.unwrap() }
+    };
+    assert!(verify(&l, Some(head.clone())).await.is_ok());
+    // Without the pin, dropping records 9 and 10 goes unnoticed (the chain is whole) …
+    exec(&l, "DELETE FROM records WHERE id > 8").await;
+    assert!(
+        verify(&l, None).await.is_ok(),
+        "the tail alone is not self-evident"
+    );
+    // … with it, it is named.
+    let t = verify(&l, Some(head.clone())).await.unwrap_err();
+    assert_eq!(t.record_id, 10);
+    assert!(t.problem.contains("ends at record 8"), "{}", t.problem);
+    // A new record 9 and 10 (a rewritten tail, chained properly) are not the pinned ones.
+    for object in ["forged-9", "forged-10"] {
+        l.store
+            .record(&NewRecord {
+                principal: "cli:mallory",
+                role: "cli",
+                action: "nothing-to-see",
+                object,
+                outcome: "ok",
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert!(verify(&l, None).await.is_ok());
+    let t = verify(&l, Some(head)).await.unwrap_err();
+    assert_eq!(t.record_id, 10);
+    assert!(t.problem.contains("rewritten"), "{}", t.problem);
+}
+
 store::engine_matrix!(
+    a_deleted_or_rewritten_tail_is_found_by_the_head_pin,
     an_untouched_log_verifies,
     an_edited_record_is_named,
     a_deleted_record_is_named,

@@ -9,7 +9,7 @@ async fn account(s: &Store, email: &str) -> i64 {
     s.enrolment_create(
         &mac,
         email,
-        "operator",
+        proto::Role::Operator,
         None,
         "test",
         0,

@@ -7,15 +7,13 @@
 //!   KEK, bound by AAD to its tenant. A tenant may instead register its own recipient
 //!   (customer-held key): then no identity is stored and nobody here can open its mail.
 //! - [`seal`] needs only a recipient (any role); [`open`] needs the identity (vault only).
-//! - [`proto`] is the small typed request/response protocol the roles speak over the vault's
-//!   Unix socket; [`client`] is its client side.
+//! - The roles speak to it in the typed requests of the `proto` crate (`proto::vault`,
+//!   `proto::acts`); [`server`] answers them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod client;
 pub mod detect;
 pub mod export;
-pub mod proto;
 pub mod server;
 
 use std::io::{Read, Write};

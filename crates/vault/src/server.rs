@@ -1,8 +1,10 @@
 //! The vault role's request handling: the only code that unwraps tenant identities.
 
+mod acts;
 mod passkey;
 pub mod portal;
 
+pub use acts::{PolicyDefaults, visible};
 pub use portal::{
     LOCK_AFTER, MALWARE_SYMBOLS, RECOVERY_CODES, SESSION_ABSOLUTE, SESSION_IDLE, STEP_UP_SECONDS,
     malware_flagged, may_open,
@@ -16,11 +18,13 @@ use store::{NewRecord, SealedSecret, Store, TenantKey};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::{Admin, Purpose, Request, Response, RoleToken, read_frame, write_frame};
 use crate::{
     ConnectorSecret, Kek, SecretKind, generate_tenant_key, open, open_secret, seal_secret,
     unwrap_identity,
 };
+use proto::frame::{read_frame, write_frame};
+use proto::vault::{Admin, Purpose, Request, Response, RoleToken};
+use proto::{Refusal, Refused};
 
 /// What the vault works with.
 pub struct Vault {
@@ -47,12 +51,51 @@ pub struct Vault {
     working_hours: Option<crate::detect::WorkingHours>,
     /// The WebAuthn relying party (none: no portal, so no passkeys).
     webauthn: Option<webauthn_rs::Webauthn>,
+    /// The node's global filter policy (tenant policies are checked against it).
+    policy: acts::PolicyDefaults,
+    /// The node's mail path, asked to reload after a portal act changed the directory.
+    mx: Option<proto::mx::MxClient>,
+    /// The newest audit record pinned beside the KEK.
+    head: tokio::sync::Mutex<Option<(i64, Vec<u8>)>>,
 }
 
 /// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
 /// per line): a key added to the database by anyone else is not trusted by `audit verify`.
 pub fn pin_path(kek_path: &Path) -> PathBuf {
     kek_path.with_file_name("audit-keys")
+}
+
+/// The file beside the KEK that pins the newest audit record the vault has seen
+/// (`record-id hash-hex`): `audit verify` finds a deleted or rewritten tail with it even where
+/// no signed checkpoint covers it yet.
+pub fn head_path(kek_path: &Path) -> PathBuf {
+    kek_path.with_file_name("audit-head")
+}
+
+/// Reads the pinned head (`None`: nothing pinned yet).
+pub fn read_head(kek_path: &Path) -> std::io::Result<Option<(i64, Vec<u8>)>> {
+    let text = match std::fs::read_to_string(head_path(kek_path)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let parsed = text
+        .split_once(' ')
+        .and_then(|(id, h)| Some((id.trim().parse().ok()?, hex::decode(h.trim()).ok()?)));
+    parsed
+        .map(Some)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not a pinned head"))
+}
+
+/// Writes the pinned head (a new file renamed over the old: never half written).
+fn write_head(kek_path: &Path, id: i64, hash: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = head_path(kek_path);
+    let tmp = path.with_extension("new");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{id} {}", hex::encode(hash))?;
+    // No fsync: a crash can leave an older pin, which only checks less, never wrongly.
+    std::fs::rename(&tmp, &path)
 }
 
 /// Reads pinned audit public keys.
@@ -271,6 +314,9 @@ impl Vault {
             changing: tokio::sync::Mutex::new(()),
             mx_token: None,
             webauthn: None,
+            policy: acts::PolicyDefaults::default(),
+            mx: None,
+            head: tokio::sync::Mutex::new(read_head(kek_path).unwrap_or(None)),
         })
     }
 
@@ -279,6 +325,19 @@ impl Vault {
     pub fn set_passkey_origin(&mut self, origin: &url::Url, any_port: bool) -> Result<(), String> {
         self.webauthn = Some(passkey::relying_party(origin, any_port)?);
         Ok(())
+    }
+
+    /// Sets the node's global filter policy (tenant policies are checked against it).
+    pub fn set_policy_defaults(&mut self, policy: acts::PolicyDefaults) {
+        self.policy = policy;
+    }
+
+    /// Names the node whose mail path reloads after a portal act changed the directory.
+    pub fn set_mail_node(&mut self, data_dir: &Path) {
+        self.mx = Some(proto::mx::MxClient::new(
+            data_dir,
+            std::time::Duration::from_secs(5),
+        ));
     }
 
     /// Sets the bulk-read rule.
@@ -300,7 +359,7 @@ impl Vault {
     /// Raises an alert (logged as an error line and stored; failures are logged).
     async fn alert(&self, a: store::NewAlert<'_>) {
         tracing::error!(
-            severity = a.severity,
+            severity = a.severity.as_str(),
             rule = a.rule,
             principal = a.principal,
             "alert: {}",
@@ -553,7 +612,7 @@ impl Vault {
                 tenant,
                 principal,
             } => match self
-                .invite(&email, &role, tenant.as_deref(), &principal)
+                .invite(&email, role, tenant.as_deref(), &principal)
                 .await
             {
                 Ok(token) => (Response::Enrolment { token }, Vec::new()),
@@ -623,13 +682,77 @@ impl Vault {
         if let Err(e) = self.store.record(&r).await {
             tracing::error!(error = %e, action = r.action, "vault record could not be written");
         }
+        self.pin_head().await;
+    }
+
+    /// Pins the audit log's newest record beside the KEK, after checking that the record it
+    /// pinned before is still there, unchanged. A log that lost or rewrote its pinned tail is
+    /// raised as a critical `audit-tail` alert at once (and `audit verify` names it).
+    pub async fn pin_head(&self) {
+        let mut pinned = self.head.lock().await;
+        let Ok(Some((id, hash))) = self.store.audit_head().await else {
+            return;
+        };
+        let problem = match pinned.as_ref() {
+            Some((pid, _)) if id < *pid => Some(format!(
+                "the audit log ends at record {id} but the vault pinned record {pid}: its newest records were deleted"
+            )),
+            Some((pid, phash)) => match self.store.audit_records(*pid, 1).await {
+                Ok(r)
+                    if r.first().is_some_and(|r| {
+                        r.record.id == *pid && hex::decode(&r.hash).ok().as_ref() == Some(phash)
+                    }) =>
+                {
+                    None
+                }
+                Ok(_) => Some(format!(
+                    "audit record {pid} is not the one the vault pinned: the log's tail was rewritten"
+                )),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        if let Some(summary) = problem {
+            tracing::error!(severity = "critical", event = "audit-tail", "{summary}");
+            if let Err(e) = self
+                .store
+                .alert_raise(&store::NewAlert {
+                    rule: "audit-tail",
+                    severity: proto::Severity::Critical,
+                    dedupe_key: "audit-tail",
+                    principal: "vault",
+                    tenant_id: None,
+                    summary: &summary,
+                })
+                .await
+            {
+                tracing::error!(error = %e, "the audit-tail alert could not be stored");
+            }
+            // The alert (itself in the log) is the evidence; watching goes on from the log
+            // as it now is, so one tampering is raised once.
+            let Ok(Some((id, hash))) = self.store.audit_head().await else {
+                return;
+            };
+            if let Err(e) = write_head(&self.kek_path, id, &hash) {
+                tracing::error!(error = %e, "the audit head could not be pinned");
+            }
+            *pinned = Some((id, hash));
+            return;
+        }
+        if pinned.as_ref().is_some_and(|(pid, _)| *pid == id) {
+            return;
+        }
+        match write_head(&self.kek_path, id, &hash) {
+            Ok(()) => *pinned = Some((id, hash)),
+            Err(e) => tracing::error!(error = %e, "the audit head could not be pinned"),
+        }
     }
 
     /// Answers one request (the payload of `Opened` is the plaintext).
     pub async fn handle(&self, req: Request, payload: Vec<u8>) -> (Response, Vec<u8>) {
         match req {
             Request::Ping => (Response::Pong, Vec::new()),
-            Request::TenantRecipient { tenant } => match self.recipient(tenant).await {
+            Request::TenantRecipient { tenant } => match self.recipient(tenant.0).await {
                 Ok(k) => (
                     Response::Recipient {
                         recipient: k.recipient,
@@ -646,9 +769,22 @@ impl Vault {
                 reason,
                 session,
                 role_token: _,
+                lockbox,
+                break_glass,
             } => {
-                self.open_quarantine(&id, purpose, &principal, &reason, session.as_deref())
-                    .await
+                let cli = CliAccess {
+                    lockbox,
+                    break_glass,
+                };
+                self.open_quarantine(
+                    id.as_str(),
+                    purpose,
+                    &principal,
+                    &reason,
+                    session.as_deref(),
+                    cli,
+                )
+                .await
             }
             Request::SealSecret { tenant, principal } => {
                 self.seal_secret(&tenant, &principal, &zeroize::Zeroizing::new(payload))
@@ -658,14 +794,14 @@ impl Vault {
                 tenant,
                 kind,
                 role_token,
-            } => self.use_secret(tenant, kind, &role_token).await,
+            } => self.use_secret(tenant.0, kind, &role_token).await,
             Request::Admin(a) => self.admin(a).await,
             Request::DeleteQuarantine {
                 id,
                 principal,
                 session,
             } => {
-                self.delete_quarantine(&id, &principal, session.as_deref())
+                self.delete_quarantine(id.as_str(), &principal, session.as_deref())
                     .await
             }
             Request::EnrolStart { token } => self.enrol_start(&token, &payload).await,
@@ -684,7 +820,8 @@ impl Vault {
             Request::DigestLinks {
                 items, expires_at, ..
             } => self.digest_links(&items, expires_at).await,
-            Request::DigestLink { token } => self.digest_link(&token),
+            Request::DigestLink { token } => self.digest_link(&token).await,
+            Request::DigestRelease { token } => self.digest_release(&token).await,
             Request::AuditExportBy {
                 session,
                 tenant,
@@ -724,18 +861,18 @@ impl Vault {
             Request::SealSecretBy { session } => {
                 let payload = zeroize::Zeroizing::new(payload);
                 match self.resolve_session(&session).await {
-                    None => refused("the session has ended: log in again"),
+                    None => refusal(&Refused::unauthenticated()),
                     Some(u) if u.scopes.is_some() => {
                         refused("an API token cannot change secrets: log in")
                     }
-                    Some(u) => match (u.role.as_str(), &u.tenant) {
-                        ("tenant-admin", Some(tenant)) => {
+                    Some(u) => match (u.role, &u.tenant) {
+                        (proto::Role::TenantAdmin, Some(tenant)) => {
                             if self.stepped_up(&session).await {
                                 self.seal_secret(tenant, &u.principal(), &payload).await
                             } else {
-                                refused(
+                                refusal(&Refused::step_up(
                                     "changing a secret needs a step-up: confirm with a current code first",
-                                )
+                                ))
                             }
                         }
                         _ => refused("connector secrets are set by the tenant's admins"),
@@ -747,12 +884,14 @@ impl Vault {
                 email,
                 role,
                 tenant,
-            } => self.invite_by(&session, &email, &role, tenant).await,
+            } => self.invite_by(&session, &email, role, tenant).await,
             Request::LockboxDecide {
                 id,
                 approve,
                 session,
             } => self.lockbox_decide(id, approve, &session).await,
+            Request::Act { session, act } => self.act(&session, act).await,
+            Request::Front(f) => self.front(f).await,
         }
     }
 
@@ -774,7 +913,7 @@ impl Vault {
             Err(e) => {
                 rec.outcome = "refused: invalid value";
                 self.record(rec).await;
-                return refused(&e);
+                return refusal(&Refused::invalid(e));
             }
         };
         let kind = secret.kind();
@@ -841,7 +980,7 @@ impl Vault {
             );
             self.alert(store::NewAlert {
                 rule: "canary-touched",
-                severity: "critical",
+                severity: proto::Severity::Critical,
                 dedupe_key: &format!("canary:secret:{tenant}:{kind}"),
                 principal: "mx",
                 tenant_id: Some(tenant),
@@ -907,6 +1046,7 @@ impl Vault {
         Ok(k)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn open_quarantine(
         &self,
         id: &str,
@@ -914,6 +1054,7 @@ impl Vault {
         principal: &str,
         reason: &str,
         session: Option<&str>,
+        cli: CliAccess,
     ) -> (Response, Vec<u8>) {
         let (user, principal) = match self.session_of(session, principal).await {
             Ok(x) => x,
@@ -950,6 +1091,16 @@ impl Vault {
             Ok(i) => i,
             Err(r) => return r,
         };
+        // The local CLI reading content (no session; mx never reads, it releases) needs the
+        // tenant's consent, as operators in the portal do, or breaks the glass.
+        if user.is_none()
+            && purpose == Purpose::Read
+            && let Err(r) = self
+                .cli_read_allowed(&item, principal, reason, &cli, &mut rec)
+                .await
+        {
+            return r;
+        }
         if purpose == Purpose::Release
             && malware_flagged(&item.symbols)
             && user.as_ref().is_some_and(|u| u.link.is_some())
@@ -978,15 +1129,17 @@ impl Vault {
                 "opens by {principal} are throttled after a bulk-read alert; an operator must review `sekisho alerts list`"
             ));
         }
-        let operator =
-            user.as_ref().is_some_and(|u| u.role == "operator") || principal.starts_with("cli:");
+        let operator = user
+            .as_ref()
+            .is_some_and(|u| u.role == proto::Role::Operator)
+            || principal.starts_with("cli:");
         if let Some(hours) = self.working_hours
             && operator
             && !hours.contains(store::unix_now())
         {
             self.alert(store::NewAlert {
                 rule: "operator-off-hours",
-                severity: "warning",
+                severity: proto::Severity::Warning,
                 dedupe_key: &format!("operator-off-hours:{principal}"),
                 principal,
                 tenant_id: Some(item.tenant_id),
@@ -1024,7 +1177,7 @@ impl Vault {
         if let Some((rule, key, summary)) = alert {
             self.alert(store::NewAlert {
                 rule,
-                severity: "critical",
+                severity: proto::Severity::Critical,
                 dedupe_key: &key,
                 principal,
                 tenant_id: Some(item.tenant_id),
@@ -1080,10 +1233,87 @@ impl Vault {
     }
 }
 
+/// How the local CLI asks to read content: under a tenant-approved lockbox, or breaking the
+/// glass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CliAccess {
+    /// The lockbox it opens under.
+    pub lockbox: Option<i64>,
+    /// No lockbox: opened, recorded and raised as a critical alert.
+    pub break_glass: bool,
+}
+
+impl Vault {
+    /// Whether the local CLI may read `item`: under an approved, current lockbox of its tenant
+    /// (the approval sealed by this vault), or by breaking the glass (recorded and alerted).
+    async fn cli_read_allowed(
+        &self,
+        item: &store::QuarantineItem,
+        principal: &str,
+        reason: &str,
+        cli: &CliAccess,
+        rec: &mut NewRecord<'_>,
+    ) -> Result<(), (Response, Vec<u8>)> {
+        if let Some(id) = cli.lockbox {
+            let granted = match self.store.lockbox_get(id).await {
+                Ok(lb) => {
+                    lb.tenant_id == item.tenant_id
+                        && lb.state == "approved"
+                        && lb.open_at(store::unix_now())
+                        && keys::ct_eq(lb.approval_mac.as_bytes(), self.lockbox_mac(&lb).as_bytes())
+                }
+                Err(_) => false,
+            };
+            if granted {
+                return Ok(());
+            }
+            rec.outcome = "refused: lockbox does not grant it";
+            self.record(rec.clone()).await;
+            return Err(refused(&format!(
+                "lockbox {id} does not grant access to {}'s mail now (not approved by the tenant, expired, or another tenant's)",
+                item.tenant
+            )));
+        }
+        if cli.break_glass {
+            let summary = format!(
+                "{principal} broke the glass: opened {} of tenant {} from the CLI without a lockbox (reason {reason:?})",
+                item.id, item.tenant
+            );
+            self.alert(store::NewAlert {
+                rule: "break-glass",
+                severity: proto::Severity::Critical,
+                dedupe_key: &format!("break-glass:{principal}"),
+                principal,
+                tenant_id: Some(item.tenant_id),
+                summary: &summary,
+            })
+            .await;
+            self.record(NewRecord {
+                action: "break-glass",
+                outcome: "ok: opened without a lockbox, alerted",
+                ..rec.clone()
+            })
+            .await;
+            return Ok(());
+        }
+        rec.outcome = "refused: no lockbox";
+        self.record(rec.clone()).await;
+        Err(refused(
+            "reading a tenant's mail needs a lockbox the tenant approved (--lockbox ID; operators request one in the portal, `sekisho lockbox list` shows them) or, in an emergency, --break-glass (recorded and raised as a critical alert)",
+        ))
+    }
+}
+
 fn refused(message: &str) -> (Response, Vec<u8>) {
+    refusal(&Refused::forbidden(message))
+}
+
+/// The frame of a typed refusal.
+fn refusal(r: &Refused) -> (Response, Vec<u8>) {
     (
         Response::Refused {
-            message: message.to_string(),
+            refusal: r.kind,
+            message: r.message.clone(),
         },
         Vec::new(),
     )
@@ -1158,6 +1388,8 @@ pub async fn checkpoints(
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => false,
         };
         let every = if stop { 1 } else { every };
+        // Records other roles appended are pinned within a tick.
+        vault.pin_head().await;
         if let Err(e) = vault.checkpoint(every, interval, &mut last).await {
             tracing::error!(error = %e, "audit checkpoint failed");
         }
@@ -1242,12 +1474,12 @@ impl Vault {
 
 async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
     let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
-    let refusal = if peer_is_role(&s) {
+    let overreach = if peer_is_role(&s) {
         vault.refused_for_role(&req)
     } else {
         None
     };
-    let (resp, body) = match refusal {
+    let (resp, body) = match overreach {
         Some(why) => {
             tracing::warn!(request = req.kind(), "refused a role's request: {why}");
             vault
@@ -1263,7 +1495,7 @@ async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
             vault
                 .alert(store::NewAlert {
                     rule: "role-overreach",
-                    severity: "critical",
+                    severity: proto::Severity::Critical,
                     dedupe_key: &format!("role-overreach:{}", req.kind()),
                     principal: "role",
                     tenant_id: None,
@@ -1273,12 +1505,7 @@ async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
                     ),
                 })
                 .await;
-            (
-                Response::Refused {
-                    message: why.to_string(),
-                },
-                Vec::new(),
-            )
+            refusal(&Refused::new(Refusal::NotForRoles, why))
         }
         None => vault.handle(req, payload).await,
     };

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use proto::vault::{Request, Response};
 use store::blobs::LocalBlobs;
 use store::{Engine, Store};
-use vault::proto::{Request, Response};
 use vault::server::Vault;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -53,7 +53,7 @@ async fn set_password(v: &Vault, token: &str) -> Response {
 
 fn refusal(r: Response) -> String {
     match r {
-        Response::Refused { message } => message,
+        Response::Refused { message, .. } => message,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -82,7 +82,7 @@ async fn an_abandoned_first_enrolment_gives_way_to_a_new_link(engine: Engine) {
     // …the local operator asks for a new one.
     let new = match v
         .handle(
-            Request::Admin(vault::proto::Admin::FirstLink {
+            Request::Admin(proto::vault::Admin::FirstLink {
                 principal: "cli:root".into(),
             }),
             vec![],
@@ -170,17 +170,19 @@ async fn a_locked_account_answers_like_a_wrong_password_or_an_unknown_account(en
 }
 
 async fn a_role_process_may_not_ask_what_only_the_local_cli_asks(engine: Engine) {
-    use vault::proto::{Admin, Purpose, RoleToken};
+    use proto::vault::{Admin, Purpose, RoleToken};
     let dir = tempfile::tempdir().unwrap();
     let (mut v, _store) = vault(dir.path(), engine).await;
     v.set_mx_token(RoleToken("mx-secret".into()));
     let open = |session: Option<&str>, token: Option<&str>| Request::OpenQuarantine {
-        id: "Q1".into(),
+        id: "Q1".parse().unwrap(),
         purpose: Purpose::Read,
         principal: "cli:root".into(),
         reason: "r".into(),
         session: session.map(String::from),
         role_token: token.map(|t| RoleToken(t.into())),
+        lockbox: None,
+        break_glass: false,
     };
     let refused = [
         Request::Admin(Admin::TerminateTenant {
@@ -194,7 +196,7 @@ async fn a_role_process_may_not_ask_what_only_the_local_cli_asks(engine: Engine)
         open(None, None),
         open(None, Some("guessed")),
         Request::DeleteQuarantine {
-            id: "Q1".into(),
+            id: "Q1".parse().unwrap(),
             principal: "cli:root".into(),
             session: None,
         },
@@ -233,7 +235,7 @@ async fn recovery_codes_outlive_a_kek_rotation_and_are_used_once(engine: Engine)
     };
     let (r, _) = v
         .handle(
-            Request::Admin(vault::proto::Admin::RotateKek {
+            Request::Admin(proto::vault::Admin::RotateKek {
                 principal: "cli:test".into(),
             }),
             vec![],

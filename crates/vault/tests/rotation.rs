@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use proto::vault::{Request, Response, RoleToken};
 use store::blobs::LocalBlobs;
 use store::{Engine, Store};
-use vault::proto::{Request, Response, RoleToken};
 use vault::server::Vault;
 use vault::{
     ConnectorSecret, Kek, SecretKind, open_secret, rewrap, rewrap_secret, unwrap_identity,
@@ -38,7 +38,12 @@ fn secret(t: i64) -> ConnectorSecret {
 async fn make_keys(v: &Vault) {
     for (t, name) in [(1, "a"), (2, "b")] {
         let (r, _) = v
-            .handle(Request::TenantRecipient { tenant: t }, Vec::new())
+            .handle(
+                Request::TenantRecipient {
+                    tenant: proto::TenantId(t),
+                },
+                Vec::new(),
+            )
             .await;
         assert!(matches!(r, Response::Recipient { .. }), "{r:?}");
         let seal = Request::SealSecret {
@@ -75,7 +80,7 @@ async fn opens_all(kek: &Kek, store: &Store) -> bool {
 async fn use_secret(v: &Vault, tenant: i64, token: &str) -> (Response, Vec<u8>) {
     v.handle(
         Request::UseSecret {
-            tenant,
+            tenant: proto::TenantId(tenant),
             kind: SecretKind::SmtpAuth,
             role_token: RoleToken(token.into()),
         },
@@ -112,7 +117,7 @@ async fn secrets_are_write_only_and_given_to_the_mx_token_alone(engine: Engine) 
     let r = v
         .handle(
             Request::UseSecret {
-                tenant: 1,
+                tenant: proto::TenantId(1),
                 kind: SecretKind::ClientCert,
                 role_token: RoleToken(TOKEN.into()),
             },
@@ -121,7 +126,7 @@ async fn secrets_are_write_only_and_given_to_the_mx_token_alone(engine: Engine) 
         .await
         .0;
     assert!(
-        matches!(&r, Response::Refused { message } if message.contains("no client-cert")),
+        matches!(&r, Response::Refused { message, .. } if message.contains("no client-cert")),
         "{r:?}"
     );
     let bad = Request::SealSecret {
@@ -136,7 +141,7 @@ async fn secrets_are_write_only_and_given_to_the_mx_token_alone(engine: Engine) 
         .await
         .0;
     assert!(
-        matches!(&r, Response::Refused { message } if message.contains("username is empty")),
+        matches!(&r, Response::Refused { message, .. } if message.contains("username is empty")),
         "{r:?}"
     );
     // Every use and refusal is recorded; no record carries the value.
@@ -232,7 +237,7 @@ async fn a_full_rotation_rewraps_keys_and_secrets(engine: Engine) {
     let before = Kek::load_or_create(&kek_path).unwrap();
     let (r, _) = v
         .handle(
-            Request::Admin(vault::proto::Admin::RotateKek {
+            Request::Admin(proto::vault::Admin::RotateKek {
                 principal: "test".into(),
             }),
             Vec::new(),

@@ -23,7 +23,7 @@ use webauthn_rs::prelude::{
 
 use super::portal::{STEP_UP_SECONDS, random_token};
 use super::{Vault, error, refused};
-use crate::proto::{PasskeyInfo, PasskeyPurpose, Response, SessionUser};
+use proto::vault::{PasskeyInfo, PasskeyPurpose, Response, SessionUser};
 
 /// A ceremony must be finished this soon after it began.
 pub const CEREMONY_TTL: i64 = 5 * 60;
@@ -395,7 +395,7 @@ impl Vault {
             principal: &principal,
             role: "vault",
             action: "passkey-add",
-            tenant_id: u.tenant_id,
+            tenant_id: u.tenant_id.map(|t| t.0),
             ..Default::default()
         };
         let pk = match wa.finish_passkey_registration(cred, &state.reg) {
@@ -591,7 +591,7 @@ impl Vault {
             principal: &principal,
             role: "vault",
             action: "step-up",
-            tenant_id: u.tenant_id,
+            tenant_id: u.tenant_id.map(|t| t.0),
             ..Default::default()
         };
         let user = self.live_user(u.id).await?;
@@ -681,7 +681,7 @@ impl Vault {
                     principal: &principal,
                     role: "vault",
                     action: "passkey-remove",
-                    tenant_id: u.tenant_id,
+                    tenant_id: u.tenant_id.map(|t| t.0),
                     reason: &format!("passkey {id}"),
                     outcome: "ok",
                     ..Default::default()

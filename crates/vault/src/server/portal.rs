@@ -10,13 +10,13 @@
 use keys::{password, totp};
 use store::{NewRecord, User, unix_now};
 
-use super::{Vault, error, read_pins, refused};
-use crate::proto::{Response, SessionUser};
+use super::{Vault, error, read_pins, refusal, refused};
+use proto::vault::{Response, SessionUser};
+use proto::{QueueId, Refusal, Refused, Role, Scope, TenantId};
 
 /// A session ends this long after its last use.
 pub const SESSION_IDLE: i64 = 30 * 60;
-/// A session ends this long after login, used or not.
-pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
+pub use proto::vault::{SESSION_ABSOLUTE, STEP_UP_SECONDS};
 /// An invitation link is valid this long.
 pub const INVITE_TTL: i64 = 72 * 3600;
 /// The first-operator link printed at start is valid this long.
@@ -71,8 +71,8 @@ pub(super) fn session_user(u: &User) -> SessionUser {
     SessionUser {
         id: u.id,
         email: u.email.clone(),
-        role: u.role.clone(),
-        tenant_id: u.tenant_id,
+        role: u.role,
+        tenant_id: u.tenant_id.map(TenantId),
         tenant: u.tenant.clone(),
         scopes: None,
         link: None,
@@ -85,7 +85,7 @@ pub struct LinkTerms {
     /// The item's tenant.
     pub tenant_id: i64,
     /// Quarantine id.
-    pub id: String,
+    pub id: QueueId,
     /// The recipient (lower case).
     pub rcpt: String,
     /// Unix seconds.
@@ -99,36 +99,17 @@ pub const LINK_PREFIX: &str = "dg1_";
 /// Most links one `DigestLinks` request may ask for.
 pub const MAX_DIGEST_LINKS: usize = 10_000;
 
-/// How long a step-up (re-confirming the second factor) lasts.
-pub const STEP_UP_SECONDS: i64 = 5 * 60;
-
-/// Symbols that mark a message as malware: releasing it needs a step-up. (Names of
-/// `inspect::Symbol`s; a test in the binary crate checks that each exists.)
-pub const MALWARE_SYMBOLS: &[&str] = &[
-    "VIRUS_FOUND",
-    "EXECUTABLE_ATTACHMENT",
-    "DOUBLE_EXTENSION",
-    "OFFICE_MACRO",
-    "HTML_SMUGGLING",
-    "ARCHIVE_BOMB",
-];
-
-/// True if a verdict's symbol list (`NAME(w), …`) flags malware.
-pub fn malware_flagged(symbols: &str) -> bool {
-    store::symbol_names(symbols).any(|s| MALWARE_SYMBOLS.contains(&s))
-}
+pub use proto::verdict::{MALWARE_SYMBOLS, malware_flagged};
 
 /// The one rule of what a portal user may open: tenant admins their tenant's messages, end
 /// users the messages addressed to them; operators and auditors no content at all (an
 /// operator's access to content needs a tenant-approved lockbox).
 pub fn may_open(user: &SessionUser, tenant_id: i64, rcpts: &[String]) -> bool {
-    match user.role.as_str() {
-        "tenant-admin" => user.tenant_id == Some(tenant_id),
-        "user" => {
-            user.tenant_id == Some(tenant_id)
-                && rcpts.iter().any(|r| r.eq_ignore_ascii_case(&user.email))
-        }
-        _ => false,
+    let own = user.tenant_id == Some(TenantId(tenant_id));
+    match user.role {
+        Role::TenantAdmin => own,
+        Role::User => own && rcpts.iter().any(|r| r.eq_ignore_ascii_case(&user.email)),
+        Role::Operator | Role::Auditor => false,
     }
 }
 
@@ -184,10 +165,10 @@ impl Vault {
                     Some(SessionUser {
                         id: 0,
                         email: l.rcpt.clone(),
-                        role: "user".into(),
-                        tenant_id: Some(l.tenant_id),
+                        role: Role::User,
+                        tenant_id: Some(TenantId(l.tenant_id)),
                         tenant: None,
-                        scopes: Some(vec!["quarantine:write".into()]),
+                        scopes: Some(vec![Scope::QuarantineWrite]),
                         link: Some(l.id),
                     }),
                     format!("link:{}", l.rcpt),
@@ -203,7 +184,7 @@ impl Vault {
                     let principal = u.principal();
                     Ok((Some(u), principal))
                 }
-                None => Err(refused("the session has ended: log in again")),
+                None => Err(refusal(&Refused::unauthenticated())),
             },
             None => Ok((None, claimed.to_string())),
         }
@@ -227,8 +208,8 @@ impl Vault {
             }
         };
         rec.tenant_id = Some(item.tenant_id);
-        if let Some(link) = user.and_then(|u| u.link.as_deref())
-            && (link != id || verb != "release")
+        if let Some(link) = user.and_then(|u| u.link.as_ref())
+            && (link.as_str() != id || verb != "release")
         {
             rec.outcome = "refused: not this link's message";
             self.record(rec.clone()).await;
@@ -237,9 +218,9 @@ impl Vault {
             ));
         }
         let scope = if verb == "open" {
-            "quarantine:read"
+            Scope::QuarantineRead
         } else {
-            "quarantine:write"
+            Scope::QuarantineWrite
         };
         if let Some(u) = user
             && !u.allows(scope)
@@ -252,10 +233,10 @@ impl Vault {
             && !may_open(u, item.tenant_id, &item.rcpts)
             && self.lockbox_grant(u, item.tenant_id).await.is_none()
         {
-            if u.role == "operator" {
+            if u.role == Role::Operator {
                 self.alert(store::NewAlert {
                     rule: "operator-without-lockbox",
-                    severity: "warning",
+                    severity: proto::Severity::Warning,
                     dedupe_key: &format!("operator-without-lockbox:{}:{}", u.email, item.tenant_id),
                     principal: &u.principal(),
                     tenant_id: Some(item.tenant_id),
@@ -266,7 +247,7 @@ impl Vault {
                 })
                 .await;
             }
-            if u.role == "operator" {
+            if u.role == Role::Operator {
                 rec.outcome = "refused: no approved lockbox";
                 self.record(rec.clone()).await;
                 return Err(refused(&format!(
@@ -309,7 +290,7 @@ impl Vault {
         }
         let terms = LinkTerms {
             tenant_id: tenant.parse().ok()?,
-            id: id.to_string(),
+            id: id.parse().ok()?,
             rcpt: String::from_utf8(hex::decode(rcpt).ok()?).ok()?,
             expires_at: expires.parse().ok()?,
         };
@@ -321,7 +302,7 @@ impl Vault {
     /// item's get none).
     pub(super) async fn digest_links(
         &self,
-        items: &[(String, String)],
+        items: &[(QueueId, String)],
         expires_at: i64,
     ) -> (Response, Vec<u8>) {
         if items.len() > MAX_DIGEST_LINKS {
@@ -329,8 +310,8 @@ impl Vault {
         }
         let mut tokens = Vec::with_capacity(items.len());
         for (id, rcpt) in items {
-            let item = match self.store.quarantine_get(id).await {
-                Ok(i) if !self.canaries.contains(id) => i,
+            let item = match self.store.quarantine_get(id.as_str()).await {
+                Ok(i) if !self.canaries.contains(id.as_str()) => i,
                 _ => {
                     tokens.push(None);
                     continue;
@@ -369,20 +350,41 @@ impl Vault {
     }
 
     /// What a digest link releases.
-    pub(super) fn digest_link(&self, token: &str) -> (Response, Vec<u8>) {
-        match self.parse_link(token) {
-            Some(l) => (
-                Response::Link {
-                    id: l.id,
-                    rcpt: l.rcpt,
-                    tenant_id: l.tenant_id,
-                    expires_at: l.expires_at,
-                },
-                Vec::new(),
-            ),
-            None => refused(
+    pub(super) async fn digest_link(&self, token: &str) -> (Response, Vec<u8>) {
+        let Some(l) = self.parse_link(token) else {
+            return refused(
                 "this link is not valid or has expired: log in to the portal to review your quarantine",
-            ),
+            );
+        };
+        let item = match self.store.quarantine_get(l.id.as_str()).await {
+            Ok(i) if i.tenant_id == l.tenant_id => super::acts::item_view(i),
+            _ => None,
+        };
+        (
+            Response::Link {
+                id: l.id,
+                rcpt: l.rcpt,
+                tenant_id: TenantId(l.tenant_id),
+                expires_at: l.expires_at,
+                item,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Releases what a digest link names, with the link as the credential: the mail node asks
+    /// this vault to open it with the link (recorded as `link:<recipient>`; malware refused).
+    pub(super) async fn digest_release(&self, token: &str) -> (Response, Vec<u8>) {
+        let Some(l) = self.parse_link(token) else {
+            return refused(
+                "this link is not valid or has expired: log in to the portal to review your quarantine",
+            );
+        };
+        let principal = format!("link:{}", l.rcpt);
+        match self.release_through_mx(&l.id, &principal, token).await {
+            Ok(summary) => (Response::Done { summary }, Vec::new()),
+            Err(super::acts::Fail::Refused(r)) => refusal(&r),
+            Err(super::acts::Fail::Internal(m)) => error(&m),
         }
     }
 
@@ -395,17 +397,17 @@ impl Vault {
         to: i64,
     ) -> (Response, Vec<u8>) {
         let Some(u) = self.resolve_session(session).await else {
-            return refused("the session has ended: log in again");
+            return refusal(&Refused::unauthenticated());
         };
         if u.scopes.is_some() {
             return refused("an API token cannot export: log in");
         }
         let principal = u.principal();
-        let name = match (u.role.as_str(), &u.tenant, tenant) {
-            ("tenant-admin", Some(own), None) => own.clone(),
-            ("tenant-admin", Some(own), Some(t)) if t == own => own.clone(),
-            ("auditor" | "operator", _, Some(t)) => t.to_string(),
-            ("auditor" | "operator", _, None) => {
+        let name = match (u.role, &u.tenant, tenant) {
+            (Role::TenantAdmin, Some(own), None) => own.clone(),
+            (Role::TenantAdmin, Some(own), Some(t)) if t == own => own.clone(),
+            (Role::Auditor | Role::Operator, _, Some(t)) => t.to_string(),
+            (Role::Auditor | Role::Operator, _, None) => {
                 return refused("name the tenant whose records to export");
             }
             _ => {
@@ -442,7 +444,7 @@ impl Vault {
         let mut out = Vec::new();
         match crate::export::write(&self.store, &keys, tenant_id, &name, from, to, &mut out).await {
             Ok(n) => {
-                if out.len() > crate::proto::MAX_PAYLOAD - 1024 {
+                if out.len() > proto::frame::MAX_PAYLOAD - 1024 {
                     return refused(
                         "the export is too large for one answer: narrow the time window",
                     );
@@ -479,7 +481,7 @@ impl Vault {
     /// Re-confirms a session with a current code.
     pub(super) async fn step_up(&self, token: &str, code: &str) -> (Response, Vec<u8>) {
         let Some(u) = self.resolve_session(token).await else {
-            return refused("the session has ended: log in again");
+            return refusal(&Refused::unauthenticated());
         };
         if u.scopes.is_some() {
             return refused("an API token cannot step up: log in");
@@ -489,13 +491,13 @@ impl Vault {
             principal: &principal,
             role: "vault",
             action: "step-up",
-            tenant_id: u.tenant_id,
+            tenant_id: u.tenant_id.map(|t| t.0),
             ..Default::default()
         };
         let now = unix_now();
         let user = match self.store.user_by_id(u.id).await {
             Ok(Some(user)) => user,
-            _ => return refused("the session has ended: log in again"),
+            _ => return refusal(&Refused::unauthenticated()),
         };
         let step = self
             .open_totp(&user)
@@ -504,7 +506,10 @@ impl Vault {
             self.note_failed_factor(&user, now).await;
             rec.outcome = "failed: wrong or reused code";
             self.record(rec).await;
-            return refused("wrong or reused code: wait for the next one");
+            return refusal(&Refused::new(
+                Refusal::WrongFactor,
+                "wrong or reused code: wait for the next one",
+            ));
         };
         let session_mac = self.mac_hex("session", token);
         let until = now + STEP_UP_SECONDS;
@@ -531,33 +536,30 @@ impl Vault {
         &self,
         session: &str,
         name: &str,
-        mut scopes: Vec<String>,
+        mut scopes: Vec<Scope>,
         days: i64,
     ) -> (Response, Vec<u8>) {
         let Some(u) = self.resolve_session(session).await else {
-            return refused("the session has ended: log in again");
+            return refusal(&Refused::unauthenticated());
         };
         if u.scopes.is_some() {
             return refused("an API token cannot make tokens: log in");
         }
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
-            return refused("name the token in 1 to 100 characters");
+            return refusal(&Refused::invalid("name the token in 1 to 100 characters"));
         }
         if !(1..=365).contains(&days) {
-            return refused("days must be 1 to 365");
+            return refusal(&Refused::invalid("days must be 1 to 365"));
         }
         scopes.sort();
         scopes.dedup();
-        if scopes.is_empty()
-            || scopes
-                .iter()
-                .any(|s| !store::TOKEN_SCOPES.contains(&s.as_str()))
-        {
-            return refused(&format!(
+        if scopes.is_empty() {
+            let all: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+            return refusal(&Refused::invalid(format!(
                 "scopes must be some of {}",
-                store::TOKEN_SCOPES.join(", ")
-            ));
+                all.join(", ")
+            )));
         }
         let token = random_token("st1_");
         let now = unix_now();
@@ -574,17 +576,18 @@ impl Vault {
             .await
         {
             Ok(t) => t,
-            Err(store::StoreError::Invalid(m)) => return refused(&m),
+            Err(store::StoreError::Invalid(m)) => return refusal(&Refused::invalid(m)),
             Err(e) => return error(&e.to_string()),
         };
         let principal = u.principal();
         let object = format!("token:{}", t.id);
-        let reason = format!("{name}: {} for {days} days", scopes.join(" "));
+        let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        let reason = format!("{name}: {} for {days} days", names.join(" "));
         self.record(NewRecord {
             principal: &principal,
             role: "vault",
             action: "token-create",
-            tenant_id: u.tenant_id,
+            tenant_id: u.tenant_id.map(|t| t.0),
             object: &object,
             reason: &reason,
             outcome: "ok",
@@ -601,7 +604,7 @@ impl Vault {
     }
 
     /// The MAC that makes a lockbox approval valid: over its id, tenant, operator and expiry.
-    fn lockbox_mac(&self, lb: &store::Lockbox) -> String {
+    pub(super) fn lockbox_mac(&self, lb: &store::Lockbox) -> String {
         self.mac_hex(
             "lockbox",
             &format!(
@@ -617,7 +620,7 @@ impl Vault {
     /// The lockbox that lets operator `u` open tenant `tenant`'s content now, if any: approved
     /// by the vault (its MAC checks), unexpired, not revoked.
     pub(super) async fn lockbox_grant(&self, u: &SessionUser, tenant: i64) -> Option<i64> {
-        if u.role != "operator" {
+        if u.role != Role::Operator {
             return None;
         }
         let active = self
@@ -639,10 +642,13 @@ impl Vault {
         session: &str,
     ) -> (Response, Vec<u8>) {
         let Some(u) = self.resolve_session(session).await else {
-            return refused("the session has ended: log in again");
+            return refusal(&Refused::unauthenticated());
         };
         if u.scopes.is_some() {
             return refused("an API token cannot decide lockbox requests: log in");
+        }
+        if u.role != Role::TenantAdmin {
+            return refused("lockbox requests are approved by the tenant's admins");
         }
         let principal = u.principal();
         let mut rec = NewRecord {
@@ -653,17 +659,24 @@ impl Vault {
             } else {
                 "lockbox-deny"
             },
-            tenant_id: u.tenant_id,
+            tenant_id: u.tenant_id.map(|t| t.0),
             ..Default::default()
         };
         let object = id.to_string();
         rec.object = &object;
         let lb = match self.store.lockbox_get(id).await {
-            Ok(lb) if u.role == "tenant-admin" && u.tenant_id == Some(lb.tenant_id) => lb,
+            Ok(lb)
+                if u.role == Role::TenantAdmin && u.tenant_id == Some(TenantId(lb.tenant_id)) =>
+            {
+                lb
+            }
             _ => {
                 rec.outcome = "refused: not this admin's tenant";
                 self.record(rec).await;
-                return refused(&format!("no lockbox request {id} for {}", u.email));
+                return refusal(&Refused::not_found(format!(
+                    "no lockbox request {id} for {}",
+                    u.email
+                )));
             }
         };
         if lb.state != "requested" {
@@ -730,7 +743,7 @@ impl Vault {
         if self.canaries.contains(id) {
             self.alert(store::NewAlert {
                 rule: "canary-touched",
-                severity: "critical",
+                severity: proto::Severity::Critical,
                 dedupe_key: &format!("canary:{id}"),
                 principal,
                 tenant_id: Some(item.tenant_id),
@@ -774,7 +787,7 @@ impl Vault {
             principal: "vault",
             role: "vault",
             action: "suspend-sessions",
-            tenant_id: user.tenant_id,
+            tenant_id: user.tenant_id.map(|t| t.0),
             object: &user.principal(),
             reason: &format!("automatic response to a {why} alert"),
             outcome: &outcome,
@@ -792,7 +805,7 @@ impl Vault {
         let rule = self.login_failures.rule();
         self.alert(store::NewAlert {
             rule: "login-failure-storm",
-            severity: "critical",
+            severity: proto::Severity::Critical,
             dedupe_key: "login-failure-storm",
             principal: &format!("ip:{ip}"),
             tenant_id: None,
@@ -817,7 +830,7 @@ impl Vault {
         }
         self.alert(store::NewAlert {
             rule: "login-new-network",
-            severity: "warning",
+            severity: proto::Severity::Warning,
             dedupe_key: &format!("login-new-network:{principal}:{net}"),
             principal,
             tenant_id: tenant,
@@ -847,7 +860,7 @@ impl Vault {
             .enrolment_create(
                 &self.mac_hex("enrol", &token),
                 "operator",
-                "operator",
+                Role::Operator,
                 None,
                 "first-start",
                 now,
@@ -857,6 +870,7 @@ impl Vault {
             .await
         {
             Ok(()) => (Response::Enrolment { token }, Vec::new()),
+            Err(store::StoreError::Conflict(m)) => refusal(&Refused::conflict(m)),
             Err(e) => refused(&e.to_string()),
         }
     }
@@ -865,7 +879,7 @@ impl Vault {
     pub(super) async fn invite(
         &self,
         email: &str,
-        role: &str,
+        role: Role,
         tenant: Option<&str>,
         principal: &str,
     ) -> Result<String, String> {
@@ -897,7 +911,7 @@ impl Vault {
             action: "user-invite",
             tenant_id,
             object: &format!("user:{}", email.to_ascii_lowercase()),
-            reason: role,
+            reason: role.as_str(),
             outcome: "ok",
         })
         .await;
@@ -909,45 +923,52 @@ impl Vault {
         &self,
         session: &str,
         email: &str,
-        role: &str,
+        role: Role,
         tenant: Option<String>,
     ) -> (Response, Vec<u8>) {
         let Some(u) = self.resolve_session(session).await else {
-            return refused("the session has ended: log in again");
+            return refusal(&Refused::unauthenticated());
         };
         if u.scopes.is_some() {
-            return refused("an API token cannot invite people: log in");
+            return refusal(&Refused::invalid(
+                "an API token cannot invite people: log in",
+            ));
         }
-        let tenant = match u.role.as_str() {
-            "operator" => tenant,
-            "tenant-admin" if matches!(role, "user" | "tenant-admin") => {
+        let tenant = match u.role {
+            Role::Operator => tenant,
+            Role::TenantAdmin if matches!(role, Role::User | Role::TenantAdmin) => {
                 if tenant
                     .as_ref()
                     .is_some_and(|t| Some(t) != u.tenant.as_ref())
                 {
-                    return refused("tenant admins invite people of their own tenant only");
+                    return refusal(&Refused::invalid(
+                        "tenant admins invite people of their own tenant only",
+                    ));
                 }
                 u.tenant.clone()
             }
-            "tenant-admin" => {
-                return refused("tenant admins invite users and tenant admins only");
+            Role::TenantAdmin => {
+                return refusal(&Refused::invalid(
+                    "tenant admins invite users and tenant admins only",
+                ));
             }
-            _ => return refused("only operators and tenant admins invite people"),
+            _ => {
+                return refusal(&Refused::invalid(
+                    "only operators and tenant admins invite people",
+                ));
+            }
         };
-        if !store::ROLES.contains(&role) {
-            return refused("role must be operator, auditor, tenant-admin or user");
-        }
-        if matches!(role, "user" | "tenant-admin") != tenant.is_some() {
-            return refused(
+        if matches!(role, Role::User | Role::TenantAdmin) != tenant.is_some() {
+            return refusal(&Refused::invalid(
                 "users and tenant admins belong to a tenant; operators and auditors to none",
-            );
+            ));
         }
         match self
             .invite(email, role, tenant.as_deref(), &u.principal())
             .await
         {
             Ok(token) => (Response::Enrolment { token }, Vec::new()),
-            Err(e) => refused(&e),
+            Err(e) => refusal(&Refused::invalid(e)),
         }
     }
 
@@ -1039,7 +1060,7 @@ impl Vault {
             action: "user-enrolled",
             tenant_id: user.tenant_id,
             object: &format!("user:{}", user.email),
-            reason: &user.role,
+            reason: user.role.as_str(),
             outcome: "ok",
         })
         .await;
@@ -1163,7 +1184,7 @@ impl Vault {
             .await;
             self.alert(store::NewAlert {
                 rule: "recovery-code-login",
-                severity: "warning",
+                severity: proto::Severity::Warning,
                 dedupe_key: &format!("recovery-code-login:{email}"),
                 principal: &principal,
                 tenant_id: user.tenant_id,
@@ -1230,7 +1251,7 @@ impl Vault {
                 },
                 Vec::new(),
             ),
-            None => refused("the session has ended: log in again"),
+            None => refusal(&Refused::unauthenticated()),
         }
     }
 
@@ -1245,7 +1266,7 @@ impl Vault {
                 principal: &u.principal(),
                 role: "vault",
                 action: "logout",
-                tenant_id: u.tenant_id,
+                tenant_id: u.tenant_id.map(|t| t.0),
                 outcome: "ok",
                 ..Default::default()
             })
@@ -1277,8 +1298,8 @@ mod tests {
         let u = |role: &str, tenant: Option<i64>| SessionUser {
             id: 1,
             email: "ann@a.example".into(),
-            role: role.into(),
-            tenant_id: tenant,
+            role: role.parse().unwrap(),
+            tenant_id: tenant.map(TenantId),
             tenant: None,
             scopes: None,
             link: None,

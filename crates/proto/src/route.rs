@@ -148,6 +148,30 @@ impl FromStr for Route {
     }
 }
 
+impl Route {
+    /// A route a portal user may set: a valid `smtp://` route without a CA file (a Maildir
+    /// route or a CA file names a path on the mail node, which only the local operator may
+    /// choose). Returns the route as given, trimmed, or why it is refused.
+    pub fn for_portal(route: &str) -> Result<String, String> {
+        let route = route.trim();
+        match route.parse::<Route>() {
+            Ok(Route::Smtp(r)) if r.ca.is_none() => Ok(route.to_string()),
+            Ok(Route::Smtp(_)) => Err(
+                "a CA file names a path on the mail node: set it with the CLI (sekisho tenant set-route)"
+                    .into(),
+            ),
+            Ok(_) => Err(
+                "the portal sets smtp:// routes only (a Maildir route is a local path: use the CLI)"
+                    .into(),
+            ),
+            Err(e) => Err(format!(
+                "not a route: {} (smtp://host[:port]?tls=none|opportunistic|required[&auth=tenant][&client_cert=tenant])",
+                e.reason
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -215,6 +239,22 @@ mod tests {
         );
         let r: Route = "maildir:///var/mail/demo".parse().unwrap();
         assert_eq!(r, Route::Maildir("/var/mail/demo".into()));
+    }
+
+    #[test]
+    fn the_portal_sets_smtp_routes_without_local_paths() {
+        assert!(Route::for_portal("smtp://mx.example.net:25?tls=required&auth=tenant").is_ok());
+        assert!(Route::for_portal(" smtp://[2001:db8::1]:587?tls=opportunistic ").is_ok());
+        for bad in [
+            "maildir:///etc/cron.d",
+            "smtp://mx.example.net?tls=required&ca=/etc/sekisho/vault/kek",
+            "smtp://mx.example.net?auth=tenant",
+            "http://mx.example.net",
+            "smtp://",
+            "not a url",
+        ] {
+            assert!(Route::for_portal(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

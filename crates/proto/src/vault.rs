@@ -1,15 +1,18 @@
-//! The vault's protocol: one request and one response per exchange over a Unix socket.
-//!
-//! A frame is `u32 BE length ‖ JSON header ‖ u32 BE length ‖ payload bytes` (the payload carries
-//! message bodies, so they are not base64-inflated inside JSON). Both lengths are limited.
+//! The vault's protocol: one request and one response per exchange over its Unix socket,
+//! each a [`crate::frame`].
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::{Deserialize, Serialize};
 
-/// Largest JSON header.
-pub const MAX_HEADER: usize = 64 * 1024;
-/// Largest payload (a quarantined message).
-pub const MAX_PAYLOAD: usize = 256 << 20;
+use crate::acts::Act;
+use crate::nouns::{QueueId, Role, Scope, SecretKind, TenantId};
+use crate::refusal::Refusal;
+
+/// A session ends this long after login, used or not (the cookie's Max-Age).
+pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
+/// How long a step-up (re-confirming the second factor) lasts.
+pub const STEP_UP_SECONDS: i64 = 5 * 60;
+/// Longest password (argon2 input) the vault takes.
+pub const MAX_PASSWORD: usize = 1024;
 
 /// Why content is opened (recorded with every open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +49,7 @@ impl std::fmt::Debug for RoleToken {
 }
 
 /// What a role asks the vault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
     /// Liveness.
@@ -54,12 +57,12 @@ pub enum Request {
     /// The recipient to seal the tenant's content to; the key pair is created on first use.
     TenantRecipient {
         /// Tenant id.
-        tenant: i64,
+        tenant: TenantId,
     },
     /// Opens a quarantined message; the plaintext comes back as the payload.
     OpenQuarantine {
         /// Quarantine id.
-        id: String,
+        id: QueueId,
         /// Why.
         purpose: Purpose,
         /// On whose behalf (`cli:alice`, `portal:bob@acme`).
@@ -74,9 +77,16 @@ pub enum Request {
         /// with it; the local CLI needs none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         role_token: Option<RoleToken>,
+        /// The local CLI reading content: the tenant-approved lockbox it opens under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lockbox: Option<i64>,
+        /// The local CLI reading content without a lockbox, in an emergency: opened, recorded
+        /// and raised as a critical `break-glass` alert (the reason says why).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        break_glass: bool,
     },
     /// Seals a tenant's connector secret (write-only: nothing ever reads it back out). The
-    /// value is the payload: a serialized [`crate::ConnectorSecret`].
+    /// value is the payload: a serialized `ConnectorSecret` (keys crate).
     SealSecret {
         /// Tenant name.
         tenant: String,
@@ -88,9 +98,9 @@ pub enum Request {
     /// supervisor, never written anywhere) is answered.
     UseSecret {
         /// Tenant id.
-        tenant: i64,
+        tenant: TenantId,
         /// Which secret.
-        kind: crate::SecretKind,
+        kind: SecretKind,
         /// The mx role token.
         role_token: RoleToken,
     },
@@ -131,7 +141,7 @@ pub enum Request {
     /// Deletes a quarantined message (sealed blob and index entry) → `Done`.
     DeleteQuarantine {
         /// Quarantine id.
-        id: String,
+        id: QueueId,
         /// On whose behalf (ignored when `session` is given).
         principal: String,
         /// The portal user's session: the vault then deletes only what that user may open.
@@ -148,10 +158,10 @@ pub enum Request {
         /// The deciding tenant admin's session.
         session: String,
     },
-    /// Re-confirms a session with a current TOTP code (step-up) for [`STEP_UP_SECONDS`]
+    /// Re-confirms a session with a current TOTP code (step-up) for `STEP_UP_SECONDS`
     /// → `Done`. A wrong code counts as a failed login (lockout).
     ///
-    /// [`STEP_UP_SECONDS`]: crate::server::STEP_UP_SECONDS
+    /// (the vault's constant)
     StepUp {
         /// The session.
         session: String,
@@ -166,7 +176,7 @@ pub enum Request {
         /// The new account's login name.
         email: String,
         /// Its role.
-        role: String,
+        role: Role,
         /// Its tenant (operators name it; a tenant admin's own is used).
         tenant: Option<String>,
     },
@@ -182,8 +192,8 @@ pub enum Request {
         session: String,
         /// A name for people.
         name: String,
-        /// Scopes (of `store::TOKEN_SCOPES`).
-        scopes: Vec<String>,
+        /// Scopes .
+        scopes: Vec<Scope>,
         /// Lifetime in days (1–365).
         days: i64,
     },
@@ -196,7 +206,7 @@ pub enum Request {
     /// `Links` (`None` where the recipient is not the item's, or the item is gone).
     DigestLinks {
         /// (quarantine id, recipient) pairs.
-        items: Vec<(String, String)>,
+        items: Vec<(QueueId, String)>,
         /// Unix seconds.
         expires_at: i64,
         /// mx's role token.
@@ -216,6 +226,12 @@ pub enum Request {
         from: i64,
         /// To (Unix seconds).
         to: i64,
+    },
+    /// Portal: releases what a digest link names (the link is the credential; the vault
+    /// checks it, the mail node queues the message) → `Done`.
+    DigestRelease {
+        /// The link's token.
+        token: String,
     },
     /// Portal: what a digest link releases, if it is genuine and current → `Link`. The link
     /// itself is then passed as the `session` of the release.
@@ -251,6 +267,17 @@ pub enum Request {
         /// An interactive session.
         session: String,
     },
+    /// Portal: a user's act (a read or a change), on the session's behalf → `Answer` with
+    /// the act's answer as the payload. The vault resolves the session, checks the role,
+    /// tenant, token scope and step-up the act needs, performs it and records it.
+    Act {
+        /// The person's session or API token.
+        session: String,
+        /// What.
+        act: Act,
+    },
+    /// Portal: its front door's shared state (blocks, login counts) → `Answer`.
+    Front(crate::acts::FrontAct),
     /// Portal: removes one of the session user's passkeys (needs a step-up) → `Done`.
     PasskeyRemove {
         /// A stepped-up interactive session.
@@ -341,7 +368,7 @@ pub enum Admin {
         /// The account's login name.
         email: String,
         /// Its role.
-        role: String,
+        role: Role,
         /// Its tenant (tenant admins and users).
         tenant: Option<String>,
         /// Who asked.
@@ -374,10 +401,13 @@ impl Request {
             Request::DigestLinks { .. } => "digest-links",
             Request::AuditExportBy { .. } => "audit-export-by",
             Request::DigestLink { .. } => "digest-link",
+            Request::DigestRelease { .. } => "digest-release",
             Request::PasskeyBegin { .. } => "passkey-begin",
             Request::PasskeyFinish { .. } => "passkey-finish",
             Request::PasskeyList { .. } => "passkey-list",
             Request::PasskeyRemove { .. } => "passkey-remove",
+            Request::Act { act, .. } => act.kind(),
+            Request::Front(f) => f.kind(),
         }
     }
 }
@@ -390,26 +420,29 @@ pub struct SessionUser {
     /// Login name.
     pub email: String,
     /// `operator`, `auditor`, `tenant-admin` or `user`.
-    pub role: String,
+    pub role: Role,
     /// The tenant (tenant admins and users).
-    pub tenant_id: Option<i64>,
+    pub tenant_id: Option<TenantId>,
     /// The tenant's name.
     pub tenant: Option<String>,
     /// For an API token: the scopes it is narrowed to (`None`: an interactive session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<Scope>>,
     /// For a digest link: the one quarantine id it may release (the user is the recipient the
     /// link was sent to; `id` is 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
+    pub link: Option<QueueId>,
 }
 
 impl SessionUser {
     /// True unless this is an API token without `scope`.
-    pub fn allows(&self, scope: &str) -> bool {
-        self.scopes
-            .as_ref()
-            .is_none_or(|s| s.iter().any(|x| x == scope))
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.as_ref().is_none_or(|s| s.contains(&scope))
+    }
+
+    /// True for an interactive session (not an API token, not a digest link).
+    pub fn interactive(&self) -> bool {
+        self.scopes.is_none() && self.link.is_none()
     }
 
     /// The principal name in audit records.
@@ -419,7 +452,7 @@ impl SessionUser {
 }
 
 /// What the vault answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
     /// Alive.
@@ -495,13 +528,16 @@ pub enum Response {
     /// A digest link's terms.
     Link {
         /// The quarantine id it releases.
-        id: String,
+        id: QueueId,
         /// The recipient it was sent to.
         rcpt: String,
         /// The item's tenant.
-        tenant_id: i64,
+        tenant_id: TenantId,
         /// Unix seconds.
         expires_at: i64,
+        /// The item's metadata (for the confirmation page); `None` once it left quarantine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<crate::acts::QuarantineItem>,
     },
     /// A passkey ceremony started: hand `options` (JSON) to the browser and `ceremony` back.
     Challenge {
@@ -515,11 +551,16 @@ pub enum Response {
         /// Oldest first.
         items: Vec<PasskeyInfo>,
     },
-    /// Refused (policy), with a message for a person.
+    /// Refused (policy), with its kind and a message for a person.
     Refused {
+        /// What kind of refusal.
+        #[serde(default)]
+        refusal: Refusal,
         /// Why.
         message: String,
     },
+    /// An act's answer: its JSON is the payload (see [`crate::acts::Ask`]).
+    Answer,
     /// Failed, with a message for a person.
     Error {
         /// What went wrong.
@@ -548,74 +589,8 @@ impl Response {
             Response::Challenge { .. } => "challenge",
             Response::Passkeys { .. } => "passkeys",
             Response::Refused { .. } => "refused",
+            Response::Answer => "answer",
             Response::Error { .. } => "error",
         }
-    }
-}
-
-fn bad(msg: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
-}
-
-/// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
-    w: &mut W,
-    header: &T,
-    payload: &[u8],
-) -> std::io::Result<()> {
-    let head = serde_json::to_vec(header).map_err(|e| bad(e.to_string()))?;
-    if head.len() > MAX_HEADER || payload.len() > MAX_PAYLOAD {
-        return Err(bad("vault frame too large"));
-    }
-    w.write_all(&(head.len() as u32).to_be_bytes()).await?;
-    w.write_all(&head).await?;
-    w.write_all(&(payload.len() as u32).to_be_bytes()).await?;
-    w.write_all(payload).await?;
-    w.flush().await
-}
-
-/// Reads one frame.
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
-    r: &mut R,
-) -> std::io::Result<(T, Vec<u8>)> {
-    let n = r.read_u32().await? as usize;
-    if n > MAX_HEADER {
-        return Err(bad("vault frame header too large"));
-    }
-    let mut head = vec![0; n];
-    r.read_exact(&mut head).await?;
-    let header = serde_json::from_slice(&head).map_err(|e| bad(format!("vault frame: {e}")))?;
-    let n = r.read_u32().await? as usize;
-    if n > MAX_PAYLOAD {
-        return Err(bad("vault frame payload too large"));
-    }
-    let mut payload = vec![0; n];
-    r.read_exact(&mut payload).await?;
-    Ok((header, payload))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn frames_round_trip_and_limits_hold() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 20);
-        let req = Request::OpenQuarantine {
-            id: "Q1".into(),
-            purpose: Purpose::Release,
-            role_token: None,
-            principal: "cli:alice".into(),
-            reason: "user asked".into(),
-            session: Some("s1_x".into()),
-        };
-        write_frame(&mut a, &req, b"body").await.unwrap();
-        let (got, payload): (Request, _) = read_frame(&mut b).await.unwrap();
-        assert_eq!((got, payload), (req, b"body".to_vec()));
-        // A header length over the limit is refused before anything is allocated.
-        a.write_all(&(MAX_HEADER as u32 + 1).to_be_bytes())
-            .await
-            .unwrap();
-        assert!(read_frame::<_, Request>(&mut b).await.is_err());
     }
 }

@@ -1,0 +1,129 @@
+"""Trust boundaries, tried as an attacker would: code running inside a role (the test-hooks
+build lets the test play it) reaches for the KEK, the spool, the canary registry, the
+database, the audit keys and the admin socket. The kernel (Landlock), mx's admin socket and
+the vault must refuse each; the refusal is recorded and raised as an alert; nothing changes."""
+import glob
+import json
+import time
+
+from conftest import STORE, admin, wait_for
+from portal_helpers import Client
+
+
+def probe_portal(n, probes):
+    st, _, doc = Client(n).request("POST", "/api/test-hooks/probe", {"probes": probes})
+    assert st == 200, doc
+    return {json.dumps(r["probe"], sort_keys=True): r["outcome"] for r in doc["results"]}
+
+
+def probe_mx(n, probes):
+    reply = admin(n, {"cmd": "test-probe", "probes": probes})
+    assert reply["ok"], reply
+    return {json.dumps(r["probe"], sort_keys=True): r["outcome"] for r in reply["data"]["results"]}
+
+
+def key(p):
+    return json.dumps(p, sort_keys=True)
+
+
+def setup(node, sink):
+    """A node with mail queued (its route does not answer) and a canary planted."""
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", "smtp://127.0.0.1:9?tls=none")
+    n.cli("canary", "plant", "--tenant", "acme")
+    s = sink()
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.sendmail("a@example.org", ["al@acme.test"], b"Subject: queued\r\n\r\nQUEUED-MARKER\r\n")
+    wait_for(lambda: n.cli_json("queue", "list"), what="a queued message")
+    return n, s
+
+
+def test_code_in_the_portal_reaches_no_key_no_spool_no_database_and_is_caught(node, sink):
+    n, _ = setup(node, sink)
+    vault_dir = n.kek.parent
+    segment = sorted(glob.glob(str(n.data_dir / "spool" / "seg-*.log")))[0]
+    route_before = {t["name"]: t["route"] for t in n.cli_json("tenant", "list")}
+    queued_before = [m["id"] for m in n.cli_json("queue", "list")]
+    probes = [
+        {"try": "read", "path": str(n.kek)},
+        {"try": "read", "path": str(n.data_dir / "keys" / "spool.key")},
+        {"try": "read", "path": segment},
+        {"try": "read", "path": str(vault_dir / "canaries")},
+        {"try": "read", "path": str(vault_dir / "audit-keys")},
+        {"try": "write", "path": str(vault_dir / "audit-keys")},
+        {"try": "create", "path": str(vault_dir / "planted")},
+        {"try": "list", "path": str(n.data_dir / "quarantine")},
+    ]
+    if STORE == "sqlite":
+        probes += [{"try": "write", "path": str(n.data_dir / "sekisho.db")},
+                   {"try": "read", "path": str(n.data_dir / "sekisho.db")}]
+    out = probe_portal(n, probes)
+    for p in probes:
+        assert out[key(p)]["outcome"] == "denied", (p, out[key(p)])
+    # mx's admin socket: the portal holds no token, so mx answers nothing it asks.
+    for cmd in [{"cmd": "queue-list"}, {"cmd": "queue-delete", "id": queued_before[0]},
+                {"cmd": "reload"}]:
+        sent = {"try": "send", "path": str(n.data_dir / "admin.sock"), "line": json.dumps(cmd)}
+        reply = json.loads(probe_portal(n, [sent])[key(sent)]["detail"])
+        assert reply == {"ok": False, "error": "only the local CLI may ask this",
+                         "refusal": "not-for-roles"}, reply
+    # Caught: each kernel refusal is a record and a critical alert, within seconds.
+    def denials():
+        return [r for r in n.cli_json("vault", "records")
+                if r["action"] == "sandbox-denial" and r["principal"] == "portal"]
+    wait_for(lambda: len(denials()) >= len(probes), timeout=10, what="the portal's denials recorded")
+    objects = {r["object"] for r in denials()}
+    assert f"path={n.kek}" in objects and f"path={segment}" in objects, objects
+    alerts = n.cli_json("alerts", "list")
+    by_rule = {(a["rule"], a["principal"]): a for a in alerts}
+    assert by_rule[("sandbox-denial", "portal")]["severity"] == "critical"
+    assert by_rule[("sandbox-denial", "portal")]["count"] >= len(probes)
+    overreach = [a for a in alerts if a["rule"] == "role-overreach"]
+    assert {a["severity"] for a in overreach} == {"critical"} and len(overreach) == 3, overreach
+    # Nothing changed: routes, the queue, the vault's directory.
+    assert {t["name"]: t["route"] for t in n.cli_json("tenant", "list")} == route_before
+    assert [m["id"] for m in n.cli_json("queue", "list")] == queued_before
+    assert not (vault_dir / "planted").exists()
+
+
+def test_code_in_mx_reaches_no_vault_file_and_is_caught(node, sink):
+    n, _ = setup(node, sink)
+    vault_dir = n.kek.parent
+    probes = [
+        {"try": "read", "path": str(n.kek)},
+        {"try": "read", "path": str(vault_dir / "canaries")},
+        {"try": "read", "path": str(vault_dir / "audit-keys")},
+        {"try": "write", "path": str(vault_dir / "audit-keys")},
+        {"try": "create", "path": str(vault_dir / "planted")},
+        {"try": "list", "path": str(vault_dir)},
+    ]
+    out = probe_mx(n, probes)
+    for p in probes:
+        assert out[key(p)]["outcome"] == "denied", (p, out[key(p)])
+    # What mx needs stays open to it (the check above is not blind).
+    own = {"try": "read", "path": str(n.data_dir / "keys" / "spool.key")}
+    assert probe_mx(n, [own])[key(own)]["outcome"] == "allowed"
+    wait_for(lambda: len([r for r in n.cli_json("vault", "records")
+                          if r["action"] == "sandbox-denial" and r["principal"] == "mx"]) >= len(probes),
+             timeout=10, what="mx's denials recorded")
+    (alert,) = [a for a in n.cli_json("alerts", "list") if a["rule"] == "sandbox-denial"]
+    assert (alert["principal"], alert["severity"]) == ("mx", "critical")
+    assert not (vault_dir / "planted").exists()
+    assert (vault_dir / "canaries").exists(), "the registry is there; mx just cannot read it"
+
+
+def test_the_portal_holds_no_store_and_acts_only_through_the_vault(node):
+    """A portal without a session gets nothing from the vault; its own process holds no
+    database file, and its Landlock rules are an allow-list of its TLS files."""
+    n = node()
+    line = n.banner_match(r"^(portal sandbox: .*)", "the portal's sandbox line")
+    assert "Landlock fully enforced" in line and "its TLS files, read-only" in line, line
+    from conftest import role_pid
+    pid = role_pid(n, "portal")
+    import os
+    fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert not [f for f in fds if "sekisho.db" in f or "/spool/" in f], fds
+    # An act without a session is refused by the vault (not by the portal).
+    st, _, doc = Client(n).request("GET", "/api/tenants")
+    assert st == 401, doc
