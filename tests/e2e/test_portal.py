@@ -648,6 +648,8 @@ def test_operators_open_tenant_mail_only_through_a_tenant_approved_lockbox(node)
     st, _, doc = op.request("GET", f"/api/quarantine/{items['beta']}/view")
     assert st == 403
     # The console reads under the same approval, for that tenant only.
+    (lb,) = n.cli_json("lockbox", "list", "--tenant", "acme")
+    assert (lb["id"], lb["state"], lb["operator"]) == (rid, "approved", "operator"), lb
     console = lambda item: n.cli("quarantine", "open", item, "--reason", "ticket 4711",
                                  "--lockbox", str(rid), check=False)
     assert "LOCKBOX-ACME" in console(items["acme"]).stdout

@@ -81,7 +81,6 @@ const TRANSIT: &str = "message bodies and headers (in transit)";
 const SEALED: &str = "sealed messages (unreadable without the tenant key)";
 const SECRETS: &str = "connector credentials";
 const ACCOUNTS: &str = "portal accounts (logins, sessions, tokens)";
-const HASHES: &str = "portal accounts (argon2id password hashes; second factors sealed)";
 const METADATA: &str = "message metadata (envelopes, verdicts, trace)";
 const SETTINGS: &str = "filter policy and sender lists";
 const OPERATOR: &str = "operator access (lockbox)";
@@ -129,8 +128,6 @@ pub struct Facts {
     pub terminations: Vec<(i64, String, i64, i64)>,
     /// Messages per tenant in the window (trace).
     pub messages: Vec<(i64, i64)>,
-    /// Portal accounts per tenant.
-    pub accounts: Vec<(i64, i64)>,
 }
 
 /// Computes the report.
@@ -198,9 +195,18 @@ pub fn scope(f: &Facts, from: i64, to: i64, principal: Option<&str>, role: Optio
             );
         }
     }
-    // A compromised portal reads the store: every tenant's envelopes and trace, and its
-    // accounts' password hashes (never a second factor or a session: those need the vault).
+    // A compromised portal holds no store handle and no key: it can only ask the vault, as
+    // the people whose sessions were live. So it reached the message metadata of the tenants
+    // whose people logged in during the window — every tenant's if an operator did (operators
+    // see every tenant's envelopes; content needs a lockbox the vault checks).
     if role == Some("portal") {
+        let logins: Vec<&store::Record> = f
+            .records
+            .iter()
+            .filter(|r| r.action == "login" && r.outcome.starts_with("ok"))
+            .filter(|r| (from..=to).contains(&r.at))
+            .collect();
+        let everyone = logins.iter().any(|r| r.tenant_id.is_none());
         let mut reach = |tenant: i64, category: &'static str, n: i64| {
             lines.insert(
                 (tenant, category, "reachable"),
@@ -217,10 +223,9 @@ pub fn scope(f: &Facts, from: i64, to: i64, principal: Option<&str>, role: Optio
             );
         };
         for &(tenant, n) in &f.messages {
-            reach(tenant, METADATA, n);
-        }
-        for &(tenant, n) in &f.accounts {
-            reach(tenant, HASHES, n);
+            if everyone || logins.iter().any(|r| r.tenant_id == Some(tenant)) {
+                reach(tenant, METADATA, n);
+            }
         }
     }
     let lines: Vec<Line> = lines.into_values().collect();
@@ -278,15 +283,6 @@ pub async fn run(cfg: Config, cmd: IncidentCmd) -> Result<()> {
         tenants: store.tenant_names().await?,
         terminations: store.terminations().await?,
         messages: store.messages_by_tenant(from, to).await?,
-        accounts: {
-            let mut per: BTreeMap<i64, i64> = BTreeMap::new();
-            for u in store.user_list(None).await? {
-                if let Some(t) = u.tenant_id {
-                    *per.entry(t).or_insert(0) += 1;
-                }
-            }
-            per.into_iter().collect()
-        },
     };
     let report = scope(&facts, from, to, principal.as_deref(), role.as_deref());
     if json {
@@ -395,7 +391,6 @@ mod tests {
             tenants: vec![(1, "acme".into(), 0)],
             terminations: vec![(2, "beta".into(), 150, 9)],
             messages: vec![(1, 7), (2, 3)],
-            accounts: vec![(1, 4)],
         };
         let r = scope(&facts, 90, 200, Some("cli:eve"), None);
         let got: Vec<_> = r
@@ -461,7 +456,6 @@ mod tests {
             tenants: vec![(1, "acme".into(), 0)],
             terminations: vec![],
             messages: vec![(1, 7)],
-            accounts: vec![(1, 4)],
         };
         let r = scope(&facts, 90, 200, None, None);
         let got: Vec<_> = r
@@ -479,8 +473,13 @@ mod tests {
                 (ACCOUNTS, "logged in", 1),
             ]
         );
+        // A compromised portal reached what bob's live session could: acme's metadata, no
+        // password hash (it holds no store handle).
         let r = scope(&facts, 90, 200, Some("nobody"), Some("portal"));
         let got: Vec<_> = r.lines.iter().map(|l| (l.category, l.count)).collect();
-        assert_eq!(got, vec![(METADATA, 7), (HASHES, 4)]);
+        assert_eq!(got, vec![(METADATA, 7)]);
+        // Nobody logged in: nothing.
+        let r = scope(&facts, 150, 200, Some("nobody"), Some("portal"));
+        assert!(r.lines.is_empty(), "{:?}", r.lines);
     }
 }

@@ -20,6 +20,7 @@ mod digest;
 mod hooks;
 mod incident;
 mod kaudit;
+mod lockbox;
 mod outbound;
 mod quarantine;
 mod roles;
@@ -116,6 +117,9 @@ enum Command {
     /// Canary objects: decoys whose use raises a critical alert.
     #[command(subcommand)]
     Canary(audit::CanaryCmd),
+    /// Lockbox requests and approvals (the console reads a tenant's mail under one).
+    #[command(subcommand)]
+    Lockbox(lockbox::LockboxCmd),
     /// Portal accounts: invite (a one-time enrolment link), list.
     #[command(subcommand)]
     User(users::UserCmd),
@@ -1014,6 +1018,9 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         }
         Command::Canary(cmd) => {
             audit::canary(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
+        Command::Lockbox(cmd) => {
+            lockbox::lockbox(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Vault(cmd) => {
             let cfg = load_config(&cli.node, Overrides::default())?;
