@@ -138,6 +138,11 @@ class Node:
             self.store_url = postgres_database()
             config = f'[store]\nurl = "{self.store_url}"\n' + config
         self.config_path.write_text(config)
+        if self.store_url:
+            # Every role then connects as its own database user with its own grants, so the
+            # whole suite runs against what a production cluster is granted.
+            subprocess.run(self.base_args() + ["store", "grant-roles"], check=True,
+                           capture_output=True, env=self.env)
         self.demo = demo
         self.smtp_port = smtp_port
         self.proc = None

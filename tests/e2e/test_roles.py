@@ -4,9 +4,10 @@ database, the audit keys and the admin socket. The kernel (Landlock), mx's admin
 the vault must refuse each; the refusal is recorded and raised as an alert; nothing changes."""
 import glob
 import json
-import time
 
-from conftest import STORE, admin, wait_for
+import pytest
+
+from conftest import STORE, admin, free_port, wait_for
 from portal_helpers import Client
 
 
@@ -127,3 +128,70 @@ def test_the_portal_holds_no_store_and_acts_only_through_the_vault(node):
     # An act without a session is refused by the vault (not by the portal).
     st, _, doc = Client(n).request("GET", "/api/tenants")
     assert st == 401, doc
+
+
+@pytest.mark.skipif(STORE != "postgres", reason="per-role database users are PostgreSQL's")
+def test_code_in_mx_cannot_change_a_route_in_the_database(node, sink):
+    """On PostgreSQL every role connects as its own database user (conftest runs `sekisho
+    store grant-roles`): with mx's own login, code inside mx is refused a route change, an
+    account read and the deletion of audit records by the database itself."""
+    n, _ = setup(node, sink)
+    before = {t["name"]: t["route"] for t in n.cli_json("tenant", "list")}
+    for statement in ["UPDATE tenants SET route = 'smtp://attacker.example:25?tls=none'",
+                      "INSERT INTO domains (tenant_id, domain) VALUES (1, 'evil.test')",
+                      "SELECT * FROM users",
+                      "SELECT * FROM secrets",
+                      "DELETE FROM records",
+                      "UPDATE records SET outcome = 'ok'"]:
+        got = admin(n, {"cmd": "test-sql", "statement": statement})["data"]
+        assert got["ok"] is False and "permission denied" in got["error"], (statement, got)
+    # What mx does for mail it may still do (the check is not blind).
+    got = admin(n, {"cmd": "test-sql", "statement": "SELECT count(*) FROM tenants"})["data"]
+    assert got["ok"] is True, got
+    assert {t["name"]: t["route"] for t in n.cli_json("tenant", "list")} == before
+    # The node itself works as its users: mail is queued, the portal's acts run as the vault.
+    assert n.cli_json("queue", "list")
+
+
+def test_surface_lists_what_is_really_there_and_a_changed_listener_is_drift(node, tmp_path):
+    n = node()
+    n.portal_url()
+    s = n.cli_json("surface")
+    listeners = {(l["role"], l["kind"], l["protocol"].split()[0]): l["address"] for l in s["listeners"]}
+    assert listeners[("mx", "tcp", "SMTP")] == f"127.0.0.1:{n.port}", listeners
+    assert listeners[("mx", "tcp", "HTTP")] == f"127.0.0.1:{n.admin_port}"
+    assert listeners[("portal", "tcp", "HTTPS")] == n.portal_url().removeprefix("https://")
+    assert listeners[("vault", "unix", "vault")] == str(n.data_dir / "vault.sock")
+    assert listeners[("mx", "unix", "admin")] == str(n.data_dir / "admin.sock")
+    roles = {r["role"]: r for r in s["roles"]}
+    assert set(roles) == {"vault", "mx", "portal"}
+    assert all(r["no_new_privs"] and r["seccomp"] == 2 for r in roles.values()), roles
+    assert "read-only" in roles["portal"]["landlock"] and str(n.kek.parent) in roles["mx"]["landlock"]
+    if STORE == "sqlite":
+        assert (roles["mx"]["holds_database"], roles["vault"]["holds_database"],
+                roles["portal"]["holds_database"]) == (True, True, False)
+    else:
+        grants = s["database"]["roles"]
+
+        def privileges(summary):
+            out = {}
+            for part in summary.split(": ", 1)[1].split("; "):
+                p, tables = part.split(" on ", 1)
+                out[p] = set(tables.split(", "))
+            return out
+        mx, vault = privileges(grants["mx"]), privileges(grants["vault"])
+        assert "tenants" in mx["SELECT"] and "tenants" not in mx.get("UPDATE", set()), grants
+        assert "users" not in mx["SELECT"] and "tenants" in vault["UPDATE"], grants
+        assert grants["portal"].endswith("no privilege on any table") and "no login" in grants["portal"]
+    assert s["compiled"] == ["test-hooks"], "this is the test build; the product's lists none"
+    assert any(d.startswith("tokio ") for d in s["dependencies"]) and len(s["dependencies"]) > 100
+    # A baseline of itself: no drift. The same node on another SMTP port: drift, alerted.
+    baseline = tmp_path / "surface.json"
+    baseline.write_text(json.dumps(s))
+    assert "no drift" in n.cli("surface", "--baseline", str(baseline)).stdout
+    n.stop()
+    n.smtp_port = free_port()
+    n.start()
+    r = n.cli("surface", "--baseline", str(baseline), check=False)
+    assert r.returncode != 0 and f"+ listener mx tcp 127.0.0.1:{n.smtp_port} SMTP" in r.stdout, r.stdout
+    assert [a["rule"] for a in n.cli_json("alerts", "list")].count("surface-drift") == 1

@@ -47,6 +47,9 @@ pub struct Node {
     pub vault_token: Option<proto::vault::RoleToken>,
     /// The quarantine digest (`None`: off).
     pub digest: Option<crate::digest::DigestConfig>,
+    /// Test hooks: the database as mx connects to it (to play an intruder using it).
+    #[cfg(feature = "test-hooks")]
+    pub hook_db: Option<store::StoreUrl>,
 }
 
 impl Node {

@@ -303,7 +303,7 @@ pub struct Config {
     /// Where sealed blobs are kept.
     pub blobs: Blobs,
     /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
-    pub store_url: Option<store::StoreUrl>,
+    pub store_url: Option<StoreConfig>,
     /// The vault signs an audit checkpoint after this many records…
     pub checkpoint_every: i64,
     /// …or this long after the last one, whichever comes first.
@@ -1085,26 +1085,59 @@ impl RawConfig {
     }
 }
 
-fn resolve_store(raw: RawStore) -> Result<Option<store::StoreUrl>> {
+/// The shared PostgreSQL store: its URL (no password in it) and where the owner's password
+/// is. The password is read when the store is opened, by the process that opens it — never
+/// by the portal, which opens no database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// The owner's password, if any.
+    pub password_file: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// The owner's URL, with the password put in.
+    pub fn owner_url(&self) -> Result<store::StoreUrl> {
+        let password = match &self.password_file {
+            Some(path) => Some(zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!("store.password_file: cannot read {}", path.display())
+                    })?
+                    .trim()
+                    .to_string(),
+            )),
+            None => None,
+        };
+        store::StoreUrl::postgres(&self.url, password.as_deref().map(|p| p.as_str()))
+            .map_err(|e| anyhow::anyhow!("store.url: {e}"))
+    }
+
+    /// The database's name (the last part of the URL's path).
+    pub fn database(&self) -> Result<String> {
+        let u = url::Url::parse(&self.url).context("store.url")?;
+        let db = u.path().trim_start_matches('/');
+        if db.is_empty() {
+            bail!("store.url: name the database (postgres://user@host:port/DATABASE)");
+        }
+        Ok(db.to_string())
+    }
+}
+
+fn resolve_store(raw: RawStore) -> Result<Option<StoreConfig>> {
     let Some(url) = raw.url.filter(|u| !u.is_empty()) else {
         if raw.password_file.is_some() {
             bail!("store.password_file: set store.url to a postgres:// URL to use it");
         }
         return Ok(None);
     };
-    let password = match &raw.password_file {
-        Some(path) => Some(zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("store.password_file: cannot read {}", path.display()))?
-                .trim()
-                .to_string(),
-        )),
-        None => None,
-    };
-    Ok(Some(
-        store::StoreUrl::postgres(&url, password.as_deref().map(|p| p.as_str()))
-            .map_err(|e| anyhow::anyhow!("store.url: {e}"))?,
-    ))
+    // Checked now (no password yet), so a bad URL is one clear error at start.
+    store::StoreUrl::postgres(&url, None).map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+    Ok(Some(StoreConfig {
+        url,
+        password_file: raw.password_file,
+    }))
 }
 
 fn resolve_blobs(raw: RawBlobs) -> Result<Blobs> {

@@ -32,6 +32,13 @@ pub enum Hook {
         /// What to try.
         probes: Vec<portal::probe::Probe>,
     },
+    /// Run one SQL statement on PostgreSQL with mx's own database login, as code inside mx
+    /// could; answers what the database said.
+    #[serde(rename = "test-sql")]
+    Sql {
+        /// The statement.
+        statement: String,
+    },
 }
 
 /// Runs a hook; the answer is the admin socket's `data`.
@@ -50,6 +57,23 @@ pub async fn run(node: &Node, hook: Hook) -> Value {
                 .obtain_secret(tenant.0, egress::secrets::SecretKind::SmtpAuth)
                 .await;
             json!({ "obtained": got.is_ok() })
+        }
+        Hook::Sql { statement } => {
+            let Some(url) = &node.hook_db else {
+                return json!({ "error": "not on PostgreSQL" });
+            };
+            sqlx::any::install_default_drivers();
+            let result = async {
+                let pool = sqlx::AnyPool::connect(url.expose_secret()).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&pool)
+                    .await
+            }
+            .await;
+            match result {
+                Ok(r) => json!({ "ok": true, "rows": r.rows_affected() }),
+                Err(e) => json!({ "ok": false, "error": e.to_string() }),
+            }
         }
         Hook::Probe { probes } => {
             let results = tokio::task::spawn_blocking(move || portal::probe::run(&probes))

@@ -15,6 +15,7 @@
 mod admin;
 mod audit;
 mod config;
+mod dbroles;
 mod digest;
 #[cfg(feature = "test-hooks")]
 mod hooks;
@@ -27,6 +28,7 @@ mod roles;
 mod sandbox;
 mod secrets;
 mod serve;
+mod surface;
 mod users;
 mod webhook;
 
@@ -120,6 +122,20 @@ enum Command {
     /// Lockbox requests and approvals (the console reads a tenant's mail under one).
     #[command(subcommand)]
     Lockbox(lockbox::LockboxCmd),
+    /// The shared PostgreSQL store: per-role database users.
+    #[command(subcommand)]
+    Store(dbroles::StoreCmd),
+    /// The running node's attack surface: listeners, roles (user, seccomp, Landlock),
+    /// database grants, features, dependencies; --baseline FILE exits non-zero on drift.
+    Surface {
+        /// JSON (save one as a baseline).
+        #[arg(long)]
+        json: bool,
+        /// Compare with an earlier `surface --json`; any drift is printed, alerted and
+        /// fails the command.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
     /// Portal accounts: invite (a one-time enrolment link), list.
     #[command(subcommand)]
     User(users::UserCmd),
@@ -1021,6 +1037,17 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         }
         Command::Lockbox(cmd) => {
             lockbox::lockbox(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
+        Command::Store(cmd) => {
+            dbroles::run(load_config(&cli.node, Overrides::default())?, cmd).await
+        }
+        Command::Surface { json, baseline } => {
+            surface::run(
+                load_config(&cli.node, Overrides::default())?,
+                json,
+                baseline,
+            )
+            .await
         }
         Command::Vault(cmd) => {
             let cfg = load_config(&cli.node, Overrides::default())?;

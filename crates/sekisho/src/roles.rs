@@ -319,6 +319,8 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Migrations are the owner's: the roles may connect as users that cannot run them.
+    crate::dbroles::regrant(&cfg).await?;
     let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
     let pids = crate::kaudit::RolePids::new(crate::sandbox::proof_paths(&cfg));
     watch_kernel(&cfg, &pids);

@@ -33,22 +33,66 @@ pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Opens the store of a data directory.
+/// Opens the store of a data directory as its owner (migrating it first): the CLI's and the
+/// supervisor's way in.
 pub async fn open_store(cfg: &Config) -> Result<Store> {
     ensure_data_dir(cfg)?;
     match &cfg.store_url {
-        Some(url) => Store::open_url(url)
-            .await
-            .with_context(|| format!("cannot open the store at {url}")),
+        Some(sc) => {
+            let url = sc.owner_url()?;
+            Store::open_url(&url)
+                .await
+                .with_context(|| format!("cannot open the store at {url}"))
+        }
         None => Store::open_sqlite(&cfg.data_dir.join("sekisho.db"))
             .await
             .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display())),
     }
 }
 
-async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
-    let maildir = std::path::absolute(cfg.data_dir.join("maildir"))?;
-    let route = format!("maildir://{}", maildir.display());
+/// The PostgreSQL URL mx connects with (its own user when it has one), for the test hooks.
+#[cfg(feature = "test-hooks")]
+fn mx_db_url(cfg: &Config) -> Result<Option<store::StoreUrl>> {
+    let Some(sc) = &cfg.store_url else {
+        return Ok(None);
+    };
+    Ok(Some(match crate::dbroles::read_password(cfg, "mx")? {
+        Some(pw) => store::StoreUrl::postgres(&sc.url, None)?
+            .as_user(&store::roles::role_user(&sc.database()?, "mx"), &pw)?,
+        None => sc.owner_url()?,
+    }))
+}
+
+/// Opens the store as `role` (`vault`, `mx`): on PostgreSQL with that role's own database user
+/// when `sekisho store grant-roles` made one (its password in a file only that role reads),
+/// else as the owner.
+pub async fn open_store_as(cfg: &Config, role: &'static str) -> Result<Store> {
+    let Some(sc) = &cfg.store_url else {
+        return open_store(cfg).await;
+    };
+    let Some(password) = crate::dbroles::read_password(cfg, role)? else {
+        return open_store(cfg).await;
+    };
+    let user = store::roles::role_user(&sc.database()?, role);
+    let url = store::StoreUrl::postgres(&sc.url, None)?.as_user(&user, &password)?;
+    Store::open_url_as_role(&url)
+        .await
+        .with_context(|| format!("cannot open the store at {url} as the {role} role"))
+}
+
+/// The demo tenant's Maildir.
+fn demo_maildir(cfg: &Config) -> Result<String> {
+    Ok(std::path::absolute(cfg.data_dir.join("maildir"))?
+        .display()
+        .to_string())
+}
+
+/// Creates the demo tenant if it is missing (the supervisor, as the store's owner, before
+/// the roles start: mx may not add tenants).
+pub async fn ensure_demo(cfg: &Config) -> Result<()> {
+    let store = open_store(cfg).await?;
+    let maildir = demo_maildir(cfg)?;
+    let route = format!("maildir://{maildir}");
     if !store
         .list_tenants()
         .await?
@@ -59,7 +103,8 @@ async fn ensure_demo(cfg: &Config, store: &Store) -> Result<String> {
             .add_tenant(DEMO_TENANT, &[DEMO_DOMAIN.into()], &route)
             .await?;
     }
-    Ok(maildir.display().to_string())
+    store.close().await;
+    Ok(())
 }
 
 /// Loads the classifier models (Bayes counts and n-gram weights) whose stored generation differs from `known` into `bayes`.
@@ -357,7 +402,12 @@ pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<(
         Some(r) if r.name == "mx" => run_mx(cfg, demo, r.token, r.confined).await,
         Some(r) if r.name == "portal" => run_portal(cfg, r.confined).await,
         Some(r) => run_vault(cfg, r.token).await,
-        None => crate::roles::supervise(cfg).await,
+        None => {
+            if demo {
+                ensure_demo(&cfg).await?;
+            }
+            crate::roles::supervise(cfg).await
+        }
     }
 }
 
@@ -388,7 +438,7 @@ pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
 /// The `vault` role: holds the KEK, answers on `<data dir>/vault.sock`, opens no network port
 /// and parses no mail.
 async fn run_vault(cfg: Config, mx_token: Option<proto::vault::RoleToken>) -> Result<()> {
-    let store = open_store(&cfg).await?;
+    let store = open_store_as(&cfg, "vault").await?;
     let mut v = vault::server::Vault::open(store.clone(), blob_store(&cfg)?, &cfg.kek_file)
         .await
         .map_err(anyhow::Error::msg)?;
@@ -523,9 +573,9 @@ async fn run_mx(
     token: Option<proto::vault::RoleToken>,
     confined: Option<crate::sandbox::Confined>,
 ) -> Result<()> {
-    let store = open_store(&cfg).await?;
+    let store = open_store_as(&cfg, "mx").await?;
     let demo_maildir = if demo {
-        Some(ensure_demo(&cfg, &store).await?)
+        Some(demo_maildir(&cfg)?)
     } else {
         None
     };
@@ -623,6 +673,8 @@ async fn run_mx(
         vault: proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
         vault_token: token,
         digest: cfg.digest.clone(),
+        #[cfg(feature = "test-hooks")]
+        hook_db: mx_db_url(&cfg)?,
     });
     drop(trace_tx);
 

@@ -23,6 +23,7 @@ mod lockbox;
 mod nodes;
 mod outbound;
 mod passkeys;
+pub mod roles;
 mod senders;
 mod stats;
 #[doc(hidden)]
@@ -191,6 +192,23 @@ impl StoreUrl {
     }
 }
 
+impl StoreUrl {
+    /// The URL with its password, to connect with (never to print: `Display` redacts it).
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The same database, as `user` with `password`.
+    pub fn as_user(&self, user: &str, password: &str) -> Result<Self, StoreError> {
+        let mut u =
+            url::Url::parse(&self.0).map_err(|e| StoreError::Invalid(format!("store url: {e}")))?;
+        u.set_username(user)
+            .and_then(|()| u.set_password(Some(password)))
+            .map_err(|()| StoreError::Invalid("the store url cannot carry a user".into()))?;
+        Ok(Self(zeroize::Zeroizing::new(u.to_string())))
+    }
+}
+
 impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&redact_url(&self.0))
@@ -301,6 +319,23 @@ impl Store {
     /// Opens the shared PostgreSQL store of the configuration.
     pub async fn open_url(url: &StoreUrl) -> Result<Self, StoreError> {
         Self::open_postgres(&url.0).await
+    }
+
+    /// Opens the PostgreSQL store as a role's own database user (see [`roles`]): no
+    /// migrations, which are the owner's.
+    pub async fn open_url_as_role(url: &StoreUrl) -> Result<Self, StoreError> {
+        let opts = AnyConnectOptions::from_str(&url.0)
+            .map_err(|e| StoreError::Invalid(format!("store url {url}: {e}")))?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            pool,
+            engine: Engine::Postgres,
+        })
     }
 
     async fn ready(pool: AnyPool, engine: Engine) -> Result<Self, StoreError> {

@@ -1,0 +1,127 @@
+//! Per-role database users on PostgreSQL: the database itself refuses what a role must not do.
+
+use store::roles::{RoleLogin, role_user};
+use store::{Engine, StoreUrl};
+
+async fn connect(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::pool::PoolOptions::<sqlx::Any>::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+}
+
+fn login(role: &'static str) -> RoleLogin {
+    RoleLogin {
+        role,
+        user: String::new(),
+        password: zeroize::Zeroizing::new(format!("pw{role}0123456789")),
+    }
+}
+
+async fn refused(pool: &sqlx::AnyPool, sql: &'static str) -> bool {
+    match sqlx::query(sql).execute(pool).await {
+        Err(e) => e.to_string().contains("permission denied"),
+        Ok(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn each_role_may_do_only_its_work_and_the_portal_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url) = store::testing::scratch(Engine::Postgres, dir.path()).await;
+    store
+        .add_tenant("acme", &["acme.test".into()], "smtp://127.0.0.1:25")
+        .await
+        .unwrap();
+    store
+        .grant_roles(&[login("vault"), login("mx")])
+        .await
+        .unwrap();
+    let db = store.database_name().await.unwrap();
+    let owner = StoreUrl::postgres(&url, None).unwrap();
+    let as_role = |role: &'static str| {
+        let l = login(role);
+        owner
+            .as_user(&role_user(&db, role), &l.password)
+            .unwrap()
+            .expose_secret()
+            .to_string()
+    };
+
+    // mx reads the directory and writes the mail path's tables …
+    let mx = connect(&as_role("mx")).await.unwrap();
+    sqlx::query("SELECT route FROM tenants")
+        .fetch_all(&mx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO nodes (name, version, smtp, started_at, last_seen, active, deferred, hold, stopped) VALUES ('n', 'v', 's', 0, 0, 0, 0, 0, 0)")
+        .execute(&mx)
+        .await
+        .unwrap();
+    // … but cannot change where a tenant's mail goes, nor read accounts or secrets.
+    assert!(
+        refused(
+            &mx,
+            "UPDATE tenants SET route = 'smtp://attacker.example:25'"
+        )
+        .await
+    );
+    assert!(
+        refused(
+            &mx,
+            "INSERT INTO domains (tenant_id, domain) VALUES (1, 'evil.test')"
+        )
+        .await
+    );
+    assert!(refused(&mx, "DELETE FROM records").await);
+    assert!(refused(&mx, "UPDATE records SET outcome = 'ok'").await);
+    assert!(refused(&mx, "SELECT * FROM users").await);
+    assert!(refused(&mx, "SELECT * FROM secrets").await);
+    assert!(refused(&mx, "SELECT * FROM tenant_keys").await);
+    // The vault performs the portal's acts: it may.
+    let vault = connect(&as_role("vault")).await.unwrap();
+    sqlx::query("UPDATE tenants SET route = 'smtp://127.0.0.1:2525'")
+        .execute(&vault)
+        .await
+        .unwrap();
+    assert!(
+        refused(&vault, "DROP TABLE tenants").await || {
+            // (DROP needs ownership: "must be owner of table")
+            sqlx::query("DROP TABLE tenants")
+                .execute(&vault)
+                .await
+                .is_err()
+        }
+    );
+    // The portal's user cannot log in, and holds no privilege even when assumed.
+    assert!(connect(&as_role("portal")).await.is_err());
+    let owner_pool = connect(&url).await.unwrap();
+    let mut c = owner_pool.acquire().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET ROLE \"{}\"",
+        role_user(&db, "portal")
+    )))
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    for sql in [
+        "UPDATE tenants SET route = 'smtp://attacker.example:25'",
+        "INSERT INTO records (id, at, principal, role, action, object, reason, outcome) VALUES (999, 0, 'p', 'portal', 'a', '', '', 'ok')",
+        "SELECT * FROM quarantine",
+    ] {
+        let e = sqlx::query(sql).execute(&mut *c).await.unwrap_err();
+        assert!(e.to_string().contains("permission denied"), "{sql}: {e}");
+    }
+    sqlx::raw_sql("RESET ROLE").execute(&mut *c).await.unwrap();
+    drop(c);
+    // The route is what the vault set; the attacker's never landed.
+    let route: String = sqlx::query_scalar("SELECT route FROM tenants")
+        .fetch_one(&owner_pool)
+        .await
+        .unwrap();
+    assert_eq!(route, "smtp://127.0.0.1:2525");
+    // Granting again (after a migration) keeps every login working.
+    store.grant_roles(&[]).await.unwrap();
+    assert!(connect(&as_role("mx")).await.is_ok());
+}
