@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod digest;
 pub mod dsn;
 pub mod maildir;
 pub mod notice;

@@ -13,6 +13,8 @@ pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
 pub const STEP_UP_SECONDS: i64 = 5 * 60;
 /// Longest password (argon2 input) the vault takes.
 pub const MAX_PASSWORD: usize = 1024;
+/// Most links one `DigestLinks` request may ask for.
+pub const MAX_DIGEST_LINKS: usize = 10_000;
 
 /// Why content is opened (recorded with every open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -46,7 +46,7 @@ pub struct Node {
     /// process without it).
     pub vault_token: Option<proto::vault::RoleToken>,
     /// The quarantine digest (`None`: off).
-    pub digest: Option<crate::digest::DigestConfig>,
+    pub digest: Option<Arc<egress::digest::Digest>>,
     /// Test hooks: the database as mx connects to it (to play an intruder using it).
     #[cfg(feature = "test-hooks")]
     pub hook_db: Option<store::StoreUrl>,
@@ -360,7 +360,7 @@ async fn execute(node: &Node, req: MxRequest) -> Result<Reply> {
             None => bail!(
                 "the quarantine digest is off on this node ([digest] enabled = false, or no portal)"
             ),
-            Some(cfg) => answer::<DigestSend>(&crate::digest::send(node, cfg).await?),
+            Some(d) => answer::<DigestSend>(&d.send().await?),
         },
     })
 }

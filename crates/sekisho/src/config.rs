@@ -313,9 +313,9 @@ pub struct Config {
     /// Failed-login storm rule (`[detect] login_failure_*`).
     pub login_storm: vault::detect::LoginStormRule,
     /// Outbound-burst rule (`[detect] outbound_burst_*`, `outbound_hold`).
-    pub outbound_burst: crate::outbound::BurstRule,
+    pub outbound_burst: detect::outbound::BurstRule,
     /// The daily quarantine digest (`[digest]`; `None`: off, or no portal to link to).
-    pub digest: Option<crate::digest::DigestConfig>,
+    pub digest: Option<egress::digest::DigestConfig>,
     /// Operators' working hours (`[detect] working_hours`, `working_days`, `utc_offset`).
     pub working_hours: Option<vault::detect::WorkingHours>,
     /// The portal's front-door limits (`[portal]`).
@@ -324,11 +324,11 @@ pub struct Config {
     /// (`None`: no portal).
     pub portal_origin: Option<PortalOrigin>,
     /// Where alerts are forwarded.
-    pub webhook: Option<crate::webhook::Webhook>,
+    pub webhook: Option<detect::sinks::Webhook>,
     /// The syslog socket alerts are sent to (`/dev/log`).
     pub syslog: Option<PathBuf>,
     /// Who receives every new alert by e-mail (`[alerts] email_to`), and from whom.
-    pub alert_mail: Option<crate::webhook::AlertMail>,
+    pub alert_mail: Option<detect::sinks::AlertMail>,
     /// True when the certificate is the generated self-signed one.
     pub tls_generated: bool,
     pub limits: wire::Limits,
@@ -586,7 +586,7 @@ impl RawConfig {
                 Duration::from_secs(300),
             )?,
         };
-        let outbound_burst = crate::outbound::BurstRule {
+        let outbound_burst = detect::outbound::BurstRule {
             threshold: at_least(
                 "detect.outbound_burst_threshold",
                 self.detect.outbound_burst_threshold.unwrap_or(300),
@@ -713,7 +713,7 @@ impl RawConfig {
             if !valid(&from) {
                 bail!("alerts.email_from: {from:?} is not an e-mail address");
             }
-            Some(crate::webhook::AlertMail {
+            Some(detect::sinks::AlertMail {
                 to: self
                     .alerts
                     .email_to
@@ -761,7 +761,7 @@ impl RawConfig {
                 if !from.contains('@') || from.contains(char::is_whitespace) {
                     bail!("digest.from: {from:?} is not an e-mail address");
                 }
-                Some(crate::digest::DigestConfig {
+                Some(egress::digest::DigestConfig {
                     at,
                     utc_offset_minutes,
                     link_ttl,
@@ -784,7 +784,7 @@ impl RawConfig {
                 if secret.len() < 16 {
                     bail!("alerts.webhook_secret_file: the secret must be at least 16 bytes");
                 }
-                Some(crate::webhook::Webhook { url, secret })
+                Some(detect::sinks::Webhook { url, secret })
             }
             _ => bail!("alerts.webhook_url and alerts.webhook_secret_file go together"),
         };

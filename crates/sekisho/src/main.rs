@@ -16,7 +16,6 @@ mod admin;
 mod audit;
 mod config;
 mod dbroles;
-mod digest;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod incident;
@@ -30,7 +29,6 @@ mod secrets;
 mod serve;
 mod surface;
 mod users;
-mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

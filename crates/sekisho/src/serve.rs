@@ -651,7 +651,7 @@ async fn run_mx(
             quarantine: quarantine.clone(),
             metrics: metrics.clone(),
             trace: trace_tx.clone(),
-            outbound: Some(crate::outbound::Guard::new(
+            outbound: Some(detect::outbound::Guard::new(
                 store.clone(),
                 cfg.outbound_burst,
             )),
@@ -671,8 +671,16 @@ async fn run_mx(
         quarantine,
         blobs: blob_store(&cfg)?,
         vault: proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
-        vault_token: token,
-        digest: cfg.digest.clone(),
+        vault_token: token.clone(),
+        digest: cfg.digest.clone().map(|digest| {
+            Arc::new(egress::digest::Digest {
+                cfg: digest,
+                store: store.clone(),
+                vault: proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
+                token,
+                delivery: delivery.clone(),
+            })
+        }),
         #[cfg(feature = "test-hooks")]
         hook_db: mx_db_url(&cfg)?,
     });
@@ -715,20 +723,19 @@ async fn run_mx(
         background.clone(),
     ));
     let digest_task = tokio::spawn({
-        let ctx = crate::webhook::SinkCtx {
-            store: store.clone(),
-            node: cfg.node_name.clone(),
-            shutdown: background.clone(),
-        };
-        let (node, digest) = (node.clone(), cfg.digest.clone());
+        let (digest, name, stop) = (
+            node.digest.clone(),
+            cfg.node_name.clone(),
+            background.clone(),
+        );
         async move {
             if let Some(d) = digest {
-                crate::digest::run(ctx, node, d).await;
+                d.run(name, stop).await;
             }
         }
     });
     let hook_task = tokio::spawn({
-        let ctx = crate::webhook::SinkCtx {
+        let ctx = detect::sinks::SinkCtx {
             store: store.clone(),
             node: cfg.node_name.clone(),
             shutdown: background.clone(),
@@ -742,17 +749,17 @@ async fn run_mx(
         async move {
             let web = async {
                 if let Some(hook) = hook {
-                    crate::webhook::forward(ctx.clone(), hook).await;
+                    detect::sinks::forward(ctx.clone(), hook).await;
                 }
             };
             let sys = async {
                 if let Some((path, host)) = syslog {
-                    crate::webhook::forward_syslog(ctx.clone(), path, host).await;
+                    detect::sinks::forward_syslog(ctx.clone(), path, host).await;
                 }
             };
             let email = async {
                 if let Some((m, delivery, host)) = mail {
-                    crate::webhook::forward_email(ctx.clone(), delivery, m, host).await;
+                    detect::sinks::forward_email(ctx.clone(), delivery, m, host).await;
                 }
             };
             tokio::join!(web, sys, email);

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, unix_now};
 
 /// A node is shown as up while its last heartbeat is at most this many seconds old.
 pub const NODE_STALE_AFTER: i64 = 20;
@@ -74,6 +74,20 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// True if `node` is the first node (by name) that is up: with several nodes on one store,
+    /// the one that runs cluster-wide duties (alert sinks, the digest). If it stops beating,
+    /// the next takes over within [`NODE_STALE_AFTER`] seconds. A store error answers false.
+    pub async fn is_first_up(&self, node: &str) -> bool {
+        let now = unix_now();
+        match self.nodes().await {
+            Ok(nodes) => nodes
+                .iter()
+                .find(|n| n.status(now) == "up")
+                .is_some_and(|n| n.name == node),
+            Err(_) => false,
+        }
     }
 
     /// Every node that ever beat, by name.

@@ -96,8 +96,7 @@ pub struct LinkTerms {
 /// KEK-derived portal-token key, so only the vault makes or accepts them.
 pub const LINK_PREFIX: &str = "dg1_";
 
-/// Most links one `DigestLinks` request may ask for.
-pub const MAX_DIGEST_LINKS: usize = 10_000;
+pub use proto::vault::MAX_DIGEST_LINKS;
 
 pub use proto::verdict::{MALWARE_SYMBOLS, malware_flagged};
 

@@ -52,20 +52,6 @@ pub struct SinkCtx {
     pub shutdown: CancellationToken,
 }
 
-/// True if this node forwards alerts now: the first node (by name) that is up. With several
-/// nodes on one store only that one sends, from the sink's shared mark; if it stops beating,
-/// the next takes over within [`store::NODE_STALE_AFTER`] seconds.
-pub async fn forwarding_node(ctx: &SinkCtx) -> bool {
-    let now = store::unix_now();
-    match ctx.store.nodes().await {
-        Ok(nodes) => nodes
-            .iter()
-            .find(|n| n.status(now) == "up")
-            .is_some_and(|n| n.name == ctx.node),
-        Err(_) => false,
-    }
-}
-
 /// Calls `send` for every alert newer than the sink's mark, once a second, until `shutdown`;
 /// the mark (`meta` key `key`) advances only past alerts `send` accepted.
 async fn forward_alerts<F, Fut>(ctx: SinkCtx, key: &str, send: F)
@@ -79,7 +65,7 @@ where
             _ = ctx.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        if !forwarding_node(&ctx).await {
+        if !ctx.store.is_first_up(&ctx.node).await {
             continue;
         }
         let Ok(sent) = store.meta_get(key).await else {
