@@ -20,6 +20,24 @@ HERE = Path(__file__).resolve().parent
 CORPORA = Path(os.environ.get("SEKISHO_CORPORA", ROOT.parent / "shared" / "corpora"))
 
 
+def reachable_by_roles(path: Path):
+    """Started as root, a node runs its roles under their own users (sekisho-vault, -mx,
+    -portal), as in production; they must pass through the directories above their data
+    directory, which pytest makes mode 0700. Those under the temporary directory get o+x
+    (search, not list), as an operator would give /var/lib."""
+    if os.geteuid() != 0:
+        return
+    import tempfile
+    tmp = Path(tempfile.gettempdir()).resolve()
+    p = path.resolve()
+    for d in [p, *p.parents]:
+        if d == tmp or tmp not in d.parents:
+            break
+        mode = d.stat().st_mode
+        if not mode & 0o001:
+            d.chmod((mode & 0o7777) | 0o001)
+
+
 def wait_for(cond, timeout=20.0, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,6 +148,7 @@ class Node:
         self.data_dir = data_dir
         self.env = {**os.environ, **(env or {})}
         data_dir.mkdir(parents=True, exist_ok=True)
+        reachable_by_roles(data_dir.parent)
         self.config_path = data_dir.parent / (data_dir.name + ".toml")
         if "[dns]" not in config:
             config = f'[dns]\nresolver = "127.0.0.1:{Node.dns_port}"\ntimeout = "1s"\n' + config
@@ -281,7 +300,9 @@ class Clamd:
             (db / sig.name).write_bytes(sig.read_bytes())
         self.socket = work / "clamd.sock"
         conf = work / "clamd.conf"
-        conf.write_text(f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\n"
+        reachable_by_roles(work)
+        # mx (its own user when the tests run as root) connects, as to /run/clamav's socket.
+        conf.write_text(f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\nLocalSocketMode 666\n"
                         f"LogFile {work / 'clamd.log'}\nStreamMaxLength 60M\n")
         self.proc = subprocess.Popen(["/usr/sbin/clamd", f"--config-file={conf}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -145,6 +145,7 @@ def test_alerts_reach_a_signed_webhook_syslog_and_email_within_seconds(node, sin
     import socket
     syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     syslog.bind(str(tmp_path / "log"))
+    (tmp_path / "log").chmod(0o666)  # as /dev/log is: mx may run as its own user
     syslog.settimeout(10)
     s = sink()
     n = node(config=f'[alerts]\nwebhook_url = "http://127.0.0.1:{server.server_port}/hook"\n'

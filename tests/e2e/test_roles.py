@@ -4,6 +4,8 @@ database, the audit keys and the admin socket. The kernel (Landlock), mx's admin
 the vault must refuse each; the refusal is recorded and raised as an alert; nothing changes."""
 import glob
 import json
+import os
+import sys
 
 import pytest
 
@@ -62,26 +64,43 @@ def test_code_in_the_portal_reaches_no_key_no_spool_no_database_and_is_caught(no
     out = probe_portal(n, probes)
     for p in probes:
         assert out[key(p)]["outcome"] == "denied", (p, out[key(p)])
-    # mx's admin socket: the portal holds no token, so mx answers nothing it asks.
+    # mx's admin socket. Started as root, each role runs as its own user and the socket is
+    # mx's and its group's (the vault's): the kernel refuses the portal's connection. Without
+    # root, the portal connects but holds no token, so mx answers nothing it asks.
+    own_users = os.geteuid() == 0
+    sends = []
     for cmd in [{"cmd": "queue-list"}, {"cmd": "queue-delete", "id": queued_before[0]},
                 {"cmd": "reload"}]:
         sent = {"try": "send", "path": str(n.data_dir / "admin.sock"), "line": json.dumps(cmd)}
-        reply = json.loads(probe_portal(n, [sent])[key(sent)]["detail"])
-        assert reply == {"ok": False, "error": "only the local CLI may ask this",
-                         "refusal": "not-for-roles"}, reply
+        sends.append(sent)
+        result = probe_portal(n, [sent])[key(sent)]
+        if own_users:
+            assert result["outcome"] == "denied", result
+        else:
+            reply = json.loads(result["detail"])
+            assert reply == {"ok": False, "error": "only the local CLI may ask this",
+                             "refusal": "not-for-roles"}, reply
+    refused_by_kernel = len(probes) + (len(sends) if own_users else 0)
     # Caught: each kernel refusal is a record and a critical alert, within seconds.
     def denials():
         return [r for r in n.cli_json("vault", "records")
                 if r["action"] == "sandbox-denial" and r["principal"] == "portal"]
-    wait_for(lambda: len(denials()) >= len(probes), timeout=10, what="the portal's denials recorded")
+    wait_for(lambda: len(denials()) >= refused_by_kernel, timeout=10,
+             what="the portal's denials recorded")
     objects = {r["object"] for r in denials()}
     assert f"path={n.kek}" in objects and f"path={segment}" in objects, objects
+    if own_users:
+        assert f"socket={n.data_dir / 'admin.sock'}" in objects, objects
+        assert {r["outcome"] for r in denials()} >= {"denied by the kernel (file permissions)"}
     alerts = n.cli_json("alerts", "list")
     by_rule = {(a["rule"], a["principal"]): a for a in alerts}
     assert by_rule[("sandbox-denial", "portal")]["severity"] == "critical"
-    assert by_rule[("sandbox-denial", "portal")]["count"] >= len(probes)
+    assert by_rule[("sandbox-denial", "portal")]["count"] >= refused_by_kernel
     overreach = [a for a in alerts if a["rule"] == "role-overreach"]
-    assert {a["severity"] for a in overreach} == {"critical"} and len(overreach) == 3, overreach
+    if own_users:
+        assert overreach == [], overreach
+    else:
+        assert {a["severity"] for a in overreach} == {"critical"} and len(overreach) == 3, overreach
     # Nothing changed: routes, the queue, the vault's directory.
     assert {t["name"]: t["route"] for t in n.cli_json("tenant", "list")} == route_before
     assert [m["id"] for m in n.cli_json("queue", "list")] == queued_before
@@ -116,10 +135,11 @@ def test_code_in_mx_reaches_no_vault_file_and_is_caught(node, sink):
 
 def test_the_portal_holds_no_store_and_acts_only_through_the_vault(node):
     """A portal without a session gets nothing from the vault; its own process holds no
-    database file, and its Landlock rules are an allow-list of its TLS files."""
+    database file, and its Landlock rules are an allow-list of its own /proc entries (its TLS
+    files were read before they took effect)."""
     n = node()
     line = n.banner_match(r"^(portal sandbox: .*)", "the portal's sandbox line")
-    assert "Landlock fully enforced" in line and "its TLS files, read-only" in line, line
+    assert "Landlock fully enforced" in line and "its own /proc entries, read-only" in line, line
     from conftest import role_pid
     pid = role_pid(n, "portal")
     import os
@@ -128,6 +148,54 @@ def test_the_portal_holds_no_store_and_acts_only_through_the_vault(node):
     # An act without a session is refused by the vault (not by the portal).
     st, _, doc = Client(n).request("GET", "/api/tenants")
     assert st == 401, doc
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="roles get their own users when started as root")
+def test_each_role_runs_as_its_own_user_and_the_files_say_whose_they_are(node, sink):
+    """Started as root, the supervisor stays root and each role drops to its own user, as
+    Postfix's daemons do; the files are owned so that the kernel keeps each role to its own."""
+    import pwd
+    import stat
+    from conftest import role_pid
+    n, _ = setup(node, sink)
+    def uids(pid):
+        line = next(l for l in open(f"/proc/{pid}/status") if l.startswith("Uid:"))
+        return set(int(u) for u in line.split()[1:])
+    users = {role: pwd.getpwnam(f"sekisho-{role}").pw_uid for role in ("vault", "mx", "portal")}
+    assert len(set(users.values())) == 3 and 0 not in users.values(), users
+    for role, uid in users.items():
+        assert uids(role_pid(n, role)) == {uid}, role  # real, effective, saved, file system
+    assert uids(n.proc.pid) == {0}
+    line = n.banner_match(r"^(roles run as their own users: .*)", "the users line")
+    assert "sekisho-mx" in line, line
+    def owner(p):
+        st = os.stat(p)
+        return pwd.getpwuid(st.st_uid).pw_name, stat.S_IMODE(st.st_mode)
+    assert owner(n.kek.parent) == ("sekisho-vault", 0o700)
+    assert owner(n.kek)[0] == "sekisho-vault"
+    assert owner(n.data_dir / "spool") == ("sekisho-mx", 0o700)
+    assert owner(n.data_dir / "keys" / "spool.key")[0] == "sekisho-mx"
+    assert owner(n.data_dir / "admin.sock") == ("sekisho-mx", 0o660)
+    assert owner(n.data_dir) == ("root", 0o2771)
+    if STORE == "sqlite":
+        assert owner(n.data_dir / "sekisho.db") == ("root", 0o660)
+    # The vault answers a stranger (neither root nor a role) nothing, and says so.
+    import subprocess
+    ask = ("import json, socket, struct, sys\n"
+           "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+           "h = json.dumps({'op': 'first-enrolment'}).encode()\n"
+           "s.sendall(struct.pack('>I', len(h)) + h + struct.pack('>I', 0))\n"
+           "n = struct.unpack('>I', s.recv(4))[0]; print(s.recv(n).decode())\n")
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        sys.executable, "-c", ask, str(n.data_dir / "vault.sock")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer.get("refusal") == "forbidden", answer
+    wait_for(lambda: [a for a in n.cli_json("alerts", "list") if a["rule"] == "vault-stranger"],
+             timeout=10, what="the stranger alert")
+    # No role was refused anything while it started and served (no false alarm).
+    assert not [a for a in n.cli_json("alerts", "list") if a["rule"] == "sandbox-denial"]
 
 
 @pytest.mark.skipif(STORE != "postgres", reason="per-role database users are PostgreSQL's")

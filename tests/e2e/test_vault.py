@@ -166,6 +166,7 @@ def test_mx_is_confined_away_from_the_kek(node, sink, tmp_path):
     # directory on the KEK's path is out of reach too.)
     copy = tmp_path / "pki" / "kek-copy.pem"
     shutil.copy(n.kek, copy)
+    copy.chmod(0o644)  # readable by mx's own user, as an operator's CA file is
     n.cli("tenant", "set-route", "thief", f"{s.route('required')}&ca={copy}")
     n.cli("queue", "flush")
     wait_for(lambda: "no CERTIFICATE" in last_reply(n), timeout=15, what="CA parse error")

@@ -279,6 +279,10 @@ pub enum MxError {
         "no running node at {0} (cannot connect to its admin socket); start it with `sekisho serve`"
     )]
     Unreachable(String),
+    /// The kernel refused the connection: the socket is mx's and its group's, and this
+    /// process's user is neither (a role that may not ask mx, or a user that is not root).
+    #[error("permission denied connecting to the admin socket of {0} (run the CLI as root)")]
+    NotPermitted(String),
     /// mx refused.
     #[error("{0}")]
     Refused(Refused),
@@ -312,9 +316,13 @@ impl MxClient {
         let path = socket_path(&self.data_dir);
         let line = serde_json::to_string(&req).map_err(|e| MxError::Failed(e.to_string()))?;
         let exchange = async {
-            let stream = UnixStream::connect(&path)
-                .await
-                .map_err(|_| MxError::Unreachable(self.data_dir.display().to_string()))?;
+            let stream = UnixStream::connect(&path).await.map_err(|e| {
+                let dir = self.data_dir.display().to_string();
+                match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => MxError::NotPermitted(dir),
+                    _ => MxError::Unreachable(dir),
+                }
+            })?;
             let (r, mut w) = stream.into_split();
             w.write_all(format!("{line}\n").as_bytes()).await?;
             let mut answer = String::new();

@@ -1,5 +1,5 @@
 //! The node's admin surfaces: the loopback HTTP listener (`/healthz`, `/metrics`) and the
-//! local admin socket (`<data_dir>/admin.sock`, mode 0600) that the CLI uses for queue
+//! local admin socket (`<data_dir>/admin.sock`, mode 0660: root and, when the roles run under their own users, the vault) that the CLI uses for queue
 //! commands and to make the node reload its directory at once.
 //!
 //! The socket speaks `proto::mx`: one JSON request per line (`{"cmd": "...", ...}`) and one
@@ -149,7 +149,7 @@ pub async fn serve_http(
 
 pub use proto::mx::socket_path;
 
-/// Binds the admin socket (replacing a stale one) with mode 0600.
+/// Binds the admin socket (replacing a stale one) with mode 0660 (owner mx, group: the vault's).
 pub fn bind_socket(path: &Path) -> Result<UnixListener> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -158,7 +158,8 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener> {
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    // The vault (its group, when the roles run under their own users) and root connect.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
 }
 

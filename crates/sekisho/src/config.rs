@@ -148,6 +148,7 @@ pub enum Blobs {
 struct RawSandbox {
     landlock: Option<String>,
     kernel_audit: Option<String>,
+    users: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +301,8 @@ pub struct Config {
     pub sandbox_required: bool,
     /// Watch the kernel audit log for Landlock denials by the roles (`None`: off).
     pub kernel_audit: Option<KernelAudit>,
+    /// Started as root, run each role under its own user (`[sandbox] users`).
+    pub role_users: bool,
     /// Where sealed blobs are kept.
     pub blobs: Blobs,
     /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
@@ -799,6 +802,11 @@ impl RawConfig {
             "off" => None,
             other => bail!("sandbox.kernel_audit: {other:?} is not one of on, watch, off"),
         };
+        let role_users = match self.sandbox.users.as_deref().unwrap_or("on") {
+            "on" => true,
+            "off" => false,
+            other => bail!("sandbox.users: {other:?} is not one of on, off"),
+        };
         let quarantine_retention = duration_or(
             "quarantine.retention",
             self.quarantine.retention.as_deref(),
@@ -1049,6 +1057,7 @@ impl RawConfig {
             quarantine_retention,
             sandbox_required,
             kernel_audit,
+            role_users,
             blobs,
             store_url,
             checkpoint_every,

@@ -53,8 +53,10 @@ pub fn read_password(cfg: &Config, role: &str) -> Result<Option<zeroize::Zeroizi
     }
 }
 
-fn write_password(path: &PathBuf, password: &str) -> Result<()> {
-    if let Some(dir) = path.parent() {
+fn write_password(cfg: &Config, role: &str, path: &PathBuf, password: &str) -> Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
@@ -68,6 +70,8 @@ fn write_password(path: &PathBuf, password: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     writeln!(f, "{password}")?;
     f.sync_all()?;
+    // Readable by the role's own user, when it runs under one.
+    crate::sysusers::give(cfg, role, &tmp)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -99,7 +103,7 @@ pub async fn run(cfg: Config, cmd: StoreCmd) -> Result<()> {
     }
     store.grant_roles(&logins).await?;
     for l in &logins {
-        write_password(&password_file(&cfg, l.role)?, &l.password)?;
+        write_password(&cfg, l.role, &password_file(&cfg, l.role)?, &l.password)?;
     }
     store
         .record(&store::NewRecord {

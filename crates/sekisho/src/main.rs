@@ -28,6 +28,7 @@ mod sandbox;
 mod secrets;
 mod serve;
 mod surface;
+mod sysusers;
 mod users;
 
 use std::path::PathBuf;

@@ -12,7 +12,7 @@
 //! connector secrets only to a caller presenting it. Both roles are non-dumpable, so another
 //! process of the same user can neither ptrace them nor read their memory.
 
-use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -61,6 +61,19 @@ pub fn child_setup(role: &str) -> Result<Option<RoleToken>> {
         .context("reading the role token from the supervisor")?;
     let token = line.trim();
     Ok((!token.is_empty()).then(|| RoleToken(token.to_string())))
+}
+
+/// After a role dropped root: the kernel cleared its death signal and may have made it
+/// dumpable again (both follow credential changes); set them again.
+pub fn after_drop() -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
+    nix::sys::prctl::set_dumpable(false).context("PR_SET_DUMPABLE")?;
+    if let Ok(sup) = std::env::var(SUPERVISOR_ENV)
+        && sup.parse::<u32>().ok() != Some(std::os::unix::process::parent_id())
+    {
+        bail!("the supervisor is gone");
+    }
+    Ok(())
 }
 
 struct Role {
@@ -202,9 +215,14 @@ async fn report_violation(
     }
 }
 
-/// Starts the kernel audit watch (root only): every Landlock denial by a role becomes a
-/// `sandbox-denial` record and a critical alert.
-fn watch_kernel(cfg: &Config, pids: &crate::kaudit::RolePids) {
+/// Starts the kernel audit watch (root only): every Landlock denial by a role, and every
+/// system call a role's own user is refused by file permissions, becomes a `sandbox-denial`
+/// record and a critical alert.
+fn watch_kernel(
+    cfg: &Config,
+    pids: &crate::kaudit::RolePids,
+    users: Option<&crate::sysusers::RoleUsers>,
+) {
     let Some(mode) = cfg.kernel_audit else {
         println!("kernel audit watch: off ([sandbox] kernel_audit = \"off\")");
         return;
@@ -217,10 +235,24 @@ fn watch_kernel(cfg: &Config, pids: &crate::kaudit::RolePids) {
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let enable = mode == crate::config::KernelAudit::SwitchOn;
-    match crate::kaudit::watch(pids.clone(), enable, tx) {
+    let uids: Vec<u32> = users
+        .map(|u| {
+            vec![
+                u.vault.uid.as_raw(),
+                u.mx.uid.as_raw(),
+                u.portal.uid.as_raw(),
+            ]
+        })
+        .unwrap_or_default();
+    match crate::kaudit::watch(pids.clone(), enable, &uids, tx) {
         Ok(()) => {
             println!(
-                "kernel audit watch: on (Landlock denials by a role are recorded and raised at once)"
+                "kernel audit watch: on (Landlock denials by a role{} are recorded and raised at once)",
+                if uids.is_empty() {
+                    ""
+                } else {
+                    ", and refusals of the role users by file permissions,"
+                }
             );
             tokio::spawn(report_denials(cfg.clone(), rx));
         }
@@ -255,8 +287,12 @@ async fn report_denials(
         let seen = window.1.entry(d.role).or_insert(0);
         *seen += 1;
         let summary = format!(
-            "the {} role (pid {}) was refused {} on {} by the kernel (Landlock): code running inside it may be probing for what it must not reach",
-            d.role, d.pid, d.blockers, d.object
+            "the {} role (pid {}) was refused {} on {} by the kernel ({}): code running inside it may be probing for what it must not reach",
+            d.role,
+            d.pid,
+            d.blockers,
+            d.object,
+            d.by.name()
         );
         tracing::error!(
             severity = "critical",
@@ -273,7 +309,7 @@ async fn report_denials(
                     action: "sandbox-denial",
                     object: &d.object,
                     reason: &d.blockers,
-                    outcome: "denied by the kernel (Landlock)",
+                    outcome: &format!("denied by the kernel ({})", d.by.name()),
                     ..Default::default()
                 })
                 .await;
@@ -306,11 +342,42 @@ async fn vault_ready(cfg: &Config, vault: &mut Role) -> Result<()> {
     bail!("the vault role did not answer within 30 s")
 }
 
+/// Started as root: the roles' users (created if missing), their files owned as
+/// [`crate::sysusers`] says. Otherwise every role runs as this process's user.
+fn role_users(cfg: &Config) -> Result<Option<crate::sysusers::RoleUsers>> {
+    use crate::sysusers;
+    if !sysusers::wanted(cfg) {
+        let me = nix::unistd::geteuid();
+        println!(
+            "roles run as uid {me} ({}); Landlock and the vault separate them",
+            if me.is_root() {
+                "[sandbox] users = \"off\""
+            } else {
+                "not started as root"
+            }
+        );
+        return Ok(None);
+    }
+    let users = sysusers::ensure()?;
+    sysusers::check_reachable(cfg, &users)?;
+    sysusers::own(cfg, &users)?;
+    println!(
+        "roles run as their own users: vault sekisho-vault ({}), mx sekisho-mx ({}), portal sekisho-portal ({})",
+        users.vault.uid, users.mx.uid, users.portal.uid
+    );
+    Ok(Some(users))
+}
+
 /// Runs the roles until SIGTERM/SIGINT.
 pub async fn supervise(cfg: Config) -> Result<()> {
     crate::serve::ensure_data_dir(&cfg)?;
     // One node per data directory.
-    let lock = File::create(cfg.data_dir.join("node.lock"))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(cfg.data_dir.join("node.lock"))?;
     lock.try_lock().map_err(|_| {
         anyhow::anyhow!(
             "another sekisho node is already running with data directory {}",
@@ -321,9 +388,15 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     // Migrations are the owner's: the roles may connect as users that cannot run them.
     crate::dbroles::regrant(&cfg).await?;
+    crate::serve::open_store(&cfg).await?.close().await;
+    // Made here, as root: the roles read their TLS material before they drop root.
+    if cfg.tls_generated && tls::ensure_self_signed(&cfg.hostname, &cfg.tls_cert, &cfg.tls_key)? {
+        println!("generated a self-signed certificate; set [tls] cert/key for production");
+    }
+    let users = role_users(&cfg)?;
     let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
     let pids = crate::kaudit::RolePids::new(crate::sandbox::proof_paths(&cfg));
-    watch_kernel(&cfg, &pids);
+    watch_kernel(&cfg, &pids, users.as_ref());
     let mut vault = Role::start("vault", &token, &pids).await?;
     vault_ready(&cfg, &mut vault).await?;
     let mut mx = match Role::start("mx", &token, &pids).await {

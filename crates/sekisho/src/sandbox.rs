@@ -8,8 +8,9 @@
 //! never execute). The vault's directory, anything created later beside it, and every symlink
 //! shortcut to it stay out of reach.
 //!
-//! **The portal** needs nothing on disk but its TLS certificate and key, so its rule set is an
-//! **allow-list**: read-only beneath those, nothing else. The spool, `keys/`, the database,
+//! **The portal** needs nothing on disk once it has read its TLS certificate and key (before
+//! its rules take effect), so its rule set is an **allow-list**: read-only beneath its own
+//! `/proc` entries and the cgroup files, nothing else. The spool, `keys/`, the database,
 //! quarantine blobs and the vault's directory are out of its reach (it talks to the vault over
 //! its socket, which Landlock does not govern; what it may ask there the vault decides).
 //!
@@ -25,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use landlock::{
-    ABI, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus,
+    ABI, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated,
+    RulesetCreatedAttr, RulesetStatus,
 };
 
 /// The Landlock ABI whose rights we ask for; older kernels enforce what they know.
@@ -108,15 +109,12 @@ fn status_name(s: RulesetStatus) -> &'static str {
     }
 }
 
-/// True if `path` can still be opened (a refusal or absence is out of reach).
+/// True if `path` can still be opened (a refusal or absence is out of reach). One `open`
+/// (which opens a directory as well), so the kernel audit watch sees exactly one refusal
+/// per path: the expected proof.
 fn reachable(path: &Path) -> bool {
-    let attempt = if path.is_dir() {
-        std::fs::read_dir(path).map(|_| ())
-    } else {
-        std::fs::File::open(path).map(|_| ())
-    };
-    match attempt {
-        Ok(()) => true,
+    match std::fs::File::open(path) {
+        Ok(_) => true,
         Err(e) => {
             e.kind() != std::io::ErrorKind::PermissionDenied
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -144,26 +142,60 @@ fn prove(role: &str, what: &[&Path], status: &str, required: bool) -> Result<boo
     Ok(true)
 }
 
-/// What each role opens at start to prove its confinement (real paths, as the kernel names
+/// What `role` opens at start to prove its confinement (real paths, as the kernel names
 /// them in its audit records): mx the KEK and its directory, the portal the KEK and the data
-/// directory (see [`confine_mx`], [`confine_portal`]).
-pub fn proof_paths(
-    cfg: &crate::config::Config,
-) -> std::collections::HashMap<&'static str, Vec<String>> {
+/// directory. Resolved while still root: resolving them as the role's user would itself be
+/// refused (and raised).
+pub fn proof_targets(cfg: &crate::config::Config, role: &str) -> Vec<PathBuf> {
     let kek = real(&cfg.kek_file).unwrap_or_else(|_| cfg.kek_file.clone());
     let vault_dir = kek.parent().map(Path::to_path_buf).unwrap_or_default();
     let data = real(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
-    let show = |p: &Path| p.display().to_string();
-    [
-        ("mx", vec![show(&kek), show(&vault_dir)]),
-        ("portal", vec![show(&kek), show(&data)]),
-    ]
-    .into()
+    match role {
+        "mx" => vec![kek, vault_dir],
+        "portal" => vec![kek, data],
+        _ => Vec::new(),
+    }
 }
 
-/// Confines the calling thread of `mx` (call before starting any other thread) so that the
-/// vault's directory — the KEK's — cannot be read, written or replaced; then proves it.
-pub fn confine_mx(kek: &Path, required: bool) -> Result<Confined> {
+/// [`proof_targets`] of every confined role, for the kernel audit watch.
+pub fn proof_paths(
+    cfg: &crate::config::Config,
+) -> std::collections::HashMap<&'static str, Vec<String>> {
+    ["mx", "portal"]
+        .into_iter()
+        .map(|role| {
+            let paths = proof_targets(cfg, role)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            (role, paths)
+        })
+        .collect()
+}
+
+/// A role's Landlock rule set, made but not yet in force.
+pub struct Rules {
+    ruleset: RulesetCreated,
+    rules: usize,
+}
+
+/// Rules in force on this thread (and every thread it starts), not yet proven.
+pub struct Restricted {
+    status: &'static str,
+    rules: usize,
+}
+
+fn new_ruleset() -> Result<RulesetCreated> {
+    Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET))
+        .context("sandbox: Landlock rule set")?
+        .create()
+        .context("sandbox: Landlock rule set")
+}
+
+/// mx's rules: everything but the vault's directory — the KEK's — may be read and written
+/// (never executed). Made while still root, which may list every directory on the way.
+pub fn rules_mx(kek: &Path) -> Result<Rules> {
     let kek = real(kek).context("sandbox: KEK path")?;
     let vault_dir = kek
         .parent()
@@ -173,11 +205,7 @@ pub fn confine_mx(kek: &Path, required: bool) -> Result<Confined> {
         .context("sandbox: listing the KEK's directories")?;
     let dir_rights = AccessFs::from_all(TARGET) & !AccessFs::Execute;
     let file_rights: BitFlags<AccessFs> = AccessFs::from_file(TARGET) & !AccessFs::Execute;
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(TARGET))
-        .context("sandbox: Landlock rule set")?
-        .create()
-        .context("sandbox: Landlock rule set")?;
+    let mut ruleset = new_ruleset()?;
     let mut rules = 0;
     for path in &allowed {
         let Ok(fd) = PathFd::new(path) else {
@@ -193,45 +221,23 @@ pub fn confine_mx(kek: &Path, required: bool) -> Result<Confined> {
             .with_context(|| format!("sandbox: rule for {}", path.display()))?;
         rules += 1;
     }
-    let status = ruleset
-        .restrict_self()
-        .context("sandbox: Landlock restrict_self")?;
-    let status = status_name(status.ruleset);
-    // The proof: neither the KEK nor its directory opens from here.
-    let kek_reachable = prove("mx", &[&kek, &vault_dir], status, required)?;
-    Ok(Confined {
-        status,
-        rules,
-        kek_reachable,
-    })
+    Ok(Rules { ruleset, rules })
 }
 
-/// Confines the calling thread of the portal (call before starting any other thread) to an
-/// allow-list: read-only beneath each path of `readable` (its TLS certificate and key, or the
-/// directory a generated pair appears in), nothing else. Then proves that neither the KEK nor
-/// the data directory (spool, keys, database, blobs) opens.
-pub fn confine_portal(
-    readable: &[PathBuf],
-    kek: &Path,
-    data_dir: &Path,
-    required: bool,
-) -> Result<Confined> {
+/// The portal's rules, an allow-list: read-only beneath its own /proc entries, the cgroup
+/// files the runtime reads to size itself, and the overcommit setting the C library's
+/// allocator reads when it trims a thread's heap. Nothing else: its TLS certificate and key
+/// were read before.
+pub fn rules_portal() -> Result<Rules> {
     let read = AccessFs::from_read(TARGET);
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(TARGET))
-        .context("sandbox: Landlock rule set")?
-        .create()
-        .context("sandbox: Landlock rule set")?;
+    let mut ruleset = new_ruleset()?;
     let mut rules = 0;
-    // Its own /proc entries, the cgroup files the runtime reads to size itself, and the
-    // overcommit setting the C library's allocator reads when it trims a thread's heap.
     let own = [
         PathBuf::from("/proc/self"),
         PathBuf::from("/sys/fs/cgroup"),
         PathBuf::from("/proc/sys/vm/overcommit_memory"),
     ];
-    let present = own.iter().filter(|p| p.exists());
-    for path in readable.iter().chain(present) {
+    for path in own.iter().filter(|p| p.exists()) {
         let path = real(path)?;
         let fd = PathFd::new(&path)
             .with_context(|| format!("sandbox: the portal needs {}", path.display()))?;
@@ -245,18 +251,35 @@ pub fn confine_portal(
             .with_context(|| format!("sandbox: rule for {}", path.display()))?;
         rules += 1;
     }
-    let status = ruleset
-        .restrict_self()
-        .context("sandbox: Landlock restrict_self")?;
-    let status = status_name(status.ruleset);
-    let kek = real(kek).context("sandbox: KEK path")?;
-    let data = real(data_dir).context("sandbox: data directory")?;
-    let kek_reachable = prove("portal", &[&kek, &data], status, required)?;
-    Ok(Confined {
-        status,
-        rules,
-        kek_reachable,
-    })
+    Ok(Rules { ruleset, rules })
+}
+
+impl Rules {
+    /// Puts the rules in force on the calling thread (call before any other thread starts).
+    pub fn restrict(self) -> Result<Restricted> {
+        let status = self
+            .ruleset
+            .restrict_self()
+            .context("sandbox: Landlock restrict_self")?;
+        Ok(Restricted {
+            status: status_name(status.ruleset),
+            rules: self.rules,
+        })
+    }
+}
+
+impl Restricted {
+    /// Proves (after the role dropped to its user, if it does) that `targets` — what `role`
+    /// must not reach — do not open; refuses to run if one does (unless best-effort).
+    pub fn prove(self, role: &str, targets: &[PathBuf], required: bool) -> Result<Confined> {
+        let refs: Vec<&Path> = targets.iter().map(PathBuf::as_path).collect();
+        let kek_reachable = prove(role, &refs, self.status, required)?;
+        Ok(Confined {
+            status: self.status,
+            rules: self.rules,
+            kek_reachable,
+        })
+    }
 }
 
 /// The system calls `mx` never makes: running a program, creating a process, inspecting

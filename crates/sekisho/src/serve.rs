@@ -327,12 +327,63 @@ pub struct RoleStart {
     name: &'static str,
     token: Option<proto::vault::RoleToken>,
     confined: Option<crate::sandbox::Confined>,
+    /// What it bound and read while still root.
+    bound: Bound,
+    /// The roles' users, when they run under their own.
+    users: Option<crate::sysusers::RoleUsers>,
+}
+
+/// Listeners and TLS material a role takes while still root (ports below 1024, a key file
+/// only root reads), before it drops to its user.
+#[derive(Default)]
+struct Bound {
+    smtp: Option<std::net::TcpListener>,
+    http: Option<std::net::TcpListener>,
+    portal: Option<std::net::TcpListener>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+fn bind_tcp(addr: std::net::SocketAddr, what: &str) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+impl Bound {
+    fn take(cfg: &Config, role: &str) -> Result<Self> {
+        let tls = || {
+            tls::server_config(&cfg.tls_cert, &cfg.tls_key)
+                .context("TLS certificate")
+                .map(Some)
+        };
+        Ok(match role {
+            "mx" => Bound {
+                smtp: Some(bind_tcp(cfg.smtp_listen, "SMTP")?),
+                http: Some(bind_tcp(cfg.admin_listen, "admin HTTP")?),
+                tls: tls()?,
+                ..Bound::default()
+            },
+            "portal" => Bound {
+                portal: Some(bind_tcp(
+                    cfg.portal_listen
+                        .context("the portal role needs server.portal_listen")?,
+                    "the portal",
+                )?),
+                tls: tls()?,
+                ..Bound::default()
+            },
+            _ => Bound::default(),
+        })
+    }
 }
 
 /// If this process is a role (`SEKISHO_ROLE`), sets it up while it is still one thread:
-/// process name, death signal, non-dumpable, the token from the supervisor, for `mx` and the
-/// portal the Landlock confinement away from the KEK, and for every role the seccomp filter
-/// against exec, new processes and ptrace. `None` for the supervisor.
+/// process name, death signal, non-dumpable, the token from the supervisor; its listeners
+/// and TLS material while still root; for `mx` and the portal the Landlock rules (made as
+/// root, which may list every directory on the way to the KEK); then its own user (started
+/// as root), the proof that what it must not reach is out of reach, and for every role the
+/// seccomp filter against exec, new processes and ptrace. `None` for the supervisor.
 pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
     let name = match std::env::var(ROLE_ENV).as_deref() {
         Ok("mx") => "mx",
@@ -342,28 +393,30 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         Err(_) => return Ok(None),
     };
     let token = crate::roles::child_setup(name)?;
+    let bound = Bound::take(cfg, name)?;
     // mx and the portal face the network (Landlock): mx may not reach the vault's directory;
-    // the portal reaches nothing but its TLS files. The vault must read the KEK, so it has no
-    // Landlock rules.
-    let confined = match name {
-        "mx" => {
-            // What mx creates in the data directory must exist before the rules are fixed.
-            ensure_data_dir(cfg)?;
-            Some(crate::sandbox::confine_mx(
-                &cfg.kek_file,
-                cfg.sandbox_required,
-            )?)
-        }
-        "portal" => {
-            ensure_data_dir(cfg)?;
-            Some(crate::sandbox::confine_portal(
-                &portal_readable(cfg)?,
-                &cfg.kek_file,
-                &cfg.data_dir,
-                cfg.sandbox_required,
-            )?)
-        }
+    // the portal reaches nothing on disk. The vault must read the KEK: no Landlock rules.
+    let rules = match name {
+        "mx" => Some(crate::sandbox::rules_mx(&cfg.kek_file)?),
+        "portal" => Some(crate::sandbox::rules_portal()?),
         _ => None,
+    };
+    let users = match crate::sysusers::wanted(cfg) {
+        true => Some(
+            crate::sysusers::lookup()?
+                .context("the sekisho users are missing (the supervisor creates them)")?,
+        ),
+        false => None,
+    };
+    let targets = crate::sandbox::proof_targets(cfg, name);
+    let restricted = rules.map(crate::sandbox::Rules::restrict).transpose()?;
+    if let Some(u) = &users {
+        crate::sysusers::become_user(u.of(name).context("no user for this role")?)?;
+        crate::roles::after_drop()?;
+    }
+    let confined = match restricted {
+        Some(r) => Some(r.prove(name, &targets, cfg.sandbox_required)?),
+        None => None,
     };
     // No role ever starts a program, so code execution inside one cannot start one either.
     match crate::sandbox::forbid_exec() {
@@ -377,31 +430,17 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         name,
         token,
         confined,
+        bound,
+        users,
     }))
-}
-
-/// What the portal reads after it is confined: its TLS certificate and key, or — when mx
-/// generates them — the directory they appear in (made now, so a rule can name it).
-fn portal_readable(cfg: &Config) -> Result<Vec<std::path::PathBuf>> {
-    if cfg.tls_generated {
-        let dir = cfg
-            .tls_cert
-            .parent()
-            .context("the generated certificate has no directory")?
-            .to_path_buf();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        return Ok(vec![dir]);
-    }
-    Ok(vec![cfg.tls_cert.clone(), cfg.tls_key.clone()])
 }
 
 /// Runs the node until a signal.
 pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<()> {
     match role {
-        Some(r) if r.name == "mx" => run_mx(cfg, demo, r.token, r.confined).await,
-        Some(r) if r.name == "portal" => run_portal(cfg, r.confined).await,
-        Some(r) => run_vault(cfg, r.token).await,
+        Some(r) if r.name == "mx" => run_mx(cfg, demo, r).await,
+        Some(r) if r.name == "portal" => run_portal(cfg, r).await,
+        Some(r) => run_vault(cfg, r).await,
         None => {
             if demo {
                 ensure_demo(&cfg).await?;
@@ -437,13 +476,21 @@ pub fn blob_store(cfg: &Config) -> Result<Arc<dyn store::blobs::BlobStore>> {
 
 /// The `vault` role: holds the KEK, answers on `<data dir>/vault.sock`, opens no network port
 /// and parses no mail.
-async fn run_vault(cfg: Config, mx_token: Option<proto::vault::RoleToken>) -> Result<()> {
+async fn run_vault(cfg: Config, start: RoleStart) -> Result<()> {
     let store = open_store_as(&cfg, "vault").await?;
     let mut v = vault::server::Vault::open(store.clone(), blob_store(&cfg)?, &cfg.kek_file)
         .await
         .map_err(anyhow::Error::msg)?;
-    if let Some(t) = mx_token {
+    if let Some(t) = start.token {
         v.set_mx_token(t);
+    }
+    let open_socket = start.users.is_some();
+    if let Some(u) = start.users {
+        v.set_role_uids(vault::server::RoleUids {
+            vault: u.vault.uid.as_raw(),
+            mx: u.mx.uid.as_raw(),
+            portal: u.portal.uid.as_raw(),
+        });
     }
     v.set_bulk_rule(cfg.bulk_rule);
     v.set_policy_defaults(vault::server::PolicyDefaults {
@@ -464,8 +511,8 @@ async fn run_vault(cfg: Config, mx_token: Option<proto::vault::RoleToken>) -> Re
     }
     let v = Arc::new(v);
     let path = proto::client::socket_path(&cfg.data_dir);
-    let listener =
-        vault::server::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let listener = vault::server::bind(&path, open_socket)
+        .with_context(|| format!("cannot bind {}", path.display()))?;
     let shutdown = CancellationToken::new();
     let checkpoints = tokio::spawn(vault::server::checkpoints(
         v.clone(),
@@ -483,32 +530,15 @@ async fn run_vault(cfg: Config, mx_token: Option<proto::vault::RoleToken>) -> Re
     Ok(())
 }
 
-/// The node's TLS configuration; a generated certificate is made by `mx`, so another role
-/// waits (up to 30 s) until it is complete.
-async fn tls_config(cfg: &Config) -> Result<Arc<tokio_rustls::rustls::ServerConfig>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tls::server_config(&cfg.tls_cert, &cfg.tls_key) {
-            Ok(c) => return Ok(c),
-            Err(e) if !cfg.tls_generated || std::time::Instant::now() > deadline => {
-                return Err(e).context("TLS certificate");
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 /// The `portal` role: HTTPS for people. Holds no key but its TLS key; logins, sessions and
 /// content go through the vault, releases through mx's admin socket.
-async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> Result<()> {
+async fn run_portal(cfg: Config, start: RoleStart) -> Result<()> {
     use proto::vault::{Request, Response};
-    let addr = cfg
-        .portal_listen
-        .context("the portal role needs server.portal_listen")?;
-    let tls = tls_config(&cfg).await?;
-    let tcp = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("portal: cannot listen on {addr}"))?;
+    let RoleStart {
+        confined, bound, ..
+    } = start;
+    let tls = bound.tls.context("the portal's TLS configuration")?;
+    let tcp = TcpListener::from_std(bound.portal.context("the portal's listener")?)?;
     let url = format!("https://{}", tcp.local_addr()?);
     let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
     println!("portal listening on {url}");
@@ -525,7 +555,7 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
     };
     if let Some(c) = &confined {
         println!(
-            "portal sandbox: Landlock {} ({} rules: its TLS files, read-only), seccomp forbids exec and new processes; the KEK and the data directory are {}",
+            "portal sandbox: Landlock {} ({} rules: its own /proc entries, read-only; its TLS files were read before), seccomp forbids exec and new processes; the KEK and the data directory are {}",
             c.status,
             c.rules,
             if c.kek_reachable {
@@ -567,12 +597,13 @@ async fn run_portal(cfg: Config, confined: Option<crate::sandbox::Confined>) -> 
 }
 
 /// The `mx` role: SMTP in, inspection, spool, delivery, admin surfaces.
-async fn run_mx(
-    cfg: Config,
-    demo: bool,
-    token: Option<proto::vault::RoleToken>,
-    confined: Option<crate::sandbox::Confined>,
-) -> Result<()> {
+async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
+    let RoleStart {
+        token,
+        confined,
+        bound,
+        ..
+    } = start;
     let store = open_store_as(&cfg, "mx").await?;
     let demo_maildir = if demo {
         Some(demo_maildir(&cfg)?)
@@ -580,12 +611,8 @@ async fn run_mx(
         None
     };
 
-    let generated = if cfg.tls_generated {
-        tls::ensure_self_signed(&cfg.hostname, &cfg.tls_cert, &cfg.tls_key)?
-    } else {
-        false
-    };
-    let tls_config = tls::server_config(&cfg.tls_cert, &cfg.tls_key).context("TLS certificate")?;
+    let generated = cfg.tls_generated;
+    let tls_config = bound.tls.context("mx's TLS configuration")?;
 
     let key = NodeKey::load_or_create(&cfg.data_dir.join("keys/spool.key")).context("spool key")?;
     let (spool, report) = Spool::open(
@@ -686,12 +713,8 @@ async fn run_mx(
     });
     drop(trace_tx);
 
-    let smtp = TcpListener::bind(cfg.smtp_listen)
-        .await
-        .with_context(|| format!("cannot listen for SMTP on {}", cfg.smtp_listen))?;
-    let http = TcpListener::bind(cfg.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen for admin HTTP on {}", cfg.admin_listen))?;
+    let smtp = TcpListener::from_std(bound.smtp.context("mx's SMTP listener")?)?;
+    let http = TcpListener::from_std(bound.http.context("mx's admin HTTP listener")?)?;
     let sock_path = admin::socket_path(&cfg.data_dir);
     let sock = admin::bind_socket(&sock_path)?;
 
@@ -847,7 +870,9 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
         cfg.tls_cert.display()
     );
     if generated {
-        println!("  generated a self-signed certificate; set [tls] cert/key for production");
+        println!(
+            "  a self-signed certificate (generated at first start); set [tls] cert/key for production"
+        );
     }
     println!("admin listening on http://{http} (/healthz, /metrics)");
     println!(

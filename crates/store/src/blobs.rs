@@ -44,7 +44,9 @@ fn checked(key: &str) -> Result<&str, StoreError> {
     }
 }
 
-/// Blobs as files under a directory (mode 0700), written with fsync and an atomic rename.
+/// Blobs as files under a directory (made mode 0770: the roles that hold blobs — mx writes,
+/// the vault reads and deletes — share its group; its parent keeps others out), written with
+/// fsync and an atomic rename.
 pub struct LocalBlobs {
     root: Arc<PathBuf>,
 }
@@ -56,9 +58,14 @@ fn io(e: std::io::Error) -> StoreError {
 impl LocalBlobs {
     /// A store under `root` (created if missing).
     pub fn new(root: &Path) -> Result<Self, StoreError> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(root).map_err(io)?;
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        use std::os::unix::fs::DirBuilderExt;
+        if !root.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o770)
+                .create(root)
+                .map_err(io)?;
+        }
         Ok(Self {
             root: Arc::new(root.to_path_buf()),
         })

@@ -57,6 +57,31 @@ pub struct Vault {
     mx: Option<proto::mx::MxClient>,
     /// The newest audit record pinned beside the KEK.
     head: tokio::sync::Mutex<Option<(i64, Vec<u8>)>>,
+    /// The roles' uids, when each runs under its own user.
+    role_uids: Option<RoleUids>,
+}
+
+/// The roles' users (uids), when each runs under its own: the kernel then tells the vault
+/// who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleUids {
+    /// The vault's own.
+    pub vault: u32,
+    /// mx's.
+    pub mx: u32,
+    /// The portal's.
+    pub portal: u32,
+}
+
+/// Who is at the other end of the vault socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The local CLI (root, or the node's own user when the roles share it).
+    Operator,
+    /// mx or the portal.
+    Role,
+    /// Any other local user: refused.
+    Stranger,
 }
 
 /// The file beside the KEK that pins the audit keys the vault created (`key_id public-hex`
@@ -313,6 +338,7 @@ impl Vault {
             kek_path: kek_path.to_path_buf(),
             changing: tokio::sync::Mutex::new(()),
             mx_token: None,
+            role_uids: None,
             webauthn: None,
             policy: acts::PolicyDefaults::default(),
             mx: None,
@@ -509,6 +535,33 @@ impl Vault {
     /// Accepts `token` from the mx role for connector secrets.
     pub fn set_mx_token(&mut self, token: RoleToken) {
         self.mx_token = Some(token);
+    }
+
+    /// Tells callers apart by their uid: the roles' users are roles, root is the operator,
+    /// anyone else a stranger.
+    pub fn set_role_uids(&mut self, uids: RoleUids) {
+        self.role_uids = Some(uids);
+    }
+
+    /// Who `s` comes from, as the kernel says (a peer it cannot tell is a role: fail closed).
+    pub fn peer(&self, s: &UnixStream) -> Peer {
+        if let Some(u) = self.role_uids {
+            let Ok(uid) = s.peer_cred().map(|c| c.uid()) else {
+                return Peer::Role;
+            };
+            return if uid == u.mx || uid == u.portal {
+                Peer::Role
+            } else if uid == 0 {
+                Peer::Operator
+            } else {
+                Peer::Stranger
+            };
+        }
+        if peer_is_role(s) {
+            Peer::Role
+        } else {
+            Peer::Operator
+        }
     }
 
     fn kek(&self) -> Arc<Kek> {
@@ -1399,12 +1452,15 @@ pub async fn checkpoints(
     }
 }
 
-/// Binds the vault socket (mode 0600; a stale socket file is replaced).
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+/// Binds the vault socket (a stale socket file is replaced). Mode 0600 when the roles share
+/// the vault's user; 0666 when each runs under its own (`open`), for the portal's user must
+/// connect: the vault then tells callers apart by their uid ([`Vault::peer`]).
+pub fn bind(path: &Path, open: bool) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let mode = if open { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(l)
 }
 
@@ -1472,12 +1528,53 @@ impl Vault {
     }
 }
 
+/// A local user that is neither root nor a role asked: refused, recorded, raised.
+async fn refuse_stranger(
+    s: &mut UnixStream,
+    vault: &Vault,
+    req: &Request,
+    uid: u32,
+) -> std::io::Result<()> {
+    let who = format!("uid {uid}");
+    tracing::warn!(request = req.kind(), uid, "refused a stranger's request");
+    vault
+        .record(NewRecord {
+            principal: &who,
+            role: "vault",
+            action: req.kind(),
+            outcome: "refused: not root and not a role",
+            ..Default::default()
+        })
+        .await;
+    vault
+        .alert(store::NewAlert {
+            rule: "vault-stranger",
+            severity: proto::Severity::Warning,
+            dedupe_key: &format!("vault-stranger:{uid}"),
+            principal: &who,
+            tenant_id: None,
+            summary: &format!(
+                "local user {uid}, neither root nor a Sekisho role, sent the vault a {} request",
+                req.kind()
+            ),
+        })
+        .await;
+    let (resp, body) = refusal(&Refused::new(
+        Refusal::Forbidden,
+        "the vault answers root (the CLI) and the node's roles only",
+    ));
+    write_frame(s, &resp, &body).await
+}
+
 async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
     let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
-    let overreach = if peer_is_role(&s) {
-        vault.refused_for_role(&req)
-    } else {
-        None
+    let overreach = match vault.peer(&s) {
+        Peer::Role => vault.refused_for_role(&req),
+        Peer::Operator => None,
+        Peer::Stranger => {
+            let uid = s.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+            return refuse_stranger(&mut s, vault, &req, uid).await;
+        }
     };
     let (resp, body) = match overreach {
         Some(why) => {
