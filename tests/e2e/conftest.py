@@ -399,8 +399,14 @@ def sink(tmp_path):
         s.stop()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "intrusion: the test plays an intruder inside a role, so the kernel's "
+        "denials are expected (without it, any denial of a role fails the test)")
+
+
 @pytest.fixture
-def node(tmp_path):
+def node(tmp_path, request):
     nodes = []
 
     def make(name="node", config="", **kw):
@@ -411,6 +417,13 @@ def node(tmp_path):
     yield make
     for n in nodes:
         n.stop()
+    # No false alarms: a role that only did its work was refused nothing by the kernel.
+    if request.node.get_closest_marker("intrusion") is None:
+        for n in nodes:
+            n.log.flush()
+            log = (n.data_dir.parent / (n.data_dir.name + ".log")).read_text(errors="replace")
+            denied = [l for l in log.splitlines() if "may be probing for what it must not reach" in l]
+            assert not denied, f"a role was refused by the kernel without an intruder: {denied[:3]}"
 
 
 def role_pid(n, role):

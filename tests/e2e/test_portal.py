@@ -912,6 +912,7 @@ def test_authorisation_matrix_every_endpoint_by_role_and_tenant(node, sink):
     assert acme_items[2] in left and item not in left and acme_items[1] not in left
 
 
+@pytest.mark.intrusion
 def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vault(node):
     """An intruder with code execution in the portal (test hook) speaks the vault's protocol
     and mx's admin socket itself: a content open without a user's session, a sessionless

@@ -42,6 +42,7 @@ def setup(node, sink):
     return n, s
 
 
+@pytest.mark.intrusion
 def test_code_in_the_portal_reaches_no_key_no_spool_no_database_and_is_caught(node, sink):
     n, _ = setup(node, sink)
     vault_dir = n.kek.parent
@@ -107,6 +108,7 @@ def test_code_in_the_portal_reaches_no_key_no_spool_no_database_and_is_caught(no
     assert not (vault_dir / "planted").exists()
 
 
+@pytest.mark.intrusion
 def test_code_in_mx_reaches_no_vault_file_and_is_caught(node, sink):
     n, _ = setup(node, sink)
     vault_dir = n.kek.parent

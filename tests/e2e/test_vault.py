@@ -143,6 +143,7 @@ def last_reply(n):
     return n.cli_json("queue", "show", q[0]["id"])["envelope"]["rcpts"][0].get("last_reply") or ""
 
 
+@pytest.mark.intrusion
 def test_mx_is_confined_away_from_the_kek(node, sink, tmp_path):
     _, (cert, key), _ = pki(tmp_path / "pki")
     s = sink(cert=cert, key=key)  # offers STARTTLS, so mx gets as far as reading the CA file

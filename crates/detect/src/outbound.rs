@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{OUTBOUND, Store, outbound_scope, unix_now_ms};
+use store::{MailStore, OUTBOUND, outbound_scope, unix_now_ms};
 use wire::Reply;
 
 /// The outbound-burst rule (`[detect] outbound_burst_*`, `outbound_hold`).
@@ -27,13 +27,13 @@ pub struct BurstRule {
 /// Counts outbound recipients per sender in the store (so every node adds to one count) and
 /// holds bursting senders.
 pub struct Guard {
-    store: Store,
+    store: MailStore,
     rule: BurstRule,
 }
 
 impl Guard {
     /// A guard over `store`.
-    pub fn new(store: Store, rule: BurstRule) -> Arc<Self> {
+    pub fn new(store: MailStore, rule: BurstRule) -> Arc<Self> {
         Arc::new(Self { store, rule })
     }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use store::{Alert, Store};
+use store::{Alert, MailStore};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
@@ -45,7 +45,7 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 #[derive(Clone)]
 pub struct SinkCtx {
     /// The (shared) store.
-    pub store: Store,
+    pub store: MailStore,
     /// This node's name in the node list.
     pub node: String,
     /// Stops the sink.

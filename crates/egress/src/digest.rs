@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use proto::client::VaultClient;
 use proto::vault::RoleToken;
-use store::Store;
+use store::MailStore;
 
 use crate::Delivery;
 
@@ -83,7 +83,7 @@ pub struct Digest {
     /// When and how.
     pub cfg: DigestConfig,
     /// The store (quarantine index, marks, audit).
-    pub store: Store,
+    pub store: MailStore,
     /// The vault, which makes the links.
     pub vault: VaultClient,
     /// mx's role token.

@@ -20,7 +20,7 @@ use axum::routing::get;
 use proto::mx::{MxClient, MxRequest, QueueCounts, QueueEntry, QueueEnvelope, QueueRcpt, Reply};
 use proto::{QueueId, Refusal, Refused, TenantId};
 use spool::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool};
-use store::{Store, TraceEvent, TraceRecord};
+use store::{MailStore, TraceEvent, TraceRecord};
 use telemetry::Metrics;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// What the admin surfaces need from the running node.
 pub struct Node {
     pub spool: Spool,
-    pub store: Store,
+    pub store: MailStore,
     pub metrics: Arc<Metrics>,
     pub delivery: Arc<egress::Delivery>,
     pub directory: Arc<store::SharedDirectory>,

@@ -1294,10 +1294,12 @@ async fn check(
     env: &inspect::Envelope,
     json: bool,
 ) -> Result<()> {
+    // The models as mx loads them, through mx's handle.
+    let mail = store.clone().into_mail();
     let bayes = std::sync::Arc::new(inspect::stages::bayes::Bayes::new());
-    serve::load_bayes(store, &bayes, &Default::default()).await?;
+    serve::load_bayes(&mail, &bayes, &Default::default()).await?;
     let senders = std::sync::Arc::new(inspect::stages::contact::SenderHistory::new());
-    serve::load_senders(store, &senders, &mut 0).await?;
+    serve::load_senders(&mail, &senders, &mut 0).await?;
     let inspector = serve::inspector(cfg, bayes, senders)?;
     let files = message_files(paths)?;
     let mut failed = 0;

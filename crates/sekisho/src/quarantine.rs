@@ -8,11 +8,11 @@ use std::time::Duration;
 use ingress::{QuarantineRequest, QuarantineSink};
 use proto::client::VaultClient;
 use store::blobs::BlobStore;
-use store::{QuarantineItem, Store};
+use store::{MailStore, QuarantineItem};
 
 /// `mx`'s side of the quarantine.
 pub struct SealedQuarantine {
-    store: Store,
+    store: MailStore,
     blobs: Arc<dyn BlobStore>,
     vault: VaultClient,
     retention: Duration,
@@ -23,7 +23,7 @@ pub struct SealedQuarantine {
 impl SealedQuarantine {
     /// A quarantine sealing through `vault`'s recipients into `blobs`, kept for `retention`.
     pub fn new(
-        store: Store,
+        store: MailStore,
         blobs: Arc<dyn BlobStore>,
         vault: VaultClient,
         retention: Duration,
@@ -110,7 +110,7 @@ pub fn sweep_interval(retention: Duration) -> Duration {
 
 /// Deletes quarantined messages whose retention has ended, and records what was purged (per
 /// tenant: how many, which ids, when). Returns how many were purged.
-pub async fn purge_expired(store: &Store, blobs: &dyn BlobStore) -> anyhow::Result<usize> {
+pub async fn purge_expired(store: &MailStore, blobs: &dyn BlobStore) -> anyhow::Result<usize> {
     let now = store::unix_now();
     let expired = store.quarantine_expired(now, 1000).await?;
     let mut by_tenant: HashMap<i64, Vec<String>> = HashMap::new();

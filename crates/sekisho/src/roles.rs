@@ -13,6 +13,7 @@
 //! process of the same user can neither ptrace them nor read their memory.
 
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -84,11 +85,19 @@ struct Role {
     started: Instant,
     first: bool,
     backoff: Duration,
+    /// Its user's home, when it runs under its own user.
+    home: Option<PathBuf>,
 }
 
-async fn spawn(name: &'static str, token: &RoleToken) -> Result<Child> {
+async fn spawn(name: &'static str, token: &RoleToken, home: Option<&Path>) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find my own executable")?;
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // A role under its own user has that user's home, not root's (a library looking for
+    // ~/.pgpass must not be refused root's, which would be raised as a denial).
+    if let Some(home) = home {
+        cmd.env("HOME", home);
+    }
+    let mut child = cmd
         .args(std::env::args_os().skip(1))
         .env(ROLE_ENV, name)
         .env(SUPERVISOR_ENV, std::process::id().to_string())
@@ -111,8 +120,10 @@ impl Role {
         name: &'static str,
         token: &RoleToken,
         pids: &crate::kaudit::RolePids,
+        users: Option<&crate::sysusers::RoleUsers>,
     ) -> Result<Self> {
-        let child = spawn(name, token).await?;
+        let home = users.and_then(|_| crate::sysusers::home(name));
+        let child = spawn(name, token, home.as_deref()).await?;
         pids.set(name, child.id());
         Ok(Self {
             name,
@@ -121,6 +132,7 @@ impl Role {
             started: Instant::now(),
             first: true,
             backoff: Duration::from_secs(1),
+            home,
         })
     }
 
@@ -142,7 +154,7 @@ impl Role {
         tracing::error!(role = self.name, %status, backoff = ?self.backoff, "role exited; restarting");
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        self.child = spawn(self.name, token).await?;
+        self.child = spawn(self.name, token, self.home.as_deref()).await?;
         self.pids.set(self.name, self.child.id());
         self.started = Instant::now();
         self.first = false;
@@ -397,9 +409,9 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
     let pids = crate::kaudit::RolePids::new(crate::sandbox::proof_paths(&cfg));
     watch_kernel(&cfg, &pids, users.as_ref());
-    let mut vault = Role::start("vault", &token, &pids).await?;
+    let mut vault = Role::start("vault", &token, &pids, users.as_ref()).await?;
     vault_ready(&cfg, &mut vault).await?;
-    let mut mx = match Role::start("mx", &token, &pids).await {
+    let mut mx = match Role::start("mx", &token, &pids, users.as_ref()).await {
         Ok(r) => r,
         Err(e) => {
             vault.stop(Duration::from_secs(10)).await;
@@ -409,7 +421,7 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     // The portal is handed no token: it can never obtain connector secrets.
     let no_token = RoleToken(String::new());
     let mut portal = match cfg.portal_listen {
-        Some(_) => match Role::start("portal", &no_token, &pids).await {
+        Some(_) => match Role::start("portal", &no_token, &pids, users.as_ref()).await {
             Ok(r) => Some(r),
             Err(e) => {
                 mx.stop(cfg.shutdown_grace).await;

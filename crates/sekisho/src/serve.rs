@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use spool::{NodeKey, QueueState, Spool, SpoolOptions};
-use store::{SharedDirectory, Store, TraceRecord};
+use store::{MailStore, SharedDirectory, Store, TraceRecord};
 use telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -110,7 +110,7 @@ pub async fn ensure_demo(cfg: &Config) -> Result<()> {
 /// Loads the classifier models (Bayes counts and n-gram weights) whose stored generation differs from `known` into `bayes`.
 /// Returns how many were (re)loaded.
 pub async fn load_bayes(
-    store: &Store,
+    store: &MailStore,
     bayes: &inspect::stages::bayes::Bayes,
     known: &std::sync::Mutex<std::collections::HashMap<i64, i64>>,
 ) -> Result<usize> {
@@ -158,7 +158,7 @@ pub async fn load_bayes(
 /// Loads sender-history rows after `*last` into `history`, advancing `*last`. Returns how
 /// many rows were read.
 pub async fn load_senders(
-    store: &Store,
+    store: &MailStore,
     history: &inspect::stages::contact::SenderHistory,
     last: &mut i64,
 ) -> Result<usize> {
@@ -230,7 +230,7 @@ pub fn inspector(
 
 /// Writes trace records in batches (one transaction per batch).
 async fn trace_writer(
-    store: Store,
+    store: MailStore,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<TraceRecord>,
     metrics: Arc<Metrics>,
 ) {
@@ -604,7 +604,7 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         bound,
         ..
     } = start;
-    let store = open_store_as(&cfg, "mx").await?;
+    let store = open_store_as(&cfg, "mx").await?.into_mail();
     let demo_maildir = if demo {
         Some(demo_maildir(&cfg)?)
     } else {

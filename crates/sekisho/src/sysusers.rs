@@ -72,6 +72,14 @@ impl RoleUsers {
     }
 }
 
+/// The home directory of `role`'s user (`/nonexistent` for the users the supervisor made).
+pub fn home(role: &str) -> Option<PathBuf> {
+    User::from_name(user_name(role)?)
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+}
+
 /// True if this process should run its roles under their own users: it is root and the
 /// configuration does not say otherwise.
 pub fn wanted(cfg: &Config) -> bool {

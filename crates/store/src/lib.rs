@@ -20,6 +20,7 @@ mod detect;
 mod directory;
 mod filter;
 mod lockbox;
+mod mail;
 mod nodes;
 mod outbound;
 mod passkeys;
@@ -50,6 +51,7 @@ pub use detect::{Baseline, DetectEvent, Trigger, WindowCount, unix_now_ms};
 pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
 pub use filter::{FilterPolicy, StoredName};
 pub use lockbox::{LOCKBOX_MAX_MINUTES, LOCKBOX_MIN_MINUTES, Lockbox};
+pub use mail::MailStore;
 pub use nodes::{NODE_STALE_AFTER, NodeInfo};
 pub use outbound::{
     MAX_OUTBOUND_NETWORKS, OUTBOUND, OutboundNetwork, outbound_network, outbound_scope,

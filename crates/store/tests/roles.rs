@@ -125,3 +125,131 @@ async fn each_role_may_do_only_its_work_and_the_portal_nothing() {
     store.grant_roles(&[]).await.unwrap();
     assert!(connect(&as_role("mx")).await.is_ok());
 }
+
+/// Every method of mx's handle ([`store::MailStore`]) works under mx's database grants: the
+/// compiler keeps mx to these methods, and the database lets it do all of them (no mail path
+/// fails in production for a grant the tests never exercised).
+#[tokio::test]
+async fn every_method_of_mx_handle_works_under_mx_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url) = store::testing::scratch(Engine::Postgres, dir.path()).await;
+    let tenant = store
+        .add_tenant("acme", &["acme.test".into()], "smtp://127.0.0.1:25")
+        .await
+        .unwrap();
+    store.grant_roles(&[login("mx")]).await.unwrap();
+    let db = store.database_name().await.unwrap();
+    let mx_url = StoreUrl::postgres(&url, None)
+        .unwrap()
+        .as_user(&role_user(&db, "mx"), &login("mx").password)
+        .unwrap();
+    let mx = store::Store::open_url_as_role(&mx_url)
+        .await
+        .unwrap()
+        .into_mail();
+    let now = store::unix_now();
+    mx.directory().await.unwrap();
+    mx.generation().await.unwrap();
+    assert_eq!(mx.tenant(tenant).await.unwrap().unwrap().name, "acme");
+    mx.bayes_generations().await.unwrap();
+    mx.bayes_load(tenant).await.unwrap();
+    mx.ngram_load(tenant).await.unwrap();
+    mx.write_trace(&[store::TraceRecord::SenderSeen {
+        tenant,
+        sender: 42,
+        at: now,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(mx.senders_after(0, 10).await.unwrap().len(), 1);
+    let item = store::QuarantineItem {
+        id: "0123456789abcdef".into(),
+        tenant_id: tenant,
+        tenant: String::new(),
+        mail_from: "a@example.org".into(),
+        rcpts: vec!["b@acme.test".into()],
+        size: 10,
+        received_at: now - 10,
+        expires_at: now - 1,
+        verdict: "quarantine".into(),
+        score: 9.0,
+        symbols: "GTUBE(1000)".into(),
+        blob: "ab/0123456789abcdef".into(),
+        sealed_to: "age1x".into(),
+        eight_bit: false,
+        smtputf8: false,
+    };
+    mx.quarantine_insert(&item).await.unwrap();
+    mx.quarantine_get(&item.id).await.unwrap();
+    assert_eq!(
+        mx.quarantine_received_between(0, now, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(mx.quarantine_expired(now, 10).await.unwrap().len(), 1);
+    mx.quarantine_remove(&item.id).await.unwrap();
+    mx.node_beat(&store::NodeInfo {
+        name: "n1".into(),
+        version: "v".into(),
+        smtp: "127.0.0.1:25".into(),
+        started_at: now,
+        last_seen: now,
+        active: 0,
+        deferred: 0,
+        hold: 0,
+        stopped: false,
+    })
+    .await
+    .unwrap();
+    assert!(mx.is_first_up("n1").await);
+    mx.meta_set("digest_sent_until", now).await.unwrap();
+    assert_eq!(mx.meta_get("digest_sent_until").await.unwrap(), now);
+    let event = store::DetectEvent {
+        kind: "outbound",
+        scope: "1:a@acme.test",
+        account: "",
+        source: "",
+    };
+    let ms = store::unix_now_ms();
+    mx.detect_note_n(
+        &event,
+        3,
+        std::time::Duration::from_secs(60),
+        store::Trigger::Events(100),
+        ms,
+    )
+    .await
+    .unwrap();
+    mx.detect_throttle("outbound", "1:a@acme.test", ms + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        mx.detect_throttled("outbound", "1:a@acme.test", ms)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    mx.alert_raise(&store::NewAlert {
+        rule: "outbound-burst",
+        severity: proto::Severity::Critical,
+        dedupe_key: "outbound-burst:1",
+        principal: "a@acme.test",
+        tenant_id: Some(tenant),
+        summary: "test",
+    })
+    .await
+    .unwrap();
+    assert!(!mx.alerts_after(0).await.unwrap().is_empty());
+    mx.record(&store::NewRecord {
+        principal: "mx",
+        role: "mx",
+        action: "digest-sent",
+        outcome: "ok",
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    mx.close().await;
+}
