@@ -174,7 +174,12 @@ def test_limits_size_sessions_and_idle(node, sink):
         with pytest.raises(smtplib.SMTPSenderRefused) as e:
             c.sendmail("a@example.org", ["b@acme.test"], b"x" * 4000)   # smtplib sends SIZE=
         assert e.value.smtp_code == 552
-    # Two sessions are allowed from one address, the third is told to come back later.
+    # Two sessions are allowed from one address, the third is told to come back later. (The
+    # session above has ended on the client's side; wait until the node has let it go.)
+    import urllib.request
+    metrics = f"http://127.0.0.1:{n.admin_port}/metrics"
+    wait_for(lambda: "sekisho_smtp_sessions_active 0\n"
+             in urllib.request.urlopen(metrics).read().decode(), what="the first session released")
     held = [socket.create_connection(("127.0.0.1", n.port)) for _ in range(2)]
     for h in held:
         assert h.recv(512).startswith(b"220 ")
