@@ -200,6 +200,16 @@ def test_each_role_runs_as_its_own_user_and_the_files_say_whose_they_are(node, s
     assert not [a for a in n.cli_json("alerts", "list") if a["rule"] == "sandbox-denial"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="roles get their own users when started as root")
+def test_an_operator_may_keep_the_role_users_refusals_out_of_the_kernel_audit(node):
+    """The audit rules cost every process on the host the kernel's per-call bookkeeping
+    (docs/performance.md); `[sandbox] refusals = "quiet"` leaves them out and says so."""
+    n = node(config='[sandbox]\nrefusals = "quiet"\n')
+    line = n.banner_match(r"^(kernel audit watch: .*)", "the kernel audit line")
+    assert 'refusals = \"quiet\"' in line or 'refusals = "quiet"' in line, line
+    assert "Landlock denials by a role" in line, line
+
+
 @pytest.mark.skipif(STORE != "postgres", reason="per-role database users are PostgreSQL's")
 def test_code_in_mx_cannot_change_a_route_in_the_database(node, sink):
     """On PostgreSQL every role connects as its own database user (conftest runs `sekisho

@@ -149,6 +149,7 @@ struct RawSandbox {
     landlock: Option<String>,
     kernel_audit: Option<String>,
     users: Option<String>,
+    refusals: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +304,8 @@ pub struct Config {
     pub kernel_audit: Option<KernelAudit>,
     /// Started as root, run each role under its own user (`[sandbox] users`).
     pub role_users: bool,
+    /// Ask the kernel to log what it refuses the role users (`[sandbox] refusals = "raise"`).
+    pub raise_refusals: bool,
     /// Where sealed blobs are kept.
     pub blobs: Blobs,
     /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
@@ -807,6 +810,11 @@ impl RawConfig {
             "off" => false,
             other => bail!("sandbox.users: {other:?} is not one of on, off"),
         };
+        let raise_refusals = match self.sandbox.refusals.as_deref().unwrap_or("raise") {
+            "raise" => true,
+            "quiet" => false,
+            other => bail!("sandbox.refusals: {other:?} is not one of raise, quiet"),
+        };
         let quarantine_retention = duration_or(
             "quarantine.retention",
             self.quarantine.retention.as_deref(),
@@ -1058,6 +1066,7 @@ impl RawConfig {
             sandbox_required,
             kernel_audit,
             role_users,
+            raise_refusals,
             blobs,
             store_url,
             checkpoint_every,
@@ -1293,6 +1302,8 @@ mod tests {
                 "is inside the data directory",
             ),
             ("[sandbox]\nlandlock = \"off\"\n", "sandbox.landlock"),
+            ("[sandbox]\nusers = \"root\"\n", "sandbox.users"),
+            ("[sandbox]\nrefusals = \"loud\"\n", "sandbox.refusals"),
             ("[blobs]\nbackend = \"s3\"\n", "blobs.s3.bucket: required"),
             ("[blobs]\nbackend = \"nfs\"\n", "blobs.backend"),
             (

@@ -250,48 +250,70 @@ fn refusal(text: &str) -> String {
     }
 }
 
-/// Names of the system calls a probe makes (the rest are given by number).
-fn syscall_name(n: i64) -> Option<&'static str> {
+/// The system calls a probe makes (the audit rules watch these only: fewer rules to test at
+/// each system call's exit), by number and name.
+fn probe_calls() -> Vec<(i64, &'static str)> {
     use libc::*;
-    #[cfg(target_arch = "x86_64")]
-    let legacy: &[(i64, &str)] = &[
-        (SYS_open, "open"),
-        (SYS_stat, "stat"),
-        (SYS_lstat, "lstat"),
-        (SYS_access, "access"),
-        (SYS_rename, "rename"),
-        (SYS_mkdir, "mkdir"),
-        (SYS_unlink, "unlink"),
-        (SYS_chmod, "chmod"),
-        (SYS_chown, "chown"),
-    ];
-    #[cfg(not(target_arch = "x86_64"))]
-    let legacy: &[(i64, &str)] = &[];
-    let common: &[(i64, &str)] = &[
+    let mut calls = vec![
         (SYS_openat, "openat"),
         (SYS_openat2, "openat2"),
         (SYS_newfstatat, "newfstatat"),
         (SYS_statx, "statx"),
         (SYS_faccessat, "faccessat"),
         (SYS_faccessat2, "faccessat2"),
+        (SYS_readlinkat, "readlinkat"),
         (SYS_connect, "connect"),
         (SYS_bind, "bind"),
         (SYS_unlinkat, "unlinkat"),
         (SYS_renameat2, "renameat2"),
         (SYS_mkdirat, "mkdirat"),
+        (SYS_linkat, "linkat"),
+        (SYS_symlinkat, "symlinkat"),
         (SYS_fchmodat, "fchmodat"),
+        (SYS_fchmod, "fchmod"),
         (SYS_fchownat, "fchownat"),
+        (SYS_fchown, "fchown"),
         (SYS_truncate, "truncate"),
+        (SYS_chdir, "chdir"),
+        (SYS_getxattr, "getxattr"),
         (SYS_kill, "kill"),
+        (SYS_tgkill, "tgkill"),
         (SYS_setuid, "setuid"),
+        (SYS_setgid, "setgid"),
         (SYS_setresuid, "setresuid"),
+        (SYS_setresgid, "setresgid"),
+        (SYS_setgroups, "setgroups"),
         (SYS_ptrace, "ptrace"),
+        (SYS_mount, "mount"),
     ];
-    legacy
-        .iter()
-        .chain(common)
+    #[cfg(target_arch = "x86_64")]
+    calls.extend([
+        (SYS_open, "open"),
+        (SYS_creat, "creat"),
+        (SYS_stat, "stat"),
+        (SYS_lstat, "lstat"),
+        (SYS_access, "access"),
+        (SYS_readlink, "readlink"),
+        (SYS_rename, "rename"),
+        (SYS_renameat, "renameat"),
+        (SYS_mkdir, "mkdir"),
+        (SYS_rmdir, "rmdir"),
+        (SYS_unlink, "unlink"),
+        (SYS_link, "link"),
+        (SYS_symlink, "symlink"),
+        (SYS_chmod, "chmod"),
+        (SYS_chown, "chown"),
+        (SYS_lchown, "lchown"),
+    ]);
+    calls
+}
+
+/// The name of system call `n`, if a probe makes it.
+fn syscall_name(n: i64) -> Option<&'static str> {
+    probe_calls()
+        .into_iter()
         .find(|(k, _)| *k == n)
-        .map(|(_, name)| *name)
+        .map(|(_, name)| name)
 }
 
 /// A `PATH` record's `name=`: quoted, or hex when it holds unusual bytes.
@@ -377,8 +399,8 @@ const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7;
 
-/// `struct audit_rule_data` for: at the exit of any system call by `uid` that failed with
-/// `-errno`, log the event under [`RULE_KEY`].
+/// `struct audit_rule_data` for: at the exit of a system call a probe makes
+/// ([`probe_calls`]) by `uid` that failed with `-errno`, log the event under [`RULE_KEY`].
 fn rule(uid: u32, errno: i32) -> Vec<u8> {
     const AUDIT_FILTER_EXIT: u32 = 0x04;
     const AUDIT_ALWAYS: u32 = 2;
@@ -394,7 +416,12 @@ fn rule(uid: u32, errno: i32) -> Vec<u8> {
         (AUDIT_FILTERKEY, RULE_KEY.len() as u32),
     ];
     let mut words = vec![AUDIT_FILTER_EXIT, AUDIT_ALWAYS, fields.len() as u32];
-    words.extend([u32::MAX; 64]); // every system call
+    let mut mask = [0u32; 64];
+    for (n, _) in probe_calls() {
+        let n = n as usize;
+        mask[n / 32] |= 1 << (n % 32);
+    }
+    words.extend(mask);
     for column in 0..3 {
         for i in 0..64 {
             words.push(match (fields.get(i), column) {
@@ -591,6 +618,10 @@ mod tests {
             (103, -libc::EACCES)
         );
         assert_eq!(word(flags + 3), 0x4000_0000);
+        // The mask holds the calls a probe makes, and not the ones mail is made of.
+        let watched = |n: i64| word(3 + n as usize / 32) & (1 << (n % 32)) != 0;
+        assert!(watched(libc::SYS_openat) && watched(libc::SYS_connect));
+        assert!(!watched(libc::SYS_read) && !watched(libc::SYS_sendmsg));
         assert_eq!(word(3 + 256) as usize, RULE_KEY.len());
         assert_eq!(
             &r[(4 + 256) * 4..(4 + 256) * 4 + RULE_KEY.len()],

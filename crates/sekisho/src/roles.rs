@@ -248,6 +248,7 @@ fn watch_kernel(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let enable = mode == crate::config::KernelAudit::SwitchOn;
     let uids: Vec<u32> = users
+        .filter(|_| cfg.raise_refusals)
         .map(|u| {
             vec![
                 u.vault.uid.as_raw(),
@@ -260,10 +261,11 @@ fn watch_kernel(
         Ok(()) => {
             println!(
                 "kernel audit watch: on (Landlock denials by a role{} are recorded and raised at once)",
-                if uids.is_empty() {
-                    ""
-                } else {
-                    ", and refusals of the role users by file permissions,"
+                match (uids.is_empty(), users.is_some()) {
+                    (false, _) => ", and refusals of the role users by file permissions,",
+                    (true, true) =>
+                        " (not the role users' refusals by file permissions: [sandbox] refusals = \"quiet\")",
+                    (true, false) => "",
                 }
             );
             tokio::spawn(report_denials(cfg.clone(), rx));
