@@ -36,6 +36,9 @@ const STARTUP: Duration = Duration::from_secs(3);
 /// Longest wait between restarts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Set by the supervisor when the roles drop to their own users (it alone decides).
+pub const USERS_ENV: &str = "SEKISHO_ROLE_USERS";
+
 /// Longest role token line read from stdin.
 const MAX_TOKEN_LINE: u64 = 256;
 
@@ -85,7 +88,7 @@ struct Role {
     started: Instant,
     first: bool,
     backoff: Duration,
-    /// Its user's home, when it runs under its own user.
+    /// Its user's home, when it runs under its own user (which the supervisor tells it).
     home: Option<PathBuf>,
 }
 
@@ -95,7 +98,9 @@ async fn spawn(name: &'static str, token: &RoleToken, home: Option<&Path>) -> Re
     // A role under its own user has that user's home, not root's (a library looking for
     // ~/.pgpass must not be refused root's, which would be raised as a denial).
     if let Some(home) = home {
-        cmd.env("HOME", home);
+        cmd.env("HOME", home).env(USERS_ENV, "1");
+    } else {
+        cmd.env_remove(USERS_ENV);
     }
     let mut child = cmd
         .args(std::env::args_os().skip(1))
@@ -122,7 +127,9 @@ impl Role {
         pids: &crate::kaudit::RolePids,
         users: Option<&crate::sysusers::RoleUsers>,
     ) -> Result<Self> {
-        let home = users.and_then(|_| crate::sysusers::home(name));
+        // Some: the role drops to its own user, whose home this is.
+        let home = users
+            .map(|_| crate::sysusers::home(name).unwrap_or_else(|| PathBuf::from("/nonexistent")));
         let child = spawn(name, token, home.as_deref()).await?;
         pids.set(name, child.id());
         Ok(Self {
@@ -358,7 +365,7 @@ async fn vault_ready(cfg: &Config, vault: &mut Role) -> Result<()> {
 
 /// Started as root: the roles' users (created if missing), their files owned as
 /// [`crate::sysusers`] says. Otherwise every role runs as this process's user.
-fn role_users(cfg: &Config) -> Result<Option<crate::sysusers::RoleUsers>> {
+fn role_users(cfg: &Config, demo: bool) -> Result<Option<crate::sysusers::RoleUsers>> {
     use crate::sysusers;
     if !sysusers::wanted(cfg) {
         let me = nix::unistd::geteuid();
@@ -373,7 +380,18 @@ fn role_users(cfg: &Config) -> Result<Option<crate::sysusers::RoleUsers>> {
         return Ok(None);
     }
     let users = sysusers::ensure()?;
-    sysusers::check_reachable(cfg, &users)?;
+    match sysusers::check_reachable(cfg, &users) {
+        Ok(()) => {}
+        // The demo (README's first command, run from a clone in root's home) still starts,
+        // saying loudly what it gave up; a real node refuses.
+        Err(e) if demo => {
+            println!(
+                "WARNING: roles run as root, not as their own users: {e:#} (the demo starts anyway; a node without --demo refuses)"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    }
     sysusers::own(cfg, &users)?;
     println!(
         "roles run as their own users: vault sekisho-vault ({}), mx sekisho-mx ({}), portal sekisho-portal ({})",
@@ -383,7 +401,7 @@ fn role_users(cfg: &Config) -> Result<Option<crate::sysusers::RoleUsers>> {
 }
 
 /// Runs the roles until SIGTERM/SIGINT.
-pub async fn supervise(cfg: Config) -> Result<()> {
+pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
     crate::serve::ensure_data_dir(&cfg)?;
     // One node per data directory.
     let lock = std::fs::OpenOptions::new()
@@ -407,7 +425,7 @@ pub async fn supervise(cfg: Config) -> Result<()> {
     if cfg.tls_generated && tls::ensure_self_signed(&cfg.hostname, &cfg.tls_cert, &cfg.tls_key)? {
         println!("generated a self-signed certificate; set [tls] cert/key for production");
     }
-    let users = role_users(&cfg)?;
+    let users = role_users(&cfg, demo)?;
     let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
     let pids = crate::kaudit::RolePids::new(crate::sandbox::proof_paths(&cfg));
     watch_kernel(&cfg, &pids, users.as_ref());

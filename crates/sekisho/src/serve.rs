@@ -401,7 +401,7 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         "portal" => Some(crate::sandbox::rules_portal()?),
         _ => None,
     };
-    let users = match crate::sysusers::wanted(cfg) {
+    let users = match std::env::var_os(crate::roles::USERS_ENV).is_some() {
         true => Some(
             crate::sysusers::lookup()?
                 .context("the sekisho users are missing (the supervisor creates them)")?,
@@ -445,7 +445,7 @@ pub async fn serve(cfg: Config, demo: bool, role: Option<RoleStart>) -> Result<(
             if demo {
                 ensure_demo(&cfg).await?;
             }
-            crate::roles::supervise(cfg).await
+            crate::roles::supervise(cfg, demo).await
         }
     }
 }
