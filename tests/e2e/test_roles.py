@@ -210,6 +210,37 @@ def test_an_operator_may_keep_the_role_users_refusals_out_of_the_kernel_audit(no
     assert "Landlock denials by a role" in line, line
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="roles get their own users when started as root")
+def test_a_node_the_role_users_cannot_reach_is_refused_but_the_demo_starts(tmp_path):
+    """A data directory under a private directory (root's home, `mktemp -d`) cannot be
+    reached by the role users: a node refuses with one line saying what to do; the demo (the
+    README's first command, often run from a clone in root's home) starts, saying loudly that
+    its roles run as root."""
+    import subprocess
+    from conftest import BIN, reachable_by_roles
+    reachable_by_roles(tmp_path)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    args = ["serve", "--smtp-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--portal-listen", "off"]
+    r = subprocess.run([str(BIN), "--data-dir", str(private / "node")] + args,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert f"cannot pass through {private}" in r.stderr and "chmod o+x" in r.stderr, r.stderr
+    demo = subprocess.Popen([str(BIN), "--data-dir", str(private / "demo")] + args + ["--demo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("next:"):
+                break
+        assert any(l.startswith("WARNING: roles run as root") for l in lines), lines
+    finally:
+        demo.terminate()
+        demo.wait(30)
+
+
 @pytest.mark.skipif(STORE != "postgres", reason="per-role database users are PostgreSQL's")
 def test_code_in_mx_cannot_change_a_route_in_the_database(node, sink):
     """On PostgreSQL every role connects as its own database user (conftest runs `sekisho
