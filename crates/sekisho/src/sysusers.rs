@@ -209,11 +209,17 @@ pub fn become_user(ids: Ids) -> Result<()> {
     Ok(())
 }
 
-/// Sets owner, group and mode of `path` (not following a symlink).
+/// Sets owner, group and mode of `path` (not following a symlink); nothing when they are
+/// already so (a large quarantine is walked at every start).
 fn set(path: &Path, uid: Uid, gid: Gid, mode: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.uid() == uid.as_raw() && meta.gid() == gid.as_raw() && meta.mode() & 0o7777 == mode {
+        return Ok(());
+    }
     std::os::unix::fs::lchown(path, Some(uid.as_raw()), Some(gid.as_raw()))
         .with_context(|| format!("chown {}", path.display()))?;
-    if !std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+    if !meta.file_type().is_symlink() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("chmod {}", path.display()))?;
     }

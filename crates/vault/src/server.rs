@@ -59,6 +59,8 @@ pub struct Vault {
     head: tokio::sync::Mutex<Option<(i64, Vec<u8>)>>,
     /// The roles' uids, when each runs under its own user.
     role_uids: Option<RoleUids>,
+    /// Strangers recently recorded.
+    strangers: Strangers,
 }
 
 /// The roles' users (uids), when each runs under its own: the kernel then tells the vault
@@ -339,6 +341,7 @@ impl Vault {
             changing: tokio::sync::Mutex::new(()),
             mx_token: None,
             role_uids: None,
+            strangers: Strangers::default(),
             webauthn: None,
             policy: acts::PolicyDefaults::default(),
             mx: None,
@@ -1528,24 +1531,23 @@ impl Vault {
     }
 }
 
-/// A local user that is neither root nor a role asked: refused, recorded, raised.
-async fn refuse_stranger(
-    s: &mut UnixStream,
-    vault: &Vault,
-    req: &Request,
-    uid: u32,
-) -> std::io::Result<()> {
+/// A local user that is neither root nor a role connected: refused, recorded (at most once
+/// a minute per user, so a loop cannot flood the audit log) and raised (the alert counts
+/// every attempt).
+async fn refuse_stranger(s: &mut UnixStream, vault: &Vault, uid: u32) -> std::io::Result<()> {
     let who = format!("uid {uid}");
-    tracing::warn!(request = req.kind(), uid, "refused a stranger's request");
-    vault
-        .record(NewRecord {
-            principal: &who,
-            role: "vault",
-            action: req.kind(),
-            outcome: "refused: not root and not a role",
-            ..Default::default()
-        })
-        .await;
+    tracing::warn!(uid, "refused a stranger at the vault socket");
+    if vault.strangers.first_in_a_minute(uid) {
+        vault
+            .record(NewRecord {
+                principal: &who,
+                role: "vault",
+                action: "connect",
+                outcome: "refused: not root and not a role",
+                ..Default::default()
+            })
+            .await;
+    }
     vault
         .alert(store::NewAlert {
             rule: "vault-stranger",
@@ -1554,8 +1556,7 @@ async fn refuse_stranger(
             principal: &who,
             tenant_id: None,
             summary: &format!(
-                "local user {uid}, neither root nor a Sekisho role, sent the vault a {} request",
-                req.kind()
+                "local user {uid}, neither root nor a Sekisho role, connected to the vault's socket"
             ),
         })
         .await;
@@ -1566,15 +1567,38 @@ async fn refuse_stranger(
     write_frame(s, &resp, &body).await
 }
 
-async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
-    let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
-    let overreach = match vault.peer(&s) {
-        Peer::Role => vault.refused_for_role(&req),
-        Peer::Operator => None,
-        Peer::Stranger => {
-            let uid = s.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
-            return refuse_stranger(&mut s, vault, &req, uid).await;
+/// When each stranger (by uid) was last recorded.
+#[derive(Default)]
+pub struct Strangers(std::sync::Mutex<std::collections::HashMap<u32, std::time::Instant>>);
+
+impl Strangers {
+    /// Most strangers remembered (older ones are forgotten first).
+    const MAX: usize = 1024;
+
+    /// True the first time `uid` is seen in a minute.
+    fn first_in_a_minute(&self, uid: u32) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = self.0.lock().expect("poisoned");
+        seen.retain(|_, t| now.duration_since(*t) < std::time::Duration::from_secs(60));
+        if seen.contains_key(&uid) || seen.len() >= Self::MAX {
+            return false;
         }
+        seen.insert(uid, now);
+        true
+    }
+}
+
+async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
+    // A stranger is answered before a byte of its request is read (a frame may be large).
+    let peer = vault.peer(&s);
+    if peer == Peer::Stranger {
+        let uid = s.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+        return refuse_stranger(&mut s, vault, uid).await;
+    }
+    let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
+    let overreach = match peer {
+        Peer::Role => vault.refused_for_role(&req),
+        _ => None,
     };
     let (resp, body) = match overreach {
         Some(why) => {
@@ -1608,4 +1632,21 @@ async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
     };
     let body = zeroize::Zeroizing::new(body);
     write_frame(&mut s, &resp, &body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strangers;
+
+    #[test]
+    fn a_stranger_is_recorded_once_a_minute_and_the_memory_is_bounded() {
+        let s = Strangers::default();
+        assert!(s.first_in_a_minute(1000));
+        assert!(!s.first_in_a_minute(1000), "the same user again within the minute");
+        assert!(s.first_in_a_minute(1001));
+        for uid in 0..(Strangers::MAX as u32 * 2) {
+            s.first_in_a_minute(2000 + uid);
+        }
+        assert!(s.0.lock().unwrap().len() <= Strangers::MAX);
+    }
 }
