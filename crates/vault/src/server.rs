@@ -1642,7 +1642,10 @@ mod tests {
     fn a_stranger_is_recorded_once_a_minute_and_the_memory_is_bounded() {
         let s = Strangers::default();
         assert!(s.first_in_a_minute(1000));
-        assert!(!s.first_in_a_minute(1000), "the same user again within the minute");
+        assert!(
+            !s.first_in_a_minute(1000),
+            "the same user again within the minute"
+        );
         assert!(s.first_in_a_minute(1001));
         for uid in 0..(Strangers::MAX as u32 * 2) {
             s.first_in_a_minute(2000 + uid);
