@@ -171,6 +171,42 @@ async fn trace_is_searchable_by_rcpt_and_sender(engine: Engine) {
     assert!(none.is_empty());
 }
 
+/// A message refused before inspection has no score; the next one has. Both in one batch share
+/// one prepared statement, whose parameter types come from the first: on PostgreSQL a NULL
+/// `f64` once went out typed `real` (sqlx 0.9.0's `Any` driver) and the scored message then
+/// failed with "incorrect binary data format", losing the whole batch.
+async fn an_unscored_then_scored_message_are_written_in_one_batch(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    s.add_tenant("acme", &["acme.test".into()], "maildir:///tmp/acme")
+        .await
+        .unwrap();
+    let received = |id: &str, score: Option<f64>| TraceRecord::Received {
+        id: id.into(),
+        at: 100,
+        mail_from: "a@x.test".into(),
+        size: 42,
+        client_ip: "127.0.0.1".into(),
+        helo: "h".into(),
+        tls: None,
+        rcpts: vec![("r@acme.test".into(), 1)],
+        verdict: score.map(|_| "deliver".into()),
+        score,
+        symbols: String::new(),
+    };
+    s.write_trace(&[received("U1", None), received("S1", Some(1.25))])
+        .await
+        .unwrap();
+    let scored = s
+        .trace(&TraceFilter {
+            id: Some("S1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(scored.len(), 1);
+    assert_eq!(scored[0].score, Some(1.25));
+}
+
 async fn bayes_counts_accumulate_per_model(engine: Engine) {
     let (_d, s) = store(engine).await;
     assert_eq!(
@@ -966,6 +1002,7 @@ async fn ceremonies_are_taken_once_and_expire(engine: Engine) {
 store::engine_matrix!(
     tenants_domains_and_recipient_policy,
     trace_is_searchable_by_rcpt_and_sender,
+    an_unscored_then_scored_message_are_written_in_one_batch,
     bayes_counts_accumulate_per_model,
     learning_is_idempotent_and_moves_corrected_messages,
     ngram_weights_are_stored_with_learning_and_only_over_their_base,
