@@ -244,11 +244,35 @@ async fn trace_writer(
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.write_trace(&batch).await {
-            metrics.trace_write_errors.inc();
-            tracing::error!(error = %e, records = batch.len(), "trace write failed");
-        }
+        write_trace_batch(&store, &batch, &metrics).await;
         batch.clear();
+    }
+}
+
+/// How often a failed trace batch is tried again before its records are written one by one.
+const TRACE_TRIES: u32 = 3;
+
+/// Writes one batch, trying again while the database is away; if it still fails, writes the
+/// records one at a time so that one record the database refuses costs only itself.
+async fn write_trace_batch(store: &MailStore, batch: &[TraceRecord], metrics: &Metrics) {
+    for attempt in 1..=TRACE_TRIES {
+        match store.write_trace(batch).await {
+            Ok(()) => return,
+            Err(e) => {
+                metrics.trace_write_errors.inc();
+                tracing::warn!(error = %e, records = batch.len(), attempt, "trace write failed");
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            }
+        }
+    }
+    let mut lost = 0usize;
+    for record in batch {
+        if store.write_trace(std::slice::from_ref(record)).await.is_err() {
+            lost += 1;
+        }
+    }
+    if lost > 0 {
+        tracing::error!(lost, records = batch.len(), "trace records could not be written");
     }
 }
 
