@@ -111,7 +111,7 @@ impl Guard {
             .store
             .record(&store::NewRecord {
                 principal: &principal,
-                role: "mx",
+                role: proto::Process::Mx,
                 action: "outbound-hold",
                 tenant_id: Some(tenant),
                 object: &scope,
@@ -122,6 +122,7 @@ impl Guard {
         let _ = self
             .store
             .alert_raise(&store::NewAlert {
+                by: proto::Process::Mx,
                 rule: "outbound-burst",
                 severity: proto::Severity::Critical,
                 dedupe_key: &format!("outbound-burst:{scope}"),

@@ -184,14 +184,13 @@ impl Digest {
         store
             .record(&store::NewRecord {
                 principal: "mx",
-                role: "mx",
                 action: "digest-sent",
                 reason: &format!(
                     "{} digest(s) listing {} item(s) quarantined until {until}",
                     sent.digests, sent.items
                 ),
                 outcome: "ok",
-                ..Default::default()
+                ..store::NewRecord::by(proto::Process::Mx)
             })
             .await?;
         tracing::info!(

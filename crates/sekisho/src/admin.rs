@@ -220,6 +220,7 @@ async fn overreach(node: &Node, what: &str) -> Reply {
     let _ = node
         .store
         .alert_raise(&store::NewAlert {
+            by: proto::Process::Mx,
             rule: "role-overreach",
             severity: proto::Severity::Critical,
             dedupe_key: &format!("role-overreach:admin-socket:{what}"),
@@ -460,12 +461,11 @@ async fn quarantine_release(
     node.store
         .record(&store::NewRecord {
             principal,
-            role: "mx",
             action: "release",
             tenant_id: Some(item.tenant_id),
             object: id.as_str(),
             outcome: "ok",
-            ..Default::default()
+            ..store::NewRecord::by(proto::Process::Mx)
         })
         .await?;
     for rcpt in &item.rcpts {

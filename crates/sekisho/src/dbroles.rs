@@ -108,7 +108,6 @@ pub async fn run(cfg: Config, cmd: StoreCmd) -> Result<()> {
     store
         .record(&store::NewRecord {
             principal: &crate::cli_principal(),
-            role: "cli",
             action: "store-grant-roles",
             object: &logins
                 .iter()
@@ -117,7 +116,7 @@ pub async fn run(cfg: Config, cmd: StoreCmd) -> Result<()> {
                 .join(" "),
             reason: if rotate { "passwords rotated" } else { "" },
             outcome: "ok",
-            ..Default::default()
+            ..store::NewRecord::by(proto::Process::Cli)
         })
         .await?;
     let users: Vec<(&str, &str)> = logins.iter().map(|l| (l.role, l.user.as_str())).collect();

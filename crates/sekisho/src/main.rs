@@ -773,12 +773,11 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
             store
                 .record(&store::NewRecord {
                     principal: &cli_principal(),
-                    role: "cli",
                     action: "export-sealed",
                     tenant_id: Some(q.tenant_id),
                     object: &id,
                     outcome: "ok",
-                    ..Default::default()
+                    ..store::NewRecord::by(proto::Process::Cli)
                 })
                 .await?;
             println!(
@@ -806,12 +805,11 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
             store
                 .record(&store::NewRecord {
                     principal: &cli_principal(),
-                    role: "cli",
                     action: "delete",
                     tenant_id: Some(q.tenant_id),
                     object: &id,
                     outcome: "ok",
-                    ..Default::default()
+                    ..store::NewRecord::by(proto::Process::Cli)
                 })
                 .await?;
             println!("{id} deleted");
@@ -1690,12 +1688,11 @@ async fn changed(
     store
         .record(&store::NewRecord {
             principal: &cli_principal(),
-            role: "cli",
             action,
             tenant_id,
             object,
             outcome: "ok",
-            ..Default::default()
+            ..store::NewRecord::by(proto::Process::Cli)
         })
         .await?;
     Ok(())

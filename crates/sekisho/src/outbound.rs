@@ -71,12 +71,11 @@ pub async fn outbound(cfg: Config, cmd: OutboundCmd) -> Result<()> {
             store
                 .record(&store::NewRecord {
                     principal: &principal,
-                    role: "cli",
                     action,
                     tenant_id: Some(tenant),
                     object: &object,
                     outcome: "ok",
-                    ..Default::default()
+                    ..store::NewRecord::by(proto::Process::Cli)
                 })
                 .await
         }

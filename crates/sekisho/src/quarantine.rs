@@ -125,7 +125,7 @@ pub async fn purge_expired(store: &MailStore, blobs: &dyn BlobStore) -> anyhow::
             store
                 .record(&store::NewRecord {
                     principal: "retention",
-                    role: "mx",
+                    role: proto::Process::Mx,
                     action: "retention-purge",
                     tenant_id: Some(tenant),
                     object: &chunk.join(","),

@@ -210,15 +210,15 @@ async fn report_violation(
         store
             .record(&store::NewRecord {
                 principal: role,
-                role: "supervisor",
                 action: "sandbox-violation",
                 reason: &reason,
                 outcome: "denied: process killed (SIGSYS)",
-                ..Default::default()
+                ..store::NewRecord::by(proto::Process::Supervisor)
             })
             .await?;
         store
             .alert_raise(&store::NewAlert {
+                by: proto::Process::Supervisor,
                 rule: "sandbox-violation",
                 severity: proto::Severity::Critical,
                 dedupe_key: &format!("sandbox-violation:{role}"),
@@ -326,17 +326,17 @@ async fn report_denials(
             let _ = store
                 .record(&store::NewRecord {
                     principal: d.role,
-                    role: "supervisor",
                     action: "sandbox-denial",
                     object: &d.object,
                     reason: &d.blockers,
                     outcome: &format!("denied by the kernel ({})", d.by.name()),
-                    ..Default::default()
+                    ..store::NewRecord::by(proto::Process::Supervisor)
                 })
                 .await;
         }
         let _ = store
             .alert_raise(&store::NewAlert {
+                by: proto::Process::Supervisor,
                 rule: "sandbox-denial",
                 severity: proto::Severity::Critical,
                 dedupe_key: &format!("sandbox-denial:{}", d.role),

@@ -267,12 +267,20 @@ async fn write_trace_batch(store: &MailStore, batch: &[TraceRecord], metrics: &M
     }
     let mut lost = 0usize;
     for record in batch {
-        if store.write_trace(std::slice::from_ref(record)).await.is_err() {
+        if store
+            .write_trace(std::slice::from_ref(record))
+            .await
+            .is_err()
+        {
             lost += 1;
         }
     }
     if lost > 0 {
-        tracing::error!(lost, records = batch.len(), "trace records could not be written");
+        tracing::error!(
+            lost,
+            records = batch.len(),
+            "trace records could not be written"
+        );
     }
 }
 

@@ -559,6 +559,7 @@ pub async fn run(cfg: Config, json: bool, baseline: Option<PathBuf>) -> Result<(
         let store = crate::serve::open_store(&cfg).await?;
         store
             .alert_raise(&store::NewAlert {
+                by: proto::Process::Cli,
                 rule: "surface-drift",
                 severity: proto::Severity::Warning,
                 dedupe_key: "surface-drift",

@@ -20,6 +20,8 @@ pub struct NewAlert<'a> {
     pub dedupe_key: &'a str,
     /// Whose behaviour raised it.
     pub principal: &'a str,
+    /// Which of Sekisho's processes saw it and raised it.
+    pub by: proto::Process,
     /// The tenant concerned, if any.
     pub tenant_id: Option<i64>,
     /// What happened, for a person.
@@ -120,7 +122,7 @@ impl Store {
         let object = format!("alert {id}");
         self.record(&NewRecord {
             principal: a.principal,
-            role: "detect",
+            role: a.by,
             action: &format!("alert-raised:{}", a.rule),
             tenant_id: a.tenant_id,
             object: &object,
@@ -168,11 +170,10 @@ impl Store {
         let object = format!("alert {id}");
         self.record(&NewRecord {
             principal: by,
-            role: "cli",
             action: &format!("alert-{state}"),
             object: &object,
             outcome: "ok",
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Cli)
         })
         .await?;
         Ok(())

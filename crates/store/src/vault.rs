@@ -115,12 +115,12 @@ pub struct Record {
 }
 
 /// A record to append.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewRecord<'a> {
     /// Who.
     pub principal: &'a str,
-    /// Through which role.
-    pub role: &'a str,
+    /// Which of Sekisho's processes acted (and wrote the record).
+    pub role: proto::Process,
     /// What.
     pub action: &'a str,
     /// Tenant, if any.
@@ -131,6 +131,21 @@ pub struct NewRecord<'a> {
     pub reason: &'a str,
     /// Outcome.
     pub outcome: &'a str,
+}
+
+impl NewRecord<'static> {
+    /// A record by `role` with every other field empty, to fill in with struct update syntax.
+    pub fn by(role: proto::Process) -> Self {
+        NewRecord {
+            principal: "",
+            role,
+            action: "",
+            tenant_id: None,
+            object: "",
+            reason: "",
+            outcome: "",
+        }
+    }
 }
 
 fn item(r: &crate::Row0) -> Result<QuarantineItem, StoreError> {

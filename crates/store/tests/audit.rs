@@ -19,7 +19,7 @@ async fn log(engine: Engine) -> Log {
         store
             .record(&NewRecord {
                 principal: "cli:alice",
-                role: "vault",
+                role: proto::Process::Vault,
                 action: "open-quarantine:read",
                 tenant_id: Some(i % 3),
                 object: &object,
@@ -214,11 +214,10 @@ async fn a_deleted_or_rewritten_tail_is_found_by_the_head_pin(engine: Engine) {
         l.store
             .record(&NewRecord {
                 principal: "cli:mallory",
-                role: "cli",
                 action: "nothing-to-see",
                 object,
                 outcome: "ok",
-                ..Default::default()
+                ..NewRecord::by(proto::Process::Cli)
             })
             .await
             .unwrap();

@@ -232,6 +232,7 @@ async fn every_method_of_mx_handle_works_under_mx_grants() {
             .is_some()
     );
     mx.alert_raise(&store::NewAlert {
+        by: proto::Process::Mx,
         rule: "outbound-burst",
         severity: proto::Severity::Critical,
         dedupe_key: "outbound-burst:1",
@@ -244,10 +245,9 @@ async fn every_method_of_mx_handle_works_under_mx_grants() {
     assert!(!mx.alerts_after(0).await.unwrap().is_empty());
     mx.record(&store::NewRecord {
         principal: "mx",
-        role: "mx",
         action: "digest-sent",
         outcome: "ok",
-        ..Default::default()
+        ..store::NewRecord::by(proto::Process::Mx)
     })
     .await
     .unwrap();

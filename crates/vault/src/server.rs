@@ -180,12 +180,11 @@ async fn audit_signer(
                 let _ = store
                     .record(&NewRecord {
                         principal: "vault",
-                        role: "vault",
                         action: "audit-key-replaced",
                         object: &k.key_id,
                         reason: &reason,
                         outcome: "ok",
-                        ..Default::default()
+                        ..NewRecord::by(proto::Process::Vault)
                     })
                     .await;
             }
@@ -463,11 +462,10 @@ impl Vault {
         // The record says a canary was planted for the tenant, not which item it is.
         self.record(NewRecord {
             principal,
-            role: "vault",
             action: "plant-canary",
             tenant_id: Some(id),
             outcome: "ok",
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         })
         .await;
         Ok(format!(
@@ -523,11 +521,10 @@ impl Vault {
             .map_err(|e| format!("canary registry: {e}"))?;
         self.record(NewRecord {
             principal,
-            role: "vault",
             action: "plant-canary",
             tenant_id: Some(t.id),
             outcome: "ok",
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         })
         .await;
         Ok(format!(
@@ -617,10 +614,9 @@ impl Vault {
                 };
                 self.record(NewRecord {
                     principal: &principal,
-                    role: "vault",
                     action: "rotate-kek",
                     outcome: &outcome,
-                    ..Default::default()
+                    ..NewRecord::by(proto::Process::Vault)
                 })
                 .await;
                 match result {
@@ -653,10 +649,9 @@ impl Vault {
                 if matches!(answer.0, Response::Enrolment { .. }) {
                     self.record(NewRecord {
                         principal: &principal,
-                        role: "vault",
                         action: "first-link",
                         outcome: "ok: earlier first-operator links voided",
-                        ..Default::default()
+                        ..NewRecord::by(proto::Process::Vault)
                     })
                     .await;
                 }
@@ -717,7 +712,7 @@ impl Vault {
         );
         self.record(NewRecord {
             principal,
-            role: "vault",
+            role: proto::Process::Vault,
             action: "terminate-tenant",
             tenant_id: Some(id),
             object: tenant,
@@ -773,6 +768,7 @@ impl Vault {
             if let Err(e) = self
                 .store
                 .alert_raise(&store::NewAlert {
+                    by: proto::Process::Vault,
                     rule: "audit-tail",
                     severity: proto::Severity::Critical,
                     dedupe_key: "audit-tail",
@@ -959,9 +955,8 @@ impl Vault {
     ) -> (Response, Vec<u8>) {
         let mut rec = NewRecord {
             principal,
-            role: "vault",
             action: "seal-secret",
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let secret = match ConnectorSecret::from_bytes(value).and_then(|s| s.validate().map(|()| s))
         {
@@ -1011,11 +1006,10 @@ impl Vault {
     ) -> (Response, Vec<u8>) {
         let mut rec = NewRecord {
             principal: "mx",
-            role: "vault",
             action: "use-secret",
             tenant_id: Some(tenant),
             object: kind.name(),
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let allowed = self
             .mx_token
@@ -1035,6 +1029,7 @@ impl Vault {
                 "the {kind} canary secret of tenant {tenant} was obtained through the mx role token: no route uses it, so code in mx is asking for secrets"
             );
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule: "canary-touched",
                 severity: proto::Severity::Critical,
                 dedupe_key: &format!("canary:secret:{tenant}:{kind}"),
@@ -1091,12 +1086,11 @@ impl Vault {
             .map_err(|e| e.to_string())?;
         self.record(NewRecord {
             principal: "vault",
-            role: "vault",
             action: "create-key",
             tenant_id: Some(tenant),
             object: &k.recipient,
             outcome: "ok",
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         })
         .await;
         Ok(k)
@@ -1120,11 +1114,10 @@ impl Vault {
         let action = format!("open-quarantine:{}", purpose.name());
         let mut rec = NewRecord {
             principal,
-            role: "vault",
             action: &action,
             object: id,
             reason,
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         if reason.trim().is_empty() {
             rec.outcome = "refused: no reason";
@@ -1194,6 +1187,7 @@ impl Vault {
             && !hours.contains(store::unix_now())
         {
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule: "operator-off-hours",
                 severity: proto::Severity::Warning,
                 dedupe_key: &format!("operator-off-hours:{principal}"),
@@ -1232,6 +1226,7 @@ impl Vault {
         };
         if let Some((rule, key, summary)) = alert {
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule,
                 severity: proto::Severity::Critical,
                 dedupe_key: &key,
@@ -1336,6 +1331,7 @@ impl Vault {
                 item.id, item.tenant
             );
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule: "break-glass",
                 severity: proto::Severity::Critical,
                 dedupe_key: &format!("break-glass:{principal}"),
@@ -1541,15 +1537,15 @@ async fn refuse_stranger(s: &mut UnixStream, vault: &Vault, uid: u32) -> std::io
         vault
             .record(NewRecord {
                 principal: &who,
-                role: "vault",
                 action: "connect",
                 outcome: "refused: not root and not a role",
-                ..Default::default()
+                ..NewRecord::by(proto::Process::Vault)
             })
             .await;
     }
     vault
         .alert(store::NewAlert {
+            by: proto::Process::Vault,
             rule: "vault-stranger",
             severity: proto::Severity::Warning,
             dedupe_key: &format!("vault-stranger:{uid}"),
@@ -1606,15 +1602,15 @@ async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
             vault
                 .record(NewRecord {
                     principal: "role",
-                    role: "vault",
                     action: req.kind(),
                     outcome: "refused: not from the local CLI",
                     reason: why,
-                    ..Default::default()
+                    ..NewRecord::by(proto::Process::Vault)
                 })
                 .await;
             vault
                 .alert(store::NewAlert {
+                    by: proto::Process::Vault,
                     rule: "role-overreach",
                     severity: proto::Severity::Critical,
                     dedupe_key: &format!("role-overreach:{}", req.kind()),

@@ -393,10 +393,9 @@ impl Vault {
         let principal = u.principal();
         let mut rec = NewRecord {
             principal: &principal,
-            role: "vault",
             action: "passkey-add",
             tenant_id: u.tenant_id.map(|t| t.0),
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let pk = match wa.finish_passkey_registration(cred, &state.reg) {
             Ok(pk) => pk,
@@ -589,10 +588,9 @@ impl Vault {
         let principal = u.principal();
         let mut rec = NewRecord {
             principal: &principal,
-            role: "vault",
             action: "step-up",
             tenant_id: u.tenant_id.map(|t| t.0),
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let user = self.live_user(u.id).await?;
         let result = wa.finish_passkey_authentication(cred, &state.auth);
@@ -679,12 +677,11 @@ impl Vault {
             Ok(()) => {
                 self.record(NewRecord {
                     principal: &principal,
-                    role: "vault",
                     action: "passkey-remove",
                     tenant_id: u.tenant_id.map(|t| t.0),
                     reason: &format!("passkey {id}"),
                     outcome: "ok",
-                    ..Default::default()
+                    ..NewRecord::by(proto::Process::Vault)
                 })
                 .await;
                 (

@@ -140,12 +140,11 @@ impl Vault {
         }
         self.record(NewRecord {
             principal,
-            role: "vault",
             action: "login",
             tenant_id: tenant,
             reason: &format!("from {ip}"),
             outcome,
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         })
         .await;
     }
@@ -234,6 +233,7 @@ impl Vault {
         {
             if u.role == Role::Operator {
                 self.alert(store::NewAlert {
+                    by: proto::Process::Vault,
                     rule: "operator-without-lockbox",
                     severity: proto::Severity::Warning,
                     dedupe_key: &format!("operator-without-lockbox:{}:{}", u.email, item.tenant_id),
@@ -338,11 +338,10 @@ impl Vault {
         let n = tokens.iter().flatten().count();
         self.record(NewRecord {
             principal: "mx",
-            role: "vault",
             action: "digest-links",
             reason: &format!("{n} release link(s) valid until {expires_at}"),
             outcome: "ok",
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         })
         .await;
         (Response::Links { tokens }, Vec::new())
@@ -421,10 +420,9 @@ impl Vault {
         };
         let mut rec = NewRecord {
             principal: &principal,
-            role: "vault",
             action: "audit-export",
             tenant_id: Some(tenant_id),
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         if !self.stepped_up(session).await {
             rec.outcome = "refused: step-up needed";
@@ -488,10 +486,9 @@ impl Vault {
         let principal = u.principal();
         let mut rec = NewRecord {
             principal: &principal,
-            role: "vault",
             action: "step-up",
             tenant_id: u.tenant_id.map(|t| t.0),
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let now = unix_now();
         let user = match self.store.user_by_id(u.id).await {
@@ -584,7 +581,7 @@ impl Vault {
         let reason = format!("{name}: {} for {days} days", names.join(" "));
         self.record(NewRecord {
             principal: &principal,
-            role: "vault",
+            role: proto::Process::Vault,
             action: "token-create",
             tenant_id: u.tenant_id.map(|t| t.0),
             object: &object,
@@ -652,14 +649,13 @@ impl Vault {
         let principal = u.principal();
         let mut rec = NewRecord {
             principal: &principal,
-            role: "vault",
             action: if approve {
                 "lockbox-approve"
             } else {
                 "lockbox-deny"
             },
             tenant_id: u.tenant_id.map(|t| t.0),
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let object = id.to_string();
         rec.object = &object;
@@ -727,10 +723,9 @@ impl Vault {
         let principal = principal.as_str();
         let mut rec = NewRecord {
             principal,
-            role: "vault",
             action: "delete-quarantine",
             object: id,
-            ..Default::default()
+            ..NewRecord::by(proto::Process::Vault)
         };
         let item = match self
             .authorised_item(id, user.as_ref(), "delete", &mut rec)
@@ -741,6 +736,7 @@ impl Vault {
         };
         if self.canaries.contains(id) {
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule: "canary-touched",
                 severity: proto::Severity::Critical,
                 dedupe_key: &format!("canary:{id}"),
@@ -784,7 +780,7 @@ impl Vault {
         tracing::warn!(principal = %user.principal(), rule = why, "portal sessions suspended");
         self.record(NewRecord {
             principal: "vault",
-            role: "vault",
+            role: proto::Process::Vault,
             action: "suspend-sessions",
             tenant_id: user.tenant_id.map(|t| t.0),
             object: &user.principal(),
@@ -803,6 +799,7 @@ impl Vault {
         };
         let rule = self.login_failures.rule();
         self.alert(store::NewAlert {
+            by: proto::Process::Vault,
             rule: "login-failure-storm",
             severity: proto::Severity::Critical,
             dedupe_key: "login-failure-storm",
@@ -828,6 +825,7 @@ impl Vault {
             return;
         }
         self.alert(store::NewAlert {
+            by: proto::Process::Vault,
             rule: "login-new-network",
             severity: proto::Severity::Warning,
             dedupe_key: &format!("login-new-network:{principal}:{net}"),
@@ -906,7 +904,7 @@ impl Vault {
             .map_err(|e| e.to_string())?;
         self.record(NewRecord {
             principal,
-            role: "vault",
+            role: proto::Process::Vault,
             action: "user-invite",
             tenant_id,
             object: &format!("user:{}", email.to_ascii_lowercase()),
@@ -1055,7 +1053,7 @@ impl Vault {
         }
         self.record(NewRecord {
             principal: &format!("user:{}", user.email),
-            role: "vault",
+            role: proto::Process::Vault,
             action: "user-enrolled",
             tenant_id: user.tenant_id,
             object: &format!("user:{}", user.email),
@@ -1182,6 +1180,7 @@ impl Vault {
             )
             .await;
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule: "recovery-code-login",
                 severity: proto::Severity::Warning,
                 dedupe_key: &format!("recovery-code-login:{email}"),
@@ -1263,11 +1262,10 @@ impl Vault {
         if let Some(u) = user {
             self.record(NewRecord {
                 principal: &u.principal(),
-                role: "vault",
                 action: "logout",
                 tenant_id: u.tenant_id.map(|t| t.0),
                 outcome: "ok",
-                ..Default::default()
+                ..NewRecord::by(proto::Process::Vault)
             })
             .await;
         }

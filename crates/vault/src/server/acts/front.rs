@@ -55,14 +55,14 @@ impl Vault {
         let principal = format!("ip:{ip}");
         self.record(store::NewRecord {
             principal: &principal,
-            role: "portal",
             action: "waf-block",
             reason: &summary,
             outcome: "blocked",
-            ..Default::default()
+            ..store::NewRecord::by(proto::Process::Portal)
         })
         .await;
         self.alert(store::NewAlert {
+            by: proto::Process::Vault,
             rule: "waf-block",
             severity: Severity::Warning,
             dedupe_key: &format!("waf-block:{ip}"),
@@ -98,6 +98,7 @@ impl Vault {
                 STORM_WINDOW.as_secs() / 60
             );
             self.alert(store::NewAlert {
+                by: proto::Process::Vault,
                 rule: "waf-block-storm",
                 severity: Severity::Critical,
                 dedupe_key: "waf-block-storm",

@@ -231,7 +231,7 @@ impl Vault {
     ) {
         self.record(store::NewRecord {
             principal: &c.principal(),
-            role: "portal",
+            role: proto::Process::Portal,
             action,
             tenant_id: tenant,
             object,
