@@ -1,5 +1,6 @@
 """Crash safety: `kill -9` the server repeatedly under load; every message that got a 250 must
 be delivered after restart (duplicates are allowed, loss is not)."""
+import json
 import random
 import re
 import smtplib
@@ -74,6 +75,10 @@ def test_kill9_under_load_loses_no_acknowledged_message(node, sink):
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
     # The queue drains completely after the last restart.
     wait_for(lambda: n.cli_json("queue", "list") == [], timeout=30, what="empty queue")
+    # Nothing finished stays readable, whatever the kills interrupted (a delivery, a key's
+    # destruction): with the KEK itself, no frame of the spool opens any more.
+    thief = json.loads(n.cli("spool", "forensic", str(n.data_dir), "--kek", str(n.kek)).stdout)
+    assert thief == {"key_files": [], "opened": []}, {k: len(v) for k, v in thief.items()}
 
 
 def test_roles_run_as_separate_processes_and_die_with_the_supervisor(node):

@@ -108,6 +108,8 @@ def test_incident_scope_reports_exactly_what_was_opened(node, sink):
     # Nothing outside the window.
     empty = n.cli_json("incident", "scope", "--from", str(t1 - 100), "--to", str(t1 - 50))
     assert empty["lines"] == []
+    # …and what was out of reach whatever happened: mail finished before the window.
+    assert f"finished before {t1 - 100}" in empty["unrecoverable"][0], empty
     # CSV for the disclosure table; and what a compromised mx could reach (the trace of the
     # terminated tenant is gone with it, so only acme's two messages appear).
     csv = n.cli("incident", "scope", "--from", str(t1), "--to", str(t2), "--csv").stdout.splitlines()

@@ -154,7 +154,7 @@ def test_passkeys_register_sign_in_step_up_and_every_check_holds(node, sink):
     assert st == 401, doc
 
     # Passkeys outlive a KEK rotation (which ends every session).
-    assert "second factor(s) re-wrapped" in n.cli("vault", "rotate-kek").stdout
+    assert "second factor(s) and 1 spool key(s) re-wrapped" in n.cli("vault", "rotate-kek").stdout
     assert bob.request("GET", "/api/me")[0] == 401
     st, doc, bob = passkey_login(n, auth)
     assert st == 200 and doc["user"]["email"] == BOB, doc

@@ -94,7 +94,7 @@ def test_rotate_kek_keeps_every_tenant_readable(node, sink):
     qid = n.cli_json("quarantine", "list")[0]["id"]
     before = n.kek.read_bytes()
     out = n.cli("vault", "rotate-kek").stdout
-    assert "1 tenant key(s), 0 connector secret(s), 1 audit key(s) and 0 second factor(s) re-wrapped" in out
+    assert "1 tenant key(s), 0 connector secret(s), 1 audit key(s), 0 second factor(s) and 1 spool key(s) re-wrapped" in out
     assert n.kek.read_bytes() != before
     assert not n.kek.with_suffix(".next").exists()
     assert "ROT-1" in n.cli("quarantine", "open", qid, "--break-glass", "after rotation").stdout

@@ -46,6 +46,8 @@ pub struct Report {
     pub tenants_active: usize,
     /// Tenants already terminated when the window began.
     pub tenants_terminated: usize,
+    /// What was out of reach whatever happened in the window, for the disclosure.
+    pub unrecoverable: Vec<String>,
 }
 
 const BODIES: &str = "message bodies and headers (quarantined)";
@@ -217,7 +219,16 @@ pub fn scope(f: &Facts, from: i64, to: i64, principal: Option<&str>, role: Optio
         tenants_active: tenants.len() - terminated,
         tenants_terminated: terminated,
         lines,
+        unrecoverable: unrecoverable(from),
     }
+}
+
+/// The spool destroys a message's key when the message is finished, so whatever was
+/// finished before the window opens for no one — not a thief of the disk, not the KEK's holder.
+fn unrecoverable(from: i64) -> Vec<String> {
+    vec![format!(
+        "mail the spool finished before {from} (Unix time) — delivered, bounced, expired, deleted, or of a tenant terminated by then — is unrecoverable from the spool: each message's key was destroyed when it was finished"
+    )]
 }
 
 #[cfg(test)]
@@ -307,6 +318,12 @@ mod tests {
         // A tenant terminated before the window is counted apart.
         let r = scope(&facts, 160, 200, None, Some("mx"));
         assert_eq!((r.tenants_active, r.tenants_terminated), (1, 1));
+        // Even a compromised mx could not have read mail finished before the window.
+        assert!(
+            r.unrecoverable[0].contains("finished before 160"),
+            "{:?}",
+            r.unrecoverable
+        );
     }
 
     #[test]

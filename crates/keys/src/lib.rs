@@ -90,6 +90,13 @@ impl SecretKey {
         }
     }
 
+    /// A key from 64 hex digits (as [`SecretKey::to_hex`] writes it); `None` otherwise.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut k[..]).ok()?;
+        Some(Self(k))
+    }
+
     /// The key as hex (for handing a fresh random token to a child process), zeroized on drop.
     pub fn to_hex(&self) -> Zeroizing<String> {
         Zeroizing::new(hex::encode(&self.0[..]))
@@ -177,6 +184,24 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// Bytes of a key wrapped by [`SecretKey::wrap`].
+    pub const WRAPPED_LEN: usize = SALT_LEN + 32 + TAG_LEN;
+
+    /// Wraps `key` under this one, bound to `aad`; [`SecretKey::WRAPPED_LEN`] bytes.
+    pub fn wrap(&self, aad: &[u8], key: &SecretKey) -> Vec<u8> {
+        self.seal(aad, &key.0[..])
+    }
+
+    /// Unwraps a key made by [`SecretKey::wrap`]; `None` if it was altered, bound to another
+    /// `aad`, or wrapped under another key.
+    pub fn unwrap_key(&self, aad: &[u8], wrapped: &[u8]) -> Option<SecretKey> {
+        let plain = self.open(aad, wrapped)?;
+        let bytes: [u8; 32] = plain[..].try_into().ok()?;
+        Some(SecretKey::from_bytes(bytes))
+    }
+}
+
 /// Compares two secrets in time independent of where they differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     #[allow(deprecated)]
@@ -198,6 +223,14 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1;
         assert!(key.open(b"aad", &bad).is_none());
         assert!(SecretKey::generate().open(b"aad", &sealed).is_none());
+        // A wrapped key opens only under its wrapping key and its AAD.
+        let dek = SecretKey::generate();
+        let wrapped = key.wrap(b"slot 1", &dek);
+        assert_eq!(wrapped.len(), SecretKey::WRAPPED_LEN);
+        let back = key.unwrap_key(b"slot 1", &wrapped).unwrap();
+        assert_eq!(&back.open(b"", &dek.seal(b"", b"m")).unwrap()[..], b"m");
+        assert!(key.unwrap_key(b"slot 2", &wrapped).is_none());
+        assert!(dek.unwrap_key(b"slot 1", &wrapped).is_none());
         // Two seals of the same text differ (fresh salt).
         assert_ne!(key.seal(b"aad", b"x"), key.seal(b"aad", b"x"));
     }

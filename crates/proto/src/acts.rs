@@ -435,6 +435,9 @@ pub struct PolicyView {
     /// Days quarantined mail is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine_days: Option<u32>,
+    /// Days message-trace records are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_days: Option<u32>,
 }
 
 /// A tenant's policy with the global values it overrides.

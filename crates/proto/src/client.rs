@@ -204,6 +204,25 @@ impl VaultClient {
             (other, _) => Err(unexpected(&other)),
         }
     }
+
+    /// Obtains this node's spool key, as hex (the mx role, with its role token); with
+    /// `spool_empty`, an unusable stored key is replaced.
+    pub async fn spool_key(
+        &self,
+        node: &str,
+        token: &RoleToken,
+        spool_empty: bool,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
+        let req = Request::SpoolKey {
+            node: node.to_string(),
+            role_token: token.clone(),
+            spool_empty,
+        };
+        match self.call(&req, &[]).await? {
+            (Response::SpoolKey, body) => Ok(zeroize::Zeroizing::new(body)),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
 }
 
 /// The terms of a content open.

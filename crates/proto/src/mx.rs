@@ -47,6 +47,9 @@ asks! {
     QueueHold "queue-hold" { id: QueueId } -> Held;
     /// Release a held message.
     QueueRelease "queue-release" { id: QueueId } -> Released;
+    /// The spool's keys and segments: live and destroyed data keys, segments awaiting
+    /// compaction (evidence that finished mail is unreadable).
+    SpoolStats "spool-stats" {} -> SpoolFigures;
     /// Send the quarantine digests of everything quarantined since the last run, now.
     DigestSend "digest-send" {} -> DigestSent;
     /// Release a quarantined message: the vault opens it for this principal (or for the
@@ -176,6 +179,23 @@ pub struct QueueCounts {
     pub bytes: u64,
     /// Age of the oldest queued message (seconds).
     pub oldest_seconds: Option<i64>,
+}
+
+/// What the spool holds (`sekisho spool stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolFigures {
+    /// Messages in the queue.
+    pub messages: usize,
+    /// Data keys that still open their message.
+    pub live_keys: usize,
+    /// Destroyed data keys whose zeroed slots are still on disk.
+    pub destroyed_keys: u64,
+    /// Keys destroyed since mx started.
+    pub destroyed_since_start: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Older segments holding finished mail that wait for compaction.
+    pub segments_awaiting_compaction: usize,
 }
 
 /// Deferred messages made due.

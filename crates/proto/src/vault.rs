@@ -106,6 +106,19 @@ pub enum Request {
         /// The mx role token.
         role_token: RoleToken,
     },
+    /// The mx role obtains its node's spool key at start (hex, as the payload): the key that
+    /// wraps every queued message's data key. Created on first use, kept only wrapped under
+    /// the KEK. Answered only for the mx role token.
+    SpoolKey {
+        /// The node (`[server] node_name`): each node's spool has its own key.
+        node: String,
+        /// The mx role token.
+        role_token: RoleToken,
+        /// mx's spool holds nothing sealed: if the stored key does not open (a database
+        /// restored from before a KEK rotation), the vault may replace it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spool_empty: bool,
+    },
     /// A key-changing request.
     Admin(Admin),
     /// Portal: first step of an enrolment link — the new password is the payload; answers
@@ -387,6 +400,7 @@ impl Request {
             Request::OpenQuarantine { .. } => "open-quarantine",
             Request::SealSecret { .. } => "seal-secret",
             Request::UseSecret { .. } => "use-secret",
+            Request::SpoolKey { .. } => "spool-key",
             Request::Admin(_) => "admin",
             Request::EnrolStart { .. } => "enrol-start",
             Request::EnrolConfirm { .. } => "enrol-confirm",
@@ -470,6 +484,8 @@ pub enum Response {
     Opened,
     /// The connector secret is the payload.
     Secret,
+    /// The spool key is the payload (hex).
+    SpoolKey,
     /// Done, with a summary for a person.
     Done {
         /// What was done.
@@ -579,6 +595,7 @@ impl Response {
             Response::Recipient { .. } => "recipient",
             Response::Opened => "opened",
             Response::Secret => "secret",
+            Response::SpoolKey => "spool-key",
             Response::Done { .. } => "done",
             Response::Totp { .. } => "totp",
             Response::Activated { .. } => "activated",

@@ -88,7 +88,9 @@ impl Node {
         let terminated = self.directory.get().lost_tenants(&newer);
         self.directory.set(newer);
         if terminated {
-            // A terminated tenant's queued mail fails now (5.1.6) rather than at its next retry.
+            // A terminated tenant's queued mail fails now (5.1.6) rather than at its next retry,
+            // held mail included; once failed, each message's key is destroyed.
+            self.release_terminated().await?;
             let n = self.spool.flush().await?;
             self.delivery.wake();
             tracing::info!(
@@ -209,6 +211,34 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> Result<()> {
     let line = serde_json::to_string(&reply)?;
     w.write_all(format!("{line}\n").as_bytes()).await?;
     Ok(())
+}
+
+impl Node {
+    /// Makes held mail of terminated tenants due (delivery then fails it with 5.1.6 and
+    /// destroys its key), and finishes at once what cannot be delivered (its content lost).
+    async fn release_terminated(&self) -> Result<()> {
+        let dir = self.directory.get();
+        let gone = |m: &spool::MessageMeta| {
+            m.envelope
+                .rcpts
+                .iter()
+                .filter(|r| r.status == RcptStatus::Pending)
+                .all(|r| r.tenant != 0 && dir.tenant(r.tenant).is_none())
+        };
+        for mut m in self.spool.list().into_iter().filter(|m| gone(m)) {
+            match m.state {
+                QueueState::Hold => {
+                    m.state = QueueState::Active;
+                    m.next_attempt = 0;
+                    m.note = "tenant terminated".into();
+                    self.spool.update(m).await?;
+                }
+                QueueState::Corrupt => self.spool.remove(&m.id).await?,
+                QueueState::Active | QueueState::Deferred => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A role asked what only the local CLI may: refused, recorded and alerted.
@@ -357,6 +387,17 @@ async fn execute(node: &Node, req: MxRequest) -> Result<Reply> {
                 Err(ReleaseError::Refused(refused)) => Reply::refused(&refused),
                 Err(ReleaseError::Failed(e)) => return Err(e),
             }
+        }
+        MxRequest::SpoolStats(_) => {
+            let s = spool.stats();
+            answer::<proto::mx::SpoolStats>(&proto::mx::SpoolFigures {
+                messages: s.messages,
+                live_keys: s.live_keys,
+                destroyed_keys: s.destroyed_keys,
+                destroyed_since_start: s.destroyed_since_start,
+                segments: s.segments,
+                segments_awaiting_compaction: s.segments_awaiting_compaction,
+            })
         }
         MxRequest::DigestSend(_) => match &node.digest {
             None => bail!(

@@ -36,6 +36,8 @@ pub struct RawConfig {
     #[serde(default)]
     quarantine: RawQuarantine,
     #[serde(default)]
+    trace: RawTrace,
+    #[serde(default)]
     sandbox: RawSandbox,
     #[serde(default)]
     blobs: RawBlobs,
@@ -161,6 +163,12 @@ struct RawVault {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawQuarantine {
+    retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrace {
     retention: Option<String>,
 }
 
@@ -298,6 +306,8 @@ pub struct Config {
     pub kek_file: PathBuf,
     /// How long quarantined messages are kept.
     pub quarantine_retention: Duration,
+    /// How long message-trace records are kept (a tenant's `trace_days` overrides it).
+    pub trace_retention: Duration,
     /// Refuse to run `mx` unless Landlock confines it (else warn and run unconfined).
     pub sandbox_required: bool,
     /// Watch the kernel audit log for Landlock denials by the roles (`None`: off).
@@ -820,6 +830,11 @@ impl RawConfig {
             self.quarantine.retention.as_deref(),
             Duration::from_secs(14 * 86400),
         )?;
+        let trace_retention = duration_or(
+            "trace.retention",
+            self.trace.retention.as_deref(),
+            Duration::from_secs(90 * 86400),
+        )?;
         let (tls_cert, tls_key, tls_generated) = match (self.tls.cert, self.tls.key) {
             (Some(c), Some(k)) => (c, k, false),
             (None, None) => (
@@ -1063,6 +1078,7 @@ impl RawConfig {
             tls_key,
             kek_file,
             quarantine_retention,
+            trace_retention,
             sandbox_required,
             kernel_audit,
             role_users,

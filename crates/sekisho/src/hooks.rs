@@ -83,3 +83,65 @@ pub async fn run(node: &Node, hook: Hook) -> Value {
         }
     }
 }
+
+/// `sekisho spool forensic COPY [--kek FILE]`: what a copy of the data directory yields to a
+/// thief. Every regular file of the copy is tried as a spool key (hex or raw); with the KEK,
+/// the node's wrapped spool key is taken from the database (the copy's SQLite file, or the
+/// PostgreSQL store) and every frame it opens is printed.
+pub async fn forensic(
+    cfg: &crate::config::Config,
+    copy: &std::path::Path,
+    kek: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let spool_dir = copy.join("spool");
+    let mut key_files = Vec::new();
+    for path in files_under(copy)? {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let candidates = [
+            spool::SpoolKey::from_hex(text.trim()),
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .ok()
+                .map(spool::SpoolKey::from_bytes),
+        ];
+        for key in candidates.into_iter().flatten() {
+            if !spool::readable_frames(&spool_dir, &key)?.is_empty() {
+                key_files.push(path.display().to_string());
+            }
+        }
+    }
+    let mut opened = Vec::new();
+    if let Some(kek) = kek {
+        let kek = vault::Kek::load_or_create(kek).context("the KEK")?;
+        let store = match &cfg.store_url {
+            Some(_) => crate::serve::open_store(cfg).await?,
+            None => store::Store::open_sqlite(&copy.join("sekisho.db")).await?,
+        };
+        if let Some(wrapped) = store.spool_key(&cfg.node_name).await? {
+            let key = vault::unwrap_spool_key(&kek, &cfg.node_name, &wrapped)?;
+            for plain in spool::readable_frames(&spool_dir, &key)? {
+                opened.push(String::from_utf8_lossy(&plain).into_owned());
+            }
+        }
+    }
+    println!("{}", json!({ "key_files": key_files, "opened": opened }));
+    Ok(())
+}
+
+fn files_under(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}

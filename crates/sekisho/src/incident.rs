@@ -111,6 +111,9 @@ pub async fn run(cfg: Config, cmd: IncidentCmd) -> Result<()> {
     if report.lines.is_empty() {
         println!("nothing was opened, used or reachable in this window");
     }
+    for line in &report.unrecoverable {
+        println!("out of reach: {line}");
+    }
     for l in &report.lines {
         println!(
             "{} ({}) [{}]: {} — {} x{} by {}; records {}",

@@ -23,6 +23,7 @@ mod kaudit;
 mod lockbox;
 mod outbound;
 mod quarantine;
+mod retention;
 mod roles;
 mod sandbox;
 mod secrets;
@@ -147,6 +148,9 @@ enum Command {
     /// The running node's queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// The spool's keys: live, destroyed, segments awaiting compaction.
+    #[command(subcommand)]
+    Spool(SpoolCmd),
     /// The gateway nodes sharing this store: health, queue sizes, versions.
     #[command(subcommand)]
     Node(NodeCmd),
@@ -409,6 +413,9 @@ struct PolicyArgs {
     /// Keep this tenant's quarantined messages this many days (1–3650).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
     quarantine_days: Option<u32>,
+    /// Keep this tenant's message-trace records this many days (1–3650).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    trace_days: Option<u32>,
     /// Drop every override first (the global policy applies again).
     #[arg(long)]
     reset: bool,
@@ -429,6 +436,7 @@ impl PolicyArgs {
             || !self.trust_arc.is_empty()
             || !self.untrust_arc.is_empty()
             || self.quarantine_days.is_some()
+            || self.trace_days.is_some()
             || self.reset
     }
 
@@ -441,6 +449,7 @@ impl PolicyArgs {
         p.quarantine = self.quarantine.or(p.quarantine);
         p.reject = self.reject.or(p.reject);
         p.quarantine_days = self.quarantine_days.or(p.quarantine_days);
+        p.trace_days = self.trace_days.or(p.trace_days);
         for w in &self.weights {
             let (name, value) = w
                 .split_once('=')
@@ -538,6 +547,9 @@ fn print_policy(name: &str, p: &store::FilterPolicy, global: &inspect::Policy) {
     }
     if let Some(d) = p.quarantine_days {
         println!("  quarantine kept {d} days");
+    }
+    if let Some(d) = p.trace_days {
+        println!("  message trace kept {d} days");
     }
 }
 
@@ -819,6 +831,28 @@ async fn quarantine_cmd(cfg: Config, cmd: QuarantineCmd) -> Result<()> {
 }
 
 #[derive(Subcommand)]
+enum SpoolCmd {
+    /// Live and destroyed data keys and segments: a destroyed key's message cannot be read
+    /// by anyone, the KEK's holder included.
+    Stats {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test hook: reads a copy of a data directory as a thief would — every file tried as a
+    /// spool key, and with `--kek`, the spool key unwrapped from the database — and prints
+    /// what opened, as JSON.
+    #[cfg(feature = "test-hooks")]
+    Forensic {
+        /// The copy of the data directory.
+        copy: PathBuf,
+        /// The KEK file (the thief has it too).
+        #[arg(long)]
+        kek: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum QueueCmd {
     /// List queued messages.
     List {
@@ -1004,6 +1038,14 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             recipient(load_config(&cli.node, Overrides::default())?, cmd).await
         }
         Command::Queue(cmd) => queue(load_config(&cli.node, Overrides::default())?, cmd).await,
+        Command::Spool(SpoolCmd::Stats { json }) => {
+            spool_stats(load_config(&cli.node, Overrides::default())?, json).await
+        }
+        #[cfg(feature = "test-hooks")]
+        Command::Spool(SpoolCmd::Forensic { copy, kek }) => {
+            let cfg = load_config(&cli.node, Overrides::default())?;
+            hooks::forensic(&cfg, &copy, kek.as_deref()).await
+        }
         Command::Audit(cmd) => audit::run(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Alerts(cmd) => {
             audit::alerts(load_config(&cli.node, Overrides::default())?, cmd).await
@@ -1802,6 +1844,28 @@ async fn recipient(cfg: Config, cmd: RecipientCmd) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn spool_stats(cfg: Config, json: bool) -> Result<()> {
+    let s = admin::client(&cfg.data_dir)
+        .ask(proto::mx::SpoolStats {})
+        .await
+        .context("spool stats")?;
+    if json {
+        return print_json(&s);
+    }
+    println!("messages queued                {}", s.messages);
+    println!("live data keys                 {}", s.live_keys);
+    println!(
+        "destroyed data keys            {} on disk ({} since mx started): their mail opens for no one",
+        s.destroyed_keys, s.destroyed_since_start
+    );
+    println!("segments                       {}", s.segments);
+    println!(
+        "segments awaiting compaction   {}",
+        s.segments_awaiting_compaction
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use spool::{NodeKey, QueueState, Spool, SpoolOptions};
+use spool::{LegacyNodeKey, QueueState, Spool, SpoolKey, SpoolOptions};
 use store::{MailStore, SharedDirectory, Store, TraceRecord};
 use telemetry::Metrics;
 use tokio::net::TcpListener;
@@ -339,17 +339,36 @@ async fn directory_refresher(node: Arc<Node>, shutdown: CancellationToken) {
     }
 }
 
-/// Enforces quarantine retention.
-async fn retention_sweeper(node: Arc<Node>, every: Duration, shutdown: CancellationToken) {
+/// Enforces quarantine and message-trace retention.
+async fn retention_sweeper(
+    node: Arc<Node>,
+    every: Duration,
+    trace_retention: Duration,
+    shutdown: CancellationToken,
+) {
+    // The trace is purged at a quarter of its retention, at most hourly.
+    let trace_every =
+        (trace_retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut trace_due = tokio::time::Instant::now() + trace_every;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(every.min(trace_every)) => {}
         }
         match crate::quarantine::purge_expired(&node.store, node.blobs.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "quarantine retention purge"),
             Err(e) => tracing::error!(error = %e, "quarantine retention purge failed"),
+        }
+        if tokio::time::Instant::now() < trace_due {
+            continue;
+        }
+        trace_due = tokio::time::Instant::now() + trace_every;
+        let dir = node.directory.get();
+        match crate::retention::purge_trace(&node.store, &dir, trace_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "trace retention purge"),
+            Err(e) => tracing::error!(error = %e, "trace retention purge failed"),
         }
     }
 }
@@ -628,6 +647,95 @@ async fn run_portal(cfg: Config, start: RoleStart) -> Result<()> {
     Ok(())
 }
 
+/// How long mx waits for the vault to answer at start (the supervisor starts both at once).
+const VAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// Obtains this node's spool key from the vault: it exists in clear only in mx's memory.
+async fn spool_key(cfg: &Config, token: Option<&proto::vault::RoleToken>) -> Result<SpoolKey> {
+    let token = token.context(
+        "mx obtains its spool key from the vault with the role token the supervisor hands it: start the node with `sekisho serve`",
+    )?;
+    let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
+    let empty = spool_is_empty(&cfg.data_dir.join("spool"))?;
+    let deadline = tokio::time::Instant::now() + VAULT_WAIT;
+    loop {
+        match vault.spool_key(&cfg.node_name, token, empty).await {
+            Ok(hex) => {
+                let text = std::str::from_utf8(&hex).unwrap_or_default();
+                return SpoolKey::from_hex(text)
+                    .context("the vault's spool key is not 64 hex digits");
+            }
+            Err(proto::client::CallError::Unreachable(_) | proto::client::CallError::Io(_))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("the spool key from the vault: {e}")),
+        }
+    }
+}
+
+/// Whether the spool holds no frame at all (no segment, or only empty ones).
+fn spool_is_empty(dir: &std::path::Path) -> Result<bool> {
+    let segments = match spool::log::list_segments(dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
+    for n in segments {
+        if std::fs::metadata(spool::log::segment_path(dir, n))?.len() > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Opens the spool with the key from the vault. A spool of the first format (sealed under
+/// `keys/spool.key` in the data directory) is migrated, and that key file then destroyed.
+async fn open_spool(
+    cfg: &Config,
+    token: Option<&proto::vault::RoleToken>,
+) -> Result<(Spool, spool::RecoveryReport)> {
+    let key = spool_key(cfg, token).await?;
+    let legacy_path = cfg.data_dir.join("keys/spool.key");
+    let legacy = match legacy_path.exists() {
+        true => Some(LegacyNodeKey::load_or_create(&legacy_path).context("keys/spool.key")?),
+        false => None,
+    };
+    let (spool, report) = Spool::open(
+        &cfg.data_dir.join("spool"),
+        key,
+        legacy.as_ref(),
+        SpoolOptions {
+            max_segment_bytes: cfg.spool_segment,
+        },
+    )
+    .context("cannot open the spool")?;
+    if legacy.is_some() {
+        shred(&legacy_path).context("destroying keys/spool.key")?;
+        println!(
+            "spool: {} message(s) moved from keys/spool.key's format to per-message keys; keys/spool.key destroyed",
+            report.migrated
+        );
+    }
+    Ok((spool, report))
+}
+
+/// Overwrites a key file with zeros, syncs, and removes it.
+fn shred(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let len = std::fs::metadata(path)?.len() as usize;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(&vec![0u8; len])?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// The `mx` role: SMTP in, inspection, spool, delivery, admin surfaces.
 async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     let RoleStart {
@@ -646,15 +754,7 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     let generated = cfg.tls_generated;
     let tls_config = bound.tls.context("mx's TLS configuration")?;
 
-    let key = NodeKey::load_or_create(&cfg.data_dir.join("keys/spool.key")).context("spool key")?;
-    let (spool, report) = Spool::open(
-        &cfg.data_dir.join("spool"),
-        key,
-        SpoolOptions {
-            max_segment_bytes: cfg.spool_segment,
-        },
-    )
-    .context("cannot open the spool")?;
+    let (spool, report) = open_spool(&cfg, token.as_ref()).await?;
     if report.damaged_regions > 0 || report.corrupt_messages > 0 {
         tracing::error!(
             ?report,
@@ -775,6 +875,7 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     let sweep_task = tokio::spawn(retention_sweeper(
         node.clone(),
         crate::quarantine::sweep_interval(cfg.quarantine_retention),
+        cfg.trace_retention,
         background.clone(),
     ));
     let digest_task = tokio::spawn({
@@ -908,7 +1009,7 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
     }
     println!("admin listening on http://{http} (/healthz, /metrics)");
     println!(
-        "data directory {d} (spool encrypted with {d}/keys/spool.key; {} queued message(s) recovered)",
+        "data directory {d} (spool sealed per message under keys the vault holds; {} queued message(s) recovered)",
         report.messages
     );
     println!("sealed quarantine in {blobs}");

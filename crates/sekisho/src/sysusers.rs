@@ -8,7 +8,7 @@
 //! |------------------------------|------------------------|-------|--------------------------|
 //! | data directory               | root:sekisho           | 2771  | vault, mx; others pass through to `vault.sock` only |
 //! | `sekisho.db*`                | root:sekisho           | 0660  | vault, mx                |
-//! | `spool/`, `keys/`            | sekisho-mx             | 0700  | mx                       |
+//! | `spool/`, `keys/`            | sekisho-mx             | 0700  | mx (`keys/`: its PostgreSQL password; no spool key) |
 //! | `quarantine/`                | sekisho-mx:sekisho     | 2770  | mx writes, vault reads and deletes |
 //! | `admin.sock`                 | sekisho-mx:sekisho     | 0660  | vault (and root: the CLI) |
 //! | `vault.sock`                 | sekisho-vault          | 0666  | anyone may connect; the vault tells callers apart by their kernel-given uid and refuses strangers |
@@ -266,7 +266,11 @@ pub fn own(cfg: &Config, users: &RoleUsers) -> Result<()> {
     }
     let mx = users.mx;
     set_tree(&data.join("spool"), mx.uid, users.group, 0o700, 0o600)?;
-    set_tree(&data.join("keys"), mx.uid, users.group, 0o700, 0o600)?;
+    // mx's PostgreSQL password, when it has one (and a first-format spool key until mx
+    // migrates the spool).
+    if data.join("keys").exists() {
+        set_tree(&data.join("keys"), mx.uid, users.group, 0o700, 0o600)?;
+    }
     set_tree(&data.join("quarantine"), mx.uid, users.group, 0o2770, 0o660)?;
     let maildir = data.join("maildir");
     if maildir.exists() {

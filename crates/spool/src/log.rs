@@ -1,11 +1,19 @@
 //! Segment files, frames, and the group-commit writer thread.
 //!
-//! A frame is `magic "SKS1" | kind u8 | 3 zero bytes | payload length u32 | crc32 u32 |
+//! A frame is `magic "SKS2" | kind u8 | 3 zero bytes | payload length u32 | crc32 u32 |
 //! payload`. The CRC covers the first 12 header bytes and the payload and finds torn or
 //! damaged frames before decryption is tried; the AEAD tag (inside the payload) then proves
 //! that the frame was written by this node.
+//!
+//! A **key frame** ([`KIND_KEY`]) holds one message's data key, wrapped under the spool key:
+//! `key id u64 | wrapped key`. Its CRC covers the header and the key id only, because the
+//! wrapped key is overwritten with zeros in place when the message is finished
+//! ([`LogWriter::destroy`]); the wrap's own tag protects it until then.
+//!
+//! Segments of the first format (`SKS1`, one node key for every frame) are read only to
+//! migrate them ([`LEGACY_MAGIC`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -17,11 +25,37 @@ use std::thread;
 use tokio::sync::oneshot;
 
 /// Frame magic.
-pub const MAGIC: &[u8; 4] = b"SKS1";
+pub const MAGIC: &[u8; 4] = b"SKS2";
+/// Frame magic of the first format (a node key in the data directory), read to migrate.
+pub const LEGACY_MAGIC: &[u8; 4] = b"SKS1";
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// Largest payload accepted when scanning (a larger length field is damage).
 pub const MAX_PAYLOAD: usize = 1 << 30;
+
+/// A message: envelope and body.
+pub const KIND_MESSAGE: u8 = 1;
+/// A new state of a message.
+pub const KIND_UPDATE: u8 = 2;
+/// A removal (first format only: now a message ends when its key is destroyed).
+pub const KIND_REMOVE: u8 = 3;
+/// A message's data key, wrapped under the spool key; zeros once destroyed.
+pub const KIND_KEY: u8 = 4;
+/// Bytes of a key id.
+pub const KEY_ID_LEN: usize = 8;
+/// Payload length of a key frame.
+pub const KEY_PAYLOAD_LEN: usize = KEY_ID_LEN + keys::SecretKey::WRAPPED_LEN;
+/// Whole length of a key frame.
+pub const KEY_FRAME_LEN: usize = HEADER_LEN + KEY_PAYLOAD_LEN;
+
+/// How many payload bytes the CRC of a frame of `kind` covers.
+fn crc_len(magic: &[u8; 4], kind: u8, payload_len: usize) -> usize {
+    if magic == MAGIC && kind == KIND_KEY {
+        KEY_ID_LEN.min(payload_len)
+    } else {
+        payload_len
+    }
+}
 
 /// Where a frame lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,22 +68,32 @@ pub struct Location {
     pub len: u32,
 }
 
-/// Builds a frame around a sealed payload. The AAD for sealing is [`aad`]`(kind, len)`.
-pub fn frame(kind: u8, sealed: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(HEADER_LEN + sealed.len());
-    f.extend_from_slice(&aad(kind, sealed.len()));
+/// Builds a frame around a payload. The AAD for sealing is [`aad`]`(kind, len)`.
+pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    frame_with(MAGIC, kind, payload)
+}
+
+/// Builds a frame of the format `magic` (tests of the migration write the first format).
+pub fn frame_with(magic: &[u8; 4], kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(HEADER_LEN + payload.len());
+    f.extend_from_slice(&aad_with(magic, kind, payload.len()));
     let mut crc = crc32fast::Hasher::new();
     crc.update(&f);
-    crc.update(sealed);
+    crc.update(&payload[..crc_len(magic, kind, payload.len())]);
     f.extend_from_slice(&crc.finalize().to_le_bytes());
-    f.extend_from_slice(sealed);
+    f.extend_from_slice(payload);
     f
 }
 
 /// The 12 header bytes that are also the AEAD associated data.
 pub fn aad(kind: u8, payload_len: usize) -> [u8; 12] {
+    aad_with(MAGIC, kind, payload_len)
+}
+
+/// The 12 header bytes of the format `magic`.
+pub fn aad_with(magic: &[u8; 4], kind: u8, payload_len: usize) -> [u8; 12] {
     let mut h = [0u8; 12];
-    h[..4].copy_from_slice(MAGIC);
+    h[..4].copy_from_slice(magic);
     h[4] = kind;
     h[8..12].copy_from_slice(&(payload_len as u32).to_le_bytes());
     h
@@ -99,9 +143,9 @@ pub enum Scanned {
     },
 }
 
-fn frame_at(buf: &[u8], pos: usize) -> Option<(u8, usize)> {
+fn frame_at(buf: &[u8], pos: usize, magic: &[u8; 4]) -> Option<(u8, usize)> {
     let header = buf.get(pos..pos + HEADER_LEN)?;
-    if &header[..4] != MAGIC {
+    if &header[..4] != magic {
         return None;
     }
     let len = u32::from_le_bytes(header[8..12].try_into().ok()?) as usize;
@@ -112,16 +156,29 @@ fn frame_at(buf: &[u8], pos: usize) -> Option<(u8, usize)> {
     let want = u32::from_le_bytes(header[12..16].try_into().ok()?);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header[..12]);
-    crc.update(payload);
+    crc.update(&payload[..crc_len(magic, header[4], len)]);
     (crc.finalize() == want).then_some((header[4], len))
+}
+
+/// Which format a segment is in: the magic of its first frame (`None` when empty).
+pub fn format_of(buf: &[u8]) -> Option<&'static [u8; 4]> {
+    match buf.get(..4)? {
+        m if m == LEGACY_MAGIC => Some(LEGACY_MAGIC),
+        _ => Some(MAGIC),
+    }
 }
 
 /// Splits a segment's bytes into frames and damaged regions.
 pub fn scan(buf: &[u8]) -> Vec<Scanned> {
+    scan_with(buf, MAGIC)
+}
+
+/// Splits a segment of the format `magic` into frames and damaged regions.
+pub fn scan_with(buf: &[u8], magic: &[u8; 4]) -> Vec<Scanned> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
-        if let Some((kind, payload_len)) = frame_at(buf, pos) {
+        if let Some((kind, payload_len)) = frame_at(buf, pos, magic) {
             out.push(Scanned::Frame {
                 offset: pos,
                 kind,
@@ -135,11 +192,11 @@ pub fn scan(buf: &[u8]) -> Vec<Scanned> {
         let resume = loop {
             match buf[next.min(buf.len())..]
                 .windows(4)
-                .position(|w| w == MAGIC)
+                .position(|w| w == magic)
             {
                 Some(p) => {
                     let at = next + p;
-                    if frame_at(buf, at).is_some() {
+                    if frame_at(buf, at, magic).is_some() {
                         break at;
                     }
                     next = at + 1;
@@ -161,7 +218,7 @@ pub fn read_frame(dir: &Path, loc: Location) -> io::Result<(u8, Vec<u8>)> {
     let file = File::open(segment_path(dir, loc.segment))?;
     let mut buf = vec![0u8; loc.len as usize];
     file.read_exact_at(&mut buf, loc.offset)?;
-    match frame_at(&buf, 0) {
+    match frame_at(&buf, 0, MAGIC) {
         Some((kind, len)) => Ok((
             kind,
             buf.split_off(HEADER_LEN).into_iter().take(len).collect(),
@@ -190,9 +247,29 @@ struct Append {
     done: oneshot::Sender<io::Result<Location>>,
 }
 
+/// Overwrites the wrapped key of the key frame at `at` with zeros.
+struct Destroy {
+    at: Location,
+    done: oneshot::Sender<io::Result<()>>,
+}
+
+enum Op {
+    Append(Append),
+    Destroy(Destroy),
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Append(a) => a.frame.len(),
+            Op::Destroy(_) => 0,
+        }
+    }
+}
+
 /// Handle to the writer thread.
 pub struct LogWriter {
-    tx: Mutex<Option<mpsc::Sender<Append>>>,
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
     handle: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
@@ -203,6 +280,8 @@ pub struct WriterStats {
     pub syncs: AtomicU64,
     /// Frames written.
     pub frames: AtomicU64,
+    /// Keys destroyed.
+    pub destroyed: AtomicU64,
 }
 
 impl LogWriter {
@@ -217,7 +296,7 @@ impl LogWriter {
         let file = create_segment(&dir, first)?;
         segments.all.lock().expect("poisoned").insert(first);
         segments.current.store(first, Ordering::SeqCst);
-        let (tx, rx) = mpsc::channel::<Append>();
+        let (tx, rx) = mpsc::channel::<Op>();
         let handle = thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || {
@@ -238,17 +317,29 @@ impl LogWriter {
         })
     }
 
-    /// Appends a frame; resolves once it is synced to disk.
+    fn send(&self, op: Op) -> io::Result<()> {
+        let tx = self.tx.lock().expect("poisoned");
+        let Some(tx) = tx.as_ref() else {
+            return Err(io::Error::other("spool is shut down"));
+        };
+        tx.send(op)
+            .map_err(|_| io::Error::other("spool writer stopped"))
+    }
+
+    /// Appends frames (written together); resolves once they are synced to disk, with the
+    /// location of the first byte.
     pub async fn append(&self, frame: Vec<u8>) -> io::Result<Location> {
         let (done, wait) = oneshot::channel();
-        {
-            let tx = self.tx.lock().expect("poisoned");
-            let Some(tx) = tx.as_ref() else {
-                return Err(io::Error::other("spool is shut down"));
-            };
-            tx.send(Append { frame, done })
-                .map_err(|_| io::Error::other("spool writer stopped"))?;
-        }
+        self.send(Op::Append(Append { frame, done }))?;
+        wait.await
+            .map_err(|_| io::Error::other("spool writer stopped"))?
+    }
+
+    /// Overwrites the wrapped key in the key frame at `at` with zeros; resolves once that is
+    /// synced. Needs no free space: the bytes are overwritten where they are.
+    pub async fn destroy(&self, at: Location) -> io::Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Op::Destroy(Destroy { at, done }))?;
         wait.await
             .map_err(|_| io::Error::other("spool writer stopped"))?
     }
@@ -260,6 +351,25 @@ impl LogWriter {
             let _ = h.join();
         }
     }
+}
+
+/// Overwrites the wrapped keys of the key frames in `group` (all in `segment`) and syncs.
+/// The file is opened without `O_APPEND`: with it, Linux's `pwrite` would append.
+fn zero_keys(dir: &Path, segment: u64, group: &[Destroy]) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir, segment))?;
+    let zeros = [0u8; keys::SecretKey::WRAPPED_LEN];
+    for d in group {
+        if d.at.len as usize != KEY_FRAME_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a key frame",
+            ));
+        }
+        file.write_all_at(&zeros, d.at.offset + (HEADER_LEN + KEY_ID_LEN) as u64)?;
+    }
+    file.sync_data()
 }
 
 fn create_segment(dir: &Path, n: u64) -> io::Result<File> {
@@ -286,23 +396,58 @@ struct SegmentWriter {
 const MAX_BATCH: usize = 8 << 20;
 
 impl SegmentWriter {
-    fn run(&mut self, rx: mpsc::Receiver<Append>) {
+    fn run(&mut self, rx: mpsc::Receiver<Op>) {
         let mut buf = Vec::with_capacity(1 << 20);
         while let Ok(first) = rx.recv() {
+            let mut bytes = first.bytes();
             let mut batch = vec![first];
-            let mut bytes = batch[0].frame.len();
             while bytes < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(a) => {
-                        bytes += a.frame.len();
-                        batch.push(a);
+                    Ok(op) => {
+                        bytes += op.bytes();
+                        batch.push(op);
                     }
                     Err(_) => break,
                 }
             }
-            self.write_batch(&mut buf, batch);
+            let mut appends = Vec::with_capacity(batch.len());
+            let mut destroys = Vec::new();
+            for op in batch {
+                match op {
+                    Op::Append(a) => appends.push(a),
+                    Op::Destroy(d) => destroys.push(d),
+                }
+            }
+            if !appends.is_empty() {
+                self.write_batch(&mut buf, appends);
+            }
+            if !destroys.is_empty() {
+                self.destroy_batch(destroys);
+            }
         }
         let _ = self.file.sync_data();
+    }
+
+    /// Zeroes the wrapped keys of a batch, one open and one sync per segment touched.
+    fn destroy_batch(&mut self, batch: Vec<Destroy>) {
+        let mut by_segment: BTreeMap<u64, Vec<Destroy>> = BTreeMap::new();
+        for d in batch {
+            by_segment.entry(d.at.segment).or_default().push(d);
+        }
+        for (segment, group) in by_segment {
+            let result = zero_keys(&self.dir, segment, &group);
+            if result.is_ok() {
+                self.stats
+                    .destroyed
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+            }
+            for d in group {
+                let _ = d.done.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                });
+            }
+        }
     }
 
     fn rotate(&mut self) -> io::Result<()> {

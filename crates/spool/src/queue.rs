@@ -1,4 +1,5 @@
-//! The queue: an in-memory index over the log, with recovery, states and compaction.
+//! The queue: an in-memory index over the log, with states, key destruction and compaction.
+//! Recovery (rebuilding the index from the log) is in [`crate::replay`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -6,18 +7,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::NodeKey;
-use crate::codec::{CodecError, Reader, Writer};
-use crate::log::{self, Location, LogWriter, Scanned, Segments, WriterStats};
-
-const KIND_MESSAGE: u8 = 1;
-const KIND_UPDATE: u8 = 2;
-const KIND_REMOVE: u8 = 3;
+use crate::codec::Writer;
+use crate::keyring::{self, DataKey, SpoolKey};
+use crate::log::{self, KEY_FRAME_LEN, KIND_MESSAGE, KIND_UPDATE, Location, LogWriter};
+use crate::log::{Segments, WriterStats};
+use crate::meta::{MessageMeta, QueueState, RcptStatus, decode_meta, encode_meta};
 
 /// Why a spool operation failed.
 #[derive(Debug, Error)]
@@ -31,241 +29,6 @@ pub enum SpoolError {
     /// A stored frame could not be opened or decoded.
     #[error("spool frame damaged: {0}")]
     Damaged(String),
-}
-
-/// Delivery status of one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RcptStatus {
-    /// Not delivered yet.
-    Pending,
-    /// Delivered (the next hop answered 250).
-    Delivered,
-    /// Failed permanently (bounced, or the message was deleted).
-    Failed,
-}
-
-/// One recipient of a queued message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RcptState {
-    /// The address.
-    pub address: String,
-    /// The tenant it belongs to.
-    pub tenant: i64,
-    /// Its delivery status.
-    pub status: RcptStatus,
-    /// The last reply or error seen for it.
-    pub last_reply: String,
-}
-
-impl RcptState {
-    /// A recipient not yet tried.
-    pub fn pending(address: impl Into<String>, tenant: i64) -> Self {
-        Self {
-            address: address.into(),
-            tenant,
-            status: RcptStatus::Pending,
-            last_reply: String::new(),
-        }
-    }
-}
-
-/// The envelope of a queued message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Envelope {
-    /// Envelope sender; empty for the null sender.
-    pub mail_from: String,
-    /// Recipients and their status.
-    pub rcpts: Vec<RcptState>,
-    /// The client declared 8-bit content.
-    pub eight_bit: bool,
-    /// The client declared SMTPUTF8.
-    pub smtputf8: bool,
-    /// Outbound: relayed for the recipients' tenant (their `tenant`, the sender's) to
-    /// addresses outside every tenant, delivered by the external route.
-    pub outbound: bool,
-}
-
-/// Queue states (Postfix's names). "Incoming" is a message between DATA and the group commit;
-/// it is not in the index until it is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueState {
-    /// Ready for delivery (or being delivered).
-    Active,
-    /// Waiting for its next retry time.
-    Deferred,
-    /// Held by an operator or policy; not delivered until released.
-    Hold,
-    /// Its content frame is damaged or missing; kept for the operator to inspect.
-    Corrupt,
-}
-
-impl QueueState {
-    fn code(self) -> u8 {
-        match self {
-            Self::Active => 0,
-            Self::Deferred => 1,
-            Self::Hold => 2,
-            Self::Corrupt => 3,
-        }
-    }
-    fn from_code(c: u8) -> Result<Self, CodecError> {
-        Ok(match c {
-            0 => Self::Active,
-            1 => Self::Deferred,
-            2 => Self::Hold,
-            3 => Self::Corrupt,
-            t => return Err(CodecError::Tag(t)),
-        })
-    }
-}
-
-/// Everything about a queued message except its content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessageMeta {
-    /// Queue id (also the trace id).
-    pub id: String,
-    /// The envelope.
-    pub envelope: Envelope,
-    /// Arrival time, Unix seconds.
-    pub received_at: i64,
-    /// State.
-    pub state: QueueState,
-    /// Delivery attempts made.
-    pub attempts: u32,
-    /// Earliest next attempt, Unix seconds.
-    pub next_attempt: i64,
-    /// Content size in octets.
-    pub size: u64,
-    /// Why the message is held or deferred (free text for operators).
-    pub note: String,
-}
-
-impl MessageMeta {
-    /// A message entering the queue: active, never tried, due at once.
-    pub fn queued(
-        id: String,
-        envelope: Envelope,
-        received_at: i64,
-        size: u64,
-        note: String,
-    ) -> Self {
-        Self {
-            id,
-            envelope,
-            received_at,
-            state: QueueState::Active,
-            attempts: 0,
-            next_attempt: 0,
-            size,
-            note,
-        }
-    }
-}
-
-/// A new queue id: 12 hex digits of milliseconds since the epoch and 10 random hex digits.
-/// Ids sort by arrival and do not collide across nodes in practice.
-pub fn new_queue_id() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let mut r = [0u8; 5];
-    aws_lc_rs::rand::fill(&mut r).expect("system random generator");
-    format!("{:012X}{}", ms & 0xFFFF_FFFF_FFFF, hex::encode_upper(r))
-}
-
-fn encode_meta(w: &mut Writer, m: &MessageMeta) {
-    w.str(&m.id);
-    w.str(&m.envelope.mail_from);
-    w.u8(u8::from(m.envelope.eight_bit)
-        | (u8::from(m.envelope.smtputf8) << 1)
-        | (u8::from(m.envelope.outbound) << 2));
-    w.i64(m.received_at);
-    w.u8(m.state.code());
-    w.u32(m.attempts);
-    w.i64(m.next_attempt);
-    w.u64(m.size);
-    w.str(&m.note);
-    w.u32(m.envelope.rcpts.len() as u32);
-    for r in &m.envelope.rcpts {
-        w.str(&r.address);
-        w.i64(r.tenant);
-        w.u8(match r.status {
-            RcptStatus::Pending => 0,
-            RcptStatus::Delivered => 1,
-            RcptStatus::Failed => 2,
-        });
-        w.str(&r.last_reply);
-    }
-}
-
-fn decode_meta(r: &mut Reader<'_>) -> Result<MessageMeta, CodecError> {
-    let id = r.string()?;
-    let mail_from = r.string()?;
-    let flags = r.u8()?;
-    let received_at = r.i64()?;
-    let state = QueueState::from_code(r.u8()?)?;
-    let attempts = r.u32()?;
-    let next_attempt = r.i64()?;
-    let size = r.u64()?;
-    let note = r.string()?;
-    let n = r.u32()? as usize;
-    let mut rcpts = Vec::with_capacity(n.min(10_000));
-    for _ in 0..n {
-        let address = r.string()?;
-        let tenant = r.i64()?;
-        let status = match r.u8()? {
-            0 => RcptStatus::Pending,
-            1 => RcptStatus::Delivered,
-            2 => RcptStatus::Failed,
-            t => return Err(CodecError::Tag(t)),
-        };
-        let last_reply = r.string()?;
-        rcpts.push(RcptState {
-            address,
-            tenant,
-            status,
-            last_reply,
-        });
-    }
-    Ok(MessageMeta {
-        id,
-        envelope: Envelope {
-            mail_from,
-            rcpts,
-            eight_bit: flags & 1 != 0,
-            smtputf8: flags & 2 != 0,
-            outbound: flags & 4 != 0,
-        },
-        received_at,
-        state,
-        attempts,
-        next_attempt,
-        size,
-        note,
-    })
-}
-
-enum Record {
-    Message(MessageMeta, Vec<u8>),
-    Update(MessageMeta),
-    Remove(String),
-}
-
-fn decode_record(kind: u8, plain: &[u8]) -> Result<Record, CodecError> {
-    let mut r = Reader::new(plain);
-    Ok(match kind {
-        KIND_MESSAGE => {
-            let meta = decode_meta(&mut r)?;
-            let body = r.bytes()?.to_vec();
-            Record::Message(meta, body)
-        }
-        KIND_UPDATE => Record::Update(decode_meta(&mut r)?),
-        KIND_REMOVE => Record::Remove(r.string()?),
-        t => return Err(CodecError::Tag(t)),
-    })
 }
 
 /// Tunables of the spool.
@@ -294,23 +57,52 @@ pub struct RecoveryReport {
     pub damaged_bytes: usize,
     /// Messages whose content frame was lost (kept in state `corrupt`).
     pub corrupt_messages: usize,
+    /// Keys destroyed at recovery: messages found finished (every recipient done) and copies
+    /// left behind by an interrupted compaction.
+    pub keys_destroyed: usize,
+    /// Messages migrated from the first format (sealed under a node key on disk).
+    pub migrated: usize,
 }
 
-struct Entry {
-    meta: MessageMeta,
-    home: Option<Location>,
-    busy: bool,
+/// What the spool holds, for `sekisho spool stats`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct SpoolStats {
+    /// Messages in the queue.
+    pub messages: usize,
+    /// Data keys that still open their message (one per queued message, plus any whose
+    /// destruction failed and waits to be tried again).
+    pub live_keys: usize,
+    /// Data keys destroyed whose zeroed slots are still on disk (their messages unreadable).
+    pub destroyed_keys: u64,
+    /// Keys destroyed since start.
+    pub destroyed_since_start: u64,
+    /// Segment files on disk.
+    pub segments: usize,
+    /// Older segments that hold finished (unreadable) mail but cannot be deleted yet because
+    /// a queued message lives in them; compaction copies those forward.
+    pub segments_awaiting_compaction: usize,
+}
+
+pub(crate) struct Entry {
+    pub(crate) meta: MessageMeta,
+    pub(crate) home: Option<Location>,
+    pub(crate) key: Option<DataKey>,
+    pub(crate) busy: bool,
 }
 
 #[derive(Default)]
-struct Index {
-    entries: HashMap<String, Entry>,
+pub(crate) struct Index {
+    pub(crate) entries: HashMap<String, Entry>,
     /// Live messages per segment (by the segment of their content frame).
-    live: BTreeMap<u64, usize>,
+    pub(crate) live: BTreeMap<u64, usize>,
+    /// Destroyed key slots per segment.
+    pub(crate) destroyed: BTreeMap<u64, u64>,
+    /// Keys of finished messages whose destruction failed: tried again by [`Spool::compact`].
+    pub(crate) undestroyed: Vec<DataKey>,
 }
 
 impl Index {
-    fn set_home(&mut self, id: &str, home: Option<Location>) {
+    pub(crate) fn set_home(&mut self, id: &str, home: Option<Location>) {
         if let Some(e) = self.entries.get_mut(id) {
             if let Some(old) = e.home
                 && let Some(n) = self.live.get_mut(&old.segment)
@@ -324,15 +116,16 @@ impl Index {
         }
     }
 
-    fn remove(&mut self, id: &str) -> bool {
+    /// Takes a message out of the index; its key, to destroy.
+    pub(crate) fn take(&mut self, id: &str) -> Option<Option<DataKey>> {
         self.set_home(id, None);
-        self.entries.remove(id).is_some()
+        self.entries.remove(id).map(|e| e.key)
     }
 }
 
 struct Inner {
     dir: PathBuf,
-    key: NodeKey,
+    key: SpoolKey,
     writer: LogWriter,
     segments: Arc<Segments>,
     stats: Arc<WriterStats>,
@@ -345,35 +138,58 @@ pub struct Spool {
     inner: Arc<Inner>,
 }
 
+/// Whether a message has nothing left to do.
+pub(crate) fn finished(meta: &MessageMeta) -> bool {
+    !meta
+        .envelope
+        .rcpts
+        .iter()
+        .any(|r| r.status == RcptStatus::Pending)
+}
+
+/// Copies damaged bytes of segment `n` at `offset` to `corrupt/` and counts them.
+pub(crate) fn move_aside(
+    dir: &Path,
+    n: u64,
+    offset: usize,
+    bytes: &[u8],
+    report: &mut RecoveryReport,
+) -> io::Result<()> {
+    let path = dir
+        .join("corrupt")
+        .join(format!("seg-{n:016x}-at-{offset}.bin"));
+    fs::write(&path, bytes)?;
+    tracing::error!(
+        segment = n,
+        offset,
+        len = bytes.len(),
+        moved_to = %path.display(),
+        "spool: damaged frame moved aside"
+    );
+    report.damaged_regions += 1;
+    report.damaged_bytes += bytes.len();
+    Ok(())
+}
+
 impl Spool {
-    /// Opens (or creates) the spool in `dir`, replays its segments and starts the writer.
+    /// Opens (or creates) the spool in `dir` with the spool key, replays its segments and
+    /// starts the writer. Segments of the first format are migrated with `legacy` (the node
+    /// key of `keys/spool.key`), which the caller may destroy once this returns.
     pub fn open(
         dir: &Path,
-        key: NodeKey,
+        key: SpoolKey,
+        legacy: Option<&keys::SecretKey>,
         opts: SpoolOptions,
     ) -> io::Result<(Self, RecoveryReport)> {
         fs::create_dir_all(dir.join("corrupt"))?;
-        let mut index = Index::default();
-        let mut report = RecoveryReport::default();
-        let existing = log::list_segments(dir)?;
-        for &n in &existing {
-            replay_segment(dir, &key, n, &mut index, &mut report)?;
-        }
-        for e in index.entries.values_mut() {
-            if e.home.is_none() {
-                e.meta.state = QueueState::Corrupt;
-                e.meta.note = "content frame lost; see spool/corrupt/".into();
-                report.corrupt_messages += 1;
-            }
-        }
-        report.messages = index.entries.len();
+        let found = crate::replay::replay(dir, &key, legacy)?;
         let segments = Arc::new(Segments::default());
         segments
             .all
             .lock()
             .expect("poisoned")
-            .extend(existing.iter().copied());
-        let first = existing.last().map_or(1, |n| n + 1);
+            .extend(found.segments.iter().copied());
+        let first = found.segments.last().map_or(1, |n| n + 1);
         let stats = Arc::new(WriterStats::default());
         let writer = LogWriter::start(
             dir.to_path_buf(),
@@ -389,26 +205,104 @@ impl Spool {
                 writer,
                 segments,
                 stats,
-                index: Mutex::new(index),
+                index: Mutex::new(found.index),
             }),
         };
+        let mut report = found.report;
+        spool.settle(found.stale, found.legacy, &mut report)?;
+        report.messages = spool.index().entries.len();
         spool.reclaim()?;
         Ok((spool, report))
+    }
+
+    /// After replay: destroys the keys of finished messages and of stale copies, and moves
+    /// first-format messages into the current format (then deletes their segments).
+    fn settle(
+        &self,
+        stale: Vec<DataKey>,
+        legacy: crate::replay::Legacy,
+        report: &mut RecoveryReport,
+    ) -> io::Result<()> {
+        let done: Vec<String> = self
+            .index()
+            .entries
+            .values()
+            .filter(|e| e.home.is_some() && finished(&e.meta))
+            .map(|e| e.meta.id.clone())
+            .collect();
+        let mut doomed = stale;
+        for id in done {
+            if let Some(Some(k)) = self.index().take(&id) {
+                doomed.push(k);
+            }
+        }
+        report.keys_destroyed = doomed.len();
+        for k in doomed {
+            block_on(self.destroy_key(&k))?;
+        }
+        for m in legacy.messages.into_values() {
+            if self.index().entries.contains_key(&m.meta.id) || finished(&m.meta) {
+                continue;
+            }
+            match m.body {
+                Some(body) => block_on(self.submit(m.meta, &body, false))
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+                None => report.corrupt_messages += 1,
+            }
+            report.migrated += 1;
+        }
+        self.forget_segments(&legacy.segments)
+    }
+
+    fn forget_segments(&self, numbers: &[u64]) -> io::Result<()> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        for &n in numbers {
+            match fs::remove_file(log::segment_path(&self.inner.dir, n)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.inner.segments.all.lock().expect("poisoned").remove(&n);
+        }
+        fs::File::open(&self.inner.dir)?.sync_all()
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
         self.inner.index.lock().expect("spool index poisoned")
     }
 
-    fn seal_frame(&self, kind: u8, plain: &[u8]) -> Vec<u8> {
-        let sealed_len = keys::SALT_LEN + plain.len() + keys::TAG_LEN;
-        let sealed = self.inner.key.seal(&log::aad(kind, sealed_len), plain);
-        log::frame(kind, &sealed)
-    }
-
-    async fn append(&self, kind: u8, plain: &[u8]) -> Result<Location, SpoolError> {
-        let frame = self.seal_frame(kind, plain);
-        Ok(self.inner.writer.append(frame).await?)
+    /// Writes a message under a fresh data key: its key frame and its content frame in one
+    /// append. Returns the key and the content frame's location.
+    async fn write_message(
+        &self,
+        meta: &MessageMeta,
+        body: &[u8],
+    ) -> Result<(DataKey, Location), SpoolError> {
+        let (key_id, key) = keyring::generate();
+        let mut w = Writer::with_capacity(body.len() + 256);
+        encode_meta(&mut w, meta);
+        w.bytes(body);
+        let mut frames = keyring::key_frame(&self.inner.key, key_id, &key);
+        frames.extend_from_slice(&keyring::data_frame(KIND_MESSAGE, key_id, &key, &w.buf));
+        let total = frames.len();
+        let at = self.inner.writer.append(frames).await?;
+        let key_at = Location {
+            len: KEY_FRAME_LEN as u32,
+            ..at
+        };
+        let home = Location {
+            segment: at.segment,
+            offset: at.offset + KEY_FRAME_LEN as u64,
+            len: (total - KEY_FRAME_LEN) as u32,
+        };
+        let key = DataKey {
+            id: key_id,
+            key: Arc::new(key),
+            at: key_at,
+        };
+        Ok((key, home))
     }
 
     /// Commits a new message. When this returns `Ok`, the message is on disk and synced; the
@@ -420,10 +314,7 @@ impl Spool {
         body: &[u8],
         claim: bool,
     ) -> Result<(), SpoolError> {
-        let mut w = Writer::with_capacity(body.len() + 256);
-        encode_meta(&mut w, &meta);
-        w.bytes(body);
-        let loc = self.append(KIND_MESSAGE, &w.buf).await?;
+        let (key, home) = self.write_message(&meta, body).await?;
         let id = meta.id.clone();
         let mut index = self.index();
         index.entries.insert(
@@ -431,68 +322,98 @@ impl Spool {
             Entry {
                 meta,
                 home: None,
+                key: Some(key),
                 busy: claim,
             },
         );
-        index.set_home(&id, Some(loc));
+        index.set_home(&id, Some(home));
         Ok(())
     }
 
-    /// Records a new state for a queued message (after a delivery attempt, hold, release …).
+    /// Records a new state for a queued message (after a delivery attempt, hold, release …),
+    /// sealed under the message's data key.
     pub async fn update(&self, meta: MessageMeta) -> Result<(), SpoolError> {
         let mut w = Writer::with_capacity(256);
         encode_meta(&mut w, &meta);
-        self.append(KIND_UPDATE, &w.buf).await?;
-        let gone = match self.index().entries.get_mut(&meta.id) {
-            Some(e) => {
-                e.meta = meta.clone();
-                false
+        loop {
+            let Some(key) = self
+                .index()
+                .entries
+                .get(&meta.id)
+                .and_then(|e| e.key.clone())
+            else {
+                // Finished meanwhile: its key is gone, and with it anything written under it.
+                return Ok(());
+            };
+            let frame = keyring::data_frame(KIND_UPDATE, key.id, &key.key, &w.buf);
+            self.inner.writer.append(frame).await?;
+            let mut index = self.index();
+            let Some(e) = index.entries.get_mut(&meta.id) else {
+                return Ok(());
+            };
+            // Compaction moved the message under a new key while this was written: the update
+            // is written again under that key, or replay would miss it.
+            if e.key.as_ref().is_some_and(|k| k.id == key.id) {
+                e.meta = meta;
+                return Ok(());
             }
-            None => true,
-        };
-        if gone {
-            // Removed while the update was being written: repeat the removal after it, so
-            // that replay does not bring the message back.
-            self.append_remove(&meta.id).await?;
         }
+    }
+
+    async fn destroy_key(&self, key: &DataKey) -> io::Result<()> {
+        self.inner.writer.destroy(key.at).await?;
+        *self.index().destroyed.entry(key.at.segment).or_default() += 1;
         Ok(())
     }
 
-    async fn append_remove(&self, id: &str) -> Result<(), SpoolError> {
-        let mut w = Writer::default();
-        w.str(id);
-        self.append(KIND_REMOVE, &w.buf).await?;
-        Ok(())
-    }
-
-    /// Removes a message for good (delivered to all, bounced, or deleted).
+    /// Finishes a message for good (delivered to all, bounced, expired or deleted): its data
+    /// key is overwritten on disk, after which none of its frames opens. If that write fails,
+    /// the message still leaves the queue (it is never picked again) and the destruction is
+    /// tried again by [`Spool::compact`]; a restart before then delivers it again.
     pub async fn remove(&self, id: &str) -> Result<(), SpoolError> {
-        if !self.index().entries.contains_key(id) {
-            return Err(SpoolError::NotFound(id.into()));
+        let key = self
+            .index()
+            .take(id)
+            .ok_or_else(|| SpoolError::NotFound(id.into()))?;
+        if let Some(key) = key
+            && let Err(e) = self.destroy_key(&key).await
+        {
+            self.index().undestroyed.push(key);
+            return Err(e.into());
         }
-        self.append_remove(id).await?;
-        self.index().remove(id);
         self.reclaim()?;
         Ok(())
     }
 
     /// The content of a queued message.
     pub fn body(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
-        let home = self
-            .index()
-            .entries
-            .get(id)
-            .ok_or_else(|| SpoolError::NotFound(id.into()))?
-            .home
-            .ok_or_else(|| SpoolError::Damaged(format!("{id} has no content frame")))?;
+        let (home, key) = {
+            let index = self.index();
+            let e = index
+                .entries
+                .get(id)
+                .ok_or_else(|| SpoolError::NotFound(id.into()))?;
+            let home = e
+                .home
+                .ok_or_else(|| SpoolError::Damaged(format!("{id} has no content frame")))?;
+            let key = e
+                .key
+                .clone()
+                .ok_or_else(|| SpoolError::Damaged(format!("{id} has no data key")))?;
+            (home, key)
+        };
         let (kind, payload) = log::read_frame(&self.inner.dir, home)?;
-        let plain = self
-            .inner
-            .key
-            .open(&log::aad(kind, payload.len()), &payload)
+        let plain = keyring::open_data(kind, &key.key, &payload)
             .ok_or_else(|| SpoolError::Damaged(format!("{id}: authentication failed")))?;
-        match decode_record(kind, &plain) {
-            Ok(Record::Message(_, body)) => Ok(body),
+        let mut r = crate::codec::Reader::new(&plain);
+        match kind {
+            KIND_MESSAGE => {
+                decode_meta(&mut r).map_err(|e| SpoolError::Damaged(format!("{id}: {e}")))?;
+                let body = r
+                    .bytes()
+                    .map_err(|e| SpoolError::Damaged(format!("{id}: {e}")))?;
+                Ok(body.to_vec())
+            }
             _ => Err(SpoolError::Damaged(format!("{id}: not a message frame"))),
         }
     }
@@ -585,6 +506,28 @@ impl Spool {
         self.inner.segments.all.lock().expect("poisoned").len()
     }
 
+    /// Live and destroyed keys and segments, for `sekisho spool stats`.
+    pub fn stats(&self) -> SpoolStats {
+        let current = self.inner.segments.current.load(Ordering::SeqCst);
+        let segments = self.segment_count();
+        let index = self.index();
+        let keyed = index.entries.values().filter(|e| e.key.is_some()).count();
+        SpoolStats {
+            messages: index.entries.len(),
+            live_keys: keyed + index.undestroyed.len(),
+            destroyed_keys: index.destroyed.values().sum(),
+            destroyed_since_start: self.inner.stats.destroyed.load(Ordering::Relaxed),
+            segments,
+            segments_awaiting_compaction: index
+                .destroyed
+                .iter()
+                .filter(|&(&n, &d)| {
+                    n < current && d > 0 && index.live.get(&n).copied().unwrap_or(0) > 0
+                })
+                .count(),
+        }
+    }
+
     /// Deletes the oldest segments that hold no live message (in order, so that a segment
     /// never disappears while an older one that its records refer to remains).
     pub fn reclaim(&self) -> io::Result<usize> {
@@ -598,9 +541,12 @@ impl Spool {
                     _ => break,
                 }
             };
-            let live = self.index().live.get(&oldest).copied().unwrap_or(0);
-            if live > 0 {
-                break;
+            {
+                let index = self.index();
+                let pinned = index.undestroyed.iter().any(|k| k.at.segment == oldest);
+                if pinned || index.live.get(&oldest).copied().unwrap_or(0) > 0 {
+                    break;
+                }
             }
             match fs::remove_file(log::segment_path(&self.inner.dir, oldest)) {
                 Ok(()) => {}
@@ -613,7 +559,9 @@ impl Spool {
                 .lock()
                 .expect("poisoned")
                 .remove(&oldest);
-            self.index().live.remove(&oldest);
+            let mut index = self.index();
+            index.live.remove(&oldest);
+            index.destroyed.remove(&oldest);
             removed += 1;
         }
         if removed > 0 {
@@ -622,13 +570,29 @@ impl Spool {
         Ok(removed)
     }
 
-    /// Copies the live, unclaimed messages of the oldest segment forward if it is at least
-    /// `behind` segments older than the current one, then reclaims. Returns messages moved.
+    /// Tries again to destroy keys whose destruction failed, copies the live, unclaimed
+    /// messages of the oldest segment forward (under new keys) if it is at least `behind`
+    /// segments older than the current one, then reclaims. Returns messages moved.
     pub async fn compact(&self, behind: u64) -> Result<usize, SpoolError> {
+        let undestroyed = std::mem::take(&mut self.index().undestroyed);
+        for key in undestroyed {
+            if self.destroy_key(&key).await.is_err() {
+                self.index().undestroyed.push(key);
+            }
+        }
         let current = self.inner.segments.current.load(Ordering::SeqCst);
-        let oldest = match self.inner.segments.all.lock().expect("poisoned").first() {
-            Some(&n) if n + behind <= current => n,
-            _ => return Ok(0),
+        // (The lock on the segment list is released before reclaim takes it again.)
+        let first = self
+            .inner
+            .segments
+            .all
+            .lock()
+            .expect("poisoned")
+            .first()
+            .copied();
+        let oldest = match first {
+            Some(n) if n + behind <= current => n,
+            _ => return Ok(self.reclaim().map(|_| 0)?),
         };
         let ids: Vec<String> = {
             let mut index = self.index();
@@ -653,20 +617,27 @@ impl Spool {
         Ok(moved)
     }
 
+    /// Copies a message forward under a new data key, then destroys the old key.
     async fn rewrite(&self, id: &str) -> Result<(), SpoolError> {
         let body = self.body(id)?;
         let meta = self
             .get(id)
             .ok_or_else(|| SpoolError::NotFound(id.into()))?;
-        let mut w = Writer::with_capacity(body.len() + 256);
-        encode_meta(&mut w, &meta);
-        w.bytes(&body);
-        let loc = self.append(KIND_MESSAGE, &w.buf).await?;
-        let gone = !self.index().entries.contains_key(id);
-        if gone {
-            self.append_remove(id).await?;
-        } else {
-            self.index().set_home(id, Some(loc));
+        let (key, home) = self.write_message(&meta, &body).await?;
+        let old = {
+            let mut index = self.index();
+            match index.entries.get_mut(id) {
+                Some(e) => {
+                    let old = e.key.replace(key);
+                    index.set_home(id, Some(home));
+                    old
+                }
+                // Finished while it was copied: the new copy goes the way of the old.
+                None => Some(key),
+            }
+        };
+        if let Some(old) = old {
+            self.destroy_key(&old).await?;
         }
         Ok(())
     }
@@ -677,93 +648,23 @@ impl Spool {
     }
 }
 
-fn replay_segment(
-    dir: &Path,
-    key: &NodeKey,
-    n: u64,
-    index: &mut Index,
-    report: &mut RecoveryReport,
-) -> io::Result<()> {
-    let buf = fs::read(log::segment_path(dir, n))?;
-    index.live.entry(n).or_default();
-    for item in log::scan(&buf) {
-        let (offset, len) = match item {
-            Scanned::Frame {
-                offset,
-                kind,
-                payload_len,
-            } => {
-                let payload =
-                    &buf[offset + log::HEADER_LEN..offset + log::HEADER_LEN + payload_len];
-                let record = key
-                    .open(&log::aad(kind, payload_len), payload)
-                    .and_then(|plain| decode_record(kind, &plain).ok());
-                let loc = Location {
-                    segment: n,
-                    offset: offset as u64,
-                    len: (log::HEADER_LEN + payload_len) as u32,
-                };
-                match record {
-                    Some(record) => {
-                        apply(index, record, loc);
-                        continue;
-                    }
-                    None => (offset, log::HEADER_LEN + payload_len),
-                }
-            }
-            Scanned::Damaged { offset, len } => (offset, len),
-        };
-        let path = dir
-            .join("corrupt")
-            .join(format!("seg-{n:016x}-at-{offset}.bin"));
-        fs::write(&path, &buf[offset..offset + len])?;
-        tracing::error!(
-            segment = n,
-            offset,
-            len,
-            moved_to = %path.display(),
-            "spool: damaged frame moved aside"
-        );
-        report.damaged_regions += 1;
-        report.damaged_bytes += len;
-    }
-    Ok(())
-}
-
-fn apply(index: &mut Index, record: Record, loc: Location) {
-    match record {
-        Record::Message(meta, _) => {
-            let id = meta.id.clone();
-            match index.entries.get_mut(&id) {
-                Some(e) => e.meta = meta,
-                None => {
-                    index.entries.insert(
-                        id.clone(),
-                        Entry {
-                            meta,
-                            home: None,
-                            busy: false,
-                        },
-                    );
-                }
-            }
-            index.set_home(&id, Some(loc));
+/// Runs a spool future to completion from synchronous code (recovery, before the spool is
+/// shared): the writer thread does the work, this thread only waits for its answer.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
         }
-        Record::Update(meta) => match index.entries.get_mut(&meta.id) {
-            Some(e) => e.meta = meta,
-            None => {
-                index.entries.insert(
-                    meta.id.clone(),
-                    Entry {
-                        meta,
-                        home: None,
-                        busy: false,
-                    },
-                );
-            }
-        },
-        Record::Remove(id) => {
-            index.remove(&id);
+    }
+    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
         }
     }
 }

@@ -122,7 +122,12 @@ impl Directory {
         holds(tenant).then_some(tenant)
     }
 
-    /// A tenant by id.
+    /// Every tenant, by id.
+    pub fn tenants(&self) -> impl Iterator<Item = (i64, &TenantInfo)> {
+        self.tenants.iter().map(|(id, t)| (*id, t))
+    }
+
+    /// One tenant.
     pub fn tenant(&self, id: i64) -> Option<&TenantInfo> {
         self.tenants.get(&id)
     }

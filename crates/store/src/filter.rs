@@ -43,6 +43,9 @@ pub struct FilterPolicy {
     /// Days quarantined messages are kept (default: the node's `[quarantine] retention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine_days: Option<u32>,
+    /// Days message-trace records are kept (default: the node's `[trace] retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_days: Option<u32>,
 }
 
 impl FilterPolicy {

@@ -26,6 +26,7 @@ mod outbound;
 mod passkeys;
 pub mod roles;
 mod senders;
+mod spool_keys;
 mod stats;
 #[doc(hidden)]
 pub mod testing;
@@ -58,6 +59,7 @@ pub use outbound::{
 };
 pub use passkeys::{Ceremony, MAX_CEREMONIES, MAX_PASSKEYS_PER_USER, StoredPasskey};
 pub use senders::{MAX_SENDER_ENTRIES, SenderAction, SenderEntry, sender_pattern};
+pub use spool_keys::WrappedSpoolKey;
 pub use stats::{Count, MailStats, symbol_names};
 pub use tokens::{ApiToken, MAX_TOKENS_PER_USER};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};

@@ -44,6 +44,7 @@ granted! {
     fn senders_after(&self, after: i64, limit: i64) -> Result<Vec<(i64, i64, u64)>, StoreError>;
     // The mail path's own tables.
     fn write_trace(&self, records: &[TraceRecord]) -> Result<(), StoreError>;
+    fn trace_purge(&self, cutoffs: &[(i64, i64)], others: i64) -> Result<Vec<(i64, u64)>, StoreError>;
     fn quarantine_insert(&self, item: &QuarantineItem) -> Result<(), StoreError>;
     fn quarantine_get(&self, id: &str) -> Result<QuarantineItem, StoreError>;
     fn quarantine_remove(&self, id: &str) -> Result<(), StoreError>;

@@ -230,6 +230,50 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes trace events older than each tenant's cutoff (`(tenant, cutoff)`; events of
+    /// no tenant — refusals before a recipient was known — go by `others`), then messages
+    /// left without events that are older than the latest cutoff. Returns, per tenant, the
+    /// events deleted (tenant 0: those of no tenant).
+    pub async fn trace_purge(
+        &self,
+        cutoffs: &[(i64, i64)],
+        others: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::new();
+        for &(tenant, cutoff) in cutoffs {
+            let n = sqlx::query("DELETE FROM trace_events WHERE tenant_id = $1 AND at < $2")
+                .bind(tenant)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                out.push((tenant, n));
+            }
+        }
+        let n = sqlx::query(
+            "DELETE FROM trace_events WHERE (tenant_id IS NULL OR tenant_id = 0) AND at < $1",
+        )
+        .bind(others)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            out.push((0, n));
+        }
+        let latest = cutoffs.iter().map(|c| c.1).fold(others, i64::max);
+        sqlx::query(
+            "DELETE FROM trace_messages WHERE received_at < $1
+             AND NOT EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = trace_messages.id)",
+        )
+        .bind(latest)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Searches the trace, newest messages first.
     pub async fn trace(&self, f: &TraceFilter) -> Result<Vec<TraceMessage>, StoreError> {
         let rcpt = f.rcpt.as_ref().map(|r| r.to_lowercase());

@@ -234,7 +234,7 @@ impl Store {
     }
 
     /// Replaces everything wrapped with the KEK — tenant keys, connector secrets, audit
-    /// signing keys and portal users' second factors — in one
+    /// signing keys, portal users' second factors and the nodes' spool keys — in one
     /// transaction (KEK rotation).
     pub async fn rewrap_kek_material(
         &self,
@@ -242,8 +242,16 @@ impl Store {
         secrets: &[SealedSecret],
         audit_keys: &[crate::AuditKey],
         totps: &[(i64, Vec<u8>)],
+        spool_keys: &[crate::WrappedSpoolKey],
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        for k in spool_keys {
+            sqlx::query("UPDATE spool_keys SET wrapped = $1 WHERE node = $2")
+                .bind(&k.wrapped)
+                .bind(&k.node)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (id, sealed) in totps {
             sqlx::query("UPDATE users SET totp_sealed = $1 WHERE id = $2")
                 .bind(sealed)

@@ -207,6 +207,42 @@ async fn an_unscored_then_scored_message_are_written_in_one_batch(engine: Engine
     assert_eq!(scored[0].score, Some(1.25));
 }
 
+async fn trace_retention_purges_each_tenant_by_its_own_cutoff(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    s.add_tenant("a", &["a.test".into()], "maildir:///tmp/a")
+        .await
+        .unwrap();
+    s.add_tenant("b", &["b.test".into()], "maildir:///tmp/b")
+        .await
+        .unwrap();
+    let received = |id: &str, at: i64, rcpt: &str, tenant: i64| TraceRecord::Received {
+        id: id.into(),
+        at,
+        mail_from: "x@example.org".into(),
+        size: 1,
+        client_ip: "127.0.0.1".into(),
+        helo: "h".into(),
+        tls: None,
+        rcpts: vec![(rcpt.into(), tenant)],
+        verdict: None,
+        score: None,
+        symbols: String::new(),
+    };
+    s.write_trace(&[
+        received("OLD-A", 100, "r@a.test", 1),
+        received("OLD-B", 100, "r@b.test", 2),
+        received("NEW-A", 900, "r@a.test", 1),
+    ])
+    .await
+    .unwrap();
+    // a keeps until 500, b until 50; refusals of no tenant until 500.
+    let purged = s.trace_purge(&[(1, 500), (2, 50)], 500).await.unwrap();
+    assert_eq!(purged, vec![(1, 1)]);
+    let ids = |v: Vec<store::TraceMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let left = ids(s.trace(&TraceFilter::default()).await.unwrap());
+    assert_eq!(left, ["NEW-A", "OLD-B"]);
+}
+
 async fn bayes_counts_accumulate_per_model(engine: Engine) {
     let (_d, s) = store(engine).await;
     assert_eq!(
@@ -1003,6 +1039,7 @@ store::engine_matrix!(
     tenants_domains_and_recipient_policy,
     trace_is_searchable_by_rcpt_and_sender,
     an_unscored_then_scored_message_are_written_in_one_batch,
+    trace_retention_purges_each_tenant_by_its_own_cutoff,
     bayes_counts_accumulate_per_model,
     learning_is_idempotent_and_moves_corrected_messages,
     ngram_weights_are_stored_with_learning_and_only_over_their_base,

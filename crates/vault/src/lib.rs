@@ -190,6 +190,41 @@ pub fn rewrap_audit_key(old: &Kek, new: &Kek, k: &store::AuditKey) -> Result<Vec
     Ok(new.seal(&audit_aad(&k.key_id), &pkcs8))
 }
 
+fn spool_aad(node: &str) -> Vec<u8> {
+    format!("sekisho spool key v1 node={node}").into_bytes()
+}
+
+/// A new spool key for `node`, and its copy wrapped with the KEK (bound to the node).
+pub fn generate_spool_key(kek: &Kek, node: &str) -> (keys::SecretKey, Vec<u8>) {
+    let key = keys::SecretKey::generate();
+    let wrapped = kek.wrap(&spool_aad(node), &key);
+    (key, wrapped)
+}
+
+/// Unwraps `node`'s spool key (vault only). A wrapped key copied to another node's row does
+/// not open.
+pub fn unwrap_spool_key(
+    kek: &Kek,
+    node: &str,
+    wrapped: &[u8],
+) -> Result<keys::SecretKey, VaultError> {
+    kek.unwrap_key(&spool_aad(node), wrapped).ok_or_else(|| {
+        VaultError::Crypto(format!(
+            "the spool key of node {node} does not open with this KEK (wrong KEK or altered key)"
+        ))
+    })
+}
+
+/// Re-wraps a spool key from `old` to `new` KEK (rotation).
+pub fn rewrap_spool_key(
+    old: &Kek,
+    new: &Kek,
+    node: &str,
+    wrapped: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    Ok(new.wrap(&spool_aad(node), &unwrap_spool_key(old, node, wrapped)?))
+}
+
 /// Checks that `recipient` is an age X25519 recipient (`age1…`).
 pub fn parse_recipient(recipient: &str) -> Result<age::x25519::Recipient, VaultError> {
     age::x25519::Recipient::from_str(recipient.trim()).map_err(|e| {

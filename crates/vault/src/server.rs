@@ -206,6 +206,8 @@ struct KekMaterial {
     audit_keys: Vec<store::AuditKey>,
     /// Portal users' sealed TOTP secrets (user id, sealed).
     totps: Vec<(i64, Vec<u8>)>,
+    /// The nodes' spool keys.
+    spool_keys: Vec<store::WrappedSpoolKey>,
 }
 
 impl KekMaterial {
@@ -232,6 +234,7 @@ impl KekMaterial {
                 .filter(|u| !u.totp_sealed.is_empty())
                 .map(|u| (u.id, u.totp_sealed))
                 .collect(),
+            spool_keys: store.spool_keys().await.map_err(|e| e.to_string())?,
         })
     }
 
@@ -240,6 +243,7 @@ impl KekMaterial {
             && self.secrets.is_empty()
             && self.audit_keys.is_empty()
             && self.totps.is_empty()
+            && self.spool_keys.is_empty()
     }
 
     fn kind(s: &SealedSecret) -> Result<SecretKind, String> {
@@ -268,6 +272,10 @@ impl KekMaterial {
                 .totps
                 .iter()
                 .all(|(id, sealed)| kek.open(&portal::totp_aad(*id), sealed).is_some())
+            && self
+                .spool_keys
+                .iter()
+                .all(|k| crate::unwrap_spool_key(kek, &k.node, &k.wrapped).is_ok())
     }
 
     /// Re-wraps every item from `old` to `new`.
@@ -292,6 +300,10 @@ impl KekMaterial {
                 .open(&aad, sealed)
                 .ok_or_else(|| format!("user {id}: the second factor does not open"))?;
             *sealed = new.seal(&aad, &plain);
+        }
+        for k in &mut self.spool_keys {
+            k.wrapped = crate::rewrap_spool_key(old, new, &k.node, &k.wrapped)
+                .map_err(|e| format!("node {}: {e}", k.node))?;
         }
         Ok(())
     }
@@ -584,6 +596,7 @@ impl Vault {
                 &material.secrets,
                 &material.audit_keys,
                 &material.totps,
+                &material.spool_keys,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -595,11 +608,12 @@ impl Vault {
         }
         *self.kek.write().expect("kek lock poisoned") = Arc::new(new);
         Ok(format!(
-            "{} tenant key(s), {} connector secret(s), {} audit key(s) and {} second factor(s) re-wrapped; portal sessions ended",
+            "{} tenant key(s), {} connector secret(s), {} audit key(s), {} second factor(s) and {} spool key(s) re-wrapped; portal sessions ended",
             material.keys.len(),
             material.secrets.len(),
             material.audit_keys.len(),
-            material.totps.len()
+            material.totps.len(),
+            material.spool_keys.len()
         ))
     }
 
@@ -847,6 +861,11 @@ impl Vault {
                 kind,
                 role_token,
             } => self.use_secret(tenant.0, kind, &role_token).await,
+            Request::SpoolKey {
+                node,
+                role_token,
+                spool_empty,
+            } => self.spool_key(&node, &role_token, spool_empty).await,
             Request::Admin(a) => self.admin(a).await,
             Request::DeleteQuarantine {
                 id,
@@ -995,6 +1014,85 @@ impl Vault {
                 )
             }
             Err(e) => error(&e.to_string()),
+        }
+    }
+
+    /// Hands a node's spool key to its mx (created and wrapped on first use). Recorded.
+    async fn spool_key(
+        &self,
+        node: &str,
+        token: &RoleToken,
+        spool_empty: bool,
+    ) -> (Response, Vec<u8>) {
+        let mut rec = NewRecord {
+            principal: "mx",
+            action: "spool-key",
+            object: node,
+            ..NewRecord::by(proto::Process::Vault)
+        };
+        let allowed = self
+            .mx_token
+            .as_ref()
+            .is_some_and(|t| keys::ct_eq(t.0.as_bytes(), token.0.as_bytes()));
+        if !allowed {
+            rec.principal = "unknown";
+            rec.outcome = "refused: not the mx role";
+            self.record(rec).await;
+            return refused("the spool key is given only to the mx role");
+        }
+        let key = match self.load_spool_key(node, spool_empty, &mut rec).await {
+            Ok(k) => k,
+            Err(message) => {
+                rec.outcome = "failed";
+                self.record(rec).await;
+                return (Response::Error { message }, Vec::new());
+            }
+        };
+        if rec.outcome.is_empty() {
+            rec.outcome = "ok";
+        }
+        self.record(rec).await;
+        (Response::SpoolKey, key.to_hex().as_bytes().to_vec())
+    }
+
+    /// The node's spool key, created on first use. One that does not open (a database
+    /// restored from before a KEK rotation) is replaced only while the spool holds nothing
+    /// sealed; otherwise mx must not start with a key that would lose its queue.
+    async fn load_spool_key(
+        &self,
+        node: &str,
+        spool_empty: bool,
+        rec: &mut NewRecord<'_>,
+    ) -> Result<keys::SecretKey, String> {
+        let kek = self.kek();
+        let wrapped = match self
+            .store
+            .spool_key(node)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(w) => w,
+            None => {
+                let (_, wrapped) = crate::generate_spool_key(&kek, node);
+                self.store
+                    .spool_key_create(node, &wrapped)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        match crate::unwrap_spool_key(&kek, node, &wrapped) {
+            Ok(key) => Ok(key),
+            Err(e) if !spool_empty => Err(e.to_string()),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "the stored spool key does not open; the spool is empty, so it is replaced");
+                let (key, wrapped) = crate::generate_spool_key(&kek, node);
+                self.store
+                    .spool_key_replace(node, &wrapped)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rec.outcome = "ok: the stored key did not open and the spool was empty; replaced";
+                Ok(key)
+            }
         }
     }
 

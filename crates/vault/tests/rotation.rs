@@ -190,7 +190,7 @@ async fn a_rotation_interrupted_after_its_commit_is_completed_on_open(engine: En
         k.wrapped = vault::rewrap_audit_key(&old, &new, k).unwrap();
     }
     store
-        .rewrap_kek_material(&keys, &secrets, &audit_keys, &[])
+        .rewrap_kek_material(&keys, &secrets, &audit_keys, &[], &[])
         .await
         .unwrap();
     let mut v = Vault::open(store.clone(), blobs.clone(), &kek_path)
@@ -244,7 +244,7 @@ async fn a_full_rotation_rewraps_keys_and_secrets(engine: Engine) {
         )
         .await;
     assert!(
-        matches!(&r, Response::Done { summary } if summary.contains("2 tenant key(s), 2 connector secret(s), 1 audit key(s) and 0 second factor(s) re-wrapped")),
+        matches!(&r, Response::Done { summary } if summary.contains("2 tenant key(s), 2 connector secret(s), 1 audit key(s), 0 second factor(s) and 0 spool key(s) re-wrapped")),
         "{r:?}"
     );
     let after = Kek::load_or_create(&kek_path).unwrap();

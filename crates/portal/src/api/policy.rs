@@ -50,6 +50,9 @@ pub struct PolicyDoc {
     /// Days quarantined mail is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine_days: Option<u32>,
+    /// Days message-trace records (envelopes, delivery events) are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_days: Option<u32>,
 }
 
 /// The tenant's policy with the global values it overrides.
@@ -80,6 +83,7 @@ impl From<PolicyView> for PolicyDoc {
                 .collect(),
             trusted_arc: f.trusted_arc,
             quarantine_days: f.quarantine_days,
+            trace_days: f.trace_days,
         }
     }
 }
@@ -101,6 +105,7 @@ impl From<PolicyDoc> for PolicyView {
                 .collect(),
             trusted_arc: f.trusted_arc,
             quarantine_days: f.quarantine_days,
+            trace_days: f.trace_days,
         }
     }
 }

@@ -49,6 +49,7 @@ fn view(f: store::FilterPolicy) -> PolicyView {
             .collect(),
         trusted_arc: f.trusted_arc,
         quarantine_days: f.quarantine_days,
+        trace_days: f.trace_days,
     }
 }
 
@@ -68,6 +69,7 @@ fn stored(p: &PolicyView) -> store::FilterPolicy {
             .collect(),
         trusted_arc: p.trusted_arc.iter().map(|d| d.to_lowercase()).collect(),
         quarantine_days: p.quarantine_days,
+        trace_days: p.trace_days,
     }
 }
 
@@ -141,6 +143,9 @@ impl PolicyDefaults {
             .is_some_and(|n| !(1..=3650).contains(&n))
         {
             return Some("quarantine_days is 1 to 3650".into());
+        }
+        if new.trace_days.is_some_and(|n| !(1..=3650).contains(&n)) {
+            return Some("trace_days is 1 to 3650".into());
         }
         None
     }
