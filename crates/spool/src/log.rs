@@ -294,6 +294,7 @@ impl LogWriter {
         stats: Arc<WriterStats>,
     ) -> io::Result<Self> {
         let file = create_segment(&dir, first)?;
+        let overwrite = open_overwrite(&dir, first)?;
         segments.all.lock().expect("poisoned").insert(first);
         segments.current.store(first, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel::<Op>();
@@ -303,6 +304,7 @@ impl LogWriter {
                 let mut w = SegmentWriter {
                     dir,
                     file,
+                    overwrite,
                     segment: first,
                     size: 0,
                     max_segment,
@@ -353,22 +355,29 @@ impl LogWriter {
     }
 }
 
-/// Overwrites the wrapped keys of the key frames in `group` (all in `segment`) and syncs.
-/// The file is opened without `O_APPEND`: with it, Linux's `pwrite` would append.
-fn zero_keys(dir: &Path, segment: u64, group: &[Destroy]) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(segment_path(dir, segment))?;
-    let zeros = [0u8; keys::SecretKey::WRAPPED_LEN];
-    for d in group {
-        if d.at.len as usize != KEY_FRAME_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a key frame",
-            ));
-        }
-        file.write_all_at(&zeros, d.at.offset + (HEADER_LEN + KEY_ID_LEN) as u64)?;
+/// Opens segment `n` for overwriting in place: without `O_APPEND`, with which Linux's
+/// `pwrite` would append instead.
+fn open_overwrite(dir: &Path, n: u64) -> io::Result<File> {
+    OpenOptions::new().write(true).open(segment_path(dir, n))
+}
+
+/// Overwrites the wrapped key of the key frame at `at` with zeros (not synced).
+fn zero_key(file: &File, at: Location) -> io::Result<()> {
+    if at.len as usize != KEY_FRAME_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a key frame",
+        ));
     }
+    let zeros = [0u8; keys::SecretKey::WRAPPED_LEN];
+    file.write_all_at(&zeros, at.offset + (HEADER_LEN + KEY_ID_LEN) as u64)
+}
+
+/// Overwrites the wrapped keys of the key frames in `group` (all in an older `segment`) and
+/// syncs.
+fn zero_keys(dir: &Path, segment: u64, group: &[Destroy]) -> io::Result<()> {
+    let file = open_overwrite(dir, segment)?;
+    group.iter().try_for_each(|d| zero_key(&file, d.at))?;
     file.sync_data()
 }
 
@@ -385,6 +394,8 @@ fn create_segment(dir: &Path, n: u64) -> io::Result<File> {
 struct SegmentWriter {
     dir: PathBuf,
     file: File,
+    /// The same segment opened without `O_APPEND`, for overwriting keys in place.
+    overwrite: File,
     segment: u64,
     size: u64,
     max_segment: u64,
@@ -419,7 +430,7 @@ impl SegmentWriter {
                 }
             }
             if !appends.is_empty() {
-                self.write_batch(&mut buf, appends);
+                self.write_batch(&mut buf, appends, &mut destroys);
             }
             if !destroys.is_empty() {
                 self.destroy_batch(destroys);
@@ -435,7 +446,14 @@ impl SegmentWriter {
             by_segment.entry(d.at.segment).or_default().push(d);
         }
         for (segment, group) in by_segment {
-            let result = zero_keys(&self.dir, segment, &group);
+            let result = if segment == self.segment {
+                group
+                    .iter()
+                    .try_for_each(|d| zero_key(&self.overwrite, d.at))
+                    .and_then(|()| self.file.sync_data())
+            } else {
+                zero_keys(&self.dir, segment, &group)
+            };
             if result.is_ok() {
                 self.stats
                     .destroyed
@@ -453,6 +471,7 @@ impl SegmentWriter {
     fn rotate(&mut self) -> io::Result<()> {
         let next = self.segment + 1;
         let file = create_segment(&self.dir, next)?;
+        self.overwrite = open_overwrite(&self.dir, next)?;
         self.segments.all.lock().expect("poisoned").insert(next);
         self.segments.current.store(next, Ordering::SeqCst);
         self.file = file;
@@ -461,7 +480,9 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn write_batch(&mut self, buf: &mut Vec<u8>, batch: Vec<Append>) {
+    /// Writes a batch of appends and, before the one sync, zeroes the keys in `destroys`
+    /// that live in the segment being written (taking them out of `destroys`).
+    fn write_batch(&mut self, buf: &mut Vec<u8>, batch: Vec<Append>, destroys: &mut Vec<Destroy>) {
         let total: u64 = batch.iter().map(|a| a.frame.len() as u64).sum();
         if self.size > 0
             && self.size + total > self.max_segment
@@ -479,9 +500,17 @@ impl SegmentWriter {
             });
             buf.extend_from_slice(&a.frame);
         }
+        let (here, elsewhere): (Vec<Destroy>, Vec<Destroy>) = std::mem::take(destroys)
+            .into_iter()
+            .partition(|d| d.at.segment == self.segment);
+        *destroys = elsewhere;
         let result = self
             .file
             .write_all(buf)
+            .and_then(|()| {
+                here.iter()
+                    .try_for_each(|d| zero_key(&self.overwrite, d.at))
+            })
             .and_then(|()| self.file.sync_data());
         self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         match result {
@@ -490,14 +519,23 @@ impl SegmentWriter {
                 self.stats
                     .frames
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .destroyed
+                    .fetch_add(here.len() as u64, Ordering::Relaxed);
                 for (a, loc) in batch.into_iter().zip(locations) {
                     let _ = a.done.send(Ok(loc));
+                }
+                for d in here {
+                    let _ = d.done.send(Ok(()));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "spool: write or sync failed; frames refused");
                 for a in batch {
                     let _ = a.done.send(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+                for d in here {
+                    let _ = d.done.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
                 // The file may now hold a partial batch: continue in a fresh segment.
                 if let Err(e) = self.rotate() {
