@@ -2,10 +2,16 @@
 well, queued mail opens (so the test can see plaintext when it is there), and mail that was
 delivered, or belonged to a terminated tenant, opens for no one."""
 import json
+import os
+import re
 import shutil
 import smtplib
+import subprocess
+import threading
 
-from conftest import wait_for
+import pytest
+
+from conftest import Sink, wait_for
 
 MARKERS = ("DELIVERED-MARKER", "QUEUED-MARKER", "GONE-MARKER")
 
@@ -109,3 +115,87 @@ def test_trace_records_go_after_their_retention_with_evidence(node, sink):
     tenants = {t["name"]: t["id"] for t in n.cli_json("tenant", "list")}
     assert {r["tenant_id"] for r in purges} >= {tenants["acme"]}
     assert tenants["keep"] not in {r["tenant_id"] for r in purges}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small file system for the spool")
+def test_a_full_spool_refuses_with_452_delivers_everything_once_and_recovers(node, sink, tmp_path):
+    """The operator's bad day: the spool on a 24 MiB file system, the next hop down, four
+    clients sending 64 KiB messages until refused; then the next hop comes back."""
+    out = tmp_path / "downstream"
+    down = sink("downstream")
+    port = down.port
+    down.stop()
+    data = tmp_path / "node"
+    (data / "spool").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(data / "spool")], check=True)
+    n = None
+    try:
+        n = node(config='[spool]\nreserve = "2MiB"\nmax_segment_size = "4MiB"\n'
+                        '[delivery]\nretry_initial = "1s"\nretry_max = "2s"\ntimeout = "2s"\n')
+        n.cli("tenant", "add", "acme", "--domain", "acme.test",
+              "--route", f"smtp://127.0.0.1:{port}?tls=none")
+        acked, refusals, lock = [], [], threading.Lock()
+
+        def client(k):
+            for i in range(400):
+                token = f"c{k}-{i}"
+                body = (f"Subject: {token}\r\nX-Token: {token}\r\n\r\n" + "y" * 76 + "\r\n") * 1
+                body += ("z" * 98 + "\r\n") * 650
+                try:
+                    with smtplib.SMTP("127.0.0.1", n.port, timeout=30) as c:
+                        c.sendmail("a@example.org", [f"r{k}@acme.test"], body.encode())
+                    with lock:
+                        acked.append(token)
+                except smtplib.SMTPDataError as e:
+                    with lock:
+                        refusals.append((e.smtp_code, e.smtp_error))
+                    return
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(acked) > 50, f"only {len(acked)} acknowledged"
+        assert refusals and all(code == 452 and b"4.3.1" in text for code, text in refusals), refusals
+        # No storm of segment files while the disk was full.
+        segments = list((data / "spool").glob("seg-*.log"))
+        assert len(segments) < 20, len(segments)
+
+        back = Sink(out, port=port)
+        try:
+            wait_for(lambda: set(acked) <= tokens(back), timeout=120,
+                     what="every acknowledged message delivered")
+            wait_for(lambda: n.cli_json("queue", "list") == [], timeout=30, what="an empty queue")
+            counts = {}
+            for t in all_tokens(back):
+                counts[t] = counts.get(t, 0) + 1
+            # At least once, not hundreds of times: a kill-free run delivers each once.
+            assert max(counts.values()) == 1, sorted(counts.items(), key=lambda kv: -kv[1])[:5]
+            # The space comes back as mail leaves, and new mail is accepted without a restart.
+            def accepted():
+                try:
+                    send(n, "bob@acme.test", "AFTER-FULL")
+                    return True
+                except smtplib.SMTPDataError:
+                    return False
+            wait_for(accepted, timeout=60, interval=2, what="new mail accepted again")
+        finally:
+            back.stop()
+    finally:
+        if n:
+            n.stop()
+        subprocess.run(["umount", "-l", str(data / "spool")], check=False)
+
+
+def all_tokens(s):
+    found = []
+    for _, content in s.messages():
+        m = re.search(rb"X-Token: (\S+)", content)
+        if m:
+            found.append(m.group(1).decode())
+    return found
+
+
+def tokens(s):
+    return set(all_tokens(s))

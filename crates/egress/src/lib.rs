@@ -228,7 +228,7 @@ impl Delivery {
                 }
             }
             self.pool.sweep();
-            if last_compact.elapsed() > Duration::from_secs(30) {
+            if last_compact.elapsed() > Duration::from_secs(10) {
                 last_compact = std::time::Instant::now();
                 if let Err(e) = self.spool.compact(2).await {
                     tracing::error!(error = %e, "spool compaction failed");

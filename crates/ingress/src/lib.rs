@@ -121,6 +121,8 @@ pub struct IngressConfig {
     pub session_timeout: Duration,
     /// TLS for STARTTLS (None: not offered).
     pub tls: Option<Arc<tls::rustls::ServerConfig>>,
+    /// Free space the spool keeps: below it, new mail gets `452 4.3.1`.
+    pub spool_reserve: u64,
 }
 
 /// Recipient checks against the shared directory snapshot.
@@ -411,6 +413,11 @@ impl Ingress {
     /// Inspects a transaction and spools it; `Ok(queue id)` only once it is durable.
     async fn accept_message(&self, peer: SocketAddr, mut tx: Transaction) -> Result<String, Reply> {
         let started = Instant::now();
+        // A full spool refuses new mail before any work, keeping room to move queued mail on.
+        if !self.spool.has_room(self.cfg.spool_reserve) {
+            self.metrics.smtp_messages_refused.inc();
+            return Err(insufficient_storage());
+        }
         let id = new_queue_id();
         let now = unix_now();
         let outbound = tx.relay_for;
@@ -555,8 +562,14 @@ impl Ingress {
         };
         let meta = MessageMeta::queued(id.clone(), envelope, now, body.len() as u64, String::new());
         if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {
-            tracing::error!(error = %e, "spool commit failed; message refused with 451");
             self.metrics.smtp_messages_refused.inc();
+            if let spool::SpoolError::Io(io) = &e
+                && io.kind() == std::io::ErrorKind::StorageFull
+            {
+                tracing::error!(error = %e, "spool full; message refused with 452");
+                return Err(insufficient_storage());
+            }
+            tracing::error!(error = %e, "spool commit failed; message refused with 451");
             return Err(Reply::new(
                 451,
                 "4.3.0",
@@ -673,6 +686,11 @@ impl Ingress {
             detail: detail.to_string(),
         }));
     }
+}
+
+/// The reply for mail that does not fit in the spool now (RFC 3463 4.3.1).
+fn insufficient_storage() -> Reply {
+    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
 }
 
 async fn flush(stream: &mut Stream, session: &mut Session) -> std::io::Result<()> {

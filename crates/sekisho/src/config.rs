@@ -269,6 +269,7 @@ struct RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawSpool {
     max_segment_size: Option<toml::Value>,
+    reserve: Option<toml::Value>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -354,6 +355,8 @@ pub struct Config {
     pub session_timeout: Duration,
     pub delivery: egress::DeliveryConfig,
     pub spool_segment: u64,
+    /// Free space below which new mail is refused with `452 4.3.1` (`[spool] reserve`).
+    pub spool_reserve: u64,
     pub policy: inspect::Policy,
     pub view_limits: inspect::ViewLimits,
     /// DNS resolver for authentication (None: the system's resolv.conf).
@@ -935,6 +938,10 @@ impl RawConfig {
         if spool_segment < 1 << 20 {
             bail!("spool.max_segment_size: must be at least 1MiB");
         }
+        let spool_reserve = match &self.spool.reserve {
+            Some(v) => parse_size("spool.reserve", v)?,
+            None => 64 << 20,
+        };
         let i = self.inspect;
         let phishing_feed = i.phishing_feed.clone();
         if let Some(feed) = &phishing_feed
@@ -1115,6 +1122,7 @@ impl RawConfig {
             )?,
             delivery,
             spool_segment,
+            spool_reserve,
         })
     }
 }

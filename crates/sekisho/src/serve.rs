@@ -801,6 +801,7 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
             idle_timeout: cfg.idle_timeout,
             session_timeout: cfg.session_timeout,
             tls: Some(tls_config),
+            spool_reserve: cfg.spool_reserve,
         },
         ingress::IngressParts {
             directory: directory.clone(),

@@ -256,13 +256,15 @@ struct Destroy {
 enum Op {
     Append(Append),
     Destroy(Destroy),
+    /// Start a new segment (the current one holds nothing live and can then be deleted).
+    Rotate(oneshot::Sender<io::Result<()>>),
 }
 
 impl Op {
     fn bytes(&self) -> usize {
         match self {
             Op::Append(a) => a.frame.len(),
-            Op::Destroy(_) => 0,
+            Op::Destroy(_) | Op::Rotate(_) => 0,
         }
     }
 }
@@ -346,6 +348,14 @@ impl LogWriter {
             .map_err(|_| io::Error::other("spool writer stopped"))?
     }
 
+    /// Starts a new segment after everything sent before (if the current one is not empty).
+    pub async fn rotate(&self) -> io::Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Op::Rotate(done))?;
+        wait.await
+            .map_err(|_| io::Error::other("spool writer stopped"))?
+    }
+
     /// Stops accepting frames, lets the writer finish what it has, and joins it.
     pub fn shutdown(&self) {
         self.tx.lock().expect("poisoned").take();
@@ -423,10 +433,12 @@ impl SegmentWriter {
             }
             let mut appends = Vec::with_capacity(batch.len());
             let mut destroys = Vec::new();
+            let mut rotations = Vec::new();
             for op in batch {
                 match op {
                     Op::Append(a) => appends.push(a),
                     Op::Destroy(d) => destroys.push(d),
+                    Op::Rotate(done) => rotations.push(done),
                 }
             }
             if !appends.is_empty() {
@@ -434,6 +446,15 @@ impl SegmentWriter {
             }
             if !destroys.is_empty() {
                 self.destroy_batch(destroys);
+            }
+            if !rotations.is_empty() {
+                let result = if self.size > 0 { self.rotate() } else { Ok(()) };
+                for done in rotations {
+                    let _ = done.send(match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    });
+                }
             }
         }
         let _ = self.file.sync_data();
@@ -537,9 +558,14 @@ impl SegmentWriter {
                 for d in here {
                     let _ = d.done.send(Err(io::Error::new(e.kind(), e.to_string())));
                 }
-                // The file may now hold a partial batch: continue in a fresh segment.
-                if let Err(e) = self.rotate() {
-                    tracing::error!(error = %e, "spool: cannot start a new segment");
+                // The file may now hold part of the batch: cut it back to what was synced and
+                // go on in the same segment (a new segment per failure would leave thousands
+                // of empty files on a full disk); only if that fails, start a new one.
+                if let Err(e) = self.file.set_len(self.size) {
+                    tracing::error!(error = %e, "spool: cannot cut a failed batch off");
+                    if let Err(e) = self.rotate() {
+                        tracing::error!(error = %e, "spool: cannot start a new segment");
+                    }
                 }
             }
         }

@@ -138,6 +138,9 @@ pub struct Spool {
     inner: Arc<Inner>,
 }
 
+/// Size from which an idle current segment is closed for reclaim.
+pub const RETIRE_AT: u64 = 1 << 20;
+
 /// Whether a message has nothing left to do.
 pub(crate) fn finished(meta: &MessageMeta) -> bool {
     !meta
@@ -346,7 +349,15 @@ impl Spool {
                 return Ok(());
             };
             let frame = keyring::data_frame(KIND_UPDATE, key.id, &key.key, &w.buf);
-            self.inner.writer.append(frame).await?;
+            if let Err(e) = self.inner.writer.append(frame).await {
+                // Not durable (a full disk): the queue still schedules by the new state, so a
+                // deferred message is not tried again at once; a restart before the next
+                // successful write goes back to the last durable state (at least once).
+                if let Some(entry) = self.index().entries.get_mut(&meta.id) {
+                    entry.meta = meta;
+                }
+                return Err(e.into());
+            }
             let mut index = self.index();
             let Some(e) = index.entries.get_mut(&meta.id) else {
                 return Ok(());
@@ -506,6 +517,20 @@ impl Spool {
         self.inner.segments.all.lock().expect("poisoned").len()
     }
 
+    /// Whether the spool's file system has at least `reserve` bytes free: below that, new
+    /// mail is refused (`452 4.3.1`) so that the records that move queued mail along (retry
+    /// times, recipients done) still fit. Finishing a message needs no room at all.
+    pub fn has_room(&self, reserve: u64) -> bool {
+        match nix::sys::statvfs::statvfs(&self.inner.dir) {
+            // The widths of these C types differ between platforms.
+            #[allow(clippy::unnecessary_cast)]
+            Ok(v) => {
+                (v.blocks_available() as u64).saturating_mul(v.fragment_size() as u64) >= reserve
+            }
+            Err(_) => true,
+        }
+    }
+
     /// Live and destroyed keys and segments, for `sekisho spool stats`.
     pub fn stats(&self) -> SpoolStats {
         let current = self.inner.segments.current.load(Ordering::SeqCst);
@@ -580,6 +605,7 @@ impl Spool {
                 self.index().undestroyed.push(key);
             }
         }
+        self.retire_current().await?;
         let current = self.inner.segments.current.load(Ordering::SeqCst);
         // (The lock on the segment list is released before reclaim takes it again.)
         let first = self
@@ -615,6 +641,21 @@ impl Spool {
         }
         self.reclaim()?;
         Ok(moved)
+    }
+
+    /// A current segment of at least [`RETIRE_AT`] that holds no live message is closed, so
+    /// that reclaim can delete it: otherwise finished mail would pin up to a whole segment of
+    /// disk (as much as a small spool file system) until more mail arrives.
+    async fn retire_current(&self) -> io::Result<()> {
+        let current = self.inner.segments.current.load(Ordering::SeqCst);
+        let live = self.index().live.get(&current).copied().unwrap_or(0);
+        let size = fs::metadata(log::segment_path(&self.inner.dir, current))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if live == 0 && size >= RETIRE_AT {
+            self.inner.writer.rotate().await?;
+        }
+        Ok(())
     }
 
     /// Copies a message forward under a new data key, then destroys the old key.

@@ -351,3 +351,42 @@ fn compaction_with_nothing_old_enough_returns_at_once() {
         .expect("compact returned");
     assert_eq!(moved, 0);
 }
+
+#[tokio::test]
+async fn finished_mail_does_not_pin_the_current_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 64 << 20);
+    for n in 0..3 {
+        let m = meta(n);
+        let id = m.id.clone();
+        spool
+            .submit(m, &vec![b'z'; 400 << 10], false)
+            .await
+            .unwrap();
+        spool.remove(&id).await.unwrap();
+    }
+    let bytes = || {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum::<u64>()
+    };
+    assert!(
+        bytes() > 1 << 20,
+        "the finished mail is still on disk (unreadable)"
+    );
+    // Egress's periodic compaction closes an idle current segment so it can be deleted.
+    spool.compact(2).await.unwrap();
+    assert_eq!(
+        bytes(),
+        0,
+        "space given back while the segment would still be current"
+    );
+    assert_eq!(
+        spool.stats().destroyed_keys,
+        0,
+        "the zeroed slots went with it"
+    );
+}
