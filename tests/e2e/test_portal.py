@@ -941,8 +941,11 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "terminate", "target": "acme"})
     assert st == 200 and "local CLI" in doc.get("refused", ""), doc
     assert [t["name"] for t in n.cli_json("tenant", "list")] == ["acme"]
+    # The spool key is mx's alone: asked for without its token, it is refused and raised.
+    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "spool-key", "target": "sekisho.localhost"})
+    assert st == 200 and "only mx obtains its spool key" in doc.get("refused", ""), doc
     alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "role-overreach"]
-    assert len(alerts) == 3 + (not own_users) and all(a["severity"] == "critical" for a in alerts), alerts
+    assert len(alerts) == 4 + (not own_users) and all(a["severity"] == "critical" for a in alerts), alerts
     if own_users:
         wait_for(lambda: [r for r in n.cli_json("vault", "records") if r["action"] == "sandbox-denial"
                           and r["object"] == f"socket={n.data_dir / 'admin.sock'}"],
@@ -950,7 +953,7 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     else:
         assert any("admin socket" in a["summary"] and "quarantine-release" in a["summary"] for a in alerts)
     refused = [r for r in n.cli_json("vault", "records") if r["outcome"] == "refused: not from the local CLI"]
-    assert {r["action"] for r in refused} == {"open-quarantine", "admin", "digest-links"}, refused
+    assert {r["action"] for r in refused} == {"open-quarantine", "admin", "digest-links", "spool-key"}, refused
     # The operator at the console is not a role: the same open works from the CLI.
     assert "INTRUDER" in n.cli("quarantine", "open", item, "--break-glass", "incident review").stdout
 

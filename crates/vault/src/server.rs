@@ -1620,6 +1620,9 @@ impl Vault {
             Request::DigestLinks { role_token, .. } if !mx(role_token) => {
                 Some("only mx signs digest links")
             }
+            Request::SpoolKey { role_token, .. } if !mx(&Some(role_token.clone())) => {
+                Some("only mx obtains its spool key")
+            }
             _ => None,
         }
     }

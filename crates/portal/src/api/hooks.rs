@@ -116,6 +116,12 @@ async fn vault(State(p): State<Arc<Portal>>, JsonBody(b): JsonBody<Attack>) -> R
             expires_at: i64::MAX / 2,
             role_token: None,
         },
+        // Ask for the node's spool key (mx's alone), with a guessed token.
+        "spool-key" => Request::SpoolKey {
+            node: b.target,
+            role_token: proto::vault::RoleToken("guess".into()),
+            spool_empty: false,
+        },
         _ => Request::Admin(Admin::TerminateTenant {
             tenant: b.target,
             principal: "cli:root".into(),
