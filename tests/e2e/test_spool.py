@@ -1,11 +1,13 @@
-"""Data at rest in the spool: a copy of the data directory opens nothing; with the KEK as
-well, queued mail opens (so the test can see plaintext when it is there), and mail that was
-delivered, or belonged to a terminated tenant, opens for no one."""
+"""The spool at rest and under faults: a copy of the data directory opens nothing; with the
+KEK as well, queued mail opens (so the test can see plaintext when it is there), and mail that
+was delivered, or belonged to a terminated tenant, opens for no one. Trace retention. A full
+spool disk, and a next hop that never answers."""
 import json
 import os
 import re
 import shutil
 import smtplib
+import socket
 import subprocess
 import threading
 
@@ -199,3 +201,44 @@ def all_tokens(s):
 
 def tokens(s):
     return set(all_tokens(s))
+
+
+def test_a_downstream_that_never_answers_times_out_and_holds_up_no_one_else(node, sink):
+    """A next hop that accepts the connection and never says a word (a blackhole): each
+    attempt ends at the timeout and is deferred; the other tenants' mail keeps flowing."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def swallow():
+        hole.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(hole.accept()[0])  # kept open, never written to
+            except OSError:
+                continue
+
+    threading.Thread(target=swallow, daemon=True).start()
+    fast = sink("fast")
+    n = node(config='[delivery]\nretry_initial = "1h"\nretry_max = "2h"\ntimeout = "2s"\n')
+    try:
+        n.cli("tenant", "add", "hole", "--domain", "hole.test",
+              "--route", f"smtp://127.0.0.1:{hole.getsockname()[1]}?tls=none")
+        n.cli("tenant", "add", "fast", "--domain", "fast.test", "--route", fast.route())
+        for i in range(12):
+            send(n, f"u{i}@hole.test", f"HOLE-{i}")
+        for i in range(6):
+            send(n, f"u{i}@fast.test", f"FAST-{i}")
+        fast.wait(6, timeout=15)
+        wait_for(lambda: sorted(m["state"] for m in n.cli_json("queue", "list")) == ["deferred"] * 12,
+                 timeout=30, what="every blackholed message deferred at the timeout")
+        replies = {r["last_reply"] for m in n.cli_json("queue", "list") for r in m["envelope"]["rcpts"]}
+        assert replies and all("timed out" in r for r in replies), replies
+        assert held, "the blackhole was connected to"
+    finally:
+        stop.set()
+        hole.close()
+        for c in held:
+            c.close()
