@@ -81,6 +81,12 @@ class Sink:
             out.append((json.loads(j.read_text()), j.with_suffix(".eml").read_bytes()))
         return out
 
+    def header_values(self, name: str):
+        """The value of header `name` in each message that has it, in arrival order."""
+        pattern = re.compile(rb"^" + re.escape(name.encode()) + rb": (\S+)", re.M | re.I)
+        return [m.group(1).decode() for _, content in self.messages()
+                if (m := pattern.search(content))]
+
     def wait(self, n, timeout=30.0):
         return wait_for(lambda: len(self.messages()) >= n and self.messages(), timeout,
                         what=f"{n} message(s) at the sink")

@@ -47,15 +47,6 @@ def serves(port, rcpt):
         return False
 
 
-def tokens_at(sink):
-    out = []
-    for _, content in sink.messages():
-        m = re.search(rb"X-Marker: (\S+)", content)
-        if m:
-            out.append(m.group(1).decode())
-    return out
-
-
 def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
     s = sink()
     soc = '[alerts]\nemail_to = ["soc@acme.test"]\n'
@@ -100,8 +91,8 @@ def test_two_nodes_on_one_postgres_store(node, sink, s3, pgdb, tmp_path):
     first = next(i for i in doc["items"] if i["rcpts"] == ["u0@acme.test"])
     st, _, doc = adm.request("POST", f"/api/quarantine/{first['id']}/release")
     assert st == 200, doc
-    wait_for(lambda: tokens_at(s), 30, what="the released message")
-    assert tokens_at(s) == ["m0"]
+    wait_for(lambda: s.header_values("X-Marker"), 30, what="the released message")
+    assert s.header_values("X-Marker") == ["m0"]
 
     # Both nodes report to the node list, with their versions and queues.
     def listed():
@@ -159,7 +150,7 @@ def test_a_cluster_node_killed_with_kill9_loses_nothing_it_acknowledged(node, si
         sent.append(token)
     s.wait(10)
     time.sleep(1.5)  # a duplicate would arrive by now
-    assert sorted(tokens_at(s)) == sorted(sent)
+    assert sorted(s.header_values("X-Marker")) == sorted(sent)
     acked, lock, stop = set(), threading.Lock(), threading.Event()
 
     def sender(k, target_port):
@@ -191,7 +182,7 @@ def test_a_cluster_node_killed_with_kill9_loses_nothing_it_acknowledged(node, si
         for t in threads:
             t.join(10)
     assert len(acked) > 20, f"only {len(acked)} messages were acknowledged"
-    wait_for(lambda: acked <= set(tokens_at(s)), 60, what="every acknowledged message at the sink")
+    wait_for(lambda: acked <= set(s.header_values("X-Marker")), 60, what="every acknowledged message at the sink")
     # (After a kill -9 a message may arrive twice — delivered but not yet marked so — never
     # not at all.)
     # Node a (never killed) wrote the trace of everything it accepted into the shared store;

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::{fs, io};
 
 use crate::codec::{CodecError, Reader};
-use crate::log::{self, KIND_MESSAGE, KIND_REMOVE, KIND_UPDATE, LEGACY_MAGIC, Scanned};
+use crate::log::{self, KIND_MESSAGE, KIND_REMOVE, KIND_UPDATE, LEGACY_MAGIC};
 use crate::meta::{MessageMeta, decode_meta};
-use crate::queue::{RecoveryReport, move_aside};
+use crate::queue::{RecoveryReport, walk_segment};
 
 /// A live message of a first-format spool: its last state and its content (`None` when its
 /// content frame was lost).
@@ -48,28 +48,16 @@ pub(crate) fn replay(
     let mut live: BTreeMap<String, LegacyMessage> = BTreeMap::new();
     for &n in numbers {
         let buf = fs::read(log::segment_path(dir, n))?;
-        for item in log::scan_with(&buf, LEGACY_MAGIC) {
-            let (offset, len) = match item {
-                Scanned::Frame {
-                    offset,
-                    kind,
-                    payload_len,
-                } => {
-                    let start = offset + log::HEADER_LEN;
-                    let payload = &buf[start..start + payload_len];
-                    let aad = log::aad_with(LEGACY_MAGIC, kind, payload_len);
-                    match key.open(&aad, payload).and_then(|p| decode(kind, &p).ok()) {
-                        Some(record) => {
-                            apply(&mut live, record);
-                            continue;
-                        }
-                        None => (offset, log::HEADER_LEN + payload_len),
-                    }
+        walk_segment(dir, n, &buf, LEGACY_MAGIC, report, |kind, payload, _| {
+            let aad = log::aad_with(LEGACY_MAGIC, kind, payload.len());
+            match key.open(&aad, payload).and_then(|p| decode(kind, &p).ok()) {
+                Some(record) => {
+                    apply(&mut live, record);
+                    true
                 }
-                Scanned::Damaged { offset, len } => (offset, len),
-            };
-            move_aside(dir, n, offset, &buf[offset..offset + len], report)?;
-        }
+                None => false,
+            }
+        })?;
     }
     Ok(live)
 }

@@ -174,6 +174,43 @@ pub(crate) fn move_aside(
     Ok(())
 }
 
+/// Applies every intact frame of segment `n` (its bytes `buf`, of the format `magic`) with
+/// `apply(kind, payload, location)`; a frame `apply` cannot read (it returns false) and every
+/// damaged region are moved aside.
+pub(crate) fn walk_segment(
+    dir: &Path,
+    n: u64,
+    buf: &[u8],
+    magic: &[u8; 4],
+    report: &mut RecoveryReport,
+    mut apply: impl FnMut(u8, &[u8], Location) -> bool,
+) -> io::Result<()> {
+    for item in log::scan_with(buf, magic) {
+        let (offset, len) = match item {
+            log::Scanned::Frame {
+                offset,
+                kind,
+                payload_len,
+            } => {
+                let start = offset + log::HEADER_LEN;
+                let len = log::HEADER_LEN + payload_len;
+                let at = Location {
+                    segment: n,
+                    offset: offset as u64,
+                    len: len as u32,
+                };
+                if apply(kind, &buf[start..start + payload_len], at) {
+                    continue;
+                }
+                (offset, len)
+            }
+            log::Scanned::Damaged { offset, len } => (offset, len),
+        };
+        move_aside(dir, n, offset, &buf[offset..offset + len], report)?;
+    }
+    Ok(())
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir` with the spool key, replays its segments and
     /// starts the writer. Segments of the first format are migrated with `legacy` (the node

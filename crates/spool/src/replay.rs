@@ -16,7 +16,7 @@ use crate::keyring::{self, DataKey, KeySlot, SpoolKey};
 use crate::legacy::{self, LegacyMessage};
 use crate::log::{self, KEY_FRAME_LEN, KIND_KEY, KIND_MESSAGE, KIND_UPDATE, Location, Scanned};
 use crate::meta::{MessageMeta, QueueState, decode_meta};
-use crate::queue::{Entry, Index, RecoveryReport, move_aside};
+use crate::queue::{Entry, Index, RecoveryReport, walk_segment};
 
 /// First-format messages to migrate, and the segments they came from.
 #[derive(Default)]
@@ -95,36 +95,12 @@ fn replay_segment(
     keys: &mut Keys,
     found: &mut Found,
 ) -> io::Result<()> {
-    for item in log::scan(buf) {
-        let (offset, len) = match item {
-            Scanned::Frame {
-                offset,
-                kind,
-                payload_len,
-            } => {
-                let start = offset + log::HEADER_LEN;
-                let payload = &buf[start..start + payload_len];
-                let at = Location {
-                    segment: n,
-                    offset: offset as u64,
-                    len: (log::HEADER_LEN + payload_len) as u32,
-                };
-                if apply_frame(spool_key, kind, payload, at, keys, found) {
-                    continue;
-                }
-                (offset, log::HEADER_LEN + payload_len)
-            }
-            Scanned::Damaged { offset, len } => (offset, len),
-        };
-        move_aside(
-            dir,
-            n,
-            offset,
-            &buf[offset..offset + len],
-            &mut found.report,
-        )?;
-    }
-    Ok(())
+    let mut report = std::mem::take(&mut found.report);
+    let result = walk_segment(dir, n, buf, log::MAGIC, &mut report, |kind, payload, at| {
+        apply_frame(spool_key, kind, payload, at, keys, found)
+    });
+    found.report = report;
+    result
 }
 
 /// Applies one intact frame; false if it cannot be read (it is then moved aside).

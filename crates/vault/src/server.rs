@@ -544,6 +544,13 @@ impl Vault {
         ))
     }
 
+    /// True if `token` is mx's role token (compared in constant time).
+    fn is_mx(&self, token: &RoleToken) -> bool {
+        self.mx_token
+            .as_ref()
+            .is_some_and(|m| keys::ct_eq(m.0.as_bytes(), token.0.as_bytes()))
+    }
+
     /// Accepts `token` from the mx role for connector secrets.
     pub fn set_mx_token(&mut self, token: RoleToken) {
         self.mx_token = Some(token);
@@ -1030,11 +1037,7 @@ impl Vault {
             object: node,
             ..NewRecord::by(proto::Process::Vault)
         };
-        let allowed = self
-            .mx_token
-            .as_ref()
-            .is_some_and(|t| keys::ct_eq(t.0.as_bytes(), token.0.as_bytes()));
-        if !allowed {
+        if !self.is_mx(token) {
             rec.principal = "unknown";
             rec.outcome = "refused: not the mx role";
             self.record(rec).await;
@@ -1109,11 +1112,7 @@ impl Vault {
             object: kind.name(),
             ..NewRecord::by(proto::Process::Vault)
         };
-        let allowed = self
-            .mx_token
-            .as_ref()
-            .is_some_and(|t| keys::ct_eq(t.0.as_bytes(), token.0.as_bytes()));
-        if !allowed {
+        if !self.is_mx(token) {
             rec.principal = "unknown";
             rec.outcome = "refused: not the mx role";
             self.record(rec).await;
@@ -1599,7 +1598,7 @@ impl Vault {
     /// secrets, and opening or deleting content without a user's session (mx alone may open
     /// without one, with its role token). `None`: allowed.
     pub fn refused_for_role(&self, req: &Request) -> Option<&'static str> {
-        let mx = |t: &Option<RoleToken>| matches!((t, &self.mx_token), (Some(t), Some(m)) if keys::ct_eq(t.0.as_bytes(), m.0.as_bytes()));
+        let mx = |t: &Option<RoleToken>| t.as_ref().is_some_and(|t| self.is_mx(t));
         match req {
             Request::Admin(_) => {
                 Some("administrative requests come from the local CLI, not from a role")
@@ -1620,7 +1619,7 @@ impl Vault {
             Request::DigestLinks { role_token, .. } if !mx(role_token) => {
                 Some("only mx signs digest links")
             }
-            Request::SpoolKey { role_token, .. } if !mx(&Some(role_token.clone())) => {
+            Request::SpoolKey { role_token, .. } if !self.is_mx(role_token) => {
                 Some("only mx obtains its spool key")
             }
             _ => None,
