@@ -14,8 +14,8 @@
 
 mod admin;
 mod audit;
-mod config;
 mod dbroles;
+mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 mod incident;
@@ -38,6 +38,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use config::{Config, Overrides, RawConfig};
+use sekisho::config;
 use store::{RecipientPolicy, TraceFilter};
 
 #[derive(Parser)]

@@ -47,3 +47,15 @@ pub use keyring::SpoolKey;
 pub use keys::SecretKey as LegacyNodeKey;
 pub use meta::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, new_queue_id};
 pub use queue::{RecoveryReport, Spool, SpoolError, SpoolOptions, SpoolStats};
+
+/// A segment of frames sealed under `spool_key` with one data key, each `(kind, plaintext)`
+/// as given: the fuzz targets use it to reach recovery's decoders past the CRC and the seal.
+#[cfg(fuzzing)]
+pub fn sealed_segment(spool_key: &SpoolKey, frames: &[(u8, &[u8])]) -> Vec<u8> {
+    let (id, key) = keyring::generate();
+    let mut out = keyring::key_frame(spool_key, id, &key);
+    for (kind, plain) in frames {
+        out.extend_from_slice(&keyring::data_frame(*kind, id, &key, plain));
+    }
+    out
+}
