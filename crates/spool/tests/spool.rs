@@ -3,34 +3,10 @@
 use std::fs;
 use std::path::Path;
 
-use spool::{
-    Envelope, MessageMeta, QueueState, RcptState, RcptStatus, Spool, SpoolKey, SpoolOptions,
-    new_queue_id,
-};
+mod common;
 
-fn meta(n: usize) -> MessageMeta {
-    MessageMeta {
-        id: new_queue_id(),
-        envelope: Envelope {
-            mail_from: format!("sender{n}@example.org"),
-            rcpts: vec![RcptState {
-                address: format!("rcpt{n}@one.test"),
-                tenant: 1,
-                status: RcptStatus::Pending,
-                last_reply: String::new(),
-            }],
-            eight_bit: false,
-            smtputf8: false,
-            outbound: false,
-        },
-        received_at: 1_700_000_000,
-        state: QueueState::Active,
-        attempts: 0,
-        next_attempt: 0,
-        size: 10,
-        note: String::new(),
-    }
-}
+use common::meta;
+use spool::{QueueState, RcptStatus, Spool, SpoolKey, SpoolOptions};
 
 fn key() -> SpoolKey {
     SpoolKey::from_bytes([7u8; 32])

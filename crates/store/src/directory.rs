@@ -73,16 +73,17 @@ impl Directory {
 
     /// Adds a domain of a tenant.
     pub fn add_domain(&mut self, domain: String, tenant: i64) {
+        let key = domain_key(&domain);
         if let Some(t) = self.tenants.get_mut(&tenant) {
-            t.domains.push(domain.clone());
+            t.domains.push(domain);
         }
-        self.domains.insert(domain, tenant);
+        self.domains.insert(key, tenant);
     }
 
     /// Lists a recipient of a tenant.
     pub fn add_recipient(&mut self, address: String, tenant: i64) {
         if let Some(t) = self.tenants.get_mut(&tenant) {
-            t.recipients.insert(address);
+            t.recipients.insert(address_key(&address));
         }
     }
 
@@ -117,8 +118,7 @@ impl Directory {
                 .map(|(_, t)| *t);
         }
         let (_, domain) = mail_from.rsplit_once('@')?;
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let tenant = *self.domains.get(&domain)?;
+        let tenant = *self.domains.get(&domain_key(domain))?;
         holds(tenant).then_some(tenant)
     }
 
@@ -137,15 +137,14 @@ impl Directory {
         let Some((_, domain)) = address.rsplit_once('@') else {
             return Lookup::NotOurs;
         };
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let Some(t) = self
             .domains
-            .get(&domain)
+            .get(&domain_key(domain))
             .and_then(|id| self.tenants.get(id))
         else {
             return Lookup::NotOurs;
         };
-        let listed = || t.recipients.contains(&address.to_lowercase());
+        let listed = || t.recipients.contains(&address_key(address));
         let accept = match t.policy {
             RecipientPolicy::CatchAll => true,
             RecipientPolicy::Auto => t.recipients.is_empty() || listed(),
@@ -177,5 +176,26 @@ impl SharedDirectory {
     /// Replaces the snapshot.
     pub fn set(&self, d: Directory) {
         *self.0.write().expect("directory lock poisoned") = Arc::new(d);
+    }
+}
+
+/// The form a domain is looked up by: IDNA A-labels (UTS #46 mapping, so upper case, full-width
+/// and Unicode forms of one name meet), no trailing dot. `例え.JP`, `xn--r8jz45g.jp` and
+/// `XN--R8JZ45G.JP.` are one key. A name IDNA refuses is kept in ASCII lower case: it can only
+/// match itself.
+pub fn domain_key(domain: &str) -> String {
+    let d = domain.trim_end_matches('.');
+    match idna::domain_to_ascii(d) {
+        Ok(ascii) if !ascii.is_empty() => ascii,
+        _ => d.to_ascii_lowercase(),
+    }
+}
+
+/// The form a recipient address is looked up by: the local part in lower case (Unicode
+/// lower case for SMTPUTF8 addresses), `@`, and the [`domain_key`] of the domain.
+pub fn address_key(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{}@{}", local.to_lowercase(), domain_key(domain)),
+        None => address.to_lowercase(),
     }
 }

@@ -49,7 +49,7 @@ pub use alerts::{Alert, NewAlert};
 pub use audit::{AuditCheckpoint, AuditKey, AuditRecord};
 pub use bayes::{BayesCounts, LearnMessage, LearnOutcome, NgramUpdate};
 pub use detect::{Baseline, DetectEvent, Trigger, WindowCount, unix_now_ms};
-pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo};
+pub use directory::{Directory, Lookup, SharedDirectory, TenantInfo, address_key, domain_key};
 pub use filter::{FilterPolicy, StoredName};
 pub use lockbox::{LOCKBOX_MAX_MINUTES, LOCKBOX_MIN_MINUTES, Lockbox};
 pub use mail::MailStore;
