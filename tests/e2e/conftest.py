@@ -310,9 +310,18 @@ class Clamd:
         # mx (its own user when the tests run as root) connects, as to /run/clamav's socket.
         conf.write_text(f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\nLocalSocketMode 666\n"
                         f"LogFile {work / 'clamd.log'}\nStreamMaxLength 60M\n")
-        self.proc = subprocess.Popen(["/usr/sbin/clamd", f"--config-file={conf}"],
+        self.conf = conf
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["/usr/sbin/clamd", f"--config-file={self.conf}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.ping, timeout=60, interval=0.2, what="clamd to answer PING")
+
+    def kill(self):
+        """SIGKILL, as the OOM killer would: no goodbye on open connections."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def ping(self):
         try:

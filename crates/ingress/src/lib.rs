@@ -125,6 +125,21 @@ pub struct IngressConfig {
     pub spool_reserve: u64,
 }
 
+/// Symbols that say a part the checks need did not answer: the scanner, and DNS.
+fn part_failures(verdict: &inspect::Verdict) -> (bool, bool) {
+    use inspect::Symbol as S;
+    let has = |list: &[S]| verdict.symbols.iter().any(|s| list.contains(&s.symbol));
+    (
+        has(&[S::ScannerUnavailable]),
+        has(&[
+            S::SpfTempError,
+            S::DkimTempError,
+            S::DmarcTempError,
+            S::AuthTimeout,
+        ]),
+    )
+}
+
 /// Recipient checks against the shared directory snapshot.
 struct DirectoryPolicy(Arc<SharedDirectory>);
 
@@ -456,9 +471,10 @@ impl Ingress {
             received_at: Some(now),
             outbound: outbound.is_some(),
         };
-        let original = inspect::strip_verdict_headers(&tx.body);
+        let original = inspect::strip_forged_headers(&tx.body, &self.cfg.hostname);
         let verdict = self.inspector.inspect(&original, &env).await;
         self.metrics.inspect_cpu.observe(verdict.cpu);
+        self.count_parts(&verdict);
         let refusal = match verdict.action {
             // Outbound mail the policy would quarantine is refused: the sender is the
             // tenant's own user, whose server tells them (no backscatter to a stranger).
@@ -647,6 +663,18 @@ impl Ingress {
             .filter_map(|t| dir.tenant(*t))
             .flat_map(|t| t.domains.iter().cloned())
             .collect()
+    }
+
+    /// Counts the parts that failed this message's checks (the node's health watch raises
+    /// alerts from these counters).
+    fn count_parts(&self, verdict: &inspect::Verdict) {
+        let (scanner, dns) = part_failures(verdict);
+        if scanner {
+            self.metrics.scanner_unavailable.inc();
+        }
+        if dns {
+            self.metrics.auth_dns_temperror.inc();
+        }
     }
 
     fn trace_received(

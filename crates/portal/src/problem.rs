@@ -50,9 +50,20 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "Not found", detail)
     }
 
-    /// 500/502: our side failed (the detail never carries internals).
+    /// 502: the vault answered something this portal does not understand (a version
+    /// mismatch or a bug; the detail never carries internals).
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "Service unavailable", detail)
+        Self::new(StatusCode::BAD_GATEWAY, "Bad answer from the vault", detail)
+    }
+
+    /// 503: the vault, or the database behind it, is not answering right now; the request
+    /// can be repeated unchanged later.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            detail,
+        )
     }
 }
 
@@ -72,14 +83,17 @@ pub fn refused(r: Refused) -> Problem {
     Problem::new(status, title, r.message)
 }
 
-/// The problem of a failed vault call: a refusal by its kind, anything else a 502 whose
+/// The problem of a failed vault call: a refusal by its kind, anything else a 503 whose
 /// detail carries no internals (they go to the log).
 pub fn vault_problem(e: CallError) -> Problem {
     match e {
         CallError::Refused(r) => refused(r),
         other => {
             tracing::error!(error = %other, "vault call failed");
-            Problem::internal("the vault did not answer; try again shortly")
+            Problem::unavailable(
+                "Sekisho's vault or its database is not answering right now; try again in a \
+                 minute",
+            )
         }
     }
 }
@@ -97,6 +111,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
         r
     }
 }

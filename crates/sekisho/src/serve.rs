@@ -249,24 +249,44 @@ async fn trace_writer(
     }
 }
 
-/// How often a failed trace batch is tried again before its records are written one by one.
+/// How often a failed trace batch is tried again before the database is asked whether it
+/// answers at all (by writing the batch's first record alone).
 const TRACE_TRIES: u32 = 3;
+/// How long a batch waits for a database that does not answer before its records are
+/// given up (counted in `sekisho_trace_write_errors_total` and logged).
+const TRACE_PATIENCE: Duration = Duration::from_secs(300);
 
-/// Writes one batch, trying again while the database is away; if it still fails, writes the
-/// records one at a time so that one record the database refuses costs only itself.
+/// Writes one batch. While the database is away (a restart, a failover) the batch waits for
+/// it, up to [`TRACE_PATIENCE`]; if the database answers but refuses the batch, the records
+/// are written one at a time so that one record it refuses costs only itself.
 async fn write_trace_batch(store: &MailStore, batch: &[TraceRecord], metrics: &Metrics) {
-    for attempt in 1..=TRACE_TRIES {
+    if batch.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    let rest = loop {
         match store.write_trace(batch).await {
             Ok(()) => return,
             Err(e) => {
                 metrics.trace_write_errors.inc();
+                attempt += 1;
                 tracing::warn!(error = %e, records = batch.len(), attempt, "trace write failed");
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
             }
         }
-    }
+        if attempt >= TRACE_TRIES {
+            if store.write_trace(&batch[..1]).await.is_ok() {
+                break &batch[1..]; // the database answers: some record of the batch is refused
+            }
+            if started.elapsed() >= TRACE_PATIENCE {
+                break batch;
+            }
+        }
+        let backoff = Duration::from_millis(250 << attempt.min(4));
+        tokio::time::sleep(backoff).await;
+    };
     let mut lost = 0usize;
-    for record in batch {
+    for record in rest {
         if store
             .write_trace(std::slice::from_ref(record))
             .await
@@ -873,6 +893,12 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         smtp_addr.to_string(),
         background.clone(),
     ));
+    let health_task = tokio::spawn(crate::health::watch(
+        store.clone(),
+        metrics.clone(),
+        cfg.node_name.clone(),
+        background.clone(),
+    ));
     let sweep_task = tokio::spawn(retention_sweeper(
         node.clone(),
         crate::quarantine::sweep_interval(cfg.quarantine_retention),
@@ -958,6 +984,7 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         sock_task,
         dir_task,
         beat_task,
+        health_task,
         sweep_task,
         hook_task,
         digest_task

@@ -130,6 +130,10 @@ pub struct Metrics {
     pub spool_syncs: Gauge,
     /// Trace records that could not be written.
     pub trace_write_errors: Counter,
+    /// Messages the malware scanner could not be asked about (down, error, deadline).
+    pub scanner_unavailable: Counter,
+    /// Messages whose authentication met a DNS temporary error or its deadline.
+    pub auth_dns_temperror: Counter,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
@@ -218,6 +222,18 @@ impl Metrics {
             "sekisho_inspect_cpu_seconds",
             "CPU time of inspection per message, without waits for DNS or clamd.",
             &self.inspect_cpu,
+        );
+        counter(
+            &mut o,
+            "sekisho_scanner_unavailable_total",
+            "Messages the malware scanner could not be asked about.",
+            self.scanner_unavailable.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_auth_dns_temperror_total",
+            "Messages whose SPF, DKIM or DMARC checks met a DNS temporary error or deadline.",
+            self.auth_dns_temperror.get(),
         );
         counter(
             &mut o,

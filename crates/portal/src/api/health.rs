@@ -64,7 +64,7 @@ pub(crate) async fn health_of(p: &Portal, s: &Session) -> Result<HealthDoc, Prob
     // The vault refuses everyone but operators; its answer also says it and the store are
     // up, and carries the mail node's queue counts (the portal cannot reach the mail node).
     let store = match s.ask(p, Health {}).await {
-        Err(e) if e.status != StatusCode::BAD_GATEWAY => return Err(e),
+        Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => return Err(e),
         other => other.ok(),
     };
     let vault = store.is_some() || p.vault.ping().await;

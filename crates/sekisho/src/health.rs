@@ -1,0 +1,118 @@
+//! The node's watch on the parts its checks depend on (the malware scanner, DNS): when one
+//! stops answering, the counters the ingress keeps move, and this raises an alert for the
+//! operator — once per outage, repeats counted on it — and logs when the part is back. The
+//! mail meanwhile gets what the policy says (`451 4.7.1` for mail that needs a scan,
+//! `temperror` in `Authentication-Results` for DNS), never a silent pass.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use store::MailStore;
+use telemetry::{Counter, Metrics};
+use tokio_util::sync::CancellationToken;
+
+/// How often the counters are read.
+pub const WATCH_EVERY: Duration = Duration::from_secs(5);
+/// While a part stays down, its alert is repeated (counted on the same alert) this often.
+pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// A part the watch follows.
+struct Part {
+    /// Its name in alerts and logs.
+    name: &'static str,
+    /// What its failure does to mail, for the alert's summary.
+    effect: &'static str,
+    /// The counter of messages that met the failure.
+    counter: fn(&Metrics) -> &Counter,
+    last: u64,
+    down: bool,
+    raised: Option<Instant>,
+}
+
+impl Part {
+    /// Reads the counter: `Some(n)` messages met the failure since the last look.
+    fn step(&mut self, m: &Metrics) -> Option<u64> {
+        let now = (self.counter)(m).get();
+        let new = now - self.last.min(now);
+        self.last = now;
+        (new > 0).then_some(new)
+    }
+}
+
+fn parts() -> Vec<Part> {
+    vec![
+        Part {
+            name: "malware scanner",
+            effect: "mail that needs a scan gets 451 4.7.1 (or is delivered marked, by policy) until it answers",
+            counter: |m| &m.scanner_unavailable,
+            last: 0,
+            down: false,
+            raised: None,
+        },
+        Part {
+            name: "DNS resolver",
+            effect: "SPF, DKIM and DMARC give temperror and the mail is judged without them",
+            counter: |m| &m.auth_dns_temperror,
+            last: 0,
+            down: false,
+            raised: None,
+        },
+    ]
+}
+
+/// Runs until `stop`.
+pub async fn watch(store: MailStore, metrics: Arc<Metrics>, node: String, stop: CancellationToken) {
+    let mut parts = parts();
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for p in &mut parts {
+            match p.step(&metrics) {
+                Some(n) => {
+                    if !p.down {
+                        tracing::warn!(
+                            part = p.name,
+                            messages = n,
+                            "a part the checks need is not answering"
+                        );
+                    }
+                    p.down = true;
+                    if p.raised.is_none_or(|at| at.elapsed() >= REPEAT_EVERY) {
+                        p.raised = Some(Instant::now());
+                        raise(&store, &node, p, n).await;
+                    }
+                }
+                None if p.down => {
+                    p.down = false;
+                    p.raised = None;
+                    tracing::info!(part = p.name, "the part answers again");
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+async fn raise(store: &MailStore, node: &str, p: &Part, n: u64) {
+    let summary = format!(
+        "{} on node {node} did not answer for {n} message(s) in the last {}s: {}",
+        p.name,
+        WATCH_EVERY.as_secs(),
+        p.effect
+    );
+    let alert = store::NewAlert {
+        by: proto::Process::Mx,
+        rule: "part-unavailable",
+        severity: proto::Severity::Warning,
+        dedupe_key: &format!("part-unavailable:{node}:{}", p.name),
+        principal: node,
+        tenant_id: None,
+        summary: &summary,
+    };
+    if let Err(e) = store.alert_raise(&alert).await {
+        tracing::error!(error = %e, part = p.name, "the part-unavailable alert could not be raised");
+    }
+}
