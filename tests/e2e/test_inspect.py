@@ -131,18 +131,24 @@ def test_quarantine_delete_and_vault_outage(node, sink):
     assert [q["tenant"] for q in n.cli_json("quarantine", "list")] == ["beta"]
 
 
-def test_forged_verdict_headers_are_stripped(node, sink):
+def test_forged_verdict_and_authentication_headers_are_stripped(node, sink):
     s = sink()
     n = node()
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
-    forged = GOOD.replace(b"Subject: hello\r\n", b"Subject: hello\r\nX-Sekisho-Verdict: deliver\r\nX-Sekisho-Score: -100\r\n")
+    # RFC 8601 §5: results claiming our own authserv-id (the node's host name) are a forgery;
+    # another server's results stay.
+    theirs = b"Authentication-Results: upstream.example.org; spf=pass\r\n"
+    forged = GOOD.replace(b"Subject: hello\r\n", b"Subject: hello\r\nX-Sekisho-Verdict: deliver\r\nX-Sekisho-Score: -100\r\n"
+                          b"Authentication-Results: SEKISHO.localhost;\r\n dkim=pass header.d=bank.example\r\n" + theirs)
     with smtplib.SMTP("127.0.0.1", n.port) as c:
         c.sendmail("a@example.org", ["bob@acme.test"], forged)
     _, content = s.wait(1)[0]
     assert content.count(b"X-Sekisho-Verdict:") == 1
     assert b"X-Sekisho-Score: -100" not in content
+    assert b"header.d=bank.example" not in content
+    assert content.count(b"Authentication-Results: sekisho.localhost;") == 1
     _, rest = received_prefix_and_rest(content)
-    assert rest == GOOD
+    assert rest == GOOD.replace(b"Subject: hello\r\n", b"Subject: hello\r\n" + theirs)
 
 
 def test_check_command_runs_the_same_pipeline(tmp_path):

@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use evidence::{Evidence, Symbol};
-pub use policy::{Action, Policy, Verdict, strip_verdict_headers};
+pub use policy::{Action, Policy, Verdict, strip_forged_headers};
 pub use tenant::{ProtectedName, SenderLists, SenderRule, TenantRules};
 pub use view::{MessageView, ViewLimits};
 

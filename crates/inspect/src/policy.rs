@@ -325,50 +325,102 @@ fn lines(raw: &[u8], end: usize) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Removes `X-Sekisho-*` headers (with their continuation lines) from the top-level header
-/// block, so a sender cannot forge a verdict that downstream filters would trust. Returns the
-/// input unchanged (borrowed) when there is none.
-pub fn strip_verdict_headers(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    const PREFIX: &[u8] = b"x-sekisho-";
+/// Removes, from the top-level header block, what a sender could forge to be trusted
+/// downstream: every `X-Sekisho-*` field (our verdict), and every `Authentication-Results`
+/// field that claims our `authserv_id` (RFC 8601 §5: a border MTA deletes such fields; others'
+/// results, and the ARC set's own `ARC-Authentication-Results`, stay). Continuation lines go
+/// with their field. Returns the input unchanged (borrowed) when there is nothing to remove.
+pub fn strip_forged_headers<'a>(raw: &'a [u8], authserv_id: &str) -> std::borrow::Cow<'a, [u8]> {
     let header_end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(raw.len(), |p| p + 2);
-    let is_ours = |line: &[u8]| {
-        line.len() >= PREFIX.len() && line[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
-    };
-    if !lines(raw, header_end).any(is_ours) {
+    let forged = |field: &[u8]| is_forged(field, authserv_id);
+    if !fields(raw, header_end).any(forged) {
         return std::borrow::Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len());
-    let mut skipping = false;
-    for line in lines(raw, header_end) {
-        if !matches!(line.first(), Some(b' ' | b'\t')) {
-            skipping = is_ours(line);
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
+    for field in fields(raw, header_end).filter(|f| !forged(f)) {
+        out.extend_from_slice(field);
     }
     out.extend_from_slice(&raw[header_end..]);
     std::borrow::Cow::Owned(out)
 }
 
+/// The header block's fields, each with its continuation lines.
+fn fields(raw: &[u8], end: usize) -> impl Iterator<Item = &[u8]> {
+    let mut lines = lines(raw, end).peekable();
+    std::iter::from_fn(move || {
+        let first = lines.next()?;
+        let start = first.as_ptr() as usize - raw.as_ptr() as usize;
+        let mut stop = start + first.len();
+        while let Some(next) = lines.next_if(|l| matches!(l.first(), Some(b' ' | b'\t'))) {
+            stop += next.len();
+        }
+        Some(&raw[start..stop])
+    })
+}
+
+fn is_forged(field: &[u8], authserv_id: &str) -> bool {
+    const OURS: &[u8] = b"x-sekisho-";
+    const AR: &[u8] = b"authentication-results:";
+    let starts = |p: &[u8]| field.len() >= p.len() && field[..p.len()].eq_ignore_ascii_case(p);
+    if starts(OURS) {
+        return true;
+    }
+    if !starts(AR) {
+        return false;
+    }
+    let value = String::from_utf8_lossy(&field[AR.len()..]);
+    claimed_authserv_id(&value).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id))
+}
+
+/// The authserv-id an `Authentication-Results` value starts with (after white space and
+/// comments), up to `;`, white space or a comment.
+fn claimed_authserv_id(value: &str) -> Option<&str> {
+    let mut rest = value.trim_start();
+    while let Some(after) = rest.strip_prefix('(') {
+        rest = after.split_once(')')?.1.trim_start();
+    }
+    let end = rest
+        .find(|c: char| c == ';' || c == '(' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
 #[cfg(test)]
 mod strip_tests {
-    use super::strip_verdict_headers;
+    use super::strip_forged_headers;
 
     #[test]
     fn forged_verdict_headers_are_removed_and_nothing_else() {
         let forged = b"Subject: x\r\nX-Sekisho-Verdict: deliver\r\nx-sekisho-symbols: A,\r\n\tB\r\nTo: y\r\n\r\nX-Sekisho-Verdict: in the body stays\r\n";
         assert_eq!(
-            &strip_verdict_headers(forged)[..],
+            &strip_forged_headers(forged, "mx.example.net")[..],
             &b"Subject: x\r\nTo: y\r\n\r\nX-Sekisho-Verdict: in the body stays\r\n"[..]
         );
         let clean = b"Subject: x\r\n\r\nbody\r\n";
         assert!(matches!(
-            strip_verdict_headers(clean),
+            strip_forged_headers(clean, "mx.example.net"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn results_claiming_our_authserv_id_are_removed_others_stay() {
+        let raw = b"Authentication-Results: MX.example.net; dkim=pass header.d=bank.example\r\n\
+Authentication-Results:\r\n (forged) mx.example.net;\r\n spf=pass\r\n\
+Authentication-Results: mx.example.net.evil; spf=pass\r\n\
+Authentication-Results: upstream.example.org; spf=fail\r\n\
+ARC-Authentication-Results: i=1; mx.example.net; dkim=pass\r\n\
+Subject: hi\r\n\r\nAuthentication-Results: mx.example.net; in the body stays\r\n";
+        let out = strip_forged_headers(raw, "mx.example.net");
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "Authentication-Results: mx.example.net.evil; spf=pass\r\n\
+Authentication-Results: upstream.example.org; spf=fail\r\n\
+ARC-Authentication-Results: i=1; mx.example.net; dkim=pass\r\n\
+Subject: hi\r\n\r\nAuthentication-Results: mx.example.net; in the body stays\r\n"
+        );
     }
 }
