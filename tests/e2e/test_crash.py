@@ -1,4 +1,4 @@
-"""Crash safety: `kill -9` the server repeatedly under load; every message that got a 250 must
+"""Crash safety: `kill -9` the server twenty times under load; every message that got a 250 must
 be delivered after restart (duplicates are allowed, loss is not)."""
 import json
 import random
@@ -43,7 +43,7 @@ def test_kill9_under_load_loses_no_acknowledged_message(node, sink):
     rng = random.Random(7)
     kills = 0
     try:
-        for _ in range(4):
+        for _ in range(20):
             time.sleep(rng.uniform(0.4, 1.2))
             n.kill9()
             kills += 1
@@ -54,7 +54,7 @@ def test_kill9_under_load_loses_no_acknowledged_message(node, sink):
         stop.set()
         for t in threads:
             t.join(30)
-    assert kills == 4
+    assert kills == 20
     assert len(acked) > 100, f"only {len(acked)} messages acknowledged; the test did not load the server"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
