@@ -944,8 +944,12 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     # The spool key is mx's alone: asked for without its token, it is refused and raised.
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "spool-key", "target": "sekisho.localhost"})
     assert st == 200 and "only mx obtains its spool key" in doc.get("refused", ""), doc
+    # A frame no role needs (2 MiB to the vault): dropped unread, recorded and raised.
+    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "oversized", "target": ""})
+    assert st == 200 and "error" in doc and "answer" not in doc, doc
     alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "role-overreach"]
-    assert len(alerts) == 4 + (not own_users) and all(a["severity"] == "critical" for a in alerts), alerts
+    assert len(alerts) == 5 + (not own_users) and all(a["severity"] == "critical" for a in alerts), alerts
+    assert any("oversized frame" in a["summary"] for a in alerts), alerts
     if own_users:
         wait_for(lambda: [r for r in n.cli_json("vault", "records") if r["action"] == "sandbox-denial"
                           and r["object"] == f"socket={n.data_dir / 'admin.sock'}"],

@@ -22,7 +22,7 @@ use crate::{
     ConnectorSecret, Kek, SecretKind, generate_tenant_key, open, open_secret, seal_secret,
     unwrap_identity,
 };
-use proto::frame::{read_frame, write_frame};
+use proto::frame::{MAX_PAYLOAD, MAX_ROLE_PAYLOAD, read_frame_within, write_frame};
 use proto::vault::{Admin, Purpose, Request, Response, RoleToken};
 use proto::{Refusal, Refused};
 
@@ -1684,6 +1684,38 @@ impl Strangers {
     }
 }
 
+/// A role sent a frame the protocol never needs (over its size limit, or not a request):
+/// recorded and raised like any other overreach.
+async fn oversized_from_role(vault: &Vault, e: &std::io::Error) {
+    let why = format!("a malformed or oversized frame: {e}");
+    tracing::warn!("refused a role's frame: {why}");
+    vault
+        .record(NewRecord {
+            principal: "role",
+            action: "frame",
+            outcome: "refused: malformed or over the role limit",
+            reason: &why,
+            ..NewRecord::by(proto::Process::Vault)
+        })
+        .await;
+    vault
+        .alert(store::NewAlert {
+            by: proto::Process::Vault,
+            rule: "role-overreach",
+            severity: proto::Severity::Critical,
+            dedupe_key: "role-overreach:frame",
+            principal: "role",
+            tenant_id: None,
+            summary: &format!(
+                "a role process (mx or portal) sent the vault {why}; the role may be compromised"
+            ),
+        })
+        .await;
+}
+
+/// How long the vault waits for a peer's whole request.
+const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
     // A stranger is answered before a byte of its request is read (a frame may be large).
     let peer = vault.peer(&s);
@@ -1691,7 +1723,27 @@ async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
         let uid = s.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
         return refuse_stranger(&mut s, vault, uid).await;
     }
-    let (req, payload): (Request, Vec<u8>) = read_frame(&mut s).await?;
+    // A role sends passwords and secrets, never mail: its requests are small, and every
+    // peer's request arrives within the deadline or the connection is dropped.
+    let limit = match peer {
+        Peer::Role => MAX_ROLE_PAYLOAD,
+        _ => MAX_PAYLOAD,
+    };
+    let read = tokio::time::timeout(REQUEST_DEADLINE, read_frame_within(&mut s, limit))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "a peer's request did not arrive in time",
+            )
+        })?;
+    let (req, payload): (Request, Vec<u8>) = match read {
+        Err(e) if peer == Peer::Role && e.kind() == std::io::ErrorKind::InvalidData => {
+            oversized_from_role(vault, &e).await;
+            return Err(e);
+        }
+        other => other?,
+    };
     let overreach = match peer {
         Peer::Role => vault.refused_for_role(&req),
         _ => None,

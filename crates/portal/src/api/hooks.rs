@@ -59,7 +59,8 @@ async fn probe(JsonBody(b): JsonBody<Probes>) -> Response {
 #[derive(Deserialize)]
 struct Attack {
     /// `open` (a quarantined message, without a session), `mx-release` (the same through
-    /// mx's admin socket), `digest-links` or `terminate` (a tenant).
+    /// mx's admin socket), `digest-links`, `spool-key`, `oversized` (a frame over the role
+    /// limit) or `terminate` (a tenant).
     attack: String,
     /// The message id or the tenant name.
     target: String,
@@ -89,6 +90,16 @@ async fn vault(State(p): State<Arc<Portal>>, JsonBody(b): JsonBody<Attack>) -> R
         let answer = match mx.ask(req).await {
             Ok(v) => json!({ "answer": v }),
             Err(e) => json!({ "refused": e.to_string() }),
+        };
+        return axum::Json(answer).into_response();
+    }
+    if b.attack == "oversized" {
+        // A frame no role ever needs: a ping carrying 2 MiB (mail is not the vault's to
+        // receive from a role).
+        let big = vec![0u8; 2 << 20];
+        let answer = match p.vault.call(&Request::Ping, &big).await {
+            Ok((r, _)) => json!({ "answer": r.kind() }),
+            Err(e) => json!({ "error": e.to_string() }),
         };
         return axum::Json(answer).into_response();
     }
