@@ -421,16 +421,24 @@ pub fn parse_duration(key: &str, s: &str) -> Result<Duration> {
     let n: u64 = num
         .parse()
         .with_context(|| format!("{key}: {s:?} is not a duration (examples: 30s, 5m, 2h, 7d)"))?;
+    let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs);
     let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86400),
+        "" | "s" => secs(1),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
         other => bail!("{key}: unknown duration unit {other:?} (use ms, s, m, h or d)"),
     };
-    Ok(d)
+    match d {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => bail!("{key}: {s:?} is too long (the most is 3650d)"),
+    }
 }
+
+/// The longest duration a setting takes: ten years. Longer ones are typing errors, and a
+/// deadline that far away would overflow the clock arithmetic of timers.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86400);
 
 /// A configured duration, or `default` when the key is absent.
 fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
@@ -460,7 +468,9 @@ pub fn parse_size(key: &str, v: &toml::Value) -> Result<u64> {
                     bail!("{key}: unknown size unit {other:?} (use KiB, MiB, GiB, KB, MB, GB)")
                 }
             };
-            Ok(n * mult)
+            n.checked_mul(mult).with_context(|| {
+                format!("{key}: {s:?} is too large (the most is 16 EiB less one octet)")
+            })
         }
         other => {
             bail!("{key}: expected a positive integer or a string like \"50MiB\", got {other}")
@@ -477,6 +487,17 @@ fn addr(key: &str, s: &str) -> Result<SocketAddr> {
 fn at_least(key: &str, v: usize, min: usize) -> Result<usize> {
     if v < min {
         bail!("{key}: must be at least {min}, got {v}");
+    }
+    Ok(v)
+}
+
+/// Most concurrent sessions or deliveries a setting may ask for (a semaphore holds at most
+/// `usize::MAX >> 3` permits; far fewer than that would already exhaust descriptors).
+const MAX_CONCURRENCY: usize = 1_000_000;
+
+fn concurrency(key: &str, v: usize) -> Result<usize> {
+    if !(1..=MAX_CONCURRENCY).contains(&v) {
+        bail!("{key}: must be between 1 and {MAX_CONCURRENCY}, got {v}");
     }
     Ok(v)
 }
@@ -901,15 +922,13 @@ impl RawConfig {
             .transpose()?;
         let delivery = egress::DeliveryConfig {
             hostname: hostname.clone(),
-            max_concurrent: at_least(
+            max_concurrent: concurrency(
                 "delivery.max_concurrent",
                 dl.max_concurrent.unwrap_or(dd.max_concurrent),
-                1,
             )?,
-            per_destination: at_least(
+            per_destination: concurrency(
                 "delivery.per_destination",
                 dl.per_destination.unwrap_or(dd.per_destination),
-                1,
             )?,
             retry_initial: duration_or(
                 "delivery.retry_initial",
@@ -1106,11 +1125,10 @@ impl RawConfig {
             alert_mail,
             tls_generated,
             limits,
-            max_sessions: at_least("limits.max_sessions", l.max_sessions.unwrap_or(1000), 1)?,
-            max_sessions_per_ip: at_least(
+            max_sessions: concurrency("limits.max_sessions", l.max_sessions.unwrap_or(1000))?,
+            max_sessions_per_ip: concurrency(
                 "limits.max_sessions_per_ip",
                 l.max_sessions_per_ip.unwrap_or(100),
-                1,
             )?,
             idle_timeout: parse_duration(
                 "limits.idle_timeout",
@@ -1251,6 +1269,65 @@ pub fn default_kek_file(data_dir: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `config` fuzz target: a size whose number times its unit is over 2^64
+    /// overflowed (a panic in debug builds, a silently wrapped limit in release builds).
+    #[test]
+    fn a_size_over_the_range_is_refused_not_wrapped() {
+        let raw = RawConfig::parse("[spool]\nreserve = \"37095500002899MiB\"\n").unwrap();
+        let e = raw.resolve(&Overrides::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("spool.reserve") && e.contains("too large"),
+            "{e}"
+        );
+        let v = toml::Value::String("16EiB".into());
+        assert!(parse_size("x", &v).is_err());
+        let v = toml::Value::String("17179869183GiB".into());
+        assert_eq!(parse_size("x", &v).unwrap(), 17179869183 << 30);
+        let v = toml::Value::String("17179869184GiB".into());
+        assert!(
+            parse_size("x", &v)
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
+    }
+
+    /// The same for durations: an overflowing product, or a deadline beyond what the timers'
+    /// clock arithmetic can hold (`Instant + d` panics), is refused.
+    #[test]
+    fn a_duration_over_ten_years_or_a_concurrency_over_a_million_is_refused() {
+        for s in [
+            "18446744073709551615s",
+            "307445734561825861m",
+            "3651d",
+            "99999999999999999999d",
+        ] {
+            let e = parse_duration("limits.idle_timeout", s)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("too long") || e.contains("not a duration"),
+                "{s}: {e}"
+            );
+        }
+        assert_eq!(
+            parse_duration("x", "3650d").unwrap(),
+            Duration::from_secs(3650 * 86400)
+        );
+        let raw = RawConfig::parse("[limits]\nmax_sessions = 9223372036854775807\n").unwrap();
+        let e = raw.resolve(&Overrides::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("limits.max_sessions") && e.contains("between 1 and"),
+            "{e}"
+        );
+        let raw = RawConfig::parse("[limits]\nidle_timeout = \"18446744073709551615s\"\n").unwrap();
+        let e = raw.resolve(&Overrides::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("limits.idle_timeout") && e.contains("too long"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_vaults_malware_symbols_are_inspection_symbols() {
