@@ -474,7 +474,7 @@ impl Ingress {
         let original = inspect::strip_forged_headers(&tx.body, &self.cfg.hostname);
         let verdict = self.inspector.inspect(&original, &env).await;
         self.metrics.inspect_cpu.observe(verdict.cpu);
-        self.count_parts(&verdict);
+        self.count_parts(&verdict, !env.outbound);
         let refusal = match verdict.action {
             // Outbound mail the policy would quarantine is refused: the sender is the
             // tenant's own user, whose server tells them (no backscatter to a stranger).
@@ -667,7 +667,10 @@ impl Ingress {
 
     /// Counts the parts that failed this message's checks (the node's health watch raises
     /// alerts from these counters).
-    fn count_parts(&self, verdict: &inspect::Verdict) {
+    fn count_parts(&self, verdict: &inspect::Verdict, inbound: bool) {
+        if inbound {
+            self.metrics.auth_checked.inc();
+        }
         let (scanner, dns) = part_failures(verdict);
         if scanner {
             self.metrics.scanner_unavailable.inc();

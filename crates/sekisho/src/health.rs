@@ -24,18 +24,37 @@ struct Part {
     effect: &'static str,
     /// The counter of messages that met the failure.
     counter: fn(&Metrics) -> &Counter,
+    /// The counter of messages that needed the part, when one failure alone does not say
+    /// the part is down (a remote domain's broken DNS gives a temperror for its mail only):
+    /// then the part is down when at least [`MIN_FAILURES`] messages and half of those that
+    /// needed it failed within one look.
+    needed: Option<fn(&Metrics) -> &Counter>,
     last: u64,
+    last_needed: u64,
     down: bool,
     raised: Option<Instant>,
 }
 
+/// Failures within one look that can say a shared part is down (see [`Part::needed`]).
+pub const MIN_FAILURES: u64 = 3;
+
 impl Part {
-    /// Reads the counter: `Some(n)` messages met the failure since the last look.
+    /// Reads the counters: `Some(n)` if the part is down, `n` messages having met the failure
+    /// since the last look.
     fn step(&mut self, m: &Metrics) -> Option<u64> {
         let now = (self.counter)(m).get();
-        let new = now - self.last.min(now);
+        let failed = now - self.last.min(now);
         self.last = now;
-        (new > 0).then_some(new)
+        let down = match self.needed {
+            None => failed > 0,
+            Some(needed) => {
+                let now = needed(m).get();
+                let asked = now - self.last_needed.min(now);
+                self.last_needed = now;
+                failed >= MIN_FAILURES && failed * 2 >= asked
+            }
+        };
+        down.then_some(failed)
     }
 }
 
@@ -45,7 +64,9 @@ fn parts() -> Vec<Part> {
             name: "malware scanner",
             effect: "mail that needs a scan gets 451 4.7.1 (or is delivered marked, by policy) until it answers",
             counter: |m| &m.scanner_unavailable,
+            needed: None,
             last: 0,
+            last_needed: 0,
             down: false,
             raised: None,
         },
@@ -53,7 +74,9 @@ fn parts() -> Vec<Part> {
             name: "DNS resolver",
             effect: "SPF, DKIM and DMARC give temperror and the mail is judged without them",
             counter: |m| &m.auth_dns_temperror,
+            needed: Some(|m| &m.auth_checked),
             last: 0,
+            last_needed: 0,
             down: false,
             raised: None,
         },
@@ -114,5 +137,33 @@ async fn raise(store: &MailStore, node: &str, p: &Part, n: u64) {
     };
     if let Err(e) = store.alert_raise(&alert).await {
         tracing::error!(error = %e, part = p.name, "the part-unavailable alert could not be raised");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_scanner_failure_is_down_but_dns_needs_most_of_the_mail_failing() {
+        let m = Metrics::default();
+        let mut p = parts();
+        let (scanner, dns) = p.split_at_mut(1);
+        let (scanner, dns) = (&mut scanner[0], &mut dns[0]);
+        m.scanner_unavailable.inc();
+        assert_eq!(scanner.step(&m), Some(1));
+        assert_eq!(scanner.step(&m), None, "nothing new: up again");
+        // A remote domain's broken DNS: 3 temperrors among 100 messages is not our resolver.
+        m.auth_checked.add(100);
+        m.auth_dns_temperror.add(3);
+        assert_eq!(dns.step(&m), None);
+        // Our resolver gone: every message fails.
+        m.auth_checked.add(10);
+        m.auth_dns_temperror.add(10);
+        assert_eq!(dns.step(&m), Some(10));
+        // Two failures alone are not enough to say so.
+        m.auth_checked.add(2);
+        m.auth_dns_temperror.add(2);
+        assert_eq!(dns.step(&m), None);
     }
 }

@@ -134,6 +134,8 @@ pub struct Metrics {
     pub scanner_unavailable: Counter,
     /// Messages whose authentication met a DNS temporary error or its deadline.
     pub auth_dns_temperror: Counter,
+    /// Inbound messages authenticated (the denominator of the one above).
+    pub auth_checked: Counter,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
@@ -228,6 +230,12 @@ impl Metrics {
             "sekisho_scanner_unavailable_total",
             "Messages the malware scanner could not be asked about.",
             self.scanner_unavailable.get(),
+        );
+        counter(
+            &mut o,
+            "sekisho_auth_checked_total",
+            "Inbound messages whose sender was authenticated (SPF, DKIM, DMARC, ARC).",
+            self.auth_checked.get(),
         );
         counter(
             &mut o,
