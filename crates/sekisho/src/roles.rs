@@ -102,6 +102,13 @@ async fn spawn(name: &'static str, token: &RoleToken, home: Option<&Path>) -> Re
     } else {
         cmd.env_remove(USERS_ENV);
     }
+    if name == "vault" {
+        // Every password check takes a fresh 19 MiB (argon2id). glibc's moving mmap threshold
+        // would soon serve those from per-thread heaps that keep the memory after it is freed
+        // (bench/soak saw the vault step from 139 to 234 MiB); a fixed threshold keeps each
+        // one a mapping of its own, returned when the check ends.
+        cmd.env("MALLOC_MMAP_THRESHOLD_", "1048576");
+    }
     let mut child = cmd
         .args(std::env::args_os().skip(1))
         .env(ROLE_ENV, name)
