@@ -148,9 +148,15 @@ fn apply_frame(
     let Some(plain) = keyring::open_data(kind, &key.key, payload) else {
         return false;
     };
-    let Ok(meta) = decode_meta(&mut Reader::new(&plain)) else {
+    let mut r = Reader::new(&plain);
+    let Ok(meta) = decode_meta(&mut r) else {
         return false;
     };
+    // A message frame is read whole: its content must decode too, or the message would be
+    // listed and then fail at delivery.
+    if kind == KIND_MESSAGE && r.bytes().is_err() {
+        return false;
+    }
     match kind {
         KIND_MESSAGE => place(found, meta, key, Some(at)),
         KIND_UPDATE => update(found, meta, key),
@@ -239,4 +245,63 @@ pub fn readable_frames(dir: &Path, spool_key: &SpoolKey) -> io::Result<Vec<Vec<u
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::codec::Writer;
+    use crate::keyring::{self, SpoolKey};
+    use crate::log::{self, KIND_MESSAGE};
+    use crate::meta::{Envelope, MessageMeta, QueueState, RcptState, RcptStatus, encode_meta};
+    use crate::{Spool, SpoolOptions};
+
+    /// Found by the `spool_recover` fuzz target: a message frame that opens under its key and
+    /// whose envelope decodes, but whose content does not (only a bug of our own encoder could
+    /// write one), was listed as active; delivery then failed on it. Recovery reads the whole
+    /// frame: it is moved aside and reported like any damaged frame.
+    #[test]
+    fn a_message_frame_whose_content_does_not_decode_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_key = SpoolKey::from_bytes([4; 32]);
+        let meta = MessageMeta {
+            id: "01TESTUNDECODABLE".into(),
+            envelope: Envelope {
+                mail_from: "a@example.org".into(),
+                rcpts: vec![RcptState {
+                    address: "b@one.test".into(),
+                    tenant: 1,
+                    status: RcptStatus::Pending,
+                    last_reply: String::new(),
+                }],
+                eight_bit: false,
+                smtputf8: false,
+                outbound: false,
+            },
+            received_at: 1,
+            state: QueueState::Active,
+            attempts: 0,
+            next_attempt: 0,
+            size: 3,
+            note: String::new(),
+        };
+        let mut w = Writer::with_capacity(64);
+        encode_meta(&mut w, &meta);
+        w.u64(1 << 40); // a content length far past the frame's end
+        let (id, key) = keyring::generate();
+        let mut seg = keyring::key_frame(&spool_key, id, &key);
+        seg.extend_from_slice(&keyring::data_frame(KIND_MESSAGE, id, &key, &w.buf));
+        std::fs::write(log::segment_path(dir.path(), 1), &seg).unwrap();
+        let (spool, report) =
+            Spool::open(dir.path(), spool_key, None, SpoolOptions::default()).unwrap();
+        assert!(
+            spool.get("01TESTUNDECODABLE").is_none(),
+            "listed, though unreadable"
+        );
+        assert_eq!(
+            (report.messages, report.damaged_regions),
+            (0, 1),
+            "{report:?}"
+        );
+        spool.shutdown();
+    }
 }
