@@ -1,6 +1,6 @@
 //! The node's watch on the parts its checks depend on (the malware scanner, DNS): when one
 //! stops answering, the counters the ingress keeps move, and this raises an alert for the
-//! operator — once per outage, repeats counted on it — and logs when the part is back. The
+//! operator — once per outage, repeats counted on it — and logs when mail stops failing. The
 //! mail meanwhile gets what the policy says (`451 4.7.1` for mail that needs a scan,
 //! `temperror` in `Authentication-Results` for DNS), never a silent pass.
 
@@ -111,7 +111,7 @@ pub async fn watch(store: MailStore, metrics: Arc<Metrics>, node: String, stop: 
                 None if p.down => {
                     p.down = false;
                     p.raised = None;
-                    tracing::info!(part = p.name, "the part answers again");
+                    tracing::info!(part = p.name, "no failure of the part since the last look");
                 }
                 None => {}
             }
