@@ -250,7 +250,7 @@ async fn trace_writer(
 }
 
 /// How often a failed trace batch is tried again before the database is asked whether it
-/// answers at all (by writing the batch's first record alone).
+/// answers at all (a read of the store's generation).
 const TRACE_TRIES: u32 = 3;
 /// How long a batch waits for a database that does not answer before its records are
 /// given up (counted in `sekisho_trace_write_errors_total` and logged).
@@ -265,7 +265,7 @@ async fn write_trace_batch(store: &MailStore, batch: &[TraceRecord], metrics: &M
     }
     let started = std::time::Instant::now();
     let mut attempt = 0u32;
-    let rest = loop {
+    loop {
         match store.write_trace(batch).await {
             Ok(()) => return,
             Err(e) => {
@@ -274,19 +274,16 @@ async fn write_trace_batch(store: &MailStore, batch: &[TraceRecord], metrics: &M
                 tracing::warn!(error = %e, records = batch.len(), attempt, "trace write failed");
             }
         }
-        if attempt >= TRACE_TRIES {
-            if store.write_trace(&batch[..1]).await.is_ok() {
-                break &batch[1..]; // the database answers: some record of the batch is refused
-            }
-            if started.elapsed() >= TRACE_PATIENCE {
-                break batch;
-            }
+        if attempt >= TRACE_TRIES
+            && (store.generation().await.is_ok() || started.elapsed() >= TRACE_PATIENCE)
+        {
+            break; // the database answers, and refuses some record of the batch; or too long
         }
         let backoff = Duration::from_millis(250 << attempt.min(4));
         tokio::time::sleep(backoff).await;
-    };
+    }
     let mut lost = 0usize;
-    for record in rest {
+    for record in batch {
         if store
             .write_trace(std::slice::from_ref(record))
             .await

@@ -185,6 +185,11 @@ impl SharedDirectory {
 /// match itself.
 pub fn domain_key(domain: &str) -> String {
     let d = domain.trim_end_matches('.');
+    if d.is_ascii() {
+        // What UTS #46 gives an ASCII name (A-labels are checked, not changed), without its
+        // cost on every recipient.
+        return d.to_ascii_lowercase();
+    }
     match idna::domain_to_ascii(d) {
         Ok(ascii) if !ascii.is_empty() => ascii,
         _ => d.to_ascii_lowercase(),
