@@ -309,20 +309,12 @@ mod tests {
 }
 
 /// The CRLF-terminated lines of `raw[..end]`.
-fn lines(raw: &[u8], end: usize) -> impl Iterator<Item = &[u8]> {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= end {
-            return None;
-        }
-        let stop = raw[pos..end]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(end, |p| pos + p + 2);
-        let line = &raw[pos..stop];
-        pos = stop;
-        Some(line)
-    })
+/// Where the line starting at `pos` ends (after its CRLF), within `raw[..end]`.
+fn line_end(raw: &[u8], pos: usize, end: usize) -> usize {
+    raw[pos..end]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(end, |p| pos + p + 2)
 }
 
 /// Removes, from the top-level header block, what a sender could forge to be trusted
@@ -347,17 +339,19 @@ pub fn strip_forged_headers<'a>(raw: &'a [u8], authserv_id: &str) -> std::borrow
     std::borrow::Cow::Owned(out)
 }
 
-/// The header block's fields, each with its continuation lines.
+/// The header block's fields (`raw[..end]`), each with its continuation lines.
 fn fields(raw: &[u8], end: usize) -> impl Iterator<Item = &[u8]> {
-    let mut lines = lines(raw, end).peekable();
+    let mut pos = 0;
     std::iter::from_fn(move || {
-        let first = lines.next()?;
-        let start = first.as_ptr() as usize - raw.as_ptr() as usize;
-        let mut stop = start + first.len();
-        while let Some(next) = lines.next_if(|l| matches!(l.first(), Some(b' ' | b'\t'))) {
-            stop += next.len();
+        if pos >= end {
+            return None;
         }
-        Some(&raw[start..stop])
+        let start = pos;
+        pos = line_end(raw, pos, end);
+        while pos < end && matches!(raw[pos], b' ' | b'\t') {
+            pos = line_end(raw, pos, end);
+        }
+        Some(&raw[start..pos])
     })
 }
 
