@@ -1,7 +1,9 @@
-"""Parts that fail under load (issue 23's fault table in docs/architecture.md): the malware
-scanner killed and started again, a DNS resolver that never answers. Several clients send
-throughout; each row's promise is asserted: the right SMTP answer, an alert for the operator,
-recovery without a restart, and every acknowledged message delivered."""
+"""Parts that fail under load (the fault table in docs/architecture.md): the malware scanner
+killed and started again, a DNS resolver that never answers, the PostgreSQL store stopped and
+started again, the vault role killed while releases go on. Several clients send throughout;
+each row's promise is asserted: the right SMTP answer, an alert for the operator where there
+is one, recovery without a restart, and every acknowledged message delivered (and released
+ones once)."""
 import base64
 import os
 import shutil
@@ -18,8 +20,6 @@ import pytest
 import conftest
 from conftest import ROOT, Clamd, free_port, role_pid, wait_for
 from portal_helpers import Client, problem
-
-
 
 
 def attached(token):
