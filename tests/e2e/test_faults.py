@@ -202,11 +202,12 @@ def private_pg(monkeypatch):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_postgresql_stopped_and_restarted_under_load(node, sink, private_pg):
+def test_postgresql_stopped_and_restarted_under_load(private_pg, node, sink):
     """The shared store goes away for a while under load: accepted mail is still delivered
     (the spool is local), mail that needs the store (quarantine) gets 451, the portal answers
     503 with a problem document and Retry-After, and every 250 holds: delivered or
     quarantined, and in the trace once the store is back."""
+    # (private_pg comes first: fixtures end in reverse, so the node stops before its server.)
     stop_pg, start_pg = private_pg
     s = sink()
     n = node(config="[inspect]\ntag_score = 2.0\nquarantine_score = 4.0\nreject_score = 50.0\n")
@@ -275,6 +276,11 @@ def test_postgresql_stopped_and_restarted_under_load(node, sink, private_pg):
         missing = [qid for qid in acked.values() if not n.cli_json("trace", "--id", qid)]
         return not missing
     wait_for(traced, timeout=60, interval=1, what="every accepted message in the trace")
+    # A node stops promptly even while its store is away (no wait for connection timeouts).
+    stop_pg()
+    t0 = time.monotonic()
+    assert n.stop() == 0
+    assert time.monotonic() - t0 < 20, f"the stop took {time.monotonic() - t0:.1f} s"
 
 
 def test_the_vault_killed_under_load_is_restarted_and_nothing_is_lost_or_released_twice(node, sink):

@@ -301,6 +301,9 @@ async fn write_trace_batch(store: &MailStore, batch: &[TraceRecord], metrics: &M
     }
 }
 
+/// How long a stopping node waits for its last heartbeat to be written.
+const LAST_BEAT_WAIT: Duration = Duration::from_secs(3);
+
 /// How often a node writes its heartbeat to the shared node list.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
@@ -323,11 +326,17 @@ async fn heartbeat(node: Arc<Node>, name: String, smtp: String, shutdown: Cancel
             hold: get(QueueState::Hold),
             stopped: stopping,
         };
+        if stopping {
+            // The last beat (marked stopped) must not hold up a stop while the store is away.
+            match tokio::time::timeout(LAST_BEAT_WAIT, node.store.node_beat(&beat)).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "the last node heartbeat failed"),
+                Err(_) => tracing::warn!("the last node heartbeat did not finish in time"),
+                Ok(Ok(())) => {}
+            }
+            return;
+        }
         if let Err(e) = node.store.node_beat(&beat).await {
             tracing::warn!(error = %e, "node heartbeat failed");
-        }
-        if stopping {
-            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -976,16 +985,26 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     }
     background.cancel();
     let _ = delivery_task.await;
-    let _ = tokio::join!(
-        http_task,
-        sock_task,
-        dir_task,
-        beat_task,
-        health_task,
-        sweep_task,
-        hook_task,
-        digest_task
-    );
+    // Background tasks end at once when cancelled, unless a store call is under way; a store
+    // that is away must not hold up the stop for its connection timeout.
+    let background_done = async {
+        tokio::join!(
+            http_task,
+            sock_task,
+            dir_task,
+            beat_task,
+            health_task,
+            sweep_task,
+            hook_task,
+            digest_task
+        )
+    };
+    if tokio::time::timeout(Duration::from_secs(5), background_done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks still waiting on the store at stop; leaving them");
+    }
     spool.shutdown();
     drop(node);
     drop(delivery);
