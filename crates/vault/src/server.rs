@@ -1689,12 +1689,24 @@ impl Strangers {
 async fn oversized_from_role(vault: &Vault, e: &std::io::Error) {
     let why = format!("a malformed or oversized frame: {e}");
     tracing::warn!("refused a role's frame: {why}");
+    raise_overreach(
+        vault,
+        "frame",
+        "refused: malformed or over the role limit",
+        &why,
+        &format!("a role process (mx or portal) sent the vault {why}; the role may be compromised"),
+    )
+    .await;
+}
+
+/// Records a role's overreach and raises the critical `role-overreach` alert for `action`.
+async fn raise_overreach(vault: &Vault, action: &str, outcome: &str, why: &str, summary: &str) {
     vault
         .record(NewRecord {
             principal: "role",
-            action: "frame",
-            outcome: "refused: malformed or over the role limit",
-            reason: &why,
+            action,
+            outcome,
+            reason: why,
             ..NewRecord::by(proto::Process::Vault)
         })
         .await;
@@ -1703,12 +1715,10 @@ async fn oversized_from_role(vault: &Vault, e: &std::io::Error) {
             by: proto::Process::Vault,
             rule: "role-overreach",
             severity: proto::Severity::Critical,
-            dedupe_key: "role-overreach:frame",
+            dedupe_key: &format!("role-overreach:{action}"),
             principal: "role",
             tenant_id: None,
-            summary: &format!(
-                "a role process (mx or portal) sent the vault {why}; the role may be compromised"
-            ),
+            summary,
         })
         .await;
 }
@@ -1751,29 +1761,18 @@ async fn exchange(mut s: UnixStream, vault: &Vault) -> std::io::Result<()> {
     let (resp, body) = match overreach {
         Some(why) => {
             tracing::warn!(request = req.kind(), "refused a role's request: {why}");
-            vault
-                .record(NewRecord {
-                    principal: "role",
-                    action: req.kind(),
-                    outcome: "refused: not from the local CLI",
-                    reason: why,
-                    ..NewRecord::by(proto::Process::Vault)
-                })
-                .await;
-            vault
-                .alert(store::NewAlert {
-                    by: proto::Process::Vault,
-                    rule: "role-overreach",
-                    severity: proto::Severity::Critical,
-                    dedupe_key: &format!("role-overreach:{}", req.kind()),
-                    principal: "role",
-                    tenant_id: None,
-                    summary: &format!(
-                        "a role process (mx or portal) sent the vault a {} request it may not send: {why}; the role may be compromised",
-                        req.kind()
-                    ),
-                })
-                .await;
+            let summary = format!(
+                "a role process (mx or portal) sent the vault a {} request it may not send: {why}; the role may be compromised",
+                req.kind()
+            );
+            raise_overreach(
+                vault,
+                req.kind(),
+                "refused: not from the local CLI",
+                why,
+                &summary,
+            )
+            .await;
             refusal(&Refused::new(Refusal::NotForRoles, why))
         }
         None => vault.handle(req, payload).await,
