@@ -125,16 +125,15 @@ fn build_inspector() -> inspect::Inspector {
     let senders = Arc::new(stages::contact::SenderHistory::new());
     let bayes = Arc::new(stages::bayes::Bayes::new());
     bayes.set_model(1, trained_model());
-    let list: Vec<Arc<dyn inspect::Stage>> = vec![
-        Arc::new(auth),
-        Arc::new(dnsbl),
-        Arc::new(malware),
-        Arc::new(stages::content::ContentRules),
-        Arc::new(stages::headers::HeaderRules::default()),
+    let mut list: Vec<Arc<dyn inspect::Stage>> =
+        vec![Arc::new(auth), Arc::new(dnsbl), Arc::new(malware)];
+    list.extend(stages::plain_rules());
+    list.extend([
+        Arc::new(stages::headers::HeaderRules::default()) as Arc<dyn inspect::Stage>,
         Arc::new(phish),
         Arc::new(stages::contact::FirstContact::new(senders.clone())),
         bayes,
-    ];
+    ]);
     inspect::Inspector::new(
         list,
         inspect::Policy::default(),

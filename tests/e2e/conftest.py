@@ -193,7 +193,11 @@ class Node:
         while True:
             line = self.proc.stdout.readline()
             if not line:
-                raise AssertionError(f"sekisho exited early ({self.proc.wait()}); see {self.log.name}")
+                rc = self.proc.wait()
+                self.log.flush()
+                tail = Path(self.log.name).read_text(errors="replace").splitlines()[-20:]
+                raise AssertionError(f"sekisho exited early ({rc}); {self.log.name} ends:\n"
+                                     + "\n".join(tail))
             self.banner.append(line)
             m = re.match(r"smtp listening on 127\.0\.0\.1:(\d+)", line)
             if m:

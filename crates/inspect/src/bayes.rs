@@ -117,6 +117,10 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
         }
     }
     out.insert(format!("links:{}", links.len().min(20) / 5));
+    out.insert(format!(
+        "link-align:{}",
+        crate::stages::bulk::link_alignment(msg).0.word()
+    ));
     if msg.html_only() {
         out.insert("h:html-only".into());
     }

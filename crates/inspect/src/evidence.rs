@@ -69,13 +69,14 @@ symbols! {
     BayesSpam60 = "BAYES_60", 1.0;
     /// The Bayes classifier is at least 90% sure the message is ham.
     BayesHam = "BAYES_HAM", -1.5;
-    /// The byte n-gram classifier (logistic regression) is at least 99% sure of spam.
-    LrSpam99 = "LR_SPAM_99", 5.5;
-    /// The byte n-gram classifier puts the message between 90% and 99% spam.
-    LrSpam90 = "LR_SPAM_90", 4.0;
-    /// The byte n-gram classifier puts the message between 70% and 90% spam.
-    LrSpam70 = "LR_SPAM_70", 2.0;
-    /// The byte n-gram classifier is at least 95% sure the message is ham.
+    /// The logistic-regression classifier (decoded text, header names, producer marks) is at
+    /// least 99% sure of spam. Alone it does not tag: it needs one more sign.
+    LrSpam99 = "LR_SPAM_99", 4.0;
+    /// The logistic-regression classifier puts the message between 90% and 99% spam.
+    LrSpam90 = "LR_SPAM_90", 3.0;
+    /// The logistic-regression classifier puts the message between 70% and 90% spam.
+    LrSpam70 = "LR_SPAM_70", 1.5;
+    /// The logistic-regression classifier is at least 95% sure the message is ham.
     LrHam = "LR_HAM", -1.5;
     /// The Date header is well after the message arrived.
     DateInFuture = "DATE_IN_FUTURE", 2.0;
@@ -108,6 +109,28 @@ symbols! {
     /// HTML hides text from the reader (display:none, zero font size, invisible) — a trick to
     /// feed filters words the reader never sees.
     HiddenText = "HIDDEN_TEXT", 2.0;
+    /// Wanted bulk mail's shape: a way to unsubscribe, and links that lead partly to the
+    /// author's own registrable domain (a newsletter links its site beside others; spam
+    /// mostly links elsewhere only, or only its own throwaway domain).
+    NewsletterOwnLinks = "NEWSLETTER_OWN_LINKS", -2.0;
+    /// `List-Unsubscribe` on mail whose author domain passes DMARC with a valid DKIM
+    /// signature: a sender that answers for its bulk mail.
+    ListUnsubSigned = "LIST_UNSUB_SIGNED", -1.5;
+    /// Two or three distinct phrases of unsolicited offers ("to be removed from", "no
+    /// obligation", "100% guaranteed", …) in the subject or text.
+    SpamPhrases = "SPAM_PHRASES", 1.5;
+    /// Four or more distinct phrases of unsolicited offers.
+    SpamPhrasesMany = "SPAM_PHRASES_MANY", 3.0;
+    /// Two or more phrases of the advance-fee scam ("next of kin", "transfer the sum", …).
+    AdvanceFee = "ADVANCE_FEE", 3.0;
+    /// A word that spam filters look for, written with look-alike digits or symbols or with
+    /// its letters spread apart (`v1agra`, `m-o-r-t-g-a-g-e`) so that word filters miss it.
+    ObfuscatedWord = "OBFUSCATED_WORD", 2.5;
+    /// A link with a user part before its host (`https://bank.example@other.example/`): the
+    /// reader sees one name, the browser goes to the other.
+    UrlUserinfo = "URL_USERINFO", 2.5;
+    /// A link to a bare IP address instead of a name.
+    UrlNumericHost = "URL_NUMERIC_HOST", 1.5;
     /// MIME nesting deeper than the limit.
     MimeTooDeep = "MIME_TOO_DEEP", 5.0;
     /// More MIME parts than the limit.
@@ -168,6 +191,11 @@ symbols! {
     LookalikeDomain = "LOOKALIKE_DOMAIN", 6.0;
     /// The From display name is a protected person of the tenant, but the address is not theirs.
     Impersonation = "IMPERSONATION", 6.0;
+    /// A lookalike sender domain with a lure: the display name names the imitated brand or
+    /// domain, a link's text shows another domain than it leads to, or a link leads to a
+    /// lookalike too. Together with `LOOKALIKE_DOMAIN` it holds the message even when the
+    /// phisher's own domain passes SPF, DKIM and DMARC.
+    LookalikeLure = "LOOKALIKE_LURE", 5.0;
     /// The sender (header From or envelope) is on the tenant's or every recipient's allow
     /// list, and the message is authenticated (DMARC, SPF or DKIM pass; DMARC not failed).
     SenderAllowed = "SENDER_ALLOWED", -20.0;

@@ -22,6 +22,7 @@
 pub mod bayes;
 pub mod dns;
 pub mod evidence;
+pub mod html;
 pub mod links;
 pub mod ngram;
 pub mod policy;
@@ -240,6 +241,9 @@ impl Inspector {
             headers.extend(r.headers);
             cpu += busy;
             stage_cpu.push((name, busy));
+        }
+        if let Some(e) = stages::bulk::signed_list_mail(&view, &evidence) {
+            evidence.push(e);
         }
         if let Some(rules) = env.rules.as_ref().filter(|_| !env.outbound) {
             let author = view.author().unwrap_or_default();

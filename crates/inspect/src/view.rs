@@ -104,6 +104,52 @@ impl<'a> MessageView<'a> {
         })
     }
 
+    /// What a reader sees, normalized for features: the subject and the decoded body texts
+    /// (HTML without markup, `<style>`/`<script>` content and with common entities
+    /// decoded), lower case, ASCII digits folded to `0`, white space runs as one space; at
+    /// most `max_bytes` bytes (cut at a character boundary).
+    pub fn normalized_text(&self, max_bytes: usize) -> String {
+        let mut out = String::with_capacity(max_bytes.min(64 * 1024));
+        let Some(m) = &self.parsed else { return out };
+        let push = |text: &str, out: &mut String| {
+            for c in text.chars() {
+                if out.len() >= max_bytes {
+                    return false;
+                }
+                if c.is_whitespace() {
+                    push_space(out);
+                } else if c.is_ascii_digit() {
+                    out.push('0');
+                } else {
+                    out.extend(c.to_lowercase());
+                }
+            }
+            push_space(out);
+            true
+        };
+        if let Some(subject) = m.subject()
+            && !push(subject, &mut out)
+        {
+            return out;
+        }
+        for p in &m.parts {
+            let more = match &p.body {
+                PartType::Text(t) => push(t, &mut out),
+                PartType::Html(h) => push(&crate::html::visible_text(h), &mut out),
+                _ => true,
+            };
+            if !more {
+                break;
+            }
+        }
+        let mut cut = out.len().min(max_bytes);
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out
+    }
+
     /// True if the message has an HTML body and no text/plain body (attachments aside).
     pub fn html_only(&self) -> bool {
         let Some(m) = &self.parsed else { return false };
@@ -143,4 +189,10 @@ fn mime_depth(m: &Message<'_>, id: usize, base: usize) -> usize {
         }
     }
     max
+}
+
+fn push_space(out: &mut String) {
+    if !out.is_empty() && !out.ends_with(' ') {
+        out.push(' ');
+    }
 }

@@ -20,6 +20,8 @@ pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
 struct Part {
     /// Its name in alerts and logs.
     name: &'static str,
+    /// The alert rule raised while it is down.
+    rule: &'static str,
     /// What its failure does to mail, for the alert's summary.
     effect: &'static str,
     /// The counter of messages that met the failure.
@@ -62,6 +64,7 @@ fn parts() -> Vec<Part> {
     vec![
         Part {
             name: "malware scanner",
+            rule: "scanner-down",
             effect: "mail that needs a scan gets 451 4.7.1 (or is delivered marked, by policy) until it answers",
             counter: |m| &m.scanner_unavailable,
             needed: None,
@@ -72,6 +75,7 @@ fn parts() -> Vec<Part> {
         },
         Part {
             name: "DNS resolver",
+            rule: "dns-down",
             effect: "SPF, DKIM and DMARC give temperror and the mail is judged without them",
             counter: |m| &m.auth_dns_temperror,
             needed: Some(|m| &m.auth_checked),
@@ -128,15 +132,15 @@ async fn raise(store: &MailStore, node: &str, p: &Part, n: u64) {
     );
     let alert = store::NewAlert {
         by: proto::Process::Mx,
-        rule: "part-unavailable",
+        rule: p.rule,
         severity: proto::Severity::Warning,
-        dedupe_key: &format!("part-unavailable:{node}:{}", p.name),
+        dedupe_key: &format!("{}:{node}", p.rule),
         principal: node,
         tenant_id: None,
         summary: &summary,
     };
     if let Err(e) = store.alert_raise(&alert).await {
-        tracing::error!(error = %e, part = p.name, "the part-unavailable alert could not be raised");
+        tracing::error!(error = %e, part = p.name, "the alert for a part that is down could not be raised");
     }
 }
 

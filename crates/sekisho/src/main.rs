@@ -1454,7 +1454,7 @@ async fn train(
                 read_message(file).with_context(|| format!("cannot read {}", file.display()))?;
             let (view, _) = inspect::MessageView::parse(&raw, &limits);
             let tokens = inspect::bayes::tokenize(&view);
-            feats.push(inspect::ngram::features(&raw, &tokens));
+            feats.push(inspect::ngram::features(&view, &tokens));
             let (digest, tokens) = inspect::bayes::learn_form(&tokens);
             msgs.push(store::LearnMessage {
                 digest,
@@ -1509,13 +1509,24 @@ async fn learn_batch(
     for _ in 0..ATTEMPTS {
         let stored = store.ngram_load(tenant).await?;
         let base = stored.as_ref().map(|(g, _)| *g);
+        // Weights of an earlier format were learned on other features: they start again
+        // from nothing, and every message of the batch teaches them (the Bayes counts keep
+        // what they learned).
+        let older = stored
+            .as_ref()
+            .is_some_and(|(_, b)| inspect::ngram::is_older_format(b));
         let mut weights = match &stored {
+            Some(_) if older => inspect::ngram::Weights::default(),
             Some((_, bytes)) => inspect::ngram::Weights::from_bytes(bytes)
                 .context("the stored n-gram model is damaged (not this version's format)")?,
             None => inspect::ngram::Weights::default(),
         };
         let digests: Vec<u64> = msgs.iter().map(|m| m.digest).collect();
-        let seen = store.bayes_seen(tenant, &digests).await?;
+        let seen = if older {
+            Default::default()
+        } else {
+            store.bayes_seen(tenant, &digests).await?
+        };
         // The messages that teach something: new, or learned before as the other class
         // (a duplicate in the batch counts once).
         let mut class = std::collections::HashMap::new();
@@ -1537,6 +1548,7 @@ async fn learn_batch(
         let update = store::NgramUpdate {
             base,
             weights: weights.to_bytes(),
+            relearned: older,
         };
         match store.bayes_learn_with(tenant, msgs, Some(update)).await {
             Err(store::StoreError::Conflict(_)) => continue,

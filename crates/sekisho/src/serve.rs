@@ -130,7 +130,12 @@ pub async fn load_bayes(
         let ngram = match store.ngram_load(tenant).await? {
             Some((_, bytes)) => {
                 let w = inspect::ngram::Weights::from_bytes(&bytes);
-                if w.is_none() {
+                if inspect::ngram::is_older_format(&bytes) {
+                    tracing::warn!(
+                        tenant,
+                        "stored n-gram weights are of an earlier format; using Bayes alone until `sekisho train` relearns them"
+                    );
+                } else if w.is_none() {
                     tracing::warn!(
                         tenant,
                         "stored n-gram weights are damaged; using Bayes alone"
@@ -210,18 +215,17 @@ pub fn inspector(
     .with_scope(cfg.clamd_scope);
     // Stages that wait on the network first: join_all polls in order, so their queries are
     // in flight while the CPU-bound stages run.
-    let stages: Vec<Arc<dyn inspect::Stage>> = vec![
-        Arc::new(auth),
-        Arc::new(dnsbl),
-        Arc::new(malware),
-        Arc::new(inspect::stages::content::ContentRules),
+    let mut stages: Vec<Arc<dyn inspect::Stage>> =
+        vec![Arc::new(auth), Arc::new(dnsbl), Arc::new(malware)];
+    stages.extend(inspect::stages::plain_rules());
+    stages.extend([
         Arc::new(inspect::stages::headers::HeaderRules::new(
             cfg.expected_scripts.clone(),
-        )),
+        )) as Arc<dyn inspect::Stage>,
         Arc::new(phish),
         Arc::new(inspect::stages::contact::FirstContact::new(senders.clone())),
         bayes,
-    ];
+    ]);
     Ok(
         inspect::Inspector::new(stages, cfg.policy.clone(), cfg.view_limits.clone())
             .with_senders(senders),
@@ -789,6 +793,9 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
+    metrics
+        .malware_scanner_configured
+        .set(i64::from(cfg.clamd.is_some()));
     let bayes = Arc::new(inspect::stages::bayes::Bayes::new());
     let bayes_generations = std::sync::Mutex::new(std::collections::HashMap::new());
     load_bayes(&store, &bayes, &bayes_generations).await?;
@@ -1057,6 +1064,14 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
         report.messages
     );
     println!("sealed quarantine in {blobs}");
+    match &cfg.clamd {
+        Some(addr) => println!(
+            "malware: clamd at {addr} and the built-in attachment policy (executables, macros, archives, HTML attachments)"
+        ),
+        None => println!(
+            "malware: built-in policy only (executables, macros, archives, HTML attachments; no virus signatures): set [malware] clamd"
+        ),
+    }
     #[cfg(feature = "test-hooks")]
     println!(
         "WARNING: this binary has test hooks (mx's admin socket can make mx attempt an exec, fetch a secret or probe files); never in production"

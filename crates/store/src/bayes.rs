@@ -47,6 +47,9 @@ pub struct NgramUpdate {
     pub base: Option<i64>,
     /// The weights in their stored form.
     pub weights: Vec<u8>,
+    /// The weights were learned again from this batch alone (the stored ones were of an
+    /// earlier format): they are stored even when no message is new to the counts.
+    pub relearned: bool,
 }
 
 impl Store {
@@ -179,7 +182,10 @@ impl Store {
                 .await?;
             }
         }
-        if outcome.learned + outcome.moved > 0 {
+        let relearned = ngram.as_ref().is_some_and(|u| u.relearned);
+        // (Relearned weights alone add no counts but still move the generation, so nodes
+        // load them.)
+        if outcome.learned + outcome.moved > 0 || relearned {
             delta.tokens = tokens.into_iter().map(|(t, (s, h))| (t, s, h)).collect();
             add_counts(&mut tx, tenant, &delta).await?;
             if let Some(update) = ngram {

@@ -325,6 +325,7 @@ async fn ngram_weights_are_stored_with_learning_and_only_over_their_base(engine:
         Some(store::NgramUpdate {
             base,
             weights: w.to_vec(),
+            relearned: false,
         })
     };
     assert_eq!(s.ngram_load(0).await.unwrap(), None);
@@ -360,6 +361,19 @@ async fn ngram_weights_are_stored_with_learning_and_only_over_their_base(engine:
         .unwrap();
     assert_eq!(s.ngram_load(0).await.unwrap(), Some((2, b"w2".to_vec())));
     assert_ne!(s.bayes_generations().await.unwrap(), g);
+    // Weights relearned from scratch (the stored ones were of an earlier format) are stored
+    // even though no message is new to the counts, and nodes see a new generation.
+    let g = s.bayes_generations().await.unwrap();
+    let relearn = store::NgramUpdate {
+        base: Some(2),
+        weights: b"w3".to_vec(),
+        relearned: true,
+    };
+    s.bayes_learn_with(0, &[msg(1, false)], Some(relearn))
+        .await
+        .unwrap();
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((3, b"w3".to_vec())));
+    assert_ne!(s.bayes_generations().await.unwrap(), g);
     // A tenant's weights are its own and go with the tenant.
     let id = s
         .add_tenant("acme", &["acme.test".into()], "maildir:///tmp")
@@ -371,7 +385,7 @@ async fn ngram_weights_are_stored_with_learning_and_only_over_their_base(engine:
     assert_eq!(s.ngram_load(id).await.unwrap(), Some((1, b"t".to_vec())));
     s.terminate_tenant(id).await.unwrap();
     assert_eq!(s.ngram_load(id).await.unwrap(), None);
-    assert_eq!(s.ngram_load(0).await.unwrap(), Some((2, b"w2".to_vec())));
+    assert_eq!(s.ngram_load(0).await.unwrap(), Some((3, b"w3".to_vec())));
 }
 
 async fn filter_policies_are_stored_per_tenant_and_reach_the_directory(engine: Engine) {

@@ -132,6 +132,9 @@ pub struct Metrics {
     pub trace_write_errors: Counter,
     /// Messages the malware scanner could not be asked about (down, error, deadline).
     pub scanner_unavailable: Counter,
+    /// 1 when a malware scanner (clamd) is configured, 0 when only the built-in attachment
+    /// policy judges malware.
+    pub malware_scanner_configured: Gauge,
     /// Messages whose authentication met a DNS temporary error or its deadline.
     pub auth_dns_temperror: Counter,
     /// Inbound messages authenticated (the denominator of the one above).
@@ -224,6 +227,16 @@ impl Metrics {
             "sekisho_inspect_cpu_seconds",
             "CPU time of inspection per message, without waits for DNS or clamd.",
             &self.inspect_cpu,
+        );
+        gauge(
+            &mut o,
+            "sekisho_malware_scanner_configured",
+            if self.malware_scanner_configured.get() > 0 {
+                "1: clamd scans mail beside the built-in attachment policy."
+            } else {
+                "0: malware: built-in policy only (no clamd configured, no virus signatures)."
+            },
+            self.malware_scanner_configured.get(),
         );
         counter(
             &mut o,

@@ -80,7 +80,7 @@ impl Bayes {
             ));
         }
         if let Some(w) = &model.ngram {
-            let p = w.predict(&features(msg.raw, &tokens));
+            let p = w.predict(&features(msg, &tokens));
             if let Some(symbol) = ngram_band(p) {
                 out.push(Evidence::new(
                     symbol,
@@ -186,7 +186,7 @@ mod tests {
     fn ngram_weights_give_their_own_evidence_beside_bayes() {
         let b = Bayes::new();
         let mut w = Weights::default();
-        let f = |raw: &str| features(raw.as_bytes(), &tokenize(&view(raw)));
+        let f = |raw: &str| features(&view(raw), &tokenize(&view(raw)));
         for _ in 0..200 {
             w.learn(&f(SPAM), true, 0);
             w.learn(&f(HAM), false, 0);

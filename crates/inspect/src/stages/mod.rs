@@ -2,9 +2,24 @@
 
 pub mod auth;
 pub mod bayes;
+pub mod bulk;
 pub mod contact;
 pub mod content;
 pub mod dnsbl;
 pub mod headers;
 pub mod malware;
 pub mod phish;
+pub mod phrases;
+pub mod urls;
+
+/// The stages that need no service, no model and no configuration: content and header
+/// shape, phrases, link tricks and bulk-mail markers. (One list, so the SMTP path, `check`
+/// and the fuzz targets run the same rules.)
+pub fn plain_rules() -> Vec<std::sync::Arc<dyn crate::Stage>> {
+    vec![
+        std::sync::Arc::new(content::ContentRules),
+        std::sync::Arc::new(phrases::Phrases),
+        std::sync::Arc::new(urls::UrlTricks),
+        std::sync::Arc::new(bulk::BulkMarkers),
+    ]
+}

@@ -140,15 +140,41 @@ pub fn lookalike(candidate: &str, protected: &str) -> Option<String> {
             "{candidate} is {distance} edit(s) from {protected}"
         ));
     }
-    // Combosquatting: the brand's name inside another domain ("paypal-secure.example").
+    // Combosquatting: the brand's name inside another domain ("paypal-secure.example"),
+    // also when that name is itself misspelt or written with look-alikes
+    // ("paypa1-account-verify.example": a homoglyph inside a combosquat).
     let brand = protected.split('.').next().unwrap_or("");
     let first = candidate.split('.').next().unwrap_or("");
-    if brand.chars().count() >= 5 && first != brand && first.contains(brand) {
+    if brand.chars().count() < 5 || first == brand {
+        return None;
+    }
+    if first.contains(brand) {
         return Some(format!(
             "{candidate} contains the name {brand} of {protected}"
         ));
     }
-    None
+    let folded_brand = fold(brand);
+    let imitated = fold(first).contains(&folded_brand)
+        || first
+            .split(['-', '_'])
+            .any(|part| brand.len() >= 6 && part != brand && edit_distance(part, brand) <= 1);
+    imitated
+        .then(|| format!("{candidate} contains an imitation of the name {brand} of {protected}"))
+}
+
+/// A name as it reads: confusable characters by their skeleton, and the digits that stand
+/// for letters in domain names (`0` o, `1` l, `3` e, `5` s) as those letters.
+fn fold(name: &str) -> String {
+    skeleton(name)
+        .chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' => 'l',
+            '3' => 'e',
+            '5' => 's',
+            c => c,
+        })
+        .collect()
 }
 
 impl Phishing {
@@ -224,12 +250,13 @@ impl Phishing {
         if let Some(d) = domain_of(&env.mail_from) {
             identities.push(("MAIL FROM", d));
         }
-        if let Some((who, why)) = identities.iter().find_map(|(who, d)| {
+        let imitated = identities.iter().find_map(|(who, d)| {
             protected
                 .iter()
-                .find_map(|p| lookalike(d, p))
-                .map(|why| (*who, why))
-        }) {
+                .find_map(|p| lookalike(d, p).map(|why| (p.clone(), why)))
+                .map(|(p, why)| (*who, p, why))
+        });
+        if let Some((who, _, why)) = &imitated {
             out.push(Evidence::new(
                 Symbol::LookalikeDomain,
                 format!("{who}: {why}"),
@@ -289,19 +316,53 @@ impl Phishing {
                 format!("{d} is on the phishing feed ({hit})"),
             ));
         }
-        if let Some((d, why)) = links.iter().find_map(|d| {
+        let lookalike_link = links.iter().find_map(|d| {
             protected
                 .iter()
                 .find_map(|p| lookalike(d, p))
                 .map(|w| (d, w))
-        }) {
+        });
+        if let Some((d, why)) = &lookalike_link {
             out.push(Evidence::new(
                 Symbol::LookalikeLink,
                 format!("link to {d}: {why}"),
             ));
         }
+        if let Some((who, brand, _)) = &imitated {
+            let display = m
+                .from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.name.as_deref())
+                .unwrap_or("");
+            let lure = if names_brand(display, brand) {
+                Some(format!("the display name {display:?} names {brand}"))
+            } else if mismatch.is_some() {
+                Some("a link's text shows another domain than it leads to".to_string())
+            } else {
+                lookalike_link
+                    .as_ref()
+                    .map(|(d, _)| format!("a link leads to {d}"))
+            };
+            if let Some(lure) = lure {
+                out.push(Evidence::new(
+                    Symbol::LookalikeLure,
+                    format!("{who} imitates {brand}, and {lure}"),
+                ));
+            }
+        }
         out
     }
+}
+
+/// Whether a display name names the brand of `domain` (its first label, compared as it
+/// reads: "PayPal", "PAYPAL Service", "Pаypal" with a Cyrillic а).
+fn names_brand(display: &str, domain: &str) -> bool {
+    let brand = fold(domain.split('.').next().unwrap_or(""));
+    let shown: String = fold(&display.to_lowercase())
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    brand.chars().count() >= 3 && shown.contains(&brand)
 }
 
 impl SyncStage for Phishing {
@@ -385,6 +446,82 @@ mod tests {
         );
         assert!(lookalike("paypal.com", "paypal.com").is_none());
         assert!(lookalike("example.org", "paypal.com").is_none());
+        // A homoglyph inside a combosquat, and a misspelt name inside one.
+        for imitation in [
+            "paypa1-account-verify.com",
+            "secure-paypai.example",
+            "paypol-login.example",
+        ] {
+            assert!(
+                lookalike(imitation, "paypal.com").is_some_and(|w| w.contains("imitation")),
+                "{imitation}"
+            );
+        }
+        // Ordinary words near a short brand name, and unrelated names, are not imitations.
+        assert!(lookalike("apply-now.example", "apple.com").is_none());
+        assert!(lookalike("applied.example", "apple.com").is_none());
+        assert!(lookalike("payroll-service.example", "paypal.com").is_none());
+        assert!(lookalike("paypool-games.example", "paypal.com").is_none());
+    }
+
+    #[test]
+    fn a_lookalike_sender_with_a_lure_composes() {
+        let s = stage(None);
+        let sorted = |mut v: Vec<Symbol>| {
+            v.sort();
+            v
+        };
+        // The new user's PayPal phish: display name "PayPal", link text showing paypal.com.
+        let phish = msg(
+            "PayPal <service@paypa1-account-verify.com>",
+            "",
+            r#"<a href="https://login.attacker.example/">https://www.paypal.com/signin</a>"#,
+        );
+        assert_eq!(
+            symbols(&s, &phish, &[]),
+            sorted(vec![
+                Symbol::LookalikeDomain,
+                Symbol::LinkTextMismatch,
+                Symbol::LookalikeLure
+            ])
+        );
+        let named = msg(
+            "Pay Pal Service <service@paypa1-account-verify.com>",
+            "",
+            "<p>hi</p>",
+        );
+        assert_eq!(
+            symbols(&s, &named, &[]),
+            vec![Symbol::LookalikeDomain, Symbol::LookalikeLure]
+        );
+        // A lookalike without a lure, and a lure without a lookalike, do not compose.
+        let bare = msg(
+            "Billing <service@paypa1-account-verify.com>",
+            "",
+            "<p>hi</p>",
+        );
+        assert_eq!(symbols(&s, &bare, &[]), vec![Symbol::LookalikeDomain]);
+        let real = msg("PayPal <service@paypal.com>", "", "<p>hi</p>");
+        assert_eq!(symbols(&s, &real, &[]), vec![]);
+        // The lure counts in the default policy: held even when SPF, DKIM and DMARC pass.
+        let policy = crate::Policy::default();
+        let mut evidence: Vec<Evidence> = symbols(&s, &phish, &[])
+            .into_iter()
+            .map(|s| Evidence::new(s, ""))
+            .collect();
+        for pass in [Symbol::SpfPass, Symbol::DkimPass, Symbol::DmarcPass] {
+            evidence.push(Evidence::new(pass, ""));
+        }
+        let verdict = policy.decide(evidence);
+        assert!(
+            matches!(
+                verdict.action,
+                crate::Action::Quarantine | crate::Action::Reject
+            ),
+            "{:?} at {}",
+            verdict.action,
+            verdict.score
+        );
     }
 
     #[test]
