@@ -168,6 +168,10 @@ def test_check_command_runs_the_same_pipeline(tmp_path):
     assert by_file["ham.eml"]["action"] == "deliver" and by_file["ham.eml"]["score"] < 5.0
     names = [s["symbol"] for s in by_file["ham.eml"]["symbols"]]
     assert "SPF_NONE" in names and "DKIM_NONE" in names   # answered by the local DNS server
+    # Each authentication result in RFC 8601 words beside the symbols.
+    auth = by_file["ham.eml"]["auth"]
+    assert auth["spf"] == "none" and auth["dkim"] == [] and auth["arc"] == "none", auth
+    assert auth["dmarc"] in ("none", "temperror"), auth
 
 
 def test_spf_and_dmarc_through_the_local_dns(node, sink, dns):
@@ -248,6 +252,45 @@ def test_lookalike_sender_and_feed_link_are_caught(node, sink):
     assert "LINK_TEXT_MISMATCH(2.00)" in by_verdict["a@example.org"]["symbols"]
     assert by_verdict["a@example.org"]["verdict"] in ("quarantine", "reject")
     assert "LOOKALIKE_DOMAIN(6.00)" in by_verdict["ceo@acme-c0rp.test"]["symbols"]
+
+
+def test_the_new_users_paypal_phish_is_held_though_its_own_domain_authenticates(node, sink, dns):
+    """Display name "PayPal", link text showing www.paypal.com, sent from a homoglyph inside a
+    combosquat of the protected brand whose SPF and DMARC pass (as a phisher's own domain's
+    do): the lookalike and its lure compose, and the default policy holds it."""
+    dns.txt("paypa1-account-verify.com", "v=spf1 ip4:127.0.0.0/8 -all")
+    dns.txt("_dmarc.paypa1-account-verify.com", "v=DMARC1; p=none")
+    s = sink()
+    n = node(config='[inspect]\nprotected_brands = ["paypal.com"]\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    phish = (b"From: PayPal <service@paypa1-account-verify.com>\r\nTo: bob@acme.test\r\n"
+             b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <p@paypa1-account-verify.com>\r\n"
+             b"Subject: Your account is limited\r\nContent-Type: text/html\r\n\r\n"
+             b"<p>Please confirm your details: <a href=\"https://login.paypa1-account-verify.com/x\">"
+             b"https://www.paypal.com/signin</a></p>\r\n")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        try:
+            c.sendmail("service@paypa1-account-verify.com", ["bob@acme.test"], phish)
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code == 554
+    t = wait_for(lambda: (t := n.cli_json("trace", "--rcpt", "bob@acme.test")) and t, what="trace")
+    symbols = t[0]["symbols"]
+    assert "SPF_PASS" in symbols and "DMARC_PASS" in symbols, symbols
+    assert "LOOKALIKE_DOMAIN" in symbols and "LOOKALIKE_LURE" in symbols, symbols
+    assert t[0]["verdict"] in ("quarantine", "reject"), t[0]
+
+
+def test_without_clamd_the_banner_and_metrics_say_built_in_policy_only(node, clamd):
+    import urllib.request
+    bare = node()
+    assert any("malware: built-in policy only" in l for l in bare.banner), bare.banner
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{bare.admin_port}/metrics").read().decode()
+    assert "sekisho_malware_scanner_configured 0" in metrics
+    assert "built-in policy only" in metrics
+    scanned = node("scanned", config=f'[malware]\nclamd = "unix:{clamd.socket}"\n')
+    assert any(l.startswith("malware: clamd at unix:") for l in scanned.banner), scanned.banner
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{scanned.admin_port}/metrics").read().decode()
+    assert "sekisho_malware_scanner_configured 1" in metrics
 
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

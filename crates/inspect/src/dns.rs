@@ -84,7 +84,13 @@ impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for DnsCache<K, V> {
     }
 }
 
-/// The five caches mail-auth uses.
+/// The answers SPF's own evaluator asked for, by type and name.
+pub type SpfCache = DnsCache<
+    (mail_auth::hickory_resolver::proto::rr::RecordType, Box<str>),
+    crate::spf::lookup::Answer<String>,
+>;
+
+/// The five caches mail-auth uses, and SPF's.
 pub struct DnsCaches {
     /// TXT (SPF, DKIM keys, DMARC).
     pub txt: DnsCache<Box<str>, Txt>,
@@ -96,6 +102,8 @@ pub struct DnsCaches {
     pub ipv6: DnsCache<Box<str>, RecordSet<Ipv6Addr>>,
     /// PTR.
     pub ptr: DnsCache<IpAddr, RecordSet<Box<str>>>,
+    /// SPF's answers (its own evaluator, `crate::spf`).
+    pub spf: std::sync::Arc<SpfCache>,
 }
 
 /// Parameters with our caches attached.
@@ -117,6 +125,7 @@ impl Default for DnsCaches {
             ipv4: DnsCache::new(MAX_CACHE_ENTRIES),
             ipv6: DnsCache::new(MAX_CACHE_ENTRIES),
             ptr: DnsCache::new(MAX_CACHE_ENTRIES),
+            spf: std::sync::Arc::new(DnsCache::new(MAX_CACHE_ENTRIES)),
         }
     }
 }
@@ -134,6 +143,14 @@ impl DnsCaches {
 
     /// Seeds an NXDOMAIN answer for TXT lookups of `name` (for an hour).
     pub fn seed_nxdomain(&self, name: &str) {
+        self.spf.insert(
+            (
+                mail_auth::hickory_resolver::proto::rr::RecordType::TXT,
+                crate::spf::lookup::key_of(name),
+            ),
+            crate::spf::lookup::Answer::Void,
+            Instant::now() + Duration::from_secs(3600),
+        );
         let err = mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(
             mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain,
         ));
@@ -147,9 +164,19 @@ impl DnsCaches {
     /// Seeds a TXT record (SPF, DMARC or DKIM key, told apart by content) for an hour.
     /// Used by tests that run offline with known answers.
     pub fn seed_txt(&self, name: &str, record: &str) -> Result<(), String> {
-        let txt: Txt = if record.starts_with("v=spf1") {
-            mail_auth::spf::Spf::parse(record.as_bytes()).map(Into::into)
-        } else if record.starts_with("v=DMARC1") {
+        if crate::spf::record::is_spf1(record) {
+            crate::spf::record::parse(record).map_err(|e| format!("{name}: {e}"))?;
+            self.spf.insert(
+                (
+                    mail_auth::hickory_resolver::proto::rr::RecordType::TXT,
+                    crate::spf::lookup::key_of(name),
+                ),
+                crate::spf::lookup::Answer::Records(vec![record.to_string()]),
+                Instant::now() + Duration::from_secs(3600),
+            );
+            return Ok(());
+        }
+        let txt: Txt = if record.starts_with("v=DMARC1") {
             mail_auth::dmarc::Dmarc::parse(record.as_bytes()).map(Into::into)
         } else {
             mail_auth::common::verify::DomainKey::parse(record.as_bytes()).map(Into::into)
@@ -218,7 +245,8 @@ mod tests {
         caches
             .seed_txt("_dmarc.example.org", "v=DMARC1; p=reject")
             .unwrap();
-        assert_eq!(caches.txt.len(), 2);
+        assert_eq!(caches.txt.len(), 1, "DMARC in mail-auth's cache");
+        assert_eq!(caches.spf.len(), 1, "SPF in the evaluator's");
         assert!(
             caches
                 .seed_txt("sel._domainkey.example.org", "k=rsa; p=!!!")

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod arc;
 pub mod bayes;
 pub mod dns;
 pub mod evidence;
@@ -26,6 +27,7 @@ pub mod html;
 pub mod links;
 pub mod ngram;
 pub mod policy;
+pub mod spf;
 pub mod stages;
 pub mod tenant;
 pub mod view;
@@ -104,6 +106,8 @@ pub struct Findings {
     pub evidence: Vec<Evidence>,
     /// Complete header fields, each ending in CRLF.
     pub headers: Vec<String>,
+    /// The authentication results, from the authentication stage.
+    pub auth: Option<stages::auth::AuthSummary>,
 }
 
 impl From<Vec<Evidence>> for Findings {
@@ -111,6 +115,7 @@ impl From<Vec<Evidence>> for Findings {
         Self {
             evidence,
             headers: Vec::new(),
+            auth: None,
         }
     }
 }
@@ -236,9 +241,11 @@ impl Inspector {
             }))
             .await;
         let mut headers = Vec::new();
+        let mut auth = None;
         for (name, r, busy) in results {
             evidence.extend(r.evidence);
             headers.extend(r.headers);
+            auth = auth.or(r.auth);
             cpu += busy;
             stage_cpu.push((name, busy));
         }
@@ -266,6 +273,7 @@ impl Inspector {
         verdict.author = view.author();
         verdict.cpu = cpu;
         verdict.stage_cpu = stage_cpu;
+        verdict.auth = auth;
         verdict
     }
 }

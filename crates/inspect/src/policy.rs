@@ -68,6 +68,9 @@ pub struct Verdict {
     /// CPU time per stage.
     #[serde(skip)]
     pub stage_cpu: Vec<(&'static str, std::time::Duration)>,
+    /// The authentication results (SPF, each DKIM signature, DMARC, ARC), when checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::stages::auth::AuthSummary>,
 }
 
 impl Verdict {
@@ -244,6 +247,7 @@ impl Policy {
             author: None,
             cpu: std::time::Duration::ZERO,
             stage_cpu: Vec::new(),
+            auth: None,
         }
     }
 }

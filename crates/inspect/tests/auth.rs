@@ -168,6 +168,22 @@ async fn rfc8463_ed25519_and_rsa_signatures_verify() {
         "{}",
         dkim.detail
     );
+    // The summary `check --json` prints has each signature with its domain and selector.
+    let auth = f.auth.expect("an authentication summary");
+    let mut sigs: Vec<_> = auth
+        .dkim
+        .iter()
+        .map(|d| (d.result, d.domain.as_deref(), d.selector.as_deref()))
+        .collect();
+    sigs.sort();
+    assert_eq!(
+        sigs,
+        [
+            ("pass", Some("football.example.com"), Some("brisbane")),
+            ("pass", Some("football.example.com"), Some("test")),
+        ]
+    );
+    assert_eq!(auth.arc, "none");
 }
 
 #[tokio::test]

@@ -1360,6 +1360,7 @@ async fn check(
                 "action": verdict.action,
                 "score": verdict.score,
                 "symbols": verdict.symbols,
+                "auth": verdict.auth,
                 "cpu_us": verdict.cpu.as_micros() as u64,
             });
             println!("{v}");

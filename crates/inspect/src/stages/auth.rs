@@ -7,11 +7,12 @@ use std::time::Duration;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::Policy as DmarcPolicy;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
-    MessageAuthenticator, SpfResult,
+    MessageAuthenticator, SpfOutput, SpfResult,
 };
+
+use crate::spf::SpfResult as OurSpf;
 
 use crate::dns::DnsCaches;
 use crate::evidence::{Evidence, Symbol};
@@ -21,6 +22,7 @@ use crate::{BoxFuture, Envelope, Findings, Stage};
 /// The authentication stage.
 pub struct Authentication {
     authenticator: MessageAuthenticator,
+    spf: crate::spf::lookup::Resolver,
     caches: Arc<DnsCaches>,
     authserv_id: String,
     deadline: Duration,
@@ -36,6 +38,7 @@ impl Authentication {
         deadline: Duration,
     ) -> Self {
         Self {
+            spf: crate::spf::lookup::Resolver::new(authenticator.0.clone(), caches.spf.clone()),
             authenticator,
             caches,
             authserv_id,
@@ -60,6 +63,7 @@ impl Authentication {
                     format!("SPF/DKIM/DMARC/ARC not finished within {:?}", self.deadline),
                 )],
                 headers: vec![self.none_header("authentication deadline exceeded")],
+                auth: None,
             },
         }
     }
@@ -72,6 +76,7 @@ impl Authentication {
                     "headers could not be parsed for authentication",
                 )],
                 headers: vec![self.none_header("unparseable header")],
+                auth: None,
             };
         };
         let helo = if env.helo.is_empty() {
@@ -81,14 +86,28 @@ impl Authentication {
         };
         let a = &self.authenticator;
         let c = &self.caches;
-        let spf_params =
-            SpfParameters::verify(env.client_ip, helo, &self.authserv_id, &env.mail_from);
-        let (spf, dkim, arc) = tokio::join!(
-            a.verify_spf(c.params(spf_params)),
+        let (spf_outcome, dkim, arc) = tokio::join!(
+            crate::spf::check(
+                &self.spf,
+                env.client_ip,
+                &env.mail_from,
+                helo,
+                &self.authserv_id
+            ),
             a.verify_dkim(c.params(&msg)),
             a.verify_arc(c.params(&msg)),
         );
+        // A chain whose form RFC 8617 forbids fails, whatever its signatures say.
+        let arc = match crate::arc::structure_error(raw) {
+            Some(why) => {
+                tracing::debug!(reason = %why, "ARC chain malformed");
+                arc.with_result(DkimResult::Fail(mail_auth::Error::ParseError))
+            }
+            None => arc,
+        };
         let mail_from_domain = env.mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
+        let spf = SpfOutput::new(mail_from_domain.to_ascii_lowercase())
+            .with_result(library_result(spf_outcome.result));
         let dmarc = a
             .verify_dmarc(c.params(DmarcParameters::new(&msg, &dkim, mail_from_domain, &spf)))
             .await;
@@ -99,21 +118,20 @@ impl Authentication {
         } else {
             env.mail_from.clone()
         };
-        let spf_symbol = match spf.result() {
-            SpfResult::Pass => Symbol::SpfPass,
-            SpfResult::Fail => Symbol::SpfFail,
-            SpfResult::SoftFail => Symbol::SpfSoftFail,
-            SpfResult::Neutral => Symbol::SpfNeutral,
-            SpfResult::None => Symbol::SpfNone,
-            SpfResult::TempError => Symbol::SpfTempError,
-            SpfResult::PermError => Symbol::SpfPermError,
+        let spf_symbol = match spf_outcome.result {
+            OurSpf::Pass => Symbol::SpfPass,
+            OurSpf::Fail => Symbol::SpfFail,
+            OurSpf::SoftFail => Symbol::SpfSoftFail,
+            OurSpf::Neutral => Symbol::SpfNeutral,
+            OurSpf::None => Symbol::SpfNone,
+            OurSpf::TempError => Symbol::SpfTempError,
+            OurSpf::PermError => Symbol::SpfPermError,
         };
         evidence.push(Evidence::new(
             spf_symbol,
             format!(
                 "spf={} smtp.mailfrom={identity} client-ip={}",
-                spf.result(),
-                env.client_ip
+                spf_outcome.result, env.client_ip
             ),
         ));
         evidence.push(dkim_evidence(&dkim));
@@ -204,10 +222,89 @@ impl Authentication {
             // mail-auth omits DKIM when there is no signature; RFC 8601 readers expect "none".
             ar.insert_str(self.authserv_id.len(), ";\r\n\tdkim=none");
         }
+        let summary = AuthSummary {
+            spf: spf_outcome.result.word(),
+            spf_domain: mail_from_domain.to_ascii_lowercase(),
+            dkim: dkim
+                .iter()
+                .map(|o| DkimSummary {
+                    result: dkim_word(o.result()),
+                    domain: o.signature().map(|s| s.d.to_ascii_lowercase()),
+                    selector: o.signature().map(|s| s.s.clone()),
+                })
+                .collect(),
+            dmarc: match dmarc.result() {
+                DmarcResult::Pass => "pass",
+                DmarcResult::Fail(_) => "fail",
+                DmarcResult::TempError(_) => "temperror",
+                DmarcResult::PermError(_) => "permerror",
+                DmarcResult::None => "none",
+            },
+            arc: match arc.result() {
+                DkimResult::Pass => "pass",
+                DkimResult::None => "none",
+                DkimResult::TempError(_) => "temperror",
+                _ => "fail",
+            },
+        };
         Findings {
             evidence,
             headers: vec![format!("Authentication-Results: {ar}\r\n")],
+            auth: Some(summary),
         }
+    }
+}
+
+/// The authentication results of one message in RFC 8601 result words (`sekisho check
+/// --json` prints them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuthSummary {
+    /// SPF for the MAIL FROM (or HELO) identity.
+    pub spf: &'static str,
+    /// The domain SPF checked.
+    pub spf_domain: String,
+    /// Each DKIM signature's result.
+    pub dkim: Vec<DkimSummary>,
+    /// DMARC for the From domain.
+    pub dmarc: &'static str,
+    /// The ARC chain's validation status.
+    pub arc: &'static str,
+}
+
+/// One DKIM signature's result.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DkimSummary {
+    /// `pass`, `fail`, `neutral`, `temperror`, `permerror`.
+    pub result: &'static str,
+    /// The signing domain (`d=`), when the signature could be read.
+    pub domain: Option<String>,
+    /// The selector (`s=`).
+    pub selector: Option<String>,
+}
+
+fn dkim_word(r: &DkimResult) -> &'static str {
+    match r {
+        DkimResult::Pass => "pass",
+        // An altered body is a failed signature (as for the symbol above).
+        DkimResult::Fail(_)
+        | DkimResult::Neutral(mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => "fail",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::None => "none",
+    }
+}
+
+/// Our SPF result as the library's, for its DMARC evaluation and `Authentication-Results`.
+fn library_result(r: OurSpf) -> SpfResult {
+    match r {
+        OurSpf::Pass => SpfResult::Pass,
+        OurSpf::Fail => SpfResult::Fail,
+        OurSpf::SoftFail => SpfResult::SoftFail,
+        OurSpf::Neutral => SpfResult::Neutral,
+        OurSpf::None => SpfResult::None,
+        OurSpf::TempError => SpfResult::TempError,
+        OurSpf::PermError => SpfResult::PermError,
     }
 }
 
