@@ -419,6 +419,43 @@ def test_train_then_the_node_and_check_use_the_model(node, sink, tmp_path):
     assert ngram_p(held_ham[0]) > before, (before, out)
 
 
+def test_weights_of_the_first_format_are_relearned_not_refused(tmp_path):
+    """After an upgrade, stored weights of the raw-byte model (format SKLR1) are not used
+    (Bayes judges alone, with a warning) and the next `train` relearns them from its own
+    messages even though the Bayes counts already know every one."""
+    import shutil
+    import sqlite3
+    root = CORPORA / "spam" / "spamassassin-public-corpus-train"
+    dirs = {}
+    for name, files in [("spam", sorted((root / "spam-1").iterdir())[:60]),
+                        ("ham", sorted((root / "easy-ham-1").iterdir())[:60])]:
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        for f in files:
+            shutil.copy(f, dirs[name])
+    base = [str(BIN), "--data-dir", str(tmp_path / "d")]
+    train = base + ["train", "--ham", str(dirs["ham"]), "--spam", str(dirs["spam"])]
+    out = subprocess.run(train, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "global n-gram weights: generation 1" in out, out
+    db = sqlite3.connect(tmp_path / "d" / "sekisho.db")
+    (weights,) = db.execute("SELECT weights FROM ngram_weights WHERE tenant_id = 0").fetchone()
+    assert weights[:5] == b"SKLR2"
+    db.execute("UPDATE ngram_weights SET weights = ? WHERE tenant_id = 0", (b"SKLR1" + weights[5:],))
+    db.commit()
+    db.close()
+    probe = sorted(dirs["spam"].iterdir())[0]
+    def lr_symbols():
+        r = subprocess.run(base + ["check", "--json", str(probe)], capture_output=True, text=True,
+                           timeout=60, check=True)
+        return [s["symbol"] for s in json.loads(r.stdout)["symbols"] if s["symbol"].startswith("LR_")], r.stderr
+    lr, stderr = lr_symbols()
+    assert lr == [] and "earlier format" in stderr, (lr, stderr)
+    again = subprocess.run(train, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "learned 0 new message(s)" in again and "global n-gram weights: generation 2" in again, again
+    lr, _ = lr_symbols()
+    assert lr, "the relearned weights judge again"
+
+
 def test_tenant_filter_policy_overrides_apply_per_tenant(node, sink, tmp_path):
     s = sink()
     n = node()

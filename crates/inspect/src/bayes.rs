@@ -91,7 +91,7 @@ fn words(text: &str, prefix: &str, out: &mut HashSet<String>) {
     flush(&mut word, out);
 }
 
-/// The tokens of a message: subject words (`s:`), sender domain (`f:`), link domains (`u:`),
+/// The tokens of a message: subject words (`s:`), sender domain (`f:`), registrable link domains (`u:`),
 /// a few header facts (`h:`), and body words (HTML tags removed).
 pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     let mut out = HashSet::new();
@@ -109,7 +109,11 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     }
     let (links, _) = msg.links();
     for d in links.iter().take(50) {
-        out.insert(format!("u:{d}"));
+        // By registrable domain: a campaign's or a sender's many host names are one token.
+        match crate::stages::dnsbl::registrable(d) {
+            Some(r) => out.insert(format!("u:{r}")),
+            None => out.insert(format!("u:{d}")),
+        };
         if d.parse::<std::net::IpAddr>().is_ok() {
             out.insert("u:numeric-host".into());
         } else if let Some((_, tld)) = d.rsplit_once('.') {

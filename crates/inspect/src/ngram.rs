@@ -319,7 +319,7 @@ mod tests {
                   Content-Transfer-Encoding: quoted-printable\r\n\r\nBUY=20now\r\n";
         let text = |raw: &str| {
             let (v, _) = MessageView::parse(raw.as_bytes(), &ViewLimits::default());
-            v.normalized_text(TEXT_BYTES)
+            v.normalized_text(TEXT_BYTES).to_string()
         };
         assert_eq!(text(body), text(qp));
         // A header name the author's software wrote is a feature, and so is the order.

@@ -34,7 +34,12 @@ pub struct MessageView<'a> {
     pub depth: usize,
     /// Link domains and the first link-text mismatch, extracted once on first use.
     links: std::sync::OnceLock<crate::links::Links>,
+    /// The normalized text (up to [`NORMALIZED_BYTES`]), made once on first use.
+    normalized: std::sync::OnceLock<String>,
 }
+
+/// Most bytes of normalized text kept for the stages that read it.
+pub const NORMALIZED_BYTES: usize = 64 * 1024;
 
 impl<'a> MessageView<'a> {
     /// Parses `raw` behind `catch_unwind`; returns the view and evidence about its structure.
@@ -69,6 +74,7 @@ impl<'a> MessageView<'a> {
             parsed,
             depth,
             links: std::sync::OnceLock::new(),
+            normalized: std::sync::OnceLock::new(),
         };
         (view, evidence)
     }
@@ -107,8 +113,20 @@ impl<'a> MessageView<'a> {
     /// What a reader sees, normalized for features: the subject and the decoded body texts
     /// (HTML without markup, `<style>`/`<script>` content and with common entities
     /// decoded), lower case, ASCII digits folded to `0`, white space runs as one space; at
-    /// most `max_bytes` bytes (cut at a character boundary).
-    pub fn normalized_text(&self, max_bytes: usize) -> String {
+    /// most `max_bytes` bytes (cut at a character boundary; [`NORMALIZED_BYTES`] at most).
+    /// Made once per message and shared by the stages.
+    pub fn normalized_text(&self, max_bytes: usize) -> &str {
+        let text = self
+            .normalized
+            .get_or_init(|| self.normalize(NORMALIZED_BYTES));
+        let mut cut = text.len().min(max_bytes);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        &text[..cut]
+    }
+
+    fn normalize(&self, max_bytes: usize) -> String {
         let mut out = String::with_capacity(max_bytes.min(64 * 1024));
         let Some(m) = &self.parsed else { return out };
         let push = |text: &str, out: &mut String| {
@@ -194,5 +212,29 @@ fn mime_depth(m: &Message<'_>, id: usize, base: usize) -> usize {
 fn push_space(out: &mut String) {
     if !out.is_empty() && !out.ends_with(' ') {
         out.push(' ');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalized_text_is_made_once_and_cut_at_character_boundaries() {
+        let raw = "Subject: Größe 2024\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                   <p>Hello&nbsp;<b>WORLD</b></p>\r\n<style>p{}</style>\r\n";
+        let (v, _) = MessageView::parse(raw.as_bytes(), &ViewLimits::default());
+        let all = v.normalized_text(NORMALIZED_BYTES);
+        assert_eq!(
+            all.split_whitespace().collect::<Vec<_>>(),
+            ["größe", "0000", "hello", "world"]
+        );
+        for max in 0..all.len() {
+            let cut = v.normalized_text(max);
+            assert!(cut.len() <= max && all.starts_with(cut), "{max}: {cut:?}");
+        }
+        // "ö" is two bytes: a cut inside it falls back to the boundary before it.
+        assert_eq!(v.normalized_text(4), "grö");
+        assert_eq!(v.normalized_text(3), "gr");
     }
 }

@@ -11,7 +11,7 @@ use crate::view::MessageView;
 use crate::{Envelope, SyncStage};
 
 /// Text judged (bytes of normalized text).
-const TEXT_BYTES: usize = 64 * 1024;
+const TEXT_BYTES: usize = crate::view::NORMALIZED_BYTES;
 
 /// Phrases of unsolicited offers and their removal notices (normalized text: lower case,
 /// digits as `0`, one space between words).
@@ -172,7 +172,7 @@ impl Phrases {
     pub fn check(msg: &MessageView<'_>) -> Vec<Evidence> {
         let text = msg.normalized_text(TEXT_BYTES);
         let mut out = Vec::new();
-        let offer = found(&text, OFFER);
+        let offer = found(text, OFFER);
         let symbol = match offer.len() {
             0 | 1 => None,
             2 | 3 => Some(Symbol::SpamPhrases),
@@ -181,11 +181,11 @@ impl Phrases {
         if let Some(symbol) = symbol {
             out.push(Evidence::new(symbol, quoted(&offer)));
         }
-        let fee = found(&text, ADVANCE_FEE);
+        let fee = found(text, ADVANCE_FEE);
         if fee.len() >= 2 {
             out.push(Evidence::new(Symbol::AdvanceFee, quoted(&fee)));
         }
-        if let Some((written, word)) = obfuscated(&text) {
+        if let Some((written, word)) = obfuscated(text) {
             let shown: String = written.chars().take(40).collect();
             out.push(Evidence::new(
                 Symbol::ObfuscatedWord,
