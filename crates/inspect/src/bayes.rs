@@ -95,7 +95,18 @@ fn words(text: &str, prefix: &str, out: &mut HashSet<String>) {
 /// a few header facts (`h:`), and body words (HTML tags removed).
 pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     let mut out = HashSet::new();
-    let Some(m) = &msg.parsed else { return out };
+    let Some(m) = &msg.parsed else {
+        // The parser could not read it: the words of its subject and raw body still count.
+        if let Some(f) = &msg.fallback {
+            out.insert("h:unparsed".to_string());
+            words(&f.subject, "s:", &mut out);
+            words(&f.body, "", &mut out);
+            for d in msg.links().0.iter().take(50) {
+                out.insert(format!("u:{d}"));
+            }
+        }
+        return out;
+    };
     if let Some(subject) = m.subject() {
         words(subject, "s:", &mut out);
     }

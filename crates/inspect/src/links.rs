@@ -79,6 +79,19 @@ pub fn links(m: &mail_parser::Message<'_>) -> Links {
     (domains, mismatch)
 }
 
+/// Link domains of plain text (sorted, unique, at most [`MAX_LINKS`] looked at): the links
+/// of a message the MIME parser could not read.
+pub fn text_links(text: &str) -> Vec<String> {
+    let mut domains: Vec<String> = URL
+        .find_iter(text)
+        .take(MAX_LINKS)
+        .filter_map(|u| host_of(u.as_str()))
+        .collect();
+    domains.sort();
+    domains.dedup();
+    domains
+}
+
 fn strip_tags(s: &str) -> String {
     let mut out = String::new();
     let mut in_tag = false;

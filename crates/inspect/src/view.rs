@@ -36,6 +36,61 @@ pub struct MessageView<'a> {
     links: std::sync::OnceLock<crate::links::Links>,
     /// The normalized text (up to [`NORMALIZED_BYTES`]), made once on first use.
     normalized: std::sync::OnceLock<String>,
+    /// When the MIME parser could not read the message: its body as text (undecoded, at most
+    /// [`FALLBACK_BYTES`]) and its subject, so the content rules and the classifiers still
+    /// judge what it says — a message crafted to break the parser does not skip them.
+    pub fallback: Option<Fallback<'a>>,
+}
+
+/// The raw text of a message the MIME parser could not read.
+pub struct Fallback<'a> {
+    /// The `Subject:` field's value as written (unfolded).
+    pub subject: String,
+    /// The body, bytes read as UTF-8 (invalid sequences replaced).
+    pub body: std::borrow::Cow<'a, str>,
+}
+
+/// Most bytes of a body read as text when the MIME parser could not read the message.
+pub const FALLBACK_BYTES: usize = 256 * 1024;
+
+impl<'a> Fallback<'a> {
+    fn of(raw: &'a [u8]) -> Self {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| (i, i + 4))
+            .or_else(|| {
+                raw.windows(2)
+                    .position(|w| w == b"\n\n")
+                    .map(|i| (i, i + 2))
+            })
+            .unwrap_or((raw.len(), raw.len()));
+        let head = String::from_utf8_lossy(&raw[..split.0]);
+        let mut subject = String::new();
+        let mut in_subject = false;
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                if in_subject {
+                    subject.push(' ');
+                    subject.push_str(line.trim());
+                }
+                continue;
+            }
+            in_subject = false;
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("subject")
+                && subject.is_empty()
+            {
+                subject = value.trim().to_string();
+                in_subject = true;
+            }
+        }
+        let body = &raw[split.1..raw.len().min(split.1 + FALLBACK_BYTES)];
+        Self {
+            subject,
+            body: String::from_utf8_lossy(body),
+        }
+    }
 }
 
 /// Most bytes of normalized text kept for the stages that read it.
@@ -69,8 +124,10 @@ impl<'a> MessageView<'a> {
                 }
             }
         }
+        let fallback = parsed.is_none().then(|| Fallback::of(raw));
         let view = MessageView {
             raw,
+            fallback,
             parsed,
             depth,
             links: std::sync::OnceLock::new(),
@@ -82,10 +139,12 @@ impl<'a> MessageView<'a> {
     /// The message's link domains (sorted, unique) and the first anchor whose text shows another
     /// domain than its target; computed once and shared by all stages.
     pub fn links(&self) -> &crate::links::Links {
-        self.links.get_or_init(|| match &self.parsed {
-            Some(m) => crate::links::links(m),
-            None => (Vec::new(), None),
-        })
+        self.links
+            .get_or_init(|| match (&self.parsed, &self.fallback) {
+                (Some(m), _) => crate::links::links(m),
+                (None, Some(f)) => (crate::links::text_links(&f.body), None),
+                (None, None) => (Vec::new(), None),
+            })
     }
 
     /// The address of the first `From:` mailbox, lower-cased.
@@ -101,13 +160,17 @@ impl<'a> MessageView<'a> {
     }
 
     /// Text of all text/plain and text/html bodies (decoded), for content rules.
+    /// (The fallback body when the parser could not read the message.)
     pub fn texts(&self) -> impl Iterator<Item = &str> {
-        self.parsed.iter().flat_map(|m| {
-            m.parts.iter().filter_map(|p| match &p.body {
-                PartType::Text(t) | PartType::Html(t) => Some(t.as_ref()),
-                _ => None,
+        self.parsed
+            .iter()
+            .flat_map(|m| {
+                m.parts.iter().filter_map(|p| match &p.body {
+                    PartType::Text(t) | PartType::Html(t) => Some(t.as_ref()),
+                    _ => None,
+                })
             })
-        })
+            .chain(self.fallback.iter().map(|f| f.body.as_ref()))
     }
 
     /// What a reader sees, normalized for features: the subject and the decoded body texts
@@ -128,7 +191,6 @@ impl<'a> MessageView<'a> {
 
     fn normalize(&self, max_bytes: usize) -> String {
         let mut out = String::with_capacity(max_bytes.min(64 * 1024));
-        let Some(m) = &self.parsed else { return out };
         let push = |text: &str, out: &mut String| {
             for c in text.chars() {
                 if out.len() >= max_bytes {
@@ -145,6 +207,14 @@ impl<'a> MessageView<'a> {
             push_space(out);
             true
         };
+        let Some(m) = &self.parsed else {
+            if let Some(f) = &self.fallback
+                && push(&f.subject, &mut out)
+            {
+                push(&crate::html::visible_text(&f.body), &mut out);
+            }
+            return cut_at(out, max_bytes);
+        };
         if let Some(subject) = m.subject()
             && !push(subject, &mut out)
         {
@@ -160,12 +230,7 @@ impl<'a> MessageView<'a> {
                 break;
             }
         }
-        let mut cut = out.len().min(max_bytes);
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out
+        cut_at(out, max_bytes)
     }
 
     /// True if the message has an HTML body and no text/plain body (attachments aside).
@@ -207,6 +272,16 @@ fn mime_depth(m: &Message<'_>, id: usize, base: usize) -> usize {
         }
     }
     max
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut_at(mut text: String, max: usize) -> String {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text
 }
 
 fn push_space(out: &mut String) {

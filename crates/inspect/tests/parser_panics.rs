@@ -22,3 +22,42 @@ fn a_message_the_mime_parser_panics_on_is_judged_without_its_tree() {
         vec![Symbol::MimeUnparseable]
     );
 }
+
+/// The same message made into spam: the parser still panics, but what the message says is
+/// still judged — its raw body and subject go to the content rules, the link rules and both
+/// classifiers' features, so a sender who finds a parser panic does not skip them.
+#[test]
+fn a_message_the_parser_panics_on_is_still_read_as_text() {
+    let raw = String::from_utf8_lossy(&corpus("spam/spamassassin-t-data/t/data/nice/mime9"))
+        .replace(
+            "I just had to share this with all of you!",
+            "To be removed from our list reply. No obligation! Visit http://192.0.2.7/offer",
+        );
+    let (view, evidence) = MessageView::parse(raw.as_bytes(), &ViewLimits::default());
+    assert!(
+        view.parsed.is_none(),
+        "the edit must keep the panic for this test to mean anything"
+    );
+    assert_eq!(evidence[0].symbol, Symbol::MimeUnparseable);
+    let fallback = view.fallback.as_ref().expect("the raw text");
+    assert_eq!(fallback.subject, "Fwd: Fw: New University....");
+    let found = |e: Vec<inspect::Evidence>| e.into_iter().map(|e| e.symbol).collect::<Vec<_>>();
+    assert_eq!(
+        found(inspect::stages::phrases::Phrases::check(&view)),
+        [Symbol::SpamPhrases]
+    );
+    assert_eq!(
+        found(inspect::stages::urls::UrlTricks::check(&view)),
+        [Symbol::UrlNumericHost]
+    );
+    let tokens = inspect::bayes::tokenize(&view);
+    assert!(
+        tokens.contains("removed") && tokens.contains("h:unparsed"),
+        "{tokens:?}"
+    );
+    assert!(
+        view.normalized_text(200)
+            .starts_with("fwd: fw: new university")
+    );
+    assert!(inspect::ngram::features(&view, &tokens).len() > 100);
+}
