@@ -211,6 +211,11 @@ class Node:
         import threading
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
 
+    def log_path(self) -> Path:
+        """The node's stderr log (what the supervisor and its roles logged)."""
+        self.log.flush()
+        return Path(self.log.name)
+
     def _drain(self, proc):
         for line in proc.stdout:
             self.banner.append(line)

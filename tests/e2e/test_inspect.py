@@ -40,6 +40,16 @@ def test_gtube_is_rejected_at_data_and_traced(node, sink):
     assert t[0]["verdict"] == "reject"
     assert "GTUBE(1000.00)" in t[0]["symbols"]
     assert [e["event"] for e in t[0]["events"]] == ["reject"]
+    # The text trace explains the verdict too: score, and each symbol with its reason.
+    text = n.cli("trace", "--from", "spammer@example.org").stdout
+    assert re.search(r"verdict reject score 10\d\d\.\d\d\n", text), text
+    assert "GTUBE(1000.00) The GTUBE test string" in text, text
+    import urllib.request
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{n.admin_port}/metrics").read().decode()
+    assert 'sekisho_verdicts_total{verdict="reject"} 1' in metrics
+    assert 'sekisho_verdicts_total{verdict="deliver"} 1' in metrics
+    # Logs written to a file carry no colour escapes.
+    assert b"\x1b[" not in n.log_path().read_bytes()
 
 
 def test_quarantine_is_sealed_opened_through_the_vault_and_released_intact(node, sink, tmp_path):

@@ -474,6 +474,14 @@ impl Ingress {
         let original = inspect::strip_forged_headers(&tx.body, &self.cfg.hostname);
         let verdict = self.inspector.inspect(&original, &env).await;
         self.metrics.inspect_cpu.observe(verdict.cpu);
+        let slot = match verdict.action {
+            Action::Deliver => 0,
+            Action::Tag => 1,
+            Action::Quarantine => 2,
+            Action::Reject => 3,
+            Action::Tempfail => 4,
+        };
+        self.metrics.verdicts[slot].inc();
         self.count_parts(&verdict, !env.outbound);
         let refusal = match verdict.action {
             // Outbound mail the policy would quarantine is refused: the sender is the

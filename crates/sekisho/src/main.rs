@@ -900,8 +900,11 @@ fn init_logging(format: &str) {
         // PostgreSQL's notices ("relation … already exists, skipping" at every migration
         // check) are not news.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal: a log file or journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -1247,6 +1250,16 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
                     m.helo,
                     m.tls.map(|t| format!(" tls {t}")).unwrap_or_default()
                 );
+                if let Some(verdict) = &m.verdict {
+                    println!(
+                        "    verdict {verdict} score {:.2}",
+                        m.score.unwrap_or_default()
+                    );
+                    for (name, weight) in traced_symbols(&m.symbols) {
+                        let why = inspect::Symbol::from_name(name).map_or("", |s| s.description());
+                        println!("      {name}({weight}) {why}");
+                    }
+                }
                 for e in m.events {
                     println!(
                         "    {} {:<9} <{}> {}",
@@ -1260,6 +1273,13 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             Ok(())
         }
     }
+}
+
+/// The `NAME(weight)` pairs of a trace's symbol list (as `Verdict::symbol_list` writes it).
+fn traced_symbols(list: &str) -> Vec<(&str, &str)> {
+    list.split(", ")
+        .filter_map(|s| s.strip_suffix(')')?.split_once('('))
+        .collect()
 }
 
 /// Files under `paths` (directories recursively), sorted.

@@ -86,6 +86,9 @@ impl Histogram {
     }
 }
 
+/// The verdict labels of `sekisho_verdicts_total`, in the order of [`Metrics::verdicts`].
+pub const VERDICTS: [&str; 5] = ["deliver", "tag", "quarantine", "reject", "tempfail"];
+
 /// Every metric Sekisho exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -130,6 +133,8 @@ pub struct Metrics {
     pub spool_syncs: Gauge,
     /// Trace records that could not be written.
     pub trace_write_errors: Counter,
+    /// Verdicts by action: deliver, tag, quarantine, reject, tempfail (in that order).
+    pub verdicts: [Counter; 5],
     /// Messages the malware scanner could not be asked about (down, error, deadline).
     pub scanner_unavailable: Counter,
     /// 1 when a malware scanner (clamd) is configured, 0 when only the built-in attachment
@@ -228,6 +233,17 @@ impl Metrics {
             "CPU time of inspection per message, without waits for DNS or clamd.",
             &self.inspect_cpu,
         );
+        let _ = writeln!(
+            o,
+            "# HELP sekisho_verdicts_total Inspected messages by verdict.\n# TYPE sekisho_verdicts_total counter"
+        );
+        for (name, c) in VERDICTS.iter().zip(&self.verdicts) {
+            let _ = writeln!(
+                o,
+                "sekisho_verdicts_total{{verdict=\"{name}\"}} {}",
+                c.get()
+            );
+        }
         gauge(
             &mut o,
             "sekisho_malware_scanner_configured",
@@ -331,5 +347,9 @@ mod tests {
         assert!(text.contains("sekisho_smtp_accept_latency_seconds_bucket{le=\"0.002\"} 0\n"));
         assert!(text.contains("sekisho_smtp_accept_latency_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("sekisho_queue_messages{state=\"deferred\"} 2\n"));
+        m.verdicts[2].inc();
+        let text = m.render();
+        assert!(text.contains("sekisho_verdicts_total{verdict=\"quarantine\"} 1\n"));
+        assert!(text.contains("sekisho_verdicts_total{verdict=\"deliver\"} 0\n"));
     }
 }
