@@ -128,9 +128,15 @@ fn tag_list(value: &str) -> Result<HashMap<String, String>, String> {
     Ok(tags)
 }
 
-/// The header fields of a message, unfolded (name, value), up to the blank line.
+/// The header fields of a message, unfolded (name, value), up to the blank line (only the
+/// header block is read, however large the body).
 fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len());
+    let text = String::from_utf8_lossy(&raw[..end]);
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
