@@ -191,10 +191,11 @@ symbols! {
     LookalikeDomain = "LOOKALIKE_DOMAIN", 6.0;
     /// The From display name is a protected person of the tenant, but the address is not theirs.
     Impersonation = "IMPERSONATION", 6.0;
-    /// A lookalike sender domain with a lure: the display name names the imitated brand or
-    /// domain, a link's text shows another domain than it leads to, or a link leads to a
-    /// lookalike too. Together with `LOOKALIKE_DOMAIN` it holds the message even when the
-    /// phisher's own domain passes SPF, DKIM and DMARC.
+    /// A lookalike sender domain with a lure: a link's text shows another domain than it
+    /// leads to, a link leads to a lookalike too, or — when the domain is disguised (look-alike
+    /// letters, a typo, a misspelt name inside it) — the display name names the imitated brand.
+    /// Together with `LOOKALIKE_DOMAIN` it holds the message even when the phisher's own
+    /// domain passes SPF, DKIM and DMARC.
     LookalikeLure = "LOOKALIKE_LURE", 5.0;
     /// The sender (header From or envelope) is on the tenant's or every recipient's allow
     /// list, and the message is authenticated (DMARC, SPF or DKIM pass; DMARC not failed).

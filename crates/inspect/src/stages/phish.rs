@@ -122,22 +122,43 @@ fn skeleton(s: &str) -> String {
     unicode_security::skeleton(s).collect()
 }
 
+/// How a domain imitates a protected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imitation {
+    /// It looks identical (confusable characters).
+    Confusable,
+    /// It is an edit or two away.
+    Typo,
+    /// It contains the protected name as written (`paypal-secure.example`): also the shape of
+    /// many a real partner or subsidiary, so it needs a link lure to compose.
+    Combo,
+    /// It contains the name misspelt or in look-alikes (`paypa1-account-verify.example`).
+    DisguisedCombo,
+}
+
 /// Why `candidate` imitates `protected`, if it does. Equal domains and subdomains of the
 /// protected domain are the real thing, not imitations.
 pub fn lookalike(candidate: &str, protected: &str) -> Option<String> {
+    imitation(candidate, protected).map(|(_, why)| why)
+}
+
+/// How and why `candidate` imitates `protected`, if it does.
+pub fn imitation(candidate: &str, protected: &str) -> Option<(Imitation, String)> {
     if candidate == protected || candidate.ends_with(&format!(".{protected}")) {
         return None;
     }
     if skeleton(candidate) == skeleton(protected) {
-        return Some(format!(
-            "{candidate} looks identical to {protected} (confusable characters)"
+        return Some((
+            Imitation::Confusable,
+            format!("{candidate} looks identical to {protected} (confusable characters)"),
         ));
     }
     let max = if protected.len() >= 8 { 2 } else { 1 };
     let distance = edit_distance(candidate, protected);
     if distance <= max {
-        return Some(format!(
-            "{candidate} is {distance} edit(s) from {protected}"
+        return Some((
+            Imitation::Typo,
+            format!("{candidate} is {distance} edit(s) from {protected}"),
         ));
     }
     // Combosquatting: the brand's name inside another domain ("paypal-secure.example"),
@@ -149,8 +170,9 @@ pub fn lookalike(candidate: &str, protected: &str) -> Option<String> {
         return None;
     }
     if first.contains(brand) {
-        return Some(format!(
-            "{candidate} contains the name {brand} of {protected}"
+        return Some((
+            Imitation::Combo,
+            format!("{candidate} contains the name {brand} of {protected}"),
         ));
     }
     let folded_brand = fold(brand);
@@ -158,8 +180,12 @@ pub fn lookalike(candidate: &str, protected: &str) -> Option<String> {
         || first
             .split(['-', '_'])
             .any(|part| brand.len() >= 6 && part != brand && edit_distance(part, brand) <= 1);
-    imitated
-        .then(|| format!("{candidate} contains an imitation of the name {brand} of {protected}"))
+    imitated.then(|| {
+        (
+            Imitation::DisguisedCombo,
+            format!("{candidate} contains an imitation of the name {brand} of {protected}"),
+        )
+    })
 }
 
 /// A name as it reads: confusable characters by their skeleton, and the digits that stand
@@ -253,10 +279,10 @@ impl Phishing {
         let imitated = identities.iter().find_map(|(who, d)| {
             protected
                 .iter()
-                .find_map(|p| lookalike(d, p).map(|why| (p.clone(), why)))
-                .map(|(p, why)| (*who, p, why))
+                .find_map(|p| imitation(d, p).map(|(kind, why)| (p.clone(), kind, why)))
+                .map(|(p, kind, why)| (*who, p, kind, why))
         });
-        if let Some((who, _, why)) = &imitated {
+        if let Some((who, _, _, why)) = &imitated {
             out.push(Evidence::new(
                 Symbol::LookalikeDomain,
                 format!("{who}: {why}"),
@@ -328,13 +354,15 @@ impl Phishing {
                 format!("link to {d}: {why}"),
             ));
         }
-        if let Some((who, brand, _)) = &imitated {
+        if let Some((who, brand, kind, _)) = &imitated {
             let display = m
                 .from()
                 .and_then(|a| a.first())
                 .and_then(|a| a.name.as_deref())
                 .unwrap_or("");
-            let lure = if names_brand(display, brand) {
+            // A display name that names the brand lures only from a disguised domain: a
+            // partner's "Acme Supplies <sales@acme-supplies.example>" is a plain combination.
+            let lure = if *kind != Imitation::Combo && names_brand(display, brand) {
                 Some(format!("the display name {display:?} names {brand}"))
             } else if mismatch.is_some() {
                 Some("a link's text shows another domain than it leads to".to_string())
@@ -494,6 +522,20 @@ mod tests {
             symbols(&s, &named, &[]),
             vec![Symbol::LookalikeDomain, Symbol::LookalikeLure]
         );
+        // A plain combination with the brand's name (a partner's shape) is not lured by a
+        // display name that names the brand, only by a deceptive link.
+        let partner = msg(
+            "PayPal Partners <news@paypal-partners.example>",
+            "",
+            "<p>hi</p>",
+        );
+        assert_eq!(symbols(&s, &partner, &[]), vec![Symbol::LookalikeDomain]);
+        let deceptive = msg(
+            "PayPal Partners <news@paypal-partners.example>",
+            "",
+            r#"<a href="https://x.attacker.example/">https://www.paypal.com/</a>"#,
+        );
+        assert!(symbols(&s, &deceptive, &[]).contains(&Symbol::LookalikeLure));
         // A lookalike without a lure, and a lure without a lookalike, do not compose.
         let bare = msg(
             "Billing <service@paypa1-account-verify.com>",
