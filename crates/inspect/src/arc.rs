@@ -131,11 +131,7 @@ fn tag_list(value: &str) -> Result<HashMap<String, String>, String> {
 /// The header fields of a message, unfolded (name, value), up to the blank line (only the
 /// header block is read, however large the body).
 fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(raw.len());
+    let (end, _) = crate::view::header_block(raw);
     let text = String::from_utf8_lossy(&raw[..end]);
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.split('\n') {

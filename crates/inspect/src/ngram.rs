@@ -188,11 +188,7 @@ fn producer_marks(msg: &MessageView<'_>) -> Vec<String> {
 /// The MIME preamble of a multipart message: the text between the header block and the
 /// first boundary line (at most 300 bytes looked at).
 fn preamble(raw: &[u8]) -> Option<String> {
-    let body_at = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))?;
+    let (_, body_at) = crate::view::header_block(raw);
     let body = &raw[body_at..raw.len().min(body_at + 300)];
     let text = String::from_utf8_lossy(body);
     let end = text.find("\n--")?;

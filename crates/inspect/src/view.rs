@@ -55,16 +55,7 @@ pub const FALLBACK_BYTES: usize = 256 * 1024;
 
 impl<'a> Fallback<'a> {
     fn of(raw: &'a [u8]) -> Self {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| (i, i + 4))
-            .or_else(|| {
-                raw.windows(2)
-                    .position(|w| w == b"\n\n")
-                    .map(|i| (i, i + 2))
-            })
-            .unwrap_or((raw.len(), raw.len()));
+        let split = header_block(raw);
         let head = String::from_utf8_lossy(&raw[..split.0]);
         let mut subject = String::new();
         let mut in_subject = false;
@@ -272,6 +263,20 @@ fn mime_depth(m: &Message<'_>, id: usize, base: usize) -> usize {
         }
     }
     max
+}
+
+/// Where a raw message's header block ends and its body starts (after the blank line, CRLF
+/// or bare LF); both are the message's length when there is no body.
+pub fn header_block(raw: &[u8]) -> (usize, usize) {
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, i + 4))
+        .or_else(|| {
+            raw.windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, i + 2))
+        })
+        .unwrap_or((raw.len(), raw.len()))
 }
 
 /// `text` cut to at most `max` bytes at a character boundary.
