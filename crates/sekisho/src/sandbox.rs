@@ -57,11 +57,15 @@ pub fn complement(protected: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
                 continue;
             }
             // A symlink would grant its target, which may be the protected file; its
-            // target is reachable under its own real path if that is allowed.
-            if std::fs::symlink_metadata(&path)?.file_type().is_symlink() {
-                continue;
+            // target is reachable under its own real path if that is allowed. An entry
+            // removed since the directory was read (another process's temporary file) is
+            // simply not granted.
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => continue,
+                Ok(_) => allowed.push(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             }
-            allowed.push(path);
         }
     }
     Ok(allowed)
