@@ -101,7 +101,7 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
             out.insert("h:unparsed".to_string());
             words(&f.subject, "s:", &mut out);
             words(&f.body, "", &mut out);
-            for d in msg.links().0.iter().take(50) {
+            for d in msg.links().domains.iter().take(50) {
                 out.insert(format!("u:{d}"));
             }
         }
@@ -118,7 +118,7 @@ pub fn tokenize(msg: &MessageView<'_>) -> HashSet<String> {
     {
         out.insert(format!("f:{}", domain.to_lowercase()));
     }
-    let (links, _) = msg.links();
+    let links = &msg.links().domains;
     for d in links.iter().take(50) {
         // By registrable domain: a campaign's or a sender's many host names are one token.
         match crate::stages::dnsbl::registrable(d) {

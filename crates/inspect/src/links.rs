@@ -5,11 +5,41 @@ use std::sync::LazyLock;
 use mail_parser::PartType;
 use regex::Regex;
 
-/// Link domains of a message and the first link-text mismatch, if any.
-pub type Links = (Vec<String>, Option<String>);
+/// The links of a message: every target domain and the anchors whose text shows another
+/// domain than they lead to.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// Target domains (sorted, unique).
+    pub domains: Vec<String>,
+    /// Anchors whose visible text names another domain than their target (at most
+    /// [`MAX_MISMATCHES`], in document order).
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// An anchor whose visible text names one domain and whose target is another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The domain the reader sees.
+    pub shown: String,
+    /// The domain the link leads to.
+    pub target: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "link text shows {} but leads to {}",
+            self.shown, self.target
+        )
+    }
+}
 
 /// Most links examined per message (a limit, so a message with a million links costs little).
 pub const MAX_LINKS: usize = 500;
+
+/// Most link-text mismatches kept per message.
+pub const MAX_MISMATCHES: usize = 16;
 
 static HREF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?is)<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>"#)
@@ -34,11 +64,11 @@ pub fn host_of(url: &str) -> Option<String> {
     (!host.is_empty() && host.contains('.')).then(|| normalize(host))
 }
 
-/// Link domains of the message (HTML hrefs and URLs in text), and the first anchor whose
-/// visible text names another domain than its target.
+/// Link domains of the message (HTML hrefs and URLs in text), and the anchors whose
+/// visible text names another domain than their target.
 pub fn links(m: &mail_parser::Message<'_>) -> Links {
     let mut domains = Vec::new();
-    let mut mismatch = None;
+    let mut mismatches = Vec::new();
     for part in &m.parts {
         match &part.body {
             PartType::Html(html) => {
@@ -51,12 +81,15 @@ pub fn links(m: &mail_parser::Message<'_>) -> Links {
                         .find(&text)
                         .and_then(|u| host_of(u.as_str()))
                         .or_else(|| looks_like_domain(&text).map(|d| normalize(&d)));
-                    if mismatch.is_none()
+                    if mismatches.len() < MAX_MISMATCHES
                         && let Some(shown) = shown
                         && shown != target
                         && !target.ends_with(&format!(".{shown}"))
                     {
-                        mismatch = Some(format!("link text shows {shown} but leads to {target}"));
+                        mismatches.push(Mismatch {
+                            shown,
+                            target: target.clone(),
+                        });
                     }
                     domains.push(target);
                 }
@@ -76,7 +109,10 @@ pub fn links(m: &mail_parser::Message<'_>) -> Links {
     }
     domains.sort();
     domains.dedup();
-    (domains, mismatch)
+    Links {
+        domains,
+        mismatches,
+    }
 }
 
 /// Link domains of plain text (sorted, unique, at most [`MAX_LINKS`] looked at): the links

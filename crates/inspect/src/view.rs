@@ -133,8 +133,11 @@ impl<'a> MessageView<'a> {
         self.links
             .get_or_init(|| match (&self.parsed, &self.fallback) {
                 (Some(m), _) => crate::links::links(m),
-                (None, Some(f)) => (crate::links::text_links(&f.body), None),
-                (None, None) => (Vec::new(), None),
+                (None, Some(f)) => crate::links::Links {
+                    domains: crate::links::text_links(&f.body),
+                    mismatches: Vec::new(),
+                },
+                (None, None) => crate::links::Links::default(),
             })
     }
 

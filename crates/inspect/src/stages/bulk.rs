@@ -33,7 +33,7 @@ impl LinkAlignment {
 
 /// How the message's links relate to its author's domain, with the number of aligned links.
 pub fn link_alignment(msg: &MessageView<'_>) -> (LinkAlignment, usize) {
-    let (links, _) = msg.links();
+    let links = &msg.links().domains;
     if links.is_empty() {
         return (LinkAlignment::NoLinks, 0);
     }
@@ -61,15 +61,19 @@ fn has_header(msg: &MessageView<'_>, name: &str) -> bool {
         .is_some_and(|m| m.headers_raw().any(|(n, _)| n.eq_ignore_ascii_case(name)))
 }
 
+/// Whether the message offers a way out: a `List-Unsubscribe` header or the word in its text.
+pub fn offers_unsubscribe(msg: &MessageView<'_>) -> bool {
+    has_header(msg, "List-Unsubscribe")
+        || msg.texts().any(|t| contains_ignore_case(t, "unsubscribe"))
+}
+
 /// The newsletter marker.
 pub struct BulkMarkers;
 
 impl BulkMarkers {
     /// The evidence for one message.
     pub fn check(msg: &MessageView<'_>) -> Vec<Evidence> {
-        let unsubscribe = has_header(msg, "List-Unsubscribe")
-            || msg.texts().any(|t| contains_ignore_case(t, "unsubscribe"));
-        if !unsubscribe {
+        if !offers_unsubscribe(msg) {
             return Vec::new();
         }
         match link_alignment(msg) {
@@ -77,7 +81,7 @@ impl BulkMarkers {
                 Symbol::NewsletterOwnLinks,
                 format!(
                     "{aligned} of {} link domains are the author's, with a way to unsubscribe",
-                    msg.links().0.len()
+                    msg.links().domains.len()
                 ),
             )],
             _ => Vec::new(),

@@ -75,7 +75,7 @@ impl ContentRules {
         if count("Subject") == 0 {
             out.push(Evidence::new(Symbol::MissingSubject, "no Subject header"));
         }
-        let (links, _) = msg.links();
+        let links = &msg.links().domains;
         if let Some(d) = links.iter().find(|d| SHORTENERS.contains(&d.as_str())) {
             out.push(Evidence::new(
                 Symbol::UrlShortener,

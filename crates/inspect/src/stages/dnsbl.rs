@@ -138,7 +138,7 @@ impl Dnsbl {
             return Vec::new();
         }
         let mut domains: Vec<String> = Vec::new();
-        for host in &msg.links().0 {
+        for host in &msg.links().domains {
             if let Some(d) = registrable(host)
                 && !domains.contains(&d)
             {

@@ -11,6 +11,7 @@ use mail_parser::Address;
 
 use crate::evidence::{Evidence, Symbol};
 use crate::links::normalize;
+use crate::stages::dnsbl::registrable;
 use crate::view::MessageView;
 use crate::{Envelope, SyncStage};
 
@@ -326,9 +327,13 @@ impl Phishing {
             ));
         }
 
-        let (links, mismatch) = msg.links();
-        if let Some(detail) = mismatch {
-            out.push(Evidence::new(Symbol::LinkTextMismatch, detail));
+        let links = &msg.links().domains;
+        let home = from
+            .as_deref()
+            .filter(|_| crate::stages::bulk::offers_unsubscribe(msg));
+        let mismatch = misleading(msg.links(), home, &protected);
+        if let Some(m) = mismatch {
+            out.push(Evidence::new(Symbol::LinkTextMismatch, m.to_string()));
         }
         let feed = self.feed.domains.read().expect("feed lock poisoned");
         let listed = links
@@ -405,6 +410,26 @@ impl SyncStage for Phishing {
     fn evidence(&self, msg: &MessageView<'_>, env: &Envelope) -> Vec<Evidence> {
         self.check(msg, env)
     }
+}
+
+/// The first anchor that misleads: its text shows another domain than it leads to. In a
+/// newsletter (`home` is its author's domain, given only when the message offers a way to
+/// unsubscribe) a link to that registrable domain is the sender counting clicks — a tracker
+/// showing where it forwards to — and misleads only when its text names a protected domain or
+/// brand: a phisher's own domain passing itself off as the bank.
+fn misleading<'a>(
+    links: &'a crate::links::Links,
+    home: Option<&str>,
+    protected: &[String],
+) -> Option<&'a crate::links::Mismatch> {
+    let home = home.and_then(registrable);
+    links.mismatches.iter().find(|m| {
+        let own = home.is_some() && registrable(&m.target) == home;
+        let shown = registrable(&m.shown);
+        !own || protected
+            .iter()
+            .any(|p| shown.is_some() && registrable(p) == shown)
+    })
 }
 
 #[cfg(test)]
@@ -679,6 +704,46 @@ mod tests {
             r#"<a href="https://www.bank.example/login">www.bank.example</a> <a href="https://bank.example/">Click here</a>"#,
         );
         assert_eq!(symbols(&s, &honest, &[]), vec![]);
+    }
+
+    #[test]
+    fn a_click_tracker_at_the_senders_own_domain_is_not_a_lure() {
+        let s = stage(None);
+        // A newsletter counting clicks at home: text shows the site, href is the sender's.
+        let tracked = msg(
+            "Daily Comic <2.2029-x@mail4.comicsmedia.example>",
+            "",
+            r#"<a href="http://mail4.comicsmedia.example:80/Click?q=84-CC">Comic.example</a>
+            <a href="http://mail4.comicsmedia.example/u">Unsubscribe</a>"#,
+        );
+        assert_eq!(symbols(&s, &tracked, &[]), vec![]);
+        // Without a way out it is no newsletter: the same anchor counts.
+        let no_way_out = msg(
+            "Account team <no-reply@account-notices.example>",
+            "",
+            r#"<a href="https://account-notices.example/login">https://www.bank.example/</a>"#,
+        );
+        assert_eq!(
+            symbols(&s, &no_way_out, &[]),
+            vec![Symbol::LinkTextMismatch]
+        );
+        // The same shape naming a protected brand is a phisher's own domain posing as it.
+        let posing = msg(
+            "Alerts <alerts@secure-notices.example>",
+            "",
+            r#"<a href="https://login.secure-notices.example/">www.paypal.com</a>
+            <a href="https://secure-notices.example/u">unsubscribe</a>"#,
+        );
+        assert_eq!(symbols(&s, &posing, &[]), vec![Symbol::LinkTextMismatch]);
+        // A later misleading anchor is still found after an own-domain tracker.
+        let later = msg(
+            "News <news@shop.example>",
+            "",
+            r#"<a href="http://t.shop.example/c?1">shop-deals.example</a> <a href="http://evil.example/">www.bank.example</a>
+            <a href="http://t.shop.example/u">Unsubscribe</a>"#,
+        );
+        let found = symbols(&s, &later, &[]);
+        assert_eq!(found, vec![Symbol::LinkTextMismatch]);
     }
 
     #[test]
