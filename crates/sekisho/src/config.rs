@@ -215,6 +215,7 @@ struct RawInspect {
     phishing_feed: Option<PathBuf>,
     #[serde(default)]
     protected_brands: Vec<String>,
+    common_brands: Option<bool>,
     expected_scripts: Option<Vec<String>>,
 }
 
@@ -367,6 +368,9 @@ pub struct Config {
     pub phishing_feed: Option<PathBuf>,
     /// Brand domains protected against lookalikes for every tenant.
     pub protected_brands: Vec<String>,
+    /// Whether the commonly imitated brands (`inspect::stages::brands::COMMON`) are
+    /// protected against deceptive look-alikes with a lure (default on).
+    pub common_brands: bool,
     /// DNS block lists (`[[dnsbl]]`).
     pub dnsbl: Vec<inspect::stages::dnsbl::DnsList>,
     /// Scripts mail is expected in; text mostly in another one is evidence.
@@ -1087,6 +1091,7 @@ impl RawConfig {
             archive_limits,
             phishing_feed,
             protected_brands,
+            common_brands: i.common_brands.unwrap_or(true),
             dnsbl,
             expected_scripts,
             dns_resolver,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod bayes;
+pub mod brands;
 pub mod bulk;
 pub mod contact;
 pub mod content;

@@ -84,6 +84,8 @@ struct Feed {
 pub struct Phishing {
     feed: Feed,
     brands: Vec<String>,
+    /// Whether the [`super::brands::COMMON`] brands are protected too.
+    common: bool,
 }
 
 /// The domain of an address.
@@ -119,7 +121,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
-fn skeleton(s: &str) -> String {
+pub(crate) fn skeleton(s: &str) -> String {
     unicode_security::skeleton(s).collect()
 }
 
@@ -191,7 +193,7 @@ pub fn imitation(candidate: &str, protected: &str) -> Option<(Imitation, String)
 
 /// A name as it reads: confusable characters by their skeleton, and the digits that stand
 /// for letters in domain names (`0` o, `1` l, `3` e, `5` s) as those letters.
-fn fold(name: &str) -> String {
+pub(crate) fn fold(name: &str) -> String {
     skeleton(name)
         .chars()
         .map(|c| match c {
@@ -215,9 +217,17 @@ impl Phishing {
                 checked: Mutex::new((Instant::now(), None)),
             },
             brands: brands.iter().map(|b| normalize(b)).collect(),
+            common: false,
         };
         stage.reload(true)?;
         Ok(stage)
+    }
+
+    /// Also protects the commonly imitated brands ([`super::brands::COMMON`]) against
+    /// deceptive spellings that come with a lure.
+    pub fn with_common_brands(mut self, on: bool) -> Self {
+        self.common = on;
+        self
     }
 
     /// Reloads the feed if its file changed (or `force`).
@@ -277,13 +287,25 @@ impl Phishing {
         if let Some(d) = domain_of(&env.mail_from) {
             identities.push(("MAIL FROM", d));
         }
-        let imitated = identities.iter().find_map(|(who, d)| {
+        let configured = identities.iter().find_map(|(who, d)| {
             protected
                 .iter()
                 .find_map(|p| imitation(d, p).map(|(kind, why)| (p.clone(), kind, why)))
                 .map(|(p, kind, why)| (*who, p, kind, why))
         });
-        if let Some((who, _, _, why)) = &imitated {
+        // A common brand counts only with a lure (decided below, with the links).
+        let common = configured.is_none() && self.common;
+        let imitated = configured.or_else(|| {
+            common
+                .then(|| {
+                    identities.iter().find_map(|(who, d)| {
+                        super::brands::imitated(d)
+                            .map(|(b, kind, why)| (*who, b.domain.to_string(), kind, why))
+                    })
+                })
+                .flatten()
+        });
+        if !common && let Some((who, _, _, why)) = &imitated {
             out.push(Evidence::new(
                 Symbol::LookalikeDomain,
                 format!("{who}: {why}"),
@@ -351,6 +373,11 @@ impl Phishing {
             protected
                 .iter()
                 .find_map(|p| lookalike(d, p))
+                .or_else(|| {
+                    self.common
+                        .then(|| super::brands::imitated(d).map(|(_, _, why)| why))
+                        .flatten()
+                })
                 .map(|w| (d, w))
         });
         if let Some((d, why)) = &lookalike_link {
@@ -359,7 +386,7 @@ impl Phishing {
                 format!("link to {d}: {why}"),
             ));
         }
-        if let Some((who, brand, kind, _)) = &imitated {
+        if let Some((who, brand, kind, why)) = &imitated {
             let display = m
                 .from()
                 .and_then(|a| a.first())
@@ -377,6 +404,12 @@ impl Phishing {
                     .map(|(d, _)| format!("a link leads to {d}"))
             };
             if let Some(lure) = lure {
+                if common {
+                    out.push(Evidence::new(
+                        Symbol::LookalikeDomain,
+                        format!("{who}: {why}"),
+                    ));
+                }
                 out.push(Evidence::new(
                     Symbol::LookalikeLure,
                     format!("{who} imitates {brand}, and {lure}"),
@@ -704,6 +737,45 @@ mod tests {
             r#"<a href="https://www.bank.example/login">www.bank.example</a> <a href="https://bank.example/">Click here</a>"#,
         );
         assert_eq!(symbols(&s, &honest, &[]), vec![]);
+    }
+
+    #[test]
+    fn common_brands_are_protected_out_of_the_box_against_deceptive_lures_only() {
+        let s = Phishing::new(None, Vec::new())
+            .unwrap()
+            .with_common_brands(true);
+        let sorted = |mut v: Vec<Symbol>| {
+            v.sort();
+            v
+        };
+        // The new user's PayPal phish, with nothing configured.
+        let phish = msg(
+            "PayPal <service@paypa1-account-verify.com>",
+            "",
+            r#"<a href="https://paypa1-account-verify.com/login">https://www.paypal.com/signin</a>"#,
+        );
+        assert_eq!(
+            symbols(&s, &phish, &[]),
+            sorted(vec![
+                Symbol::LookalikeDomain,
+                Symbol::LinkTextMismatch,
+                Symbol::LookalikeLure,
+                Symbol::LookalikeLink
+            ])
+        );
+        // The same deceptive domain without a lure: nothing from the common list.
+        let quiet = msg("Orders <orders@paypa1-account-verify.com>", "", "<p>hi</p>");
+        assert_eq!(symbols(&s, &quiet, &[]), vec![]);
+        // The brand's own services and plain combinations are never judged by it.
+        let ses = msg(
+            "Amazon Web Services <no-reply@amazonses.com>",
+            "",
+            r#"<a href="https://r.amazonses.com/c">Your invoice</a>"#,
+        );
+        assert_eq!(symbols(&s, &ses, &[]), vec![]);
+        // Switched off, the phish keeps only its misleading link.
+        let off = Phishing::new(None, Vec::new()).unwrap();
+        assert_eq!(symbols(&off, &phish, &[]), vec![Symbol::LinkTextMismatch]);
     }
 
     #[test]
