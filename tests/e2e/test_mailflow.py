@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import CORPORA, received_prefix_and_rest, wait_for
+from conftest import BIN, CORPORA, received_prefix_and_rest, wait_for
 
 
 def add_tenant(node, name, domain, route, *extra):
@@ -256,16 +256,59 @@ def test_config_errors_are_one_clear_line(tmp_path):
     assert "tls must be none, opportunistic or required" in r.stderr
 
 
-def test_demo_tenant_delivers_to_maildir(node):
+def test_the_demo_is_a_complete_tour(node):
+    """`serve --demo`: the demo tenant, its admin and end user invited with their login names,
+    one sample message of each verdict already processed, next steps that work as printed."""
+    from portal_helpers import Client
+
     n = node(demo=True)
     assert any("swaks --server" in l for l in n.banner)
+    admin_token = n.banner_match(r"demo: tenant admin of 'demo', login name admin@demo\.test: enrol with \S+/enrol#(e1_[0-9a-f]+)",
+                                 "the demo admin's link")
+    user_token = n.banner_match(r"demo: end user of 'demo', login name alice@demo\.test: enrol with \S+/enrol#(e1_[0-9a-f]+)",
+                                "the demo user's link")
+    said = n.banner_match(r"^demo: sample mail to alice@demo\.test sent, one of each verdict: (.*)$",
+                          "the samples", timeout=60)
+    for shown in ("delivered (250 ", "tagged (250 ", "quarantined (250 ", "rejected (554 5.7.1 "):
+        assert shown in said, said
+    # The next step is printed with this binary's own name, and works as printed.
+    step = n.banner_match(r"^\s+(\S+ trace --data-dir \S+ --rcpt alice@demo\.test)", "the trace step")
+    assert step.startswith(str(BIN)), step
+    verdicts = lambda: sorted(t["verdict"] for t in n.cli_json("trace", "--rcpt", "alice@demo.test")
+                              if t.get("verdict"))
+    got = wait_for(lambda: v if len(v := verdicts()) == 4 else None, what="four sample verdicts")
+    assert got == ["deliver", "quarantine", "reject", "tag"], got
+    text = subprocess.run(step.split(), capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "LOOKALIKE_LURE" in text.stdout and "GTUBE" in text.stdout, text
+
+    # The tenant admin and the end user enrol with the printed links and see the held phish.
+    admin = Client(n)
+    admin.login("admin@demo.test", admin.enrol(admin_token))
+    alice = Client(n)
+    alice.login("alice@demo.test", alice.enrol(user_token))
+    for who in (admin, alice):
+        st, _, doc = who.request("GET", "/api/quarantine")
+        assert st == 200 and [i["rcpts"] for i in doc["items"]] == [["alice@demo.test"]], doc
+    box = n.data_dir / "maildir" / "alice@demo.test" / "new"
+    assert len(list(box.iterdir())) == 2  # delivered and tagged
+    # Mail sent by hand still arrives.
     with smtplib.SMTP("127.0.0.1", n.port) as c:
         c.sendmail("you@example.org", ["alice@demo.test"], b"Subject: demo\r\n\r\nhello\r\n")
-    box = n.data_dir / "maildir" / "alice@demo.test" / "new"
-    files = wait_for(lambda: box.exists() and list(box.iterdir()), what="maildir delivery")
-    assert files[0].read_bytes().endswith(b"Subject: demo\r\n\r\nhello\r\n")
+    wait_for(lambda: any(f.read_bytes().endswith(b"Subject: demo\r\n\r\nhello\r\n") for f in box.iterdir()),
+             what="maildir delivery")
     tenants = n.cli_json("tenant", "list")
     assert tenants[0]["name"] == "demo" and tenants[0]["domains"] == ["demo.test"]
+    # The samples go once per data directory; links are printed again only for people who
+    # have not enrolled.
+    before = wait_for(lambda: v if len(v := verdicts()) == 5 else None, what="the hand-sent message's trace")
+    n.stop()
+    n.start()
+    time.sleep(3)
+    assert not any("demo: sample mail" in l for l in n.banner), n.banner
+    assert not any("login name admin@demo.test" in l for l in n.banner), n.banner
+    assert verdicts() == before
+    # Sending the samples from inside mx's sandbox raised no denial.
+    assert "sandbox-denial" not in n.log_path().read_text(errors="replace")
 
 
 def corpus_messages():

@@ -153,8 +153,13 @@ def test_tenant_users_see_and_release_only_their_own_mail(node, sink):
     admin.login("admin@acme.test", admin.enrol(invite(n, "admin@acme.test", "tenant-admin", "acme")))
     bob = Client(n)
     bob.login("bob@acme.test", bob.enrol(invite(n, "bob@acme.test", "user", "acme")))
+    invite(n, "carol@acme.test", "user", "acme")  # not taken up yet
     listed = n.cli("user", "list", "--tenant", "acme").stdout
     assert "admin@acme.test tenant-admin acme active" in listed
+    assert "carol@acme.test user acme invited by" in listed, listed
+    doc = n.cli_json("user", "list", "--tenant", "acme")
+    assert [i["email"] for i in doc["invitations"]] == ["carol@acme.test"], doc
+    assert {a["email"] for a in doc["accounts"]} == {"admin@acme.test", "bob@acme.test"}, doc
 
     st, _, doc = admin.request("GET", "/api/quarantine")
     assert st == 200 and sorted(i["rcpts"][0] for i in doc["items"]) == ["bob@acme.test", "carol@acme.test"]

@@ -502,6 +502,8 @@ pub enum Response {
     Activated {
         /// What happened.
         summary: String,
+        /// The account's login name (to log in with from now on).
+        login: String,
         /// The recovery codes.
         recovery_codes: Vec<String>,
     },

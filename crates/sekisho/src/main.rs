@@ -15,6 +15,7 @@
 mod admin;
 mod audit;
 mod dbroles;
+mod demo;
 mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;

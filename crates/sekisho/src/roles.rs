@@ -109,6 +109,11 @@ async fn spawn(name: &'static str, token: &RoleToken, home: Option<&Path>) -> Re
         // one a mapping of its own, returned when the check ends.
         cmd.env("MALLOC_MMAP_THRESHOLD_", "1048576");
     }
+    // The role's argv[0] is the supervisor's, so the banner can say how to run the binary
+    // again as the person typed it (without looking along PATH from inside a sandbox).
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
     let mut child = cmd
         .args(std::env::args_os().skip(1))
         .env(ROLE_ENV, name)
@@ -458,6 +463,9 @@ pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
         },
         None => None,
     };
+    if demo {
+        crate::demo::invite_people(&cfg).await;
+    }
     let outcome: Result<()> = loop {
         tokio::select! {
             _ = term.recv() => break Ok(()),

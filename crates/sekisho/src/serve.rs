@@ -199,7 +199,8 @@ pub fn inspector(
         cfg.phishing_feed.clone(),
         cfg.protected_brands.clone(),
     )
-    .map_err(|e| anyhow::anyhow!("inspect.phishing_feed: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("inspect.phishing_feed: {e}"))?
+    .with_common_brands(cfg.common_brands);
     let dnsbl = inspect::stages::dnsbl::Dnsbl::new(
         inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
             .map_err(anyhow::Error::msg)?,
@@ -652,7 +653,7 @@ async fn run_portal(cfg: Config, start: RoleStart) -> Result<()> {
     // a conflict, said nothing about; a live earlier link: said why there is no new one).
     match vault.call(&Request::FirstEnrolment, &[]).await {
         Ok((Response::Enrolment { token }, _)) => println!(
-            "portal: no account exists yet; enrol the first operator (one-time link, valid 24 h): {public}/enrol#{token}"
+            "portal: no account exists yet; enrol the first operator, login name `operator` (one-time link, valid 24 h): {public}/enrol#{token}"
         ),
         Ok(_) => {}
         Err(proto::client::CallError::Refused(r)) if r.kind == proto::Refusal::Conflict => {}
@@ -975,6 +976,11 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         },
     );
 
+    if demo_maildir.is_some() {
+        let cfg = cfg.clone();
+        tokio::spawn(async move { crate::demo::send_samples(&cfg, smtp_addr).await });
+    }
+
     until_stopped().await?;
     println!(
         "shutting down: no new connections; sessions get {:?} to finish",
@@ -1091,16 +1097,17 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
         None => println!("mx sandbox: none (not started by the supervisor)"),
     }
     let cfg_flag = format!("--data-dir {d}");
+    let me = crate::demo::invocation();
     match demo_maildir {
         Some(maildir) => {
             println!("demo tenant '{DEMO_TENANT}' accepts mail for @{DEMO_DOMAIN} into {maildir}");
             println!("next: swaks --server {smtp} --from you@example.org --to alice@{DEMO_DOMAIN}");
             println!(
-                "      ls {maildir}/alice@{DEMO_DOMAIN}/new && sekisho trace {cfg_flag} --rcpt alice@{DEMO_DOMAIN}"
+                "      ls {maildir}/alice@{DEMO_DOMAIN}/new && {me} trace {cfg_flag} --rcpt alice@{DEMO_DOMAIN}"
             );
         }
         None => println!(
-            "next: sekisho tenant add NAME {cfg_flag} --domain example.com --route smtp://mail.example.com:25 (or restart with --demo)"
+            "next: {me} tenant add NAME {cfg_flag} --domain example.com --route smtp://mail.example.com:25 (or restart with --demo)"
         ),
     }
 }

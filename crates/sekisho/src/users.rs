@@ -36,7 +36,7 @@ pub enum UserCmd {
 }
 
 /// The portal's base URL as people reach it (from the configured listener).
-fn portal_url(cfg: &Config) -> String {
+pub(crate) fn portal_url(cfg: &Config) -> String {
     match (cfg.portal_listen, &cfg.portal_origin) {
         (Some(a), Some(o)) => o.public_url(a.port()),
         _ => "https://<portal>".into(),
@@ -75,7 +75,7 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
             match vault.call(&req, &[]).await? {
                 (proto::vault::Response::Enrolment { token }, _) => {
                     println!(
-                        "enrol the first operator with this one-time link (valid 24 h; earlier ones no longer work):"
+                        "enrol the first operator (login name `operator`) with this one-time link (valid 24 h; earlier ones no longer work):"
                     );
                     println!("{}/enrol#{token}", portal_url(&cfg));
                 }
@@ -89,12 +89,16 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
                 None => None,
             };
             let users = store.user_list(tenant_id).await?;
+            let invited = store
+                .invitations_pending(tenant_id, store::unix_now())
+                .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&users)?);
+                let doc = serde_json::json!({ "accounts": users, "invitations": invited });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
                 return Ok(());
             }
-            if users.is_empty() {
-                println!("no portal accounts");
+            if users.is_empty() && invited.is_empty() {
+                println!("no portal accounts and no pending invitations");
             }
             for u in users {
                 println!(
@@ -103,6 +107,16 @@ pub async fn user(cfg: Config, cmd: UserCmd) -> Result<()> {
                     u.role,
                     u.tenant.as_deref().unwrap_or("-"),
                     if u.active { "active" } else { "enrolling" }
+                );
+            }
+            for i in invited {
+                println!(
+                    "{} {} {} invited by {} (link valid until {})",
+                    i.email,
+                    i.role,
+                    i.tenant.as_deref().unwrap_or("-"),
+                    i.invited_by,
+                    proto::verdict::rfc2822(i.expires_at)
                 );
             }
         }

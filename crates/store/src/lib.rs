@@ -63,7 +63,7 @@ pub use spool_keys::WrappedSpoolKey;
 pub use stats::{Count, MailStats, symbol_names};
 pub use tokens::{ApiToken, MAX_TOKENS_PER_USER};
 pub use trace::{TraceEvent, TraceFilter, TraceMessage, TraceRecord};
-pub use users::{Enrolment, User};
+pub use users::{Enrolment, Invitation, User};
 pub use vault::{
     NewRecord, QuarantineItem, Record, SealedSecret, SecretInfo, TenantKey, Terminated,
 };

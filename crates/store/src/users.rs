@@ -65,6 +65,21 @@ pub struct Enrolment {
     pub user_id: Option<i64>,
 }
 
+/// An invitation not yet taken up: its link is live and no active account has its address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invitation {
+    /// The login name the account will have.
+    pub email: String,
+    /// Its role.
+    pub role: Role,
+    /// The tenant's name (tenant admins and end users).
+    pub tenant: Option<String>,
+    /// Who made the link (`first-start`, or the inviting principal).
+    pub invited_by: String,
+    /// When the link stops working (Unix seconds).
+    pub expires_at: i64,
+}
+
 /// One account query: the shared column list (read by [`user`]) and a `WHERE` clause.
 macro_rules! select_users {
     ($where:literal) => {
@@ -113,6 +128,37 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(user).collect()
+    }
+
+    /// Invitations whose link is still live and whose person has no active account yet,
+    /// optionally of one tenant only; the latest link per address.
+    pub async fn invitations_pending(
+        &self,
+        tenant_id: Option<i64>,
+        now: i64,
+    ) -> Result<Vec<Invitation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.email, e.role, t.name AS tenant, e.created_by, max(e.expires_at) AS expires_at
+             FROM enrolments e LEFT JOIN tenants t ON t.id = e.tenant_id
+             WHERE e.expires_at > $1 AND ($2 IS NULL OR e.tenant_id = $2)
+               AND NOT EXISTS (SELECT 1 FROM users u WHERE u.email = e.email AND u.active = 1)
+             GROUP BY e.email, e.role, t.name, e.created_by ORDER BY e.email",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Invitation {
+                    email: r.get("email"),
+                    role: role_of(r)?,
+                    tenant: r.get("tenant"),
+                    invited_by: r.get("created_by"),
+                    expires_at: r.get("expires_at"),
+                })
+            })
+            .collect()
     }
 
     /// The account with this login name.

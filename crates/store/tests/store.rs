@@ -1049,6 +1049,51 @@ async fn ceremonies_are_taken_once_and_expire(engine: Engine) {
     assert!(s.ceremony_take("c2", 120).await.unwrap().is_none());
 }
 
+async fn pending_invitations_are_listed_until_taken_up_or_expired(engine: Engine) {
+    let (_d, s) = store(engine).await;
+    let acme = s
+        .add_tenant("acme", &["acme.test".into()], "smtp://127.0.0.1:2525")
+        .await
+        .unwrap();
+    let invite = |mac: &'static str, email: &'static str, role, tenant, expires| {
+        let s = &s;
+        async move {
+            s.enrolment_create(mac, email, role, tenant, "op@x.test", 10, expires, false)
+                .await
+                .unwrap()
+        }
+    };
+    invite(
+        "m1",
+        "admin@acme.test",
+        proto::Role::TenantAdmin,
+        Some(acme),
+        1_000,
+    )
+    .await;
+    invite("m2", "old@acme.test", proto::Role::User, Some(acme), 50).await;
+    invite("m3", "aud@x.test", proto::Role::Auditor, None, 1_000).await;
+    let all = s.invitations_pending(None, 100).await.unwrap();
+    let names: Vec<_> = all.iter().map(|i| i.email.as_str()).collect();
+    // The expired link is not pending.
+    assert_eq!(names, ["admin@acme.test", "aud@x.test"]);
+    assert_eq!(all[0].tenant.as_deref(), Some("acme"));
+    assert_eq!(all[0].role, proto::Role::TenantAdmin);
+    assert_eq!(all[0].invited_by, "op@x.test");
+    let acme_only = s.invitations_pending(Some(acme), 100).await.unwrap();
+    assert_eq!(acme_only.len(), 1);
+    // Taken up: an account, no longer an invitation.
+    let e = s.enrolment_get("m3", 100).await.unwrap().unwrap();
+    let id = s
+        .enrolment_set_user("m3", &e, "phc", |_| vec![1], 100)
+        .await
+        .unwrap();
+    assert_eq!(s.invitations_pending(None, 100).await.unwrap().len(), 2);
+    s.enrolment_finish("m3", id, 0).await.unwrap();
+    let left = s.invitations_pending(None, 100).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
 store::engine_matrix!(
     tenants_domains_and_recipient_policy,
     trace_is_searchable_by_rcpt_and_sender,
@@ -1068,6 +1113,7 @@ store::engine_matrix!(
     a_held_scope_is_released_and_its_count_starts_over,
     passkeys_are_unique_bounded_and_owned,
     ceremonies_are_taken_once_and_expire,
+    pending_invitations_are_listed_until_taken_up_or_expired,
 );
 
 /// The two engines' migrations are kept in step: the same files, and after them the same

@@ -82,11 +82,13 @@ pub(crate) async fn enrol_confirm(
         Ok((
             VaultResponse::Activated {
                 summary,
+                login,
                 recovery_codes,
             },
             _,
         )) => Ok(axum::Json(ActivatedAnswer {
             message: summary,
+            login,
             recovery_codes,
         })
         .into_response()),

@@ -250,6 +250,8 @@ pub struct TotpAnswer {
 pub struct ActivatedAnswer {
     /// What was done.
     pub message: String,
+    /// The login name to log in with.
+    pub login: String,
     /// One-time recovery codes for a lost authenticator, shown only now: keep them safe.
     /// Each logs in once in place of a code.
     pub recovery_codes: Vec<String>,

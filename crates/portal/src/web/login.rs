@@ -223,11 +223,19 @@ pub(super) async fn enrol_confirm(
         code: f.code.chars().filter(|c| !c.is_whitespace()).collect(),
     };
     match p.vault.call(&req, &[]).await {
-        Ok((VaultResponse::Activated { recovery_codes, .. }, _)) => page(
+        Ok((
+            VaultResponse::Activated {
+                recovery_codes,
+                login,
+                ..
+            },
+            _,
+        )) => page(
             l,
             None,
             l.t("Your account is active", "アカウントが有効になりました"),
             html! {
+                p { (l.t("Your login name:", "ログイン名:")) " " strong #login-name { (login) } }
                 h2 { (l.t("Recovery codes", "リカバリーコード")) }
                 p { (l.t("If you lose your authenticator, each of these codes logs you in once in place of a code. They are shown only now: print them or keep them in a password manager.",
                          "認証アプリを紛失した場合、これらのコードはそれぞれ1回だけ認証コードの代わりに使えます。表示は今回限りです。印刷するかパスワードマネージャーに保管してください。")) }

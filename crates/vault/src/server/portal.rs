@@ -1064,6 +1064,7 @@ impl Vault {
         (
             Response::Activated {
                 summary: format!("account {} ({}) is active", user.email, user.role),
+                login: user.email.clone(),
                 recovery_codes: codes,
             },
             Vec::new(),
