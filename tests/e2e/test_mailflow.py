@@ -272,7 +272,7 @@ def test_the_demo_is_a_complete_tour(node):
     for shown in ("delivered (250 ", "tagged (250 ", "quarantined (250 ", "rejected (554 5.7.1 "):
         assert shown in said, said
     # The next step is printed with this binary's own name, and works as printed.
-    step = n.banner_match(r"^\s+(\S+ trace --data-dir \S+ --rcpt alice@demo\.test)", "the trace step")
+    step = n.banner_match(r"^\s+(\S+ trace --config \S+ --data-dir \S+ --rcpt alice@demo\.test)", "the trace step")
     assert step.startswith(str(BIN)), step
     verdicts = lambda: sorted(t["verdict"] for t in n.cli_json("trace", "--rcpt", "alice@demo.test")
                               if t.get("verdict"))

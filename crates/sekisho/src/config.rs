@@ -293,6 +293,8 @@ pub struct Overrides {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The configuration file this was read from (absolute), if any.
+    pub config_file: Option<PathBuf>,
     pub hostname: String,
     /// This node's name in the cluster's node list (`[server] node_name`; the host name).
     pub node_name: String,
@@ -384,6 +386,21 @@ pub struct Config {
 }
 
 /// Default SMTP listener (loopback; a production node sets `0.0.0.0:25`).
+impl Config {
+    /// The global flags that name this node to the CLI (`--config FILE --data-dir DIR`), for
+    /// next steps printed to the person who started it.
+    pub fn cli_flags(&self) -> String {
+        match &self.config_file {
+            Some(c) => format!(
+                "--config {} --data-dir {}",
+                c.display(),
+                self.data_dir.display()
+            ),
+            None => format!("--data-dir {}", self.data_dir.display()),
+        }
+    }
+}
+
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2587";
 /// Default admin HTTP listener.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9587";
@@ -1084,6 +1101,7 @@ impl RawConfig {
             i.auth_deadline.as_deref().unwrap_or("5s"),
         )?;
         Ok(Config {
+            config_file: None,
             node_name,
             clamd,
             clamd_deadline,

@@ -160,9 +160,9 @@ pub async fn send_samples(cfg: &Config, smtp: SocketAddr) {
         said.join(", ")
     );
     println!(
-        "      {} trace --data-dir {} --rcpt {} (and the portal's trace, quarantine and dashboard)",
+        "      {} trace {} --rcpt {} (and the portal's trace, quarantine and dashboard)",
         invocation(),
-        cfg.data_dir.display(),
+        cfg.cli_flags(),
         user()
     );
 }

@@ -14,6 +14,7 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod dbroles;
 mod demo;
 mod health;
@@ -93,6 +94,20 @@ enum Command {
     },
     /// Check the configuration and print the resolved values.
     CheckConfig,
+    /// Back up the store (a consistent snapshot, taken while the node runs) and the
+    /// quarantine's sealed blobs, with a manifest of digests. Never the KEK.
+    Backup {
+        /// A new or empty directory (not inside the data directory or the vault's).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into this node's fresh data directory; the KEK beside it (restored
+    /// from its own backup) must open it, or nothing is restored.
+    Restore {
+        /// The backup's directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -919,11 +934,17 @@ fn load_config(node: &NodeArgs, o: Overrides) -> Result<Config> {
         Some(path) => RawConfig::load(path)?,
         None => RawConfig::default(),
     };
-    raw.resolve(&Overrides {
+    let mut cfg = raw.resolve(&Overrides {
         data_dir: node.data_dir.clone(),
         dns: node.dns.clone(),
         ..o
-    })
+    })?;
+    cfg.config_file = node
+        .config
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()?;
+    Ok(cfg)
 }
 
 /// `serve`'s configuration and role, settled before the runtime starts: a role takes its
@@ -1023,6 +1044,12 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             let cfg = load_config(&cli.node, Overrides::default())?;
             println!("{cfg:#?}");
             Ok(())
+        }
+        Command::Backup { to } => {
+            backup::backup(&load_config(&cli.node, Overrides::default())?, &to).await
+        }
+        Command::Restore { from } => {
+            backup::restore(&load_config(&cli.node, Overrides::default())?, &from).await
         }
         Command::Tenant(cmd) => tenant(load_config(&cli.node, Overrides::default())?, cmd).await,
         Command::Node(NodeCmd::List { json }) => {

@@ -1096,7 +1096,7 @@ fn print_banner(cfg: &Config, b: &Banner<'_>) {
         ),
         None => println!("mx sandbox: none (not started by the supervisor)"),
     }
-    let cfg_flag = format!("--data-dir {d}");
+    let cfg_flag = cfg.cli_flags();
     let me = crate::demo::invocation();
     match demo_maildir {
         Some(maildir) => {

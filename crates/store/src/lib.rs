@@ -26,6 +26,7 @@ mod outbound;
 mod passkeys;
 pub mod roles;
 mod senders;
+mod snapshot;
 mod spool_keys;
 mod stats;
 #[doc(hidden)]

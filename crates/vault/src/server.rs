@@ -309,6 +309,28 @@ impl KekMaterial {
     }
 }
 
+/// Checks that the KEK at `kek_path` opens everything `store` holds wrapped under a KEK
+/// (tenant keys, connector secrets, audit keys, second factors, spool keys) — before a
+/// restored store is used. No KEK is created: a missing file is an error.
+pub async fn check_kek(store: &Store, kek_path: &Path) -> Result<(), String> {
+    if !kek_path.is_file() {
+        return Err(format!(
+            "no KEK at {}: restore the vault's directory from its own backup first (a data backup never contains the KEK)",
+            kek_path.display()
+        ));
+    }
+    let kek =
+        Kek::load_or_create(kek_path).map_err(|e| format!("KEK {}: {e}", kek_path.display()))?;
+    if KekMaterial::load(store).await?.opens_with(&kek) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the KEK at {} does not open this backup's keys: it is not the KEK the backup was made under (or one rotated since)",
+            kek_path.display()
+        ))
+    }
+}
+
 /// The file a rotation writes the new KEK to before it commits.
 fn next_path(kek_path: &Path) -> PathBuf {
     kek_path.with_extension("next")

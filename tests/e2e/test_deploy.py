@@ -1,0 +1,166 @@
+"""The deployment kit in deploy/: the systemd unit passes `systemd-analyze verify` and keeps
+its `systemd-analyze security` exposure low; the sysusers file makes the role users as the
+supervisor expects them; the minimal production configuration is valid; the Debian package
+builds from the binary under test and installs (maintainer scripts included) into a dpkg
+root of its own, then removes cleanly keeping configuration and data; a backup taken while
+the node runs restores into a fresh data directory only with the KEK it was made under."""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from conftest import BIN, ROOT, Node, postgres_database
+from portal_helpers import QUARANTINE_ALL, bare, send
+
+DEPLOY = ROOT / "deploy"
+
+
+def unit_for_test(tmp_path):
+    """The unit with ExecStart pointing at the binary under test (verify checks it exists)."""
+    unit = tmp_path / "sekisho.service"
+    unit.write_text((DEPLOY / "sekisho.service").read_text().replace("/usr/bin/sekisho", str(BIN)))
+    return unit
+
+
+def test_the_unit_verifies_and_its_exposure_is_low(tmp_path):
+    unit = unit_for_test(tmp_path)
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert r.returncode == 0 and "sekisho.service" not in r.stderr, r.stderr
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=50", str(unit)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    level = float(re.search(r"Overall exposure level for sekisho\.service: ([\d.]+)", r.stdout).group(1))
+    assert level <= 5.0, r.stdout
+    text = (DEPLOY / "sekisho.service").read_text()
+    for setting in ("ProtectSystem=strict", "NoNewPrivileges=yes", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+                    "ReadWritePaths=/var/lib/sekisho /var/lib/sekisho.vault", "User=root"):
+        assert setting in text, setting
+    # The capability bounding set names nothing the node does not use.
+    caps = set(re.search(r"^CapabilityBoundingSet=(.*)$", text, re.M).group(1).split())
+    assert "CAP_SYS_ADMIN" not in caps and "CAP_SYS_PTRACE" not in caps and "CAP_NET_ADMIN" not in caps
+
+
+def test_the_minimal_production_configuration_is_valid(tmp_path):
+    r = subprocess.run([str(BIN), "--config", str(DEPLOY / "sekisho.toml"), "--data-dir", str(tmp_path / "d"),
+                        "check-config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "mx1.example.net" in r.stdout and "0.0.0.0:25" in r.stdout
+
+
+def test_the_debian_package_builds_installs_and_removes(tmp_path):
+    out = subprocess.run([str(DEPLOY / "build-deb"), str(BIN), str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.strip()
+    contents = subprocess.run(["dpkg-deb", "--contents", out], capture_output=True, text=True, check=True).stdout
+    for path in ("./usr/bin/sekisho", "./usr/lib/systemd/system/sekisho.service",
+                 "./usr/lib/sysusers.d/sekisho.conf", "./etc/sekisho/sekisho.toml",
+                 "./usr/share/doc/sekisho/deploy.md"):
+        assert path in contents, path
+    # A dpkg root of its own: dpkg runs the maintainer scripts outside a chroot with DPKG_ROOT
+    # set, as it does for a real install into /.
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    (root / "var/lib/dpkg/updates").mkdir()
+    (root / "var/lib/dpkg/status").touch()
+    dpkg = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends"]
+    r = subprocess.run(dpkg + ["-i", out], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = subprocess.run([str(root / "usr/bin/sekisho"), "--version"], capture_output=True, text=True)
+    assert v.returncode == 0 and v.stdout.startswith("sekisho "), v
+    passwd = {l.split(":")[0]: l.split(":") for l in (root / "etc/passwd").read_text().splitlines()}
+    groups = {l.split(":")[0]: l.split(":")[2] for l in (root / "etc/group").read_text().splitlines()}
+    # vault and mx share the data directory's group; the portal has a group of its own.
+    assert passwd["sekisho-vault"][3] == passwd["sekisho-mx"][3] == groups["sekisho"]
+    assert passwd["sekisho-portal"][3] != groups["sekisho"]
+    assert all(passwd[u][6] == "/usr/sbin/nologin" for u in ("sekisho-vault", "sekisho-mx", "sekisho-portal"))
+    assert (root / "var/lib/sekisho").is_dir()
+    assert (root / "var/lib/sekisho.vault").stat().st_mode & 0o777 == 0o700
+    # The shipped configuration is valid as installed.
+    r = subprocess.run([str(root / "usr/bin/sekisho"), "--config", str(root / "etc/sekisho/sekisho.toml"),
+                        "--data-dir", str(tmp_path / "check"), "check-config"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # Removal takes the program, keeps the configuration (a conffile) and the data.
+    r = subprocess.run(dpkg + ["-r", "sekisho"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (root / "usr/bin/sekisho").exists()
+    assert (root / "etc/sekisho/sekisho.toml").exists() and (root / "var/lib/sekisho").is_dir()
+
+
+def restore_target(tmp_path, source, name):
+    """A fresh data directory (and, on PostgreSQL, a fresh database) with the source node's
+    configuration otherwise; its config file where a Node of that name looks for it."""
+    config = source.config_path.read_text()
+    if source.store_url:
+        config = config.replace(source.store_url, postgres_database())
+    data = tmp_path / name
+    data.mkdir()
+    (tmp_path / f"{name}.toml").write_text(config)
+    return data, [str(BIN), "--config", str(tmp_path / f"{name}.toml"), "--data-dir", str(data)]
+
+
+def test_a_backup_restores_into_a_fresh_directory_and_refuses_a_foreign_kek(node, sink, tmp_path):
+    s = sink()
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    send(n, "bob@acme.test", bare("BACKUP-MARKER", "bob@acme.test"))
+    [held] = n.cli_json("quarantine", "list")
+    # Taken while the node runs.
+    backup = tmp_path / "backup"
+    out = n.cli("backup", "--to", str(backup)).stdout
+    assert "1 sealed blob(s)" in out and "no KEK" in out, out
+    manifest = json.loads((backup / "MANIFEST.json").read_text())
+    assert len(manifest["files"]) >= 2 and all(len(f["sha256"]) == 64 for f in manifest["files"])
+    # Nothing in it is readable without the KEK, which is not in it.
+    kek = n.kek.read_bytes().strip()
+    for f in backup.rglob("*"):
+        if f.is_file():
+            body = f.read_bytes()
+            assert b"BACKUP-MARKER" not in body and kek not in body, f
+    # A second backup into the same place, or into the data directory, is refused.
+    for bad in (backup, n.data_dir / "b"):
+        r = n.cli("backup", "--to", str(bad), check=False)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    n.stop()
+
+    # A KEK that does not open it: refused, one line, nothing restored.
+    data, cli = restore_target(tmp_path, n, "foreign")
+    vault_dir = tmp_path / "foreign.vault"
+    vault_dir.mkdir(mode=0o700)
+    (vault_dir / "kek").write_text(os.urandom(32).hex())
+    (vault_dir / "kek").chmod(0o600)
+    r = subprocess.run(cli + ["restore", "--from", str(backup)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "does not open this backup" in r.stderr, r.stderr
+    assert not (data / "sekisho.db").exists() and not (data / "quarantine").exists()
+    # No KEK at all: refused, and none is created.
+    data, cli = restore_target(tmp_path, n, "nokek")
+    r = subprocess.run(cli + ["restore", "--from", str(backup)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "no KEK at" in r.stderr, r.stderr
+    assert not (tmp_path / "nokek.vault" / "kek").exists()
+    # A damaged backup: refused before anything is touched.
+    blob = next(p for p in (backup / "quarantine").rglob("*") if p.is_file())
+    good = blob.read_bytes()
+    blob.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    data, cli = restore_target(tmp_path, n, "damaged")
+    r = subprocess.run(cli + ["restore", "--from", str(backup)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "damaged" in r.stderr, r.stderr
+    blob.write_bytes(good)
+
+    # The vault's directory restored from its own backup: the restore opens, the node starts
+    # and the held message is released intact to the tenant's server.
+    data, cli = restore_target(tmp_path, n, "restored")
+    shutil.copytree(n.kek.parent, tmp_path / "restored.vault")
+    r = subprocess.run(cli + ["restore", "--from", str(backup)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "the KEK at" in r.stdout and "opens it" in r.stdout, r.stdout
+    if n.store_url:  # the roles' database users are per database: made anew, as printed
+        assert "grant-roles --rotate" in r.stdout, r.stdout
+        subprocess.run(cli + ["store", "grant-roles", "--rotate"], check=True, capture_output=True)
+    restored = Node(data, (tmp_path / "restored.toml").read_text())
+    try:
+        [again] = restored.cli_json("quarantine", "list")
+        assert again["id"] == held["id"]
+        restored.cli("quarantine", "release", held["id"])
+        _, content = s.wait(1)[0]
+        assert b"body BACKUP-MARKER" in content
+    finally:
+        restored.stop()
