@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 
 from conftest import BIN, ROOT, Node, postgres_database
 from portal_helpers import QUARANTINE_ALL, bare, send
@@ -45,7 +46,18 @@ def test_the_minimal_production_configuration_is_valid(tmp_path):
     r = subprocess.run([str(BIN), "--config", str(DEPLOY / "sekisho.toml"), "--data-dir", str(tmp_path / "d"),
                         "check-config"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "mx1.example.net" in r.stdout and "0.0.0.0:25" in r.stdout
+    # The settings in effect, as TOML: defaults, the file and the flags together.
+    effective = tomllib.loads(r.stdout)
+    assert effective["server"]["hostname"] == "mx1.example.net"
+    assert effective["server"]["smtp_listen"] == "0.0.0.0:25"
+    assert effective["server"]["data_dir"] == str(tmp_path / "d")
+    assert effective["limits"]["max_recipients"] == 1000 and effective["inspect"]["tag_score"] == 5.0
+    assert effective["malware"]["clamd"] == "unix:/run/clamav/clamd.ctl"
+    # Used as the configuration, it is the same configuration.
+    again = tmp_path / "effective.toml"
+    again.write_text(r.stdout)
+    r2 = subprocess.run([str(BIN), "--config", str(again), "check-config"], capture_output=True, text=True, timeout=60)
+    assert r2.returncode == 0 and r2.stdout == r.stdout, r2.stderr
 
 
 def test_the_debian_package_builds_installs_and_removes(tmp_path):

@@ -401,6 +401,9 @@ impl Config {
     }
 }
 
+/// Every setting with a fixed default (what `check-config` starts from).
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2587";
 /// Default admin HTTP listener.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9587";
@@ -1457,5 +1460,29 @@ mod tests {
         assert_eq!(c.smtp_listen.port(), 2);
         assert_eq!(c.limits.max_message_size, 10 << 20);
         assert_eq!(c.delivery.retry_initial, Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod defaults_tests {
+    use super::*;
+
+    fn resolved(text: &str) -> String {
+        let o = Overrides {
+            data_dir: Some(PathBuf::from("/tmp/sekisho-defaults-test")),
+            ..Overrides::default()
+        };
+        let debug = format!("{:?}", RawConfig::parse(text).unwrap().resolve(&o).unwrap());
+        // The policy's weights are a hash map: compare them in a fixed order.
+        let (head, rest) = debug.split_once("weights: {").unwrap();
+        let (weights, tail) = rest.split_once('}').unwrap();
+        let mut w: Vec<&str> = weights.split(", ").collect();
+        w.sort();
+        format!("{head}weights: {{{}}}{tail}", w.join(", "))
+    }
+
+    #[test]
+    fn the_defaults_file_is_what_the_code_defaults_to() {
+        assert_eq!(resolved(DEFAULTS), resolved(""));
     }
 }

@@ -92,7 +92,8 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
-    /// Check the configuration and print the resolved values.
+    /// Check the configuration and print the settings in effect, as TOML (defaults, the
+    /// file, flags and environment together; usable as a configuration file).
     CheckConfig,
     /// Back up the store (a consistent snapshot, taken while the node runs) and the
     /// quarantine's sealed blobs, with a manifest of digests. Never the KEK.
@@ -1042,7 +1043,11 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
         }
         Command::CheckConfig => {
             let cfg = load_config(&cli.node, Overrides::default())?;
-            println!("{cfg:#?}");
+            let file = match &cli.node.config {
+                Some(p) => Some(std::fs::read_to_string(p)?),
+                None => None,
+            };
+            print!("{}", sekisho::effective::effective(file.as_deref(), &cfg)?);
             Ok(())
         }
         Command::Backup { to } => {
