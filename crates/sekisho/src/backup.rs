@@ -166,6 +166,7 @@ pub async fn restore(cfg: &Config, from: &Path) -> Result<()> {
         }
     }
     let blobs = copy_tree(&from.join(BLOBS), &blobs_to)?;
+    audit_gap(cfg).await?;
     println!(
         "restored the {} store of {} (Sekisho {}) and {blobs} sealed blob(s) into {}; the KEK at {} opens it. Start the node with `serve`.",
         manifest.engine,
@@ -177,6 +178,25 @@ pub async fn restore(cfg: &Config, from: &Path) -> Result<()> {
     if cfg.store_url.is_some() {
         println!(
             "PostgreSQL: the roles' database users are per database; run `sekisho store grant-roles --rotate` before `serve`"
+        );
+    }
+    Ok(())
+}
+
+/// Says so when the vault pinned a newer audit record than the restored log ends with: the
+/// records made after the backup are gone, and the vault raises that (a critical
+/// `audit-tail` alert) at start — as it would for an intruder's deletion. The pin is left as
+/// it is: a restore must not be a way to roll the audit log back unseen.
+async fn audit_gap(cfg: &Config) -> Result<()> {
+    let Ok(Some((pinned, _))) = vault::server::read_head(&cfg.kek_file) else {
+        return Ok(());
+    };
+    let store = crate::serve::open_store(cfg).await?;
+    let head = store.audit_head().await?.map_or(0, |(id, _)| id);
+    store.close().await;
+    if pinned > head {
+        println!(
+            "note: the restored audit log ends at record {head}, the vault pinned record {pinned}: records made after the backup are gone, and the node raises a critical audit-tail alert at start (acknowledge it with `sekisho alerts ack ID`)"
         );
     }
     Ok(())
