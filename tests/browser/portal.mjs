@@ -43,8 +43,8 @@ const browser = await chromium.launch({
 });
 const seen = { cspViolations: [], scriptErrors: [] };
 
-async function newPage(locale) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, locale });
+async function newPage(locale, timezoneId) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, locale, timezoneId });
   const page = await context.newPage();
   page.on("console", (m) => {
     if (/Content Security Policy/i.test(m.text())) seen.cspViolations.push(m.text());
@@ -89,7 +89,7 @@ async function login(page, email, secret, at = base) {
 
 try {
   // --- the end user, in Japanese ---
-  const user = await newPage("ja-JP");
+  const user = await newPage("ja-JP", "Asia/Tokyo");
   const userSecret = await enrol(user, env("USER_LINK"));
   seen.japaneseLogin = (await user.textContent("h1")).trim();
   // A wrong code is refused on the login page itself.
@@ -104,6 +104,10 @@ try {
   seen.quarantineTitle = (await user.textContent("h1")).trim();
   const rows = user.locator("table.items tbody tr");
   seen.rows = await rows.count();
+  // Times in the browser's own zone (the script rewrote the server's text), the instant kept.
+  const t = user.locator("table.items tbody time").first();
+  seen.userTime = [(await t.textContent()).trim(), await t.getAttribute("datetime")];
+  seen.icon = await user.getAttribute("link[rel=icon]", "href");
   await rows.first().locator("a").click();
   await user.waitForSelector("#msg-subject");
   seen.subject = (await user.textContent("#msg-subject")).trim();
@@ -129,7 +133,7 @@ try {
   seen.userDashboard = resp.status();
 
   // --- the tenant admin, in English ---
-  const admin = await newPage("en-US");
+  const admin = await newPage("en-US", "America/New_York");
   const adminSecret = await enrol(admin, env("ADMIN_LINK"));
   await login(admin, env("ADMIN_EMAIL"), adminSecret);
   await admin.goto(`${base}/dashboard`);
@@ -148,9 +152,22 @@ try {
   seen.barFill = await admin.locator("#chart-flow rect.bar").first().evaluate(
     (r) => getComputedStyle(r).fill);
   await admin.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  // A week, per day; the period is a link away.
+  await admin.click("nav.ranges a[href='/dashboard?range=7d']");
+  await admin.waitForSelector("#chart-flow svg");
+  seen.weekBars = await admin.locator("#chart-flow rect.bar").count();
+  seen.weekCurrent = (await admin.textContent("nav.ranges [aria-current=page]")).trim();
+  seen.weekCaption = (await admin.textContent("#chart-flow figcaption")).trim();
+  const icon = await admin.request.get(`${base}/favicon.ico`);
+  seen.favicon = [icon.status(), icon.headers()["content-type"]];
   await admin.goto(`${base}/trace?rcpt=${encodeURIComponent(env("USER_EMAIL"))}`);
   seen.traceRows = await admin.locator("#trace tbody tr").count();
   seen.traceEvents = await admin.locator("#trace ul.events strong").allTextContents();
+  seen.traceTime = (await admin.locator("#trace tbody time").first().textContent()).trim();
+  // The trace table fits a 1280-pixel window (long addresses and ids wrap).
+  await admin.setViewportSize({ width: 1280, height: 800 });
+  seen.traceOverflow = await admin.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   await admin.click("header form.logout button");
   await admin.waitForLoadState("load");
   seen.afterLogout = new URL(admin.url()).pathname;

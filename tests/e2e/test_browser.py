@@ -3,8 +3,10 @@ npm, tests/browser/portal.mjs) against the real binary. An end user activates th
 from the invitation link, logs in with password + TOTP, opens a quarantined message, sees it
 safely, always allows its sender, and releases it — and the message really arrives at the downstream sink. A tenant
 admin's dashboard renders its charts, and a screenshot is taken."""
+import datetime
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -63,6 +65,13 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["recoveryCodes"] == 10 and seen["qrModules"] > 200, seen
     assert "正しくない" in seen["wrongCode"], seen
     assert seen["afterLogin"] == "/quarantine" and seen["quarantineTitle"] == "隔離メール"
+    # Times in the reader's time zone: Tokyo for this browser (the instant itself in UTC).
+    text, instant = seen["userTime"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (JST|GMT\+9)", text), seen["userTime"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", instant), seen["userTime"]
+    utc = datetime.datetime.strptime(instant, "%Y-%m-%dT%H:%M:%SZ")
+    assert text.startswith((utc + datetime.timedelta(hours=9)).strftime("%Y-%m-%d %H:%M")), seen["userTime"]
+    assert seen["icon"] == "/static/favicon.svg"
     # Bob sees his own message only, shown as text: the script did not run, no remote image
     # was loaded, the link is defanged.
     assert seen["rows"] == 1, seen
@@ -90,10 +99,16 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["flowChartSize"][0] > 300 and seen["flowChartSize"][1] > 50, seen
     assert seen["verdictBars"] >= 1 and seen["senderBars"] >= 1 and seen["symbolBars"] >= 1, seen
     assert seen["barFill"] not in ("none", "rgb(0, 0, 0)", ""), seen
+    # A week per (UTC) day: 7 or 8 columns, as the week started at the hour it is now.
+    assert seen["weekBars"] in (7, 8) and seen["weekCurrent"] == "7 days", seen
+    assert seen["weekCaption"] == "Mail flow per day", seen
+    assert seen["favicon"][0] == 200 and seen["favicon"][1].startswith("image/svg+xml"), seen
     assert shot.exists() and shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The trace page: bob's message, accepted, quarantined and released.
     assert seen["traceRows"] == 1, seen
     assert {"accepted", "quarantined", "released"} <= set(seen["traceEvents"]), seen
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (EST|EDT|GMT-5|GMT-4)", seen["traceTime"]), seen
+    assert seen["traceOverflow"] <= 0, seen
     assert seen["afterLogout"] == "/login" and seen["afterLogoutDashboard"] == "/login"
     # Passkeys in a real browser: added from the account page (after a code), held by the
     # authenticator as a discoverable credential for the RP ID localhost, and then a sign-in

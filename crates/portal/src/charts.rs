@@ -49,7 +49,8 @@ pub fn bars(caption: &str, items: &[(String, i64)], class: &str) -> Markup {
             }
             @for (i, (name, count)) in items.iter().enumerate() {
                 @let y = 4.0 + i as f64 * row;
-                text.label x=(label_w - 8.0) y=(fmt(y + 16.0)) text-anchor="end" { (clip(name, 34)) }
+                text.label x=(label_w - 8.0) y=(fmt(y + 16.0)) text-anchor="end" {
+                    title { (name) } (clip(name, 34)) }
                 rect class={"bar " (class)} x=(label_w) y=(fmt(y + 3.0)) width=(fmt((*count as f64 * scale).max(1.0))) height=(fmt(row - 6.0)) {
                     title { (name) ": " (count) }
                 }
@@ -63,15 +64,25 @@ fn fmt(v: f64) -> String {
     format!("{v:.1}")
 }
 
-/// At most `n` characters, with an ellipsis when cut.
+/// At most `n` characters, with an ellipsis when cut — in the middle, so that an address
+/// keeps its domain (`newsletter-no-reply-…@mail.example.co.jp`); the full text is the
+/// label's tooltip.
 fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(n - 1).collect();
-        c.push('…');
-        c
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= n {
+        return s.to_string();
     }
+    // An address keeps its whole `@domain` when that leaves room for a few characters.
+    let at = s.rfind('@').map(|i| s[i..].chars().count());
+    let tail = match at {
+        Some(d) if d + 4 <= n => d,
+        _ => (n - 1) / 2,
+    };
+    let head = n - 1 - tail;
+    let mut c: String = chars[..head].iter().collect();
+    c.push('…');
+    c.extend(&chars[chars.len() - tail..]);
+    c
 }
 
 #[cfg(test)]
@@ -100,6 +111,16 @@ mod tests {
         assert!(svg.contains("&lt;script&gt;"));
         assert!(svg.contains('…'));
         assert_eq!(svg.matches("class=\"bar sender\"").count(), 2);
+        // A long address keeps its domain; the whole of it is the tooltip.
+        let long = "newsletter-no-reply-marketing-team@mail.example.co.jp";
+        let clipped = clip(long, 34);
+        assert_eq!(clipped.chars().count(), 34);
+        assert!(
+            clipped.starts_with("newsletter") && clipped.ends_with("@mail.example.co.jp"),
+            "{clipped}"
+        );
+        let svg = bars("senders", &[(long.to_string(), 1)], "sender").into_string();
+        assert!(svg.contains(&format!("<title>{long}</title>")), "{svg}");
     }
 
     #[test]

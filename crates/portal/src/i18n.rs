@@ -65,16 +65,42 @@ impl Lang {
         }
     }
 
-    /// A time as `YYYY-MM-DD HH:MM` UTC (the same in both languages).
-    pub fn time(self, unix: i64) -> String {
-        let days = unix.div_euclid(86_400);
-        let secs = unix.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+    /// The time zone times are shown in before the page's script puts them in the browser's
+    /// own: Japan's for Japanese (UTC+9, no daylight saving time), UTC for English. Offset in
+    /// seconds and its name.
+    pub fn zone(self) -> (i64, &'static str) {
+        match self {
+            Lang::En => (0, "UTC"),
+            Lang::Ja => (9 * 3600, "JST"),
+        }
+    }
+
+    /// A time as `YYYY-MM-DD HH:MM` in this language's zone ([`Lang::zone`]).
+    pub fn time_text(self, unix: i64) -> String {
+        let (offset, name) = self.zone();
+        let local = unix + offset;
+        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+        let secs = local.rem_euclid(86_400);
         format!(
-            "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+            "{y:04}-{m:02}-{d:02} {:02}:{:02} {name}",
             secs / 3600,
             (secs % 3600) / 60
         )
+    }
+
+    /// A time for a page: a `<time>` element with the instant in `datetime` (UTC, RFC 3339),
+    /// which `app.js` shows in the browser's own time zone; without the script, the text of
+    /// [`Lang::time_text`].
+    pub fn time(self, unix: i64) -> maud::Markup {
+        let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+        let secs = unix.rem_euclid(86_400);
+        let iso = format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            (secs % 3600) / 60,
+            secs % 60
+        );
+        maud::html! { time datetime=(iso) { (self.time_text(unix)) } }
     }
 }
 
@@ -118,9 +144,16 @@ mod tests {
     }
 
     #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(Lang::En.time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(Lang::Ja.time(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(Lang::En.time(1_798_761_599), "2026-12-31 23:59 UTC");
+    fn times_are_calendar_dates_in_the_languages_zone() {
+        assert_eq!(Lang::En.time_text(0), "1970-01-01 00:00 UTC");
+        assert_eq!(Lang::En.time_text(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(Lang::En.time_text(1_798_761_599), "2026-12-31 23:59 UTC");
+        // Japanese: Japan's time (the last minute of 2026 UTC is the next morning there).
+        assert_eq!(Lang::Ja.time_text(1_798_761_599), "2027-01-01 08:59 JST");
+        assert_eq!(Lang::Ja.time_text(951_749_999), "2000-02-28 23:59 JST");
+        assert_eq!(
+            Lang::Ja.time(0).into_string(),
+            "<time datetime=\"1970-01-01T00:00:00Z\">1970-01-01 09:00 JST</time>"
+        );
     }
 }

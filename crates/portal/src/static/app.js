@@ -2,6 +2,8 @@
 //  - copies the enrolment token out of the link's fragment (fragments never reach a server
 //    or its logs) into the form, then drops it from the address bar;
 //  - asks before a form marked data-confirm is sent (delete);
+//  - shows every <time datetime> in the browser's own time zone (the server writes Japan's
+//    time for Japanese pages and UTC for English ones);
 //  - runs the WebAuthn ceremonies for passkeys (a browser API, so it needs a script): the
 //    vault makes the challenge and checks the answer; this only carries them.
 "use strict";
@@ -108,7 +110,28 @@ function passkeyAdd(form) {
   });
 }
 
+// "YYYY-MM-DD HH:MM ZONE" in the browser's time zone, as the server writes it in its own.
+function localTime(el) {
+  var d = new Date(el.getAttribute("datetime"));
+  if (isNaN(d.getTime())) return;
+  var two = function (n) { return (n < 10 ? "0" : "") + n; };
+  var zone = "";
+  try {
+    var parts = new Intl.DateTimeFormat(document.documentElement.lang || undefined,
+      { timeZoneName: "short" }).formatToParts(d);
+    parts.forEach(function (p) { if (p.type === "timeZoneName") zone = p.value; });
+  } catch (e) { /* no Intl: the offset alone */ }
+  if (!zone) {
+    var off = -d.getTimezoneOffset();
+    zone = "UTC" + (off >= 0 ? "+" : "-") + two(Math.floor(Math.abs(off) / 60)) + ":" + two(Math.abs(off) % 60);
+  }
+  el.textContent = d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + " " +
+    two(d.getHours()) + ":" + two(d.getMinutes()) + " " + zone;
+  el.title = el.getAttribute("datetime");
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("time[datetime]").forEach(localTime);
   var token = document.getElementById("token");
   if (token && !token.value && location.hash.length > 1) {
     token.value = decodeURIComponent(location.hash.slice(1));

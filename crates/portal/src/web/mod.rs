@@ -58,8 +58,8 @@ const CSS: &str = include_str!("../static/app.css");
 const JS: &str = include_str!("../static/app.js");
 /// Most quarantine items a page lists.
 const PAGE_ITEMS: i64 = 200;
-/// Hours the dashboard covers.
-const DASHBOARD_HOURS: u32 = 24;
+/// The portal's icon (a checkpoint gate), for the browser's tab.
+const ICON: &str = include_str!("../static/favicon.svg");
 
 /// The UI's routes.
 pub fn routes() -> Router<Arc<Portal>> {
@@ -90,6 +90,14 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/settings", get(settings_page))
         .route("/settings/{part}", post(settings_post))
         .route("/static/app.css", get(|| async { asset("text/css", CSS) }))
+        .route(
+            "/static/favicon.svg",
+            get(|| async { asset("image/svg+xml", ICON) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", ICON) }),
+        )
         .route(
             "/static/app.js",
             get(|| async { asset("text/javascript", JS) }),
@@ -221,6 +229,7 @@ fn page_with(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — Sekisho" }
                 link rel="stylesheet" href="/static/app.css";
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
                 script src="/static/app.js" defer {}
             }
             body {
@@ -301,6 +310,26 @@ fn verdict_name(l: Lang, v: &str) -> String {
         "none" => l.t("not inspected", "未検査").into(),
         other => other.to_string(),
     }
+}
+
+/// A trace event's word (as the mail path records it) in the reader's language.
+fn event_name(l: Lang, e: &str) -> String {
+    match e {
+        "accepted" => l.t("accepted", "受信"),
+        "delivered" => l.t("delivered", "配送済み"),
+        "deferred" => l.t("deferred", "配送待ち(再試行)"),
+        "failed" => l.t("failed", "配送失敗"),
+        "bounced" => l.t("bounced", "不達通知"),
+        "expired" => l.t("expired", "期限切れ"),
+        "quarantined" => l.t("quarantined", "隔離"),
+        "released" => l.t("released", "解放"),
+        "deleted" => l.t("deleted", "削除"),
+        "held" => l.t("held", "保留"),
+        "reject" | "rejected" => l.t("rejected", "拒否"),
+        "tempfail" => l.t("temporarily refused", "一時拒否"),
+        other => return other.to_string(),
+    }
+    .to_string()
 }
 
 async fn home(State(p): State<Arc<Portal>>, parts: Parts) -> Response {

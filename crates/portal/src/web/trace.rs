@@ -44,7 +44,7 @@ pub(super) async fn trace_page(
                         td { @if let Some(v) = &m.verdict { (verdict_name(l, v)) } @else { "—" }
                              @if let Some(sc) = m.score { " " (format!("{sc:.1}")) } }
                         td { ul.events { @for e in &m.events {
-                            li { (l.time(e.at)) " · " (e.rcpt) " · " strong { (e.event) }
+                            li { (l.time(e.at)) " · " (e.rcpt) " · " strong data-event=(e.event) { (event_name(l, &e.event)) }
                                  @if !e.detail.is_empty() { " · " span.note { (e.detail) } } }
                         } } }
                     }
@@ -53,4 +53,17 @@ pub(super) async fn trace_page(
         }
     };
     w.page(l.t("Message trace", "配送履歴"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_words_are_in_the_readers_language() {
+        assert_eq!(event_name(Lang::En, "quarantined"), "quarantined");
+        assert_eq!(event_name(Lang::Ja, "quarantined"), "隔離");
+        assert_eq!(event_name(Lang::Ja, "reject"), "拒否");
+        assert_eq!(event_name(Lang::Ja, "some-new-event"), "some-new-event");
+    }
 }
