@@ -222,3 +222,16 @@ def test_every_earlier_versions_data_migrates_and_opens(node, sink, tmp_path):
             assert b"body UPGRADE-FIXTURE" in content, fixture.name
         finally:
             n.stop()
+
+
+def test_the_grafana_dashboard_asks_only_for_series_a_node_serves(node):
+    n = node()
+    dash = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    import urllib.request
+    served = urllib.request.urlopen(f"http://127.0.0.1:{n.admin_port}/metrics", timeout=10).read().decode()
+    names = set(re.findall(r"^# TYPE (sekisho_\w+) ", served, re.M))
+    for e in exprs:
+        for name in re.findall(r"sekisho_\w+", e):
+            assert re.sub(r"_(bucket|sum|count)$", "", name) in names, f"{name} in {e!r} is not served"
