@@ -31,6 +31,8 @@ def test_gtube_is_rejected_at_data_and_traced(node, sink):
             c.sendmail("spammer@example.org", ["bob@acme.test"], gtube_message())
         assert e.value.smtp_code == 554
         assert e.value.smtp_error.startswith(b"5.7.1 Message rejected by content policy")
+        # The reply says why (the sender's bounce will): the heaviest symbols by name.
+        assert b": GTUBE" in e.value.smtp_error, e.value.smtp_error
         # The session goes on: a clean message after it is accepted.
         assert c.sendmail("a@example.org", ["bob@acme.test"], GOOD) == {}
     env, content = s.wait(1)[0]

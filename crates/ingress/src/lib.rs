@@ -490,16 +490,18 @@ impl Ingress {
                 550,
                 "5.7.1",
                 format!(
-                    "Message refused by outbound content policy (score {:.1})",
-                    verdict.score
+                    "Message refused by outbound content policy (score {:.1}: {})",
+                    verdict.score,
+                    verdict.reasons()
                 ),
             )),
             Action::Reject => Some(Reply::new(
                 554,
                 "5.7.1",
                 format!(
-                    "Message rejected by content policy (score {:.1})",
-                    verdict.score
+                    "Message rejected by content policy (score {:.1}: {})",
+                    verdict.score,
+                    verdict.reasons()
                 ),
             )),
             Action::Tempfail => Some(Reply::new(

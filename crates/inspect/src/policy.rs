@@ -83,6 +83,21 @@ impl Verdict {
             .join(", ")
     }
 
+    /// The reasons a refusal gives the sender, in an SMTP reply: the names of the (at most
+    /// three) heaviest symbols that counted against the message (`GTUBE, SPF_FAIL`). The
+    /// names only, no detail of what was seen: enough for an honest sender (and the bounce
+    /// their server writes) to know why, and the names are documented.
+    pub fn reasons(&self) -> String {
+        let mut against: Vec<&Scored> = self.symbols.iter().filter(|s| s.weight > 0.0).collect();
+        against.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+        against
+            .iter()
+            .take(3)
+            .map(|s| s.symbol.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The header block to prepend to the message: the stages' trace headers, then
     /// `X-Sekisho-Verdict`, `X-Sekisho-Score` and `X-Sekisho-Symbols` (CRLF-terminated lines).
     pub fn headers(&self) -> String {
@@ -258,6 +273,22 @@ mod tests {
 
     fn ev(s: &[Symbol]) -> Vec<Evidence> {
         s.iter().map(|&s| Evidence::new(s, "t")).collect()
+    }
+
+    #[test]
+    fn a_refusal_names_the_heaviest_symbols_against_the_message() {
+        let v = Policy::default().decide(ev(&[
+            Symbol::DkimPass,
+            Symbol::MissingDate,
+            Symbol::Gtube,
+            Symbol::SpfFail,
+            Symbol::HtmlOnly,
+        ]));
+        assert_eq!(v.reasons(), "GTUBE, SPF_FAIL, MISSING_DATE");
+        assert_eq!(
+            Policy::default().decide(ev(&[Symbol::DkimPass])).reasons(),
+            ""
+        );
     }
 
     #[test]
