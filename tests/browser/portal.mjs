@@ -152,6 +152,14 @@ try {
   seen.barFill = await admin.locator("#chart-flow rect.bar").first().evaluate(
     (r) => getComputedStyle(r).fill);
   await admin.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  // The settings form for protected names (a stricter policy: no code needed).
+  await admin.goto(`${base}/settings`);
+  await admin.fill("#protected-names", "Taro Yamada: taro@acme.test\nCEO Office");
+  await admin.click("#names-form button[type=submit]");
+  await admin.waitForSelector("p.notice");
+  seen.namesNotice = (await admin.textContent("p.notice")).trim();
+  seen.namesKept = await admin.inputValue("#protected-names");
+  await admin.goto(`${base}/dashboard`);
   // A week, per day; the period is a link away.
   await admin.click("nav.ranges a[href='/dashboard?range=7d']");
   await admin.waitForSelector("#chart-flow svg");

@@ -99,6 +99,11 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["flowChartSize"][0] > 300 and seen["flowChartSize"][1] > 50, seen
     assert seen["verdictBars"] >= 1 and seen["senderBars"] >= 1 and seen["symbolBars"] >= 1, seen
     assert seen["barFill"] not in ("none", "rgb(0, 0, 0)", ""), seen
+    # Protected names from the settings form reach the tenant's policy.
+    assert seen["namesNotice"].startswith("Protected names"), seen
+    assert seen["namesKept"] == "Taro Yamada: taro@acme.test\nCEO Office", seen
+    policy = n.cli("tenant", "policy", "acme").stdout
+    assert "Taro Yamada" in policy and "taro@acme.test" in policy and "CEO Office" in policy, policy
     # A week per (UTC) day: 7 or 8 columns, as the week started at the hour it is now.
     assert seen["weekBars"] in (7, 8) and seen["weekCurrent"] == "7 days", seen
     assert seen["weekCaption"] == "Mail flow per day", seen

@@ -57,6 +57,10 @@ pub(super) async fn settings_with(
             "The thresholds are changed; mail is judged by them from now on.",
             "しきい値を変更しました。以後のメールに適用されます。",
         )),
+        Some("names") => Some(l.t(
+            "Protected names and trusted forwarders are changed; they apply at once.",
+            "保護する名前と信頼する転送元を変更しました。すぐに適用されます。",
+        )),
         Some("secret") => Some(l.t(
             "The secret is sealed. It cannot be shown again, only replaced.",
             "シークレットを封印しました。再表示はできず、置き換えのみ可能です。",
@@ -78,6 +82,18 @@ pub(super) async fn settings_with(
             label { (l.t("Tag from score", "タグ付けするスコア")) input type="number" step="0.1" name="tag" value=(tag) required; }
             label { (l.t("Quarantine from score", "隔離するスコア")) input type="number" step="0.1" name="quarantine" value=(quarantine) required; }
             label { (l.t("Reject from score", "拒否するスコア")) input type="number" step="0.1" name="reject" value=(reject) required; }
+            (code_field)
+            button type="submit" { (l.t("Save", "保存")) }
+        }
+        h2 { (l.t("Protected names and trusted forwarders", "保護する名前と信頼する転送元")) }
+        form.card #names-form method="post" action="/settings/names" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("Protected display names, one a line: the name, then a colon and their real addresses (none: any address at your domains). Mail showing such a name from another address is held as impersonation.",
+                         "保護する表示名(1行に1つ): 名前、続けてコロンと本人のアドレス(省略するとテナントのドメインの全アドレス)。他のアドレスからこの名前を名乗るメールはなりすましとして扱います。"))
+                textarea #protected-names name="names" rows="5" maxlength="20000" { (names_text(&policy.policy.protected_names)) } }
+            label { (l.t("Forwarders whose ARC seal you trust (mailing lists, a forwarding service), one domain a line",
+                         "ARC署名を信頼する転送元(メーリングリスト・転送サービス)のドメイン(1行に1つ)"))
+                textarea #trusted-arc name="trusted_arc" rows="3" maxlength="5000" { (policy.policy.trusted_arc.join("\n")) } }
             (code_field)
             button type="submit" { (l.t("Save", "保存")) }
         }
@@ -168,6 +184,40 @@ pub(super) struct SettingsForm {
     route: Option<String>,
     policy: Option<String>,
     address: Option<String>,
+    names: Option<String>,
+    trusted_arc: Option<String>,
+}
+
+/// Protected names as the form shows them: `Name: a@x, b@x`, one a line.
+fn names_text(names: &[proto::acts::ProtectedName]) -> String {
+    names
+        .iter()
+        .map(|n| match n.addresses.is_empty() {
+            true => n.name.clone(),
+            false => format!("{}: {}", n.name, n.addresses.join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The form's lines back into protected names (the vault validates names and addresses).
+fn parse_names(text: &str) -> Vec<proto::acts::ProtectedName> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (name, addresses) = l.split_once(':').unwrap_or((l, ""));
+            proto::acts::ProtectedName {
+                name: name.trim().to_string(),
+                addresses: addresses
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 pub(super) async fn settings_post(
@@ -201,6 +251,26 @@ pub(super) async fn settings_post(
             doc.reject = f.reject;
             match api::policy_replace(&p, &s, doc).await {
                 Ok(_) => Redirect::to("/settings?done=policy").into_response(),
+                Err(e) => w.error(&e),
+            }
+        }
+        "names" => {
+            let mut doc = match api::policy_of(&p, &s).await {
+                Ok(d) => d.policy,
+                Err(e) => return w.error(&e),
+            };
+            doc.protected_names = parse_names(f.names.as_deref().unwrap_or(""));
+            doc.trusted_arc = f
+                .trusted_arc
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect();
+            match api::policy_replace(&p, &s, doc).await {
+                Ok(_) => Redirect::to("/settings?done=names").into_response(),
                 Err(e) => w.error(&e),
             }
         }
@@ -269,5 +339,29 @@ pub(super) async fn settings_post(
             }
         }
         _ => w.error(&Problem::not_found("no such settings form")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_names_round_trip_through_the_form() {
+        let text = "Taro Yamada: taro@acme.example, t.yamada@acme.example\n\n  CEO Office  \nNo: addresses: here";
+        let names = parse_names(text);
+        assert_eq!(names.len(), 3);
+        assert_eq!(names[0].name, "Taro Yamada");
+        assert_eq!(
+            names[0].addresses,
+            ["taro@acme.example", "t.yamada@acme.example"]
+        );
+        assert_eq!(
+            (names[1].name.as_str(), names[1].addresses.len()),
+            ("CEO Office", 0)
+        );
+        // Only the first colon splits (the vault refuses what is not an address).
+        assert_eq!(names[2].addresses, ["addresses: here"]);
+        assert_eq!(parse_names(&names_text(&names[..2])), names[..2].to_vec());
     }
 }
