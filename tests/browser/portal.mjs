@@ -182,6 +182,17 @@ try {
   const again = await admin.goto(`${base}/dashboard`);
   seen.afterLogoutDashboard = new URL(again.url()).pathname;
 
+  // --- the first operator invites an auditor from the system page ---
+  const op = await newPage("en-US");
+  const opSecret = await enrol(op, env("OPERATOR_LINK"));
+  await login(op, "operator", opSecret);
+  await op.goto(`${base}/operator`);
+  await op.fill("#invite-form input[name=email]", "auditor@example.test");
+  await op.selectOption("#invite-form select[name=role]", "auditor");
+  await op.click("#invite-form button[type=submit]");
+  await op.waitForSelector("#invite-link");
+  seen.operatorInvite = (await op.textContent("#invite-link")).trim();
+
   // --- passkeys, at https://localhost (an RP ID is a host name, never an address), with
   // Chromium's virtual authenticator (a platform authenticator with user verification) ---
   const local = base.replace("://127.0.0.1:", "://localhost:");

@@ -54,7 +54,8 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
                USER_EMAIL="bob@acme.test", USER_LINK=link_of(n, "bob@acme.test", "user", "acme"),
                ADMIN_EMAIL="admin@acme.test",
                ADMIN_LINK=link_of(n, "admin@acme.test", "tenant-admin", "acme"),
-               PASSKEY_EMAIL="carol@acme.test", PASSKEY_LINK=link_of(n, "carol@acme.test", "user", "acme"))
+               PASSKEY_EMAIL="carol@acme.test", PASSKEY_LINK=link_of(n, "carol@acme.test", "user", "acme"),
+               OPERATOR_LINK=f"{n.portal_url().rstrip('/')}/enrol#{n.enrolment_link()}")
     run = subprocess.run(["node", str(SCRIPT)], cwd=SCRIPT.parent, env=env,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -104,6 +105,9 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["namesKept"] == "Taro Yamada: taro@acme.test\nCEO Office", seen
     policy = n.cli("tenant", "policy", "acme").stdout
     assert "Taro Yamada" in policy and "taro@acme.test" in policy and "CEO Office" in policy, policy
+    # The operator's invitation form: the link is shown, the invitation is pending.
+    assert "/enrol#e1_" in seen["operatorInvite"], seen
+    assert "auditor@example.test auditor - invited by" in n.cli("user", "list").stdout
     # A week per (UTC) day: 7 or 8 columns, as the week started at the hour it is now.
     assert seen["weekBars"] in (7, 8) and seen["weekCurrent"] == "7 days", seen
     assert seen["weekCaption"] == "Mail flow per day", seen

@@ -1,17 +1,22 @@
-//! The operator's page: tenants and their domains.
+//! The operator's page: health, nodes, tenants and their domains, invitations.
 
 use super::*;
 
 pub(super) async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -> Response {
+    operator_with(&p, &w, None).await
+}
+
+/// The operator's page, with the one-time link of an invitation just made.
+async fn operator_with(p: &Portal, w: &WebSession, link: Option<&str>) -> Response {
     let l = w.lang;
     if w.s.user.role != Role::Operator {
         return w.error(&Problem::forbidden("system health is for operators"));
     }
-    let tenants = match api::tenant_docs(&p, &w.s).await {
+    let tenants = match api::tenant_docs(p, &w.s).await {
         Ok(t) => t,
         Err(e) => return w.error(&e),
     };
-    let h = match api::health_of(&p, &w.s).await {
+    let h = match api::health_of(p, &w.s).await {
         Ok(h) => h,
         Err(e) => return w.error(&e),
     };
@@ -23,6 +28,9 @@ pub(super) async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -
         }
     };
     let body = html! {
+        @if let Some(link) = link {
+            p.notice role="status" { (l.t("Invited. Send this one-time link (valid 72 hours):", "招待しました。この一回限りのリンク(72時間有効)を送ってください:")) br; code #invite-link { (link) } }
+        }
         h2 { (l.t("Health", "稼働状況")) }
         dl.meta #health {
             dt { (l.t("Version", "バージョン")) } dd { (h.version) }
@@ -92,6 +100,21 @@ pub(super) async fn operator_page(State(p): State<Arc<Portal>>, w: WebSession) -
             label { (l.t("Route (smtp://host:port?tls=required)", "配送先(smtp://host:port?tls=required)")) input name="route" required maxlength="1000"; }
             button type="submit" { (l.t("Create", "作成")) }
         }
+        h2 { (l.t("Invite a person", "利用者の招待")) }
+        form.card #invite-form method="post" action="/operator/invite" {
+            input type="hidden" name="csrf" value=(w.s.csrf);
+            label { (l.t("E-mail address (their login name)", "メールアドレス(ログイン名)")) input type="email" name="email" required maxlength="254"; }
+            label { (l.t("Role", "権限")) select name="role" {
+                @for r in [Role::Operator, Role::Auditor, Role::TenantAdmin, Role::User] {
+                    option value=(r.as_str()) { (role_name(l, r)) }
+                }
+            } }
+            label { (l.t("Tenant (tenant admins and users)", "テナント(テナント管理者・利用者)")) select name="tenant_name" {
+                option value="" { "—" }
+                @for t in &tenants { option value=(t.name) { (t.name) } }
+            } }
+            button type="submit" { (l.t("Invite", "招待")) }
+        }
         h2 { (l.t("Add a domain", "ドメインの追加")) }
         form.card #domain-form method="post" action="/operator/domain" {
             input type="hidden" name="csrf" value=(w.s.csrf);
@@ -113,17 +136,32 @@ pub(super) struct OperatorForm {
     route: Option<String>,
     tenant: Option<i64>,
     domain: Option<String>,
+    email: Option<String>,
+    role: Option<String>,
+    tenant_name: Option<String>,
 }
 
-/// The operator page's forms: a new tenant, a domain for a tenant (the API's acts).
+/// The operator page's forms: a new tenant, a domain for a tenant, an invitation (the API's
+/// acts; the vault decides who may invite whom).
 pub(super) async fn operator_post(
     State(p): State<Arc<Portal>>,
     w: WebSession,
+    headers: axum::http::HeaderMap,
     Path(part): Path<String>,
     FormBody(f): FormBody<OperatorForm>,
 ) -> Response {
     if let Some(r) = w.csrf_refusal(&f.csrf) {
         return r;
+    }
+    if part == "invite" {
+        let (Some(email), Some(role)) = (f.email, f.role) else {
+            return w.error(&Problem::bad_request("fill in the address and the role"));
+        };
+        let tenant = f.tenant_name.filter(|t| !t.is_empty());
+        return match api::invite_with(&p, &w.s, email, role, tenant, &headers).await {
+            Ok(link) => operator_with(&p, &w, Some(&link)).await,
+            Err(e) => w.error(&e),
+        };
     }
     let done = match part.as_str() {
         "tenant" => {
