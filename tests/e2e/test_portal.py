@@ -5,6 +5,7 @@ import base64
 import hashlib
 import http.client
 import json
+import re
 import os
 import smtplib
 import time
@@ -1069,6 +1070,11 @@ def test_tenant_admin_settings_page_changes_thresholds_invites_and_seals_through
     assert st == 403 and "step-up" in page
     st, _, page = post("/settings/invite", email="carol@acme.test", role="user")
     assert st == 200 and "/enrol#e1_" in page
+    # The people table lists her as invited until she enrols (never her link again).
+    st, _, page = admin.request("GET", "/settings")
+    row = re.search(r'<tr class="invited"><td>carol@acme\.test</td>.*?</tr>', page)
+    assert st == 200 and row and "invited, link valid until" in row.group(0), page
+    assert page.count("/enrol#") == 0
     st, _, page = post("/settings/invite", email="x@acme.test", role="operator")
     assert st == 400 and "users and tenant admins only" in page
     st, _, page = post("/settings/secret", username="relay", password="Pw-in-a-form-77")

@@ -138,6 +138,8 @@ asks! {
     RecipientPolicySet "recipient-policy-set" { tenant: TenantId, policy: RecipientPolicy } -> TenantView;
     /// Accounts (operators: all; tenant admins: their tenant's).
     AccountList "account-list" {} -> Vec<Account>;
+    /// Invitations not yet taken up (operators: all; tenant admins: their tenant's).
+    InvitationList "invitation-list" {} -> Vec<Invitation>;
     /// The tenant admin's filter policy, with the global values.
     PolicyGet "policy-get" {} -> PolicyAnswer;
     /// Replaces the tenant admin's filter policy (loosening needs a step-up).
@@ -378,6 +380,21 @@ pub struct Recipients {
     pub policy: RecipientPolicy,
     /// Listed mailboxes, sorted.
     pub recipients: Vec<String>,
+}
+
+/// An invitation not yet taken up (never its link: that was shown once, to the inviter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// The login name the account will have.
+    pub email: String,
+    /// Its role.
+    pub role: Role,
+    /// Tenant name.
+    pub tenant: Option<String>,
+    /// Who invited them.
+    pub invited_by: String,
+    /// When the link stops working (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// A portal account (never its password or second factor).

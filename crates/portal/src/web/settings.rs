@@ -24,12 +24,13 @@ pub(super) async fn settings_with(
     };
     let [tag, quarantine, reject] = policy.effective;
     let tenant = w.s.user.tenant_id.map(|t| t.0);
-    let (users, secrets) = match (
+    let (users, invited, secrets) = match (
         w.s.ask(p, proto::acts::AccountList {}).await,
+        w.s.ask(p, proto::acts::InvitationList {}).await,
         w.s.ask(p, proto::acts::SecretList {}).await,
     ) {
-        (Ok(u), Ok(s)) => (u, s),
-        (Err(e), _) | (_, Err(e)) => return w.error(&e),
+        (Ok(u), Ok(i), Ok(s)) => (u, i, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return w.error(&e),
     };
     // The tenant's route and recipients (tenant admins manage their own).
     let delivery = match tenant {
@@ -103,6 +104,10 @@ pub(super) async fn settings_with(
             tbody { @for u in &users {
                 tr { td { (u.email) } td { (role_name(l, u.role)) }
                      td { (if u.active { l.t("active", "有効") } else { l.t("enrolling", "登録中") }) } }
+            }
+            @for i in &invited {
+                tr.invited { td { (i.email) } td { (role_name(l, i.role)) }
+                     td { (l.t("invited, link valid until", "招待中・リンク有効期限")) " " (l.time(i.expires_at)) } }
             } }
         }
         form.card.inline method="post" action="/settings/invite" {

@@ -1,7 +1,8 @@
 //! Portal accounts as listed to operators (all) and tenant admins (their tenant's); never a
-//! password or a second factor. Invitations are `invite_by` in the parent.
+//! password or a second factor; and the invitations not yet taken up (never their links).
+//! Invitations are made by `invite_by` in the parent.
 
-use proto::acts::Account;
+use proto::acts::{Account, Invitation};
 
 use super::{Caller, Done};
 use crate::server::Vault;
@@ -22,6 +23,24 @@ impl Vault {
                 active: u.active,
                 locked_until: u.locked_until,
                 created_at: u.created_at,
+            })
+            .collect())
+    }
+
+    /// Invitations not yet taken up, in the caller's scope.
+    pub(super) async fn invitation_list(&self, c: &Caller) -> Done<Vec<Invitation>> {
+        let tenant = c.admin_scope("invitations are listed for operators and tenant admins")?;
+        Ok(self
+            .store
+            .invitations_pending(tenant, store::unix_now())
+            .await?
+            .into_iter()
+            .map(|i| Invitation {
+                email: i.email,
+                role: i.role,
+                tenant: i.tenant,
+                invited_by: i.invited_by,
+                expires_at: i.expires_at,
             })
             .collect())
     }

@@ -213,6 +213,7 @@ impl Vault {
                 answer::<RecipientPolicySet>(self.recipient_policy_set(&c, a).await)
             }
             Act::AccountList(_) => answer::<AccountList>(self.account_list(&c).await),
+            Act::InvitationList(_) => answer::<InvitationList>(self.invitation_list(&c).await),
             Act::PolicyGet(_) => answer::<PolicyGet>(self.policy_get(&c).await),
             Act::PolicySet(a) => answer::<PolicySet>(self.policy_set(&c, a).await),
             Act::SecretList(_) => answer::<SecretList>(self.secret_list(&c).await),
