@@ -235,3 +235,70 @@ def test_the_grafana_dashboard_asks_only_for_series_a_node_serves(node):
     for e in exprs:
         for name in re.findall(r"sekisho_\w+", e):
             assert re.sub(r"_(bucket|sum|count)$", "", name) in names, f"{name} in {e!r} is not served"
+
+
+def self_signed(tmp_path, name):
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "30", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def served_name(port, starttls):
+    """The CN of the certificate a listener serves (STARTTLS on SMTP, or TLS at once)."""
+    import smtplib
+    import ssl
+    from cryptography import x509
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if starttls:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            c.starttls(context=ctx)
+            der = c.sock.getpeercert(binary_form=True)
+    else:
+        import socket
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as s:
+                der = s.getpeercert(binary_form=True)
+    cert = x509.load_der_x509_certificate(der)
+    return cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+
+
+def test_a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_refused(node, sink, tmp_path):
+    """`systemctl reload` (SIGHUP to the supervisor): the portal and mx read the renewed
+    certificate; a pair that does not load is refused and the old one stays in service; mail
+    flows before and after."""
+    import signal
+    from conftest import free_port
+    s = sink()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    a_cert, a_key = self_signed(tmp_path, "a.example")
+    shutil.copy(a_cert, cert)
+    shutil.copy(a_key, key)
+    port = free_port()
+    n = node(config=f'[tls]\ncert = "{cert}"\nkey = "{key}"\n', smtp_port=port)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    send(n, "bob@acme.test", bare("BEFORE-RELOAD", "bob@acme.test"))
+    assert served_name(port, True) == "a.example"
+    portals = lambda: re.findall(r"^portal listening on https://127\.0\.0\.1:(\d+)", "".join(n.banner), re.M)
+    assert served_name(int(wait_for(portals, what="the portal")[-1]), False) == "a.example"
+
+    # A broken renewal: refused, the running roles keep serving the old certificate.
+    key.write_text("not a key\n")
+    n.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: any(l.startswith("reload refused") for l in n.banner), what="the refusal")
+    assert served_name(port, True) == "a.example" and n.proc.poll() is None
+
+    # The renewed pair: served by both after the reload.
+    b_cert, b_key = self_signed(tmp_path, "b.example")
+    shutil.copy(b_cert, cert)
+    shutil.copy(b_key, key)
+    before = len(portals())
+    n.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(portals()) > before, timeout=60, what="the portal again")
+    wait_for(lambda: served_name(port, True) == "b.example" or None, timeout=60, what="mx with the new certificate")
+    assert served_name(int(portals()[-1]), False) == "b.example"
+    send(n, "bob@acme.test", bare("AFTER-RELOAD", "bob@acme.test"))
+    got = b"".join(m[1] for m in s.wait(2))
+    assert b"BEFORE-RELOAD" in got and b"AFTER-RELOAD" in got

@@ -180,6 +180,16 @@ impl Role {
         Ok(())
     }
 
+    /// A planned restart (a reload): stopped as at shutdown, started again at once.
+    async fn renew(&mut self, grace: Duration, token: &RoleToken) -> Result<()> {
+        self.stop(grace).await;
+        self.child = spawn(self.name, token, self.home.as_deref()).await?;
+        self.pids.set(self.name, self.child.id());
+        self.started = Instant::now();
+        self.first = false;
+        Ok(())
+    }
+
     /// SIGTERM, then SIGKILL after `grace`.
     async fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {
@@ -412,7 +422,34 @@ fn role_users(cfg: &Config, demo: bool) -> Result<Option<crate::sysusers::RoleUs
     Ok(Some(users))
 }
 
-/// Runs the roles until SIGTERM/SIGINT.
+/// `SIGHUP` (`systemctl reload`): after a certificate renewal, the roles that serve TLS read
+/// it again. The new files are checked first — a broken pair is refused and the running
+/// roles keep the old one — then the portal and mx are restarted one after the other (mx
+/// finishes its sessions within `shutdown_grace`; acknowledged mail is in the spool).
+async fn reload(
+    cfg: &Config,
+    mx: &mut Role,
+    portal: Option<&mut Role>,
+    token: &RoleToken,
+    no_token: &RoleToken,
+) -> Result<()> {
+    if let Err(e) = tls::server_config(&cfg.tls_cert, &cfg.tls_key) {
+        tracing::error!(error = %e, cert = %cfg.tls_cert.display(), "reload refused: the certificate and key do not load; the roles keep the ones they have");
+        println!("reload refused: {e}");
+        return Ok(());
+    }
+    println!(
+        "reloading: the portal and mx read {} again",
+        cfg.tls_cert.display()
+    );
+    if let Some(p) = portal {
+        p.renew(Duration::from_secs(10), no_token).await?;
+    }
+    mx.renew(cfg.shutdown_grace + Duration::from_secs(20), token)
+        .await
+}
+
+/// Runs the roles until SIGTERM/SIGINT; `SIGHUP` reloads (see [`reload`]).
 pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
     crate::serve::ensure_data_dir(&cfg)?;
     // One node per data directory.
@@ -466,10 +503,16 @@ pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
     if demo {
         crate::demo::invite_people(&cfg).await;
     }
+    let mut hup = signal(SignalKind::hangup())?;
     let outcome: Result<()> = loop {
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
+            _ = hup.recv() => {
+                if let Err(e) = reload(&cfg, &mut mx, portal.as_mut(), &token, &no_token).await {
+                    break Err(e);
+                }
+            }
             status = vault.child.wait() => {
                 report_violation(&cfg, "vault", &status).await;
                 if let Err(e) = vault.restart(status, &token).await {
