@@ -19,17 +19,27 @@ from portal_helpers import QUARANTINE_ALL, bare, send
 DEPLOY = ROOT / "deploy"
 
 
-def unit_for_test(tmp_path):
-    """The unit with ExecStart pointing at the binary under test (verify checks it exists)."""
-    unit = tmp_path / "sekisho.service"
-    unit.write_text((DEPLOY / "sekisho.service").read_text().replace("/usr/bin/sekisho", str(BIN)))
-    return unit
+UNITS = ["sekisho.service", "sekisho-acme.service", "sekisho-acme.timer", "sekisho-cert.path",
+         "sekisho-reload.service"]
+
+
+def unit_for_test(tmp_path, name="sekisho.service"):
+    """A unit with its commands pointing at the binary under test (verify checks it exists);
+    the units it names beside it."""
+    for u in UNITS:
+        (tmp_path / u).write_text((DEPLOY / u).read_text().replace("/usr/bin/sekisho", str(BIN)))
+    return tmp_path / name
 
 
 def test_the_unit_verifies_and_its_exposure_is_low(tmp_path):
     unit = unit_for_test(tmp_path)
-    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
-    assert r.returncode == 0 and "sekisho.service" not in r.stderr, r.stderr
+    r = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / u) for u in UNITS)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "sekisho" not in r.stderr, r.stderr
+    # The renewal job is confined too: it binds port 80 and writes the TLS directory, nothing else.
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=50",
+                        str(tmp_path / "sekisho-acme.service")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=50", str(unit)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -67,6 +77,7 @@ def test_the_debian_package_builds_installs_and_removes(tmp_path):
                          capture_output=True, text=True, timeout=300, check=True).stdout.strip()
     contents = subprocess.run(["dpkg-deb", "--contents", out], capture_output=True, text=True, check=True).stdout
     for path in ("./usr/bin/sekisho", "./usr/lib/systemd/system/sekisho.service",
+                 "./usr/lib/systemd/system/sekisho-acme.timer", "./usr/lib/systemd/system/sekisho-cert.path",
                  "./usr/lib/sysusers.d/sekisho.conf", "./etc/sekisho/sekisho.toml",
                  "./usr/share/doc/sekisho/deploy.md"):
         assert path in contents, path
@@ -302,3 +313,104 @@ def test_a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_refu
     send(n, "bob@acme.test", bare("AFTER-RELOAD", "bob@acme.test"))
     got = b"".join(m[1] for m in s.wait(2))
     assert b"BEFORE-RELOAD" in got and b"AFTER-RELOAD" in got
+
+
+def start_pebble(tmp_path, dns_port, http_port):
+    """Debian's pebble (a test ACME CA) on loopback: its HTTPS with a certificate made here,
+    http-01 validation against `http_port`, names resolved by the test's DNS server."""
+    import socket
+    from conftest import free_port
+    # A private CA, and pebble's HTTPS certificate from it (a client refuses a CA as a leaf).
+    ca, ca_key = tmp_path / "pebble-ca.crt", tmp_path / "pebble-ca.key"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    subprocess.run(["openssl", "req", "-x509", *ec, "-days", "2", "-subj", "/CN=test ACME HTTPS CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+                    "-keyout", str(ca_key), "-out", str(ca)], check=True, capture_output=True)
+    cert, key, csr = tmp_path / "pebble.crt", tmp_path / "pebble.key", tmp_path / "pebble.csr"
+    subprocess.run(["openssl", "req", "-new", *ec, "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr)],
+                   check=True, capture_output=True)
+    ext = tmp_path / "pebble.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+                    "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert)],
+                   check=True, capture_output=True)
+    port = free_port()
+    cfg = tmp_path / "pebble.json"
+    cfg.write_text(json.dumps({"pebble": {
+        "listenAddress": f"127.0.0.1:{port}", "managementListenAddress": f"127.0.0.1:{free_port()}",
+        "certificate": str(cert), "privateKey": str(key), "httpPort": http_port, "tlsPort": free_port(),
+        "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
+    log = open(tmp_path / "pebble.log", "wb")
+    proc = subprocess.Popen(["pebble", "-config", str(cfg), "-dnsserver", f"127.0.0.1:{dns_port}"],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0"))
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return None
+    wait_for(up, what="pebble")
+    return proc, f"https://127.0.0.1:{port}/dir", ca
+
+
+def served_names(port):
+    """The DNS names of the certificate mx serves on STARTTLS, and its issuer."""
+    import smtplib
+    import ssl
+    from cryptography import x509
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+        c.starttls(context=ctx)
+        cert = x509.load_der_x509_certificate(c.sock.getpeercert(binary_form=True))
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.DNSName), cert.issuer.rfc4514_string(), cert.serial_number
+
+
+def test_acme_issues_renews_only_when_due_and_a_reload_serves_it(node, sink, dns, tmp_path):
+    """`sekisho acme renew` against pebble: the http-01 challenge answered on its own
+    listener, the certificate written, nothing renewed while it is good, `--force` renews,
+    and after `systemctl reload` (SIGHUP) mx serves the CA's certificate."""
+    import signal
+    from conftest import free_port
+    http_port = free_port()
+    dns.a("mx1.acme.test", "127.0.0.1")
+    pebble, directory, pebble_cert = start_pebble(tmp_path, dns.port, http_port)
+    try:
+        cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+        a_cert, a_key = self_signed(tmp_path, "a.example")
+        shutil.copy(a_cert, cert)
+        shutil.copy(a_key, key)
+        port = free_port()
+        n = node(config=f'[tls]\ncert = "{cert}"\nkey = "{key}"\n'
+                        f'[acme]\ndirectory = "{directory}"\nca_file = "{pebble_cert}"\n'
+                        f'http_listen = "127.0.0.1:{http_port}"\ndomains = ["mx1.acme.test"]\n'
+                        f'contact = "hostmaster@acme.test"\n', smtp_port=port)
+        r = n.cli("acme", "renew")
+        assert "written to" in r.stdout, r.stdout + r.stderr
+        assert oct(cert.stat().st_mode & 0o777) == "0o600" and oct(key.stat().st_mode & 0o777) == "0o600"
+        first = cert.read_bytes()
+        # Good for long: nothing to do, nothing written.
+        r = n.cli("acme", "renew")
+        assert "nothing to renew" in r.stdout and cert.read_bytes() == first, r.stdout
+        # Put in service by a reload.
+        n.proc.send_signal(signal.SIGHUP)
+        names = wait_for(lambda: v if (v := served_names(port))[0] == ["mx1.acme.test"] else None,
+                         timeout=60, what="mx serving the ACME certificate")
+        assert "Pebble" in names[1], names
+        # --force renews.
+        r = n.cli("acme", "renew", "--force")
+        assert "written to" in r.stdout and cert.read_bytes() != first
+        # A name the CA cannot validate: one clear line, the certificate on disk untouched.
+        second = cert.read_bytes()
+        bad = tmp_path / "bad.toml"
+        bad.write_text(n.config_path.read_text().replace('domains = ["mx1.acme.test"]', 'domains = ["nowhere.acme.test"]'))
+        r = subprocess.run([str(BIN), "--config", str(bad), "--data-dir", str(n.data_dir), "acme", "renew"],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "nowhere.acme.test" in r.stderr and cert.read_bytes() == second, r.stderr
+    finally:
+        pebble.terminate()
+        pebble.wait(10)

@@ -53,6 +53,39 @@ pub struct RawConfig {
     portal: RawPortal,
     #[serde(default)]
     digest: RawDigest,
+    #[serde(default)]
+    acme: RawAcme,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory: Option<String>,
+    contact: Option<String>,
+    domains: Option<Vec<String>>,
+    http_listen: Option<String>,
+    ca_file: Option<PathBuf>,
+    renew_before: Option<String>,
+    account_key: Option<PathBuf>,
+}
+
+/// Certificates from an ACME CA (`sekisho acme renew`).
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (https).
+    pub directory: String,
+    /// The account's contact address.
+    pub contact: Option<String>,
+    /// The names the certificate is for (default: the host name).
+    pub domains: Vec<String>,
+    /// Where the http-01 challenge is answered (port 80 as the CA sees it).
+    pub http_listen: SocketAddr,
+    /// An extra root the CA's own HTTPS is checked against (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Renew when the certificate has less than this left.
+    pub renew_before: Duration,
+    /// The account key (made on first use; beside the certificate by default).
+    pub account_key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +328,8 @@ pub struct Overrides {
 pub struct Config {
     /// The configuration file this was read from (absolute), if any.
     pub config_file: Option<PathBuf>,
+    /// ACME (`[acme]` with a directory), if configured.
+    pub acme: Option<AcmeConfig>,
     pub hostname: String,
     /// This node's name in the cluster's node list (`[server] node_name`; the host name).
     pub node_name: String,
@@ -399,6 +434,52 @@ impl Config {
             None => format!("--data-dir {}", self.data_dir.display()),
         }
     }
+}
+
+fn resolve_acme(a: RawAcme, hostname: &str, tls_cert: &Path) -> Result<Option<AcmeConfig>> {
+    let http_listen = addr(
+        "acme.http_listen",
+        a.http_listen.as_deref().unwrap_or("0.0.0.0:80"),
+    )?;
+    let renew_before = duration_or(
+        "acme.renew_before",
+        a.renew_before.as_deref(),
+        Duration::from_secs(30 * 86_400),
+    )?;
+    let Some(directory) = a.directory else {
+        return Ok(None);
+    };
+    if !directory.starts_with("https://") || url::Url::parse(&directory).is_err() {
+        bail!("acme.directory: {directory:?} is not an https:// URL");
+    }
+    let domains = a.domains.unwrap_or_else(|| vec![hostname.to_string()]);
+    if domains.is_empty() {
+        bail!("acme.domains: name at least one domain");
+    }
+    let domains = domains
+        .iter()
+        .map(|d| store::normalize_domain(d).map_err(|e| anyhow::anyhow!("acme.domains: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(c) = &a.contact
+        && (!c.contains('@') || c.contains(char::is_whitespace))
+    {
+        bail!("acme.contact: {c:?} is not an e-mail address");
+    }
+    let account_key = a.account_key.unwrap_or_else(|| {
+        tls_cert
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("acme-account.key")
+    });
+    Ok(Some(AcmeConfig {
+        directory,
+        contact: a.contact,
+        domains,
+        http_listen,
+        ca_file: a.ca_file,
+        renew_before,
+        account_key,
+    }))
 }
 
 /// Every setting with a fixed default (what `check-config` starts from).
@@ -1103,8 +1184,10 @@ impl RawConfig {
             "inspect.auth_deadline",
             i.auth_deadline.as_deref().unwrap_or("5s"),
         )?;
+        let acme = resolve_acme(self.acme, &hostname, &tls_cert)?;
         Ok(Config {
             config_file: None,
+            acme,
             node_name,
             clamd,
             clamd_deadline,

@@ -93,6 +93,7 @@ fn ordered(t: Table) -> Vec<(String, Value)> {
         "malware",
         "inspect",
         "dnsbl",
+        "acme",
     ];
     let mut keys: Vec<String> = t.keys().cloned().collect();
     keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));

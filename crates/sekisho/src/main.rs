@@ -12,6 +12,7 @@
 //! on the network except the loopback HTTP listener, which exposes health and metrics only.
 #![forbid(unsafe_code)]
 
+mod acme;
 mod admin;
 mod audit;
 mod backup;
@@ -95,6 +96,10 @@ enum Command {
     /// Check the configuration and print the settings in effect, as TOML (defaults, the
     /// file, flags and environment together; usable as a configuration file).
     CheckConfig,
+    /// The node's certificate from an ACME CA ([acme]): `renew` when it is missing, does not
+    /// cover the names, or ends within `renew_before`.
+    #[command(subcommand)]
+    Acme(AcmeCmd),
     /// Back up the store (a consistent snapshot, taken while the node runs) and the
     /// quarantine's sealed blobs, with a manifest of digests. Never the KEK.
     Backup {
@@ -261,6 +266,17 @@ enum NodeCmd {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AcmeCmd {
+    /// Obtain or renew the certificate (http-01 on [acme] http_listen); exits 0 whether or
+    /// not it had to. `systemctl reload sekisho` puts a new one in service.
+    Renew {
+        /// Renew even though the certificate is good for longer than renew_before.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -1049,6 +1065,11 @@ async fn run(cli: Cli, prepared: Option<(Config, Option<serve::RoleStart>)>) -> 
             };
             print!("{}", sekisho::effective::effective(file.as_deref(), &cfg)?);
             Ok(())
+        }
+        Command::Acme(AcmeCmd::Renew { force }) => {
+            acme::renew(&load_config(&cli.node, Overrides::default())?, force)
+                .await
+                .map(|_| ())
         }
         Command::Backup { to } => {
             backup::backup(&load_config(&cli.node, Overrides::default())?, &to).await
