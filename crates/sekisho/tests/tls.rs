@@ -228,9 +228,12 @@ fn starttls_verified_against_a_private_ca() {
     );
     assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
     let maildir = downstream.data_dir.join("maildir/alice@demo.test/new");
+    // (The downstream is a demo node: its own sample mail is in the same Maildir.)
     let content = wait_until("delivery to the downstream", || {
-        let entry = std::fs::read_dir(&maildir).ok()?.next()?.ok()?;
-        std::fs::read_to_string(entry.path()).ok()
+        std::fs::read_dir(&maildir)
+            .ok()?
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .find(|c| c.ends_with("Subject: verified\r\n\r\nhello\r\n"))
     });
     // The downstream's Received header (first) proves the hop from the gateway was TLS 1.3.
     let first = content
