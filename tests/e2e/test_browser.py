@@ -2,15 +2,21 @@
 npm, tests/browser/portal.mjs) against the real binary. An end user activates the account
 from the invitation link, logs in with password + TOTP, opens a quarantined message, sees it
 safely, always allows its sender, and releases it — and the message really arrives at the downstream sink. A tenant
-admin's dashboard renders its charts, and a screenshot is taken."""
+admin's dashboard renders its charts, and a screenshot is taken. Then every other form of an
+operator's and a tenant admin's daily work (tests/browser/forms.mjs), each change checked from
+outside."""
 import datetime
 import json
 import os
 import re
+import smtplib
 import subprocess
+import time
 from pathlib import Path
 
-from portal_helpers import PASSWORD, QUARANTINE_ALL, send
+from conftest import wait_for
+from portal_helpers import PASSWORD, QUARANTINE_ALL, bare, send
+from test_digest import LINK, digests
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "browser" / "portal.mjs"
@@ -127,4 +133,90 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert seen["authenticatorCredentials"] == [{"resident": True, "rpId": "localhost"}], seen
     assert seen["passkeyLoginPath"] == "/quarantine" and seen["passkeyWho"].startswith("carol@acme.test"), seen
     # The CSP held and no page script failed.
+    assert seen["cspViolations"] == [] and seen["scriptErrors"] == [], seen
+
+
+FORMS = ROOT / "tests" / "browser" / "forms.mjs"
+
+
+def test_operator_and_tenant_admin_forms_in_the_browser_change_what_they_say(node, sink, tmp_path):
+    """Every daily-work form of operators and tenant admins, submitted in Chromium; each
+    change is then checked from outside: the CLI, the SMTP listener, the delivery."""
+    s, s2, g = sink("acme"), sink("acme-new"), sink("globex")
+    n = node(config=QUARANTINE_ALL)
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", s.route())
+    send(n, "bob@acme.test", bare("FORMS-DIGEST", "bob@acme.test"))
+    for i in (1, 2):
+        send(n, "carol@acme.test", bare(f"CAROL-{i}", "carol@acme.test"))
+    assert len(n.cli_json("quarantine", "list")) == 3
+    time.sleep(2.5)   # a digest run leaves the last two seconds for the next one
+    n.cli("digest", "send")
+    (_, digest), = wait_for(lambda: digests(s, "bob@acme.test"), what="bob's digest")
+    (token,) = LINK.findall(digest.get_body(("plain",)).get_content())
+
+    env = dict(os.environ, PORTAL_URL=n.portal_url(), PASSWORD=PASSWORD, CHROMIUM=CHROMIUM,
+               ADMIN_EMAIL="admin@acme.test",
+               ADMIN_LINK=link_of(n, "admin@acme.test", "tenant-admin", "acme"),
+               OPERATOR_LINK=f"{n.portal_url().rstrip('/')}/enrol#{n.enrolment_link()}",
+               GLOBEX_ROUTE=g.route(), NEW_ROUTE=s2.route(),
+               DIGEST_LINK=f"{n.portal_url().rstrip('/')}/digest/{token}")
+    run = subprocess.run(["node", str(FORMS)], cwd=FORMS.parent, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+
+    # The operator's tenant and domain forms: the new tenant has all three domains.
+    tenants = {t["name"]: t for t in n.cli_json("tenant", "list")}
+    assert sorted(tenants["globex"]["domains"]) == ["globex-mail.test", "globex.example", "globex.test"]
+    assert "globex.example" in seen["tenantRow"][1], seen["tenantRow"]
+    # Lockbox: asked, approved (the operator then reads the message), revoked (envelope only).
+    assert seen["lockboxAsked"] == "waiting for the tenant", seen
+    assert seen["opBeforeApproval"] == 0 and seen["opAfterRevoke"] == 0, seen
+    assert seen["lockboxApproved"].startswith("approved"), seen
+    assert seen["opAfterApproval"] in ("body FORMS-DIGEST", "body CAROL-1", "body CAROL-2"), seen
+    assert seen["lockboxRevoked"] == "revoked", seen
+    (lb,) = n.cli_json("lockbox", "list", "--tenant", "acme")
+    assert lb["state"] == "revoked" and "Ticket 4711" in lb["reason"], lb
+    # Thresholds (looser ones ask for a code, in words for the form), invitation, recipients.
+    assert seen["looserRefused"] == [
+        "This change needs a current code from your authenticator: go back, enter the code in "
+        "the form and submit it again.", "Not allowed"], seen
+    assert seen["policyNotice"].startswith("The thresholds are changed"), seen
+    policy = n.cli_json("tenant", "policy", "acme")
+    assert (policy["tag"], policy["quarantine"], policy["reject"]) == (1.5, 3.5, 20.0), policy
+    assert "/enrol#e1_" in seen["adminInvite"] and seen["invitedRow"] == 1, seen
+    assert "dave@acme.test user acme invited by user:admin@acme.test" in n.cli("user", "list").stdout
+    assert seen["recipients"] == ["bob@acme.test"] and seen["recipientPolicy"] == "verify", seen
+    assert tenants["acme"]["recipient_policy"] == "verify", tenants["acme"]
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.ehlo("forms.test")
+        c.mail("x@sender.example")
+        assert c.rcpt("carol@acme.test")[0] == 550   # no longer listed
+        assert c.rcpt("bob@acme.test")[0] == 250
+        c.rset()
+    # Sender lists: the block was listed for the whole tenant, then removed.
+    assert ["spam.example", "block", "everyone in the tenant"] in seen["sendersAdded"], seen
+    assert seen["sendersAfterRemove"] == 0, seen
+    # Carol's message: sender blocked, then deleted after the page asked.
+    assert seen["blockNotice"].startswith("The sender is blocked"), seen
+    assert seen["deleteConfirm"] == "Delete this message for good?", seen
+    assert seen["deleteNotice"].startswith("Deleted."), seen
+    held = n.cli_json("quarantine", "list")
+    assert sum(q["rcpts"] == ["carol@acme.test"] for q in held) == 1, held
+    # Route and secret after one step-up; the secret never comes back to the page.
+    assert seen["routeNotice"].startswith("The route is changed"), seen
+    assert seen["routeShown"] == s2.route(), seen
+    assert seen["secretNotice"].startswith("The secret is sealed"), seen
+    assert any(x.startswith("smtp-auth") for x in seen["secrets"]) and not seen["secretInPage"], seen
+    assert [x["kind"] for x in n.cli_json("tenant", "secret", "list", "acme")] == ["smtp-auth"]
+    # Both audit exports are JSON lines of the tenant's records, the route change among them.
+    for lines in (seen["adminExport"], seen["operatorExport"]):
+        recs = [json.loads(x) for x in lines]
+        assert len(recs) > 5, lines[:3]
+        assert any("route" in json.dumps(r) for r in recs), lines[:5]
+    # The digest's link released bob's message — to the route the admin set in the browser.
+    assert "bob@acme.test" in seen["digestPage"] and "bob@acme.test" in seen["digestNotice"], seen
+    (msg,) = [m for m in s2.wait(1) if b"FORMS-DIGEST" in m[1]]
+    assert msg[0]["rcpt_tos"] == ["bob@acme.test"]
+    assert not [m for m in s.messages() if b"FORMS-DIGEST" in m[1]]
     assert seen["cspViolations"] == [] and seen["scriptErrors"] == [], seen

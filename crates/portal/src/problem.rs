@@ -14,6 +14,9 @@ pub struct Problem {
     pub title: &'static str,
     /// What to do about it.
     pub detail: String,
+    /// The vault's refusal this answers, when it is one (the web pages word some kinds for
+    /// a person at a form rather than a program at the API).
+    pub refusal: Option<Refusal>,
 }
 
 impl Problem {
@@ -23,6 +26,7 @@ impl Problem {
             status,
             title,
             detail: detail.into(),
+            refusal: None,
         }
     }
 
@@ -76,11 +80,15 @@ pub fn refused(r: Refused) -> Problem {
         Refusal::NotFound => (StatusCode::NOT_FOUND, "Not found"),
         Refusal::Invalid => (StatusCode::BAD_REQUEST, "Bad request"),
         Refusal::Conflict => (StatusCode::CONFLICT, "Conflict"),
-        Refusal::Forbidden | Refusal::StepUpNeeded | Refusal::Throttled | Refusal::NotForRoles => {
+        Refusal::StepUpNeeded => (StatusCode::FORBIDDEN, "Step-up needed"),
+        Refusal::Forbidden | Refusal::Throttled | Refusal::NotForRoles => {
             (StatusCode::FORBIDDEN, "Forbidden")
         }
     };
-    Problem::new(status, title, r.message)
+    Problem {
+        refusal: Some(r.kind),
+        ..Problem::new(status, title, r.message)
+    }
 }
 
 /// The problem of a failed vault call: a refusal by its kind, anything else a 503 whose

@@ -277,8 +277,20 @@ fn page_with(
 
 fn error_page(lang: Lang, who: Option<&WebSession>, p: &Problem) -> Response {
     let l = lang;
+    // A person at a form is told what to do there, not which API call to make.
+    let detail = match p.refusal {
+        Some(proto::Refusal::StepUpNeeded) => l.t(
+            "This change needs a current code from your authenticator: go back, enter the code in the form and submit it again.",
+            "この変更には認証アプリの現在のコードが必要です。前の画面に戻り、フォームにコードを入力してもう一度送信してください。",
+        ),
+        Some(proto::Refusal::WrongFactor) => l.t(
+            "The code was wrong or has been used already: go back and enter the next code your authenticator shows.",
+            "コードが正しくないか、すでに使用されています。前の画面に戻り、認証アプリに表示される次のコードを入力してください。",
+        ),
+        _ => &p.detail,
+    };
     let body = html! {
-        p.error { (p.detail) }
+        p.error { (detail) }
         p { a href="/" { (l.t("Back to the start page", "トップページへ戻る")) } }
     };
     let title = match p.status {
