@@ -57,9 +57,9 @@ def free_port():
 class Sink:
     """A running downstream SMTP server; messages land in self.out."""
 
-    def __init__(self, out: Path, port=0, cert=None, key=None, auth=None, client_ca=None):
+    def __init__(self, out: Path, port=0, cert=None, key=None, auth=None, client_ca=None, host="127.0.0.1"):
         self.out = out
-        args = [sys.executable, str(HERE / "sink.py"), "--out", str(out), "--port", str(port)]
+        args = [sys.executable, str(HERE / "sink.py"), "--out", str(out), "--port", str(port), "--host", host]
         if cert:
             args += ["--cert", str(cert), "--key", str(key)]
         if auth:

@@ -90,6 +90,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (a remote MX: 127.0.0.3 …)")
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--auth", help="USER:PASS required before MAIL")
@@ -121,7 +122,7 @@ async def main():
     server = await loop.create_server(
         lambda: CountingSMTP(handler, hostname="sink.test", decode_data=False, enable_SMTPUTF8=True,
                      tls_context=ctx, data_size_limit=0, ident="sink", **auth),
-        host="127.0.0.1", port=a.port)
+        host=a.host, port=a.port)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

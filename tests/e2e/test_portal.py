@@ -1067,7 +1067,7 @@ def test_tenant_admin_settings_page_changes_thresholds_invites_and_seals_through
     st, _, doc = admin.request("GET", "/api/policy")
     assert doc["effective"]["reject"] == 40.0, doc
     st, _, page = post("/settings/policy", tag="2", quarantine="4", reject="60")  # looser
-    assert st == 403 and "step-up" in page
+    assert st == 403 and "needs a current code from your authenticator" in page
     st, _, page = post("/settings/invite", email="carol@acme.test", role="user")
     assert st == 200 and "/enrol#e1_" in page
     # The people table lists her as invited until she enrols (never her link again).
@@ -1078,7 +1078,7 @@ def test_tenant_admin_settings_page_changes_thresholds_invites_and_seals_through
     st, _, page = post("/settings/invite", email="x@acme.test", role="operator")
     assert st == 400 and "users and tenant admins only" in page
     st, _, page = post("/settings/secret", username="relay", password="Pw-in-a-form-77")
-    assert st == 403 and "step-up" in page
+    assert st == 403 and "needs a current code from your authenticator" in page
     changes = [r["action"] for r in n.cli_json("vault", "records") if r["principal"] == "user:admin@acme.test"]
     assert changes.count("set-filter-policy") == 1 and "user-invite" in changes
     bob = Client(n)

@@ -19,6 +19,7 @@ pub mod client;
 pub mod digest;
 pub mod dsn;
 pub mod maildir;
+pub mod mx;
 pub mod notice;
 pub mod pool;
 pub mod secrets;
@@ -56,8 +57,12 @@ pub struct DeliveryConfig {
     pub max_lifetime: Duration,
     /// Timeout for connecting and for each reply.
     pub timeout: Duration,
-    /// Route for recipients that belong to no tenant (DSNs to outside senders).
+    /// Route for recipients that belong to no tenant (outbound mail, DSNs to outside
+    /// senders): a smarthost, or `Route::Mx` for direct delivery to each domain's MX.
     pub external_route: Option<Route>,
+    /// Direct delivery may go to loopback and private addresses (an internal network's own
+    /// mail exchangers); otherwise such MX targets are skipped.
+    pub allow_private_mx: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -71,11 +76,18 @@ impl Default for DeliveryConfig {
             max_lifetime: Duration::from_secs(5 * 86400),
             timeout: Duration::from_secs(60),
             external_route: None,
+            allow_private_mx: false,
         }
     }
 }
 
+/// Mail exchangers of one domain tried per attempt (the rest wait for the next attempt).
+const MAX_MX_HOSTS: usize = 5;
+/// Addresses of one mail exchanger tried per attempt.
+const MAX_MX_ADDRESSES: usize = 4;
+
 /// The outcome of one attempt for one recipient.
+#[derive(Clone)]
 enum Outcome {
     Delivered(String),
     Temporary(String),
@@ -95,6 +107,7 @@ pub struct Delivery {
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
     secrets: std::sync::OnceLock<Arc<dyn secrets::SecretSource>>,
+    resolver: std::sync::OnceLock<Arc<dyn mx::MxResolver>>,
 }
 
 impl Delivery {
@@ -118,6 +131,7 @@ impl Delivery {
             wake: Notify::new(),
             tasks: TaskTracker::new(),
             secrets: std::sync::OnceLock::new(),
+            resolver: std::sync::OnceLock::new(),
         }))
     }
 
@@ -130,6 +144,12 @@ impl Delivery {
     /// defer their mail until one is set). Set once, before delivery starts.
     pub fn set_secret_source(&self, source: Arc<dyn secrets::SecretSource>) {
         let _ = self.secrets.set(source);
+    }
+
+    /// Where direct delivery (`external_route = "mx"`) looks up mail exchangers; without one
+    /// such mail is deferred. Set once, before delivery starts.
+    pub fn set_mx_resolver(&self, resolver: Arc<dyn mx::MxResolver>) {
+        let _ = self.resolver.set(resolver);
     }
 
     /// Drops connector secrets held in memory (they changed in the store).
@@ -252,6 +272,7 @@ impl Delivery {
         dir: &store::Directory,
         tenant: i64,
         outbound: bool,
+        rcpt: &str,
     ) -> Result<Route, Outcome> {
         if outbound && dir.tenant(tenant).is_none() {
             return Err(Outcome::Permanent(
@@ -260,12 +281,18 @@ impl Delivery {
             ));
         }
         if tenant == 0 || outbound {
-            return self.cfg.external_route.clone().ok_or_else(|| {
+            let route = self.cfg.external_route.clone().ok_or_else(|| {
                 Outcome::Temporary(
                     "no route for recipients outside the tenants (set delivery.external_route)"
                         .into(),
                 )
-            });
+            })?;
+            return match route {
+                Route::Mx(_) => mx::domain_of(rcpt).map(Route::Mx).ok_or_else(|| {
+                    Outcome::Permanent(format!("550 5.1.3 {rcpt:?} has no domain to deliver to"))
+                }),
+                other => Ok(other),
+            };
         }
         // Tenant ids are never reused: a tenant missing from the directory was terminated,
         // and its queued mail goes no further.
@@ -310,7 +337,7 @@ impl Delivery {
             if r.status != RcptStatus::Pending {
                 continue;
             }
-            match self.route_for(&dir, r.tenant, meta.envelope.outbound) {
+            match self.route_for(&dir, r.tenant, meta.envelope.outbound, &r.address) {
                 Ok(route) => match groups.iter_mut().find(|(g, _)| *g == route) {
                     Some((_, idx)) => idx.push(i),
                     None => groups.push((route, vec![i])),
@@ -336,66 +363,22 @@ impl Delivery {
         let rcpts = &meta.envelope.rcpts;
         match route {
             Route::Smtp(r) => {
-                let creds = match self.credentials(r).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        for &i in idx {
-                            outcomes[i] = Some(Outcome::Temporary(format!(
-                                "451 4.7.0 cannot connect to {} with the tenant's credentials: {e}",
-                                r.host
-                            )));
-                        }
-                        return;
-                    }
-                };
-                let msg = client::Outgoing {
-                    mail_from: &meta.envelope.mail_from,
-                    rcpts: idx.iter().map(|&i| rcpts[i].address.as_str()).collect(),
-                    body,
-                    eight_bit: meta.envelope.eight_bit,
-                    smtputf8: meta.envelope.smtputf8,
-                };
-                match self
-                    .pool
-                    .send(
-                        r,
-                        &self.cfg.hostname,
-                        &self.tls,
-                        self.cfg.timeout,
-                        &msg,
-                        &creds,
-                    )
-                    .await
-                {
-                    Ok((replies, tls)) => {
-                        for (&i, reply) in idx.iter().zip(replies) {
-                            let text = match &tls {
-                                Some(t) => {
-                                    format!("{} (via {}:{} {t})", reply.text, r.host, r.port)
-                                }
-                                None => format!("{} (via {}:{})", reply.text, r.host, r.port),
-                            };
-                            outcomes[i] = Some(if reply.is_ok() {
-                                Outcome::Delivered(text)
-                            } else if reply.is_permanent() {
-                                Outcome::Permanent(text)
-                            } else {
-                                Outcome::Temporary(text)
-                            });
-                        }
-                    }
-                    Err(f) => {
-                        // The next hop may have refused a changed secret: fetch it afresh.
-                        if let (Some(t), Some(source)) = (r.owner, self.secrets.get()) {
-                            source.forget(t);
-                        }
-                        for &i in idx {
-                            outcomes[i] = Some(match &f {
-                                Failure::Permanent(t) => Outcome::Permanent(t.clone()),
-                                Failure::Temporary(t) => Outcome::Temporary(t.clone()),
-                            });
-                        }
-                    }
+                let result = self.send_smtp(meta, body, r, idx).await;
+                for (k, &i) in idx.iter().enumerate() {
+                    outcomes[i] = Some(match &result {
+                        Ok(each) => each[k].clone(),
+                        Err(Failure::Permanent(t)) => Outcome::Permanent(t.clone()),
+                        Err(Failure::Temporary(t)) => Outcome::Temporary(t.clone()),
+                    });
+                }
+            }
+            Route::Mx(domain) => {
+                let outcome = self.deliver_mx(meta, body, domain, idx).await;
+                for (k, &i) in idx.iter().enumerate() {
+                    outcomes[i] = Some(match &outcome {
+                        Ok(each) => each[k].clone(),
+                        Err(all) => all.clone(),
+                    });
                 }
             }
             Route::Maildir(root) => {
@@ -424,6 +407,128 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// One transaction over an SMTP route for the recipients `idx`: an outcome for each, or
+    /// a failure of the whole connection (nothing was accepted).
+    async fn send_smtp(
+        &self,
+        meta: &MessageMeta,
+        body: &Arc<Vec<u8>>,
+        r: &SmtpRoute,
+        idx: &[usize],
+    ) -> Result<Vec<Outcome>, Failure> {
+        let rcpts = &meta.envelope.rcpts;
+        let creds = self.credentials(r).await.map_err(|e| {
+            Failure::Temporary(format!(
+                "451 4.7.0 cannot connect to {} with the tenant's credentials: {e}",
+                r.host
+            ))
+        })?;
+        let msg = client::Outgoing {
+            mail_from: &meta.envelope.mail_from,
+            rcpts: idx.iter().map(|&i| rcpts[i].address.as_str()).collect(),
+            body,
+            eight_bit: meta.envelope.eight_bit,
+            smtputf8: meta.envelope.smtputf8,
+        };
+        let sent = self
+            .pool
+            .send(
+                r,
+                &self.cfg.hostname,
+                &self.tls,
+                self.cfg.timeout,
+                &msg,
+                &creds,
+            )
+            .await;
+        let (replies, tls) = match sent {
+            Ok(ok) => ok,
+            Err(f) => {
+                // The next hop may have refused a changed secret: fetch it afresh.
+                if let (Some(t), Some(source)) = (r.owner, self.secrets.get()) {
+                    source.forget(t);
+                }
+                return Err(f);
+            }
+        };
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                let text = match &tls {
+                    Some(t) => format!("{} (via {}:{} {t})", reply.text, r.host, r.port),
+                    None => format!("{} (via {}:{})", reply.text, r.host, r.port),
+                };
+                if reply.is_ok() {
+                    Outcome::Delivered(text)
+                } else if reply.is_permanent() {
+                    Outcome::Permanent(text)
+                } else {
+                    Outcome::Temporary(text)
+                }
+            })
+            .collect())
+    }
+
+    /// Direct delivery to `domain`'s mail exchangers in preference order, each of their
+    /// addresses in turn, until one answers the transaction (its replies stand, whatever
+    /// they are). `Err` is one outcome for every recipient.
+    async fn deliver_mx(
+        &self,
+        meta: &MessageMeta,
+        body: &Arc<Vec<u8>>,
+        domain: &str,
+        idx: &[usize],
+    ) -> Result<Vec<Outcome>, Outcome> {
+        let Some(resolver) = self.resolver.get() else {
+            return Err(Outcome::Temporary(
+                "451 4.4.3 direct delivery has no DNS resolver".into(),
+            ));
+        };
+        let answer = resolver.mx(domain).await.map_err(|e| {
+            Outcome::Temporary(format!("451 4.4.3 MX lookup for {domain} failed: {e}"))
+        })?;
+        let hosts = match mx::plan(domain, answer) {
+            mx::Plan::Refuse(reply) => return Err(Outcome::Permanent(reply)),
+            mx::Plan::Try(hosts) => hosts,
+        };
+        let mut last = format!("451 4.4.1 no mail exchanger of {domain} answered");
+        for host in hosts.iter().take(MAX_MX_HOSTS) {
+            let ips = match resolver.addresses(host).await {
+                Ok(ips) => ips,
+                Err(e) => {
+                    last = format!("451 4.4.3 mail exchanger {host}: {e}");
+                    continue;
+                }
+            };
+            let usable: Vec<_> = ips
+                .into_iter()
+                .filter(|ip| mx::reachable(*ip, self.cfg.allow_private_mx))
+                .take(MAX_MX_ADDRESSES)
+                .collect();
+            if usable.is_empty() {
+                last =
+                    format!("451 4.4.4 mail exchanger {host} has only local or private addresses");
+            }
+            for ip in usable {
+                let r = SmtpRoute {
+                    host: ip.to_string(),
+                    port: 25,
+                    tls: proto::route::TlsPolicy::Opportunistic,
+                    ca: None,
+                    auth: false,
+                    client_cert: false,
+                    owner: None,
+                };
+                match self.send_smtp(meta, body, &r, idx).await {
+                    Ok(each) => return Ok(each),
+                    Err(Failure::Permanent(t)) => return Err(Outcome::Permanent(t)),
+                    Err(Failure::Temporary(t)) => last = format!("{t} (mail exchanger {host})"),
+                }
+            }
+        }
+        Err(Outcome::Temporary(last))
     }
 
     fn trace_event(&self, meta: &MessageMeta, r: &RcptState, event: &str, detail: &str) {

@@ -219,6 +219,67 @@ pub fn authenticator(
     result.map_err(|e| format!("DNS resolver: {e}"))
 }
 
+/// The resolver behind every lookup (mail-auth's, over hickory).
+pub type Authenticator = MessageAuthenticator;
+
+/// What DNS says about a domain's mail exchangers, for direct delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exchangers {
+    /// Exchangers and their preferences.
+    Hosts(Vec<(u16, String)>),
+    /// The domain exists and has no MX records.
+    NoRecords,
+    /// The domain does not exist.
+    NoDomain,
+}
+
+/// The MX records of `domain` (cached by their TTL), or why they cannot be known now.
+pub async fn mail_exchangers(
+    auth: &MessageAuthenticator,
+    caches: &DnsCaches,
+    domain: &str,
+) -> Result<Exchangers, String> {
+    use mail_auth::hickory_resolver::proto::op::ResponseCode;
+    match auth.mx_lookup(domain, Some(&caches.mx)).await {
+        Ok(set) => Ok(Exchangers::Hosts(
+            set.rrset
+                .iter()
+                .flat_map(|mx| mx.exchanges.iter().map(|h| (mx.preference, h.to_string())))
+                .collect(),
+        )),
+        Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(code))) => {
+            Ok(if code == ResponseCode::NXDomain {
+                Exchangers::NoDomain
+            } else {
+                Exchangers::NoRecords
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The addresses of `host`, IPv4 first then IPv6 (cached by their TTL).
+pub async fn addresses(
+    auth: &MessageAuthenticator,
+    caches: &DnsCaches,
+    host: &str,
+) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let mut errors = Vec::new();
+    match auth.ipv4_lookup(host, Some(&caches.ipv4)).await {
+        Ok(set) => out.extend(set.rrset.iter().copied().map(IpAddr::V4)),
+        Err(e) => errors.push(e.to_string()),
+    }
+    match auth.ipv6_lookup(host, Some(&caches.ipv6)).await {
+        Ok(set) => out.extend(set.rrset.iter().copied().map(IpAddr::V6)),
+        Err(e) => errors.push(e.to_string()),
+    }
+    if out.is_empty() {
+        return Err(format!("no address for {host} ({})", errors.join("; ")));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

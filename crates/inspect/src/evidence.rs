@@ -57,6 +57,9 @@ symbols! {
     MissingSubject = "MISSING_SUBJECT", 0.5;
     /// HTML body without a text alternative.
     HtmlOnly = "HTML_ONLY", 0.5;
+    /// HTML without a text alternative from a free mail provider's address: the providers'
+    /// own web and phone clients always send both; bulk-mailing software does not.
+    FreemailHtmlOnly = "FREEMAIL_HTML_ONLY", 1.5;
     /// The Bayes classifier is at least 99.9% sure the message is spam.
     BayesSpam999 = "BAYES_999", 6.0;
     /// The Bayes classifier puts the message between 99% and 99.9% spam.
@@ -112,7 +115,7 @@ symbols! {
     /// Wanted bulk mail's shape: a way to unsubscribe, and links that lead partly to the
     /// author's own registrable domain (a newsletter links its site beside others; spam
     /// mostly links elsewhere only, or only its own throwaway domain).
-    NewsletterOwnLinks = "NEWSLETTER_OWN_LINKS", -2.0;
+    NewsletterOwnLinks = "NEWSLETTER_OWN_LINKS", -2.5;
     /// `List-Unsubscribe` on mail whose author domain passes DMARC with a valid DKIM
     /// signature: a sender that answers for its bulk mail.
     ListUnsubSigned = "LIST_UNSUB_SIGNED", -1.5;

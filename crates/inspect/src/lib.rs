@@ -23,6 +23,7 @@ pub mod arc;
 pub mod bayes;
 pub mod dns;
 pub mod evidence;
+pub mod freemail;
 pub mod html;
 pub mod links;
 pub mod ngram;

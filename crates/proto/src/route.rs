@@ -52,6 +52,10 @@ pub enum Route {
     Smtp(SmtpRoute),
     /// Local Maildir tree.
     Maildir(PathBuf),
+    /// Straight to the recipient domain's mail exchangers (RFC 5321 §5), here that domain
+    /// (empty in the configuration: `[delivery] external_route = "mx"`). Never parsed from a
+    /// route URL: a tenant's mail exchanger is Sekisho itself.
+    Mx(String),
 }
 
 /// A route URL that cannot be used, with the reason.
@@ -176,6 +180,8 @@ impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Route::Maildir(p) => write!(f, "maildir://{}", p.display()),
+            Route::Mx(d) if d.is_empty() => f.write_str("mx"),
+            Route::Mx(d) => write!(f, "mx:{d}"),
             Route::Smtp(r) => {
                 let tls = match r.tls {
                     TlsPolicy::None => "none",

@@ -297,6 +297,7 @@ struct RawDelivery {
     max_lifetime: Option<String>,
     timeout: Option<String>,
     external_route: Option<String>,
+    allow_private_mx: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1020,9 +1021,12 @@ impl RawConfig {
         let dd = egress::DeliveryConfig::default();
         let external_route = dl
             .external_route
-            .map(|r| {
-                r.parse::<egress::Route>()
-                    .map_err(|e| anyhow::anyhow!("delivery.external_route: {e}"))
+            .map(|r| match r.trim() {
+                // Direct delivery: each domain's own mail exchangers.
+                "mx" => Ok(egress::Route::Mx(String::new())),
+                r => r.parse::<egress::Route>().map_err(|e| {
+                    anyhow::anyhow!("delivery.external_route: {e} (or \"mx\" for direct delivery)")
+                }),
             })
             .transpose()?;
         let delivery = egress::DeliveryConfig {
@@ -1048,6 +1052,7 @@ impl RawConfig {
             )?,
             timeout: duration_or("delivery.timeout", dl.timeout.as_deref(), dd.timeout)?,
             external_route,
+            allow_private_mx: dl.allow_private_mx.unwrap_or(dd.allow_private_mx),
         };
         if delivery.retry_initial.is_zero() {
             bail!("delivery.retry_initial: must be more than zero");

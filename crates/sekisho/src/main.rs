@@ -24,6 +24,7 @@ mod hooks;
 mod incident;
 mod kaudit;
 mod lockbox;
+mod mx_dns;
 mod outbound;
 mod quarantine;
 mod retention;

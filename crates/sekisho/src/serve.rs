@@ -814,6 +814,11 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         metrics.clone(),
         trace_tx.clone(),
     )?;
+    if matches!(cfg.delivery.external_route, Some(egress::Route::Mx(_))) {
+        let dns = inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
+            .map_err(anyhow::Error::msg)?;
+        delivery.set_mx_resolver(Arc::new(crate::mx_dns::NodeDns::new(dns)));
+    }
     if let Some(token) = token.clone() {
         delivery.set_secret_source(Arc::new(crate::secrets::VaultSecrets::new(
             proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),

@@ -125,6 +125,9 @@ impl Index {
 
 struct Inner {
     dir: PathBuf,
+    /// The directory held open: its free space is asked of the descriptor, without a path
+    /// lookup for every message.
+    dir_handle: std::fs::File,
     key: SpoolKey,
     writer: LogWriter,
     segments: Arc<Segments>,
@@ -241,6 +244,7 @@ impl Spool {
         let spool = Self {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                dir_handle: std::fs::File::open(dir)?,
                 key,
                 writer,
                 segments,
@@ -558,7 +562,7 @@ impl Spool {
     /// mail is refused (`452 4.3.1`) so that the records that move queued mail along (retry
     /// times, recipients done) still fit. Finishing a message needs no room at all.
     pub fn has_room(&self, reserve: u64) -> bool {
-        match nix::sys::statvfs::statvfs(&self.inner.dir) {
+        match nix::sys::statvfs::fstatvfs(&self.inner.dir_handle) {
             // The widths of these C types differ between platforms.
             #[allow(clippy::unnecessary_cast)]
             Ok(v) => {

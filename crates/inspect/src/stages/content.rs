@@ -97,6 +97,17 @@ impl ContentRules {
                 Symbol::HtmlOnly,
                 "HTML body without a text alternative",
             ));
+            let author = msg.author();
+            let domain = author
+                .as_deref()
+                .and_then(|a| a.rsplit_once('@'))
+                .map(|(_, d)| d);
+            if let Some(d) = domain.filter(|d| crate::freemail::is_free(d)) {
+                out.push(Evidence::new(
+                    Symbol::FreemailHtmlOnly,
+                    format!("HTML only, from an address at {d}, a free mail provider"),
+                ));
+            }
         }
         out
     }
@@ -185,6 +196,34 @@ mod tests {
             "Subject: hi\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n",
         );
         assert_eq!(symbols(&alt), vec![]);
+    }
+
+    #[test]
+    fn html_only_from_a_free_mail_address_fires_and_with_a_text_part_does_not() {
+        let from_free = GOOD.replace(
+            "From: ",
+            "From: \"Deals\" <deals2002@Yahoo.co.jp>\r\nX-Was-From: ",
+        );
+        let html = from_free.replace(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nContent-Type: text/html\r\n",
+        );
+        assert_eq!(
+            symbols(&html),
+            vec![Symbol::HtmlOnly, Symbol::FreemailHtmlOnly]
+        );
+        // The provider's own clients send a text alternative: nothing.
+        let alt = from_free.replace(
+            "Subject: hi\r\n\r\nhello\r\n",
+            "Subject: hi\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n",
+        );
+        assert_eq!(symbols(&alt), vec![]);
+        // HTML only from an organisation's own domain is only HTML_ONLY.
+        let org = GOOD.replace(
+            "Subject: hi\r\n",
+            "Subject: hi\r\nContent-Type: text/html\r\n",
+        );
+        assert_eq!(symbols(&org), vec![Symbol::HtmlOnly]);
     }
 
     #[test]
