@@ -155,53 +155,103 @@ impl Brand {
 
     /// How `candidate` (a normalized domain) deceptively imitates this brand, if it does.
     pub fn imitation(&self, candidate: &str) -> Option<(Imitation, String)> {
-        let reg = registrable(candidate).unwrap_or_else(|| candidate.to_string());
-        if reg == self.domain || self.own.contains(&reg.as_str()) {
+        self.imitation_of(&Candidate::new(candidate), &Prepared::new(self))
+    }
+
+    fn imitation_of(&self, c: &Candidate<'_>, me: &Prepared) -> Option<(Imitation, String)> {
+        if c.registrable == self.domain || self.own.contains(&c.registrable.as_str()) {
             return None;
         }
-        let first = reg.split('.').next().unwrap_or("");
         let name = self.name();
         // The name itself under another suffix is the brand's country domain (amazon.co.jp),
         // and the name written plainly inside another is a combination: neither is judged.
-        if first == name || first.contains(name) {
+        if c.first == name || c.first.contains(name) {
             return None;
         }
-        if skeleton(first) == skeleton(name) {
+        if c.skeleton == me.skeleton {
             return Some((
                 Imitation::Confusable,
                 format!(
-                    "{candidate} looks like {} (confusable characters)",
-                    self.domain
+                    "{} looks like {} (confusable characters)",
+                    c.domain, self.domain
                 ),
             ));
         }
-        if name.len() >= 6 && edit_distance(first, name) <= 1 {
+        if name.len() >= 6 && within_one(&c.first, name) {
             return Some((
                 Imitation::Typo,
-                format!("{candidate} is a misspelling of {}", self.domain),
+                format!("{} is a misspelling of {}", c.domain, self.domain),
             ));
         }
-        let misspelt = fold(first).contains(&fold(name))
-            || first
+        let misspelt = c.folded.contains(&me.folded)
+            || c.first
                 .split(['-', '_'])
-                .any(|part| name.len() >= 6 && edit_distance(part, name) <= 1);
+                .any(|part| name.len() >= 6 && within_one(part, name));
         misspelt.then(|| {
             (
                 Imitation::DisguisedCombo,
                 format!(
-                    "{candidate} contains an imitation of the name {name} of {}",
-                    self.domain
+                    "{} contains an imitation of the name {name} of {}",
+                    c.domain, self.domain
                 ),
             )
         })
     }
 }
 
+/// What every comparison needs of a brand, made once.
+struct Prepared {
+    skeleton: String,
+    folded: String,
+}
+
+impl Prepared {
+    fn new(b: &Brand) -> Self {
+        Self {
+            skeleton: skeleton(b.name()),
+            folded: fold(b.name()),
+        }
+    }
+}
+
+static PREPARED: std::sync::LazyLock<Vec<Prepared>> =
+    std::sync::LazyLock::new(|| COMMON.iter().map(Prepared::new).collect());
+
+/// What every comparison needs of a candidate domain, made once for all the brands.
+struct Candidate<'a> {
+    domain: &'a str,
+    registrable: String,
+    first: String,
+    skeleton: String,
+    folded: String,
+}
+
+impl<'a> Candidate<'a> {
+    fn new(domain: &'a str) -> Self {
+        let registrable = registrable(domain).unwrap_or_else(|| domain.to_string());
+        let first = registrable.split('.').next().unwrap_or("").to_string();
+        Self {
+            domain,
+            skeleton: skeleton(&first),
+            folded: fold(&first),
+            registrable,
+            first,
+        }
+    }
+}
+
+/// `edit_distance(a, b) <= 1`, without the distance when the lengths already say no.
+fn within_one(a: &str, b: &str) -> bool {
+    a.chars().count().abs_diff(b.chars().count()) <= 1 && edit_distance(a, b) <= 1
+}
+
 /// The first common brand `candidate` deceptively imitates, with how and why.
 pub fn imitated(candidate: &str) -> Option<(&'static Brand, Imitation, String)> {
+    let c = Candidate::new(candidate);
     COMMON
         .iter()
-        .find_map(|b| b.imitation(candidate).map(|(kind, why)| (b, kind, why)))
+        .zip(PREPARED.iter())
+        .find_map(|(b, me)| b.imitation_of(&c, me).map(|(kind, why)| (b, kind, why)))
 }
 
 #[cfg(test)]

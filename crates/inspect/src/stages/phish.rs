@@ -157,7 +157,16 @@ pub fn imitation(candidate: &str, protected: &str) -> Option<(Imitation, String)
         ));
     }
     let max = if protected.len() >= 8 { 2 } else { 1 };
-    let distance = edit_distance(candidate, protected);
+    let near = candidate
+        .chars()
+        .count()
+        .abs_diff(protected.chars().count())
+        <= max;
+    let distance = if near {
+        edit_distance(candidate, protected)
+    } else {
+        usize::MAX
+    };
     if distance <= max {
         return Some((
             Imitation::Typo,
@@ -180,9 +189,12 @@ pub fn imitation(candidate: &str, protected: &str) -> Option<(Imitation, String)
     }
     let folded_brand = fold(brand);
     let imitated = fold(first).contains(&folded_brand)
-        || first
-            .split(['-', '_'])
-            .any(|part| brand.len() >= 6 && part != brand && edit_distance(part, brand) <= 1);
+        || first.split(['-', '_']).any(|part| {
+            brand.len() >= 6
+                && part != brand
+                && part.chars().count().abs_diff(brand.chars().count()) <= 1
+                && edit_distance(part, brand) <= 1
+        });
     imitated.then(|| {
         (
             Imitation::DisguisedCombo,
