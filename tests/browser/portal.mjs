@@ -34,6 +34,7 @@ try {
   seen.subject = (await user.textContent("#msg-subject")).trim();
   seen.body = await user.textContent("#msg-body");
   seen.links = await user.locator("ul.links li").allTextContents();
+  seen.evidence = await user.locator("dd.symbols ul.evidence li").allTextContents();
   seen.pwned = await user.evaluate(() => window.pwned === true);
   seen.images = await user.locator("main img").count();
   // "Always allow this sender", then the list shows it; back to the message to release it.
@@ -92,6 +93,7 @@ try {
   await admin.goto(`${base}/trace?rcpt=${encodeURIComponent(env("USER_EMAIL"))}`);
   seen.traceRows = await admin.locator("#trace tbody tr").count();
   seen.traceEvents = await admin.locator("#trace ul.events strong").allTextContents();
+  seen.traceEvidence = await admin.locator("#trace ul.evidence li").allTextContents();
   seen.traceTime = (await admin.locator("#trace tbody time").first().textContent()).trim();
   // The trace table fits a 1280-pixel window (long addresses and ids wrap).
   await admin.setViewportSize({ width: 1280, height: 800 });

@@ -87,6 +87,9 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     assert "hxxps://vendor[.]test/invoice" in seen["body"] and "<script>" not in seen["body"]
     assert "hxxps://evil[.]example/pay" in seen["links"], seen
     assert "https://" not in seen["body"] + "".join(seen["links"])
+    # Why it was held: each symbol with its weight and a line in the reader's language.
+    assert any(e.startswith("LINK_TEXT_MISMATCH +") and "リンクの表示と実際の行き先が異なります" in e
+               for e in seen["evidence"]), seen["evidence"]
     assert "許可します" in seen["allowNotice"] and seen["senders"] == ["a@example.org"], seen
     assert "解放しました" in seen["notice"] and seen["rowsAfter"] == 0, seen
     assert seen["userDashboard"] == 403
@@ -122,6 +125,8 @@ def test_end_user_releases_in_the_browser_and_admin_sees_charts(node, sink, tmp_
     # The trace page: bob's message, accepted, quarantined and released.
     assert seen["traceRows"] == 1, seen
     assert {"accepted", "quarantined", "released"} <= set(seen["traceEvents"]), seen
+    assert 1 <= len(seen["traceEvidence"]) <= 3, seen["traceEvidence"]
+    assert any("A link shows one address but leads to another." in e for e in seen["traceEvidence"]), seen
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (EST|EDT|GMT-5|GMT-4)", seen["traceTime"]), seen
     assert seen["traceOverflow"] <= 0, seen
     assert seen["afterLogout"] == "/login" and seen["afterLogoutDashboard"] == "/login"

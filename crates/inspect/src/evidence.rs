@@ -307,6 +307,23 @@ mod tests {
     }
 
     #[test]
+    fn every_symbol_has_a_line_for_readers_in_both_languages() {
+        for s in Symbol::ALL {
+            assert!(
+                proto::symbols::reason(s.name(), false).is_some()
+                    && proto::symbols::reason(s.name(), true).is_some(),
+                "{s}: add its one-line reason to crates/proto/src/symbols.rs"
+            );
+        }
+        for name in proto::symbols::known() {
+            assert!(
+                Symbol::from_name(&name.to_lowercase()).is_some(),
+                "{name} is not a symbol any more"
+            );
+        }
+    }
+
+    #[test]
     fn docs_symbols_md_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/symbols.md");
         let doc = std::fs::read_to_string(&path).expect("docs/symbols.md");

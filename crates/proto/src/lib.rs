@@ -31,6 +31,7 @@ pub mod mx;
 pub mod nouns;
 pub mod refusal;
 pub mod route;
+pub mod symbols;
 pub mod vault;
 pub mod verdict;
 

@@ -275,6 +275,26 @@ fn page_with(
     html_response(status, m)
 }
 
+/// A verdict's evidence: its heaviest symbols against the message (at most `most`, all of
+/// them when `most` is `usize::MAX`, then also those for it), each with its weight and its
+/// one-line reason in the reader's language.
+fn evidence(l: Lang, list: &str, most: usize) -> Markup {
+    let mut items = proto::symbols::parse_list(list);
+    if most != usize::MAX {
+        items.retain(|(_, w)| *w > 0.0);
+        items.sort_by(|a, b| b.1.total_cmp(&a.1));
+        items.truncate(most);
+    }
+    html! {
+        @if !items.is_empty() {
+            ul.evidence { @for (name, weight) in &items {
+                li { code { (name) } " " span.weight { (format!("{weight:+.1}")) }
+                     @if let Some(r) = proto::symbols::reason(name, l == Lang::Ja) { " " span.reason { (r) } } }
+            } }
+        } @else if most == usize::MAX && !list.is_empty() { (list) }
+    }
+}
+
 fn error_page(lang: Lang, who: Option<&WebSession>, p: &Problem) -> Response {
     let l = lang;
     // A person at a form is told what to do there, not which API call to make.

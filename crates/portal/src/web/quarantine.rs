@@ -117,7 +117,7 @@ pub(super) async fn message_page(
             dt { (l.t("Envelope sender", "エンベロープ送信者")) } dd { (if item.mail_from.is_empty() { "<>" } else { &item.mail_from }) }
             dt { (l.t("Recipients", "宛先")) } dd { (item.rcpts.join(", ")) }
             dt { (l.t("Verdict", "判定")) } dd { (verdict_name(l, &item.verdict)) " · " (format!("{:.1}", item.score)) }
-            dt { (l.t("Evidence", "根拠")) } dd.symbols { (item.symbols) }
+            dt { (l.t("Evidence", "根拠")) } dd.symbols { (evidence(l, &item.symbols, usize::MAX)) }
             dt { (l.t("Deleted automatically", "自動削除")) } dd { (l.time(item.expires_at)) }
         }
         @if let Some(v) = &view {

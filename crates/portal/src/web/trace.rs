@@ -42,7 +42,8 @@ pub(super) async fn trace_page(
                         td { (if m.mail_from.is_empty() { "<>" } else { &m.mail_from }) br;
                              span.note { (m.client_ip) @if let Some(t) = &m.tls { " · " (t) } } }
                         td { @if let Some(v) = &m.verdict { (verdict_name(l, v)) } @else { "—" }
-                             @if let Some(sc) = m.score { " " (format!("{sc:.1}")) } }
+                             @if let Some(sc) = m.score { " " (format!("{sc:.1}")) }
+                             (evidence(l, &m.symbols, 3)) }
                         td { ul.events { @for e in &m.events {
                             li { (l.time(e.at)) " · " (e.rcpt) " · " strong data-event=(e.event) { (event_name(l, &e.event)) }
                                  @if !e.detail.is_empty() { " · " span.note { (e.detail) } } }
