@@ -94,6 +94,25 @@ enum Outcome {
     Permanent(String),
 }
 
+impl From<Failure> for Outcome {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Permanent(t) => Outcome::Permanent(t),
+            Failure::Temporary(t) => Outcome::Temporary(t),
+        }
+    }
+}
+
+/// A transaction's result for the recipients `idx`: each its own outcome, or one for all.
+fn spread(result: Result<Vec<Outcome>, Outcome>, idx: &[usize], outcomes: &mut [Option<Outcome>]) {
+    for (k, &i) in idx.iter().enumerate() {
+        outcomes[i] = Some(match &result {
+            Ok(each) => each[k].clone(),
+            Err(all) => all.clone(),
+        });
+    }
+}
+
 /// The delivery engine.
 pub struct Delivery {
     spool: Spool,
@@ -364,22 +383,14 @@ impl Delivery {
         match route {
             Route::Smtp(r) => {
                 let result = self.send_smtp(meta, body, r, idx).await;
-                for (k, &i) in idx.iter().enumerate() {
-                    outcomes[i] = Some(match &result {
-                        Ok(each) => each[k].clone(),
-                        Err(Failure::Permanent(t)) => Outcome::Permanent(t.clone()),
-                        Err(Failure::Temporary(t)) => Outcome::Temporary(t.clone()),
-                    });
-                }
+                spread(result.map_err(Outcome::from), idx, outcomes);
             }
             Route::Mx(domain) => {
-                let outcome = self.deliver_mx(meta, body, domain, idx).await;
-                for (k, &i) in idx.iter().enumerate() {
-                    outcomes[i] = Some(match &outcome {
-                        Ok(each) => each[k].clone(),
-                        Err(all) => all.clone(),
-                    });
-                }
+                spread(
+                    self.deliver_mx(meta, body, domain, idx).await,
+                    idx,
+                    outcomes,
+                );
             }
             Route::Maildir(root) => {
                 for &i in idx {
@@ -523,8 +534,8 @@ impl Delivery {
                 };
                 match self.send_smtp(meta, body, &r, idx).await {
                     Ok(each) => return Ok(each),
-                    Err(Failure::Permanent(t)) => return Err(Outcome::Permanent(t)),
                     Err(Failure::Temporary(t)) => last = format!("{t} (mail exchanger {host})"),
+                    Err(permanent) => return Err(permanent.into()),
                 }
             }
         }
