@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import tomllib
 
 import pytest
@@ -279,8 +280,11 @@ def served_name(port, starttls):
 def test_a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_refused(node, sink, tmp_path):
     """`systemctl reload` (SIGHUP to the supervisor): the portal and mx read the renewed
     certificate; a pair that does not load is refused and the old one stays in service; mail
-    flows before and after."""
+    flows before and after, and no client is refused while the roles restart (the supervisor
+    holds the listening sockets)."""
     import signal
+    import socket
+    import threading
     from conftest import free_port
     s = sink()
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
@@ -306,9 +310,26 @@ def test_a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_refu
     shutil.copy(b_cert, cert)
     shutil.copy(b_key, key)
     before = len(portals())
-    n.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: len(portals()) > before, timeout=60, what="the portal again")
-    wait_for(lambda: served_name(port, True) == "b.example" or None, timeout=60, what="mx with the new certificate")
+    stop, tries, refused = threading.Event(), [], []
+
+    def knock():
+        while not stop.is_set():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=30).close()
+                tries.append(1)
+            except ConnectionRefusedError:
+                refused.append(1)
+            time.sleep(0.01)
+    knocker = threading.Thread(target=knock)
+    knocker.start()
+    try:
+        n.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(portals()) > before, timeout=60, what="the portal again")
+        wait_for(lambda: served_name(port, True) == "b.example" or None, timeout=60, what="mx with the new certificate")
+    finally:
+        stop.set()
+        knocker.join()
+    assert tries and not refused, f"{len(refused)} of {len(tries) + len(refused)} connections refused during the reload"
     assert served_name(int(portals()[-1]), False) == "b.example"
     send(n, "bob@acme.test", bare("AFTER-RELOAD", "bob@acme.test"))
     got = b"".join(m[1] for m in s.wait(2))

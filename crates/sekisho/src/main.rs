@@ -18,6 +18,7 @@ mod audit;
 mod backup;
 mod dbroles;
 mod demo;
+mod handover;
 mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;

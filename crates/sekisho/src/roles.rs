@@ -7,22 +7,25 @@
 //! supervisor (`PR_SET_PDEATHSIG`), so killing the supervisor — even with SIGKILL — never
 //! leaves an orphan holding the ports or the spool. The supervisor holds the node lock.
 //!
+//! The supervisor binds the listening sockets once and hands them to every incarnation of mx
+//! and the portal ([`crate::handover`]): while a role restarts, clients wait in the backlog.
+//!
 //! The supervisor makes one random **mx role token** per run and writes it to the stdin of
 //! both the vault and the mx role (never the environment, argv or a file): the vault gives
 //! connector secrets only to a caller presenting it. Both roles are non-dumpable, so another
 //! process of the same user can neither ptrace them nor read their memory.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::Read;
 
 use proto::vault::RoleToken;
-use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -39,12 +42,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Set by the supervisor when the roles drop to their own users (it alone decides).
 pub const USERS_ENV: &str = "SEKISHO_ROLE_USERS";
 
-/// Longest role token line read from stdin.
-const MAX_TOKEN_LINE: u64 = 256;
-
 /// First thing every role does: take its name, die with the supervisor, become
-/// non-dumpable, and read the role token the supervisor wrote to its stdin.
-pub fn child_setup(role: &str) -> Result<Option<RoleToken>> {
+/// non-dumpable, and take the listening sockets and the role token the supervisor handed
+/// it on stdin.
+pub fn child_setup(role: &str) -> Result<Option<crate::handover::Received>> {
     let name = std::ffi::CString::new(format!("sekisho-{role}")).context("role name")?;
     nix::sys::prctl::set_name(&name).context("PR_SET_NAME")?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
@@ -58,13 +59,7 @@ pub fn child_setup(role: &str) -> Result<Option<RoleToken>> {
     if std::env::var_os(SUPERVISOR_ENV).is_none() {
         return Ok(None);
     }
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .take(MAX_TOKEN_LINE)
-        .read_to_string(&mut line)
-        .context("reading the role token from the supervisor")?;
-    let token = line.trim();
-    Ok((!token.is_empty()).then(|| RoleToken(token.to_string())))
+    crate::handover::Received::read().map(Some)
 }
 
 /// After a role dropped root: the kernel cleared its death signal and may have made it
@@ -90,9 +85,16 @@ struct Role {
     backoff: Duration,
     /// Its user's home, when it runs under its own user (which the supervisor tells it).
     home: Option<PathBuf>,
+    /// The supervisor's copies of the sockets it serves on, handed to every incarnation.
+    fds: Vec<OwnedFd>,
 }
 
-async fn spawn(name: &'static str, token: &RoleToken, home: Option<&Path>) -> Result<Child> {
+async fn spawn(
+    name: &'static str,
+    token: &RoleToken,
+    home: Option<&Path>,
+    fds: &[OwnedFd],
+) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find my own executable")?;
     let mut cmd = Command::new(exe);
     // A role under its own user has that user's home, not root's (a library looking for
@@ -114,21 +116,18 @@ async fn spawn(name: &'static str, token: &RoleToken, home: Option<&Path>) -> Re
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
-    let mut child = cmd
+    let (mut ours, theirs) = UnixStream::pair().context("the role's channel")?;
+    let child = cmd
         .args(std::env::args_os().skip(1))
         .env(ROLE_ENV, name)
         .env(SUPERVISOR_ENV, std::process::id().to_string())
-        .stdin(std::process::Stdio::piped())
+        .stdin(OwnedFd::from(theirs))
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start the {name} role"))?;
-    let mut stdin = child.stdin.take().context("role stdin")?;
-    let line = zeroize::Zeroizing::new(format!("{}\n", token.0));
-    stdin
-        .write_all(line.as_bytes())
-        .await
-        .with_context(|| format!("cannot hand the {name} role its token"))?;
-    drop(stdin);
+    let fds: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+    crate::handover::send(&mut ours, &fds, token.0.as_bytes())
+        .with_context(|| format!("cannot hand the {name} role its sockets and token"))?;
     Ok(child)
 }
 
@@ -138,11 +137,12 @@ impl Role {
         token: &RoleToken,
         pids: &crate::kaudit::RolePids,
         users: Option<&crate::sysusers::RoleUsers>,
+        fds: Vec<OwnedFd>,
     ) -> Result<Self> {
         // Some: the role drops to its own user, whose home this is.
         let home = users
             .map(|_| crate::sysusers::home(name).unwrap_or_else(|| PathBuf::from("/nonexistent")));
-        let child = spawn(name, token, home.as_deref()).await?;
+        let child = spawn(name, token, home.as_deref(), &fds).await?;
         pids.set(name, child.id());
         Ok(Self {
             name,
@@ -152,6 +152,7 @@ impl Role {
             first: true,
             backoff: Duration::from_secs(1),
             home,
+            fds,
         })
     }
 
@@ -173,7 +174,7 @@ impl Role {
         tracing::error!(role = self.name, %status, backoff = ?self.backoff, "role exited; restarting");
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        self.child = spawn(self.name, token, self.home.as_deref()).await?;
+        self.child = spawn(self.name, token, self.home.as_deref(), &self.fds).await?;
         self.pids.set(self.name, self.child.id());
         self.started = Instant::now();
         self.first = false;
@@ -183,7 +184,7 @@ impl Role {
     /// A planned restart (a reload): stopped as at shutdown, started again at once.
     async fn renew(&mut self, grace: Duration, token: &RoleToken) -> Result<()> {
         self.stop(grace).await;
-        self.child = spawn(self.name, token, self.home.as_deref()).await?;
+        self.child = spawn(self.name, token, self.home.as_deref(), &self.fds).await?;
         self.pids.set(self.name, self.child.id());
         self.started = Instant::now();
         self.first = false;
@@ -474,13 +475,15 @@ pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
     if cfg.tls_generated && tls::ensure_self_signed(&cfg.hostname, &cfg.tls_cert, &cfg.tls_key)? {
         println!("generated a self-signed certificate; set [tls] cert/key for production");
     }
+    // Bound once, here: a role that restarts finds its clients waiting in the backlog.
+    let (mx_fds, portal_fds) = crate::handover::Listeners::bind(&cfg)?.into_roles();
     let users = role_users(&cfg, demo)?;
     let token = RoleToken(keys::SecretKey::generate().to_hex().to_string());
     let pids = crate::kaudit::RolePids::new(crate::sandbox::proof_paths(&cfg));
     watch_kernel(&cfg, &pids, users.as_ref());
-    let mut vault = Role::start("vault", &token, &pids, users.as_ref()).await?;
+    let mut vault = Role::start("vault", &token, &pids, users.as_ref(), Vec::new()).await?;
     vault_ready(&cfg, &mut vault).await?;
-    let mut mx = match Role::start("mx", &token, &pids, users.as_ref()).await {
+    let mut mx = match Role::start("mx", &token, &pids, users.as_ref(), mx_fds).await {
         Ok(r) => r,
         Err(e) => {
             vault.stop(Duration::from_secs(10)).await;
@@ -490,14 +493,16 @@ pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
     // The portal is handed no token: it can never obtain connector secrets.
     let no_token = RoleToken(String::new());
     let mut portal = match cfg.portal_listen {
-        Some(_) => match Role::start("portal", &no_token, &pids, users.as_ref()).await {
-            Ok(r) => Some(r),
-            Err(e) => {
-                mx.stop(cfg.shutdown_grace).await;
-                vault.stop(Duration::from_secs(10)).await;
-                return Err(e);
+        Some(_) => {
+            match Role::start("portal", &no_token, &pids, users.as_ref(), portal_fds).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    mx.stop(cfg.shutdown_grace).await;
+                    vault.stop(Duration::from_secs(10)).await;
+                    return Err(e);
+                }
             }
-        },
+        }
         None => None,
     };
     if demo {

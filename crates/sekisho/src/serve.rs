@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Node};
 use crate::config::Config;
+use crate::handover::Received;
 
 /// Name, domain and mailbox folder of the demo tenant.
 pub const DEMO_TENANT: &str = "demo";
@@ -425,15 +426,20 @@ struct Bound {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
-fn bind_tcp(addr: std::net::SocketAddr, what: &str) -> Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
-
 impl Bound {
-    fn take(cfg: &Config, role: &str) -> Result<Self> {
+    /// The listeners the supervisor handed over (a role started by hand binds its own), and
+    /// the TLS material, read while still root.
+    fn take(cfg: &Config, role: &str, handed: Option<&mut Received>) -> Result<Self> {
+        let mut handed = handed;
+        let mut listener = |addr: Option<std::net::SocketAddr>, what: &str| match handed.as_mut() {
+            Some(h) => h.listener().map(Some),
+            None => {
+                let addr = addr.with_context(|| format!("no address to listen for {what} on"))?;
+                let l = crate::handover::bind_tcp(addr, what)?;
+                l.set_nonblocking(true)?;
+                Ok(Some(l))
+            }
+        };
         let tls = || {
             tls::server_config(&cfg.tls_cert, &cfg.tls_key)
                 .context("TLS certificate")
@@ -441,17 +447,13 @@ impl Bound {
         };
         Ok(match role {
             "mx" => Bound {
-                smtp: Some(bind_tcp(cfg.smtp_listen, "SMTP")?),
-                http: Some(bind_tcp(cfg.admin_listen, "admin HTTP")?),
+                smtp: listener(Some(cfg.smtp_listen), "SMTP")?,
+                http: listener(Some(cfg.admin_listen), "admin HTTP")?,
                 tls: tls()?,
                 ..Bound::default()
             },
             "portal" => Bound {
-                portal: Some(bind_tcp(
-                    cfg.portal_listen
-                        .context("the portal role needs server.portal_listen")?,
-                    "the portal",
-                )?),
+                portal: listener(cfg.portal_listen, "the portal")?,
                 tls: tls()?,
                 ..Bound::default()
             },
@@ -474,8 +476,12 @@ pub fn prepare_role(cfg: &Config) -> Result<Option<RoleStart>> {
         Ok(other) => anyhow::bail!("{ROLE_ENV}={other:?}: not a role (mx, vault, portal)"),
         Err(_) => return Ok(None),
     };
-    let token = crate::roles::child_setup(name)?;
-    let bound = Bound::take(cfg, name)?;
+    let mut handed = crate::roles::child_setup(name)?;
+    let bound = Bound::take(cfg, name, handed.as_mut())?;
+    let token = handed
+        .map(|h| h.token.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(proto::vault::RoleToken);
     // mx and the portal face the network (Landlock): mx may not reach the vault's directory;
     // the portal reaches nothing on disk. The vault must read the KEK: no Landlock rules.
     let rules = match name {
