@@ -950,11 +950,15 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     # The spool key is mx's alone: asked for without its token, it is refused and raised.
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "spool-key", "target": "sekisho.localhost"})
     assert st == 200 and "only mx obtains its spool key" in doc.get("refused", ""), doc
+    # Mail signed as the tenant's domain: DKIM keys sign only for mx; the portal is refused.
+    n.cli("tenant", "dkim", "generate", "acme", "--domain", "acme.test", "--selector", "s1")
+    st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "dkim-sign", "target": "1 acme.test s1"})
+    assert st == 200 and "only mx has mail signed" in doc.get("refused", ""), doc
     # A frame no role needs (2 MiB to the vault): dropped unread, recorded and raised.
     st, _, doc = c.request("POST", "/api/test-hooks/vault", {"attack": "oversized", "target": ""})
     assert st == 200 and "error" in doc and "answer" not in doc, doc
     alerts = [a for a in n.cli_json("alerts", "list") if a["rule"] == "role-overreach"]
-    assert len(alerts) == 5 + (not own_users) and all(a["severity"] == "critical" for a in alerts), alerts
+    assert len(alerts) == 6 + (not own_users) and all(a["severity"] == "critical" for a in alerts), alerts
     assert any("oversized frame" in a["summary"] for a in alerts), alerts
     if own_users:
         wait_for(lambda: [r for r in n.cli_json("vault", "records") if r["action"] == "sandbox-denial"
@@ -963,7 +967,7 @@ def test_code_running_in_the_portal_cannot_act_as_the_local_operator_at_the_vaul
     else:
         assert any("admin socket" in a["summary"] and "quarantine-release" in a["summary"] for a in alerts)
     refused = [r for r in n.cli_json("vault", "records") if r["outcome"] == "refused: not from the local CLI"]
-    assert {r["action"] for r in refused} == {"open-quarantine", "admin", "digest-links", "spool-key"}, refused
+    assert {r["action"] for r in refused} == {"open-quarantine", "admin", "digest-links", "spool-key", "dkim-sign"}, refused
     # The operator at the console is not a role: the same open works from the CLI.
     assert "INTRUDER" in n.cli("quarantine", "open", item, "--break-glass", "incident review").stdout
 

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod digest;
+pub mod dkim;
 pub mod dsn;
 pub mod maildir;
 pub mod mx;
@@ -127,6 +128,7 @@ pub struct Delivery {
     tasks: TaskTracker,
     secrets: std::sync::OnceLock<Arc<dyn secrets::SecretSource>>,
     resolver: std::sync::OnceLock<Arc<dyn mx::MxResolver>>,
+    dkim: std::sync::OnceLock<Arc<dyn dkim::DkimSource>>,
 }
 
 impl Delivery {
@@ -151,6 +153,7 @@ impl Delivery {
             tasks: TaskTracker::new(),
             secrets: std::sync::OnceLock::new(),
             resolver: std::sync::OnceLock::new(),
+            dkim: std::sync::OnceLock::new(),
         }))
     }
 
@@ -165,16 +168,50 @@ impl Delivery {
         let _ = self.secrets.set(source);
     }
 
+    /// Where outbound mail is signed (in mx, the vault). Without one, nothing is signed.
+    pub fn set_dkim_source(&self, source: Arc<dyn dkim::DkimSource>) {
+        let _ = self.dkim.set(source);
+    }
+
+    /// An outbound message as it leaves: signed for its `From` domain when the sender's
+    /// tenant has a key for it, at every attempt (after every change made to it).
+    async fn outbound_signed(
+        &self,
+        meta: &MessageMeta,
+        body: Arc<Vec<u8>>,
+    ) -> Result<Arc<Vec<u8>>, Outcome> {
+        let (Some(source), true) = (self.dkim.get(), meta.envelope.outbound) else {
+            return Ok(body);
+        };
+        let Some(tenant) = meta.envelope.rcpts.first().map(|r| r.tenant) else {
+            return Ok(body);
+        };
+        match dkim::sign(source, tenant, &body, unix_now()).await {
+            Ok(Some(signed)) => Ok(Arc::new(signed)),
+            Ok(None) => Ok(body),
+            Err(e) => {
+                tracing::warn!(queue_id = %meta.id, error = %e, "outbound message not signed; deferred");
+                Err(Outcome::Temporary(format!(
+                    "451 4.7.0 DKIM signing unavailable: {e}"
+                )))
+            }
+        }
+    }
+
     /// Where direct delivery (`external_route = "mx"`) looks up mail exchangers; without one
     /// such mail is deferred. Set once, before delivery starts.
     pub fn set_mx_resolver(&self, resolver: Arc<dyn mx::MxResolver>) {
         let _ = self.resolver.set(resolver);
     }
 
-    /// Drops connector secrets held in memory (they changed in the store).
+    /// Drops connector secrets and DKIM key answers held in memory (they changed in the
+    /// store).
     pub fn forget_secrets(&self) {
         if let Some(s) = self.secrets.get() {
             s.forget_all();
+        }
+        if let Some(d) = self.dkim.get() {
+            d.forget_all();
         }
     }
 
@@ -351,6 +388,19 @@ impl Delivery {
         };
         let dir = self.directory.get();
         let mut outcomes: Vec<Option<Outcome>> = meta.envelope.rcpts.iter().map(|_| None).collect();
+        let original = body.clone();
+        let body = match self.outbound_signed(&meta, body).await {
+            Ok(b) => b,
+            Err(deferred) => {
+                for (o, r) in outcomes.iter_mut().zip(&meta.envelope.rcpts) {
+                    if r.status == RcptStatus::Pending {
+                        *o = Some(deferred.clone());
+                    }
+                }
+                self.finish(meta, outcomes, &original).await;
+                return;
+            }
+        };
         let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
         for (i, r) in meta.envelope.rcpts.iter().enumerate() {
             if r.status != RcptStatus::Pending {
@@ -368,7 +418,7 @@ impl Delivery {
             self.deliver_group(&meta, &body, &route, &idx, &mut outcomes)
                 .await;
         }
-        self.finish(meta, outcomes, &body).await;
+        self.finish(meta, outcomes, &original).await;
     }
 
     async fn deliver_group(

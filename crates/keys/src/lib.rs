@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod connector;
+pub mod dkim;
 pub mod password;
 pub mod totp;
 

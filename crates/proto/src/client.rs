@@ -205,6 +205,45 @@ impl VaultClient {
         }
     }
 
+    /// The key that signs `domain`'s mail for `tenant` (the mx role, with its role token).
+    pub async fn dkim_key(
+        &self,
+        tenant: TenantId,
+        domain: &str,
+        token: &RoleToken,
+    ) -> Result<Option<crate::vault::DkimKeyRef>, CallError> {
+        let req = Request::DkimKey {
+            tenant,
+            domain: domain.to_string(),
+            role_token: token.clone(),
+        };
+        match self.call(&req, &[]).await? {
+            (Response::DkimKey { key }, _) => Ok(key),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
+    /// Has the vault sign `digest` with the key `selector` (the mx role).
+    pub async fn dkim_sign(
+        &self,
+        tenant: TenantId,
+        domain: &str,
+        selector: &str,
+        token: &RoleToken,
+        digest: &[u8; 32],
+    ) -> Result<Vec<u8>, CallError> {
+        let req = Request::DkimSign {
+            tenant,
+            domain: domain.to_string(),
+            selector: selector.to_string(),
+            role_token: token.clone(),
+        };
+        match self.call(&req, digest).await? {
+            (Response::Signature, sig) => Ok(sig),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
     /// Obtains this node's spool key, as hex (the mx role, with its role token); with
     /// `spool_empty`, an unusable stored key is replaced.
     pub async fn spool_key(

@@ -255,6 +255,39 @@ names! {
     }
 }
 
+names! {
+    /// A DKIM signing algorithm (RFC 6376, RFC 8463).
+    DkimAlgorithm, "DKIM algorithm" {
+        /// RSA-SHA256 with a 2048-bit key.
+        Rsa = "rsa",
+        /// Ed25519-SHA256.
+        Ed25519 = "ed25519",
+    }
+}
+
+impl DkimAlgorithm {
+    /// The signature's `a=` tag.
+    pub fn tag(self) -> &'static str {
+        match self {
+            DkimAlgorithm::Rsa => "rsa-sha256",
+            DkimAlgorithm::Ed25519 => "ed25519-sha256",
+        }
+    }
+}
+
+names! {
+    /// Where a DKIM key is in its life. A domain has at most one active key, which signs.
+    DkimKeyState, "DKIM key state" {
+        /// Made and its record printed; signs nothing until `dkim rotate` makes it active.
+        Pending = "pending",
+        /// Signs the domain's outbound mail.
+        Active = "active",
+        /// Replaced by a rotation: signs nothing; keep its record published until mail
+        /// signed with it has been read, then `dkim remove` it.
+        Retired = "retired",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

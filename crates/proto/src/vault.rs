@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::acts::Act;
-use crate::nouns::{QueueId, Role, Scope, SecretKind, TenantId};
+use crate::nouns::{DkimAlgorithm, DkimKeyState, QueueId, Role, Scope, SecretKind, TenantId};
 use crate::refusal::Refusal;
 
 /// A session ends this long after login, used or not (the cookie's Max-Age).
@@ -118,6 +118,29 @@ pub enum Request {
         /// restored from before a KEK rotation), the vault may replace it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         spool_empty: bool,
+    },
+    /// mx asks which key signs a tenant's domain → `DkimKey` (never the key itself).
+    /// Answered only for the mx role token.
+    DkimKey {
+        /// The sender's tenant.
+        tenant: TenantId,
+        /// The `From` domain.
+        domain: String,
+        /// The mx role token.
+        role_token: RoleToken,
+    },
+    /// mx asks the vault to sign: the payload is the SHA-256 digest of the canonical signed
+    /// headers; the signature comes back as the payload (`Signature`). The private key never
+    /// leaves the vault. Answered only for the mx role token, for a key that is not pending.
+    DkimSign {
+        /// The sender's tenant.
+        tenant: TenantId,
+        /// The signing domain.
+        domain: String,
+        /// The key's selector.
+        selector: String,
+        /// The mx role token.
+        role_token: RoleToken,
     },
     /// A key-changing request.
     Admin(Admin),
@@ -378,6 +401,47 @@ pub enum Admin {
         /// Who asked.
         principal: String,
     },
+    /// Makes a DKIM key for one of a tenant's domains → `DkimKeys` with the new one (its DNS
+    /// record): active if the domain has none, else pending until `DkimRotate`.
+    DkimGenerate {
+        /// Tenant name.
+        tenant: String,
+        /// One of the tenant's domains.
+        domain: String,
+        /// The selector (one DNS label).
+        selector: String,
+        /// RSA-2048 or Ed25519.
+        algorithm: DkimAlgorithm,
+        /// Who asked.
+        principal: String,
+    },
+    /// Lists a tenant's DKIM keys → `DkimKeys`.
+    DkimList {
+        /// Tenant name.
+        tenant: String,
+    },
+    /// Makes a pending key its domain's active one; the one before is retired.
+    DkimRotate {
+        /// Tenant name.
+        tenant: String,
+        /// The domain.
+        domain: String,
+        /// The pending key's selector.
+        selector: String,
+        /// Who asked.
+        principal: String,
+    },
+    /// Deletes a pending or retired key (after its record is withdrawn from DNS).
+    DkimRemove {
+        /// Tenant name.
+        tenant: String,
+        /// The domain.
+        domain: String,
+        /// The key's selector.
+        selector: String,
+        /// Who asked.
+        principal: String,
+    },
     /// Makes a one-time enrolment link for a new portal account → `Enrolment`.
     Invite {
         /// The account's login name.
@@ -401,6 +465,8 @@ impl Request {
             Request::SealSecret { .. } => "seal-secret",
             Request::UseSecret { .. } => "use-secret",
             Request::SpoolKey { .. } => "spool-key",
+            Request::DkimKey { .. } => "dkim-key",
+            Request::DkimSign { .. } => "dkim-sign",
             Request::Admin(_) => "admin",
             Request::EnrolStart { .. } => "enrol-start",
             Request::EnrolConfirm { .. } => "enrol-confirm",
@@ -426,6 +492,34 @@ impl Request {
             Request::Front(f) => f.kind(),
         }
     }
+}
+
+/// Which key signs a domain: enough for mx to write the signature's tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKeyRef {
+    /// `s=`.
+    pub selector: String,
+    /// `a=`.
+    pub algorithm: DkimAlgorithm,
+}
+
+/// A DKIM key as listed: its public half as the DNS record to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKeyInfo {
+    /// The signing domain.
+    pub domain: String,
+    /// The selector.
+    pub selector: String,
+    /// RSA-2048 or Ed25519.
+    pub algorithm: DkimAlgorithm,
+    /// Pending, active or retired.
+    pub state: DkimKeyState,
+    /// Where the record goes: `<selector>._domainkey.<domain>`.
+    pub name: String,
+    /// The TXT value to publish there.
+    pub value: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
 }
 
 /// The user behind a session, as the vault vouches for it.
@@ -486,6 +580,18 @@ pub enum Response {
     Secret,
     /// The spool key is the payload (hex).
     SpoolKey,
+    /// The key that signs a domain's mail, if it has one.
+    DkimKey {
+        /// `None`: the domain is not signed.
+        key: Option<DkimKeyRef>,
+    },
+    /// The signature is the payload.
+    Signature,
+    /// DKIM keys (public halves), with the DNS record each needs.
+    DkimKeys {
+        /// By domain and selector.
+        keys: Vec<DkimKeyInfo>,
+    },
     /// Done, with a summary for a person.
     Done {
         /// What was done.
@@ -598,6 +704,9 @@ impl Response {
             Response::Opened => "opened",
             Response::Secret => "secret",
             Response::SpoolKey => "spool-key",
+            Response::DkimKey { .. } => "dkim-key",
+            Response::Signature => "signature",
+            Response::DkimKeys { .. } => "dkim-keys",
             Response::Done { .. } => "done",
             Response::Totp { .. } => "totp",
             Response::Activated { .. } => "activated",

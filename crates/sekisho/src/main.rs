@@ -18,6 +18,8 @@ mod audit;
 mod backup;
 mod dbroles;
 mod demo;
+mod dkim;
+mod dkim_cmd;
 mod handover;
 mod health;
 #[cfg(feature = "test-hooks")]
@@ -347,6 +349,10 @@ enum TenantCmd {
     /// and write-only — no command shows them again.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// DKIM signing keys for the tenant's domains: made and kept by the vault, which signs
+    /// the tenant's outbound mail (mx never holds a key).
+    #[command(subcommand)]
+    Dkim(dkim_cmd::DkimCmd),
 }
 
 #[derive(Subcommand)]
@@ -1782,6 +1788,7 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             println!("{summary}");
         }
         TenantCmd::Secret(cmd) => secret(&cfg, &store, cmd).await?,
+        TenantCmd::Dkim(cmd) => dkim_cmd::run(&cfg, cmd).await?,
         TenantCmd::Policy(args) => {
             let mut p = store.filter_policy(&args.name).await?;
             if args.changes() {

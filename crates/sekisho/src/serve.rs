@@ -826,10 +826,12 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         delivery.set_mx_resolver(Arc::new(crate::mx_dns::NodeDns::new(dns)));
     }
     if let Some(token) = token.clone() {
+        let vault = || proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
         delivery.set_secret_source(Arc::new(crate::secrets::VaultSecrets::new(
-            proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir)),
-            token,
+            vault(),
+            token.clone(),
         )));
+        delivery.set_dkim_source(Arc::new(crate::dkim::VaultDkim::new(vault(), token)));
     }
     let quarantine = Arc::new(crate::quarantine::SealedQuarantine::new(
         store.clone(),

@@ -234,8 +234,8 @@ impl Store {
     }
 
     /// Replaces everything wrapped with the KEK — tenant keys, connector secrets, audit
-    /// signing keys, portal users' second factors and the nodes' spool keys — in one
-    /// transaction (KEK rotation).
+    /// signing keys, portal users' second factors, the nodes' spool keys and DKIM keys — in
+    /// one transaction (KEK rotation).
     pub async fn rewrap_kek_material(
         &self,
         keys: &[TenantKey],
@@ -243,8 +243,20 @@ impl Store {
         audit_keys: &[crate::AuditKey],
         totps: &[(i64, Vec<u8>)],
         spool_keys: &[crate::WrappedSpoolKey],
+        dkim: &[crate::SealedDkimKey],
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        for k in dkim {
+            sqlx::query(
+                "UPDATE dkim_keys SET sealed = $1 WHERE tenant_id = $2 AND domain = $3 AND selector = $4",
+            )
+            .bind(&k.sealed)
+            .bind(k.tenant_id)
+            .bind(&k.domain)
+            .bind(&k.selector)
+            .execute(&mut *tx)
+            .await?;
+        }
         for k in spool_keys {
             sqlx::query("UPDATE spool_keys SET wrapped = $1 WHERE node = $2")
                 .bind(&k.wrapped)
@@ -442,6 +454,11 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        // Sealed DKIM keys go with it (also a cascade; said here as the secrets they are).
+        sqlx::query("DELETE FROM dkim_keys WHERE tenant_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         // Cascades: domains, recipients, filter policy, sender history, key pair, quarantine,
         // connector secrets.
         sqlx::query("DELETE FROM tenants WHERE id = $1")

@@ -127,6 +127,30 @@ pub fn open_secret(
     Ok(secret)
 }
 
+fn dkim_aad(k: &store::SealedDkimKey) -> Vec<u8> {
+    format!(
+        "sekisho dkim key v1 tenant={} domain={} selector={} algorithm={}",
+        k.tenant_id, k.domain, k.selector, k.algorithm
+    )
+    .into_bytes()
+}
+
+/// Seals a DKIM private key (PKCS#8) with the KEK, bound to its tenant, domain, selector and
+/// algorithm: moved to another row, it does not open.
+pub fn seal_dkim(kek: &Kek, k: &store::SealedDkimKey, pkcs8: &[u8]) -> Vec<u8> {
+    kek.seal(&dkim_aad(k), pkcs8)
+}
+
+/// Opens a sealed DKIM key (vault only).
+pub fn open_dkim(kek: &Kek, k: &store::SealedDkimKey) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    kek.open(&dkim_aad(k), &k.sealed).ok_or_else(|| {
+        VaultError::Crypto(format!(
+            "the DKIM key {} of {} does not open with this KEK (wrong KEK or altered value)",
+            k.selector, k.domain
+        ))
+    })
+}
+
 /// Re-seals a connector secret from `old` to `new` KEK (rotation).
 pub fn rewrap_secret(
     old: &Kek,

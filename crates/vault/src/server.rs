@@ -1,6 +1,7 @@
 //! The vault role's request handling: the only code that unwraps tenant identities.
 
 mod acts;
+mod dkim;
 mod passkey;
 pub mod portal;
 
@@ -208,6 +209,8 @@ struct KekMaterial {
     totps: Vec<(i64, Vec<u8>)>,
     /// The nodes' spool keys.
     spool_keys: Vec<store::WrappedSpoolKey>,
+    /// Tenants' DKIM signing keys.
+    dkim: Vec<store::SealedDkimKey>,
 }
 
 impl KekMaterial {
@@ -235,6 +238,7 @@ impl KekMaterial {
                 .map(|u| (u.id, u.totp_sealed))
                 .collect(),
             spool_keys: store.spool_keys().await.map_err(|e| e.to_string())?,
+            dkim: store.dkim_sealed(None).await.map_err(|e| e.to_string())?,
         })
     }
 
@@ -244,6 +248,7 @@ impl KekMaterial {
             && self.audit_keys.is_empty()
             && self.totps.is_empty()
             && self.spool_keys.is_empty()
+            && self.dkim.is_empty()
     }
 
     fn kind(s: &SealedSecret) -> Result<SecretKind, String> {
@@ -276,6 +281,7 @@ impl KekMaterial {
                 .spool_keys
                 .iter()
                 .all(|k| crate::unwrap_spool_key(kek, &k.node, &k.wrapped).is_ok())
+            && self.dkim.iter().all(|k| crate::open_dkim(kek, k).is_ok())
     }
 
     /// Re-wraps every item from `old` to `new`.
@@ -304,6 +310,10 @@ impl KekMaterial {
         for k in &mut self.spool_keys {
             k.wrapped = crate::rewrap_spool_key(old, new, &k.node, &k.wrapped)
                 .map_err(|e| format!("node {}: {e}", k.node))?;
+        }
+        for k in &mut self.dkim {
+            let plain = crate::open_dkim(old, k).map_err(|e| e.to_string())?;
+            k.sealed = crate::seal_dkim(new, k, &plain);
         }
         Ok(())
     }
@@ -626,6 +636,7 @@ impl Vault {
                 &material.audit_keys,
                 &material.totps,
                 &material.spool_keys,
+                &material.dkim,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -637,12 +648,13 @@ impl Vault {
         }
         *self.kek.write().expect("kek lock poisoned") = Arc::new(new);
         Ok(format!(
-            "{} tenant key(s), {} connector secret(s), {} audit key(s), {} second factor(s) and {} spool key(s) re-wrapped; portal sessions ended",
+            "{} tenant key(s), {} connector secret(s), {} audit key(s), {} second factor(s) and {} spool key(s) re-wrapped, {} DKIM key(s) re-sealed; portal sessions ended",
             material.keys.len(),
             material.secrets.len(),
             material.audit_keys.len(),
             material.totps.len(),
-            material.spool_keys.len()
+            material.spool_keys.len(),
+            material.dkim.len()
         ))
     }
 
@@ -699,6 +711,50 @@ impl Vault {
                     .await;
                 }
                 answer
+            }
+            Admin::DkimGenerate {
+                tenant,
+                domain,
+                selector,
+                algorithm,
+                principal,
+            } => {
+                let t = dkim::Target {
+                    tenant: &tenant,
+                    domain: &domain,
+                    selector: &selector,
+                    principal: &principal,
+                };
+                self.dkim_generate(t, algorithm).await
+            }
+            Admin::DkimList { tenant } => self.dkim_list(&tenant).await,
+            Admin::DkimRotate {
+                tenant,
+                domain,
+                selector,
+                principal,
+            } => {
+                let t = dkim::Target {
+                    tenant: &tenant,
+                    domain: &domain,
+                    selector: &selector,
+                    principal: &principal,
+                };
+                self.dkim_change(t, false).await
+            }
+            Admin::DkimRemove {
+                tenant,
+                domain,
+                selector,
+                principal,
+            } => {
+                let t = dkim::Target {
+                    tenant: &tenant,
+                    domain: &domain,
+                    selector: &selector,
+                    principal: &principal,
+                };
+                self.dkim_change(t, true).await
             }
             Admin::Invite {
                 email,
@@ -895,6 +951,20 @@ impl Vault {
                 role_token,
                 spool_empty,
             } => self.spool_key(&node, &role_token, spool_empty).await,
+            Request::DkimKey {
+                tenant,
+                domain,
+                role_token,
+            } => self.dkim_key(tenant, &domain, &role_token).await,
+            Request::DkimSign {
+                tenant,
+                domain,
+                selector,
+                role_token,
+            } => {
+                self.dkim_sign(tenant, &domain, &selector, &role_token, &payload)
+                    .await
+            }
             Request::Admin(a) => self.admin(a).await,
             Request::DeleteQuarantine {
                 id,
@@ -1643,6 +1713,11 @@ impl Vault {
             }
             Request::SpoolKey { role_token, .. } if !self.is_mx(role_token) => {
                 Some("only mx obtains its spool key")
+            }
+            Request::DkimKey { role_token, .. } | Request::DkimSign { role_token, .. }
+                if !self.is_mx(role_token) =>
+            {
+                Some("only mx has mail signed")
             }
             _ => None,
         }

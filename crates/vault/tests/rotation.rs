@@ -190,7 +190,7 @@ async fn a_rotation_interrupted_after_its_commit_is_completed_on_open(engine: En
         k.wrapped = vault::rewrap_audit_key(&old, &new, k).unwrap();
     }
     store
-        .rewrap_kek_material(&keys, &secrets, &audit_keys, &[], &[])
+        .rewrap_kek_material(&keys, &secrets, &audit_keys, &[], &[], &[])
         .await
         .unwrap();
     let mut v = Vault::open(store.clone(), blobs.clone(), &kek_path)

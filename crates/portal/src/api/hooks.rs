@@ -133,12 +133,27 @@ async fn vault(State(p): State<Arc<Portal>>, JsonBody(b): JsonBody<Attack>) -> R
             role_token: proto::vault::RoleToken("guess".into()),
             spool_empty: false,
         },
+        // Have mail signed as a tenant's domain (the DKIM key signs only for mx), with a
+        // guessed token: target "TENANT-ID DOMAIN SELECTOR".
+        "dkim-sign" => {
+            let mut t = b.target.split(' ');
+            Request::DkimSign {
+                tenant: proto::TenantId(t.next().and_then(|v| v.parse().ok()).unwrap_or(1)),
+                domain: t.next().unwrap_or_default().to_string(),
+                selector: t.next().unwrap_or_default().to_string(),
+                role_token: proto::vault::RoleToken("guess".into()),
+            }
+        }
         _ => Request::Admin(Admin::TerminateTenant {
             tenant: b.target,
             principal: "cli:root".into(),
         }),
     };
-    let answer = match p.vault.call(&req, &[]).await {
+    let digest = match req {
+        Request::DkimSign { .. } => vec![0u8; 32],
+        _ => Vec::new(),
+    };
+    let answer = match p.vault.call(&req, &digest).await {
         Ok((r, body)) => json!({ "answer": r.kind(), "bytes": body.len() }),
         Err(CallError::Refused(r)) => json!({ "refused": r.message, "kind": r.kind }),
         Err(e) => json!({ "error": e.to_string() }),
