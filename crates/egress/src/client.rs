@@ -228,7 +228,8 @@ impl Client {
             return Err(Failure::Temporary(format!("STARTTLS refused: {}", r.text)));
         }
         let config = tls.for_route(route, creds)?;
-        let name = tls::server_name(&route.host).map_err(|e| temp("TLS", e))?;
+        let name = tls::server_name(route.tls_name.as_deref().unwrap_or(&route.host))
+            .map_err(|e| temp("TLS", e))?;
         let Stream::Plain(tcp) = self.io.into_inner() else {
             return Err(Failure::Temporary("STARTTLS on an encrypted stream".into()));
         };

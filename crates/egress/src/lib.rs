@@ -20,6 +20,7 @@ pub mod digest;
 pub mod dkim;
 pub mod dsn;
 pub mod maildir;
+pub mod mta_sts;
 pub mod mx;
 pub mod notice;
 pub mod pool;
@@ -64,6 +65,10 @@ pub struct DeliveryConfig {
     /// Direct delivery may go to loopback and private addresses (an internal network's own
     /// mail exchangers); otherwise such MX targets are skipped.
     pub allow_private_mx: bool,
+    /// CA certificates that verify mail exchangers' certificates under an MTA-STS policy
+    /// (and, in mx, the policy's HTTPS server) instead of the Web PKI: a private network, or
+    /// tests.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for DeliveryConfig {
@@ -78,6 +83,7 @@ impl Default for DeliveryConfig {
             timeout: Duration::from_secs(60),
             external_route: None,
             allow_private_mx: false,
+            ca_file: None,
         }
     }
 }
@@ -129,6 +135,7 @@ pub struct Delivery {
     secrets: std::sync::OnceLock<Arc<dyn secrets::SecretSource>>,
     resolver: std::sync::OnceLock<Arc<dyn mx::MxResolver>>,
     dkim: std::sync::OnceLock<Arc<dyn dkim::DkimSource>>,
+    sts: std::sync::OnceLock<Arc<dyn mta_sts::PolicySource>>,
 }
 
 impl Delivery {
@@ -154,6 +161,7 @@ impl Delivery {
             secrets: std::sync::OnceLock::new(),
             resolver: std::sync::OnceLock::new(),
             dkim: std::sync::OnceLock::new(),
+            sts: std::sync::OnceLock::new(),
         }))
     }
 
@@ -166,6 +174,12 @@ impl Delivery {
     /// defer their mail until one is set). Set once, before delivery starts.
     pub fn set_secret_source(&self, source: Arc<dyn secrets::SecretSource>) {
         let _ = self.secrets.set(source);
+    }
+
+    /// Where direct delivery learns recipient domains' MTA-STS policies. Without one, TLS to
+    /// exchangers stays opportunistic.
+    pub fn set_policy_source(&self, source: Arc<dyn mta_sts::PolicySource>) {
+        let _ = self.sts.set(source);
     }
 
     /// Where outbound mail is signed (in mx, the vault). Without one, nothing is signed.
@@ -554,8 +568,9 @@ impl Delivery {
             mx::Plan::Refuse(reply) => return Err(Outcome::Permanent(reply)),
             mx::Plan::Try(hosts) => hosts,
         };
+        let hosts = self.sts_hosts(domain, hosts).await?;
         let mut last = format!("451 4.4.1 no mail exchanger of {domain} answered");
-        for host in hosts.iter().take(MAX_MX_HOSTS) {
+        for (host, tls) in hosts.iter().take(MAX_MX_HOSTS) {
             let ips = match resolver.addresses(host).await {
                 Ok(ips) => ips,
                 Err(e) => {
@@ -576,11 +591,14 @@ impl Delivery {
                 let r = SmtpRoute {
                     host: ip.to_string(),
                     port: 25,
-                    tls: proto::route::TlsPolicy::Opportunistic,
-                    ca: None,
+                    tls: *tls,
+                    ca: (*tls == proto::route::TlsPolicy::Required)
+                        .then(|| self.cfg.ca_file.clone())
+                        .flatten(),
                     auth: false,
                     client_cert: false,
                     owner: None,
+                    tls_name: Some(host.trim_end_matches('.').to_string()),
                 };
                 match self.send_smtp(meta, body, &r, idx).await {
                     Ok(each) => return Ok(each),
@@ -590,6 +608,38 @@ impl Delivery {
             }
         }
         Err(Outcome::Temporary(last))
+    }
+
+    /// The exchangers to try and the TLS each must speak: under an enforced MTA-STS policy
+    /// only the listed ones, each with a certificate valid for its name (RFC 8461 §5);
+    /// otherwise every one, opportunistically.
+    async fn sts_hosts(
+        &self,
+        domain: &str,
+        hosts: Vec<String>,
+    ) -> Result<Vec<(String, proto::route::TlsPolicy)>, Outcome> {
+        use proto::route::TlsPolicy;
+        let policy = match self.sts.get() {
+            Some(source) => source.policy(domain).await,
+            None => None,
+        };
+        let Some(policy) = policy.filter(|p| p.mode == mta_sts::Mode::Enforce) else {
+            return Ok(hosts
+                .into_iter()
+                .map(|h| (h, TlsPolicy::Opportunistic))
+                .collect());
+        };
+        let listed: Vec<_> = hosts
+            .into_iter()
+            .filter(|h| policy.allows(h))
+            .map(|h| (h, TlsPolicy::Required))
+            .collect();
+        if listed.is_empty() {
+            return Err(Outcome::Temporary(format!(
+                "451 4.7.5 MTA-STS: no mail exchanger of {domain} is one its policy lists"
+            )));
+        }
+        Ok(listed)
     }
 
     fn trace_event(&self, meta: &MessageMeta, r: &RcptState, event: &str, detail: &str) {

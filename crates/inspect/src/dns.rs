@@ -258,6 +258,16 @@ pub async fn mail_exchangers(
     }
 }
 
+/// The TXT record at `name` (its strings joined; several records run together), `None` when
+/// the name has none or does not exist. Not cached here (the resolver caches by TTL).
+pub async fn txt(auth: &MessageAuthenticator, name: &str) -> Result<Option<String>, String> {
+    match auth.txt_raw_lookup(name).await {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_))) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The addresses of `host`, IPv4 first then IPv6 (cached by their TTL).
 pub async fn addresses(
     auth: &MessageAuthenticator,

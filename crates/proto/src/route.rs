@@ -43,6 +43,9 @@ pub struct SmtpRoute {
     /// The tenant whose secrets the connection uses (set when routing; part of the pool key,
     /// so no connection authenticated for one tenant carries another's mail).
     pub owner: Option<i64>,
+    /// The name TLS asks for (SNI) and verifies, when `host` is an address: a mail
+    /// exchanger's host name in direct delivery. Never parsed from a route.
+    pub tls_name: Option<String>,
 }
 
 /// Where mail goes next.
@@ -135,6 +138,7 @@ impl FromStr for Route {
                     auth,
                     client_cert,
                     owner: None,
+                    tls_name: None,
                 }))
             }
             "maildir" => {
@@ -228,6 +232,7 @@ mod tests {
                 auth: false,
                 client_cert: false,
                 owner: None,
+                tls_name: None,
             })
         );
         assert_eq!(

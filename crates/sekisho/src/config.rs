@@ -298,6 +298,8 @@ struct RawDelivery {
     timeout: Option<String>,
     external_route: Option<String>,
     allow_private_mx: Option<bool>,
+    mta_sts: Option<bool>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -393,6 +395,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub session_timeout: Duration,
     pub delivery: egress::DeliveryConfig,
+    /// Direct delivery honours recipient domains' MTA-STS policies (`[delivery] mta_sts`).
+    pub mta_sts: bool,
     pub spool_segment: u64,
     /// Free space below which new mail is refused with `452 4.3.1` (`[spool] reserve`).
     pub spool_reserve: u64,
@@ -1053,7 +1057,14 @@ impl RawConfig {
             timeout: duration_or("delivery.timeout", dl.timeout.as_deref(), dd.timeout)?,
             external_route,
             allow_private_mx: dl.allow_private_mx.unwrap_or(dd.allow_private_mx),
+            ca_file: dl.ca_file.clone(),
         };
+        if let Some(p) = &delivery.ca_file
+            && !p.is_file()
+        {
+            bail!("delivery.ca_file: {} is not a file", p.display());
+        }
+        let mta_sts = dl.mta_sts.unwrap_or(true);
         if delivery.retry_initial.is_zero() {
             bail!("delivery.retry_initial: must be more than zero");
         }
@@ -1253,6 +1264,7 @@ impl RawConfig {
                 l.session_timeout.as_deref().unwrap_or("30m"),
             )?,
             delivery,
+            mta_sts,
             spool_segment,
             spool_reserve,
         })

@@ -27,6 +27,7 @@ mod hooks;
 mod incident;
 mod kaudit;
 mod lockbox;
+mod mta_sts;
 mod mx_dns;
 mod outbound;
 mod quarantine;

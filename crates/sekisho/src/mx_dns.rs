@@ -24,6 +24,13 @@ impl NodeDns {
     }
 }
 
+impl NodeDns {
+    /// The TXT record at `name` (its strings joined), `None` when there is none.
+    pub async fn txt(&self, name: &str) -> Result<Option<String>, String> {
+        inspect::dns::txt(&self.auth, name).await
+    }
+}
+
 impl MxResolver for NodeDns {
     fn mx(&self, domain: &str) -> BoxFuture<'_, Result<MxAnswer, String>> {
         let domain = domain.to_string();

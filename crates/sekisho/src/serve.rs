@@ -823,7 +823,16 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     if matches!(cfg.delivery.external_route, Some(egress::Route::Mx(_))) {
         let dns = inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
             .map_err(anyhow::Error::msg)?;
-        delivery.set_mx_resolver(Arc::new(crate::mx_dns::NodeDns::new(dns)));
+        let dns = Arc::new(crate::mx_dns::NodeDns::new(dns));
+        delivery.set_mx_resolver(dns.clone());
+        if cfg.mta_sts {
+            let sts = crate::mta_sts::NodeSts::new(
+                dns,
+                cfg.delivery.ca_file.as_deref(),
+                cfg.delivery.allow_private_mx,
+            )?;
+            delivery.set_policy_source(Arc::new(sts));
+        }
     }
     if let Some(token) = token.clone() {
         let vault = || proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));

@@ -1,0 +1,139 @@
+"""MTA-STS (RFC 8461) in direct delivery, on the real binary in the little Internet on
+loopback of test_direct.py: the test DNS server publishes `_mta-sts` records, MX and A
+records; an HTTPS server on port 443 serves each domain's policy under a private CA the node
+is told to trust (`[delivery] ca_file`); the remote exchangers are real SMTP servers on port
+25 with STARTTLS. Enforced: delivered only to a listed exchanger whose certificate is valid
+for its name, otherwise deferred; testing: delivered anyway; no policy: opportunistic."""
+import http.server
+import os
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from conftest import wait_for
+from test_direct import NET, SERVER, events, mx, send
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="remote hosts listen on ports 25 and 443")
+
+DOMAINS = {  # domain: (policy mode, listed exchanger, the exchanger DNS names, its address)
+    "enforce.test": ("enforce", "mx1.enforce.test", "mx1.enforce.test", 3),
+    "badcert.test": ("enforce", "mx.badcert.test", "mx.badcert.test", 4),
+    "unlisted.test": ("enforce", "*.elsewhere.test", "mx.unlisted.test", 5),
+    "testing.test": ("testing", "mx.testing.test", "mx.testing.test", 6),
+}
+POLICY_HOST = 7
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def private_ca(d):
+    ca, key = d / "ca.crt", d / "ca.key"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=test MTA-STS CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign", "-keyout", str(key), "-out", str(ca))
+    return ca, key
+
+
+def issue(d, name, names, ca=None):
+    """A certificate for `names`: from the private CA, or self-signed when `ca` is None."""
+    crt, key = d / f"{name}.crt", d / f"{name}.key"
+    san = "subjectAltName=" + ",".join(f"DNS:{n}" for n in names)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    if ca is None:
+        openssl("req", "-x509", *ec, "-days", "2", "-subj", f"/CN={names[0]}", "-addext", san,
+                "-keyout", str(key), "-out", str(crt))
+        return crt, key
+    csr, ext = d / f"{name}.csr", d / f"{name}.ext"
+    openssl("req", "-new", *ec, "-subj", f"/CN={names[0]}", "-keyout", str(key), "-out", str(csr))
+    ext.write_text(san + "\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    for p in (crt, key):
+        p.chmod(0o644)
+    return crt, key
+
+
+def policy_server(address, cert, key, policies):
+    """HTTPS on `address`:443 answering /.well-known/mta-sts.txt by the Host it is asked for."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            host = (self.headers.get("Host") or "").split(":")[0]
+            body = policies.get(host.removeprefix("mta-sts."))
+            if self.path != "/.well-known/mta-sts.txt" or body is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *a):
+            pass
+    server = http.server.ThreadingHTTPServer((address, 443), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_enforced_policy_delivers_only_over_verified_tls_to_listed_exchangers(node, sink, dns, tmp_path):
+    ca = private_ca(tmp_path)
+    policies, exchangers = {}, {}
+    for domain, (mode, listed, host, last) in DOMAINS.items():
+        policies[domain] = f"version: STSv1\r\nmode: {mode}\r\nmx: {listed}\r\nmax_age: 86400\r\n"
+        dns.txt(f"_mta-sts.{domain}", "v=STSv1; id=20261207")
+        dns.a(f"mta-sts.{domain}", f"{NET}.{POLICY_HOST}")
+        dns.a(host, f"{NET}.{last}")
+        mx(dns, domain, (10, f"{host}."))
+        # badcert and testing: a self-signed certificate, valid for no one.
+        good = domain in ("enforce.test", "unlisted.test")
+        cert, key = issue(tmp_path, host, [host], ca if good else None)
+        exchangers[domain] = sink(host, port=25, host=f"{NET}.{last}", cert=cert, key=key)
+    dns.a("mx.plain.test", f"{NET}.8")
+    mx(dns, "plain.test", (10, "mx.plain.test."))
+    plain = sink("plain", port=25, host=f"{NET}.8")
+    https_cert, https_key = issue(tmp_path, "mta-sts", [f"mta-sts.{d}" for d in DOMAINS], ca)
+    server = policy_server(f"{NET}.{POLICY_HOST}", https_cert, https_key, policies)
+    try:
+        inbound = sink("inbound")
+        n = node(config='[delivery]\nexternal_route = "mx"\nretry_initial = "1s"\nretry_max = "2s"\n'
+                        f'allow_private_mx = true\ntimeout = "5s"\nca_file = "{ca[0]}"\n')
+        n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", inbound.route())
+        n.cli("outbound", "add-network", "--tenant", "acme", SERVER)
+        rcpts = [f"bob@{d}" for d in DOMAINS] + ["bob@plain.test"]
+        send(n, rcpts, "STS-1")
+
+        # Enforced, listed, valid certificate: delivered over TLS.
+        (env, _), = exchangers["enforce.test"].wait(1)
+        assert env["tls"] is True and env["rcpt_tos"] == ["bob@enforce.test"]
+        # Testing mode: delivered even though the certificate is valid for no one.
+        (env, _), = exchangers["testing.test"].wait(1)
+        assert env["rcpt_tos"] == ["bob@testing.test"]
+        # No policy: delivered as before (this exchanger has no TLS at all).
+        (env, _), = plain.wait(1)
+        assert env["tls"] is False
+
+        def deferred(rcpt):
+            return [d for e, d in events(n, rcpt) if e == "deferred"]
+        # Enforced with a certificate that does not verify: deferred, nothing sent.
+        bad = wait_for(lambda: deferred("bob@badcert.test"), what="the bad certificate deferred")
+        assert "certificate" in bad[0].lower() or "tls" in bad[0].lower(), bad
+        # Enforced, and DNS names an exchanger the policy does not list: deferred (4.7.5).
+        unlisted = wait_for(lambda: deferred("bob@unlisted.test"), what="the unlisted exchanger deferred")
+        assert "4.7.5" in unlisted[0] and "MTA-STS" in unlisted[0], unlisted
+        assert exchangers["badcert.test"].messages() == [] and exchangers["unlisted.test"].messages() == []
+
+        # The domain fixes its policy (a new id): the next attempt delivers.
+        policies["unlisted.test"] = "version: STSv1\r\nmode: enforce\r\nmx: mx.unlisted.test\r\nmax_age: 86400\r\n"
+        dns.txt("_mta-sts.unlisted.test", "v=STSv1; id=20261208")
+        (env, _), = exchangers["unlisted.test"].wait(1, timeout=90)   # after the record's TTL
+        assert env["tls"] is True
+    finally:
+        server.shutdown()
