@@ -57,7 +57,8 @@ def free_port():
 class Sink:
     """A running downstream SMTP server; messages land in self.out."""
 
-    def __init__(self, out: Path, port=0, cert=None, key=None, auth=None, client_ca=None, host="127.0.0.1"):
+    def __init__(self, out: Path, port=0, cert=None, key=None, auth=None, client_ca=None, host="127.0.0.1",
+                 requiretls=False):
         self.out = out
         args = [sys.executable, str(HERE / "sink.py"), "--out", str(out), "--port", str(port), "--host", host]
         if cert:
@@ -66,6 +67,8 @@ class Sink:
             args += ["--auth", auth]
         if client_ca:
             args += ["--client-ca", str(client_ca)]
+        if requiretls:
+            args += ["--requiretls"]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("PORT "), line

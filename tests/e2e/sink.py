@@ -22,10 +22,17 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, out):
+    def __init__(self, out, requiretls=False):
         self.out = out
         self.n = 0
         self.attempts = {}
+        self.requiretls = requiretls
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.requiretls and session.ssl is not None:
+            responses.insert(len(responses) - 1, "250-REQUIRETLS")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0].lower()
@@ -66,11 +73,18 @@ class Handler:
 
 
 class CountingSMTP(SMTP):
-    """Tracks concurrent sessions; the highest count goes to OUT/stats.json."""
+    """Tracks concurrent sessions; the highest count goes to OUT/stats.json. With
+    `requiretls`, offers REQUIRETLS inside TLS and takes the MAIL parameter (RFC 8689)."""
 
     active = 0
     peak = 0
     out = None
+    requiretls = False
+
+    def _getparams(self, params):
+        if self.requiretls and self.session.ssl is not None:
+            params = [p for p in params if p != "REQUIRETLS"]
+        return super()._getparams(params)
 
     def connection_made(self, transport):
         CountingSMTP.active += 1
@@ -95,6 +109,7 @@ async def main():
     p.add_argument("--key")
     p.add_argument("--auth", help="USER:PASS required before MAIL")
     p.add_argument("--client-ca", help="require a client certificate issued by this CA")
+    p.add_argument("--requiretls", action="store_true", help="offer and accept REQUIRETLS inside TLS")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     ctx = None
@@ -116,8 +131,9 @@ async def main():
             return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
         auth = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": True}
-    handler = Handler(a.out)
+    handler = Handler(a.out, a.requiretls)
     CountingSMTP.out = a.out
+    CountingSMTP.requiretls = a.requiretls
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: CountingSMTP(handler, hostname="sink.test", decode_data=False, enable_SMTPUTF8=True,

@@ -1,11 +1,14 @@
-"""MTA-STS (RFC 8461) in direct delivery, on the real binary in the little Internet on
-loopback of test_direct.py: the test DNS server publishes `_mta-sts` records, MX and A
-records; an HTTPS server on port 443 serves each domain's policy under a private CA the node
-is told to trust (`[delivery] ca_file`); the remote exchangers are real SMTP servers on port
-25 with STARTTLS. Enforced: delivered only to a listed exchanger whose certificate is valid
-for its name, otherwise deferred; testing: delivered anyway; no policy: opportunistic."""
+"""MTA-STS (RFC 8461) and REQUIRETLS (RFC 8689) in direct delivery, on the real binary in
+the little Internet on loopback of test_direct.py: the test DNS server publishes `_mta-sts`
+records, MX and A records; an HTTPS server on port 443 serves each domain's policy under a
+private CA the node is told to trust (`[delivery] ca_file`); the remote exchangers are real
+SMTP servers on port 25 with STARTTLS. Enforced: delivered only to a listed exchanger whose
+certificate is valid for its name, otherwise deferred; testing: delivered anyway; no policy:
+opportunistic. REQUIRETLS: taken only inside TLS, delivered only to a verified exchanger that
+supports it, otherwise returned to the sender."""
 import http.server
 import os
+import smtplib
 import ssl
 import subprocess
 import threading
@@ -22,7 +25,9 @@ DOMAINS = {  # domain: (policy mode, listed exchanger, the exchanger DNS names, 
     "badcert.test": ("enforce", "mx.badcert.test", "mx.badcert.test", 4),
     "unlisted.test": ("enforce", "*.elsewhere.test", "mx.unlisted.test", 5),
     "testing.test": ("testing", "mx.testing.test", "mx.testing.test", 6),
+    "rtls.test": ("enforce", "mx.rtls.test", "mx.rtls.test", 9),   # offers REQUIRETLS
 }
+GOOD_CERTS = ("enforce.test", "unlisted.test", "rtls.test")
 POLICY_HOST = 7
 
 
@@ -83,7 +88,9 @@ def policy_server(address, cert, key, policies):
     return server
 
 
-def test_an_enforced_policy_delivers_only_over_verified_tls_to_listed_exchangers(node, sink, dns, tmp_path):
+def little_internet(node, sink, dns, tmp_path):
+    """The domains of DOMAINS with their records, policies and exchangers, a domain without
+    a policy (plain.test, no TLS), the policy server, and a node delivering directly."""
     ca = private_ca(tmp_path)
     policies, exchangers = {}, {}
     for domain, (mode, listed, host, last) in DOMAINS.items():
@@ -92,22 +99,28 @@ def test_an_enforced_policy_delivers_only_over_verified_tls_to_listed_exchangers
         dns.a(f"mta-sts.{domain}", f"{NET}.{POLICY_HOST}")
         dns.a(host, f"{NET}.{last}")
         mx(dns, domain, (10, f"{host}."))
-        # badcert and testing: a self-signed certificate, valid for no one.
-        good = domain in ("enforce.test", "unlisted.test")
-        cert, key = issue(tmp_path, host, [host], ca if good else None)
-        exchangers[domain] = sink(host, port=25, host=f"{NET}.{last}", cert=cert, key=key)
+        # The others: a self-signed certificate, valid for no one.
+        cert, key = issue(tmp_path, host, [host], ca if domain in GOOD_CERTS else None)
+        exchangers[domain] = sink(host, port=25, host=f"{NET}.{last}", cert=cert, key=key,
+                                  requiretls=domain == "rtls.test")
     dns.a("mx.plain.test", f"{NET}.8")
     mx(dns, "plain.test", (10, "mx.plain.test."))
-    plain = sink("plain", port=25, host=f"{NET}.8")
+    exchangers["plain.test"] = sink("plain", port=25, host=f"{NET}.8")
     https_cert, https_key = issue(tmp_path, "mta-sts", [f"mta-sts.{d}" for d in DOMAINS], ca)
     server = policy_server(f"{NET}.{POLICY_HOST}", https_cert, https_key, policies)
+    inbound = sink("inbound")
+    n = node(config='[delivery]\nexternal_route = "mx"\nretry_initial = "1s"\nretry_max = "2s"\n'
+                    f'allow_private_mx = true\ntimeout = "5s"\nca_file = "{ca[0]}"\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", inbound.route())
+    n.cli("outbound", "add-network", "--tenant", "acme", SERVER)
+    return n, exchangers, inbound, server, policies
+
+
+def test_an_enforced_policy_delivers_only_over_verified_tls_to_listed_exchangers(node, sink, dns, tmp_path):
+    n, exchangers, inbound, server, policies = little_internet(node, sink, dns, tmp_path)
+    plain = exchangers["plain.test"]
     try:
-        inbound = sink("inbound")
-        n = node(config='[delivery]\nexternal_route = "mx"\nretry_initial = "1s"\nretry_max = "2s"\n'
-                        f'allow_private_mx = true\ntimeout = "5s"\nca_file = "{ca[0]}"\n')
-        n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", inbound.route())
-        n.cli("outbound", "add-network", "--tenant", "acme", SERVER)
-        rcpts = [f"bob@{d}" for d in DOMAINS] + ["bob@plain.test"]
+        rcpts = [f"bob@{d}" for d in DOMAINS if d != "rtls.test"] + ["bob@plain.test"]
         send(n, rcpts, "STS-1")
 
         # Enforced, listed, valid certificate: delivered over TLS.
@@ -135,5 +148,38 @@ def test_an_enforced_policy_delivers_only_over_verified_tls_to_listed_exchangers
         dns.txt("_mta-sts.unlisted.test", "v=STSv1; id=20261208")
         (env, _), = exchangers["unlisted.test"].wait(1, timeout=90)   # after the record's TTL
         assert env["tls"] is True
+    finally:
+        server.shutdown()
+
+
+def test_requiretls_is_delivered_only_over_verified_tls_to_a_hop_that_offers_it(node, sink, dns, tmp_path):
+    n, exchangers, inbound, server, _ = little_internet(node, sink, dns, tmp_path)
+    body = (b"From: Alice <alice@acme.test>\r\nTo: x\r\nSubject: RTLS-1\r\nMessage-ID: <rtls1@acme.test>\r\n"
+            b"\r\nRTLS-1\r\n")
+    try:
+        # In clear text the node neither offers nor takes it.
+        with smtplib.SMTP("127.0.0.1", n.port, source_address=(SERVER, 0)) as c:
+            c.ehlo("client.test")
+            assert not c.has_extn("requiretls")
+            code, text = c.mail("alice@acme.test", ["REQUIRETLS"])
+            assert (code, text[:6]) == (530, b"5.7.10"), (code, text)
+        # Inside TLS it does; the message is accepted with it.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", n.port, source_address=(SERVER, 0)) as c:
+            c.starttls(context=ctx)
+            c.ehlo("client.test")
+            assert c.has_extn("requiretls")
+            assert c.sendmail("alice@acme.test", ["bob@rtls.test", "carol@enforce.test", "dan@plain.test"],
+                              body, mail_options=["REQUIRETLS"]) == {}
+        # Delivered over verified TLS to the exchanger that offers REQUIRETLS, with it.
+        (env, _), = exchangers["rtls.test"].wait(1)
+        assert env["tls"] is True and "REQUIRETLS" in env["mail_options"], env
+        # A verified exchanger without REQUIRETLS, and a domain without a policy to verify
+        # its exchanger by: returned to the sender (5.7.30), never sent.
+        (_, dsn), = wait_for(lambda: [m for m in inbound.messages() if m[0]["rcpt_tos"] == ["alice@acme.test"]],
+                             timeout=30, what="the DSN to alice")
+        assert dsn.count(b"5.7.30") >= 2 and b"carol@enforce.test" in dsn and b"dan@plain.test" in dsn, dsn
+        assert exchangers["enforce.test"].messages() == [] and exchangers["plain.test"].messages() == []
     finally:
         server.shutdown()

@@ -73,6 +73,8 @@ pub struct Outgoing<'a> {
     pub eight_bit: bool,
     /// Needs SMTPUTF8.
     pub smtputf8: bool,
+    /// REQUIRETLS (RFC 8689): the next hop must be inside TLS and support it.
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -84,6 +86,7 @@ struct Caps {
     chunking: bool,
     starttls: bool,
     auth_plain: bool,
+    requiretls: bool,
 }
 
 /// TLS client configurations, built once.
@@ -268,6 +271,7 @@ impl Client {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "CHUNKING" => caps.chunking = true,
                 "STARTTLS" => caps.starttls = true,
+                "REQUIRETLS" => caps.requiretls = true,
                 "AUTH" => caps.auth_plain = words.any(|m| m.eq_ignore_ascii_case("PLAIN")),
                 "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0),
                 _ => {}
@@ -359,6 +363,11 @@ impl Client {
                 "553 5.6.7 the next hop does not support SMTPUTF8".into(),
             ));
         }
+        if msg.require_tls && (self.tls.is_none() || !self.caps.requiretls) {
+            return Err(Failure::Permanent(
+                "550 5.7.30 REQUIRETLS support required: the next hop does not offer REQUIRETLS over TLS".into(),
+            ));
+        }
         let mut mail = format!("MAIL FROM:<{}>", msg.mail_from);
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", msg.body.len()));
@@ -368,6 +377,9 @@ impl Client {
         }
         if msg.smtputf8 {
             mail.push_str(" SMTPUTF8");
+        }
+        if msg.require_tls {
+            mail.push_str(" REQUIRETLS");
         }
         mail.push_str("\r\n");
         let rcpt_lines: Vec<String> = msg

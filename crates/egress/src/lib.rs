@@ -445,6 +445,15 @@ impl Delivery {
     ) {
         let rcpts = &meta.envelope.rcpts;
         match route {
+            Route::Smtp(r)
+                if meta.envelope.require_tls && r.tls != proto::route::TlsPolicy::Required =>
+            {
+                let refused = Outcome::Permanent(format!(
+                    "550 5.7.30 REQUIRETLS support required: the route to {} does not verify TLS (it needs tls=required)",
+                    r.host
+                ));
+                spread(Err(refused), idx, outcomes);
+            }
             Route::Smtp(r) => {
                 let result = self.send_smtp(meta, body, r, idx).await;
                 spread(result.map_err(Outcome::from), idx, outcomes);
@@ -506,6 +515,7 @@ impl Delivery {
             body,
             eight_bit: meta.envelope.eight_bit,
             smtputf8: meta.envelope.smtputf8,
+            require_tls: meta.envelope.require_tls,
         };
         let sent = self
             .pool
@@ -568,7 +578,9 @@ impl Delivery {
             mx::Plan::Refuse(reply) => return Err(Outcome::Permanent(reply)),
             mx::Plan::Try(hosts) => hosts,
         };
-        let hosts = self.sts_hosts(domain, hosts).await?;
+        let hosts = self
+            .sts_hosts(domain, hosts, meta.envelope.require_tls)
+            .await?;
         let mut last = format!("451 4.4.1 no mail exchanger of {domain} answered");
         for (host, tls) in hosts.iter().take(MAX_MX_HOSTS) {
             let ips = match resolver.addresses(host).await {
@@ -612,18 +624,29 @@ impl Delivery {
 
     /// The exchangers to try and the TLS each must speak: under an enforced MTA-STS policy
     /// only the listed ones, each with a certificate valid for its name (RFC 8461 §5);
-    /// otherwise every one, opportunistically.
+    /// otherwise every one, opportunistically. A REQUIRETLS message (RFC 8689 §4.2.1) needs
+    /// a policy (enforce or testing) that lists the exchangers, whose names it then verifies.
     async fn sts_hosts(
         &self,
         domain: &str,
         hosts: Vec<String>,
+        require_tls: bool,
     ) -> Result<Vec<(String, proto::route::TlsPolicy)>, Outcome> {
         use proto::route::TlsPolicy;
         let policy = match self.sts.get() {
             Some(source) => source.policy(domain).await,
             None => None,
         };
-        let Some(policy) = policy.filter(|p| p.mode == mta_sts::Mode::Enforce) else {
+        let binding = match require_tls {
+            true => policy.filter(|p| p.mode != mta_sts::Mode::None),
+            false => policy.filter(|p| p.mode == mta_sts::Mode::Enforce),
+        };
+        if require_tls && binding.is_none() {
+            return Err(Outcome::Permanent(format!(
+                "550 5.7.30 REQUIRETLS support required: {domain} publishes no MTA-STS policy to verify its exchangers by"
+            )));
+        }
+        let Some(policy) = binding else {
             return Ok(hosts
                 .into_iter()
                 .map(|h| (h, TlsPolicy::Opportunistic))
@@ -798,6 +821,7 @@ impl Delivery {
             eight_bit: false,
             smtputf8: false,
             outbound: false,
+            require_tls: false,
         };
         let meta = MessageMeta::queued(
             new_queue_id(),

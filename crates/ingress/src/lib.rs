@@ -585,6 +585,7 @@ impl Ingress {
             eight_bit: tx.eight_bit,
             smtputf8: tx.smtputf8,
             outbound: outbound.is_some(),
+            require_tls: tx.require_tls,
         };
         let meta = MessageMeta::queued(id.clone(), envelope, now, body.len() as u64, String::new());
         if let Err(e) = self.spool.submit(meta.clone(), &body, true).await {

@@ -486,6 +486,7 @@ async fn quarantine_release(
         eight_bit: item.eight_bit,
         smtputf8: item.smtputf8,
         outbound: false,
+        require_tls: false,
     };
     let meta = MessageMeta::queued(
         id.to_string(),

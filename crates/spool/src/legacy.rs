@@ -112,6 +112,7 @@ mod tests {
             eight_bit: false,
             smtputf8: false,
             outbound: false,
+            require_tls: false,
         };
         MessageMeta::queued(id.into(), envelope, 1_700_000_000, 4, String::new())
     }

@@ -57,6 +57,9 @@ pub struct Envelope {
     /// Outbound: relayed for the recipients' tenant (their `tenant`, the sender's) to
     /// addresses outside every tenant, delivered by the external route.
     pub outbound: bool,
+    /// The client asked for REQUIRETLS (RFC 8689): delivered only over verified TLS to a
+    /// next hop that supports it, or returned.
+    pub require_tls: bool,
 }
 
 /// Queue states (Postfix's names). "Incoming" is a message between DATA and the group commit;
@@ -154,7 +157,8 @@ pub(crate) fn encode_meta(w: &mut Writer, m: &MessageMeta) {
     w.str(&m.envelope.mail_from);
     w.u8(u8::from(m.envelope.eight_bit)
         | (u8::from(m.envelope.smtputf8) << 1)
-        | (u8::from(m.envelope.outbound) << 2));
+        | (u8::from(m.envelope.outbound) << 2)
+        | (u8::from(m.envelope.require_tls) << 3));
     w.i64(m.received_at);
     w.u8(m.state.code());
     w.u32(m.attempts);
@@ -211,6 +215,7 @@ pub(crate) fn decode_meta(r: &mut Reader<'_>) -> Result<MessageMeta, CodecError>
             eight_bit: flags & 1 != 0,
             smtputf8: flags & 2 != 0,
             outbound: flags & 4 != 0,
+            require_tls: flags & 8 != 0,
         },
         received_at,
         state,

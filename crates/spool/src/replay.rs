@@ -276,6 +276,7 @@ mod tests {
                 eight_bit: false,
                 smtputf8: false,
                 outbound: false,
+                require_tls: false,
             },
             received_at: 1,
             state: QueueState::Active,

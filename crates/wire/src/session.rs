@@ -81,6 +81,9 @@ pub struct Transaction {
     pub eight_bit: bool,
     /// `SMTPUTF8` was given.
     pub smtputf8: bool,
+    /// `REQUIRETLS` was given (RFC 8689): every hop onwards must be TLS with a verified
+    /// certificate and itself support REQUIRETLS, or the message is returned.
+    pub require_tls: bool,
     /// The HELO/EHLO name.
     pub helo: String,
     /// `ESMTP`, `ESMTPS`, `SMTP`, … as in RFC 3848 for `Received:` `with`.
@@ -136,6 +139,7 @@ struct Envelope {
     mail_from: String,
     eight_bit: bool,
     smtputf8: bool,
+    require_tls: bool,
     rcpts: Vec<(String, i64)>,
     bdat: Option<ContentSink>,
     /// The tenant the client may relay this sender's mail for.
@@ -481,6 +485,10 @@ impl Session {
         if self.config.starttls && self.tls.is_none() {
             lines.push("STARTTLS".into());
         }
+        // Offered only inside TLS (RFC 8689 §4.1: it may be used only there).
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".into());
+        }
         lines.push("HELP".into());
         let last = lines.len() - 1;
         for (i, line) in lines.iter().enumerate() {
@@ -528,6 +536,14 @@ impl Session {
             self.reply(Reply::new(555, "5.5.4", "Parameters need EHLO"));
             return;
         }
+        if flags & smtp_proto::MAIL_REQUIRETLS != 0 && self.tls.is_none() {
+            self.reply(Reply::new(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs a TLS session: STARTTLS first",
+            ));
+            return;
+        }
         let max = self.config.limits.max_message_size;
         if size > max {
             self.reply(Reply::new(
@@ -545,6 +561,7 @@ impl Session {
             mail_from: address.to_owned(),
             eight_bit: flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8: flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+            require_tls: flags & smtp_proto::MAIL_REQUIRETLS != 0,
             rcpts: Vec::new(),
             bdat: None,
             relay: self.config.recipients.relay_tenant(self.peer.ip, address),
@@ -731,6 +748,7 @@ impl Session {
             body,
             eight_bit: envelope.eight_bit,
             smtputf8: envelope.smtputf8,
+            require_tls: envelope.require_tls,
             helo: self.helo_name.clone(),
             protocol,
             tls: self.tls.clone(),

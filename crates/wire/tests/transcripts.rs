@@ -51,6 +51,8 @@ struct Outcome {
     tls: bool,
     /// Each message's `relay_for`.
     relayed: Vec<Option<i64>>,
+    /// Each message's `require_tls`.
+    require_tls: Vec<bool>,
 }
 
 /// Drives a session over `chunks` like the ingress driver does.
@@ -68,6 +70,7 @@ fn drive(limits: &Limits, chunks: &[&[u8]]) -> Outcome {
         closed: false,
         tls: false,
         relayed: vec![],
+        require_tls: vec![],
     };
     let mut n = 0;
     'feed: for chunk in chunks {
@@ -81,9 +84,11 @@ fn drive(limits: &Limits, chunks: &[&[u8]]) -> Outcome {
                         rcpts,
                         body,
                         relay_for,
+                        require_tls,
                         ..
                     } = *tx;
                     out.messages.push((mail_from, rcpts, body));
+                    out.require_tls.push(require_tls);
                     out.relayed.push(relay_for);
                     n += 1;
                     session.queued(Ok(format!("Q{n}")));
@@ -514,6 +519,29 @@ fn starttls_discards_pipelined_plaintext_and_requires_ehlo_again() {
         .next()
         .unwrap();
     assert!(!after.contains("STARTTLS"));
+}
+
+#[test]
+fn requiretls_is_offered_and_taken_only_inside_tls() {
+    // In clear text: not offered, and asking for it is refused (RFC 8689 §4.1).
+    let out = run(
+        &Limits::default(),
+        b"EHLO c\r\nMAIL FROM:<a@b.test> REQUIRETLS\r\nQUIT\r\n",
+    );
+    assert!(!out.output.contains("REQUIRETLS\r\n"), "{}", out.output);
+    assert_eq!(codes(&out.output), [220, 250, 530, 221]);
+    assert!(out.output.contains("530 5.7.10"));
+    // After STARTTLS: offered, accepted, and carried with the message.
+    let out = drive(
+        &Limits::default(),
+        &[
+            b"EHLO c\r\nSTARTTLS\r\n",
+            b"EHLO c\r\nMAIL FROM:<a@b.test> REQUIRETLS\r\nRCPT TO:<alice@one.test>\r\nDATA\r\nhi\r\n.\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@one.test>\r\nDATA\r\nho\r\n.\r\n",
+        ],
+    );
+    let after = out.output.rsplit("Ready to start TLS").next().unwrap();
+    assert!(after.contains("250-REQUIRETLS\r\n"), "{after}");
+    assert_eq!(out.require_tls, [true, false]);
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub fn meta(n: usize) -> MessageMeta {
             eight_bit: false,
             smtputf8: false,
             outbound: false,
+            require_tls: false,
         },
         received_at: 1_700_000_000,
         state: QueueState::Active,
