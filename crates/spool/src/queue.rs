@@ -673,12 +673,20 @@ impl Spool {
                 })
                 .collect()
         };
-        let mut moved = 0;
+        // Every message taken above is given back, also after a failure: one left taken would
+        // never be delivered (no retry claims a busy message).
+        let (mut moved, mut failed) = (0, None);
         for id in ids {
-            let result = self.rewrite(&id).await;
+            if failed.is_none() {
+                match self.rewrite(&id).await {
+                    Ok(()) => moved += 1,
+                    Err(e) => failed = Some(e),
+                }
+            }
             self.unclaim(&id);
-            result?;
-            moved += 1;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.reclaim()?;
         Ok(moved)
