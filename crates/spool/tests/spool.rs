@@ -409,5 +409,8 @@ async fn a_failed_compaction_leaves_every_message_claimable() {
         .collect();
     due.sort();
     ids.sort();
-    assert_eq!(due, ids, "every message is claimable after the failed compaction");
+    assert_eq!(
+        due, ids,
+        "every message is claimable after the failed compaction"
+    );
 }
