@@ -1,7 +1,7 @@
 //! `sekisho tenant dkim …`: a tenant's DKIM signing keys, made and kept by the vault.
 
 use anyhow::{Result, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use proto::nouns::{DkimAlgorithm, DkimKeyState};
 use proto::vault::{Admin, DkimKeyInfo, Request, Response};
 
@@ -37,27 +37,22 @@ pub enum DkimCmd {
     },
     /// Make a pending key sign (publish its record first); the key before it is retired
     /// but keeps verifying while its record stays published.
-    Rotate {
-        /// Tenant name.
-        name: String,
-        /// The domain.
-        #[arg(long)]
-        domain: String,
-        /// The pending key's selector.
-        #[arg(long)]
-        selector: String,
-    },
+    Rotate(KeyRef),
     /// Delete a retired or pending key (withdraw its DNS record too).
-    Remove {
-        /// Tenant name.
-        name: String,
-        /// The domain.
-        #[arg(long)]
-        domain: String,
-        /// The key's selector.
-        #[arg(long)]
-        selector: String,
-    },
+    Remove(KeyRef),
+}
+
+/// One key of a tenant's domain.
+#[derive(Args)]
+pub struct KeyRef {
+    /// Tenant name.
+    name: String,
+    /// The domain.
+    #[arg(long)]
+    domain: String,
+    /// The key's selector.
+    #[arg(long)]
+    selector: String,
 }
 
 async fn keys_of(cfg: &Config, req: Admin) -> Result<Vec<DkimKeyInfo>> {
@@ -80,8 +75,16 @@ fn zone_line(k: &DkimKeyInfo) -> String {
     format!("{}. IN TXT ( {} )", k.name, strings.join(" "))
 }
 
-pub async fn run(cfg: &Config, cmd: DkimCmd) -> Result<()> {
+/// A rotation or removal: the vault's summary, then what the operator does next.
+async fn change(cfg: &Config, req: Admin, next: &str) -> Result<()> {
     let vault = proto::client::VaultClient::new(proto::client::socket_path(&cfg.data_dir));
+    let summary = vault.admin(req).await?;
+    crate::poke(cfg).await;
+    println!("{summary}; {next}");
+    Ok(())
+}
+
+pub async fn run(cfg: &Config, cmd: DkimCmd) -> Result<()> {
     match cmd {
         DkimCmd::Generate {
             name,
@@ -136,37 +139,28 @@ pub async fn run(cfg: &Config, cmd: DkimCmd) -> Result<()> {
                 println!("{:<8} {:<8} {}", k.state, k.algorithm, zone_line(&k));
             }
         }
-        DkimCmd::Rotate {
-            name,
-            domain,
-            selector,
-        } => {
-            let summary = vault
-                .admin(Admin::DkimRotate {
-                    tenant: name,
-                    domain,
-                    selector,
-                    principal: crate::cli_principal(),
-                })
-                .await?;
-            crate::poke(cfg).await;
-            println!("{summary}; keep the retired key's record published for a few days");
+        DkimCmd::Rotate(k) => {
+            let req = Admin::DkimRotate {
+                tenant: k.name,
+                domain: k.domain,
+                selector: k.selector,
+                principal: crate::cli_principal(),
+            };
+            change(
+                cfg,
+                req,
+                "keep the retired key's record published for a few days",
+            )
+            .await?;
         }
-        DkimCmd::Remove {
-            name,
-            domain,
-            selector,
-        } => {
-            let summary = vault
-                .admin(Admin::DkimRemove {
-                    tenant: name,
-                    domain,
-                    selector,
-                    principal: crate::cli_principal(),
-                })
-                .await?;
-            crate::poke(cfg).await;
-            println!("{summary}; withdraw its DNS record");
+        DkimCmd::Remove(k) => {
+            let req = Admin::DkimRemove {
+                tenant: k.name,
+                domain: k.domain,
+                selector: k.selector,
+                principal: crate::cli_principal(),
+            };
+            change(cfg, req, "withdraw its DNS record").await?;
         }
     }
     Ok(())

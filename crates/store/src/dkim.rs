@@ -65,6 +65,26 @@ fn parse<T: std::str::FromStr<Err = String>>(v: String) -> Result<T, StoreError>
     v.parse().map_err(StoreError::Invalid)
 }
 
+/// The state of one key (normalized domain and selector), or `NotFound` naming it.
+async fn key_state(
+    tx: &mut crate::Conn,
+    tenant_id: i64,
+    domain: &str,
+    selector: &str,
+) -> Result<DkimKeyState, StoreError> {
+    let state: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM dkim_keys WHERE tenant_id = $1 AND domain = $2 AND selector = $3",
+    )
+    .bind(tenant_id)
+    .bind(domain)
+    .bind(selector)
+    .fetch_optional(&mut *tx)
+    .await?;
+    state.map(parse).transpose()?.ok_or_else(|| {
+        StoreError::NotFound(format!("{domain} has no key with selector {selector:?}"))
+    })
+}
+
 impl Store {
     /// Stores a new key for one of the tenant's domains: active if the domain has none yet,
     /// else pending (it signs once `dkim_rotate` makes it active). Returns its state.
@@ -187,22 +207,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (domain, selector) = (normalize_domain(domain)?, normalize_selector(selector)?);
         let mut tx = self.write_tx().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM dkim_keys WHERE tenant_id = $1 AND domain = $2 AND selector = $3",
-        )
-        .bind(tenant_id)
-        .bind(&domain)
-        .bind(&selector)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match state.map(parse::<DkimKeyState>).transpose()? {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "{domain} has no key with selector {selector:?}"
-                )));
-            }
-            Some(DkimKeyState::Pending) => {}
-            Some(s) => {
+        match key_state(&mut tx, tenant_id, &domain, &selector).await? {
+            DkimKeyState::Pending => {}
+            s => {
                 return Err(StoreError::Invalid(format!(
                     "the key {selector:?} of {domain} is {s}: only a pending key (made by `dkim generate` while another signs) can become active"
                 )));
@@ -238,26 +245,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (domain, selector) = (normalize_domain(domain)?, normalize_selector(selector)?);
         let mut tx = self.write_tx().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM dkim_keys WHERE tenant_id = $1 AND domain = $2 AND selector = $3",
-        )
-        .bind(tenant_id)
-        .bind(&domain)
-        .bind(&selector)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match state.map(parse::<DkimKeyState>).transpose()? {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "{domain} has no key with selector {selector:?}"
-                )));
-            }
-            Some(DkimKeyState::Active) => {
-                return Err(StoreError::Invalid(format!(
-                    "the key {selector:?} signs {domain}'s mail: make another active with `dkim rotate` first"
-                )));
-            }
-            Some(_) => {}
+        if key_state(&mut tx, tenant_id, &domain, &selector).await? == DkimKeyState::Active {
+            return Err(StoreError::Invalid(format!(
+                "the key {selector:?} signs {domain}'s mail: make another active with `dkim rotate` first"
+            )));
         }
         sqlx::query("DELETE FROM dkim_keys WHERE tenant_id = $1 AND domain = $2 AND selector = $3")
             .bind(tenant_id)

@@ -720,10 +720,10 @@ impl Vault {
                 principal,
             } => {
                 let t = dkim::Target {
-                    tenant: &tenant,
-                    domain: &domain,
-                    selector: &selector,
-                    principal: &principal,
+                    tenant,
+                    domain,
+                    selector,
+                    principal,
                 };
                 self.dkim_generate(t, algorithm).await
             }
@@ -735,10 +735,10 @@ impl Vault {
                 principal,
             } => {
                 let t = dkim::Target {
-                    tenant: &tenant,
-                    domain: &domain,
-                    selector: &selector,
-                    principal: &principal,
+                    tenant,
+                    domain,
+                    selector,
+                    principal,
                 };
                 self.dkim_change(t, false).await
             }
@@ -749,10 +749,10 @@ impl Vault {
                 principal,
             } => {
                 let t = dkim::Target {
-                    tenant: &tenant,
-                    domain: &domain,
-                    selector: &selector,
-                    principal: &principal,
+                    tenant,
+                    domain,
+                    selector,
+                    principal,
                 };
                 self.dkim_change(t, true).await
             }

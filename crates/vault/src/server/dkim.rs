@@ -10,11 +10,11 @@ use super::{Vault, error, refusal, refused};
 use proto::Refused;
 
 /// What a DKIM admin request was about, for its audit record.
-pub(super) struct Target<'a> {
-    pub tenant: &'a str,
-    pub domain: &'a str,
-    pub selector: &'a str,
-    pub principal: &'a str,
+pub(super) struct Target {
+    pub tenant: String,
+    pub domain: String,
+    pub selector: String,
+    pub principal: String,
 }
 
 fn store_refusal(e: StoreError) -> (Response, Vec<u8>) {
@@ -42,7 +42,7 @@ impl Vault {
     /// Makes and seals a key for one of the tenant's domains; answers its DNS record.
     pub(super) async fn dkim_generate(
         &self,
-        t: Target<'_>,
+        t: Target,
         algorithm: DkimAlgorithm,
     ) -> (Response, Vec<u8>) {
         let outcome = self.dkim_make(&t, algorithm).await;
@@ -64,16 +64,16 @@ impl Vault {
 
     async fn dkim_make(
         &self,
-        t: &Target<'_>,
+        t: &Target,
         algorithm: DkimAlgorithm,
     ) -> Result<DkimKey, (Response, Vec<u8>)> {
         let tenant_id = self
             .store
-            .tenant_id(t.tenant)
+            .tenant_id(&t.tenant)
             .await
             .map_err(store_refusal)?;
-        let domain = store::normalize_domain(t.domain).map_err(store_refusal)?;
-        let selector = store::normalize_selector(t.selector).map_err(store_refusal)?;
+        let domain = store::normalize_domain(&t.domain).map_err(store_refusal)?;
+        let selector = store::normalize_selector(&t.selector).map_err(store_refusal)?;
         let made = keys::dkim::generate(algorithm).map_err(|e| error(&e))?;
         let mut key = DkimKey {
             tenant_id,
@@ -118,12 +118,12 @@ impl Vault {
     }
 
     /// Rotation (`remove: false`: the pending key becomes active) or removal of a key.
-    pub(super) async fn dkim_change(&self, t: Target<'_>, remove: bool) -> (Response, Vec<u8>) {
+    pub(super) async fn dkim_change(&self, t: Target, remove: bool) -> (Response, Vec<u8>) {
         let changed = async {
-            let id = self.store.tenant_id(t.tenant).await?;
+            let id = self.store.tenant_id(&t.tenant).await?;
             match remove {
-                false => self.store.dkim_rotate(id, t.domain, t.selector).await,
-                true => self.store.dkim_remove(id, t.domain, t.selector).await,
+                false => self.store.dkim_rotate(id, &t.domain, &t.selector).await,
+                true => self.store.dkim_remove(id, &t.domain, &t.selector).await,
             }
         };
         let (action, done) = match remove {
@@ -143,11 +143,11 @@ impl Vault {
         }
     }
 
-    async fn dkim_record(&self, t: &Target<'_>, action: &str, outcome: &str) {
+    async fn dkim_record(&self, t: &Target, action: &str, outcome: &str) {
         let object = format!("{}._domainkey.{}", t.selector, t.domain);
-        let tenant_id = self.store.tenant_id(t.tenant).await.ok();
+        let tenant_id = self.store.tenant_id(&t.tenant).await.ok();
         self.record(NewRecord {
-            principal: t.principal,
+            principal: &t.principal,
             action,
             object: &object,
             outcome,
