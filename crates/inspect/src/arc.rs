@@ -1,5 +1,5 @@
-//! What RFC 8617 asks of an ARC chain's form, checked before (and beside) the signature
-//! verification: each instance has exactly one ARC-Seal, ARC-Message-Signature and
+//! ARC chains (RFC 8617): their form here, their validation in `validate` (the checks each
+//! signature needs; the authentication stage fetches the keys). The form: each instance has exactly one ARC-Seal, ARC-Message-Signature and
 //! ARC-Authentication-Results, instances run 1..N without gaps, tag lists are well formed
 //! (RFC 6376 §3.2: no empty or duplicate tags, tag names as written), the required tags
 //! are there, the algorithm is `rsa-sha256` or `ed25519-sha256` (never SHA-1), and no
@@ -7,6 +7,9 @@
 //! whatever its signatures say.
 
 use std::collections::HashMap;
+
+mod validate;
+pub use validate::{Chain, Check, Plan, plan};
 
 /// Most ARC instances (RFC 8617 §4.2.1).
 pub const MAX_INSTANCES: u32 = 50;

@@ -450,6 +450,25 @@ async fn a_trusted_forwarders_arc_seal_sets_forwarding_failures_aside() {
     let syms = symbols(&f);
     assert!(syms.contains(&Symbol::ArcFail), "{:?}", f.evidence);
     assert!(!syms.contains(&Symbol::ArcTrusted) && syms.contains(&Symbol::DmarcReject));
+    // So does a signed header field changed (the message signature's check, with the key),
+    // and results rewritten after sealing (the seal's check).
+    for (what, from, to) in [
+        ("subject", "Subject: plan\r\n", "Subject: new plan\r\n"),
+        (
+            "results",
+            "ARC-Authentication-Results: i=1; lists.forwarder.example\r\n",
+            "ARC-Authentication-Results: i=1; lists.forwarder.example; dkim=pass\r\n",
+        ),
+    ] {
+        assert!(forwarded.contains(from), "{what}");
+        let altered = forwarded.replacen(from, to, 1);
+        let f = s.check(altered.as_bytes(), &trusting).await;
+        assert!(
+            symbols(&f).contains(&Symbol::ArcFail),
+            "{what}: {:?}",
+            f.evidence
+        );
+    }
 
     // A seal by anyone else is not trusted.
     let other = Envelope {

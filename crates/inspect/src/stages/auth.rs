@@ -1,14 +1,16 @@
-//! Authentication: SPF (RFC 7208), DKIM (RFC 6376, RSA and Ed25519), ARC (RFC 8617) and DMARC
-//! (RFC 7489) with mail-auth, written as `Authentication-Results` (RFC 8601).
+//! Authentication: SPF (RFC 7208, our own evaluator), DKIM (RFC 6376, RSA and Ed25519) and
+//! DMARC (RFC 7489) with mail-auth, ARC (RFC 8617, our own chain validation with mail-auth's
+//! keys and signature checks), written as `Authentication-Results` (RFC 8601).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use mail_auth::common::verify::DomainKey;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::Policy as DmarcPolicy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
     MessageAuthenticator, SpfOutput, SpfResult,
 };
 
@@ -68,6 +70,40 @@ impl Authentication {
         }
     }
 
+    /// The ARC chain's result by our own validation (`crate::arc::plan`, RFC 8617 §5.2), each
+    /// key fetched through the resolver and TXT cache the other checks use; on a pass, the
+    /// newest sealer and the number of instances.
+    async fn arc_chain(&self, raw: &[u8]) -> (DkimResult, Option<(String, u32)>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let chain = match crate::arc::plan(raw, now) {
+            crate::arc::Plan::None => return (DkimResult::None, None),
+            crate::arc::Plan::Fail(why) => {
+                tracing::debug!(reason = %why, "ARC chain fails");
+                return (DkimResult::Fail(mail_auth::Error::ParseError), None);
+            }
+            crate::arc::Plan::Verify(chain) => chain,
+        };
+        for check in &chain.checks {
+            let key = self
+                .authenticator
+                .txt_lookup::<DomainKey>(check.key_name.as_str(), Some(&self.caches.txt))
+                .await;
+            let verified = key.and_then(|k| {
+                k.p.verify_bytes(&check.data, &check.signature, check.algorithm)
+            });
+            if let Err(e) = verified {
+                return match DkimResult::from(e) {
+                    temp @ DkimResult::TempError(_) => (temp, None),
+                    DkimResult::PermError(e) | DkimResult::Fail(e) => (DkimResult::Fail(e), None),
+                    other => (other, None),
+                };
+            }
+        }
+        (DkimResult::Pass, Some((chain.sealer, chain.instances)))
+    }
+
     async fn run(&self, raw: &[u8], env: &Envelope) -> Findings {
         let Some(msg) = AuthenticatedMessage::parse(raw) else {
             return Findings {
@@ -95,16 +131,10 @@ impl Authentication {
                 &self.authserv_id
             ),
             a.verify_dkim(c.params(&msg)),
-            a.verify_arc(c.params(&msg)),
+            self.arc_chain(raw),
         );
-        // A chain whose form RFC 8617 forbids fails, whatever its signatures say.
-        let arc = match crate::arc::structure_error(raw) {
-            Some(why) => {
-                tracing::debug!(reason = %why, "ARC chain malformed");
-                arc.with_result(DkimResult::Fail(mail_auth::Error::ParseError))
-            }
-            None => arc,
-        };
+        let (arc_result, sealer) = arc;
+        let arc = ArcOutput::default().with_result(arc_result);
         let mail_from_domain = env.mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
         let spf = SpfOutput::new(mail_from_domain.to_ascii_lowercase())
             .with_result(library_result(spf_outcome.result));
@@ -138,7 +168,7 @@ impl Authentication {
         match arc.result() {
             DkimResult::Pass => evidence.push(Evidence::new(
                 Symbol::ArcPass,
-                format!("arc=pass ({} sets)", arc.sets().len()),
+                format!("arc=pass ({} sets)", sealer.as_ref().map_or(0, |(_, n)| *n)),
             )),
             DkimResult::None => {}
             DkimResult::TempError(e) => evidence.push(Evidence::new(
@@ -178,13 +208,11 @@ impl Authentication {
         }
 
         if let Some(rules) = &env.rules
-            && *arc.result() == DkimResult::Pass
-            && let Some(last) = arc.sets().last()
+            && let Some((sealer, instances)) = &sealer
         {
-            let sealer = last.seal.header.d.to_ascii_lowercase();
             let trusted = rules.trusted_arc.iter().any(|t| {
                 let t = t.to_ascii_lowercase();
-                sealer == t || sealer.ends_with(&format!(".{t}"))
+                *sealer == t || sealer.ends_with(&format!(".{t}"))
             });
             if trusted {
                 // RFC 8617 §7.2: a receiver may honour a trusted intermediary's vouching for
@@ -204,8 +232,7 @@ impl Authentication {
                 evidence.push(Evidence::new(
                     Symbol::ArcTrusted,
                     format!(
-                        "sealed by trusted forwarder {sealer} (i={}); {} forwarding failure(s) set aside",
-                        last.seal.header.i,
+                        "sealed by trusted forwarder {sealer} (i={instances}); {} forwarding failure(s) set aside",
                         before - evidence.len()
                     ),
                 ));
