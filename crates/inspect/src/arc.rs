@@ -1,6 +1,7 @@
 //! ARC chains (RFC 8617): their form here, their validation in `validate` (the checks each
-//! signature needs; the authentication stage fetches the keys). The form: each instance has exactly one ARC-Seal, ARC-Message-Signature and
-//! ARC-Authentication-Results, instances run 1..N without gaps, tag lists are well formed
+//! signature needs; the authentication stage fetches the keys). The form: each instance has
+//! exactly one ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results, instances run
+//! 1..N without gaps, tag lists are well formed
 //! (RFC 6376 §3.2: no empty or duplicate tags, tag names as written), the required tags
 //! are there, the algorithm is `rsa-sha256` or `ed25519-sha256` (never SHA-1), and no
 //! ARC-Message-Signature signs an ARC-Seal (§4.1.2). A chain that breaks one of these fails,

@@ -89,16 +89,16 @@ pub fn plan(raw: &[u8], now: u64) -> Plan {
     };
     let n = sets.len();
     let newest_seal = &sets[n - 1][0];
-    if newest_seal.tags["cv"].eq_ignore_ascii_case("fail") {
+    if tag(&newest_seal.tags, "cv").eq_ignore_ascii_case("fail") {
         return Plan::Fail(format!("instance {n} says cv=fail"));
     }
     for (i, set) in sets.iter().enumerate() {
         let want = if i == 0 { "none" } else { "pass" };
-        if !set[0].tags["cv"].eq_ignore_ascii_case(want) {
+        if !tag(&set[0].tags, "cv").eq_ignore_ascii_case(want) {
             return Plan::Fail(format!(
                 "instance {} has cv={} (not {want})",
                 i + 1,
-                set[0].tags["cv"]
+                tag(&set[0].tags, "cv")
             ));
         }
     }
@@ -115,7 +115,7 @@ pub fn plan(raw: &[u8], now: u64) -> Plan {
     }
     Plan::Verify(Chain {
         checks,
-        sealer: newest_seal.tags["d"].to_ascii_lowercase(),
+        sealer: tag(&newest_seal.tags, "d").to_ascii_lowercase(),
         instances: n as u32,
     })
 }
@@ -184,10 +184,10 @@ fn message_signature(
     let (_, body_start) = crate::view::header_block(raw);
     let body = &raw[body_start.min(raw.len())..];
     let hash = HashAlgorithm::Sha256.hash(body_c.canonical_body(body, limit));
-    if b64(&tags["bh"])? != hash.as_ref() {
+    if b64(tag(tags, "bh"))? != hash.as_ref() {
         return Err("the body does not match the newest ARC-Message-Signature's bh=".into());
     }
-    let names: Vec<&str> = tags["h"]
+    let names: Vec<&str> = tag(tags, "h")
         .split(':')
         .map(str::trim)
         .filter(|h| !h.is_empty())
@@ -223,16 +223,16 @@ fn seal(sets: &[[Field<'_>; 3]], i: usize) -> Result<Check, String> {
 }
 
 fn check(tags: &HashMap<String, String>, data: Vec<u8>) -> Result<Check, String> {
-    let algorithm = match tags["a"].to_ascii_lowercase().as_str() {
+    let algorithm = match tag(tags, "a").to_ascii_lowercase().as_str() {
         "rsa-sha256" => Algorithm::RsaSha256,
         "ed25519-sha256" => Algorithm::Ed25519Sha256,
         other => return Err(format!("algorithm {other:?} is not allowed")),
     };
     Ok(Check {
-        key_name: format!("{}._domainkey.{}", tags["s"], tags["d"]),
+        key_name: format!("{}._domainkey.{}", tag(tags, "s"), tag(tags, "d")),
         algorithm,
         data,
-        signature: b64(&tags["b"])?,
+        signature: b64(tag(tags, "b"))?,
     })
 }
 
@@ -340,6 +340,12 @@ fn strip_b(value: &[u8]) -> Vec<u8> {
         rest = next;
     }
     out
+}
+
+/// A tag's value, empty when absent (the form check has already asked for the required ones;
+/// this keeps a disagreement from becoming a panic).
+fn tag<'t>(tags: &'t HashMap<String, String>, name: &str) -> &'t str {
+    tags.get(name).map_or("", String::as_str)
 }
 
 fn trim_crlf(v: &[u8]) -> &[u8] {
