@@ -134,6 +134,15 @@ symbols! {
     UrlUserinfo = "URL_USERINFO", 2.5;
     /// A link to a bare IP address instead of a name.
     UrlNumericHost = "URL_NUMERIC_HOST", 1.5;
+    /// A run of eight or more blanks inside the subject: padding that pushes a tracking
+    /// token out of sight (bulk-mailing software; folding never writes it).
+    SubjectPadded = "SUBJ_PADDED", 1.5;
+    /// A `Received:` field dated month first with the year after the day (`Aug, 28 2002`):
+    /// trace forged by bulk-mailing software; no mail server writes it.
+    RcvdForgedDate = "RCVD_FORGED_DATE", 1.5;
+    /// Plain ASCII text sent base64-encoded: mail programs send such text as it is; base64
+    /// hides it from filters reading the raw message.
+    Base64Text = "BASE64_TEXT", 1.0;
     /// MIME nesting deeper than the limit.
     MimeTooDeep = "MIME_TOO_DEEP", 5.0;
     /// More MIME parts than the limit.

@@ -181,6 +181,21 @@ const REASONS: &[(&str, &str, &str)] = &[
         "送信者が認証され、配信停止の方法がある一斉配信メールです。",
     ),
     (
+        "SUBJ_PADDED",
+        "The subject is padded with blanks to hide a tracking code, as bulk-mailing tools do.",
+        "件名に空白を詰めて追跡用の文字列を隠しています（一斉送信ツールの手口）。",
+    ),
+    (
+        "RCVD_FORGED_DATE",
+        "A delivery trace line is dated in a form no mail server writes: it was forged.",
+        "配送経路の記録（Received）の日付がメールサーバーの書かない形式で、偽造されています。",
+    ),
+    (
+        "BASE64_TEXT",
+        "Plain text was encoded to hide it from filters.",
+        "普通のテキストをフィルターから隠すために符号化しています。",
+    ),
+    (
         "SPAM_PHRASES",
         "Several phrases typical of unsolicited offers.",
         "勧誘メールによくある言い回しが複数あります。",

@@ -11,10 +11,11 @@ pub mod headers;
 pub mod malware;
 pub mod phish;
 pub mod phrases;
+pub mod ratware;
 pub mod urls;
 
 /// The stages that need no service, no model and no configuration: content and header
-/// shape, phrases, link tricks and bulk-mail markers. (One list, so the SMTP path, `check`
+/// shape, phrases, link tricks, bulk-mail markers and bulk-mailer marks. (One list, so the SMTP path, `check`
 /// and the fuzz targets run the same rules.)
 pub fn plain_rules() -> Vec<std::sync::Arc<dyn crate::Stage>> {
     vec![
@@ -22,5 +23,6 @@ pub fn plain_rules() -> Vec<std::sync::Arc<dyn crate::Stage>> {
         std::sync::Arc::new(phrases::Phrases),
         std::sync::Arc::new(urls::UrlTricks),
         std::sync::Arc::new(bulk::BulkMarkers),
+        std::sync::Arc::new(ratware::Ratware),
     ]
 }
