@@ -80,7 +80,14 @@ def policy_server(address, cert, key, policies):
 
         def log_message(self, *a):
             pass
-    server = http.server.ThreadingHTTPServer((address, 443), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        accepted = 0   # connections taken, answered or not
+
+        def get_request(self):
+            request = super().get_request()
+            Server.accepted += 1
+            return request
+    server = Server((address, 443), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -181,5 +188,32 @@ def test_requiretls_is_delivered_only_over_verified_tls_to_a_hop_that_offers_it(
                              timeout=30, what="the DSN to alice")
         assert dsn.count(b"5.7.30") >= 2 and b"carol@enforce.test" in dsn and b"dan@plain.test" in dsn, dsn
         assert exchangers["enforce.test"].messages() == [] and exchangers["plain.test"].messages() == []
+    finally:
+        server.shutdown()
+
+
+def test_a_policy_host_at_a_private_address_is_never_fetched(node, sink, dns, tmp_path):
+    """The attacker's domain publishes `_mta-sts` and points `mta-sts.<domain>` at an address
+    inside the operator's network (server-side request forgery through the policy fetch).
+    Without `allow_private_mx` the node must not connect to it at all."""
+    ca = private_ca(tmp_path)
+    cert, key = issue(tmp_path, "inside", ["mta-sts.ssrf.test"], ca)
+    server = policy_server(f"{NET}.{POLICY_HOST}", cert, key,
+                           {"ssrf.test": "version: STSv1\r\nmode: testing\r\nmx: *.ssrf.test\r\nmax_age: 86400\r\n"})
+    dns.txt("_mta-sts.ssrf.test", "v=STSv1; id=1")
+    dns.a("mta-sts.ssrf.test", f"{NET}.{POLICY_HOST}")
+    dns.a("mx.ssrf.test", "192.0.2.25")   # a public-looking exchanger that never answers
+    mx(dns, "ssrf.test", (10, "mx.ssrf.test."))
+    n = node(config='[delivery]\nexternal_route = "mx"\nretry_initial = "1s"\nretry_max = "2s"\n'
+                    f'timeout = "2s"\nca_file = "{ca[0]}"\n')
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", sink("inbound").route())
+    n.cli("outbound", "add-network", "--tenant", "acme", SERVER)
+    try:
+        send(n, ["bob@ssrf.test"], "SSRF-1")
+        # The delivery was tried (and deferred: the exchanger does not answer) ...
+        wait_for(lambda: [e for e, _ in events(n, "bob@ssrf.test") if e == "deferred"],
+                 timeout=60, what="a delivery attempt to ssrf.test")
+        # ... and the policy host inside was never contacted.
+        assert server.accepted == 0
     finally:
         server.shutdown()
