@@ -116,6 +116,9 @@ symbols! {
     /// author's own registrable domain (a newsletter links its site beside others; spam
     /// mostly links elsewhere only, or only its own throwaway domain).
     NewsletterOwnLinks = "NEWSLETTER_OWN_LINKS", -2.5;
+    /// A newsletter (`NEWSLETTER_OWN_LINKS`) signed with a copyright notice — a company's
+    /// footer — and no sign of impersonation or a link trick beside it.
+    NewsletterFooter = "NEWSLETTER_FOOTER", -2.0;
     /// `List-Unsubscribe` on mail whose author domain passes DMARC with a valid DKIM
     /// signature: a sender that answers for its bulk mail.
     ListUnsubSigned = "LIST_UNSUB_SIGNED", -1.5;

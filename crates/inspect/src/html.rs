@@ -11,6 +11,9 @@ pub fn visible_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut rest = html;
     let mut hidden: Option<&str> = None;
+    // As a browser: a `<head>` after the body has started is ignored, and `<body>` ends a
+    // head left open (else one stray `<head>` in a newsletter hides all that follows it).
+    let mut in_body = false;
     while let Some(lt) = rest.find('<') {
         if hidden.is_none() {
             decode_into(&rest[..lt], &mut out);
@@ -27,14 +30,18 @@ pub fn visible_text(html: &str) -> String {
             .take(10)
             .collect::<String>()
             .to_ascii_lowercase();
+        let body = !closing && name == "body";
+        in_body |= body;
         match (hidden, closing) {
             (None, false) => {
                 hidden = HIDDEN
                     .iter()
                     .copied()
-                    .find(|h| *h == name && !tag.ends_with('/'));
+                    .find(|h| *h == name && !tag.ends_with('/'))
+                    .filter(|h| !(in_body && *h == "head"));
             }
             (Some(h), true) if h == name => hidden = None,
+            (Some("head"), false) if body => hidden = None,
             _ => {}
         }
         out.push(' ');
@@ -111,6 +118,16 @@ mod tests {
                     <body><p>Fish&nbsp;&amp;&#32;chips &#x263A; <b>now</b></p>\
                     <script>var x = '<p>no</p>';</script>after</body></html>";
         assert_eq!(squeeze(&visible_text(html)), "Fish & chips ☺ now after");
+    }
+
+    #[test]
+    fn a_head_after_the_body_started_or_left_open_hides_nothing_of_the_body() {
+        let stray = "<body><HEAD><TITLE>Tech Update</TITLE><p>Copyright 2002 CNET</p></body>";
+        assert_eq!(squeeze(&visible_text(stray)), "Copyright 2002 CNET");
+        let open = "<html><head><title>t</title><body><p>Hello</p>";
+        assert_eq!(squeeze(&visible_text(open)), "Hello");
+        let normal = "<html><head><title>t</title><style>p{}</style></head><body>Hi</body>";
+        assert_eq!(squeeze(&visible_text(normal)), "Hi");
     }
 
     #[test]

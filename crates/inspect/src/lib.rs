@@ -253,6 +253,9 @@ impl Inspector {
         if let Some(e) = stages::bulk::signed_list_mail(&view, &evidence) {
             evidence.push(e);
         }
+        if let Some(e) = stages::bulk::newsletter_footer(&view, &evidence) {
+            evidence.push(e);
+        }
         if let Some(rules) = env.rules.as_ref().filter(|_| !env.outbound) {
             let author = view.author().unwrap_or_default();
             let mail_from = env.mail_from.to_ascii_lowercase();

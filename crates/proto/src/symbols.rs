@@ -176,6 +176,11 @@ const REASONS: &[(&str, &str, &str)] = &[
         "ニュースレターの形式です（配信停止の方法と送信者自身のサイトへのリンク）。",
     ),
     (
+        "NEWSLETTER_FOOTER",
+        "A newsletter with a company's copyright footer and no sign of impersonation.",
+        "企業の著作権表示のあるニュースレターで、なりすましの兆候はありません。",
+    ),
+    (
         "LIST_UNSUB_SIGNED",
         "Bulk mail whose sender is authenticated and offers unsubscribing.",
         "送信者が認証され、配信停止の方法がある一斉配信メールです。",

@@ -103,6 +103,46 @@ pub fn signed_list_mail(msg: &MessageView<'_>, evidence: &[Evidence]) -> Option<
     )
 }
 
+/// Evidence a newsletter's good shape must not offset: impersonation, look-alikes and link
+/// tricks (a phisher copies a brand's footer and its unsubscribe line too).
+const NOT_A_NEWSLETTER: &[Symbol] = &[
+    Symbol::LookalikeDomain,
+    Symbol::Impersonation,
+    Symbol::LookalikeLure,
+    Symbol::LookalikeLink,
+    Symbol::LinkTextMismatch,
+    Symbol::PhishFeedDomain,
+    Symbol::HtmlPasswordForm,
+    Symbol::FromNameAddress,
+];
+
+/// Ways a copyright notice is written, in the normalized text (lower case, digits as `0`):
+/// `(C) Shop Inc. 2002` names the holder first, so its closing words count too.
+const COPYRIGHT: &[&str] = &[
+    "©",
+    "copyright",
+    "(c) 0000",
+    "(c)0000",
+    "all rights reserved",
+];
+
+/// `NEWSLETTER_FOOTER` when the newsletter marker fired, the text signs off with a copyright
+/// notice — a company's newsletter footer — and nothing in the evidence says impersonation or
+/// a link trick (composed after the stages, from their evidence).
+pub fn newsletter_footer(msg: &MessageView<'_>, evidence: &[Evidence]) -> Option<Evidence> {
+    let has = |s: Symbol| evidence.iter().any(|e| e.symbol == s);
+    if !has(Symbol::NewsletterOwnLinks) || NOT_A_NEWSLETTER.iter().any(|s| has(*s)) {
+        return None;
+    }
+    let text = msg.normalized_text(crate::view::NORMALIZED_BYTES);
+    COPYRIGHT.iter().any(|c| text.contains(c)).then(|| {
+        Evidence::new(
+            Symbol::NewsletterFooter,
+            "a newsletter signed with a copyright notice, and no sign of impersonation",
+        )
+    })
+}
+
 fn contains_ignore_case(hay: &str, needle: &str) -> bool {
     hay.as_bytes()
         .windows(needle.len())
@@ -172,6 +212,51 @@ mod tests {
         let no_way_out = "From: a@shop.example\r\nSubject: x\r\n\r\nhttps://shop.example/ https://other.example/\r\n";
         assert!(BulkMarkers::check(&view(no_way_out)).is_empty());
         assert_eq!(link_alignment(&view(no_way_out)).0, LinkAlignment::Some);
+    }
+
+    #[test]
+    fn a_copyright_footer_marks_a_newsletter_unless_it_impersonates() {
+        let footer = "\r\n(C) 2026 Shop Example Inc. All rights reserved.";
+        let m = newsletter(
+            "news@mail.shop.example",
+            &["www.shop.example", "partner.example"],
+            "",
+        ) + footer;
+        let v = view(&m);
+        let shaped = BulkMarkers::check(&v);
+        assert_eq!(
+            newsletter_footer(&v, &shaped).map(|e| e.symbol),
+            Some(Symbol::NewsletterFooter)
+        );
+        for sign in [
+            "&copy; Shop Example",
+            "Copyright Shop Example",
+            "\u{a9} Shop Example",
+        ] {
+            let html = format!(
+                "From: News <news@mail.shop.example>\r\nSubject: This week\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                 <p><a href=\"https://www.shop.example/a\">Sale</a> <a href=\"https://partner.example/b\">Partner</a></p>\
+                 <p><a href=\"https://www.shop.example/u\">Unsubscribe</a></p><p>{sign}</p>\r\n"
+            );
+            let hv = view(&html);
+            let shaped = BulkMarkers::check(&hv);
+            assert_eq!(shaped.len(), 1, "{sign}");
+            assert!(newsletter_footer(&hv, &shaped).is_some(), "{sign}");
+        }
+        // Not without the newsletter's shape, not without a footer, not beside a lure.
+        assert!(newsletter_footer(&v, &[]).is_none());
+        let plain = newsletter(
+            "news@mail.shop.example",
+            &["www.shop.example", "partner.example"],
+            "",
+        );
+        let pv = view(&plain);
+        assert!(newsletter_footer(&pv, &BulkMarkers::check(&pv)).is_none());
+        for lure in NOT_A_NEWSLETTER {
+            let mut evidence = shaped.clone();
+            evidence.push(Evidence::new(*lure, ""));
+            assert!(newsletter_footer(&v, &evidence).is_none(), "{lure:?}");
+        }
     }
 
     #[test]
