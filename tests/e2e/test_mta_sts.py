@@ -192,6 +192,23 @@ def test_requiretls_is_delivered_only_over_verified_tls_to_a_hop_that_offers_it(
         server.shutdown()
 
 
+def test_tls_required_no_waives_the_domains_policy_for_that_message(node, sink, dns, tmp_path):
+    """RFC 8689 §5: a sender who prefers delivery to protection says `TLS-Required: No`; the
+    enforced policies that held the same mail back above (a certificate valid for no one, an
+    exchanger the policy does not list) are then not applied to that message."""
+    n, exchangers, inbound, server, _ = little_internet(node, sink, dns, tmp_path)
+    body = (b"From: Alice <alice@acme.test>\r\nTo: bob\r\nSubject: WAIVED-1\r\nTLS-Required: No\r\n"
+            b"Message-ID: <waived1@acme.test>\r\n\r\nWAIVED-1\r\n")
+    try:
+        with smtplib.SMTP("127.0.0.1", n.port, source_address=(SERVER, 0)) as c:
+            assert c.sendmail("alice@acme.test", ["bob@badcert.test", "bob@unlisted.test"], body) == {}
+        for domain in ("badcert.test", "unlisted.test"):
+            (env, data), = exchangers[domain].wait(1)
+            assert env["rcpt_tos"] == [f"bob@{domain}"] and b"WAIVED-1" in data
+    finally:
+        server.shutdown()
+
+
 def test_a_policy_host_at_a_private_address_is_never_fetched(node, sink, dns, tmp_path):
     """The attacker's domain publishes `_mta-sts` and points `mta-sts.<domain>` at an address
     inside the operator's network (server-side request forgery through the policy fetch).

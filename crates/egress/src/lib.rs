@@ -578,8 +578,11 @@ impl Delivery {
             mx::Plan::Refuse(reply) => return Err(Outcome::Permanent(reply)),
             mx::Plan::Try(hosts) => hosts,
         };
+        // RFC 8689 §5: the sender may waive the domain's TLS policy for this message (never
+        // together with REQUIRETLS, which asks the opposite).
+        let waived = !meta.envelope.require_tls && mta_sts::tls_required_no(body);
         let hosts = self
-            .sts_hosts(domain, hosts, meta.envelope.require_tls)
+            .sts_hosts(domain, hosts, meta.envelope.require_tls, waived)
             .await?;
         let mut last = format!("451 4.4.1 no mail exchanger of {domain} answered");
         for (host, tls) in hosts.iter().take(MAX_MX_HOSTS) {
@@ -626,16 +629,18 @@ impl Delivery {
     /// only the listed ones, each with a certificate valid for its name (RFC 8461 §5);
     /// otherwise every one, opportunistically. A REQUIRETLS message (RFC 8689 §4.2.1) needs
     /// a policy (enforce or testing) that lists the exchangers, whose names it then verifies.
+    /// A message whose sender waived the policy (`TLS-Required: No`) goes opportunistically.
     async fn sts_hosts(
         &self,
         domain: &str,
         hosts: Vec<String>,
         require_tls: bool,
+        waived: bool,
     ) -> Result<Vec<(String, proto::route::TlsPolicy)>, Outcome> {
         use proto::route::TlsPolicy;
         let policy = match self.sts.get() {
-            Some(source) => source.policy(domain).await,
-            None => None,
+            Some(source) if !waived => source.policy(domain).await,
+            _ => None,
         };
         let binding = match require_tls {
             true => policy.filter(|p| p.mode != mta_sts::Mode::None),

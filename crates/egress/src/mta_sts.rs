@@ -106,8 +106,51 @@ pub trait PolicySource: Send + Sync {
     fn policy(&self, domain: &str) -> BoxFuture<'_, Option<Arc<Policy>>>;
 }
 
+/// Whether the message asks, with a `TLS-Required: No` header field (RFC 8689 §5), that the
+/// recipient domain's TLS policy be ignored: its sender prefers delivery in clear text to no
+/// delivery. Only the header block is read; the field name is matched without regard to
+/// case, its value must be `No` (white space and case aside). A message sent with REQUIRETLS
+/// ignores it (the caller checks).
+pub fn tls_required_no(raw: &[u8]) -> bool {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        match (line.starts_with([' ', '\t']), fields.last_mut()) {
+            (true, Some(last)) => last.push_str(line),
+            _ => fields.push(line.to_string()),
+        }
+    }
+    fields.iter().any(|f| {
+        f.split_once(':').is_some_and(|(name, value)| {
+            name.trim_end().eq_ignore_ascii_case("TLS-Required")
+                && value.trim().eq_ignore_ascii_case("no")
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_required_no_is_read_from_the_header_block_only() {
+        assert!(tls_required_no(
+            b"From: a@b\r\nTLS-Required: No\r\n\r\nbody"
+        ));
+        assert!(tls_required_no(
+            b"tls-required:\r\n  no\r\nSubject: x\r\n\r\n"
+        ));
+        assert!(!tls_required_no(b"From: a@b\r\nTLS-Required: Yes\r\n\r\n"));
+        assert!(!tls_required_no(b"From: a@b\r\nX-TLS-Required: No\r\n\r\n"));
+        assert!(!tls_required_no(b"From: a@b\r\n\r\nTLS-Required: No\r\n"));
+        assert!(!tls_required_no(
+            b"From: a@b\r\nSubject: TLS-Required: No\r\n\r\n"
+        ));
+    }
     use super::*;
 
     #[test]
