@@ -46,7 +46,7 @@ def private_ca(d):
 def issue(d, name, names, ca=None):
     """A certificate for `names`: from the private CA, or self-signed when `ca` is None."""
     crt, key = d / f"{name}.crt", d / f"{name}.key"
-    san = "subjectAltName=" + ",".join(f"DNS:{n}" for n in names)
+    san = "subjectAltName=" + ",".join(n if n.startswith("IP:") else f"DNS:{n}" for n in names)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     if ca is None:
         openssl("req", "-x509", *ec, "-days", "2", "-subj", f"/CN={names[0]}", "-addext", san,
@@ -207,6 +207,32 @@ def test_tls_required_no_waives_the_domains_policy_for_that_message(node, sink, 
             assert env["rcpt_tos"] == [f"bob@{domain}"] and b"WAIVED-1" in data
     finally:
         server.shutdown()
+
+
+def test_a_released_requiretls_message_keeps_its_request(node, sink, tmp_path):
+    """A message sent with REQUIRETLS and quarantined is released later: it is queued again
+    with the request, so it still goes only over verified TLS to a hop that offers it."""
+    ca = private_ca(tmp_path)
+    cert, key = issue(tmp_path, "tenant-server", ["IP:127.0.0.1"], ca)
+    server = sink("tenant-server", cert=cert, key=key, requiretls=True)
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test",
+          "--route", f"smtp://127.0.0.1:{server.port}?tls=required&ca={ca[0]}")
+    n.cli("tenant", "policy", "acme", "--weight", "DKIM_NONE=11")   # every message here is held
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    body = (b"From: Carol <carol@outside.test>\r\nTo: bob@acme.test\r\nSubject: HELD-RTLS\r\n"
+            b"Message-ID: <held-rtls@outside.test>\r\n\r\nHELD-RTLS\r\n")
+    with smtplib.SMTP("127.0.0.1", n.port) as c:
+        c.starttls(context=ctx)
+        c.ehlo("client.test")
+        assert c.sendmail("carol@outside.test", ["bob@acme.test"], body, mail_options=["REQUIRETLS"]) == {}
+    [held] = wait_for(lambda: n.cli_json("quarantine", "list"), what="the message quarantined")
+    assert server.messages() == []
+    n.cli("quarantine", "release", held["id"])
+    (env, data), = server.wait(1)
+    assert b"HELD-RTLS" in data and env["tls"] is True
+    assert "REQUIRETLS" in env["mail_options"], env
 
 
 def test_a_policy_host_at_a_private_address_is_never_fetched(node, sink, dns, tmp_path):

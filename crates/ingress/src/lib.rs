@@ -55,6 +55,8 @@ pub struct QuarantineRequest<'a> {
     pub eight_bit: bool,
     /// SMTPUTF8 was used.
     pub smtputf8: bool,
+    /// REQUIRETLS was asked for (RFC 8689): kept for the release.
+    pub require_tls: bool,
     /// The tenant's own retention in days, if it set one.
     pub retention_days: Option<u32>,
 }
@@ -555,6 +557,7 @@ impl Ingress {
                         received_at: now,
                         eight_bit: tx.eight_bit,
                         smtputf8: tx.smtputf8,
+                        require_tls: tx.require_tls,
                         retention_days: tx.rcpts.first().and_then(|(_, t)| {
                             self.directory.get().tenant(*t)?.filter.quarantine_days
                         }),

@@ -486,7 +486,7 @@ async fn quarantine_release(
         eight_bit: item.eight_bit,
         smtputf8: item.smtputf8,
         outbound: false,
-        require_tls: false,
+        require_tls: item.require_tls,
     };
     let meta = MessageMeta::queued(
         id.to_string(),

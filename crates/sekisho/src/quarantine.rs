@@ -85,6 +85,7 @@ impl SealedQuarantine {
             sealed_to: recipient,
             eight_bit: q.eight_bit,
             smtputf8: q.smtputf8,
+            require_tls: q.require_tls,
         };
         if let Err(e) = self.store.quarantine_insert(&item).await {
             let _ = self.blobs.delete(&blob).await;

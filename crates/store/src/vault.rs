@@ -72,6 +72,9 @@ pub struct QuarantineItem {
     /// SMTPUTF8 was used.
     #[serde(skip)]
     pub smtputf8: bool,
+    /// The sender asked for REQUIRETLS (RFC 8689): a release queues it with the request.
+    #[serde(skip)]
+    pub require_tls: bool,
 }
 
 /// What a tenant's termination removed.
@@ -167,6 +170,7 @@ fn item(r: &crate::Row0) -> Result<QuarantineItem, StoreError> {
         sealed_to: r.get("sealed_to"),
         eight_bit: r.get::<i64, _>("eight_bit") != 0,
         smtputf8: r.get::<i64, _>("smtputf8") != 0,
+        require_tls: r.get::<i64, _>("require_tls") != 0,
     })
 }
 
@@ -485,8 +489,8 @@ impl Store {
         let rcpts = serde_json::to_string(&q.rcpts)
             .map_err(|e| StoreError::Invalid(format!("quarantine rcpts: {e}")))?;
         sqlx::query(
-            "INSERT INTO quarantine (id, tenant_id, mail_from, rcpts, size, received_at, expires_at, verdict, score, symbols, blob, sealed_to, eight_bit, smtputf8)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO quarantine (id, tenant_id, mail_from, rcpts, size, received_at, expires_at, verdict, score, symbols, blob, sealed_to, eight_bit, smtputf8, require_tls)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&q.id)
         .bind(q.tenant_id)
@@ -502,6 +506,7 @@ impl Store {
         .bind(&q.sealed_to)
         .bind(i64::from(q.eight_bit))
         .bind(i64::from(q.smtputf8))
+        .bind(i64::from(q.require_tls))
         .execute(self.pool())
         .await?;
         Ok(())

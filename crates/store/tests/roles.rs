@@ -178,6 +178,7 @@ async fn every_method_of_mx_handle_works_under_mx_grants() {
         sealed_to: "age1x".into(),
         eight_bit: false,
         smtputf8: false,
+        require_tls: false,
     };
     mx.quarantine_insert(&item).await.unwrap();
     mx.quarantine_get(&item.id).await.unwrap();

@@ -497,6 +497,7 @@ impl Vault {
                 sealed_to: key.recipient,
                 eight_bit: false,
                 smtputf8: false,
+                require_tls: false,
             })
             .await
             .map_err(|e| e.to_string())?;
