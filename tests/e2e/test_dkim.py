@@ -126,3 +126,78 @@ def test_outbound_mail_is_signed_by_the_vault_and_verifies_through_a_rotation(no
     # A departed tenant's keys are shredded with it.
     n.cli("tenant", "terminate", "acme", "--confirm", "acme")
     assert n.sql("SELECT count(*) FROM dkim_keys")[0][0] in (0, "0")
+
+
+def arc_verifier(port):
+    """dkimpy's ARC validation, keys from the test's DNS server: (cv, reason)."""
+    r = dns.resolver.Resolver(configure=False)
+    r.nameservers, r.port = ["127.0.0.1"], port
+
+    def lookup(name, timeout=5):
+        try:
+            answer = r.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(answer[0].strings)
+
+    def verify(message):
+        cv, _, reason = dkim.arc_verify(message, dnsfunc=lookup)
+        return cv, reason
+    return verify
+
+
+def arc_tags(message, name, instance):
+    head = message.split(b"\r\n\r\n", 1)[0].decode()
+    for m in re.finditer(rf"^{name}:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head, re.M | re.I):
+        t = dict((k.strip(), v) for k, v in (x.split("=", 1) for x in re.sub(r"\s+", "", m.group(1)).split(";") if x))
+        if t.get("i") == str(instance):
+            return t
+    return None
+
+
+def test_inbound_mail_is_arc_sealed_with_the_recipient_domains_key(node, sink, dns):
+    """Inbound mail handed to the tenant's server carries Sekisho's ARC set (RFC 8617), signed
+    by the vault with the recipient domain's DKIM key, and dkimpy validates the chain: a new
+    chain (cv=none), and one that arrived with a valid set of its own (Sekisho adds i=2,
+    cv=pass, after validating the first). A message changed after sealing fails."""
+    import yaml
+    from conftest import CORPORA
+    inbound = sink("inbound")
+    n = node()
+    n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", inbound.route())
+    verify = arc_verifier(dns.port)
+
+    # No key for the domain: delivered unsealed.
+    plain = (b"From: Carol <carol@outside.test>\r\nTo: bob@acme.test\r\nSubject: before\r\n"
+             b"Message-ID: <arc0@outside.test>\r\n\r\nHello Bob.\r\n")
+    send(n, "carol@outside.test", "bob@acme.test", plain)
+    (_, first), = inbound.wait(1)
+    assert b"ARC-Seal" not in first
+
+    key = n.cli_json("tenant", "dkim", "generate", "acme", "--domain", "acme.test", "--selector", "s1")
+    publish(dns, key)
+    send(n, "carol@outside.test", "bob@acme.test", plain.replace(b"before", b"sealed"))
+    sealed = [m for _, m in inbound.wait(2) if b"Subject: sealed" in m][0]
+    seal = arc_tags(sealed, "ARC-Seal", 1)
+    assert seal and (seal["d"], seal["s"], seal["cv"]) == ("acme.test", "s1", "none"), seal
+    assert b"ARC-Authentication-Results: i=1; " in sealed
+    cv, reason = verify(sealed)
+    assert cv == b"pass", reason
+    assert verify(sealed.replace(b"Hello Bob.", b"Hello Bob!"))[0] == b"fail"
+
+    # A message that arrives with a valid ARC set of its own (the validation suite's first
+    # passing chain, its key published): validated, then sealed as instance 2 with cv=pass.
+    suite = CORPORA / "auth" / "conformance" / "arc-valimail" / "tests" / "arc-draft-validation-tests.yml"
+    doc = next(yaml.safe_load_all(suite.read_text(encoding="utf-8")))
+    for name, value in doc["txt-records"].items():
+        dns.txt(name, value)
+    chained = next(t["message"] for t in doc["tests"].values() if t.get("cv") == "Pass"
+                   and "i=1" in t["message"] and "i=2" not in t["message"])
+    raw = chained.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+    send(n, "jqd@d1.example.org", "bob@acme.test", raw)
+    forwarded = wait_for(lambda: [m for _, m in inbound.messages() if b"ARC-Seal: i=2" in m],
+                         what="the twice-sealed message")[0]
+    second = arc_tags(forwarded, "ARC-Seal", 2)
+    assert second and (second["d"], second["cv"]) == ("acme.test", "pass"), second
+    cv, reason = verify(forwarded)
+    assert cv == b"pass", reason

@@ -14,7 +14,7 @@ use crate::secrets::BoxFuture;
 
 /// Header fields signed when present, in this order. `From` is signed once more than it
 /// occurs (RFC 6376 §8.15): a `From` added on the way breaks the signature.
-const SIGNED: &[&str] = &[
+pub(crate) const SIGNED: &[&str] = &[
     "from",
     "sender",
     "reply-to",
@@ -51,8 +51,10 @@ pub trait DkimSource: Send + Sync {
 
 /// What was signed, before the signature is known.
 pub struct Unsigned {
-    /// The `DKIM-Signature` value up to and including `b=` (tags separated by `;\r\n\t`).
-    prefix: String,
+    /// The header field's name (`DKIM-Signature`, or an ARC field).
+    pub(crate) name: &'static str,
+    /// The value up to and including `b=` (tags separated by `;\r\n\t`).
+    pub(crate) prefix: String,
     /// SHA-256 of the canonical signed headers and that prefix.
     pub digest: [u8; 32],
 }
@@ -61,7 +63,7 @@ impl Unsigned {
     /// The header field to put in front of the message.
     pub fn header(&self, signature: &[u8]) -> Vec<u8> {
         let b = base64::engine::general_purpose::STANDARD.encode(signature);
-        let mut out = format!("DKIM-Signature: {}", self.prefix);
+        let mut out = format!("{}: {}", self.name, self.prefix);
         for (i, chunk) in b.as_bytes().chunks(72).enumerate() {
             if i > 0 {
                 out.push_str("\r\n\t ");
@@ -77,15 +79,7 @@ impl Unsigned {
 pub fn prepare(message: &[u8], domain: &str, key: &DkimKeyRef, now: i64) -> Option<Unsigned> {
     let (head, body) = split(message);
     let fields = fields(head);
-    let mut names = Vec::new();
-    for name in SIGNED {
-        let n = fields
-            .iter()
-            .filter(|(f, _)| f.eq_ignore_ascii_case(name))
-            .count();
-        let times = n + usize::from(*name == "from");
-        names.extend(std::iter::repeat_n(*name, times));
-    }
+    let names = signed_names(&fields);
     if !fields.iter().any(|(f, _)| f.eq_ignore_ascii_case("from")) {
         return None;
     }
@@ -97,11 +91,41 @@ pub fn prepare(message: &[u8], domain: &str, key: &DkimKeyRef, now: i64) -> Opti
         key.selector,
         names.join(":"),
     );
+    let mut data = canonical_headers(&fields, &names);
+    let mut own = Vec::new();
+    relaxed_header(&mut own, "dkim-signature", prefix.as_bytes());
+    own.truncate(own.len() - 2);
+    data.extend_from_slice(&own);
+    let mut d = [0u8; 32];
+    d.copy_from_slice(digest(&SHA256, &data).as_ref());
+    Some(Unsigned {
+        name: "DKIM-Signature",
+        prefix,
+        digest: d,
+    })
+}
+
+/// The names to sign for these fields: each of [`SIGNED`] as often as it occurs, `From` once
+/// more (oversigned).
+pub(crate) fn signed_names(fields: &[(&str, &[u8])]) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for name in SIGNED {
+        let n = fields
+            .iter()
+            .filter(|(f, _)| f.eq_ignore_ascii_case(name))
+            .count();
+        let times = n + usize::from(*name == "from");
+        names.extend(std::iter::repeat_n(*name, times));
+    }
+    names
+}
+
+/// The relaxed canonical form of the fields `names` selects: each name takes its next
+/// instance from the bottom up (RFC 6376 §5.4.2); one past the last contributes nothing.
+pub(crate) fn canonical_headers(fields: &[(&str, &[u8])], names: &[&str]) -> Vec<u8> {
     let mut data = Vec::new();
-    // Each name takes its next instance from the bottom up (RFC 6376 §5.4.2); one past the
-    // last contributes nothing.
     let mut used = std::collections::HashMap::<&str, usize>::new();
-    for name in &names {
+    for name in names {
         let k = used.entry(name).or_default();
         let mut found = fields
             .iter()
@@ -112,13 +136,7 @@ pub fn prepare(message: &[u8], domain: &str, key: &DkimKeyRef, now: i64) -> Opti
         }
         *k += 1;
     }
-    let mut own = Vec::new();
-    relaxed_header(&mut own, "dkim-signature", prefix.as_bytes());
-    own.truncate(own.len() - 2);
-    data.extend_from_slice(&own);
-    let mut d = [0u8; 32];
-    d.copy_from_slice(digest(&SHA256, &data).as_ref());
-    Some(Unsigned { prefix, digest: d })
+    data
 }
 
 /// The message with its signature in front, or why it could not be signed. `Ok(None)`: the
@@ -147,7 +165,7 @@ pub async fn sign(
 }
 
 /// Header block and body (after the empty line; empty if there is none).
-fn split(message: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split(message: &[u8]) -> (&[u8], &[u8]) {
     if message.starts_with(b"\r\n") {
         return (&[], &message[2..]);
     }
@@ -158,7 +176,7 @@ fn split(message: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Header fields as (name, raw value with its folding).
-fn fields(head: &[u8]) -> Vec<(&str, &[u8])> {
+pub(crate) fn fields(head: &[u8]) -> Vec<(&str, &[u8])> {
     let mut out: Vec<(&str, &[u8])> = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -204,7 +222,7 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
 
 /// RFC 6376 §3.4.2: lower-case name, unfolded value, runs of white space as one space, none
 /// at the ends.
-fn relaxed_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn relaxed_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend(name.trim().bytes().map(|b| b.to_ascii_lowercase()));
     out.push(b':');
     let mut space = false;
@@ -228,7 +246,7 @@ fn relaxed_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// RFC 6376 §3.4.4: white space runs as one space, none at line ends, no empty lines at the
 /// end; a non-empty body ends with CRLF.
-fn relaxed_body(body: &[u8]) -> Vec<u8> {
+pub(crate) fn relaxed_body(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     let mut blank_lines = 0;
     for line in body.split(|b| *b == b'\n') {

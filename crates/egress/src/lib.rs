@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod arc;
 pub mod client;
 pub mod digest;
 pub mod dkim;
@@ -208,6 +209,36 @@ impl Delivery {
                 Err(Outcome::Temporary(format!(
                     "451 4.7.0 DKIM signing unavailable: {e}"
                 )))
+            }
+        }
+    }
+
+    /// An inbound message as it leaves for its tenant: ARC-sealed (RFC 8617) with the DKIM
+    /// key of the recipient's domain when the tenant has one, at every attempt. When the vault
+    /// cannot sign, it goes unsealed with a warning: a seal is an addition the downstream may
+    /// use, not a promise made to the sender, and inbound mail is not held for it.
+    async fn inbound_sealed(&self, meta: &MessageMeta, body: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+        let (Some(source), false) = (self.dkim.get(), meta.envelope.outbound) else {
+            return body;
+        };
+        let Some(r) = meta
+            .envelope
+            .rcpts
+            .iter()
+            .find(|r| r.status == RcptStatus::Pending && r.tenant != 0)
+        else {
+            return body;
+        };
+        let Some(domain) = mx::domain_of(&r.address) else {
+            return body;
+        };
+        let hostname = &self.cfg.hostname;
+        match arc::seal_message(source, r.tenant, &domain, hostname, &body, unix_now()).await {
+            Ok(Some(sealed)) => Arc::new(sealed),
+            Ok(None) => body,
+            Err(e) => {
+                tracing::warn!(queue_id = %meta.id, error = %e, "inbound message not ARC-sealed");
+                body
             }
         }
     }
@@ -415,6 +446,7 @@ impl Delivery {
                 return;
             }
         };
+        let body = self.inbound_sealed(&meta, body).await;
         let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
         for (i, r) in meta.envelope.rcpts.iter().enumerate() {
             if r.status != RcptStatus::Pending {
