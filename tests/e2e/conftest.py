@@ -120,6 +120,10 @@ class Dns:
         self.zone.setdefault(name.rstrip(".") + ".", {})["A"] = list(addresses)
         self.write()
 
+    def aaaa(self, name, *addresses):
+        self.zone.setdefault(name.rstrip(".") + ".", {})["AAAA"] = list(addresses)
+        self.write()
+
     def write(self):
         tmp = self.zone_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.zone))

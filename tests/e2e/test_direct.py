@@ -101,3 +101,17 @@ def test_a_null_mx_or_a_missing_domain_bounces_at_once_and_private_targets_wait(
                         what="deferred for a private exchanger")
     assert "4.4.4" in deferred[0] and "local or private" in deferred[0], deferred
     assert inside.messages() == []
+
+
+@pytest.mark.skipif(STORE != "sqlite", reason="::1 has one port 25, and the two passes run side by side")
+def test_an_exchanger_with_only_an_ipv6_address_is_reached_over_ipv6(node, sink, dns):
+    dns.aaaa("mx6.v6.test", "::1")
+    mx(dns, "v6.test", (10, "mx6.v6.test."))
+    six = remote(sink, "mx6", "::1")
+    n, _ = direct_node(node, sink)
+    send(n, ["bob@v6.test"], "V6-1")
+    (env, content), = six.wait(1)
+    assert env["rcpt_tos"] == ["bob@v6.test"] and content.endswith(b"V6-1\r\n")
+    delivered = wait_for(lambda: [d for e, d in events(n, "bob@v6.test") if e == "delivered"],
+                         what="the delivery in the trace")
+    assert "::1" in delivered[0], delivered
