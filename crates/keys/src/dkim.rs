@@ -48,32 +48,57 @@ pub fn dns_value(algorithm: DkimAlgorithm, public: &[u8]) -> String {
     format!("v=DKIM1; k={}; p={p}", algorithm.as_str())
 }
 
-/// Signs the SHA-256 `digest` of a message's canonical signed headers: RSASSA-PKCS1-v1_5 for
-/// RSA, and for Ed25519 the digest itself as the signed message (RFC 8463 §3).
+/// A key opened for signing: parsed once (an RSA key's import checks the key, which costs
+/// more than a signature), then used for many digests.
+pub enum Signer {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rsa(RsaKeyPair),
+    /// Ed25519 over the digest (RFC 8463).
+    Ed25519(Ed25519KeyPair),
+}
+
+impl Signer {
+    /// Opens a PKCS#8 private key of `algorithm`.
+    pub fn from_pkcs8(algorithm: DkimAlgorithm, pkcs8: &[u8]) -> Result<Self, String> {
+        match algorithm {
+            DkimAlgorithm::Rsa => RsaKeyPair::from_pkcs8(pkcs8)
+                .map(Signer::Rsa)
+                .map_err(|e| format!("RSA key: {e}")),
+            DkimAlgorithm::Ed25519 => Ed25519KeyPair::from_pkcs8(pkcs8)
+                .map(Signer::Ed25519)
+                .map_err(|e| format!("Ed25519 key: {e}")),
+        }
+    }
+
+    /// Signs the SHA-256 `digest` of a message's canonical signed headers: RSASSA-PKCS1-v1_5
+    /// for RSA, and for Ed25519 the digest itself as the signed message (RFC 8463 §3).
+    pub fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            Signer::Rsa(pair) => {
+                let digest = Digest::import_less_safe(digest, &SHA256)
+                    .map_err(|_| "the digest is not SHA-256".to_string())?;
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign_digest(&RSA_PKCS1_SHA256, &digest, &mut sig)
+                    .map_err(|_| "RSA signing failed".to_string())?;
+                Ok(sig)
+            }
+            Signer::Ed25519(pair) => {
+                if digest.len() != 32 {
+                    return Err("the digest is not SHA-256".into());
+                }
+                Ok(pair.sign(digest).as_ref().to_vec())
+            }
+        }
+    }
+}
+
+/// Opens `pkcs8` and signs one digest (see [`Signer`]).
 pub fn sign_digest(
     algorithm: DkimAlgorithm,
     pkcs8: &[u8],
     digest: &[u8],
 ) -> Result<Vec<u8>, String> {
-    match algorithm {
-        DkimAlgorithm::Rsa => {
-            let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| format!("RSA key: {e}"))?;
-            let digest = Digest::import_less_safe(digest, &SHA256)
-                .map_err(|_| "the digest is not SHA-256".to_string())?;
-            let mut sig = vec![0; pair.public_modulus_len()];
-            pair.sign_digest(&RSA_PKCS1_SHA256, &digest, &mut sig)
-                .map_err(|_| "RSA signing failed".to_string())?;
-            Ok(sig)
-        }
-        DkimAlgorithm::Ed25519 => {
-            if digest.len() != 32 {
-                return Err("the digest is not SHA-256".into());
-            }
-            let pair =
-                Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| format!("Ed25519 key: {e}"))?;
-            Ok(pair.sign(digest).as_ref().to_vec())
-        }
-    }
+    Signer::from_pkcs8(algorithm, pkcs8)?.sign_digest(digest)
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ pub struct Vault {
     role_uids: Option<RoleUids>,
     /// Strangers recently recorded.
     strangers: Strangers,
+    /// DKIM keys opened for signing (kept a minute).
+    opened_keys: dkim::OpenedKeys,
 }
 
 /// The roles' users (uids), when each runs under its own: the kernel then tells the vault
@@ -387,6 +389,7 @@ impl Vault {
             mx_token: None,
             role_uids: None,
             strangers: Strangers::default(),
+            opened_keys: dkim::OpenedKeys::default(),
             webauthn: None,
             policy: acts::PolicyDefaults::default(),
             mx: None,
@@ -785,6 +788,8 @@ impl Vault {
             .terminate_tenant(id)
             .await
             .map_err(|e| e.to_string())?;
+        // Its DKIM keys are gone from the store; none stays open here either.
+        self.opened_keys.clear();
         let mut blob_errors = 0;
         for b in &blobs {
             if self.blobs.delete(b).await.is_err() {

@@ -2,12 +2,55 @@
 //! the digest of what it signs and gets the signature back — a compromised mx can sign while
 //! it runs, but never carries a key away.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use proto::nouns::{DkimAlgorithm, DkimKeyState, TenantId};
 use proto::vault::{DkimKeyInfo, DkimKeyRef, Response, RoleToken};
 use store::{DkimKey, NewRecord, SealedDkimKey, StoreError};
 
 use super::{Vault, error, refusal, refused};
 use proto::Refused;
+
+/// How long a key opened for signing is kept.
+const KEEP_OPEN: Duration = Duration::from_secs(60);
+
+/// Most keys kept open.
+const MAX_OPEN: usize = 10_000;
+
+type OpenKey = (i64, String, String);
+
+/// Keys opened for signing, kept a minute: an RSA key's import (it checks the key) costs more
+/// than a signature, and every outbound message and every sealed inbound one asks for one or
+/// two. Emptied when a key is removed here or its tenant terminated; a removal made by
+/// another node's vault reaches this one within the minute, as a rotation reaches mx.
+#[derive(Default)]
+pub(super) struct OpenedKeys(Mutex<HashMap<OpenKey, (Instant, Arc<keys::dkim::Signer>)>>);
+
+impl OpenedKeys {
+    fn get(&self, at: &OpenKey) -> Option<Arc<keys::dkim::Signer>> {
+        let held = self.0.lock().expect("poisoned");
+        held.get(at)
+            .filter(|(when, _)| when.elapsed() < KEEP_OPEN)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn put(&self, at: OpenKey, signer: Arc<keys::dkim::Signer>) {
+        let mut held = self.0.lock().expect("poisoned");
+        if held.len() >= MAX_OPEN {
+            held.retain(|_, (when, _)| when.elapsed() < KEEP_OPEN);
+        }
+        if held.len() < MAX_OPEN {
+            held.insert(at, (Instant::now(), signer));
+        }
+    }
+
+    /// Forgets every opened key.
+    pub(super) fn clear(&self) {
+        self.0.lock().expect("poisoned").clear();
+    }
+}
 
 /// What a DKIM admin request was about, for its audit record.
 pub(super) struct Target {
@@ -132,6 +175,7 @@ impl Vault {
         };
         match changed.await {
             Ok(()) => {
+                self.opened_keys.clear();
                 self.dkim_record(&t, action, "ok").await;
                 let summary = format!("the key {} of {} {done}", t.selector, t.domain);
                 (Response::Done { summary }, Vec::new())
@@ -204,25 +248,45 @@ impl Vault {
             .await;
             return refused("only the mx role has mail signed");
         }
+        let at = (tenant.0, domain.to_string(), selector.to_string());
+        let signer = match self.opened_keys.get(&at) {
+            Some(s) => s,
+            None => match self.open_signing_key(tenant, domain, selector).await {
+                Ok(s) => {
+                    self.opened_keys.put(at, s.clone());
+                    s
+                }
+                Err(r) => return r,
+            },
+        };
+        match signer.sign_digest(digest) {
+            Ok(sig) => (Response::Signature, sig),
+            Err(e) => refusal(&Refused::invalid(e)),
+        }
+    }
+
+    /// Opens the active or retired key `selector` of `domain` for signing.
+    async fn open_signing_key(
+        &self,
+        tenant: TenantId,
+        domain: &str,
+        selector: &str,
+    ) -> Result<Arc<keys::dkim::Signer>, (Response, Vec<u8>)> {
         let keys = match self.store.dkim_sealed(Some((tenant.0, domain))).await {
             Ok(k) => k,
-            Err(e) => return error(&e.to_string()),
+            Err(e) => return Err(error(&e.to_string())),
         };
         let Some(key) = keys
             .iter()
             .find(|k| k.selector == selector && k.state != DkimKeyState::Pending)
         else {
-            return refusal(&Refused::not_found(format!(
+            return Err(refusal(&Refused::not_found(format!(
                 "{domain} has no key {selector:?} that signs"
-            )));
+            ))));
         };
-        let pkcs8 = match crate::open_dkim(&self.kek(), key) {
-            Ok(p) => p,
-            Err(e) => return error(&e.to_string()),
-        };
-        match keys::dkim::sign_digest(key.algorithm, &pkcs8, digest) {
-            Ok(sig) => (Response::Signature, sig),
-            Err(e) => refusal(&Refused::invalid(e)),
-        }
+        let pkcs8 = crate::open_dkim(&self.kek(), key).map_err(|e| error(&e.to_string()))?;
+        keys::dkim::Signer::from_pkcs8(key.algorithm, &pkcs8)
+            .map(Arc::new)
+            .map_err(|e| refusal(&Refused::invalid(e)))
     }
 }
