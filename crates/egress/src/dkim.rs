@@ -122,16 +122,24 @@ pub(crate) fn signed_names(fields: &[(&str, &[u8])]) -> Vec<&'static str> {
 
 /// The relaxed canonical form of the fields `names` selects: each name takes its next
 /// instance from the bottom up (RFC 6376 §5.4.2); one past the last contributes nothing.
+/// Linear in the fields and names (an inbound message may carry thousands of one field).
 pub(crate) fn canonical_headers(fields: &[(&str, &[u8])], names: &[&str]) -> Vec<u8> {
-    let mut data = Vec::new();
+    let mut bottom_up: std::collections::HashMap<String, Vec<&[u8]>> =
+        std::collections::HashMap::new();
+    for (f, value) in fields.iter().rev() {
+        bottom_up
+            .entry(f.to_ascii_lowercase())
+            .or_default()
+            .push(value);
+    }
     let mut used = std::collections::HashMap::<&str, usize>::new();
+    let mut data = Vec::new();
     for name in names {
         let k = used.entry(name).or_default();
-        let mut found = fields
-            .iter()
-            .rev()
-            .filter(|(f, _)| f.eq_ignore_ascii_case(name));
-        if let Some((_, value)) = found.nth(*k) {
+        if let Some(value) = bottom_up
+            .get(&name.to_ascii_lowercase())
+            .and_then(|v| v.get(*k))
+        {
             relaxed_header(&mut data, name, value);
         }
         *k += 1;

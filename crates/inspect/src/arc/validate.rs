@@ -54,6 +54,9 @@ pub struct Chain {
     pub instances: u32,
 }
 
+/// A header field as written: name, and value with its folding and final line break.
+type RawField<'a> = (&'a [u8], &'a [u8]);
+
 /// An ARC header field as received: its name and value as written (for simple
 /// canonicalization) and its tags.
 struct Field<'a> {
@@ -253,22 +256,25 @@ fn canonicalizations(c: Option<&str>) -> Result<(Canonicalization, Canonicalizat
 }
 
 /// The fields an `h=` list selects, in its order: each name takes the lowest not yet taken
-/// field of that name (RFC 6376 §5.4.2); a name with no field left selects nothing.
+/// field of that name (RFC 6376 §5.4.2); a name with no field left selects nothing. Linear in
+/// the fields and names (a sender controls both counts).
 fn selected<'a>(fields: &[(&'a [u8], &'a [u8])], names: &[&str]) -> Vec<(&'a [u8], &'a [u8])> {
+    let mut bottom_up: HashMap<Vec<u8>, Vec<RawField<'a>>> = HashMap::new();
+    for f in fields.iter().rev() {
+        bottom_up
+            .entry(f.0.to_ascii_lowercase())
+            .or_default()
+            .push(*f);
+    }
     let mut taken: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         let key = name.to_ascii_lowercase();
-        let skip = taken.entry(key).or_insert(0);
-        let found = fields
-            .iter()
-            .rev()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .nth(*skip);
-        *skip += 1;
-        if let Some(f) = found {
+        let skip = taken.entry(key.clone()).or_insert(0);
+        if let Some(f) = bottom_up.get(key.as_bytes()).and_then(|v| v.get(*skip)) {
             out.push(*f);
         }
+        *skip += 1;
     }
     out
 }
