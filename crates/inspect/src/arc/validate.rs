@@ -76,7 +76,7 @@ pub fn plan(raw: &[u8], now: u64) -> Plan {
         &owned[..]
     };
     let fields = raw_fields(raw);
-    let arc: Vec<&(&[u8], &[u8])> = fields
+    let arc: Vec<&RawField<'_>> = fields
         .iter()
         .filter(|(n, _)| arc_kind(n).is_some())
         .collect();
@@ -136,7 +136,7 @@ fn arc_kind(name: &[u8]) -> Option<usize> {
 
 /// The sets, oldest first, each `[seal, message signature, results]` (the form is already
 /// checked: one of each per instance, instances 1..N).
-fn sets<'a>(arc: &[&(&'a [u8], &'a [u8])]) -> Result<Vec<[Field<'a>; 3]>, String> {
+fn sets<'a>(arc: &[&RawField<'a>]) -> Result<Vec<[Field<'a>; 3]>, String> {
     let mut by_instance: HashMap<u32, [Option<Field<'a>>; 3]> = HashMap::new();
     for (name, value) in arc {
         let kind = arc_kind(name).ok_or("not an ARC field")?;
@@ -168,7 +168,7 @@ fn sets<'a>(arc: &[&(&'a [u8], &'a [u8])]) -> Result<Vec<[Field<'a>; 3]>, String
 /// The newest ARC-Message-Signature's check, after its body hash and expiry.
 fn message_signature(
     raw: &[u8],
-    fields: &[(&[u8], &[u8])],
+    fields: &[RawField<'_>],
     ams: &Field<'_>,
     now: u64,
 ) -> Result<Check, String> {
@@ -258,7 +258,7 @@ fn canonicalizations(c: Option<&str>) -> Result<(Canonicalization, Canonicalizat
 /// The fields an `h=` list selects, in its order: each name takes the lowest not yet taken
 /// field of that name (RFC 6376 §5.4.2); a name with no field left selects nothing. Linear in
 /// the fields and names (a sender controls both counts).
-fn selected<'a>(fields: &[(&'a [u8], &'a [u8])], names: &[&str]) -> Vec<(&'a [u8], &'a [u8])> {
+fn selected<'a>(fields: &[RawField<'a>], names: &[&str]) -> Vec<RawField<'a>> {
     let mut bottom_up: HashMap<Vec<u8>, Vec<RawField<'a>>> = HashMap::new();
     for f in fields.iter().rev() {
         bottom_up
@@ -281,10 +281,10 @@ fn selected<'a>(fields: &[(&'a [u8], &'a [u8])], names: &[&str]) -> Vec<(&'a [u8
 
 /// The header fields as written: name, and the value after the colon through its final
 /// line break (folding kept).
-fn raw_fields(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
+fn raw_fields(raw: &[u8]) -> Vec<RawField<'_>> {
     let (end, _) = crate::view::header_block(raw);
     let block = &raw[..(end + 2).min(raw.len())];
-    let mut out: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut out: Vec<RawField<'_>> = Vec::new();
     let mut start = 0;
     while start < block.len() {
         let mut stop = start;
