@@ -19,8 +19,8 @@ def send(n, sender, rcpt, body):
         return c.sendmail(sender, [rcpt], body)
 
 
-def verifier(port):
-    """dkimpy, looking records up in the test's DNS server (real DNS over loopback)."""
+def txt_lookup(port):
+    """dkimpy's `dnsfunc`: TXT records from the test's DNS server (real DNS over loopback)."""
     r = dns.resolver.Resolver(configure=False)
     r.nameservers, r.port = ["127.0.0.1"], port
 
@@ -30,6 +30,12 @@ def verifier(port):
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         return b"".join(answer[0].strings)
+    return lookup
+
+
+def verifier(port):
+    """dkimpy's DKIM verification, keys from the test's DNS server."""
+    lookup = txt_lookup(port)
     return lambda message: dkim.verify(message, dnsfunc=lookup)
 
 
@@ -130,15 +136,7 @@ def test_outbound_mail_is_signed_by_the_vault_and_verifies_through_a_rotation(no
 
 def arc_verifier(port):
     """dkimpy's ARC validation, keys from the test's DNS server: (cv, reason)."""
-    r = dns.resolver.Resolver(configure=False)
-    r.nameservers, r.port = ["127.0.0.1"], port
-
-    def lookup(name, timeout=5):
-        try:
-            answer = r.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
-        return b"".join(answer[0].strings)
+    lookup = txt_lookup(port)
 
     def verify(message):
         cv, _, reason = dkim.arc_verify(message, dnsfunc=lookup)
