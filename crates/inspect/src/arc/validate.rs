@@ -67,6 +67,9 @@ struct Field<'a> {
 
 /// The checks a message's ARC chain needs, at time `now` (seconds since the epoch).
 pub fn plan(raw: &[u8], now: u64) -> Plan {
+    if !raw_fields(raw).iter().any(|(n, _)| arc_kind(n).is_some()) {
+        return Plan::None;
+    }
     let owned;
     let raw = if raw.windows(2).any(|w| w == b"\r\n") {
         raw
@@ -80,9 +83,6 @@ pub fn plan(raw: &[u8], now: u64) -> Plan {
         .iter()
         .filter(|(n, _)| arc_kind(n).is_some())
         .collect();
-    if arc.is_empty() {
-        return Plan::None;
-    }
     if let Some(why) = structure_error(raw) {
         return Plan::Fail(why);
     }
