@@ -290,7 +290,14 @@ class Node:
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                tail = self.log_path().read_text(errors="replace").splitlines()[-40:]
+                raise AssertionError("sekisho did not stop within 30 s of SIGTERM; "
+                                     f"{self.log.name} ends:\n" + "\n".join(tail)) from None
         return self.proc.returncode
 
     def kill9(self):

@@ -196,13 +196,17 @@ impl Role {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
+        let asked = Instant::now();
         if tokio::time::timeout(grace, self.child.wait())
             .await
             .is_err()
         {
             tracing::error!(role = self.name, "role did not stop in time; killing it");
             let _ = self.child.kill().await;
+            return;
         }
+        let took_ms = asked.elapsed().as_millis() as u64;
+        tracing::info!(role = self.name, took_ms, "role stopped");
     }
 }
 
@@ -545,10 +549,18 @@ pub async fn supervise(cfg: Config, demo: bool) -> Result<()> {
             }
         }
     };
-    if let Some(p) = portal.as_mut() {
-        p.stop(Duration::from_secs(10)).await;
-    }
-    mx.stop(cfg.shutdown_grace + Duration::from_secs(20)).await;
+    // The portal and mx stop together (neither waits on the other); the vault last, as both
+    // may ask it something while they finish. One after the other, a store that is away made
+    // each wait out its own bounds in turn.
+    let portal_stopped = async {
+        if let Some(p) = portal.as_mut() {
+            p.stop(Duration::from_secs(10)).await;
+        }
+    };
+    tokio::join!(
+        portal_stopped,
+        mx.stop(cfg.shutdown_grace + Duration::from_secs(20))
+    );
     vault.stop(Duration::from_secs(10)).await;
     drop(lock);
     outcome

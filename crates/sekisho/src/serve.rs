@@ -614,14 +614,12 @@ async fn run_vault(cfg: Config, start: RoleStart) -> Result<()> {
     // A request or checkpoint waiting on a store that is away (each acquire waits its pool
     // timeout, one after another) must not hold the stop until the supervisor kills the role:
     // what did not finish was not acknowledged, and is recorded again or asked again.
+    let deadline = tokio::time::Instant::now() + VAULT_STOP_WAIT;
     let stopped = async { tokio::join!(task, checkpoints) };
-    if tokio::time::timeout(VAULT_STOP_WAIT, stopped)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout_at(deadline, stopped).await.is_err() {
         tracing::warn!("vault requests still waiting on the store at stop; leaving them");
     }
-    if tokio::time::timeout(VAULT_STOP_WAIT, store.close())
+    if tokio::time::timeout_at(deadline, store.close())
         .await
         .is_err()
     {
@@ -631,7 +629,8 @@ async fn run_vault(cfg: Config, start: RoleStart) -> Result<()> {
     Ok(())
 }
 
-/// How long the vault's stop waits for its requests, and then for its store to close.
+/// How long the vault's stop waits, in all, for its requests and checkpoints and for its store
+/// to close.
 const VAULT_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The `portal` role: HTTPS for people. Holds no key but its TLS key; logins, sessions and
@@ -1050,7 +1049,10 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
             digest_task
         )
     };
-    if tokio::time::timeout(Duration::from_secs(5), background_done)
+    // One budget for everything that may wait on the store: each step waiting out its own
+    // bound in turn made a stop with the store away take 15 s here.
+    let deadline = tokio::time::Instant::now() + MX_STORE_STOP_WAIT;
+    if tokio::time::timeout_at(deadline, background_done)
         .await
         .is_err()
     {
@@ -1059,12 +1061,25 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
     spool.shutdown();
     drop(node);
     drop(delivery);
-    let _ = tokio::time::timeout(Duration::from_secs(10), trace_task).await;
-    store.close().await;
+    // Trace records not written by now wait on a store that is away; they are lost with the
+    // process either way, and the stop says so rather than waiting out the pool's timeouts.
+    if tokio::time::timeout_at(deadline, trace_task).await.is_err() {
+        tracing::warn!("trace records still waiting on the store at stop; leaving them");
+    }
+    if tokio::time::timeout_at(deadline, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store did not close in time at stop");
+    }
     let _ = std::fs::remove_file(&sock_path);
     println!("stopped cleanly");
     Ok(())
 }
+
+/// How long mx's stop waits, in all, for background tasks, the trace writer and the store to
+/// close once its sessions and deliveries are done.
+const MX_STORE_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// What the start-up banner reports.
 struct Banner<'a> {
