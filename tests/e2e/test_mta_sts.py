@@ -63,8 +63,17 @@ def issue(d, name, names, ca=None):
 
 
 def policy_server(address, cert, key, policies):
-    """HTTPS on `address`:443 answering /.well-known/mta-sts.txt by the Host it is asked for."""
+    """HTTPS on `address`:443 answering /.well-known/mta-sts.txt by the Host it is asked for;
+    POSTs (TLS reports) are kept in `posts` as (host, path, content type, body)."""
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            Server.posts.append(((self.headers.get("Host") or "").split(":")[0], self.path,
+                                 self.headers.get("Content-Type"), body))
+            self.send_response(201 if self.path == "/tlsrpt" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_GET(self):
             host = (self.headers.get("Host") or "").split(":")[0]
             body = policies.get(host.removeprefix("mta-sts."))
@@ -82,6 +91,7 @@ def policy_server(address, cert, key, policies):
             pass
     class Server(http.server.ThreadingHTTPServer):
         accepted = 0   # connections taken, answered or not
+        posts = []
 
         def get_request(self):
             request = super().get_request()
@@ -95,7 +105,7 @@ def policy_server(address, cert, key, policies):
     return server
 
 
-def little_internet(node, sink, dns, tmp_path):
+def little_internet(node, sink, dns, tmp_path, extra=""):
     """The domains of DOMAINS with their records, policies and exchangers, a domain without
     a policy (plain.test, no TLS), the policy server, and a node delivering directly."""
     ca = private_ca(tmp_path)
@@ -117,7 +127,7 @@ def little_internet(node, sink, dns, tmp_path):
     server = policy_server(f"{NET}.{POLICY_HOST}", https_cert, https_key, policies)
     inbound = sink("inbound")
     n = node(config='[delivery]\nexternal_route = "mx"\nretry_initial = "1s"\nretry_max = "2s"\n'
-                    f'allow_private_mx = true\ntimeout = "5s"\nca_file = "{ca[0]}"\n')
+                    f'allow_private_mx = true\ntimeout = "5s"\nca_file = "{ca[0]}"\n' + extra)
     n.cli("tenant", "add", "acme", "--domain", "acme.test", "--route", inbound.route())
     n.cli("outbound", "add-network", "--tenant", "acme", SERVER)
     return n, exchangers, inbound, server, policies

@@ -11,6 +11,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use crate::secrets::Credentials;
+use crate::tls_report::ResultType;
 use proto::route::{SmtpRoute, TlsPolicy};
 
 /// Longest reply accepted from a server (all lines).
@@ -43,13 +44,15 @@ pub enum Failure {
     Temporary(String),
     /// Do not try again (5xx to MAIL or DATA, or a policy that cannot be met).
     Permanent(String),
+    /// TLS could not be negotiated as the route asks (temporary; counted for TLS-RPT).
+    Tls(crate::tls_report::ResultType, String),
 }
 
 impl Failure {
     /// The text.
     pub fn text(&self) -> &str {
         match self {
-            Failure::Temporary(t) | Failure::Permanent(t) => t,
+            Failure::Temporary(t) | Failure::Permanent(t) | Failure::Tls(_, t) => t,
         }
     }
     fn from_reply(r: &Reply) -> Self {
@@ -134,6 +137,10 @@ pub struct Client {
     timeout: Duration,
     /// TLS version and cipher, if encrypted.
     pub tls: Option<String>,
+    /// Our address on the connection.
+    pub local: Option<std::net::IpAddr>,
+    /// Why an opportunistic connection is in clear text, if it is.
+    pub declined: Option<ResultType>,
 }
 
 fn temp(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -161,11 +168,14 @@ impl Client {
             })?
             .map_err(|e| temp(&format!("connect to {}:{}", route.host, route.port), e))?;
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok().map(|a| a.ip());
         let mut client = Self {
             io: BufReader::new(Stream::Plain(tcp)),
             caps: Caps::default(),
             timeout: limit,
             tls: None,
+            local,
+            declined: None,
         };
         let greeting = client.read_reply().await?;
         if !greeting.is_ok() {
@@ -177,14 +187,20 @@ impl Client {
             TlsPolicy::Opportunistic => client.caps.starttls,
             TlsPolicy::Required => {
                 if !client.caps.starttls {
-                    return Err(Failure::Temporary(format!(
-                        "TLS is required for {} but it does not offer STARTTLS",
-                        route.host
-                    )));
+                    return Err(Failure::Tls(
+                        ResultType::StarttlsNotSupported,
+                        format!(
+                            "TLS is required for {} but it does not offer STARTTLS",
+                            route.host
+                        ),
+                    ));
                 }
                 true
             }
         };
+        if route.tls == TlsPolicy::Opportunistic && !want_tls {
+            client.declined = Some(ResultType::StarttlsNotSupported);
+        }
         if want_tls {
             client = client.starttls(route, tls, creds).await?;
             client.ehlo(helo).await?;
@@ -228,7 +244,10 @@ impl Client {
     ) -> Result<Self, Failure> {
         let r = self.command(b"STARTTLS\r\n").await?;
         if r.code != 220 {
-            return Err(Failure::Temporary(format!("STARTTLS refused: {}", r.text)));
+            return Err(Failure::Tls(
+                ResultType::StarttlsNotSupported,
+                format!("STARTTLS refused: {}", r.text),
+            ));
         }
         let config = tls.for_route(route, creds)?;
         let name = tls::server_name(route.tls_name.as_deref().unwrap_or(&route.host))
@@ -238,14 +257,26 @@ impl Client {
         };
         let tls_stream = timeout(self.timeout, TlsConnector::from(config).connect(name, tcp))
             .await
-            .map_err(|_| Failure::Temporary("TLS handshake timed out".into()))?
-            .map_err(|e| temp(&format!("TLS handshake with {}", route.host), e))?;
+            .map_err(|_| {
+                Failure::Tls(
+                    ResultType::ValidationFailure,
+                    "TLS handshake timed out".into(),
+                )
+            })?
+            .map_err(|e| {
+                Failure::Tls(
+                    crate::tls_report::classify(&e),
+                    format!("TLS handshake with {}: {e}", route.host),
+                )
+            })?;
         let stream = Stream::Client(Box::new(tls_stream));
         Ok(Self {
             tls: stream.tls_params().map(|(v, c)| format!("{v} {c}")),
             io: BufReader::new(stream),
             caps: Caps::default(),
             timeout: self.timeout,
+            local: self.local,
+            declined: None,
         })
     }
 

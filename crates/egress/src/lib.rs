@@ -18,6 +18,7 @@
 pub mod arc;
 pub mod client;
 pub mod digest;
+mod direct;
 pub mod dkim;
 pub mod dsn;
 pub mod maildir;
@@ -26,6 +27,7 @@ pub mod mx;
 pub mod notice;
 pub mod pool;
 pub mod secrets;
+pub mod tls_report;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +108,7 @@ impl From<Failure> for Outcome {
     fn from(f: Failure) -> Self {
         match f {
             Failure::Permanent(t) => Outcome::Permanent(t),
-            Failure::Temporary(t) => Outcome::Temporary(t),
+            Failure::Temporary(t) | Failure::Tls(_, t) => Outcome::Temporary(t),
         }
     }
 }
@@ -137,6 +139,7 @@ pub struct Delivery {
     resolver: std::sync::OnceLock<Arc<dyn mx::MxResolver>>,
     dkim: std::sync::OnceLock<Arc<dyn dkim::DkimSource>>,
     sts: std::sync::OnceLock<Arc<dyn mta_sts::PolicySource>>,
+    tls_tally: Arc<tls_report::Tally>,
 }
 
 impl Delivery {
@@ -163,7 +166,13 @@ impl Delivery {
             resolver: std::sync::OnceLock::new(),
             dkim: std::sync::OnceLock::new(),
             sts: std::sync::OnceLock::new(),
+            tls_tally: Arc::new(tls_report::Tally::default()),
         }))
+    }
+
+    /// Outbound TLS session counts since the node last took them (TLS reporting).
+    pub fn tls_tally(&self) -> Arc<tls_report::Tally> {
+        self.tls_tally.clone()
     }
 
     /// The host name this node delivers as.
@@ -534,6 +543,17 @@ impl Delivery {
         r: &SmtpRoute,
         idx: &[usize],
     ) -> Result<Vec<Outcome>, Failure> {
+        Ok(self.transact(meta, body, r, idx).await?.0)
+    }
+
+    /// [`Self::send_smtp`], with what the connection was (for TLS reporting).
+    async fn transact(
+        &self,
+        meta: &MessageMeta,
+        body: &Arc<Vec<u8>>,
+        r: &SmtpRoute,
+        idx: &[usize],
+    ) -> Result<(Vec<Outcome>, pool::Session), Failure> {
         let rcpts = &meta.envelope.rcpts;
         let creds = self.credentials(r).await.map_err(|e| {
             Failure::Temporary(format!(
@@ -560,8 +580,8 @@ impl Delivery {
                 &creds,
             )
             .await;
-        let (replies, tls) = match sent {
-            Ok(ok) => ok,
+        let (replies, session) = match sent {
+            Ok(ok) => ok.split(),
             Err(f) => {
                 // The next hop may have refused a changed secret: fetch it afresh.
                 if let (Some(t), Some(source)) = (r.owner, self.secrets.get()) {
@@ -570,10 +590,10 @@ impl Delivery {
                 return Err(f);
             }
         };
-        Ok(replies
+        let outcomes = replies
             .into_iter()
             .map(|reply| {
-                let text = match &tls {
+                let text = match &session.tls {
                     Some(t) => format!("{} (via {}:{} {t})", reply.text, r.host, r.port),
                     None => format!("{} (via {}:{})", reply.text, r.host, r.port),
                 };
@@ -585,121 +605,8 @@ impl Delivery {
                     Outcome::Temporary(text)
                 }
             })
-            .collect())
-    }
-
-    /// Direct delivery to `domain`'s mail exchangers in preference order, each of their
-    /// addresses in turn, until one answers the transaction (its replies stand, whatever
-    /// they are). `Err` is one outcome for every recipient.
-    async fn deliver_mx(
-        &self,
-        meta: &MessageMeta,
-        body: &Arc<Vec<u8>>,
-        domain: &str,
-        idx: &[usize],
-    ) -> Result<Vec<Outcome>, Outcome> {
-        let Some(resolver) = self.resolver.get() else {
-            return Err(Outcome::Temporary(
-                "451 4.4.3 direct delivery has no DNS resolver".into(),
-            ));
-        };
-        let answer = resolver.mx(domain).await.map_err(|e| {
-            Outcome::Temporary(format!("451 4.4.3 MX lookup for {domain} failed: {e}"))
-        })?;
-        let hosts = match mx::plan(domain, answer) {
-            mx::Plan::Refuse(reply) => return Err(Outcome::Permanent(reply)),
-            mx::Plan::Try(hosts) => hosts,
-        };
-        // RFC 8689 §5: the sender may waive the domain's TLS policy for this message (never
-        // together with REQUIRETLS, which asks the opposite).
-        let waived = !meta.envelope.require_tls && mta_sts::tls_required_no(body);
-        let hosts = self
-            .sts_hosts(domain, hosts, meta.envelope.require_tls, waived)
-            .await?;
-        let mut last = format!("451 4.4.1 no mail exchanger of {domain} answered");
-        for (host, tls) in hosts.iter().take(MAX_MX_HOSTS) {
-            let ips = match resolver.addresses(host).await {
-                Ok(ips) => ips,
-                Err(e) => {
-                    last = format!("451 4.4.3 mail exchanger {host}: {e}");
-                    continue;
-                }
-            };
-            let usable: Vec<_> = ips
-                .into_iter()
-                .filter(|ip| mx::reachable(*ip, self.cfg.allow_private_mx))
-                .take(MAX_MX_ADDRESSES)
-                .collect();
-            if usable.is_empty() {
-                last =
-                    format!("451 4.4.4 mail exchanger {host} has only local or private addresses");
-            }
-            for ip in usable {
-                let r = SmtpRoute {
-                    host: ip.to_string(),
-                    port: 25,
-                    tls: *tls,
-                    ca: (*tls == proto::route::TlsPolicy::Required)
-                        .then(|| self.cfg.ca_file.clone())
-                        .flatten(),
-                    auth: false,
-                    client_cert: false,
-                    owner: None,
-                    tls_name: Some(host.trim_end_matches('.').to_string()),
-                };
-                match self.send_smtp(meta, body, &r, idx).await {
-                    Ok(each) => return Ok(each),
-                    Err(Failure::Temporary(t)) => last = format!("{t} (mail exchanger {host})"),
-                    Err(permanent) => return Err(permanent.into()),
-                }
-            }
-        }
-        Err(Outcome::Temporary(last))
-    }
-
-    /// The exchangers to try and the TLS each must speak: under an enforced MTA-STS policy
-    /// only the listed ones, each with a certificate valid for its name (RFC 8461 §5);
-    /// otherwise every one, opportunistically. A REQUIRETLS message (RFC 8689 §4.2.1) needs
-    /// a policy (enforce or testing) that lists the exchangers, whose names it then verifies.
-    /// A message whose sender waived the policy (`TLS-Required: No`) goes opportunistically.
-    async fn sts_hosts(
-        &self,
-        domain: &str,
-        hosts: Vec<String>,
-        require_tls: bool,
-        waived: bool,
-    ) -> Result<Vec<(String, proto::route::TlsPolicy)>, Outcome> {
-        use proto::route::TlsPolicy;
-        let policy = match self.sts.get() {
-            Some(source) if !waived => source.policy(domain).await,
-            _ => None,
-        };
-        let binding = match require_tls {
-            true => policy.filter(|p| p.mode != mta_sts::Mode::None),
-            false => policy.filter(|p| p.mode == mta_sts::Mode::Enforce),
-        };
-        if require_tls && binding.is_none() {
-            return Err(Outcome::Permanent(format!(
-                "550 5.7.30 REQUIRETLS support required: {domain} publishes no MTA-STS policy to verify its exchangers by"
-            )));
-        }
-        let Some(policy) = binding else {
-            return Ok(hosts
-                .into_iter()
-                .map(|h| (h, TlsPolicy::Opportunistic))
-                .collect());
-        };
-        let listed: Vec<_> = hosts
-            .into_iter()
-            .filter(|h| policy.allows(h))
-            .map(|h| (h, TlsPolicy::Required))
             .collect();
-        if listed.is_empty() {
-            return Err(Outcome::Temporary(format!(
-                "451 4.7.5 MTA-STS: no mail exchanger of {domain} is one its policy lists"
-            )));
-        }
-        Ok(listed)
+        Ok((outcomes, session))
     }
 
     fn trace_event(&self, meta: &MessageMeta, r: &RcptState, event: &str, detail: &str) {

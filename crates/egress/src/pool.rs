@@ -22,6 +22,48 @@ pub struct Pool {
     destinations: Mutex<HashMap<SmtpRoute, Arc<Destination>>>,
 }
 
+/// What a connection was, for TLS reporting.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// TLS version and cipher, if the connection is encrypted.
+    pub tls: Option<String>,
+    /// Whether the connection was made for it (not an idle one reused): a new TLS session.
+    pub fresh: bool,
+    /// Our address on the connection.
+    pub local: Option<std::net::IpAddr>,
+    /// Why an opportunistic connection is in clear text, if it is.
+    pub declined: Option<crate::tls_report::ResultType>,
+}
+
+impl Sent {
+    /// The replies, and what the connection was.
+    pub fn split(self) -> (Vec<Reply>, Session) {
+        (
+            self.replies,
+            Session {
+                tls: self.tls,
+                fresh: self.fresh,
+                local: self.local,
+                declined: self.declined,
+            },
+        )
+    }
+}
+
+/// What one transaction over the pool came to.
+pub struct Sent {
+    /// The per-recipient replies.
+    pub replies: Vec<Reply>,
+    /// TLS version and cipher, if the connection is encrypted.
+    pub tls: Option<String>,
+    /// Whether the connection was made for it (not an idle one reused): a new TLS session.
+    pub fresh: bool,
+    /// Our address on the connection.
+    pub local: Option<std::net::IpAddr>,
+    /// Why an opportunistic connection is in clear text, if it is.
+    pub declined: Option<crate::tls_report::ResultType>,
+}
+
 impl Pool {
     /// A pool allowing `per_destination` connections to each next hop, keeping idle ones
     /// for `idle_for`.
@@ -82,16 +124,16 @@ impl Pool {
         creds: &Credentials,
     ) -> Result<Client, Failure> {
         match Client::connect(route, helo, tls, limit, creds).await {
-            Err(Failure::Temporary(e))
-                if route.tls == TlsPolicy::Opportunistic && e.contains("TLS") =>
-            {
+            Err(Failure::Tls(why, e)) if route.tls == TlsPolicy::Opportunistic => {
                 // Opportunistic TLS failed: fall back to clear text rather than not delivering.
                 tracing::warn!(host = %route.host, error = %e, "opportunistic TLS failed; retrying without TLS");
                 let plain = SmtpRoute {
                     tls: TlsPolicy::None,
                     ..route.clone()
                 };
-                Client::connect(&plain, helo, tls, limit, creds).await
+                let mut client = Client::connect(&plain, helo, tls, limit, creds).await?;
+                client.declined = Some(why);
+                Ok(client)
             }
             other => other,
         }
@@ -109,7 +151,7 @@ impl Pool {
         limit: Duration,
         msg: &Outgoing<'_>,
         creds: &Credentials,
-    ) -> Result<(Vec<Reply>, Option<String>), Failure> {
+    ) -> Result<Sent, Failure> {
         let d = self.destination(route);
         let _slot = d
             .slots
@@ -126,12 +168,17 @@ impl Pool {
             client = Self::connect(route, helo, tls, limit, creds).await?;
             result = client.send(msg).await;
         }
-        let replies = result?;
-        let tls_info = client.tls.clone();
+        let sent = Sent {
+            replies: result?,
+            tls: client.tls.clone(),
+            fresh: !reused,
+            local: client.local,
+            declined: client.declined,
+        };
         d.idle
             .lock()
             .expect("poisoned")
             .push((Instant::now(), client));
-        Ok((replies, tls_info))
+        Ok(sent)
     }
 }

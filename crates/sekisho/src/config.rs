@@ -54,6 +54,8 @@ pub struct RawConfig {
     #[serde(default)]
     digest: RawDigest,
     #[serde(default)]
+    tls_reports: RawTlsReports,
+    #[serde(default)]
     acme: RawAcme,
 }
 
@@ -86,6 +88,17 @@ pub struct AcmeConfig {
     pub renew_before: Duration,
     /// The account key (made on first use; beside the certificate by default).
     pub account_key: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsReports {
+    enabled: Option<bool>,
+    organization: Option<String>,
+    contact: Option<String>,
+    from: Option<String>,
+    max_per_run: Option<i64>,
+    every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -372,6 +385,8 @@ pub struct Config {
     pub login_storm: vault::detect::LoginStormRule,
     /// Outbound-burst rule (`[detect] outbound_burst_*`, `outbound_hold`).
     pub outbound_burst: detect::outbound::BurstRule,
+    /// Daily TLS reports to recipient domains (`[tls_reports]`; `None`: off).
+    pub tls_reports: Option<TlsReportConfig>,
     /// The daily quarantine digest (`[digest]`; `None`: off, or no portal to link to).
     pub digest: Option<egress::digest::DigestConfig>,
     /// Operators' working hours (`[detect] working_hours`, `working_days`, `utc_offset`).
@@ -551,6 +566,57 @@ pub fn parse_duration(key: &str, s: &str) -> Result<Duration> {
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 86400);
 
 /// A configured duration, or `default` when the key is absent.
+/// Daily TLS reports (RFC 8460) to the recipient domains that ask for them (`[tls_reports]`).
+#[derive(Debug, Clone)]
+pub struct TlsReportConfig {
+    /// Who sends them (`organization-name`, `contact-info`, the submitting domain).
+    pub submitter: egress::tls_report::Submitter,
+    /// The `From` of report mail.
+    pub from: String,
+    /// Most reports sent in one run (the rest wait for the next).
+    pub max_per_run: i64,
+    /// How often the node looks for reports due.
+    pub every: Duration,
+}
+
+impl TlsReportConfig {
+    #[allow(clippy::too_many_arguments)]
+    fn from_raw(
+        enabled: Option<bool>,
+        organization: Option<String>,
+        contact: Option<String>,
+        from: Option<String>,
+        max_per_run: Option<i64>,
+        every: Duration,
+        hostname: &str,
+    ) -> Result<Option<Self>> {
+        if !enabled.unwrap_or(true) {
+            return Ok(None);
+        }
+        let from = from.unwrap_or_else(|| format!("tlsrpt-noreply@{hostname}"));
+        if !from.contains('@') || from.contains(char::is_whitespace) {
+            bail!("tls_reports.from: {from:?} is not an e-mail address");
+        }
+        let max_per_run = max_per_run.unwrap_or(200);
+        if !(1..=10_000).contains(&max_per_run) {
+            bail!("tls_reports.max_per_run: {max_per_run} is not between 1 and 10000");
+        }
+        if every < Duration::from_secs(1) {
+            bail!("tls_reports.every: at least 1s");
+        }
+        Ok(Some(Self {
+            submitter: egress::tls_report::Submitter {
+                organization: organization.unwrap_or_else(|| hostname.to_string()),
+                contact: contact.unwrap_or_else(|| format!("mailto:postmaster@{hostname}")),
+                domain: hostname.to_string(),
+            },
+            from,
+            max_per_run,
+            every,
+        }))
+    }
+}
+
 fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
     value.map_or(Ok(default), |v| parse_duration(key, v))
 }
@@ -873,6 +939,19 @@ impl RawConfig {
                 from,
             })
         };
+        let tls_reports = TlsReportConfig::from_raw(
+            self.tls_reports.enabled,
+            self.tls_reports.organization.clone(),
+            self.tls_reports.contact.clone(),
+            self.tls_reports.from.clone(),
+            self.tls_reports.max_per_run,
+            duration_or(
+                "tls_reports.every",
+                self.tls_reports.every.as_deref(),
+                Duration::from_secs(3600),
+            )?,
+            &hostname,
+        )?;
         let digest = match (self.digest.enabled.unwrap_or(true), portal_listen) {
             (false, _) | (_, None) => None,
             (true, Some(listen)) => {
@@ -1242,6 +1321,7 @@ impl RawConfig {
             login_storm,
             outbound_burst,
             digest,
+            tls_reports,
             working_hours,
             portal_limits,
             portal_origin,

@@ -38,6 +38,7 @@ mod secrets;
 mod serve;
 mod surface;
 mod sysusers;
+mod tls_reports;
 mod users;
 
 use std::path::PathBuf;
@@ -320,6 +321,15 @@ enum TenantCmd {
         name: String,
         /// auto, verify or catch-all.
         policy: String,
+    },
+    /// Whether the tenant's outbound TLS sessions go into the TLS reports (RFC 8460) sent to
+    /// recipient domains that ask for them (on by default).
+    TlsReports {
+        /// Tenant name.
+        name: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
     /// Show or change the tenant's filter policy (overrides of the global one); without
     /// changes it prints the policy.
@@ -1744,6 +1754,19 @@ async fn tenant(cfg: Config, cmd: TenantCmd) -> Result<()> {
             changed(&store, "set-recipient-policy", Some(&name), &policy).await?;
             poke(&cfg).await;
             println!("tenant {name} recipient policy is now {policy}");
+        }
+        TenantCmd::TlsReports { name, state } => {
+            let id = store.tenant_id(&name).await?;
+            store.set_tenant_tls_reports(id, state == "on").await?;
+            changed(&store, "tls-reports", Some(&name), &state).await?;
+            println!(
+                "tenant {name}: its outbound TLS sessions are {} TLS reports",
+                if state == "on" {
+                    "counted in"
+                } else {
+                    "left out of"
+                }
+            );
         }
         TenantCmd::SetKey {
             name,

@@ -61,6 +61,26 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
+/// An HTTPS client for hosts that recipient domains name (MTA-STS policy hosts, TLS-RPT
+/// report URLs): the node's resolver, no local or private addresses unless such exchangers
+/// are allowed, no redirects, HTTPS only, a bounded time; `ca_file` replaces the Web PKI roots.
+pub fn https_client(
+    dns: Arc<NodeDns>,
+    ca_file: Option<&std::path::Path>,
+    allow_private: bool,
+) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(FETCH_TIMEOUT)
+        .https_only(true)
+        .dns_resolver(Arc::new(Resolver { dns, allow_private }));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)?;
+        b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+    }
+    Ok(b.build()?)
+}
+
 impl NodeSts {
     /// Fetches through `dns`; `ca_file` replaces the Web PKI roots (a private CA).
     pub fn new(
@@ -68,21 +88,9 @@ impl NodeSts {
         ca_file: Option<&std::path::Path>,
         allow_private: bool,
     ) -> anyhow::Result<Self> {
-        let mut b = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(FETCH_TIMEOUT)
-            .https_only(true)
-            .dns_resolver(Arc::new(Resolver {
-                dns: dns.clone(),
-                allow_private,
-            }));
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)?;
-            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
-        }
         Ok(Self {
+            http: https_client(dns.clone(), ca_file, allow_private)?,
             dns,
-            http: b.build()?,
             held: Mutex::new(HashMap::new()),
         })
     }

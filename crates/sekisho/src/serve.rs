@@ -835,11 +835,25 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
         metrics.clone(),
         trace_tx.clone(),
     )?;
+    let mut reporter = None;
     if matches!(cfg.delivery.external_route, Some(egress::Route::Mx(_))) {
         let dns = inspect::dns::authenticator(cfg.dns_resolver, cfg.dns_timeout)
             .map_err(anyhow::Error::msg)?;
         let dns = Arc::new(crate::mx_dns::NodeDns::new(dns));
         delivery.set_mx_resolver(dns.clone());
+        reporter = Some(crate::tls_reports::Reporter {
+            node: cfg.node_name.clone(),
+            store: store.clone(),
+            delivery: delivery.clone(),
+            dns: dns.clone(),
+            http: crate::mta_sts::https_client(
+                dns.clone(),
+                cfg.delivery.ca_file.as_deref(),
+                cfg.delivery.allow_private_mx,
+            )?,
+            cfg: cfg.tls_reports.clone(),
+            metrics: metrics.clone(),
+        });
         if cfg.mta_sts {
             let sts = crate::mta_sts::NodeSts::new(
                 dns,
@@ -968,6 +982,14 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
             }
         }
     });
+    let tls_report_task = tokio::spawn({
+        let stop = background.clone();
+        async move {
+            if let Some(r) = reporter {
+                r.run(stop).await;
+            }
+        }
+    });
     let hook_task = tokio::spawn({
         let ctx = detect::sinks::SinkCtx {
             store: store.clone(),
@@ -1046,7 +1068,8 @@ async fn run_mx(cfg: Config, demo: bool, start: RoleStart) -> Result<()> {
             health_task,
             sweep_task,
             hook_task,
-            digest_task
+            digest_task,
+            tls_report_task
         )
     };
     // One budget for everything that may wait on the store: each step waiting out its own

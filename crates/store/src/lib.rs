@@ -32,6 +32,7 @@ mod spool_keys;
 mod stats;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls_report;
 mod tokens;
 mod trace;
 mod users;

@@ -54,6 +54,13 @@ granted! {
     fn is_first_up(&self, node: &str) -> bool;
     fn meta_get(&self, key: &str) -> Result<i64, StoreError>;
     fn meta_set(&self, key: &str, value: i64) -> Result<(), StoreError>;
+    // TLS reporting: session counts and report claims.
+    fn tls_sessions_add(&self, rows: &[(crate::tls_report::SessionKey, u64)]) -> Result<(), StoreError>;
+    fn tls_sessions_prune(&self, day: i64) -> Result<u64, StoreError>;
+    fn tls_sessions_reportable(&self, day: i64, domain: &str) -> Result<Vec<(crate::tls_report::SessionKey, u64)>, StoreError>;
+    fn tls_reports_due(&self, today: i64, limit: i64) -> Result<Vec<(i64, String)>, StoreError>;
+    fn tls_report_claim(&self, day: i64, domain: &str, node: &str) -> Result<bool, StoreError>;
+    fn tls_report_outcome(&self, day: i64, domain: &str, outcome: &str) -> Result<(), StoreError>;
     // Detection, alerts and its own audit records.
     fn alerts_after(&self, after: i64) -> Result<Vec<Alert>, StoreError>;
     fn alert_raise(&self, a: &NewAlert<'_>) -> Result<i64, StoreError>;

@@ -36,6 +36,8 @@ pub const MX_GRANTS: &[(&str, &str)] = &[
     ("detect_peaks", "SELECT, INSERT, UPDATE, DELETE"),
     ("alerts", "SELECT, INSERT, UPDATE"),
     ("records", "SELECT, INSERT"),
+    ("tls_sessions", "SELECT, INSERT, UPDATE, DELETE"),
+    ("tls_reports", "SELECT, INSERT, UPDATE, DELETE"),
     ("meta", "SELECT, INSERT, UPDATE"),
 ];
 

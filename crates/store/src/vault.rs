@@ -458,6 +458,11 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        // Its outbound TLS session counts (which domains its people wrote to).
+        sqlx::query("DELETE FROM tls_sessions WHERE tenant_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         // Sealed DKIM keys go with it (also a cascade; said here as the secrets they are).
         sqlx::query("DELETE FROM dkim_keys WHERE tenant_id = $1")
             .bind(id)

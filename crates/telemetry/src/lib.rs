@@ -89,6 +89,24 @@ impl Histogram {
 /// The verdict labels of `sekisho_verdicts_total`, in the order of [`Metrics::verdicts`].
 pub const VERDICTS: [&str; 5] = ["deliver", "tag", "quarantine", "reject", "tempfail"];
 
+/// The policy labels of `sekisho_outbound_tls_sessions_total` (RFC 8460 policy types), in
+/// the order of [`Metrics::outbound_tls`].
+pub const TLS_POLICIES: [&str; 2] = ["sts", "no-policy-found"];
+
+/// The result labels of `sekisho_outbound_tls_sessions_total`: `success`, then the RFC 8460
+/// result types, in the order of [`Metrics::outbound_tls`].
+pub const TLS_RESULTS: [&str; 9] = [
+    "success",
+    "starttls-not-supported",
+    "certificate-host-mismatch",
+    "certificate-expired",
+    "certificate-not-trusted",
+    "validation-failure",
+    "sts-policy-fetch-error",
+    "sts-policy-invalid",
+    "sts-webpki-invalid",
+];
+
 /// Every metric Sekisho exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -144,6 +162,12 @@ pub struct Metrics {
     pub auth_dns_temperror: Counter,
     /// Inbound messages authenticated (the denominator of the one above).
     pub auth_checked: Counter,
+    /// Outbound TLS sessions by policy type ([`TLS_POLICIES`]) and result ([`TLS_RESULTS`]).
+    /// Per recipient domain they are in the store and the portal, not here: a label must not
+    /// carry whom the tenants write to.
+    pub outbound_tls: [[Counter; 9]; 2],
+    /// TLS reports (RFC 8460) sent, by mail or HTTPS.
+    pub tls_reports_sent: Counter,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
@@ -232,6 +256,25 @@ impl Metrics {
             "sekisho_inspect_cpu_seconds",
             "CPU time of inspection per message, without waits for DNS or clamd.",
             &self.inspect_cpu,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP sekisho_outbound_tls_sessions_total Outbound TLS sessions by policy type and result (RFC 8460).\n# TYPE sekisho_outbound_tls_sessions_total counter"
+        );
+        for (policy, row) in TLS_POLICIES.iter().zip(&self.outbound_tls) {
+            for (result, c) in TLS_RESULTS.iter().zip(row) {
+                let _ = writeln!(
+                    o,
+                    "sekisho_outbound_tls_sessions_total{{policy=\"{policy}\",result=\"{result}\"}} {}",
+                    c.get()
+                );
+            }
+        }
+        counter(
+            &mut o,
+            "sekisho_tls_reports_sent_total",
+            "TLS reports (RFC 8460) sent to the domains that ask for them.",
+            self.tls_reports_sent.get(),
         );
         let _ = writeln!(
             o,
