@@ -432,7 +432,7 @@ def test_the_openapi_document_is_generated_and_schemathesis_finds_no_server_erro
     assert set(doc["paths"]) == {
         "/api/enrol", "/api/enrol/confirm", "/api/login", "/api/logout", "/api/me", "/api/quarantine",
         "/api/quarantine/{id}", "/api/quarantine/{id}/view", "/api/quarantine/{id}/release",
-        "/api/stats", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
+        "/api/stats", "/api/tls-outcomes", "/api/trace", "/api/senders", "/api/senders/{id}", "/api/quarantine/{id}/sender",
         "/api/lockbox", "/api/lockbox/{id}/approve", "/api/lockbox/{id}/deny", "/api/lockbox/{id}/revoke",
         "/api/step-up", "/api/tokens", "/api/tokens/{id}", "/api/alerts", "/api/audit/export", "/api/tenants", "/api/health",
         "/api/users", "/api/policy", "/api/secrets", "/api/tenants/{id}/domains", "/api/tenants/{id}/route",

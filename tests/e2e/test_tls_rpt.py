@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from conftest import wait_for
+from portal_helpers import Client, problem
 from test_direct import NET, events, mx, send
 from test_mta_sts import little_internet
 
@@ -58,6 +59,22 @@ def test_sessions_are_counted_and_reported_once_a_day_where_the_domain_asks(node
             'sekisho_outbound_tls_sessions_total{policy="sts",result="certificate-not-trusted"}')]
         assert line and int(line[0].split()[-1]) >= 2, line
         assert not (reports.messages() or server.posts), "a report before the day is over"
+        # The operator sees each domain's outcomes in the portal (API and page).
+        web = Client(n)
+        web.login("operator", web.enrol(n.enrolment_link()))
+        st, _, doc = web.request("GET", "/api/tls-outcomes?days=7")
+        assert st == 200, doc
+        by = {o["domain"]: o for o in doc}
+        assert by["badcert.test"]["failed"] >= 1 and by["badcert.test"]["successful"] == 0
+        assert by["badcert.test"]["top_failure"] == "certificate-not-trusted"
+        assert by["badcert.test"]["policy"] == "sts" and by["enforce.test"]["successful"] >= 1
+        assert doc[0]["domain"] == "badcert.test", "most failed first"
+        st, _, page = web.request("GET", "/operator")
+        assert st == 200 and 'id="tls-outcomes"' in page and "badcert.test" in page
+        assert "certificate-not-trusted" in page
+        st, _, doc = web.request("GET", "/api/tls-outcomes?days=31")
+        assert st == 400, doc
+        problem(doc, 400)
 
         # The day is over: each domain with a record gets its report, once.
         n.sql("UPDATE tls_sessions SET day = day - 1")

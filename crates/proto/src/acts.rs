@@ -95,6 +95,9 @@ asks! {
     SenderRemove "sender-remove" { id: i64 } -> String;
     /// Mail-flow statistics of the user's scope over the last `hours` (1–744).
     Stats "stats" { hours: u32 } -> MailStats;
+    /// Outbound TLS outcomes per recipient domain over the last `days` (1–30): a tenant
+    /// admin's own mail, an operator's whole cluster.
+    TlsOutcomes "tls-outcomes" { days: u32 } -> Vec<TlsOutcome>;
     /// Message trace of the user's scope.
     TraceSearch "trace-search" {
         /// Messages to this recipient.
@@ -224,6 +227,23 @@ pub struct MailStats {
     pub total: i64,
     /// Only the newest messages of a very busy window were counted.
     pub truncated: bool,
+}
+
+/// One recipient domain's outbound TLS sessions over a span of days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsOutcome {
+    /// The recipient (policy) domain.
+    pub domain: String,
+    /// `sts` when an MTA-STS policy applied to any session, else `no-policy-found`.
+    pub policy: String,
+    /// Sessions that negotiated TLS as the policy asks.
+    pub successful: i64,
+    /// Sessions that did not.
+    pub failed: i64,
+    /// The most frequent failure (an RFC 8460 result type), if any.
+    pub top_failure: Option<String>,
+    /// The last day with a session (days since 1970-01-01, UTC).
+    pub last_day: i64,
 }
 
 /// A sender-list entry as the asking user sees it.

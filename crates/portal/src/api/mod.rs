@@ -47,7 +47,7 @@ pub(crate) use quarantine::{
 };
 pub(crate) use secrets::secret_seal;
 pub(crate) use senders::{item_sender, sender_entries, sender_put, sender_remove};
-pub(crate) use stats::stats_for;
+pub(crate) use stats::{stats_for, tls_outcomes_for};
 pub(crate) use tenants::tenant_docs;
 pub(crate) use trace::{TraceQuery, trace_for};
 pub(crate) use users::invite_with;
@@ -143,6 +143,7 @@ pub fn api_routes() -> (Router<Arc<Portal>>, utoipa::openapi::OpenApi) {
         .routes(routes!(quarantine::quarantine_release))
         .routes(routes!(quarantine::quarantine_view))
         .routes(routes!(stats::stats))
+        .routes(routes!(stats::tls_outcomes))
         .routes(routes!(trace::trace))
         .routes(routes!(lockbox::lockbox_list, lockbox::lockbox_request))
         .routes(routes!(lockbox::lockbox_approve))

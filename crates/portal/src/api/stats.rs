@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use proto::acts::{Count, MailStats, Stats};
+use proto::acts::{Count, MailStats, Stats, TlsOutcome, TlsOutcomes};
 use serde::Deserialize;
 
 use super::ProblemDoc;
@@ -89,4 +89,71 @@ pub(crate) async fn stats(
 /// Statistics of the user's scope: a tenant admin's tenant, an operator's whole cluster.
 pub(crate) async fn stats_for(p: &Portal, s: &Session, hours: u32) -> Result<MailStats, Problem> {
     s.ask(p, Stats { hours }).await
+}
+
+/// One recipient domain's outbound TLS sessions over the window.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TlsOutcomeDoc {
+    /// The recipient (policy) domain.
+    pub domain: String,
+    /// `sts` (an MTA-STS policy applied) or `no-policy-found`.
+    pub policy: String,
+    /// Sessions that negotiated TLS as the policy asks.
+    pub successful: i64,
+    /// Sessions that did not.
+    pub failed: i64,
+    /// The most frequent failure, as an RFC 8460 result type (`certificate-expired`, …).
+    pub top_failure: Option<String>,
+    /// The last day with a session (`YYYY-MM-DD`, UTC).
+    pub last_day: String,
+}
+
+impl From<TlsOutcome> for TlsOutcomeDoc {
+    fn from(o: TlsOutcome) -> Self {
+        Self {
+            domain: o.domain,
+            policy: o.policy,
+            successful: o.successful,
+            failed: o.failed,
+            top_failure: o.top_failure,
+            last_day: proto::verdict::rfc3339(o.last_day * 86_400)[..10].to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsQuery {
+    /// Days up to today (1–30, default 7).
+    #[param(minimum = 1, maximum = 30)]
+    days: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/tls-outcomes", tag = "statistics", params(TlsQuery), security(("session" = [])),
+    responses(
+        (status = 200, description = "outbound TLS sessions per recipient domain, most failed first", body = Vec<TlsOutcomeDoc>),
+        (status = 400, description = "bad window", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no live session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "only operators and tenant admins see TLS outcomes", body = ProblemDoc, content_type = "application/problem+json"),))]
+pub(crate) async fn tls_outcomes(
+    State(p): State<Arc<Portal>>,
+    s: Session,
+    Query(q): Query<TlsQuery>,
+) -> Result<Response, Problem> {
+    let days = q.days.unwrap_or(7);
+    if !(1..=30).contains(&days) {
+        return Err(Problem::bad_request("days must be 1 to 30"));
+    }
+    Ok(axum::Json(tls_outcomes_for(&p, &s, days).await?).into_response())
+}
+
+/// Outbound TLS outcomes of the user's scope over the last `days`.
+pub(crate) async fn tls_outcomes_for(
+    p: &Portal,
+    s: &Session,
+    days: u32,
+) -> Result<Vec<TlsOutcomeDoc>, Problem> {
+    let v = s.ask(p, TlsOutcomes { days }).await?;
+    Ok(v.into_iter().map(TlsOutcomeDoc::from).collect())
 }

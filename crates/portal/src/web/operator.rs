@@ -20,6 +20,8 @@ async fn operator_with(p: &Portal, w: &WebSession, link: Option<&str>) -> Respon
         Ok(h) => h,
         Err(e) => return w.error(&e),
     };
+    // Outbound TLS is shown when the store answers; its absence is the health table's news.
+    let tls = api::tls_outcomes_for(p, &w.s, 7).await.unwrap_or_default();
     let up = |ok: bool| {
         if ok {
             l.t("up", "稼働中")
@@ -72,6 +74,31 @@ async fn operator_with(p: &Portal, w: &WebSession, link: Option<&str>) -> Respon
                     td.num { (n.seen_seconds_ago) " " (l.t("s ago", "秒前")) }
                 }
             } }
+        }
+        h2 { (l.t("Outbound TLS, last 7 days", "送信TLS(過去7日間)")) }
+        @if tls.is_empty() {
+            p #tls-outcomes { (l.t("No direct deliveries yet.", "直接配送はまだありません。")) }
+        } @else {
+            table.items #tls-outcomes {
+                thead { tr {
+                    th { (l.t("Recipient domain", "宛先ドメイン")) }
+                    th { (l.t("Policy", "ポリシー")) }
+                    th { (l.t("TLS as asked", "TLS成功")) }
+                    th { (l.t("Failed", "失敗")) }
+                    th { (l.t("Most frequent failure", "主な失敗")) }
+                    th { (l.t("Last day", "最終日")) }
+                } }
+                tbody { @for o in &tls {
+                    tr {
+                        td { (o.domain) }
+                        td { (if o.policy == "sts" { "MTA-STS" } else { "—" }) }
+                        td.num { (o.successful) }
+                        td.num.{"failed-" (o.failed > 0)} { (o.failed) }
+                        td { @if let Some(f) = &o.top_failure { code { (f) } } }
+                        td { (o.last_day) }
+                    }
+                } }
+            }
         }
         h2 { (l.t("Tenants", "テナント")) }
         table.items #tenants {

@@ -2,7 +2,9 @@
 //! an operator's whole cluster).
 
 use proto::Refused;
-use proto::acts::{Count, MailStats, Stats, TraceEvent, TraceMessage, TraceSearch};
+use proto::acts::{
+    Count, MailStats, Stats, TlsOutcome, TlsOutcomes, TraceEvent, TraceMessage, TraceSearch,
+};
 
 use super::{Caller, Done, MAX_LIST};
 use crate::server::Vault;
@@ -70,6 +72,29 @@ impl Vault {
             total: m.total,
             truncated: m.truncated,
         })
+    }
+
+    pub(super) async fn tls_outcomes(&self, c: &Caller, a: TlsOutcomes) -> Done<Vec<TlsOutcome>> {
+        let tenant = c.admin_scope("outbound TLS outcomes are for tenant admins and operators")?;
+        if !(1..=30).contains(&a.days) {
+            return Err(Refused::invalid("days must be 1 to 30").into());
+        }
+        let today = store::unix_now().div_euclid(86_400);
+        let since = today - i64::from(a.days) + 1;
+        Ok(self
+            .store
+            .tls_outcomes(since, tenant, MAX_LIST)
+            .await?
+            .into_iter()
+            .map(|o| TlsOutcome {
+                domain: o.policy_domain,
+                policy: o.policy_type.as_str().into(),
+                successful: o.successful,
+                failed: o.failed,
+                top_failure: o.top_failure,
+                last_day: o.last_day,
+            })
+            .collect())
     }
 
     pub(super) async fn trace_search(&self, c: &Caller, a: TraceSearch) -> Done<Vec<TraceMessage>> {
