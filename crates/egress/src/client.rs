@@ -251,7 +251,7 @@ impl Client {
         }
         let config = tls.for_route(route, creds)?;
         let name = tls::server_name(route.tls_name.as_deref().unwrap_or(&route.host))
-            .map_err(|e| temp("TLS", e))?;
+            .map_err(|e| Failure::Tls(ResultType::ValidationFailure, format!("TLS: {e}")))?;
         let Stream::Plain(tcp) = self.io.into_inner() else {
             return Err(Failure::Temporary("STARTTLS on an encrypted stream".into()));
         };
