@@ -16,11 +16,12 @@ import pytest
 from conftest import wait_for
 from portal_helpers import Client, problem
 from test_direct import NET, events, mx, send
-from test_mta_sts import little_internet
+from test_mta_sts import POLICY_HOST, little_internet
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="remote hosts listen on ports 25 and 443")
 
 REPORTS = 10   # the reports domain's exchanger, NET.10
+NOBODY = 11    # an address where nothing listens
 
 
 def reports_in(sink):
@@ -42,9 +43,16 @@ def test_sessions_are_counted_and_reported_once_a_day_where_the_domain_asks(node
     dns.txt("_smtp._tls.badcert.test",
             "v=TLSRPTv1; rua=mailto:tls@reports.test,https://mta-sts.badcert.test/tlsrpt")
     dns.txt("_smtp._tls.testing.test", "v=TLSRPTv1; rua=mailto:tls@reports.test")
+    # Two domains announce a policy that cannot be had: nothing answers at its host, or its
+    # host's certificate is not valid for the name; their mail goes as without a policy.
+    for d, host in (("nopolicy.test", NOBODY), ("badpki.test", POLICY_HOST)):
+        dns.txt(f"_mta-sts.{d}", "v=STSv1; id=1")
+        dns.a(f"mta-sts.{d}", f"{NET}.{host}")
+        mx(dns, d, (10, "mx.plain.test."))
     today = int(time.time()) // 86400
     try:
-        send(n, ["bob@badcert.test", "bob@testing.test", "bob@enforce.test"], "RPT-1")
+        send(n, ["bob@badcert.test", "bob@testing.test", "bob@enforce.test", "bob@nopolicy.test",
+                 "bob@badpki.test"], "RPT-1")
         exchangers["testing.test"].wait(1)
         exchangers["enforce.test"].wait(1)
         wait_for(lambda: [e for e, _ in events(n, "bob@badcert.test") if e == "deferred"],
@@ -53,11 +61,13 @@ def test_sessions_are_counted_and_reported_once_a_day_where_the_domain_asks(node
         def counted():
             return {(d, r) for d, r, _ in n.sql("SELECT policy_domain, result, sessions FROM tls_sessions")}
         wait_for(lambda: {("badcert.test", "certificate-not-trusted"), ("testing.test", "certificate-not-trusted"),
-                          ("enforce.test", "")} <= counted(), interval=0.5, what="the sessions counted in the store")
+                          ("enforce.test", ""), ("nopolicy.test", "sts-policy-fetch-error"),
+                          ("badpki.test", "sts-webpki-invalid")} <= counted(), interval=0.5, what="the sessions counted in the store")
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{n.admin_port}/metrics", timeout=10).read().decode()
         line = [l for l in metrics.splitlines() if l.startswith(
             'sekisho_outbound_tls_sessions_total{policy="sts",result="certificate-not-trusted"}')]
         assert line and int(line[0].split()[-1]) >= 2, line
+        assert exchangers["plain.test"].wait(2), "mail to a domain whose policy cannot be had still goes"
         assert not (reports.messages() or server.posts), "a report before the day is over"
         # The operator sees each domain's outcomes in the portal (API and page).
         web = Client(n)

@@ -62,13 +62,13 @@ impl Delivery {
         // RFC 8689 §5: the sender may waive the domain's TLS policy for this message (never
         // together with REQUIRETLS, which asks the opposite).
         let waived = !meta.envelope.require_tls && mta_sts::tls_required_no(body);
-        let plan = self
-            .sts_hosts(domain, hosts, meta.envelope.require_tls, waived)
-            .await?;
         let tenant = idx
             .first()
             .map(|&i| meta.envelope.rcpts[i].tenant)
             .unwrap_or(0);
+        let plan = self
+            .sts_hosts(domain, tenant, hosts, meta.envelope.require_tls, waived)
+            .await?;
         let mut last = format!("451 4.4.1 no mail exchanger of {domain} answered");
         for (host, check) in plan.hosts.iter().take(MAX_MX_HOSTS) {
             let ips = match resolver.addresses(host).await {
@@ -160,16 +160,7 @@ impl Delivery {
         if !a.plan.counted {
             return;
         }
-        let policy_row = match a.plan.policy.0 {
-            PolicyType::Sts => 0,
-            PolicyType::NoPolicyFound => 1,
-        };
-        let result_col = failure.map_or(0, |(why, _)| {
-            1 + ResultType::ALL.iter().position(|r| *r == why).unwrap_or(4)
-        });
-        self.metrics.outbound_tls[policy_row][result_col].inc();
-        self.tls_tally.record(
-            store::unix_now().div_euclid(86_400),
+        self.record(
             &Session {
                 policy_domain: a.domain,
                 tenant: a.tenant,
@@ -181,7 +172,21 @@ impl Delivery {
                     receiving_ip: Some(a.ip),
                 }),
             },
+            failure.map(|(why, _)| why),
         );
+    }
+
+    fn record(&self, s: &Session<'_>, failure: Option<ResultType>) {
+        let policy_row = match s.policy.0 {
+            PolicyType::Sts => 0,
+            PolicyType::NoPolicyFound => 1,
+        };
+        let result_col = failure.map_or(0, |why| {
+            1 + ResultType::ALL.iter().position(|r| *r == why).unwrap_or(4)
+        });
+        self.metrics.outbound_tls[policy_row][result_col].inc();
+        self.tls_tally
+            .record(store::unix_now().div_euclid(86_400), s);
     }
 
     /// The exchangers to try and how each is checked: under an enforced MTA-STS policy only
@@ -194,15 +199,38 @@ impl Delivery {
     async fn sts_hosts(
         &self,
         domain: &str,
+        tenant: i64,
         hosts: Vec<String>,
         require_tls: bool,
         waived: bool,
     ) -> Result<Plan, Outcome> {
-        let policy = match self.sts.get() {
+        let answer = match self.sts.get() {
             Some(source) if !waived => source.policy(domain).await,
-            _ => None,
+            _ => mta_sts::Answer::default(),
         };
-        let live = policy.filter(|p| p.mode != Mode::None);
+        if let Some(why) = answer.fetch_failed {
+            // The domain announces a policy that could not be fetched (RFC 8460 §4.3.2.2):
+            // one failed session, judged by the policy still in force, if any.
+            let policy = (
+                PolicyType::Sts,
+                crate::tls_report::applied(answer.policy.as_deref()).1,
+            );
+            self.record(
+                &Session {
+                    policy_domain: domain,
+                    tenant,
+                    policy: &policy,
+                    failure: Some(Failed {
+                        result: why,
+                        mx: "",
+                        sending_ip: None,
+                        receiving_ip: None,
+                    }),
+                },
+                Some(why),
+            );
+        }
+        let live = answer.policy.filter(|p| p.mode != Mode::None);
         if require_tls && live.is_none() {
             return Err(Outcome::Permanent(format!(
                 "550 5.7.30 REQUIRETLS support required: {domain} publishes no MTA-STS policy to verify its exchangers by"

@@ -99,11 +99,20 @@ impl Policy {
     }
 }
 
-/// Where delivery learns a domain's policy. `None`: the domain has none (or it cannot be
-/// learned now and none is cached: delivered as without one, as RFC 8461 §5 says).
+/// What a domain's policy lookup came to.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// The policy in effect now. `None`: the domain has none (or it cannot be learned now and
+    /// none is cached: delivered as without one, as RFC 8461 §5 says).
+    pub policy: Option<Arc<Policy>>,
+    /// Why a policy the domain announces could not be fetched now (for TLS reports).
+    pub fetch_failed: Option<crate::tls_report::ResultType>,
+}
+
+/// Where delivery learns a domain's policy.
 pub trait PolicySource: Send + Sync {
-    /// The policy of `domain` in effect now.
-    fn policy(&self, domain: &str) -> BoxFuture<'_, Option<Arc<Policy>>>;
+    /// The policy of `domain` in effect now, and whether fetching it failed.
+    fn policy(&self, domain: &str) -> BoxFuture<'_, Answer>;
 }
 
 /// Whether the message asks, with a `TLS-Required: No` header field (RFC 8689 §5), that the

@@ -340,7 +340,7 @@ pub fn report_json(
                 "policy-type": ty.as_str(),
                 "policy-domain": policy_domain,
             });
-            if *ty == PolicyType::Sts {
+            if *ty == PolicyType::Sts && !text.is_empty() {
                 let lines: Vec<&str> = text.lines().collect();
                 let mx: Vec<&str> = lines
                     .iter()

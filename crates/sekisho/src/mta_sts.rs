@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use egress::mta_sts::{Policy, PolicySource, parse, txt_id};
+use egress::mta_sts::{Answer, Policy, PolicySource, parse, txt_id};
 use egress::mx::MxResolver;
 use egress::secrets::BoxFuture;
+use egress::tls_report::ResultType;
 
 use crate::mx_dns::NodeDns;
 
@@ -101,16 +102,17 @@ impl NodeSts {
         (h.until > Instant::now() && id.is_none_or(|id| id == h.id)).then(|| h.policy.clone())
     }
 
-    async fn fetch(&self, domain: &str) -> Result<Policy, String> {
+    async fn fetch(&self, domain: &str) -> Result<Policy, (ResultType, String)> {
         let url = format!("https://mta-sts.{domain}/.well-known/mta-sts.txt");
+        let fetch_error = |e: String| (ResultType::StsPolicyFetchError, e);
         let mut resp = self
             .http
             .get(&url)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (webpki_or_fetch(&e), format!("{url}: {}", error_chain(&e))))?;
         if resp.status() != reqwest::StatusCode::OK {
-            return Err(format!("{url} answered {}", resp.status()));
+            return Err(fetch_error(format!("{url} answered {}", resp.status())));
         }
         let plain = resp
             .headers()
@@ -122,64 +124,117 @@ impl NodeSts {
                     .starts_with("text/plain")
             });
         if !plain {
-            return Err(format!("{url} is not text/plain"));
+            return Err((
+                ResultType::StsPolicyInvalid,
+                format!("{url} is not text/plain"),
+            ));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| fetch_error(e.to_string()))? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_POLICY_BYTES {
-                return Err(format!("{url} is larger than {MAX_POLICY_BYTES} bytes"));
+                return Err((
+                    ResultType::StsPolicyInvalid,
+                    format!("{url} is larger than {MAX_POLICY_BYTES} bytes"),
+                ));
             }
         }
-        parse(&String::from_utf8_lossy(&body)).map_err(|e| format!("{url}: {e}"))
+        parse(&String::from_utf8_lossy(&body))
+            .map_err(|e| (ResultType::StsPolicyInvalid, format!("{url}: {e}")))
     }
 
-    async fn lookup(&self, domain: &str) -> Option<Arc<Policy>> {
+    async fn lookup(&self, domain: &str) -> Answer {
+        let policy = |p| Answer {
+            policy: p,
+            fetch_failed: None,
+        };
         let id = match self.dns.txt(&format!("_mta-sts.{domain}")).await {
             Ok(Some(text)) => txt_id(&text),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(domain, error = %e, "MTA-STS record lookup failed; a cached policy stays in force");
-                return self.cached(domain, None);
+                return policy(self.cached(domain, None));
             }
         };
         let Some(id) = id else {
             // No record: a cached policy stays in force until it expires (RFC 8461 §5.1).
-            return self.cached(domain, None);
+            return policy(self.cached(domain, None));
         };
         if let Some(p) = self.cached(domain, Some(&id)) {
-            return Some(p);
+            return policy(Some(p));
         }
         match self.fetch(domain).await {
-            Ok(policy) => {
-                let policy = Arc::new(policy);
+            Ok(fetched) => {
+                let fetched = Arc::new(fetched);
                 let mut held = self.held.lock().expect("poisoned");
                 if held.len() >= MAX_HELD {
                     held.retain(|_, h| h.until > Instant::now());
                 }
                 if held.len() < MAX_HELD || held.contains_key(domain) {
-                    let until = Instant::now() + Duration::from_secs(policy.max_age);
+                    let until = Instant::now() + Duration::from_secs(fetched.max_age);
                     held.insert(
                         domain.to_string(),
                         Held {
                             id,
-                            policy: policy.clone(),
+                            policy: fetched.clone(),
                             until,
                         },
                     );
                 }
-                Some(policy)
+                policy(Some(fetched))
             }
-            Err(e) => {
-                tracing::warn!(domain, error = %e, "MTA-STS policy not fetched; a cached one stays in force");
-                self.cached(domain, None)
+            Err((why, e)) => {
+                tracing::warn!(domain, error = %e, result = %why, "MTA-STS policy not fetched; a cached one stays in force");
+                Answer {
+                    policy: self.cached(domain, None),
+                    fetch_failed: Some(why),
+                }
             }
         }
     }
 }
 
+/// Whether a failed fetch was the policy host's certificate (`sts-webpki-invalid`) or
+/// anything else (`sts-policy-fetch-error`), by the rustls error in the chain, not its text.
+fn webpki_or_fetch(e: &reqwest::Error) -> ResultType {
+    let bad_certificate = |s: &(dyn std::error::Error + 'static)| {
+        matches!(
+            s.downcast_ref::<tls::rustls::Error>(),
+            Some(tls::rustls::Error::InvalidCertificate(_))
+        )
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(mut s) = source {
+        // An I/O error's `source()` skips the error it wraps (and reqwest wraps the TLS
+        // layer's I/O error in another): look inside each.
+        while let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            s = inner;
+        }
+        if bad_certificate(s) {
+            return ResultType::StsWebpkiInvalid;
+        }
+        source = s.source();
+    }
+    ResultType::StsPolicyFetchError
+}
+
+/// An error with its causes (reqwest's own text hides them).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 impl PolicySource for NodeSts {
-    fn policy(&self, domain: &str) -> BoxFuture<'_, Option<Arc<Policy>>> {
+    fn policy(&self, domain: &str) -> BoxFuture<'_, Answer> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         Box::pin(async move { self.lookup(&domain).await })
     }

@@ -259,7 +259,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<DomainOutcome>, StoreError> {
         let rows = sqlx::query(
-            "SELECT policy_domain, policy_type, result, sum(sessions) AS n, max(day) AS last_day
+            "SELECT policy_domain, policy_type, result, CAST(sum(sessions) AS BIGINT) AS n, max(day) AS last_day
              FROM tls_sessions WHERE day >= $1 AND ($2 < 0 OR tenant_id = $2)
              GROUP BY policy_domain, policy_type, result",
         )
