@@ -254,8 +254,11 @@ pub fn destinations(record: &str) -> Option<Vec<Destination>> {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
+    // `get`, not slicing: a record is anyone's to write, and a multibyte character across
+    // the prefix's length must not panic the reporter.
+    s.get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .map(|_| &s[prefix.len()..])
 }
 
 fn percent_decode(s: &str) -> String {
@@ -483,6 +486,11 @@ mod tests {
         assert_eq!(destinations("v=spf1 -all"), None);
         assert_eq!(destinations("rua=mailto:a@b.example; v=TLSRPTv1"), None);
         assert_eq!(destinations("v=TLSRPTv1;"), None);
+        // A multibyte character where the scheme ends is no scheme (and no panic).
+        assert_eq!(
+            destinations("v=TLSRPTv1; rua=mailtoö:a@b.example,https:/é/x.example").unwrap(),
+            []
+        );
         let many = format!(
             "v=TLSRPTv1;rua={}",
             (0..10)
