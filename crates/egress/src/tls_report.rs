@@ -407,34 +407,41 @@ pub fn report_mail(
     report_id: &str,
     gz: &[u8],
 ) -> Vec<u8> {
-    use base64::Engine;
+    use mail_builder::MessageBuilder;
+    use mail_builder::headers::content_type::ContentType;
+    use mail_builder::headers::raw::Raw;
+    use mail_builder::mime::MimePart;
     let (start, end) = day_range(day);
-    let boundary = format!("tlsrpt-{report_id}");
-    let subject = format!(
-        "Report Domain: {policy_domain} Submitter: {} Report-ID: <{report_id}>",
-        submitter.domain
+    let domain = &submitter.domain;
+    let report = MimePart::new(
+        ContentType::new("multipart/report").attribute("report-type", "tlsrpt"),
+        vec![
+            MimePart::new(
+                ContentType::new("text/plain"),
+                format!(
+                    "This is an aggregate TLS report from {domain} for {policy_domain}, {start} to {end}.\r\n"
+                ),
+            ),
+            MimePart::new(ContentType::new("application/tlsrpt+gzip"), gz.to_vec())
+                .attachment(file_name(submitter, policy_domain, day, report_id)),
+        ],
     );
-    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
-    let mut wrapped = String::with_capacity(b64.len() + b64.len() / 76 * 2);
-    for chunk in b64.as_bytes().chunks(76) {
-        wrapped.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-        wrapped.push_str("\r\n");
-    }
-    let name = file_name(submitter, policy_domain, day, report_id);
-    format!(
-        "From: {from}\r\nTo: {to}\r\nDate: {date}\r\nSubject: {subject}\r\n\
-         Message-ID: <{report_id}@{domain}>\r\nTLS-Report-Domain: {policy_domain}\r\n\
-         TLS-Report-Submitter: {domain}\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"{boundary}\"\r\n\r\n\
-         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-         This is an aggregate TLS report from {domain} for {policy_domain}, {start} to {end}.\r\n\r\n\
-         --{boundary}\r\nContent-Type: application/tlsrpt+gzip\r\n\
-         Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n\
-         {wrapped}--{boundary}--\r\n",
-        date = crate::time_rfc2822(crate::unix_now()),
-        domain = submitter.domain,
-    )
-    .into_bytes()
+    MessageBuilder::new()
+        .from(from)
+        .to(to)
+        // Raw: the RFC's subject is matched by report processors, never encoded words.
+        .header(
+            "Subject",
+            Raw::new(format!(
+                "Report Domain: {policy_domain} Submitter: {domain} Report-ID: <{report_id}>"
+            )),
+        )
+        .message_id(format!("{report_id}@{domain}"))
+        .header("TLS-Report-Domain", Raw::new(policy_domain.to_string()))
+        .header("TLS-Report-Submitter", Raw::new(domain.to_string()))
+        .body(report)
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail")
 }
 
 #[cfg(test)]
